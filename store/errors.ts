@@ -1,0 +1,63 @@
+/**
+ * One error type for the whole tool. Code branches on `code`, never on message text.
+ * `toJSON` keeps the code and message across a worker hop.
+ */
+export type MiqErrorCode =
+  | 'MIQ_NOT_FOUND'
+  | 'MIQ_CORRUPT'
+  | 'MIQ_MISSING'
+  | 'MIQ_STORE_LOCKED'
+  | 'MIQ_BAD_INPUT'
+  | 'MIQ_FORMAT'
+  | 'MIQ_IO'
+  | 'MIQ_BUILD_FAILED'
+  | 'MIQ_CONFLICT'
+  | 'MIQ_READ_ONLY'
+  | 'MIQ_REMOTE'
+  | 'MIQ_UNTRUSTED'
+  | 'MIQ_TIMEOUT'
+  | 'MIQ_CLOSED';
+
+export class MiqError extends Error {
+  readonly code: MiqErrorCode;
+  /** Extra machine-readable facts (paths, ids) for --json output. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: MiqErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'MiqError';
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  toJSON(): { code: MiqErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message };
+  }
+
+  static fromJSON(v: { code: MiqErrorCode; message: string; details?: Record<string, unknown> }): MiqError {
+    return new MiqError(v.code, v.message, v.details ? { details: v.details } : undefined);
+  }
+}
+
+export function isMiqError(e: unknown, code?: MiqErrorCode): e is MiqError {
+  return e instanceof MiqError && (code === undefined || e.code === code);
+}
+
+/** Turns a Node system error on a user-given path into a readable MiqError. */
+export function ioError(e: unknown, what: string, path: string): MiqError {
+  const err = e as NodeJS.ErrnoException;
+  const code = err?.code ?? 'EIO';
+  const hints: Record<string, string> = {
+    ENOENT: 'it does not exist',
+    EACCES: 'permission denied; check its owner and mode',
+    EPERM: 'operation not permitted',
+    ENOTDIR: 'a parent is not a directory',
+    EISDIR: 'it is a directory',
+    ELOOP: 'too many levels of symbolic links',
+    ENAMETOOLONG: 'the path is too long',
+    ENOSPC: 'no space left on the device',
+  };
+  const hint = hints[code] ?? (err?.message ?? String(e));
+  const miqCode = code === 'ENOENT' ? 'MIQ_NOT_FOUND' : 'MIQ_IO';
+  return new MiqError(miqCode, `${what} ${path}: ${hint} (${code})`, { cause: e, details: { path, errno: code } });
+}

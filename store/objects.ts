@@ -1,0 +1,242 @@
+/**
+ * Canonical, versioned encodings of the immutable objects. Everything here is pure: bytes in,
+ * values out. The bytes of a tree are what its id hashes, so any change here is a format change
+ * (golden tests in test/objects.test.ts pin them).
+ */
+import { MiqError } from './errors.js';
+import { type Id, idOf, idFromBytes, idToBytes, isId } from './ids.js';
+
+export type EntryKind = 'file' | 'exe' | 'symlink' | 'dir';
+
+export interface TreeEntry {
+  /** Raw name bytes: names that are not UTF-8 keep their bytes. */
+  readonly name: Buffer;
+  readonly kind: EntryKind;
+  /** file/exe: content size; dir: logical bytes of the subtree; symlink: target length. */
+  readonly size: number;
+  /** file/exe: file id; dir: tree id. */
+  readonly id?: Id;
+  /** symlink target bytes. */
+  readonly target?: Buffer;
+}
+
+export interface Tree {
+  readonly entries: readonly TreeEntry[];
+}
+
+export interface ChunkRef {
+  readonly id: Id;
+  readonly length: number;
+}
+
+export interface FileRecord {
+  /** BLAKE3 of the whole content. */
+  readonly id: Id;
+  readonly size: number;
+  readonly chunks: readonly ChunkRef[];
+}
+
+export type Made =
+  | { readonly kind: 'ingest' }
+  | { readonly kind: 'build'; readonly recipe: string; readonly log?: Id };
+
+export interface Signature {
+  readonly keyName: string;
+  /** base64 ed25519 signature over `signedBytes(record)`. */
+  readonly sig: string;
+}
+
+export interface StorePathRecord {
+  /** `<name>-<hash>`: what appears under /miq/store. */
+  readonly path: string;
+  readonly name: string;
+  /** Full key; the hash part of `path` is its first 32 hex characters. */
+  readonly key: Id;
+  readonly tree: Id;
+  /** Other store paths whose hash occurs in this one's bytes (sorted). */
+  readonly references: readonly string[];
+  /** Logical bytes of all files. */
+  readonly size: number;
+  readonly files: number;
+  readonly made: Made;
+  readonly signatures: readonly Signature[];
+}
+
+const KIND_CODE: Record<EntryKind, number> = { file: 1, exe: 2, symlink: 3, dir: 4 };
+const CODE_KIND: Record<number, EntryKind> = { 1: 'file', 2: 'exe', 3: 'symlink', 4: 'dir' };
+const TREE_MAGIC = Buffer.from('miqtree1');
+const FILE_MAGIC = Buffer.from('miqfile1');
+export const STORE_PATH_FORMAT = 1;
+
+const NAME_RE = /^[A-Za-z0-9+._-]+$/;
+export const HASH_LEN = 32;
+
+export function checkPathName(name: string): string {
+  if (!NAME_RE.test(name) || name.startsWith('.') || name.length > 200) {
+    throw new MiqError('MIQ_BAD_INPUT', `name "${name}" is not allowed: use letters, digits and + . _ - (not starting with ".", at most 200 characters)`);
+  }
+  return name;
+}
+
+export function storePathName(name: string, key: Id): string {
+  return `${checkPathName(name)}-${key.slice(0, HASH_LEN)}`;
+}
+
+/** Splits `<name>-<hash>`; throws MIQ_BAD_INPUT for anything else. */
+export function parseStorePath(p: string): { name: string; hash: string } {
+  const m = /^([A-Za-z0-9+._-]+)-([0-9a-f]{32})$/.exec(p);
+  if (!m || m[1]!.startsWith('.')) throw new MiqError('MIQ_BAD_INPUT', `"${p}" is not a store path (expected <name>-<32 hex characters>)`);
+  return { name: m[1]!, hash: m[2]! };
+}
+
+export function compareBytes(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b);
+}
+
+function checkEntryName(name: Buffer): void {
+  if (name.length === 0 || name.length > 65535 || name.includes(0x2f) || name.includes(0) || (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) {
+    throw new MiqError('MIQ_BAD_INPUT', `invalid entry name ${JSON.stringify(name.toString('latin1'))}`);
+  }
+}
+
+/** Sorts entries by name bytes and encodes; rejects duplicates. */
+export function encodeTree(entries: readonly TreeEntry[]): Buffer {
+  const sorted = [...entries].sort((a, b) => compareBytes(a.name, b.name));
+  let len = TREE_MAGIC.length + 4;
+  for (let i = 0; i < sorted.length; i++) {
+    const e = sorted[i]!;
+    checkEntryName(e.name);
+    if (i > 0 && sorted[i - 1]!.name.equals(e.name)) throw new MiqError('MIQ_BAD_INPUT', `duplicate entry name ${e.name.toString()}`);
+    len += 1 + 2 + e.name.length + 8 + (e.kind === 'symlink' ? 2 + (e.target?.length ?? 0) : 32);
+  }
+  const out = Buffer.allocUnsafe(len);
+  let o = TREE_MAGIC.copy(out, 0);
+  out.writeUInt32BE(sorted.length, o); o += 4;
+  for (const e of sorted) {
+    out[o++] = KIND_CODE[e.kind];
+    out.writeUInt16BE(e.name.length, o); o += 2;
+    o += e.name.copy(out, o);
+    writeU64(out, o, e.size); o += 8;
+    if (e.kind === 'symlink') {
+      const t = e.target ?? Buffer.alloc(0);
+      if (t.length === 0 || t.length > 4095) throw new MiqError('MIQ_BAD_INPUT', `symlink ${e.name.toString()} has an invalid target length ${t.length}`);
+      out.writeUInt16BE(t.length, o); o += 2;
+      o += t.copy(out, o);
+    } else {
+      if (!e.id || !isId(e.id)) throw new MiqError('MIQ_BAD_INPUT', `entry ${e.name.toString()} has no id`);
+      o += idToBytes(e.id).copy(out, o);
+    }
+  }
+  return out;
+}
+
+export function decodeTree(buf: Buffer, expect?: Id): Tree {
+  if (expect !== undefined && idOf(buf) !== expect) throw new MiqError('MIQ_CORRUPT', `tree ${expect} does not match its hash`, { details: { id: expect } });
+  const fail = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `tree ${expect ?? '?'} is malformed: ${why}`); };
+  if (buf.length < 12 || !buf.subarray(0, 8).equals(TREE_MAGIC)) fail('bad magic (written by a newer miq?)');
+  let o = 8;
+  const n = buf.readUInt32BE(o); o += 4;
+  const entries: TreeEntry[] = [];
+  let prev: Buffer | undefined;
+  for (let i = 0; i < n; i++) {
+    if (o + 3 > buf.length) fail('truncated');
+    const kind = CODE_KIND[buf[o++]!];
+    if (!kind) fail('unknown kind');
+    const nl = buf.readUInt16BE(o); o += 2;
+    const name = Buffer.from(buf.subarray(o, o + nl)); o += nl;
+    if (prev && compareBytes(prev, name) >= 0) fail('entries not sorted');
+    prev = name;
+    const size = readU64(buf, o); o += 8;
+    if (kind === 'symlink') {
+      const tl = buf.readUInt16BE(o); o += 2;
+      entries.push({ name, kind, size, target: Buffer.from(buf.subarray(o, o + tl)) }); o += tl;
+    } else {
+      if (o + 32 > buf.length) fail('truncated');
+      entries.push({ name, kind: kind!, size, id: idFromBytes(buf.subarray(o, o + 32)) }); o += 32;
+    }
+  }
+  if (o !== buf.length) fail('trailing bytes');
+  return { entries };
+}
+
+export function encodeFileRecord(f: FileRecord): Buffer {
+  const out = Buffer.allocUnsafe(FILE_MAGIC.length + 32 + 8 + 4 + f.chunks.length * 36);
+  let o = FILE_MAGIC.copy(out, 0);
+  o += idToBytes(f.id).copy(out, o);
+  writeU64(out, o, f.size); o += 8;
+  out.writeUInt32BE(f.chunks.length, o); o += 4;
+  let total = 0;
+  for (const c of f.chunks) {
+    o += idToBytes(c.id).copy(out, o);
+    out.writeUInt32BE(c.length, o); o += 4;
+    total += c.length;
+  }
+  if (total !== f.size) throw new MiqError('MIQ_BAD_INPUT', `file ${f.id}: chunk lengths sum to ${total}, size is ${f.size}`);
+  return out;
+}
+
+export function decodeFileRecord(buf: Buffer, expect?: Id): FileRecord {
+  const fail = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `file record ${expect ?? '?'} is malformed: ${why}`, { details: { id: expect } }); };
+  if (buf.length < 52 || !buf.subarray(0, 8).equals(FILE_MAGIC)) fail('bad magic');
+  const id = idFromBytes(buf.subarray(8, 40));
+  if (expect !== undefined && id !== expect) fail('id mismatch');
+  const size = readU64(buf, 40);
+  const n = buf.readUInt32BE(48);
+  if (buf.length !== 52 + n * 36) fail('length mismatch');
+  const chunks: ChunkRef[] = [];
+  let o = 52, total = 0;
+  for (let i = 0; i < n; i++) {
+    const length = buf.readUInt32BE(o + 32);
+    chunks.push({ id: idFromBytes(buf.subarray(o, o + 32)), length });
+    total += length;
+    o += 36;
+  }
+  if (total !== size) fail('chunk lengths do not add up');
+  return { id, size, chunks };
+}
+
+/** Canonical JSON: keys sorted, no whitespace. Used for store path records and signatures. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+}
+
+export function encodeStorePath(r: StorePathRecord): Buffer {
+  return Buffer.from(canonicalJson({ format: STORE_PATH_FORMAT, ...r, references: [...r.references].sort() }));
+}
+
+/** The bytes a signature covers: the record without its signatures. */
+export function signedBytes(r: StorePathRecord): Buffer {
+  return encodeStorePath({ ...r, signatures: [] });
+}
+
+export function decodeStorePath(buf: Buffer): StorePathRecord {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new MiqError('MIQ_CORRUPT', 'store path record is not valid JSON', { cause: e });
+  }
+  if (v.format !== STORE_PATH_FORMAT) throw new MiqError('MIQ_FORMAT', `store path record has format ${String(v.format)}; this miq reads format ${STORE_PATH_FORMAT}: upgrade miq`);
+  const { format: _f, ...rest } = v;
+  const r = rest as unknown as StorePathRecord;
+  if (typeof r.path !== 'string' || !isId(String(r.key)) || !isId(String(r.tree))) throw new MiqError('MIQ_CORRUPT', 'store path record is missing fields');
+  return r;
+}
+
+function writeU64(buf: Buffer, o: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new MiqError('MIQ_BAD_INPUT', `size ${v} out of range`);
+  buf.writeUInt32BE(Math.floor(v / 0x100000000), o);
+  buf.writeUInt32BE(v >>> 0, o + 4);
+}
+
+function readU64(buf: Buffer, o: number): number {
+  return buf.readUInt32BE(o) * 0x100000000 + buf.readUInt32BE(o + 4);
+}
+
+export function treeId(entries: readonly TreeEntry[]): { id: Id; bytes: Buffer } {
+  const bytes = encodeTree(entries);
+  return { id: idOf(bytes), bytes };
+}
