@@ -1,0 +1,13 @@
+/** Every command module; each exports `register(program)`. Append new ones here. */
+import type { Command } from 'commander';
+import { register as ingest } from './ingest.js';
+import { register as inspect } from './inspect.js';
+import { register as stats } from './stats.js';
+import { register as verify } from './verify.js';
+import { register as gc } from './gc.js';
+
+const modules: ((program: Command) => void)[] = [ingest, inspect, stats, verify, gc];
+
+export function registerAll(program: Command): void {
+  for (const m of modules) m(program);
+}

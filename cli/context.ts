@@ -1,0 +1,73 @@
+/**
+ * What every command shares: the global options, opening the store, printing.
+ * Commands parse, call one module function, and print; they do no work themselves.
+ */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { MiqError } from '../store/errors.js';
+
+export interface GlobalOptions {
+  store?: string;
+  json?: boolean;
+  debug?: boolean;
+}
+
+/** $MIQ_HOME, else --store, else $XDG_DATA_HOME/miq, else /var/lib/miq for root (DESIGN §4). */
+export function storeDir(opts: GlobalOptions): string {
+  if (opts.store) return resolve(opts.store);
+  if (process.env.MIQ_HOME) return resolve(process.env.MIQ_HOME);
+  if (process.getuid?.() === 0) return '/var/lib/miq';
+  const xdg = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(xdg, 'miq');
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(`${JSON.stringify(v)}\n`);
+}
+
+export function badInput(msg: string): never {
+  throw new MiqError('MIQ_BAD_INPUT', msg);
+}
+
+import type { LocalStore } from '../store/local.js';
+import { openStore } from '../store/open.js';
+
+/** Global options of the root program, from any subcommand. */
+export function globals(cmd: { optsWithGlobals(): Record<string, unknown> }): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+/** Opens the store, runs `fn`, closes it (also on error). */
+export async function withStore<T>(opts: GlobalOptions, fn: (store: LocalStore) => Promise<T>): Promise<T> {
+  const store = await openStore(storeDir(opts));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A one-line progress display on a TTY; silent otherwise (and with --json). */
+export function progressLine(opts: GlobalOptions): { update(text: string): void; done(): void } {
+  const on = process.stderr.isTTY === true && !opts.json;
+  let shown = false;
+  return {
+    update(text: string) {
+      if (!on) return;
+      const cols = process.stderr.columns || 80;
+      process.stderr.write(`\r\x1b[K${text.slice(0, cols - 1)}`);
+      shown = true;
+    },
+    done() {
+      if (on && shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+export function fmtBytes(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${u[i]}`;
+}

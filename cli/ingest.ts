@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import type { IngestResult } from '../store/api.js';
+import { watchIngest } from '../store/watch.js';
+import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+
+function summary(r: IngestResult): string {
+  const extras: string[] = [];
+  if (r.droppedModeBits) extras.push(`${r.droppedModeBits} setuid/setgid/sticky bits dropped`);
+  if (r.skipped.length) extras.push(`${r.skipped.length} special files skipped: ${r.skipped.map((s) => `${s.path} (${s.why})`).join(', ')}`);
+  if (r.references.length) extras.push(`references: ${r.references.join(' ')}`);
+  return `${r.files} files, ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s; ${fmtBytes(r.newBytes)} new in the store${extras.length ? `\n${extras.join('\n')}` : ''}`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('ingest')
+    .description('add a directory tree to the store; prints the new store path as the last line')
+    .argument('<dir>', 'directory to ingest')
+    .option('--name <name>', 'name part of the store path (default: the directory name)')
+    .option('--json', 'print one JSON object')
+    .option('--lenient', 'skip device nodes, fifos and sockets (listed) instead of failing')
+    .option('--no-pin', 'do not make the result a GC root')
+    .option('--watch', 'keep re-ingesting as the directory changes; --name then points at the newest result')
+    .action(async (dir: string, o: { name?: string; json?: boolean; lenient?: boolean; pin: boolean; watch?: boolean }, cmd: Command) => {
+      const g = { ...globals(cmd), json: o.json };
+      if (o.watch) {
+        await withStore(g, (store) =>
+          watchIngest(store, dir, { name: o.name, lenient: o.lenient }, (ev) => {
+            if (ev.type === 'result') {
+              if (o.json) printJson({ ...ev.result, alias: ev.alias });
+              else process.stdout.write(`${ev.result.path}\n`);
+            } else if (ev.type === 'error') {
+              if (o.json) printJson({ error: ev.error.toJSON() });
+              else process.stderr.write(`miq: ${ev.error.message}\n`);
+            }
+          }),
+        );
+        return;
+      }
+      const bar = progressLine(g);
+      const r = await withStore(g, (store) =>
+        store.ingest(dir, {
+          name: o.name, lenient: o.lenient, pin: o.pin,
+          onProgress: (p) => bar.update(`ingest: ${p.files}/${p.totalFiles} files, ${fmtBytes(p.bytes)}/${fmtBytes(p.totalBytes ?? 0)}, ${fmtBytes(p.newBytes)} new`),
+        }),
+      );
+      bar.done();
+      if (o.json) printJson({ ...r, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
+      else process.stdout.write(`${summary(r)}\n${r.path}\n`);
+    });
+}

@@ -1,0 +1,56 @@
+/** miq's command line: parses, calls one module function per command, prints. */
+import { Command, CommanderError } from 'commander';
+import { MiqError } from '../store/errors.js';
+import { registerAll } from './commands.js';
+
+const EXIT: Record<string, number> = {
+  MIQ_BAD_INPUT: 2, MIQ_NOT_FOUND: 2, MIQ_CONFLICT: 2,
+  MIQ_CORRUPT: 3, MIQ_MISSING: 3,
+  MIQ_STORE_LOCKED: 4, MIQ_FORMAT: 5,
+  MIQ_BUILD_FAILED: 6, MIQ_REMOTE: 7, MIQ_UNTRUSTED: 7, MIQ_TIMEOUT: 7,
+};
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('miq')
+    .description('An immutable, content-addressed package store: one deduplicated chunk store, served by FUSE')
+    .option('--store <dir>', 'store directory (default: $MIQ_HOME, else $XDG_DATA_HOME/miq, or /var/lib/miq for root)')
+    .option('--debug', 'print stack traces for errors')
+    .showHelpAfterError('(run `miq --help` for usage)')
+    .exitOverride();
+  registerAll(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return Number(process.exitCode ?? 0);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const debug = argv.includes('--debug');
+    const json = argv.includes('--json');
+    if (e instanceof MiqError) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
+      process.stderr.write(`miq: ${e.message}\n`);
+      if (debug) process.stderr.write(`${e.stack}\n`);
+      return EXIT[e.code] ?? 1;
+    }
+    const err = e as Error;
+    process.stderr.write(`miq: internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}\n`);
+    if (debug) process.stderr.write(`${err?.stack}\n`);
+    return 70;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`miq: ${String(e)}\n`);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,23 @@
+import type { Command } from 'commander';
+import { verifyStore } from '../store/verify.js';
+import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+
+export function register(program: Command): void {
+  program
+    .command('verify')
+    .description('re-hash everything reachable; exit 0 only if nothing is missing or corrupt')
+    .option('--json', 'one JSON object')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const g = { ...globals(cmd), json: o.json };
+      const bar = progressLine(g);
+      const r = await withStore(g, (s) => verifyStore(s, (p) => bar.update(`verify: ${p.paths}/${p.total} store paths, ${fmtBytes(p.bytes)}`)));
+      bar.done();
+      if (o.json) printJson(r);
+      else {
+        process.stdout.write(`checked ${r.paths} store paths, ${r.trees} trees, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) in ${r.seconds.toFixed(2)} s\n`);
+        for (const d of r.damaged) process.stdout.write(`DAMAGED ${d.kind} ${d.id}: ${d.problem} (${d.detail}); used by ${d.paths.join(', ') || 'no store path'}\n`);
+        process.stdout.write(r.ok ? 'ok: nothing missing or corrupt\n' : `FAILED: ${r.damaged.length} damaged objects\n`);
+      }
+      if (!r.ok) process.exitCode = 3;
+    });
+}

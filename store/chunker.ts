@@ -1,0 +1,100 @@
+/**
+ * FastCDC-style content-defined chunking (Xia et al., 2016/2020): a gear rolling hash, cut points
+ * searched from `min`, a stricter mask before `avg` and a looser one after it (normalised chunking,
+ * level 2), forced cut at `max`. Pure: a scanner over bytes that returns cut points, so it runs
+ * unchanged in workers. Files are chunked on their own (boundaries restart at every file), which
+ * suits package trees (DESIGN §10).
+ */
+import { createHash } from 'node:crypto';
+import { MiqError } from './errors.js';
+
+export interface ChunkParams {
+  readonly min: number;
+  readonly avg: number;
+  readonly max: number;
+}
+
+export const CHUNKER_ALGO = 'fastcdc-gear32-nc2-v1';
+export const DEFAULT_CHUNK_PARAMS: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+
+/** Gear table: fixed forever for CHUNKER_ALGO (changing it changes every cut point). Derived from
+ * SHA-256 of a label so that it is reproducible without shipping 1 KiB of constants. */
+export const GEAR: Int32Array = (() => {
+  const t = new Int32Array(256);
+  for (let i = 0; i < 256; i++) {
+    t[i] = createHash('sha256').update(`miq-gear-v1:${i}`).digest().readInt32BE(0);
+  }
+  return t;
+})();
+
+export function checkChunkParams(p: ChunkParams): ChunkParams {
+  const pow2 = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  if (!pow2(p.avg) || p.avg < 256 || p.avg > 1 << 24 || !(p.min >= 64 && p.min < p.avg && p.avg < p.max && p.max <= 1 << 26)) {
+    throw new MiqError('MIQ_BAD_INPUT', `chunk sizes ${p.min}/${p.avg}/${p.max} are invalid: need 64 <= min < avg < max <= 64 MiB with avg a power of two`);
+  }
+  return p;
+}
+
+/** Parses "MIN/AVG/MAX" with optional K/M suffixes. */
+export function parseChunkParams(s: string): ChunkParams {
+  const parts = s.split('/').map((x) => {
+    const m = /^(\d+)([kKmM]?)$/.exec(x.trim());
+    if (!m) throw new MiqError('MIQ_BAD_INPUT', `chunk sizes "${s}": expected MIN/AVG/MAX such as 16K/64K/256K`);
+    return Number(m[1]) * (m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1024 : 1024 * 1024);
+  });
+  if (parts.length !== 3) throw new MiqError('MIQ_BAD_INPUT', `chunk sizes "${s}": expected MIN/AVG/MAX such as 16K/64K/256K`);
+  return checkChunkParams({ min: parts[0]!, avg: parts[1]!, max: parts[2]! });
+}
+
+/** Masks on the high bits: with a shift-left gear hash the top bits mix the last 32 bytes. */
+function highMask(bits: number): number {
+  return bits >= 32 ? -1 : (~((1 << (32 - bits)) - 1)) | 0;
+}
+
+export class Chunker {
+  readonly params: ChunkParams;
+  private readonly maskS: number;
+  private readonly maskL: number;
+
+  constructor(params: ChunkParams = DEFAULT_CHUNK_PARAMS) {
+    this.params = checkChunkParams(params);
+    const bits = Math.round(Math.log2(params.avg));
+    this.maskS = highMask(bits + 2);
+    this.maskL = highMask(bits - 2);
+  }
+
+  /** Length of the next chunk of `buf[start, end)`. `end - start` may be less than `max` only at
+   * the end of the input. */
+  cut(buf: Uint8Array, start: number, end: number): number {
+    const { min, avg, max } = this.params;
+    let n = end - start;
+    if (n <= min) return n;
+    if (n > max) n = max;
+    const normal = n < avg ? n : avg;
+    const maskS = this.maskS, maskL = this.maskL, G = GEAR;
+    let h = 0;
+    let i = start + min;
+    const iNormal = start + normal, iEnd = start + n;
+    for (; i < iNormal; i++) {
+      h = ((h << 1) + G[buf[i]!]!) | 0;
+      if ((h & maskS) === 0) return i + 1 - start;
+    }
+    for (; i < iEnd; i++) {
+      h = ((h << 1) + G[buf[i]!]!) | 0;
+      if ((h & maskL) === 0) return i + 1 - start;
+    }
+    return n;
+  }
+
+  /** All cut lengths of a complete buffer (tests, small files). */
+  cutAll(buf: Uint8Array): number[] {
+    const out: number[] = [];
+    let s = 0;
+    while (s < buf.length) {
+      const n = this.cut(buf, s, buf.length);
+      out.push(n);
+      s += n;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Piscina worker: CPU work only (read, chunk, hash, compress). The main thread owns the database
+ * and the pack files. Messages are a discriminated union on `type`.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { Chunker, type ChunkParams } from './chunker.js';
+import { encodeChunk } from './codec.js';
+import { MiqError, ioError } from './errors.js';
+import { IdHasher, idOf } from './ids.js';
+import { scanRefs } from './refscan.js';
+
+export interface ScanFile {
+  path: Uint8Array;
+  size: number;
+}
+export type WorkerTask =
+  | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number }
+  | { type: 'compress'; items: CompressItem[] };
+
+export interface CompressItem {
+  id: string;
+  length: number;
+  /** Either the bytes themselves (small files kept from the scan) or where to re-read them. */
+  data?: Uint8Array;
+  path?: Uint8Array;
+  offset?: number;
+}
+
+export type ScannedFile =
+  | { ok: true; id: string; size: number; chunks: { id: string; length: number }[]; refs: string[]; data?: Uint8Array }
+  | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+export interface CompressedItem {
+  id: string;
+  plainLen: number;
+  flags: number;
+  body: Uint8Array;
+}
+
+export type WorkerResult =
+  | { type: 'scanned'; files: ScannedFile[] }
+  | { type: 'compressed'; items: CompressedItem[] }
+  | { type: 'error'; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+let readBuf: Buffer | undefined;
+let chunker: Chunker | undefined;
+
+function pathStr(p: Uint8Array): string {
+  return Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString();
+}
+
+function errJson(e: unknown): { code: string; message: string; details?: Record<string, unknown> } {
+  if (e instanceof MiqError) return e.toJSON();
+  return { code: 'MIQ_IO', message: String((e as Error)?.message ?? e) };
+}
+
+function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFile {
+  const pathBuf = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
+  let fd: number;
+  try {
+    fd = openSync(pathBuf, OPEN_FLAGS);
+  } catch (e) {
+    return { ok: false, error: errJson(ioError(e, 'cannot read', pathStr(f.path))) };
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
+    if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
+    const want = Math.max(4 << 20, params.max * 2);
+    if (!readBuf || readBuf.length < want) readBuf = Buffer.allocUnsafe(want);
+    const buf = readBuf;
+    const hasher = new IdHasher();
+    const chunks: { id: string; length: number }[] = [];
+    const refs = new Set<string>();
+    let have = 0; // bytes valid in buf
+    let eof = false;
+    let total = 0;
+    let small: Uint8Array | undefined;
+    while (!eof || have > 0) {
+      while (!eof && have < buf.length) {
+        let n: number;
+        try {
+          n = readSync(fd, buf, have, buf.length - have, null);
+        } catch (e) {
+          throw ioError(e, 'cannot read', pathStr(f.path));
+        }
+        if (n === 0) eof = true;
+        have += n;
+        total += n;
+      }
+      // Cut while a full max-size window is available (or everything at EOF).
+      let s = 0;
+      while (have - s > 0 && (eof || have - s >= params.max)) {
+        const len = chunker.cut(buf, s, have);
+        const piece = buf.subarray(s, s + len);
+        hasher.update(piece);
+        scanRefs(buf, s, s + len, have, refs);
+        chunks.push({ id: '', length: len });
+        if (total <= keepSmall && eof) small = Buffer.from(piece);
+        // chunk id computed below (needs piece bytes while still in buf)
+        chunks[chunks.length - 1]!.id = idOf(piece);
+        s += len;
+      }
+      if (s > 0) {
+        buf.copy(buf, 0, s, have);
+        have -= s;
+      }
+      if (eof && have === 0) break;
+    }
+    if (total !== f.size) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed size during ingest (${f.size} → ${total} bytes); ingest it again once it is stable`);
+    const id = hasher.digest();
+    const out: ScannedFile = { ok: true, id, size: total, chunks, refs: [...refs] };
+    if (small && chunks.length === 1) out.data = small;
+    return out;
+  } catch (e) {
+    return { ok: false, error: errJson(e) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function compressItems(items: CompressItem[]): CompressedItem[] {
+  const out: CompressedItem[] = [];
+  let fd = -1;
+  let fdPath: Buffer | undefined;
+  try {
+    for (const it of items) {
+      let plain: Uint8Array;
+      if (it.data) {
+        plain = it.data;
+      } else {
+        const p = Buffer.from(it.path!.buffer, it.path!.byteOffset, it.path!.byteLength);
+        if (!fdPath || !fdPath.equals(p)) {
+          if (fd >= 0) closeSync(fd);
+          fd = -1;
+          try {
+            fd = openSync(p, OPEN_FLAGS);
+          } catch (e) {
+            throw ioError(e, 'cannot read', p.toString());
+          }
+          fdPath = p;
+        }
+        const b = Buffer.allocUnsafe(it.length);
+        const n = readSync(fd, b, 0, it.length, it.offset!);
+        plain = b;
+        // The file changed between scan and compress: never store bytes under a wrong id.
+        if (n !== it.length || idOf(b) !== it.id) throw new MiqError('MIQ_BAD_INPUT', `${p.toString()} changed during ingest; ingest it again once it is stable`);
+      }
+      const { flags, body } = encodeChunk(plain);
+      // Copy out of zstd's scratch (or the caller's view) so the result owns its memory.
+      out.push({ id: it.id, plainLen: plain.length, flags, body: flags === 0 && it.data ? plain : Buffer.from(body) });
+    }
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  return out;
+}
+
+export default function run(task: WorkerTask): WorkerResult {
+  try {
+    switch (task.type) {
+      case 'scan':
+        return { type: 'scanned', files: task.files.map((f) => scanOne(f, task.params, task.keepSmall)) };
+      case 'compress':
+        return { type: 'compressed', items: compressItems(task.items) };
+    }
+  } catch (e) {
+    return { type: 'error', error: errJson(e) };
+  }
+}

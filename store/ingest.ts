@@ -1,0 +1,313 @@
+/**
+ * The ingest pipeline (DESIGN §5). Main thread: walk, schedule, ask the index which chunks are
+ * new, append to packs, write the index in batches. Workers: read, chunk, hash; then compress only
+ * the new chunks. Commit order makes a crash harmless: pack bytes are synced before the index
+ * batch that names them; file records, trees, the store path record and its root go in one final
+ * atomic batch after every chunk they name is indexed.
+ */
+import { stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import type { IngestOptions, IngestResult } from './api.js';
+import { MiqError, ioError } from './errors.js';
+import type { CompressItem, ScanFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import { type Id } from './ids.js';
+import { ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree } from './keys.js';
+import type { LocalStore } from './local.js';
+import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
+import { encodeLocation } from './pack.js';
+import { ingestPool, poolThreads } from './pool.js';
+import { walk, type DirNode, type FileNode } from './walk.js';
+
+const SMALL_BATCH_FILES = 256;
+const SMALL_BATCH_BYTES = 8 << 20;
+const ALONE_BYTES = 1 << 20;
+const COMPRESS_TASK_BYTES = 8 << 20;
+/** Bytes of small-file contents waiting for compression before scanning pauses. */
+const COMPRESS_QUEUE_LIMIT = 64 << 20;
+const INDEX_FLUSH_ENTRIES = 4096;
+const INDEX_FLUSH_BYTES = 64 << 20;
+
+interface StatKey {
+  dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number; id: string;
+}
+
+export function defaultName(dir: string): string {
+  const b = basename(resolve(dir)).replace(/[^A-Za-z0-9+._-]/g, '_').replace(/^\.+/, '');
+  return (b || 'tree').slice(0, 200);
+}
+
+export async function ingestTree(store: LocalStore, dirArg: string, opts: IngestOptions): Promise<IngestResult> {
+  const t0 = performance.now();
+  const dir = resolve(dirArg);
+  let st;
+  try {
+    st = await stat(dir);
+  } catch (e) {
+    throw ioError(e, 'cannot ingest', dir);
+  }
+  if (!st.isDirectory()) throw new MiqError('MIQ_BAD_INPUT', `cannot ingest ${dir}: it is not a directory`);
+  const name = opts.name ?? defaultName(dir);
+  storePathName(name, '0'.repeat(64) as Id); // validates the name before any work
+  const db = store.db;
+  const params = store.params;
+  const keepSmall = Math.min(64 * 1024, params.min);
+
+  const w = await walk(dir, opts.lenient ?? false);
+  const statCache = opts.statCache as Map<string, StatKey> | undefined;
+
+  let newBytes = 0;
+  let newChunks = 0;
+  let chunkCount = 0;
+  let doneFiles = 0;
+  let doneBytes = 0;
+  const seen = new Set<string>();
+  const newFiles = new Map<string, FileRecord>();
+  const refCandidates = new Set<string>();
+  let failure: MiqError | undefined;
+
+  // --- index writes ---------------------------------------------------------------------
+  let pendingIndex: { key: string; value: Buffer }[] = [];
+  let pendingBytes = 0;
+  const writer = await store.packWriter();
+  let appendChain: Promise<void> = Promise.resolve();
+  const flushIndex = async (): Promise<void> => {
+    if (pendingIndex.length === 0) return;
+    const batch = pendingIndex;
+    pendingIndex = [];
+    pendingBytes = 0;
+    await writer.sync(); // bodies on disk before the index names them
+    await db.batch(batch.map((o) => ({ type: 'put' as const, key: o.key, value: o.value })));
+  };
+
+  // --- progress ---------------------------------------------------------------------------
+  let lastProgress = 0;
+  const progress = (force = false): void => {
+    if (!opts.onProgress) return;
+    const now = performance.now();
+    if (!force && now - lastProgress < 100) return;
+    lastProgress = now;
+    opts.onProgress({ files: doneFiles, bytes: doneBytes, totalFiles: w.files.length, totalBytes: w.bytes, newBytes });
+  };
+
+  // --- scheduling -------------------------------------------------------------------------
+  const toScan: FileNode[] = [];
+  for (const f of w.files) {
+    const hit = statCache?.get(f.path.toString('latin1'));
+    if (hit && hit.dev === f.stat.dev && hit.ino === f.stat.ino && hit.size === f.stat.size && hit.mtimeMs === f.stat.mtimeMs && hit.ctimeMs === f.stat.ctimeMs && (await db.get(kFile(hit.id))) !== undefined) {
+      f.id = hit.id;
+      doneFiles++;
+      doneBytes += f.size;
+    } else {
+      toScan.push(f);
+    }
+  }
+  let scanPos = 0;
+  const nextScan = (): { task: WorkerTask; files: FileNode[] } | undefined => {
+    if (scanPos >= toScan.length) return undefined;
+    const files: FileNode[] = [];
+    let bytes = 0;
+    while (scanPos < toScan.length) {
+      const f = toScan[scanPos]!;
+      if (files.length > 0 && (f.size > ALONE_BYTES || files.length >= SMALL_BATCH_FILES || bytes + f.size > SMALL_BATCH_BYTES)) break;
+      files.push(f);
+      bytes += f.size;
+      scanPos++;
+      if (f.size > ALONE_BYTES) break;
+    }
+    const sf: ScanFile[] = files.map((f) => ({ path: f.path, size: f.size }));
+    return { task: { type: 'scan', files: sf, params, keepSmall }, files };
+  };
+
+  const compressQueue: { task: WorkerTask; bytes: number }[] = [];
+  let compressQueuedBytes = 0;
+  const pool = ingestPool();
+
+  const onScanned = async (files: FileNode[], results: ScannedFile[]): Promise<void> => {
+    const ok: { f: FileNode; r: Extract<ScannedFile, { ok: true }> }[] = [];
+    for (let i = 0; i < files.length; i++) {
+      const r = results[i]!;
+      if (!r.ok) throw MiqError.fromJSON(r.error as never);
+      files[i]!.id = r.id;
+      for (const c of r.refs) refCandidates.add(c);
+      ok.push({ f: files[i]!, r });
+    }
+    // Files the store already has need nothing else: their chunks exist (write ordering).
+    const fileKnown = await db.getMany(ok.map(({ r }) => kFile(r.id)));
+    const need: { f: FileNode; r: Extract<ScannedFile, { ok: true }> }[] = [];
+    ok.forEach((x, i) => {
+      chunkCount += x.r.chunks.length;
+      if (fileKnown[i] === undefined && !newFiles.has(x.r.id)) {
+        newFiles.set(x.r.id, { id: x.r.id as Id, size: x.r.size, chunks: x.r.chunks.map((c) => ({ id: c.id as Id, length: c.length })) });
+        need.push(x);
+      }
+    });
+    const ask: string[] = [];
+    for (const { r } of need) for (const c of r.chunks) if (!seen.has(c.id)) ask.push(c.id);
+    const uniqueAsk = [...new Set(ask)];
+    const have = uniqueAsk.length ? await db.getMany(uniqueAsk.map(kChunk)) : [];
+    uniqueAsk.forEach((id, i) => { if (have[i] !== undefined) seen.add(id); });
+    let items: CompressItem[] = [];
+    let itemBytes = 0;
+    let dataBytes = 0;
+    const push = (): void => {
+      if (items.length === 0) return;
+      compressQueue.push({ task: { type: 'compress', items }, bytes: dataBytes });
+      compressQueuedBytes += dataBytes;
+      items = [];
+      itemBytes = 0;
+      dataBytes = 0;
+    };
+    for (const { f, r } of need) {
+      let off = 0;
+      for (const c of r.chunks) {
+        if (!seen.has(c.id)) {
+          seen.add(c.id);
+          if (r.data && r.chunks.length === 1) {
+            items.push({ id: c.id, length: c.length, data: r.data });
+            dataBytes += c.length;
+          } else {
+            items.push({ id: c.id, length: c.length, path: f.path, offset: off });
+          }
+          itemBytes += c.length;
+          if (itemBytes >= COMPRESS_TASK_BYTES) push();
+        }
+        off += c.length;
+      }
+    }
+    push();
+    for (const { f } of ok) {
+      doneFiles++;
+      doneBytes += f.size;
+      statCache?.set(f.path.toString('latin1'), { dev: f.stat.dev, ino: f.stat.ino, size: f.stat.size, mtimeMs: f.stat.mtimeMs, ctimeMs: f.stat.ctimeMs, id: f.id! });
+    }
+    progress();
+  };
+
+  const onCompressed = async (res: Extract<WorkerResult, { type: 'compressed' }>): Promise<void> => {
+    const items = res.items.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body }));
+    const run = appendChain.then(async () => {
+      const locs = await writer.append(items);
+      locs.forEach((loc, i) => {
+        const key = kChunk(items[i]!.id);
+        const value = encodeLocation(loc);
+        pendingIndex.push({ key, value });
+        newBytes += loc.stored + 48 + key.length + value.length;
+        pendingBytes += loc.stored;
+      });
+      newChunks += items.length;
+      if (pendingIndex.length >= INDEX_FLUSH_ENTRIES || pendingBytes >= INDEX_FLUSH_BYTES) await flushIndex();
+    });
+    appendChain = run.catch(() => {});
+    await run;
+    progress();
+  };
+
+  const runTask = async (task: WorkerTask, files?: FileNode[], bytes = 0): Promise<void> => {
+    try {
+      const res = await pool.run(task);
+      if (res.type === 'error') throw MiqError.fromJSON(res.error as never);
+      if (res.type === 'scanned') await onScanned(files!, res.files);
+      else await onCompressed(res);
+    } catch (e) {
+      failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `ingest failed: ${(e as Error).message}`, { cause: e });
+    } finally {
+      compressQueuedBytes -= bytes;
+    }
+  };
+
+  const inflight = new Set<Promise<void>>();
+  const maxInflight = poolThreads() * 2;
+  for (;;) {
+    if (failure) break;
+    let p: Promise<void> | undefined;
+    const c = compressQueue.shift();
+    if (c) {
+      p = runTask(c.task, undefined, c.bytes);
+    } else if (compressQueuedBytes < COMPRESS_QUEUE_LIMIT) {
+      const s = nextScan();
+      if (s) p = runTask(s.task, s.files);
+    }
+    if (!p) {
+      if (inflight.size === 0) break;
+      await Promise.race(inflight);
+      continue;
+    }
+    const tracked: Promise<void> = p.finally(() => inflight.delete(tracked));
+    inflight.add(tracked);
+    if (inflight.size >= maxInflight) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  await appendChain;
+  if (failure) {
+    // Chunks already indexed stay as unreferenced garbage for gc; no file, tree or path names them.
+    await flushIndex().catch(() => {});
+    throw failure;
+  }
+  await flushIndex();
+
+  // --- trees, bottom-up (iterative: nesting can be thousands deep) -----------------------
+  const treeBytes = new Map<string, Buffer>();
+  const order: DirNode[] = [];
+  const stack: DirNode[] = [w.root];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    order.push(d);
+    for (const c of d.children) if (c.t === 'dir') stack.push(c);
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const d = order[i]!;
+    let size = 0;
+    const entries: TreeEntry[] = d.children.map((c) => {
+      if (c.t === 'file') {
+        size += c.size;
+        return { name: c.name, kind: c.exe ? 'exe' : 'file', size: c.size, id: c.id as Id };
+      }
+      if (c.t === 'link') return { name: c.name, kind: 'symlink', size: c.target.length, target: c.target };
+      size += c.size!;
+      return { name: c.name, kind: 'dir', size: c.size!, id: c.id as Id };
+    });
+    const { id, bytes } = treeId(entries);
+    d.id = id;
+    d.size = size;
+    treeBytes.set(id, bytes);
+  }
+  const rootTree = w.root.id as Id;
+
+  // --- references -------------------------------------------------------------------------
+  const byHash = new Map<string, string>();
+  for (const r of await store.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
+  const key = opts.key ?? rootTree;
+  const path = storePathName(name, key);
+  const references = [...refCandidates].map((h) => (h === key.slice(0, HASH_LEN) ? path : byHash.get(h))).filter((p): p is string => p !== undefined);
+
+  const record: StorePathRecord = {
+    path, name, key, tree: rootTree,
+    references: [...new Set(references)].sort(),
+    size: w.bytes, files: w.files.length,
+    made: opts.made ?? { kind: 'ingest' },
+    signatures: [],
+  };
+
+  // --- the commit: one atomic batch -------------------------------------------------------
+  const ops: { type: 'put'; key: string; value: Buffer }[] = [];
+  for (const [id, rec] of newFiles) ops.push({ type: 'put', key: kFile(id), value: encodeFileRecord(rec) });
+  const treeIds = [...treeBytes.keys()];
+  const treeHave = await db.getMany(treeIds.map(kTree));
+  treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });
+  const existing = await db.get(kPath(path));
+  if (existing === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
+  if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
+  for (const o of ops) newBytes += o.key.length + o.value.length;
+  await db.batch(ops, { sync: true });
+  progress(true);
+
+  return {
+    path, tree: rootTree, key,
+    files: w.files.length, dirs: w.dirs, symlinks: w.links,
+    bytes: w.bytes, newBytes, newChunks, chunks: chunkCount,
+    seconds: (performance.now() - t0) / 1000,
+    references: [...record.references],
+    droppedModeBits: w.droppedModeBits,
+    skipped: w.skipped,
+  };
+}

@@ -1,0 +1,18 @@
+/**
+ * The LevelDB key schema (golden-tested). Keys are UTF-8 strings with a one-letter namespace.
+ *   F              format header (JSON)
+ *   c/<id>         chunk location (21 bytes, see pack.ts)
+ *   f/<id>         file record
+ *   t/<id>         tree encoding
+ *   p/<path>       store path record
+ *   m/<key>        small mutable records: roots, profiles, pointers (MetaStore)
+ */
+export const K_FORMAT = 'F';
+export const kChunk = (id: string): string => `c/${id}`;
+export const kFile = (id: string): string => `f/${id}`;
+export const kTree = (id: string): string => `t/${id}`;
+export const kPath = (p: string): string => `p/${p}`;
+export const kMeta = (k: string): string => `m/${k}`;
+export const ROOT_PREFIX = 'roots/';
+/** Range bounds for a namespace prefix: all keys k with prefix <= k < prefix + '\xff'. */
+export const range = (prefix: string): { gte: string; lt: string } => ({ gte: prefix, lt: `${prefix}\xff` });

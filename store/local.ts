@@ -1,0 +1,315 @@
+/**
+ * The local store: chunk bodies in append-only packs, everything else in LevelDB (DESIGN §4).
+ * One process owns it (LevelDB's lock); while a mount serves it, other commands go through the
+ * mount's control socket.
+ */
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import type { ChunkSource, IngestOptions, IngestResult, Store } from './api.js';
+import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
+import { decodeChunk, encodeChunk } from './codec.js';
+import { MiqError } from './errors.js';
+import { type Id, idOf } from './ids.js';
+import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from './keys.js';
+import { ByteLru, Mutex } from './lru.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
+import { destroyPool } from './pool.js';
+import { PackReader, PackWriter, decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
+
+export const FORMAT_VERSION = 1;
+
+export interface FormatHeader {
+  format: 'miq-store';
+  version: number;
+  chunker: { algo: string } & ChunkParams;
+  hash: 'blake3';
+  compression: 'zstd';
+}
+
+export interface LocalStoreOptions {
+  /** Chunk sizes for a new store (ignored for an existing one; they are in its header). */
+  chunkParams?: ChunkParams;
+  /** Decoded-chunk cache size in bytes. */
+  cacheBytes?: number;
+}
+
+type Db = ClassicLevel<string, Buffer>;
+
+export class LocalStore implements Store {
+  readonly dir: string;
+  readonly chunks: ChunkSource;
+  db!: Db;
+  header!: FormatHeader;
+  packs!: PackReader;
+  private writer: PackWriter | undefined;
+  readonly writeLock = new Mutex();
+  private readonly cache: ByteLru<string, Buffer>;
+  private opened: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(dir: string, private readonly opts: LocalStoreOptions = {}) {
+    this.dir = dir;
+    this.cache = new ByteLru(opts.cacheBytes ?? 64 << 20);
+    this.chunks = { get: (id) => this.getChunk(id), has: (id) => this.hasChunk(id) };
+  }
+
+  get packDir(): string {
+    return join(this.dir, 'packs');
+  }
+
+  get params(): ChunkParams {
+    const { min, avg, max } = this.header.chunker;
+    return { min, avg, max };
+  }
+
+  open(): Promise<void> {
+    this.opened ??= this.doOpen();
+    return this.opened;
+  }
+
+  private async doOpen(): Promise<void> {
+    try {
+      await mkdir(join(this.dir, 'packs'), { recursive: true });
+    } catch (e) {
+      throw new MiqError('MIQ_IO', `cannot create the store at ${this.dir}: ${(e as Error).message}; pass --store DIR or set MIQ_HOME to a writable directory`, { cause: e });
+    }
+    const db: Db = new ClassicLevel<string, Buffer>(join(this.dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new MiqError('MIQ_STORE_LOCKED', `the store at ${this.dir} is in use by another miq process (a running ingest, gc or mount); wait for it to finish, or stop it`, { cause: e });
+      }
+      throw new MiqError('MIQ_IO', `cannot open the store database at ${join(this.dir, 'db')}: ${(e as Error).message}`, { cause: e });
+    }
+    this.db = db;
+    const raw = await db.get(K_FORMAT);
+    if (raw === undefined) {
+      const params = checkChunkParams(this.opts.chunkParams ?? (process.env.MIQ_CHUNK ? parseChunkParams(process.env.MIQ_CHUNK) : DEFAULT_CHUNK_PARAMS));
+      this.header = { format: 'miq-store', version: FORMAT_VERSION, chunker: { algo: CHUNKER_ALGO, ...params }, hash: 'blake3', compression: 'zstd' };
+      await db.put(K_FORMAT, Buffer.from(JSON.stringify(this.header)), { sync: true });
+    } else {
+      let h: FormatHeader;
+      try {
+        h = JSON.parse(raw.toString()) as FormatHeader;
+      } catch (e) {
+        await db.close();
+        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has an unreadable format header`, { cause: e });
+      }
+      if (h.format !== 'miq-store' || h.version !== FORMAT_VERSION || h.chunker?.algo !== CHUNKER_ALGO) {
+        await db.close();
+        const newer = typeof h.version === 'number' && h.version > FORMAT_VERSION;
+        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads version ${FORMAT_VERSION}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
+      }
+      this.header = h;
+    }
+    this.packs = new PackReader(this.packDir);
+  }
+
+  async close(): Promise<void> {
+    if (!this.opened || this.closed) return;
+    this.closed = true;
+    await this.opened.catch(() => {});
+    await this.writeLock.run(async () => {
+      await this.writer?.close();
+      this.writer = undefined;
+    });
+    await this.packs?.close();
+    await destroyPool();
+    if (this.db && this.db.status === 'open') await this.db.close();
+  }
+
+  /** The pack writer, created on first write so read-only sessions make no pack. */
+  async packWriter(): Promise<PackWriter> {
+    if (!this.writer) {
+      const w = new PackWriter(this.packDir);
+      await w.open();
+      this.writer = w;
+    }
+    return this.writer;
+  }
+
+  get openPack(): number | undefined {
+    return this.writer?.openPack;
+  }
+
+  // --- chunks ---------------------------------------------------------------------------
+
+  async chunkLocation(id: Id): Promise<ChunkLocation | undefined> {
+    const v = await this.db.get(kChunk(id));
+    return v === undefined ? undefined : decodeLocation(v);
+  }
+
+  async hasChunk(id: Id): Promise<boolean> {
+    return (await this.db.get(kChunk(id))) !== undefined;
+  }
+
+  /** Verified plain bytes, or undefined when the index does not know the chunk. */
+  async getChunk(id: Id): Promise<Buffer | undefined> {
+    const hit = this.cache.get(id);
+    if (hit) return hit;
+    const loc = await this.chunkLocation(id);
+    if (!loc) return undefined;
+    const plain = await this.readChunkAt(id, loc);
+    this.cache.set(id, plain);
+    return plain;
+  }
+
+  async readChunkAt(id: Id, loc: ChunkLocation): Promise<Buffer> {
+    const body = await this.packs.read(loc, id);
+    let plain: Buffer;
+    try {
+      plain = decodeChunk(loc.flags, body, loc.plain);
+    } catch (e) {
+      throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: ${(e as Error).message}`, { details: { id, kind: 'chunk' } });
+    }
+    if (idOf(plain) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
+    return plain;
+  }
+
+  /** Stores one chunk (compressing it here); used for small writes outside the ingest pipeline. */
+  async putChunk(id: Id, plain: Buffer): Promise<number> {
+    if (await this.hasChunk(id)) return 0;
+    const w = await this.packWriter();
+    const { flags, body } = encodeChunk(plain);
+    const [loc] = await w.append([{ id, flags, plain: plain.length, body: Buffer.from(body) }]);
+    await w.sync();
+    await this.db.put(kChunk(id), encodeLocation(loc!));
+    return body.length;
+  }
+
+  // --- objects --------------------------------------------------------------------------
+
+  async getFile(id: Id): Promise<FileRecord | undefined> {
+    const v = await this.db.get(kFile(id));
+    return v === undefined ? undefined : decodeFileRecord(v, id);
+  }
+
+  async getTree(id: Id): Promise<Tree | undefined> {
+    const v = await this.db.get(kTree(id));
+    return v === undefined ? undefined : decodeTree(v, id);
+  }
+
+  async getStorePath(path: string): Promise<StorePathRecord | undefined> {
+    const v = await this.db.get(kPath(path));
+    return v === undefined ? undefined : decodeStorePath(v);
+  }
+
+  async listStorePaths(): Promise<StorePathRecord[]> {
+    const out: StorePathRecord[] = [];
+    for await (const [, v] of this.db.iterator(range('p/'))) out.push(decodeStorePath(v));
+    return out;
+  }
+
+  async readFile(file: FileRecord, offset: number, length: number): Promise<Buffer> {
+    if (offset >= file.size || length <= 0) return Buffer.alloc(0);
+    const end = Math.min(file.size, offset + length);
+    const parts: Buffer[] = [];
+    let pos = 0;
+    for (const c of file.chunks) {
+      const cEnd = pos + c.length;
+      if (cEnd > offset && pos < end) {
+        const plain = await this.getChunk(c.id);
+        if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} of file ${file.id} is missing from the store`, { details: { id: c.id, kind: 'chunk', file: file.id } });
+        if (plain.length !== c.length) throw new MiqError('MIQ_CORRUPT', `chunk ${c.id} has ${plain.length} bytes, file ${file.id} expects ${c.length}`, { details: { id: c.id, kind: 'chunk' } });
+        parts.push(plain.subarray(Math.max(0, offset - pos), Math.min(c.length, end - pos)));
+      }
+      if (cEnd >= end) break;
+      pos = cEnd;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  async putTree(entries: readonly TreeEntry[]): Promise<Id> {
+    const { id, bytes } = treeId(entries);
+    for (const e of entries) {
+      if (e.kind === 'dir' && !(await this.db.get(kTree(e.id!)))) throw new MiqError('MIQ_MISSING', `tree ${e.id} (entry ${e.name.toString()}) is not in the store`);
+      if ((e.kind === 'file' || e.kind === 'exe') && !(await this.db.get(kFile(e.id!)))) throw new MiqError('MIQ_MISSING', `file ${e.id} (entry ${e.name.toString()}) is not in the store`);
+    }
+    await this.db.put(kTree(id), bytes);
+    return id;
+  }
+
+  async putBytes(bytes: Buffer): Promise<FileRecord> {
+    return this.writeLock.run(async () => {
+      const id = idOf(bytes);
+      const existing = await this.getFile(id);
+      if (existing) return existing;
+      const chunks: { id: Id; length: number }[] = [];
+      const step = this.params.max;
+      for (let s = 0; s < bytes.length; s += step) {
+        const piece = bytes.subarray(s, Math.min(bytes.length, s + step));
+        const cid = bytes.length <= step ? id : idOf(piece);
+        await this.putChunk(cid, Buffer.from(piece));
+        chunks.push({ id: cid, length: piece.length });
+      }
+      const rec: FileRecord = { id, size: bytes.length, chunks };
+      await this.db.put(kFile(id), encodeFileRecord(rec));
+      return rec;
+    });
+  }
+
+  async putStorePath(rec: StorePathRecord): Promise<void> {
+    parseStorePath(rec.path);
+    if (!(await this.db.get(kTree(rec.tree)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path}: its tree ${rec.tree} is not in the store`);
+    for (const r of rec.references) {
+      if (r !== rec.path && !(await this.db.get(kPath(r)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path} refers to ${r}, which is not in the store`);
+    }
+    await this.db.put(kPath(rec.path), encodeStorePath(rec), { sync: true });
+  }
+
+  // --- meta and roots -------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<Buffer | undefined> {
+    return this.db.get(kMeta(key));
+  }
+
+  async batchMeta(ops: { key: string; value: Buffer | undefined }[]): Promise<void> {
+    await this.db.batch(ops.map((o) => (o.value === undefined ? { type: 'del' as const, key: kMeta(o.key) } : { type: 'put' as const, key: kMeta(o.key), value: o.value })), { sync: true });
+  }
+
+  async listMeta(prefix: string): Promise<{ key: string; value: Buffer }[]> {
+    const out: { key: string; value: Buffer }[] = [];
+    for await (const [k, v] of this.db.iterator(range(kMeta(prefix)))) out.push({ key: k.slice(2), value: v });
+    return out;
+  }
+
+  async pin(path: string, root?: string): Promise<void> {
+    if (!(await this.getStorePath(path))) throw new MiqError('MIQ_NOT_FOUND', `no store path ${path}; \`miq paths\` lists them`);
+    await this.batchMeta([{ key: ROOT_PREFIX + (root ?? path), value: Buffer.from(path) }]);
+  }
+
+  async unpin(rootOrPath: string): Promise<boolean> {
+    const roots = await this.listRoots();
+    const hit = roots.filter((r) => r.root === rootOrPath || r.path === rootOrPath);
+    if (hit.length === 0) return false;
+    await this.batchMeta(hit.map((r) => ({ key: ROOT_PREFIX + r.root, value: undefined })));
+    return true;
+  }
+
+  async listRoots(): Promise<{ root: string; path: string }[]> {
+    return (await this.listMeta(ROOT_PREFIX)).map(({ key, value }) => ({ root: key.slice(ROOT_PREFIX.length), path: value.toString() }));
+  }
+
+  async ingest(dir: string, opts: IngestOptions = {}): Promise<IngestResult> {
+    const { ingestTree } = await import('./ingest.js');
+    return this.writeLock.run(() => ingestTree(this, dir, opts));
+  }
+
+  /** Bytes the store occupies on disk (packs + database). */
+  async diskBytes(): Promise<{ packs: number; db: number }> {
+    const { readdir } = await import('node:fs/promises');
+    const sum = async (d: string): Promise<number> => {
+      let t = 0;
+      for (const n of await readdir(d).catch(() => [] as string[])) {
+        const s = await stat(join(d, n)).catch(() => undefined);
+        if (s?.isFile()) t += s.size;
+      }
+      return t;
+    };
+    return { packs: await sum(this.packDir), db: await sum(join(this.dir, 'db')) };
+  }
+}
+

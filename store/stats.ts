@@ -1,0 +1,74 @@
+/** What the store holds and what each store path costs. */
+import type { Id } from './ids.js';
+import { range } from './keys.js';
+import type { LocalStore } from './local.js';
+import { decodeLocation } from './pack.js';
+import { visitTree } from './reach.js';
+
+export interface PathStats {
+  path: string;
+  logicalBytes: number;
+  /** Stored bytes of chunks this path shares with at least one other path. */
+  sharedBytes: number;
+  /** Stored bytes of chunks only this path uses. */
+  uniqueBytes: number;
+}
+
+export interface StoreStats {
+  storePaths: number;
+  logicalBytes: number;
+  /** Bytes on disk: packs + database. */
+  storedBytes: number;
+  packBytes: number;
+  dbBytes: number;
+  /** Compressed bodies of indexed chunks (without pack headers or garbage). */
+  chunkBytes: number;
+  uniqueChunks: number;
+  plainChunkBytes: number;
+  dedupRatio: number;
+  paths: PathStats[];
+}
+
+export async function storeStats(store: LocalStore): Promise<StoreStats> {
+  const stored = new Map<string, number>();
+  let chunkBytes = 0, plainChunkBytes = 0;
+  for await (const [k, v] of store.db.iterator(range('c/'))) {
+    const loc = decodeLocation(v);
+    stored.set(k.slice(2), loc.stored);
+    chunkBytes += loc.stored;
+    plainChunkBytes += loc.plain;
+  }
+  const records = await store.listStorePaths();
+  const users = new Map<string, number>();
+  const perPath = new Map<string, Set<string>>();
+  for (const r of records) {
+    const chunks = new Set<string>();
+    await visitTree(store, r.tree, { chunk: (id: Id) => { chunks.add(id); } }, new Set(), new Set());
+    perPath.set(r.path, chunks);
+    for (const c of chunks) users.set(c, (users.get(c) ?? 0) + 1);
+  }
+  const paths: PathStats[] = records.map((r) => {
+    let shared = 0, unique = 0;
+    for (const c of perPath.get(r.path)!) {
+      const s = stored.get(c) ?? 0;
+      if ((users.get(c) ?? 0) > 1) shared += s;
+      else unique += s;
+    }
+    return { path: r.path, logicalBytes: r.size, sharedBytes: shared, uniqueBytes: unique };
+  });
+  const disk = await store.diskBytes();
+  const logical = records.reduce((a, r) => a + r.size, 0);
+  const storedBytes = disk.packs + disk.db;
+  return {
+    storePaths: records.length,
+    logicalBytes: logical,
+    storedBytes,
+    packBytes: disk.packs,
+    dbBytes: disk.db,
+    chunkBytes,
+    uniqueChunks: stored.size,
+    plainChunkBytes,
+    dedupRatio: storedBytes > 0 ? logical / storedBytes : 0,
+    paths,
+  };
+}
