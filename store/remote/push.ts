@@ -1,0 +1,147 @@
+/**
+ * `miq push`: writes the part of a closure that the destination lacks. Order makes a partial push
+ * harmless: chunks before the file records and trees that name them, trees bottom-up, a path's
+ * references before the path, every path document before the pointer. A path document that exists
+ * means its whole closure is there, so a second push stops at the first existing document.
+ */
+import type { ChunkSource } from '../api.js';
+import { MiqError } from '../errors.js';
+import { type Id, idOf } from '../ids.js';
+import { encodeFileRecord, encodeTree, parseStorePath, type FileRecord, type StorePathRecord, type Tree } from '../objects.js';
+import { encodeFileIndex, makePathDoc, makePointer, parsePointerUnchecked } from './docs.js';
+import { DirWriter, destDir } from './dirwriter.js';
+import type { SigningKey } from './keys.js';
+import { chunkPath, encodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
+import { forEachLimit } from './limit.js';
+
+/** What push reads; the local Store satisfies it. */
+export interface PushSource {
+  readonly chunks: ChunkSource;
+  getStorePath(path: string): Promise<StorePathRecord | undefined>;
+  getTree(id: Id): Promise<Tree | undefined>;
+  getFile(id: Id): Promise<FileRecord | undefined>;
+}
+
+export interface PushProfile {
+  readonly name: string;
+  readonly generation: number;
+  readonly paths: readonly string[];
+  readonly tree: Id;
+}
+
+export interface PushOptions {
+  paths?: readonly string[];
+  profile?: PushProfile;
+  key?: SigningKey;
+  concurrency?: number;
+  /** fsync each file before its rename (default true). */
+  durable?: boolean;
+}
+
+export interface PushResult {
+  dest: string;
+  closure: number;
+  pathsWritten: string[];
+  chunksWritten: number;
+  objectsWritten: number;
+  bytesWritten: number;
+  pointer?: { profile: string; sequence: number; written: boolean };
+  signed: boolean;
+}
+
+export async function push(src: PushSource, dest: string, opts: PushOptions): Promise<PushResult> {
+  const w = new DirWriter(destDir(dest), opts.durable ?? true);
+  const conc = opts.concurrency ?? 8;
+  const roots = [...(opts.paths ?? []), ...(opts.profile?.paths ?? [])];
+  if (roots.length === 0 && !opts.profile) throw new MiqError('MIQ_BAD_INPUT', 'nothing to push: name store paths or --profile');
+  const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bytesWritten: 0, signed: !!opts.key };
+
+  const order = await closureOrder(src, roots);
+  res.closure = order.length;
+  // Ids known to be at the destination in this run (saves a stat per repeated chunk/tree).
+  const present = new Map<string, Promise<boolean>>();
+  const put = (rel: string, make: () => Promise<Buffer> | Buffer): Promise<boolean> => {
+    let p = present.get(rel);
+    if (p) return p.then(() => false);
+    p = (async () => (await w.has(rel)) ? false : w.write(rel, await make()))();
+    present.set(rel, p);
+    return p;
+  };
+
+  const pushTree = async (id: Id, index: Map<Id, Id>): Promise<void> => {
+    const tree = await src.getTree(id);
+    if (!tree) throw new MiqError('MIQ_MISSING', `tree ${id} is missing from the local store (run miq verify)`, { details: { id } });
+    const bytes = encodeTree(tree.entries);
+    if (idOf(bytes) !== id) throw new MiqError('MIQ_CORRUPT', `tree ${id} in the local store does not re-encode to its id`);
+    const files = tree.entries.filter((e) => e.kind === 'file' || e.kind === 'exe');
+    await forEachLimit(files, conc, async (e) => {
+      const rec = await src.getFile(e.id!);
+      if (!rec) throw new MiqError('MIQ_MISSING', `file ${e.id} is missing from the local store`, { details: { id: e.id } });
+      for (const c of rec.chunks) {
+        if (await put(chunkPath(c.id), async () => {
+          const plain = await src.chunks.get(c.id);
+          if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} is missing from the local store`, { details: { id: c.id } });
+          return encodeChunk(plain);
+        })) res.chunksWritten++;
+      }
+      if (rec.chunks.length > 1) {
+        const rb = encodeFileRecord(rec);
+        index.set(rec.id, idOf(rb));
+        if (await put(objectPath(rec.id), () => rb)) res.objectsWritten++;
+      }
+    });
+    for (const e of tree.entries) if (e.kind === 'dir') await pushTree(e.id!, index);
+    if (await put(objectPath(id), () => bytes)) res.objectsWritten++;
+  };
+
+  for (const rec of order) {
+    const docRel = pathDocPath(rec.path);
+    if (await w.has(docRel)) continue;
+    const index = new Map<Id, Id>();
+    await pushTree(rec.tree, index);
+    let indexId: Id | null = null;
+    if (index.size > 0) {
+      const ib = encodeFileIndex(index);
+      indexId = idOf(ib);
+      if (await put(objectPath(indexId), () => ib)) res.objectsWritten++;
+    }
+    await w.write(docRel, makePathDoc(rec, indexId, opts.key));
+    res.pathsWritten.push(rec.path);
+  }
+
+  if (opts.profile) {
+    const p = opts.profile;
+    await pushTree(p.tree, new Map());
+    const rel = profilePath(p.name);
+    const old = await w.read(rel);
+    const prev = old ? parsePointerUnchecked(old, p.name) : undefined;
+    const same = prev && prev.tree === p.tree && prev.generation === p.generation && [...prev.paths].sort().join() === [...p.paths].sort().join()
+      && (!opts.key || prev.signatures.some((s) => s.keyName === opts.key!.name));
+    const sequence = same ? prev.sequence : (prev?.sequence ?? 0) + 1;
+    if (!same) {
+      await w.write(rel, makePointer({ profile: p.name, sequence, generation: p.generation, paths: p.paths, tree: p.tree, time: new Date().toISOString() }, opts.key), true);
+    }
+    res.pointer = { profile: p.name, sequence, written: !same };
+  }
+  res.bytesWritten = w.bytesWritten.n;
+  return res;
+}
+
+/** The closure of `roots` with every path after the paths it references. */
+async function closureOrder(src: PushSource, roots: readonly string[]): Promise<StorePathRecord[]> {
+  const out: StorePathRecord[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = async (p: string, from?: string): Promise<void> => {
+    if (state.get(p) === 'done') return;
+    if (state.get(p) === 'visiting') return; // self- or cyclic reference: order among them does not matter
+    parseStorePath(p);
+    state.set(p, 'visiting');
+    const rec = await src.getStorePath(p);
+    if (!rec) throw new MiqError('MIQ_MISSING', `store path ${p}${from ? ` (referenced by ${from})` : ''} is not in the local store`, { details: { path: p } });
+    for (const r of rec.references) if (r !== p) await visit(r, p);
+    state.set(p, 'done');
+    out.push(rec);
+  };
+  for (const r of roots) await visit(r);
+  return out;
+}
