@@ -11,3 +11,9 @@ const modules: ((program: Command) => void)[] = [ingest, inspect, stats, verify,
 export function registerAll(program: Command): void {
   for (const m of modules) m(program);
 }
+
+// builder commands (issue 5)
+import { register as build } from './build.js';
+import { register as recipe } from './recipe.js';
+import { register as log } from './log.js';
+modules.push(build, recipe, log);

@@ -1,0 +1,108 @@
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ObjectReader } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
+import { openStore } from '../store/open.js';
+import { loadTrustedKeys, openRemote } from '../store/remote/index.js';
+import { type BuildEvent, type Substituter, build } from '../builder/build.js';
+import { loadRecipe } from '../builder/load.js';
+import type { Recipe } from '../builder/recipe.js';
+import { storeSubstituter } from '../builder/substitute.js';
+import { globals, printJson, storeDir, withStore } from './context.js';
+
+interface BuildCliOptions {
+  json?: boolean;
+  jobs: string;
+  cores?: string;
+  mirror?: string[];
+  substituter?: string[];
+  trustedKey?: string[];
+  storeView?: string;
+  keepFailed?: boolean;
+  pin: boolean;
+  quiet?: boolean;
+}
+
+function parseMirrors(specs: readonly string[] = []): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const s of specs) {
+    const m = /^([A-Za-z0-9_-]+)=(.+)$/.exec(s);
+    if (!m) throw new MiqError('MIQ_BAD_INPUT', `--mirror takes NAME=URL, got "${s}"`);
+    (out[m[1]!] ??= []).push(m[2]!);
+  }
+  return out;
+}
+
+function positiveInt(s: string, what: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new MiqError('MIQ_BAD_INPUT', `${what} must be a positive integer, got "${s}"`);
+  return n;
+}
+
+function describe(e: BuildEvent): string | undefined {
+  switch (e.type) {
+    case 'present': return `present     ${e.path}`;
+    case 'substituted': return `substituted ${e.path}`;
+    case 'start': return `building    ${e.path}`;
+    case 'fetch': return `fetching    ${e.source} for ${e.path}`;
+    case 'built': return `built       ${e.path} in ${e.seconds.toFixed(1)} s`;
+    case 'failed': return undefined;
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('build')
+    .description('build recipes and what they depend on into the store; prints one store path per recipe')
+    .argument('<files...>', 'recipe files (recipes/hello.ts, or compiled .js) or names of recipes in recipes/ (hello)')
+    .option('--json', 'print one JSON object')
+    .option('-j, --jobs <n>', 'builds to run at once', '1')
+    .option('--cores <n>', 'cores each build may use ($MIQ_CORES; default: cores / jobs)')
+    .option('--mirror <name=url...>', 'base URL for mirror://NAME/ (default for debian: the host apt sources)')
+    .option('--substituter <location...>', 'a miq store directory or remote to fetch results from instead of building (also $MIQ_SUBSTITUTERS, space-separated)')
+    .option('--trusted-key <key...>', 'public keys trusted for remote substituters (name:base64 or a file)')
+    .option('--store-view <dir>', 'a directory serving store paths by name (a running mount\'s store/): bind dependencies from it instead of copying them out')
+    .option('--keep-failed', 'keep the work directory of a failed build')
+    .option('--no-pin', 'do not make built paths GC roots')
+    .option('-q, --quiet', 'no progress lines on stderr')
+    .action(async (files: string[], o: BuildCliOptions, cmd: Command) => {
+      const g = { ...globals(cmd), json: o.json };
+      const recipes: Recipe[] = [];
+      for (const f of files) recipes.push(await loadRecipe(f));
+      const locations = [...(o.substituter ?? []), ...(process.env.MIQ_SUBSTITUTERS ?? '').split(/\s+/).filter(Boolean)];
+      const dir = storeDir(g);
+      const opened: { close(): Promise<void> }[] = [];
+      const substituters: Substituter[] = [];
+      try {
+        for (const loc of locations) {
+          let reader: ObjectReader & { close(): Promise<void> };
+          if (existsSync(join(loc, 'db'))) {
+            reader = await openStore(loc);
+          } else {
+            reader = await openRemote(loc, { cacheDir: join(dir, 'remote-cache'), trustedKeys: loadTrustedKeys(dir, o.trustedKey ?? []) });
+          }
+          opened.push(reader);
+          substituters.push(storeSubstituter(loc, reader));
+        }
+        const results = await withStore(g, (store) => build(store, recipes, {
+          jobs: positiveInt(o.jobs, '--jobs'),
+          ...(o.cores ? { cores: positiveInt(o.cores, '--cores') } : {}),
+          mirrors: parseMirrors(o.mirror),
+          substituters,
+          ...(o.storeView ? { storeView: o.storeView } : {}),
+          keepFailed: o.keepFailed === true,
+          pin: o.pin,
+          onEvent: (e) => {
+            if (o.json || o.quiet) return;
+            const line = describe(e);
+            if (line) process.stderr.write(`miq: ${line}\n`);
+          },
+        }));
+        if (o.json) printJson({ results });
+        else for (const r of results) process.stdout.write(`${r.path}\n`);
+      } finally {
+        for (const r of opened) await r.close().catch(() => undefined);
+      }
+    });
+}
