@@ -53,6 +53,8 @@ export interface IngestResult {
   tree: Id;
   key: Id;
   files: number;
+  /** Files actually read (the rest were unchanged per the stat cache). */
+  scanned: number;
   dirs: number;
   symlinks: number;
   bytes: number;

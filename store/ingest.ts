@@ -303,7 +303,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
 
   return {
     path, tree: rootTree, key,
-    files: w.files.length, dirs: w.dirs, symlinks: w.links,
+    files: w.files.length, scanned: toScan.length, dirs: w.dirs, symlinks: w.links,
     bytes: w.bytes, newBytes, newChunks, chunks: chunkCount,
     seconds: (performance.now() - t0) / 1000,
     references: [...record.references],

@@ -1,0 +1,52 @@
+/** Runs the real `bin/miq` as a subprocess, as a user would. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const MIQ = join(ROOT, 'bin', 'miq');
+
+export interface RunResult { code: number; stdout: string; stderr: string }
+
+export function miq(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): RunResult {
+  const r = spawnSync(process.execPath, [MIQ, ...args], {
+    encoding: 'utf8', env: { ...process.env, ...opts.env }, input: opts.input, cwd: opts.cwd, maxBuffer: 1 << 30,
+  });
+  return { code: r.status ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr: r.stderr };
+}
+
+export function miqAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [MIQ, ...args], { env: { ...process.env, ...opts.env } });
+    let stdout = '', stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('close', (code, sig) => resolve({ code: code ?? (sig ? 128 : 1), stdout, stderr }));
+  });
+}
+
+export function spawnMiq(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  return spawn(process.execPath, [MIQ, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Parses the last JSON line of stdout. */
+export function json<T = Record<string, unknown>>(r: RunResult): T {
+  const lines = r.stdout.trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]!) as T;
+  } catch {
+    throw new Error(`no JSON in output (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
+export function tempDir(prefix = 'miq-test-'): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A user mistake must be one readable line, never a stack trace. */
+export function isCleanError(r: RunResult): boolean {
+  return r.code !== 0 && r.stderr.startsWith('miq: ') && !/\n\s+at /.test(r.stderr) && !r.stderr.includes('internal error');
+}

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { idOf } from '../store/ids.js';
+import { kChunk, kFile, kMeta, kPath, kTree, K_FORMAT } from '../store/keys.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, storePathName, type StorePathRecord, type TreeEntry } from '../store/objects.js';
+import { decodeLocation, encodeLocation } from '../store/pack.js';
+import { isMiqError } from '../store/errors.js';
+
+const A = idOf(Buffer.from('a'));
+const B = idOf(Buffer.from('b'));
+
+const entries: TreeEntry[] = [
+  { name: Buffer.from('zeta'), kind: 'file', size: 1, id: A },
+  { name: Buffer.from('bin'), kind: 'dir', size: 1, id: B },
+  { name: Buffer.from([0xff, 0xfe, 0x41]), kind: 'exe', size: 1, id: B }, // not UTF-8: kept as bytes
+  { name: Buffer.from('link'), kind: 'symlink', size: 9, target: Buffer.from('../lib/x') },
+];
+
+// Golden values: these bytes are what ids hash and what is on disk. Change them only together
+// with a format version bump (store/local.ts FORMAT_VERSION) and keep old fixtures readable.
+test('tree encoding is canonical and pinned (golden)', () => {
+  const bytes = encodeTree(entries);
+  assert.equal(idOf(bytes), '197e2bc71782e86f17b21acf8b5fd5a8008d5b071666e5f5e2721732692999d3');
+  assert.equal(bytes.length, 176);
+  assert.deepEqual(encodeTree([...entries].reverse()), bytes, 'input order does not matter');
+  const t = decodeTree(bytes, idOf(bytes));
+  assert.deepEqual(t.entries.map((e) => e.name.toString('hex')), ['62696e', '6c696e6b', '7a657461', 'fffe41']);
+  assert.equal(t.entries[1]!.target!.toString(), '../lib/x');
+  assert.deepEqual(encodeTree(t.entries), bytes, 'decode/encode round trip');
+});
+
+test('tree decoding refuses damage and bad input is refused on encode', () => {
+  const bytes = encodeTree(entries);
+  const flipped = Buffer.from(bytes);
+  flipped[40] ^= 1;
+  assert.throws(() => decodeTree(flipped, idOf(bytes)), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
+  assert.throws(() => encodeTree([entries[0]!, entries[0]!]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT') && /duplicate/.test((e as Error).message));
+  for (const bad of ['a/b', '.', '..', '']) {
+    assert.throws(() => encodeTree([{ name: Buffer.from(bad), kind: 'file', size: 0, id: A }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
+  }
+});
+
+test('file record encoding is pinned (golden) and checks its sizes', () => {
+  const rec = { id: A, size: 5, chunks: [{ id: A, length: 2 }, { id: B, length: 3 }] };
+  const bytes = encodeFileRecord(rec);
+  assert.equal(idOf(bytes), '20a4a5dc8eafb71dfa43bb23b47650c22a374e44dbc4d77a6ed9cbe6effe257a');
+  assert.deepEqual(decodeFileRecord(bytes, A), rec);
+  assert.throws(() => encodeFileRecord({ ...rec, size: 6 }), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
+  assert.throws(() => decodeFileRecord(bytes.subarray(0, 60), A), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
+  assert.throws(() => decodeFileRecord(bytes, B), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
+});
+
+test('store path record is canonical JSON (golden)', () => {
+  const key = idOf(encodeTree(entries));
+  const r: StorePathRecord = { path: storePathName('hello', key), name: 'hello', key, tree: key, references: ['zz-' + '0'.repeat(32), 'aa-' + '1'.repeat(32)], size: 10, files: 2, made: { kind: 'ingest' }, signatures: [] };
+  const bytes = encodeStorePath(r);
+  assert.equal(bytes.toString(), '{"files":2,"format":1,"key":"197e2bc71782e86f17b21acf8b5fd5a8008d5b071666e5f5e2721732692999d3","made":{"kind":"ingest"},"name":"hello","path":"hello-197e2bc71782e86f17b21acf8b5fd5a8","references":["aa-11111111111111111111111111111111","zz-00000000000000000000000000000000"],"signatures":[],"size":10,"tree":"197e2bc71782e86f17b21acf8b5fd5a8008d5b071666e5f5e2721732692999d3"}');
+  assert.equal(decodeStorePath(bytes).path, 'hello-197e2bc71782e86f17b21acf8b5fd5a8');
+  assert.throws(() => decodeStorePath(Buffer.from('{"format":2}')), (e: unknown) => isMiqError(e, 'MIQ_FORMAT') && /upgrade miq/.test((e as Error).message));
+});
+
+test('store path names: allowed characters, no leading dot', () => {
+  assert.deepEqual(parseStorePath('gcc-libs+x_1.2-' + 'a'.repeat(32)), { name: 'gcc-libs+x_1.2', hash: 'a'.repeat(32) });
+  for (const bad of ['.hidden', 'sp ace', 'slash/x', 'ünï']) assert.throws(() => storePathName(bad, A), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
+  assert.throws(() => parseStorePath('hello'), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
+});
+
+test('database key schema and chunk locations are pinned (golden)', () => {
+  assert.deepEqual([K_FORMAT, kChunk(A), kFile(A), kTree(A), kPath('x-' + '0'.repeat(32)), kMeta('roots/x')].map((k) => k.slice(0, 2)), ['F', 'c/', 'f/', 't/', 'p/', 'm/']);
+  const loc = { pack: 7, offset: 2 ** 33 + 5, stored: 1234, plain: 65536, flags: 1 };
+  const enc = encodeLocation(loc);
+  assert.equal(enc.toString('hex'), '000000070000000200000005000004d20001000001');
+  assert.deepEqual(decodeLocation(enc), loc);
+});
