@@ -17,3 +17,9 @@ import { register as build } from './build.js';
 import { register as recipe } from './recipe.js';
 import { register as log } from './log.js';
 modules.push(build, recipe, log);
+
+// remote commands (issue 4)
+import { register as key } from './key.js';
+import { register as push } from './push.js';
+import { register as fetch } from './fetch.js';
+modules.push(key, push, fetch);

@@ -6,3 +6,4 @@ export { push, type PushSource, type PushProfile, type PushOptions, type PushRes
 export { prefetch, type FetchSink, type FetchResult } from './fetch.js';
 export type { HttpOptions } from './transport.js';
 export { MemorySource, ingestToMemory } from './memory.js';
+export { localSink } from './localsink.js';

@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import { MiqError } from '../store/errors.js';
+import type { Id } from '../store/ids.js';
+import type { LocalStore } from '../store/local.js';
+import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
+import { fmtBytes, globals, printJson, withStore } from './context.js';
+
+/** The current generation of a local profile. Profiles are another module (store/profiles.ts);
+ * this reads it through the one function push needs, so either side can change alone. */
+async function currentGeneration(store: LocalStore, name: string): Promise<PushProfile> {
+  let mod: { currentGeneration?: (s: LocalStore, n: string) => Promise<{ generation: number; paths: string[]; tree: Id } | undefined> };
+  try {
+    mod = await import(['..', 'store', 'profiles.js'].join('/'));
+  } catch (e) {
+    throw new MiqError('MIQ_BAD_INPUT', 'this miq has no profiles yet; push store paths instead', { cause: e });
+  }
+  if (!mod.currentGeneration) throw new MiqError('MIQ_BAD_INPUT', 'store/profiles.js does not export currentGeneration(store, name)');
+  const g = await mod.currentGeneration(store, name);
+  if (!g) throw new MiqError('MIQ_NOT_FOUND', `profile ${name} has no current generation`);
+  return { name, ...g };
+}
+
+export function register(program: Command): void {
+  program
+    .command('push')
+    .description('write the missing part of a closure to a remote directory (serve it with any static HTTP server)')
+    .argument('<dest>', 'destination directory or file:// URL')
+    .argument('[paths...]', 'store paths to push with their references')
+    .option('--profile <name>', "also push a profile's current generation and a signed pointer to it")
+    .option('--sign-key <file>', 'secret key from `miq key generate` (clients accept only signed records)')
+    .option('--no-fsync', 'skip fsync per file (faster; a crash may leave torn files that clients reject)')
+    .option('--json', 'print one JSON object')
+    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; json?: boolean }, cmd: Command) => {
+      const g = { ...globals(cmd), json: o.json };
+      const key = o.signKey ? loadSigningKey(o.signKey) : undefined;
+      if (!key) process.stderr.write('miq: warning: pushing without --sign-key; clients will refuse these records until they are signed\n');
+      const r = await withStore(g, async (store) => {
+        const profile = o.profile ? await currentGeneration(store, o.profile) : undefined;
+        return push(store, dest, { paths, profile, key, durable: o.fsync });
+      });
+      if (o.json) return printJson(r);
+      process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks and ${r.objectsWritten} objects written, ${fmtBytes(r.bytesWritten)}\n`);
+      if (r.pointer) process.stdout.write(`profile ${r.pointer.profile}: pointer sequence ${r.pointer.sequence}${r.pointer.written ? '' : ' (unchanged)'}\n`);
+    });
+}
