@@ -33,6 +33,8 @@ export interface ToolSeries {
   available: boolean;
   error?: string;
   steps: StepRuns[];
+  /** Parsed output of the tool's probe, one per run. */
+  probes: unknown[];
 }
 
 export interface Series {
@@ -54,7 +56,7 @@ async function cleanRepo(repo: string): Promise<void> {
   for (const p of [repo, `${repo}.cache`, `${repo}.base`]) await rm(p, { recursive: true, force: true });
 }
 
-async function runToolOnce(t: Tool, steps: Step[], repo: string, log: Log): Promise<StepRuns[]> {
+async function runToolOnce(t: Tool, steps: Step[], repo: string, log: Log): Promise<{ steps: StepRuns[]; probe?: unknown }> {
   await cleanRepo(repo);
   await mkdir(repo, { recursive: true });
   const env = { ...t.env, REPO: repo };
@@ -76,8 +78,17 @@ async function runToolOnce(t: Tool, steps: Step[], repo: string, log: Log): Prom
     log(`  ${t.name} ${s.label}: ${seconds.toFixed(2)} s, +${((total - before) / 1e6).toFixed(2)} MB`);
     before = total;
   }
+  let probe: unknown;
+  if (t.probe) {
+    const p = await sh(t.probe, { env, check: false });
+    try {
+      probe = JSON.parse(p.stdout.trim().split('\n').pop() ?? '');
+    } catch {
+      probe = undefined;
+    }
+  }
   await cleanRepo(repo);
-  return out;
+  return { steps: out, probe };
 }
 
 export async function runSeries(
@@ -94,6 +105,7 @@ export async function runSeries(
       tool: t,
       available: ok,
       steps: steps.map(() => ({ seconds: [], added: [], total: [], reported: [] })),
+      probes: [],
     };
     if (!ok) ts.error = 'not installed';
     results.push(ts);
@@ -107,7 +119,8 @@ export async function runSeries(
       const repo = join(opts.work, slug(`${name}-${ts.tool.name}`));
       try {
         const once = await runToolOnce(ts.tool, steps, repo, log);
-        once.forEach((s, i) => {
+        if (once.probe !== undefined) ts.probes.push(once.probe);
+        once.steps.forEach((s, i) => {
           const acc = ts.steps[i]!;
           acc.seconds.push(...s.seconds);
           acc.added.push(...s.added);

@@ -24,12 +24,15 @@ export interface Tool {
   timeOnly?: boolean;
   /** Each step writes a self-contained artifact: no dedup across steps exists in the tool. */
   noCrossStepDedup?: boolean;
+  /** Run after the last step, not timed; its stdout (JSON) is kept with the results. */
+  probe?: string;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/benchmarks → repo root. */
 export const repoRoot = resolve(here, '..', '..');
 export const miqBin = process.env.MIQ_BIN || join(repoRoot, 'bin', 'miq');
+/** Shown as `dist/benchmarks/filelevel.js` in the report (the env column hides the absolute path). */
 const fileLevelJs = join(here, 'filelevel.js');
 
 export function miqTool(chunk?: string): Tool {
@@ -38,6 +41,7 @@ export function miqTool(chunk?: string): Tool {
     about: chunk ? `miq with MIQ_CHUNK=${chunk} (min/avg/max bytes)` : 'miq ingest (default chunking)',
     requires: [],
     step: '"$MIQ" ingest "$DIR" --name "s$I" --json --store "$REPO"',
+    probe: '"$MIQ" stats --json --store "$REPO"',
     env: { MIQ: miqBin },
   };
   if (chunk) t.env!.MIQ_CHUNK = chunk;
@@ -106,7 +110,8 @@ export const ANCHORS: Tool[] = [
     name: 'file-level',
     about: 'unique file contents, each zstd -3 on its own (what hard-link dedup can reach)',
     requires: ['node'],
-    step: `node ${fileLevelJs} "$DIR" "$REPO"`,
+    step: 'node "$FILELEVEL" "$DIR" "$REPO"',
+    env: { FILELEVEL: fileLevelJs },
   },
   {
     name: 'b3sum',
