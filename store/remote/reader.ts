@@ -18,7 +18,7 @@ import type { SeenPointers } from './seen.js';
 import type { Transport, TransportStats } from './transport.js';
 
 /** Trees and file records are small but a hostile server could claim otherwise. */
-const MAX_OBJECT_BYTES = 64 * 1024 * 1024;
+const MAX_OBJECT_BYTES = 16 * 1024 * 1024;
 
 export interface RemoteReader extends ObjectReader {
   readonly url: string;

@@ -17,7 +17,8 @@ export type Misbehaviour =
   | { kind: 'stallHeaders' } // accepts the connection and sends nothing
   | { kind: 'status'; status: number }
   | { kind: 'redirect'; location: string }
-  | { kind: 'body'; bytes: Buffer }; // serves these bytes instead
+  | { kind: 'body'; bytes: Buffer } // serves these bytes instead
+  | { kind: 'slow'; ms: number }; // sends half, waits, sends the rest
 
 export interface Served {
   path: string;
@@ -98,6 +99,18 @@ export async function startBadServer(root: string): Promise<BadServer> {
       res.write(body.subarray(0, body.length >> 1));
       rec.sent = body.length >> 1;
       setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    if (m?.kind === 'slow') {
+      rec.status = 200;
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, body.length >> 1));
+      rec.sent = body.length >> 1;
+      setTimeout(() => {
+        if (res.destroyed) return;
+        res.end(body.subarray(body.length >> 1));
+        rec.sent = body.length;
+      }, m.ms);
       return;
     }
     send(200, body);
