@@ -84,11 +84,30 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const facts = await machineFacts(work.replace(/\/work$/, '') || '/');
   const series: Series[] = [];
   const everyone: Tool[] = [miqTool(), ...ANCHORS];
+  const date = new Date().toISOString().slice(0, 10);
+  const out = opts.out ?? join(process.cwd(), 'bench-results');
+  const base = `${date}-${facts.host.replace(/[^A-Za-z0-9._-]/g, '_')}${quick ? '-quick' : ''}`;
+  const chartsDir = join(out, base);
+  const result: BenchResult = { date, quick, runs, facts, manifest, series, sweep, reportPath: join(out, `${base}.md`) };
+  // Rewritten after every scenario, so a long run that is stopped still leaves a report.
+  const write = async () => {
+    await mkdir(chartsDir, { recursive: true });
+    const { markdown, charts } = renderReport(result, base);
+    for (const [name, svg] of Object.entries(charts)) await writeFile(join(chartsDir, name), `${svg}\n`);
+    await writeFile(join(chartsDir, 'results.json'), `${JSON.stringify({ ...result, manifest: summariseManifest(manifest) }, null, 1)}\n`);
+    await writeFile(result.reportPath, markdown);
+  };
   const run = async (name: string, tools: Tool[], steps: Step[]) => {
     if (!want(name)) return;
     series.push(await runSeries(name, tools, steps, { runs, work, log }));
+    await write();
   };
 
+  await run('ingest', [miqTool(), anchor('b3sum'), anchor('tar+zstd'), anchor('casync'), anchor('restic')], [
+    setStep(manifest, 'debian-N', 'release N'),
+    setStep(manifest, 'debian-N1', 'release N+1'),
+  ]);
+  await run('security', everyone, [setStep(manifest, 'security-old', 'point release'), setStep(manifest, 'security-new', 'security update')]);
   const npmPkgs = spec.npm.map((s) => s.pkg);
   for (const pkg of npmPkgs) {
     const steps = stepsOf(
@@ -96,12 +115,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     );
     await run(`releases:${pkg}`, everyone, steps);
   }
-  await run('security', everyone, [setStep(manifest, 'security-old', 'point release'), setStep(manifest, 'security-new', 'security update')]);
   await run('full', everyone, [setStep(manifest, 'full', 'full corpus')]);
-  await run('ingest', [miqTool(), anchor('b3sum'), anchor('tar+zstd'), anchor('casync'), anchor('restic')], [
-    setStep(manifest, 'debian-N', 'release N'),
-    setStep(manifest, 'debian-N1', 'release N+1'),
-  ]);
   const sweepTools = sweep.map((c) => miqTool(c));
   const firstPkg = npmPkgs[0];
   if (firstPkg) {
@@ -110,16 +124,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   }
   await run('sweep:security', sweepTools, [setStep(manifest, 'security-old', 'point release'), setStep(manifest, 'security-new', 'security update')]);
 
-  const date = new Date().toISOString().slice(0, 10);
-  const out = opts.out ?? join(process.cwd(), 'bench-results');
-  const base = `${date}-${facts.host.replace(/[^A-Za-z0-9._-]/g, '_')}${quick ? '-quick' : ''}`;
-  const chartsDir = join(out, base);
-  await mkdir(chartsDir, { recursive: true });
-  const result: BenchResult = { date, quick, runs, facts, manifest, series, sweep, reportPath: join(out, `${base}.md`) };
-  const { markdown, charts } = renderReport(result, base);
-  for (const [name, svg] of Object.entries(charts)) await writeFile(join(chartsDir, name), `${svg}\n`);
-  await writeFile(join(chartsDir, 'results.json'), `${JSON.stringify({ ...result, manifest: summariseManifest(manifest) }, null, 1)}\n`);
-  await writeFile(result.reportPath, markdown);
+  await write();
   return result;
 }
 

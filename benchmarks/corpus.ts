@@ -257,6 +257,7 @@ export async function fetchCorpus(
     const dir = join(un, kind, kind === 'npm' ? `${safe(pkg)}@${version}` : `${safe(pkg)}_${safe(version)}`);
     const done = `${dir}.done`;
     let stats = oldTrees.get(id)?.stats;
+    if (stats?.inodeBytes === undefined) stats = undefined;
     if (!existsSync(done) || !existsSync(dir)) {
       log(`unpack ${id}`);
       if (kind === 'npm') await unpackNpm(archive, dir);
@@ -302,7 +303,7 @@ export async function fetchCorpus(
     const markerPath = `${dir}.json`;
     const want = JSON.stringify(d.members);
     const marker = await readJson<{ members: string; stats: TreeStats }>(markerPath);
-    if (marker?.members === want && existsSync(dir)) {
+    if (marker?.members === want && marker.stats.inodeBytes !== undefined && existsSync(dir)) {
       sets.push({ name: d.name, dir, members: d.members.map((m) => m.id), stats: marker.stats });
       continue;
     }

@@ -156,7 +156,7 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
   md.push('', '## Full corpus', '');
   if (full) {
     const st = full.steps[0]!;
-    md.push(`One step: ${st.files} files, ${fmtBytes(st.bytes)}.`, '');
+    md.push(`One step: ${st.files} files, ${fmtBytes(st.bytes)} (every name counted; hard links inside Debian packages make the unique inodes fewer).`, '');
     const m = fm && ok(fm) ? stepMedian(fm.steps[0]!) : undefined;
     md.push(
       table(
@@ -396,7 +396,7 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
         ts.tool.name,
         ts.tool.about,
         ts.tool.init ? `\`${ts.tool.init}\`` : '—',
-        `\`${ts.tool.step.replace(/\|/g, '\\|')}\``,  // FILELEVEL is dist/benchmarks/filelevel.js
+        `\`${ts.tool.step.replace(/\|/g, '\\|')}\``,
         Object.entries(ts.tool.env ?? {})
           .filter(([k]) => k !== 'MIQ' && k !== 'FILELEVEL')
           .map(([k, v]) => `${k}=${v}`)
@@ -404,6 +404,7 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       ]),
     ),
   );
+  md.push('', '`$MIQ` is `bin/miq`; `$FILELEVEL` is `dist/benchmarks/filelevel.js`; `$REPO` is a fresh folder per tool and run; `$DIR` the tree of the step; `$I` the step number.');
   const errors = r.series.flatMap((s) => s.tools.filter((t) => t.error).map((t) => `- ${s.name} / ${t.tool.name}: ${t.error}`));
   if (errors.length) md.push('', '### Tools that did not run', '', ...errors);
   md.push('');

@@ -67,13 +67,15 @@ export interface TreeStats {
   files: number;
   dirs: number;
   symlinks: number;
-  /** Sum of regular file sizes (each inode once). */
+  /** Sum of regular file sizes, every name counted (what a store that ignores hard links reads). */
   bytes: number;
+  /** The same with each hard-linked inode counted once (what `du` shows). */
+  inodeBytes: number;
 }
 
 /** Walk without following symlinks; a hard-linked inode is counted once, as every store keeps it. */
 export async function treeStats(root: string): Promise<TreeStats> {
-  const s: TreeStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  const s: TreeStats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, inodeBytes: 0 };
   const seen = new Set<string>();
   const stack = [root];
   while (stack.length) {
@@ -87,11 +89,12 @@ export async function treeStats(root: string): Promise<TreeStats> {
         const st = await lstat(p, { bigint: true });
         const key = `${st.dev}:${st.ino}`;
         s.files++;
+        s.bytes += Number(st.size);
         if (st.nlink > 1n) {
           if (seen.has(key)) continue;
           seen.add(key);
         }
-        s.bytes += Number(st.size);
+        s.inodeBytes += Number(st.size);
       }
     }
   }
@@ -102,7 +105,7 @@ export async function treeStats(root: string): Promise<TreeStats> {
 export async function storedBytes(path: string): Promise<number> {
   const st = await lstat(path);
   if (!st.isDirectory()) return st.size;
-  return (await treeStats(path)).bytes;
+  return (await treeStats(path)).inodeBytes;
 }
 
 export function median(xs: number[]): number {

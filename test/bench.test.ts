@@ -1,0 +1,153 @@
+/**
+ * `miq bench`: the report renderer on synthetic results (no network, no tools), and the real
+ * `miq bench --quick` end to end on its small slice of real packages. Nothing here asserts a
+ * wall-clock bound: the machine is shared and noisy; the report itself quotes ratios.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { BenchResult } from '../benchmarks/bench.js';
+import type { Manifest } from '../benchmarks/corpus.js';
+import { renderReport, SECTIONS } from '../benchmarks/report.js';
+import type { Series, StepRuns } from '../benchmarks/runner.js';
+import { barChart, lineChart } from '../benchmarks/svg.js';
+import { ANCHORS, miqTool } from '../benchmarks/tools.js';
+import { median } from '../benchmarks/util.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Each section heading must be followed by a Markdown table before the next `## ` heading. */
+function assertEveryTable(md: string): void {
+  const lines = md.split('\n');
+  for (const s of SECTIONS) {
+    const at = lines.findIndex((l) => l.startsWith(`## ${s}`));
+    assert.ok(at >= 0, `section "${s}" missing`);
+    let end = lines.findIndex((l, i) => i > at && l.startsWith('## '));
+    if (end < 0) end = lines.length;
+    const body = lines.slice(at + 1, end);
+    const header = body.findIndex((l) => l.startsWith('| '));
+    assert.ok(header >= 0, `section "${s}" has no table`);
+    assert.match(body[header + 1] ?? '', /^\| ---( \| ---)* \|$/, `section "${s}": table has no separator row`);
+  }
+}
+
+function runs(seconds: number[], added: number[], total: number[]): StepRuns {
+  return { seconds, added, total, reported: added };
+}
+
+test('median of odd and even counts', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+});
+
+test('charts are self-contained SVG with one bar or point per value', () => {
+  const bar = barChart({ title: 'a & b', bars: [{ label: 'miq', value: 2, accent: true }, { label: 'casync', value: 3 }], format: String });
+  assert.match(bar, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(bar, /<\/svg>$/);
+  assert.match(bar, /a &amp; b/);
+  assert.equal((bar.match(/<rect x="170"/g) ?? []).length, 2);
+  const line = lineChart({
+    title: 't',
+    xLabels: ['1', '2', '3'],
+    lines: [{ name: 'miq', values: [10, 1, 0.5] }, { name: 'casync', values: [10, 3, 2] }],
+    format: String,
+    logY: true,
+  });
+  assert.equal((line.match(/<circle /g) ?? []).length, 6);
+  assert.equal((line.match(/<polyline /g) ?? []).length, 2);
+});
+
+test('report has every table and judges the targets from the figures', () => {
+  const tools = [miqTool(), ...ANCHORS];
+  const steps = [
+    { label: 'v1', dir: '/x/1', bytes: 100e6, files: 10 },
+    { label: 'v2', dir: '/x/2', bytes: 100e6, files: 10 },
+  ];
+  const series = (name: string, addedFor: (tool: string) => number, n = 2): Series => ({
+    name,
+    runs: 3,
+    steps: steps.slice(0, n),
+    tools: tools.map((t) => ({
+      tool: t,
+      available: t.name !== 'erofs',
+      ...(t.name === 'erofs' ? { error: 'not installed' } : {}),
+      probes: [{ uniqueChunks: 42, dbBytes: 1000 }],
+      steps: steps.slice(0, n).map((_, i) =>
+        runs([1, 2, 3].map((k) => (t.name === 'miq' ? 1 : 4) + k * 0.1), [addedFor(t.name), addedFor(t.name), addedFor(t.name)].map((a) => (i === 0 ? 50e6 : a)), [60e6, 60e6, 60e6]),
+      ),
+    })),
+  });
+  const sweep = ['4096/16384/65536', '16384/65536/262144'];
+  const sweepSeries: Series = {
+    name: 'sweep:security',
+    runs: 3,
+    steps,
+    tools: sweep.map((c) => ({ tool: miqTool(c), available: true, probes: [{ uniqueChunks: 7, dbBytes: 10 }], steps: steps.map(() => runs([1], [1e6], [2e6])) })),
+  };
+  const manifest: Manifest = {
+    spec: 'quick',
+    cache: '/c',
+    created: 'now',
+    debianVersions: { libaom3: { point: '1', security: '2' } },
+    trees: [],
+    sets: [{ name: 'full', dir: '/c/full', members: ['a'], stats: { files: 1, dirs: 1, symlinks: 0, bytes: 1, inodeBytes: 1 } }],
+  };
+  const result: BenchResult = {
+    date: '2026-01-01',
+    quick: true,
+    runs: 3,
+    facts: { host: 'h', cpu: 'c', cores: 2, memoryGiB: 24, kernel: 'k', os: 'o', filesystem: 'ext4', node: 'v20', tools: { casync: '2' } },
+    manifest,
+    series: [
+      series('releases:typescript', (t) => (t === 'miq' ? 1e6 : t === 'casync' ? 2e6 : 10e6)),
+      series('security', (t) => (t === 'miq' ? 30e6 : t === 'casync' ? 29e6 : 40e6)),
+      series('full', () => 0, 1),
+      series('ingest', (t) => (t === 'miq' ? 1e6 : 2e6)),
+      sweepSeries,
+    ],
+    sweep,
+    reportPath: '/tmp/x.md',
+  };
+  const { markdown, charts } = renderReport(result, 'base');
+  assertEveryTable(markdown);
+  // releases: miq 1 MB vs best anchor casync 2 MB and file-level 10 MB: both hold.
+  assert.match(markdown, /\| releases:typescript: miq adds no more than the best anchor \| [^|]+ \| \*\*yes\*\* \|/);
+  assert.match(markdown, /\| releases:typescript: miq adds at most ½ of file-level dedup \| [^|]+ \| \*\*yes\*\* \|/);
+  // security: casync adds less than miq: the report says so.
+  assert.match(markdown, /\| security: miq adds no more than the best anchor \| miq 30.0 MB vs casync 29.0 MB \| \*\*no\*\* \|/);
+  assert.match(markdown, /\| erofs \| not installed/);
+  assert.ok(Object.keys(charts).length >= 4);
+  for (const [name, svg] of Object.entries(charts)) {
+    assert.match(name, /\.svg$/);
+    assert.ok(markdown.includes(`](base/${name})`), `${name} is linked from the report`);
+    assert.match(svg, /<\/svg>$/);
+  }
+});
+
+test('miq bench --quick writes a report with every table', { timeout: 20 * 60 * 1000 }, () => {
+  const out = mkdtempSync(join(tmpdir(), 'miq-bench-'));
+  try {
+    const r = spawnSync(join(root, 'bin', 'miq'), ['bench', '--quick', '--out', out, '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, MIQ_BENCH_VERBOSE: '1' },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    assert.equal(r.status, 0, `miq bench --quick failed:\n${r.stderr.slice(-3000)}`);
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!) as { report: string; series: string[] };
+    for (const s of ['ingest', 'security', 'releases:typescript', 'full', 'sweep:security']) assert.ok(summary.series.includes(s), s);
+    const md = readFileSync(summary.report, 'utf8');
+    assertEveryTable(md);
+    // miq itself must have produced figures (not "failed") in every scenario it ran in.
+    for (const line of md.split('\n').filter((l) => l.startsWith('| miq |'))) assert.doesNotMatch(line, /failed|not installed/, line);
+    const charts = readdirSync(summary.report.replace(/\.md$/, ''));
+    assert.ok(charts.some((c) => c.endsWith('.svg')));
+    assert.ok(charts.includes('results.json'));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
