@@ -17,8 +17,9 @@ import { fetchCorpus, findSet, FULL, npmSeries, QUICK, type Manifest } from './c
 import { machineFacts, type MachineFacts } from './machine.js';
 import { renderReport } from './report.js';
 import { runSeries, type Series, type Step } from './runner.js';
-import { ANCHOR_PACKAGES, ANCHORS, anchor, miqTool, repoRoot, type Tool } from './tools.js';
-import { quiet, sh, which, type Log } from './util.js';
+import { INGEST_TOOLS } from './ingest.js';
+import { ANCHORS, ensureAnchors, miqTool, repoRoot, type Tool } from './tools.js';
+import { quiet, type Log } from './util.js';
 
 export interface BenchOptions {
   quick?: boolean;
@@ -49,18 +50,6 @@ export interface BenchResult {
 
 export const DEFAULT_SWEEP = ['4096/16384/65536', '8192/32768/131072', '16384/65536/262144', '65536/262144/1048576'];
 export const QUICK_SWEEP = ['4096/16384/65536', '16384/65536/262144', '65536/262144/1048576'];
-
-/** Installs the anchors' Debian packages when some command is missing. */
-export async function ensureAnchors(log: Log): Promise<void> {
-  const missing: string[] = [];
-  for (const c of ['casync', 'restic', 'borg', 'ostree', 'mksquashfs', 'mkfs.erofs', 'b3sum', 'zstd']) {
-    if (!(await which(c))) missing.push(c);
-  }
-  if (!missing.length) return;
-  log(`installing anchors (missing: ${missing.join(' ')})`);
-  await sh('apt-get update -qq', { check: false });
-  await sh(`DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${ANCHOR_PACKAGES.join(' ')}`, { check: false });
-}
 
 function stepsOf(trees: { label: string; dir: string; bytes: number; files: number }[]): Step[] {
   return trees;
@@ -103,7 +92,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     await write();
   };
 
-  await run('ingest', [miqTool(), anchor('b3sum'), anchor('tar+zstd'), anchor('casync'), anchor('restic')], [
+  await run('ingest', INGEST_TOOLS(), [
     setStep(manifest, 'debian-N', 'release N'),
     setStep(manifest, 'debian-N1', 'release N+1'),
   ]);

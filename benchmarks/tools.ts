@@ -6,7 +6,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { which } from './util.js';
+import { sh, which, type Log } from './util.js';
 
 export interface Tool {
   /** Key used in tables and charts. */
@@ -137,3 +137,16 @@ export async function available(t: Tool): Promise<boolean> {
 
 /** The Debian packages that provide the anchors (installed by `ensureAnchors`). */
 export const ANCHOR_PACKAGES = ['casync', 'restic', 'borgbackup', 'ostree', 'squashfs-tools', 'erofs-utils', 'b3sum', 'zstd'];
+
+/** Installs the anchors' Debian packages when some command is missing. */
+export async function ensureAnchors(log: Log): Promise<void> {
+  const missing: string[] = [];
+  for (const c of ['casync', 'restic', 'borg', 'ostree', 'mksquashfs', 'mkfs.erofs', 'b3sum', 'zstd']) {
+    if (!(await which(c))) missing.push(c);
+  }
+  if (!missing.length) return;
+  log(`installing anchors (missing: ${missing.join(' ')})`);
+  await sh('apt-get update -qq', { check: false });
+  await sh(`DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${ANCHOR_PACKAGES.join(' ')}`, { check: false });
+}
+

@@ -1,0 +1,92 @@
+/**
+ * The ingest benchmark of issue 2: on a real tree of at least 1 GB (Debian release N: a few dozen
+ * binary packages), ingest time and stored bytes for miq beside b3sum, `tar | zstd -3 -T2`,
+ * `casync make` and `restic backup`, in the same run; then release N+1 (the same packages with
+ * the security set updated) added to the same repository, the incremental case.
+ *
+ * Usage: `node dist/benchmarks/ingest.js [--quick] [--runs N]` (after `npm run build`).
+ * Prints a table of medians and the ratios the issue's targets are judged by.
+ */
+import { join } from 'node:path';
+import { fetchCorpus, findSet, FULL, QUICK } from './corpus.js';
+import { runSeries, stepMedian, type Series } from './runner.js';
+import { anchor, ensureAnchors, miqTool, type Tool } from './tools.js';
+import { fmtBytes, fmtRatio, fmtSec, type Log } from './util.js';
+
+export const INGEST_TOOLS = (): Tool[] => [miqTool(), anchor('b3sum'), anchor('tar+zstd'), anchor('casync'), anchor('restic')];
+
+export async function runIngestBench(opts: { quick?: boolean; runs?: number; log?: Log }): Promise<Series> {
+  const log = opts.log ?? (() => {});
+  await ensureAnchors(log);
+  const m = await fetchCorpus(opts.quick ? QUICK : FULL, { log });
+  const n = findSet(m, 'debian-N');
+  const n1 = findSet(m, 'debian-N1');
+  return runSeries(
+    'ingest',
+    INGEST_TOOLS(),
+    [
+      { label: 'release N', dir: n.dir, bytes: n.stats.bytes, files: n.stats.files },
+      { label: 'release N+1', dir: n1.dir, bytes: n1.stats.bytes, files: n1.stats.files },
+    ],
+    { runs: opts.runs ?? 3, work: join(m.cache, 'work'), log },
+  );
+}
+
+/** Plain-text table and the target ratios. */
+export function formatIngest(s: Series): string {
+  const out: string[] = [];
+  const [n] = s.steps;
+  out.push(`tree: ${n!.files} files, ${fmtBytes(n!.bytes)}; medians of ${s.runs} runs`);
+  out.push(['tool', 'N time', 'N stored', 'N+1 time', 'N+1 added'].map((h) => h.padEnd(14)).join(''));
+  const med = (name: string) => {
+    const t = s.tools.find((x) => x.tool.name === name);
+    if (!t || !t.available || t.error) return undefined;
+    return { a: stepMedian(t.steps[0]!), b: stepMedian(t.steps[1]!), timeOnly: !!t.tool.timeOnly };
+  };
+  for (const t of s.tools) {
+    const m = med(t.tool.name);
+    if (!m) {
+      out.push(`${t.tool.name.padEnd(14)}${t.error ?? 'n/a'}`);
+      continue;
+    }
+    out.push(
+      [t.tool.name, fmtSec(m.a.seconds), m.timeOnly ? '—' : fmtBytes(m.a.total), fmtSec(m.b.seconds), m.timeOnly ? '—' : fmtBytes(m.b.added)]
+        .map((c) => c.padEnd(14))
+        .join(''),
+    );
+  }
+  const miq = med('miq');
+  if (miq) {
+    out.push('');
+    for (const name of ['b3sum', 'tar+zstd', 'casync', 'restic']) {
+      const a = med(name);
+      if (!a) continue;
+      const bytes = a.timeOnly ? '' : `, stored ${fmtRatio(miq.a.total / a.a.total)}`;
+      out.push(`miq ÷ ${name}: time ${fmtRatio(miq.a.seconds / a.a.seconds)}${bytes}`);
+    }
+    const c = med('casync');
+    if (c) {
+      out.push(`target: miq time ≤ ½ casync: ${miq.a.seconds <= c.a.seconds / 2 ? 'holds' : 'not met'} (${fmtRatio(miq.a.seconds / c.a.seconds)})`);
+      out.push(`target: miq stored ≤ casync: ${miq.a.total <= c.a.total ? 'holds' : 'not met'} (${fmtRatio(miq.a.total / c.a.total)})`);
+    }
+    const inc = miq.b.seconds / miq.a.seconds;
+    out.push(`target: incremental N+1 ≤ ⅓ of full: ${inc <= 1 / 3 ? 'holds' : 'not met'} (${fmtRatio(inc)})`);
+  }
+  return out.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const ri = args.indexOf('--runs');
+  runIngestBench({
+    quick: args.includes('--quick'),
+    ...(ri >= 0 ? { runs: Number(args[ri + 1]) } : {}),
+    log: (l) => process.stderr.write(`${l}\n`),
+  }).then(
+    (s) => process.stdout.write(`${formatIngest(s)}\n`),
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}
