@@ -277,6 +277,39 @@ test('a build cannot write outside $out: not its dependencies, the store, the ro
   }
 });
 
+test('without the host toolchain the sandbox holds no host files: /bin/sh comes from a dependency', async () => {
+  // A statically linked stand-in for a shell, built with the toolchain, that records what it sees.
+  const fakeShell = sh('probe-shell', `
+    cat > probe.c <<'EOF'
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <unistd.h>
+    int main(void) {
+      char p[4096];
+      snprintf(p, sizeof p, "%s/result", getenv("out"));
+      FILE *f = fopen(p, "w");
+      if (!f) return 1;
+      const char *probe[] = { "/usr", "/bin/ls", "/lib", "/etc/alternatives", "/etc/ld.so.cache", "/miq/script.sh", 0 };
+      for (int i = 0; probe[i]; i++) fprintf(f, "%s=%s\\n", probe[i], access(probe[i], F_OK) == 0 ? "present" : "absent");
+      fprintf(f, "PATH=%s\\n", getenv("PATH"));
+      return fclose(f) != 0;
+    }
+    EOF
+    mkdir -p "$out/bin"
+    gcc -static -O2 -o "$out/bin/sh" probe.c
+  `);
+  const bare = recipe({ name: 'bare', version: '1', buildDeps: [fakeShell], script: 'not run by a real shell' });
+  await withStore(async (store) => {
+    const [o] = await build(store, [bare], opts());
+    const result = await readOut(store, o!.path, 'result');
+    for (const p of ['/usr', '/bin/ls', '/lib', '/etc/alternatives', '/etc/ld.so.cache']) assert.match(result, new RegExp(`^${p}=absent$`, 'm'), p);
+    assert.match(result, /^\/miq\/script\.sh=present$/m);
+    assert.match(result, new RegExp(`^PATH=/miq/store/${analyse([fakeShell]).roots[0]!.path}/bin$`, 'm'));
+    // And with neither the toolchain nor a shell among the dependencies, nothing can run.
+    await assert.rejects(build(store, [recipe({ name: 'noshell', version: '1', script: 'true' })], opts()), (e) => isMiqError(e, 'MIQ_BAD_INPUT') && /nothing provides \/bin\/sh/.test(e.message));
+  });
+});
+
 test('-j 2 runs independent builds at once; -j 1 one after another', async () => {
   const a = sh('par-a', 'sleep 1; touch "$out/a"');
   const b = sh('par-b', 'sleep 1; touch "$out/b"');
