@@ -224,7 +224,7 @@ export async function build(store: Store, recipes: readonly Recipe[], opts: Buil
         const kept = join(tmpdir(), `miq-failed-${n.path}.log`);
         await copyFile(logFile, kept).catch(() => undefined);
         throw new MiqError('MIQ_BUILD_FAILED',
-          `build of ${n.path} failed (${why}); last lines of its log:\n${tail(log.toString('utf8'), opts.tailLines ?? 25)}\n(full log: ${kept})`,
+          `build of ${n.path} failed (${why}); last lines of its log:\n${tail(log.toString('utf8'), opts.tailLines ?? 25)}\n(full log: ${kept}${opts.keepFailed ? `; work directory kept: ${work}` : ''})`,
           { details: { path: n.path, key: n.key, log: kept, work, code: res.code, signal: res.signal } });
       }
       if ((await readdir(outDir)).length === 0) {

@@ -24,6 +24,10 @@ interface BuildCliOptions {
   quiet?: boolean;
 }
 
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
 function parseMirrors(specs: readonly string[] = []): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const s of specs) {
@@ -59,9 +63,9 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('-j, --jobs <n>', 'builds to run at once', '1')
     .option('--cores <n>', 'cores each build may use ($MIQ_CORES; default: cores / jobs)')
-    .option('--mirror <name=url...>', 'base URL for mirror://NAME/ (default for debian: the host apt sources)')
-    .option('--substituter <location...>', 'a miq store directory or remote to fetch results from instead of building (also $MIQ_SUBSTITUTERS, space-separated)')
-    .option('--trusted-key <key...>', 'public keys trusted for remote substituters (name:base64 or a file)')
+    .option('--mirror <name=url>', 'base URL for mirror://NAME/, repeatable (default for debian: the host apt sources)', collect, [])
+    .option('--substituter <location>', 'a miq store directory or remote to fetch results from instead of building, repeatable (also $MIQ_SUBSTITUTERS, space-separated)', collect, [])
+    .option('--trusted-key <key>', 'a public key trusted for remote substituters (name:base64 or a file), repeatable', collect, [])
     .option('--store-view <dir>', 'a directory serving store paths by name (a running mount\'s store/): bind dependencies from it instead of copying them out')
     .option('--keep-failed', 'keep the work directory of a failed build')
     .option('--no-pin', 'do not make built paths GC roots')

@@ -390,6 +390,16 @@ test('CLI: build, log, recipe show; failures exit non-zero with a readable messa
     assert.match(missing.stderr, /no-such-recipe/);
     const paths = await miq('paths', '--json');
     assert.deepEqual((JSON.parse(paths.stdout) as { path: string }[]).map((p) => p.path), [info.path]);
+    // A second store substitutes from the first instead of building.
+    const second = tmp('cli2');
+    try {
+      const sub = await run(process.execPath, [join(PROJECT_ROOT, 'dist/cli/main.js'), '--store', second, 'build', '--substituter', store, tiny]);
+      assert.equal(sub.stdout, `${info.path}\n`);
+      assert.match(sub.stderr, /substituted/);
+      assert.doesNotMatch(sub.stderr, /building/);
+    } finally {
+      rmSync(second, { recursive: true, force: true });
+    }
   } finally {
     rmSync(store, { recursive: true, force: true });
   }
