@@ -41,6 +41,7 @@ export type BuildEvent =
   | { type: 'start'; path: string }
   | { type: 'built'; path: string; seconds: number }
   | { type: 'failed'; path: string; error: MiqError }
+  | { type: 'substitute-failed'; path: string; substituter: string; error: MiqError }
   | { type: 'fetch'; path: string; source: string; url: string };
 
 export interface BuildOptions {
@@ -260,7 +261,16 @@ export async function build(store: Store, recipes: readonly Recipe[], opts: Buil
         return { name: n.recipe.name, path: n.path, key: n.key, tree: have.tree, status: 'present', seconds: 0, ...(have.made.kind === 'build' && have.made.log ? { log: have.made.log } : {}) };
       }
       for (const s of opts.substituters ?? []) {
-        if (await s.substitute(n.path, n.key, store)) {
+        let got: boolean;
+        try {
+          got = await s.substitute(n.path, n.key, store);
+        } catch (e) {
+          // A substituter that is down, untrusted or lying is a reason to build, not to fail.
+          const err = isMiqError(e) ? e : new MiqError('MIQ_REMOTE', (e as Error).message, { cause: e });
+          opts.onEvent?.({ type: 'substitute-failed', path: n.path, substituter: s.name, error: err });
+          continue;
+        }
+        if (got) {
           const rec = await store.getStorePath(n.path);
           if (!rec) throw new MiqError('MIQ_REMOTE', `substituter ${s.name} reported ${n.path} but it is not in the store`);
           opts.onEvent?.({ type: 'substituted', path: n.path });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { ObjectReader, Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
+import { type FetchSink, type RemoteReader, prefetch } from '../store/remote/index.js';
 import type { Substituter } from './build.js';
 import { materialize, rmTree } from './materialize.js';
 
@@ -45,6 +46,31 @@ export function storeSubstituter(name: string, remote: ObjectReader, opts: { tmp
       if (!rec) return false;
       if (rec.key !== key) throw new MiqError('MIQ_REMOTE', `substituter ${name}: ${path} has key ${rec.key}, expected ${key}`);
       return fetchPath(path, store, 0);
+    },
+  };
+}
+
+/**
+ * Substitution from a signed remote (store/remote): objects are copied as they are, chunk by
+ * chunk, each verified against its id by the reader, through a sink that writes them in the
+ * store's crash-safe order; nothing is re-chunked.
+ */
+export function remoteSubstituter(
+  remote: RemoteReader,
+  sinkFor: (store: Store) => FetchSink & { flush(): Promise<void> },
+  opts: { pin?: boolean } = {},
+): Substituter {
+  return {
+    name: remote.url,
+    substitute: async (path: string, key: Id, store: Store): Promise<boolean> => {
+      const rec = await remote.getStorePath(path);
+      if (!rec) return false;
+      if (rec.key !== key) throw new MiqError('MIQ_REMOTE', `substituter ${remote.url}: ${path} has key ${rec.key}, expected ${key}`);
+      const sink = sinkFor(store);
+      await prefetch(remote, { paths: [path] }, sink);
+      await sink.flush();
+      if (opts.pin ?? true) await store.pin(path);
+      return true;
     },
   };
 }

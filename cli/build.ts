@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { openStore } from '../store/open.js';
-import { loadTrustedKeys, openRemote } from '../store/remote/index.js';
+import type { LocalStore } from '../store/local.js';
+import { loadTrustedKeys, localSink, openRemote } from '../store/remote/index.js';
 import { type BuildEvent, type Substituter, build } from '../builder/build.js';
 import { loadRecipe } from '../builder/load.js';
 import type { Recipe } from '../builder/recipe.js';
-import { storeSubstituter } from '../builder/substitute.js';
+import { remoteSubstituter, storeSubstituter } from '../builder/substitute.js';
 import { globals, printJson, storeDir, withStore } from './context.js';
 
 interface BuildCliOptions {
@@ -51,6 +51,7 @@ function describe(e: BuildEvent): string | undefined {
     case 'start': return `building    ${e.path}`;
     case 'fetch': return `fetching    ${e.source} for ${e.path}`;
     case 'built': return `built       ${e.path} in ${e.seconds.toFixed(1)} s`;
+    case 'substitute-failed': return `not substituted from ${e.substituter}: ${e.error.message}`;
     case 'failed': return undefined;
   }
 }
@@ -80,14 +81,16 @@ export function register(program: Command): void {
       const substituters: Substituter[] = [];
       try {
         for (const loc of locations) {
-          let reader: ObjectReader & { close(): Promise<void> };
           if (existsSync(join(loc, 'db'))) {
-            reader = await openStore(loc);
+            // Another local store (its owner must not be running).
+            const other = await openStore(loc);
+            opened.push(other);
+            substituters.push(storeSubstituter(loc, other));
           } else {
-            reader = await openRemote(loc, { cacheDir: join(dir, 'remote-cache'), trustedKeys: loadTrustedKeys(dir, o.trustedKey ?? []) });
+            const remote = await openRemote(loc, { trustedKeys: loadTrustedKeys(dir, o.trustedKey ?? []), seenFile: join(dir, 'remote-seen.json') });
+            opened.push(remote);
+            substituters.push(remoteSubstituter(remote, (store) => localSink(store as LocalStore)));
           }
-          opened.push(reader);
-          substituters.push(storeSubstituter(loc, reader));
         }
         const results = await withStore(g, (store) => build(store, recipes, {
           jobs: positiveInt(o.jobs, '--jobs'),

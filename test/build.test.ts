@@ -400,6 +400,28 @@ test('CLI: build, log, recipe show; failures exit non-zero with a readable messa
     } finally {
       rmSync(second, { recursive: true, force: true });
     }
+    // A signed remote (miq push to a directory) substitutes too; with an untrusted key the
+    // record is refused and the build runs instead.
+    const remoteDir = tmp('remote');
+    const keys = tmp('keys');
+    const third = tmp('cli3');
+    const fourth = tmp('cli4');
+    try {
+      assert.equal((await miq('key', 'generate', '--dir', keys, 'k1')).code, 0);
+      assert.equal((await miq('key', 'generate', '--dir', keys, 'k2')).code, 0);
+      const pushed = await miq('push', '--sign-key', join(keys, 'k1.key'), remoteDir, info.path);
+      assert.equal(pushed.code, 0, pushed.stderr);
+      const cli = join(PROJECT_ROOT, 'dist/cli/main.js');
+      const good = await run(process.execPath, [cli, '--store', third, 'build', '--substituter', remoteDir, '--trusted-key', join(keys, 'k1.pub'), tiny]);
+      assert.equal(good.stdout, `${info.path}\n`);
+      assert.match(good.stderr, /substituted/);
+      const bad = await run(process.execPath, [cli, '--store', fourth, 'build', '--substituter', remoteDir, '--trusted-key', join(keys, 'k2.pub'), tiny]);
+      assert.equal(bad.stdout, `${info.path}\n`);
+      assert.match(bad.stderr, /not substituted from/);
+      assert.match(bad.stderr, /built/);
+    } finally {
+      for (const d of [remoteDir, keys, third, fourth]) rmSync(d, { recursive: true, force: true });
+    }
   } finally {
     rmSync(store, { recursive: true, force: true });
   }
