@@ -1,0 +1,160 @@
+/**
+ * The FUSE operations as a factory over an injected view, object reader and chunk reader, so
+ * most of their behaviour is testable by calling them directly (test/fs-ops.test.ts).
+ * Read-only: every op that would change something answers EROFS.
+ *
+ * An open handle holds the file record it resolved at open time, so a handle opened before a
+ * profile switch keeps reading the content it opened.
+ */
+import type { ObjectReader } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
+import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
+import { ChunkReader, openFile, type OpenFile } from './reader.js';
+import type { Node, View } from './views.js';
+
+/** Fixed metadata, as Nix normalises it: owner root, mtime 1 s after the epoch. */
+const EPOCH1 = new Date(1000);
+const O_ACCMODE = 3, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_CREAT = 0o100;
+const W_OK = 2;
+/** Advertised I/O size: cp/cat read in max(128 KiB, st_blksize) pieces. */
+const BLKSIZE = 128 * 1024;
+
+export interface Stat {
+  mode: number; uid: number; gid: number; size: number; nlink: number; blksize: number; blocks: number;
+  mtime: Date; atime: Date; ctime: Date;
+}
+
+export function statOf(n: Node): Stat {
+  const base = { uid: 0, gid: 0, blksize: BLKSIZE, mtime: EPOCH1, atime: EPOCH1, ctime: EPOCH1 };
+  if (n.type === 'dir') return { ...base, mode: 0o40555, size: 4096, nlink: 2, blocks: 8 };
+  if (n.type === 'symlink') return { ...base, mode: 0o120777, size: n.target.length, nlink: 1, blocks: 0 };
+  return { ...base, mode: n.exe ? 0o100555 : 0o100444, size: n.size, nlink: 1, blocks: Math.ceil(n.size / 512) };
+}
+
+export const XATTR_ID = 'user.miq.id';
+export const XATTR_PATH = 'user.miq.path';
+
+function xattrs(n: Node): Map<string, Buffer> {
+  const m = new Map<string, Buffer>();
+  const id = n.type === 'file' ? n.id : n.type === 'dir' ? n.tree : undefined;
+  if (id) m.set(XATTR_ID, Buffer.from(id));
+  if (n.storePath) m.set(XATTR_PATH, Buffer.from(n.storePath));
+  return m;
+}
+
+type Cb = (err: number, ...rest: unknown[]) => void;
+
+export interface OpsOptions {
+  view: View;
+  reader: ObjectReader;
+  chunks: ChunkReader;
+  log?: Logger;
+  /** statfs figures (bytes, files), or undefined for zeros. */
+  totals?: () => { bytes: number; files: number };
+}
+
+export interface FsOps {
+  [op: string]: (...args: never[]) => void;
+}
+
+export interface OpsHandle {
+  ops: Record<string, (...args: any[]) => void>;
+  /** Open file handles right now (for tests and `status`). */
+  openHandles(): number;
+}
+
+export function createOps(o: OpsOptions): OpsHandle {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const handles = new Map<number, OpenFile>();
+  let nextFd = 1;
+
+  const fail = (cb: Cb, op: string, path: string, e: unknown, ...defaults: unknown[]): void => cb(toErrno(e, op, path, log), ...defaults);
+  const must = async (path: string): Promise<Node> => {
+    const n = await o.view.lookup(path);
+    if (!n) throw new FsError('ENOENT');
+    return n;
+  };
+  const erofs = (cb: Cb): void => cb(-ERRNO.EROFS);
+
+  const ops: Record<string, (...args: any[]) => void> = {
+    getattr(path: string, cb: Cb) {
+      must(path).then((n) => cb(0, statOf(n)), (e) => fail(cb, 'getattr', path, e));
+    },
+    fgetattr(path: string, _fd: number, cb: Cb) {
+      ops.getattr!(path, cb);
+    },
+    readdir(path: string, cb: Cb) {
+      must(path)
+        .then(async (n) => {
+          if (n.type !== 'dir') throw new FsError('ENOTDIR');
+          return o.view.list(path, n);
+        })
+        .then((names) => cb(0, names), (e) => fail(cb, 'readdir', path, e));
+    },
+    readlink(path: string, cb: Cb) {
+      must(path).then((n) => {
+        if (n.type !== 'symlink') throw new FsError('EINVAL');
+        // fuse-native hands the target to C as a UTF-8 string.
+        cb(0, n.target.toString('utf8'));
+      }).catch((e) => fail(cb, 'readlink', path, e));
+    },
+    access(path: string, mode: number, cb: Cb) {
+      must(path).then(() => cb(mode & W_OK ? -ERRNO.EROFS : 0), (e) => fail(cb, 'access', path, e));
+    },
+    open(path: string, flags: number, cb: Cb) {
+      if ((flags & O_ACCMODE) !== 0 || flags & (O_TRUNC | O_APPEND | O_CREAT)) return erofs(cb);
+      must(path)
+        .then(async (n) => {
+          if (n.type === 'dir') throw new FsError('EISDIR');
+          if (n.type !== 'file') throw new FsError('EINVAL');
+          const rec = await o.reader.getFile(n.id);
+          if (!rec) throw new MiqError('MIQ_MISSING', `file record ${n.id} is missing from the store`, { details: { id: n.id } });
+          const fd = nextFd++;
+          if (nextFd > 0x7fffffff) nextFd = 1;
+          handles.set(fd, openFile(rec));
+          cb(0, fd);
+        })
+        .catch((e) => fail(cb, 'open', path, e));
+    },
+    release(_path: string, fd: number, cb: Cb) {
+      handles.delete(fd);
+      cb(0);
+    },
+    read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      const h = handles.get(fd);
+      if (!h) return cb(-ERRNO.EBADF);
+      o.chunks.readInto(h, pos, len, buf).then((n) => cb(n), (e) => fail(cb, 'read', path, e));
+    },
+    getxattr(path: string, name: string, _pos: number, cb: Cb) {
+      must(path).then((n) => {
+        const v = xattrs(n).get(name);
+        cb(v ? 0 : -ERRNO.ENODATA, v);
+      }).catch((e) => fail(cb, 'getxattr', path, e));
+    },
+    listxattr(path: string, cb: Cb) {
+      must(path).then((n) => cb(0, [...xattrs(n).keys()]), (e) => fail(cb, 'listxattr', path, e));
+    },
+    statfs(_path: string, cb: Cb) {
+      const t = o.totals?.() ?? { bytes: 0, files: 0 };
+      cb(0, { bsize: 4096, frsize: 4096, blocks: Math.ceil(t.bytes / 4096), bfree: 0, bavail: 0, files: t.files, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 });
+    },
+    // Everything that would change the tree.
+    write(_p: string, _fd: number, _b: Buffer, _l: number, _pos: number, cb: Cb) { erofs(cb); },
+    create(_p: string, _m: number, cb: Cb) { erofs(cb); },
+    mknod(_p: string, _m: number, _d: number, cb: Cb) { erofs(cb); },
+    mkdir(_p: string, _m: number, cb: Cb) { erofs(cb); },
+    rmdir(_p: string, cb: Cb) { erofs(cb); },
+    unlink(_p: string, cb: Cb) { erofs(cb); },
+    rename(_s: string, _d: string, cb: Cb) { erofs(cb); },
+    link(_s: string, _d: string, cb: Cb) { erofs(cb); },
+    symlink(_s: string, _d: string, cb: Cb) { erofs(cb); },
+    chmod(_p: string, _m: number, cb: Cb) { erofs(cb); },
+    chown(_p: string, _u: number, _g: number, cb: Cb) { erofs(cb); },
+    truncate(_p: string, _s: number, cb: Cb) { erofs(cb); },
+    ftruncate(_p: string, _fd: number, _s: number, cb: Cb) { erofs(cb); },
+    utimens(_p: string, _a: number, _m: number, cb: Cb) { erofs(cb); },
+    setxattr(_p: string, _n: string, _v: Buffer, _pos: number, _f: number, cb: Cb) { erofs(cb); },
+    removexattr(_p: string, _n: string, cb: Cb) { erofs(cb); },
+  };
+  return { ops, openHandles: () => handles.size };
+}

@@ -1,0 +1,148 @@
+/**
+ * Path → node resolution for the mounted namespaces. A view is data in, nodes out: the FUSE ops
+ * (ops.ts) never touch the store except through a view and the chunk reader, so views can be
+ * injected and tested without a kernel.
+ *
+ *   main mount:     /store/<name>-<hash>/…   every store path
+ *                   /profiles/<name>/<N>/…   each generation's merged tree
+ *                   /profiles/<name>/current a symlink to "<N>"
+ *                   /usr                     an empty directory: the pointer view is bound here
+ *   pointer mount:  /…                       the current generation of one profile
+ */
+import type { ObjectReader } from '../store/api.js';
+import { FsError } from './errno.js';
+import type { Id } from '../store/ids.js';
+import type { TreeEntry } from '../store/objects.js';
+import { nameKey, TreeCache } from './trees.js';
+
+export type Node =
+  | { readonly type: 'dir'; readonly tree?: Id; readonly names?: readonly string[]; readonly size: number; readonly storePath?: string }
+  | { readonly type: 'file'; readonly exe: boolean; readonly id: Id; readonly size: number; readonly storePath?: string }
+  | { readonly type: 'symlink'; readonly target: Buffer; readonly storePath?: string };
+
+export interface View {
+  /** Resolves '/…' to a node; undefined when nothing is there. */
+  lookup(path: string): Promise<Node | undefined>;
+  /** The names in a directory node (at `path`), in order. */
+  list(path: string, node: Node & { type: 'dir' }): Promise<string[]>;
+}
+
+export function splitPath(path: string): string[] {
+  return path.split('/').filter((p) => p.length > 0);
+}
+
+export function entryNode(e: TreeEntry, storePath: string | undefined): Node {
+  if (e.kind === 'dir') return { type: 'dir', tree: e.id!, size: e.size, storePath };
+  if (e.kind === 'symlink') return { type: 'symlink', target: e.target!, storePath };
+  return { type: 'file', exe: e.kind === 'exe', id: e.id!, size: e.size, storePath };
+}
+
+/** Walks `parts` below a tree. A component under a file or symlink is ENOTDIR (the kernel
+ * resolves symlinks itself, one component at a time). */
+export async function walk(trees: TreeCache, root: Id, size: number, parts: readonly string[], storePath: string | undefined): Promise<Node | undefined> {
+  let node: Node = { type: 'dir', tree: root, size, storePath };
+  for (const p of parts) {
+    if (node.type !== 'dir') throw new FsError('ENOTDIR');
+    const t = await trees.get(node.tree!);
+    const e = t.byName.get(nameKey(p));
+    if (!e) return undefined;
+    node = entryNode(e, storePath);
+  }
+  return node;
+}
+
+export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<string[]> {
+  if (node.names) return [...node.names];
+  if (!node.tree) return [];
+  return (await trees.get(node.tree)).tree.entries.map((e) => e.name.toString('utf8'));
+}
+
+/** What the main view needs to know about profiles (injected: store/profiles.ts in the daemon). */
+export interface ProfileSource {
+  profiles(): Promise<string[]>;
+  generations(profile: string): Promise<number[]>;
+  current(profile: string): Promise<number | undefined>;
+  generation(profile: string, n: number): Promise<{ tree: Id; env: string } | undefined>;
+}
+
+export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: TreeCache, opts: { usrMountpoint: boolean }): View {
+  const topNames = opts.usrMountpoint ? ['profiles', 'store', 'usr'] : ['profiles', 'store'];
+  const rootSizes = new Map<Id, number>();
+  // Store path records are immutable once written, so a hit is cached for good; a miss is not.
+  const records = new Map<string, { tree: Id; size: number }>();
+  const storeRoot = async (p: string): Promise<{ tree: Id; size: number } | undefined> => {
+    let r = records.get(p);
+    if (!r) {
+      const rec = await reader.getStorePath(p).catch((e: unknown) => {
+        if ((e as { code?: string }).code === 'MIQ_BAD_INPUT') return undefined;
+        throw e;
+      });
+      if (!rec) return undefined;
+      r = { tree: rec.tree, size: rec.size };
+      records.set(p, r);
+    }
+    return r;
+  };
+  return {
+    async lookup(path) {
+      const parts = splitPath(path);
+      if (parts.length === 0) return { type: 'dir', names: topNames, size: 0 };
+      const [top, a, b, ...rest] = parts;
+      if (top === 'usr' && opts.usrMountpoint) return parts.length === 1 ? { type: 'dir', names: [], size: 0 } : undefined;
+      if (top === 'store') {
+        if (a === undefined) return { type: 'dir', size: 0 };
+        const r = await storeRoot(a);
+        if (!r) return undefined;
+        return walk(trees, r.tree, r.size, parts.slice(2), a);
+      }
+      if (top === 'profiles') {
+        if (a === undefined) return { type: 'dir', size: 0 };
+        const gens = await profiles.generations(a);
+        if (gens.length === 0) return undefined;
+        if (b === undefined) return { type: 'dir', size: 0 };
+        if (b === 'current') {
+          const cur = await profiles.current(a);
+          if (cur === undefined) return undefined;
+          if (rest.length) throw new FsError('ENOTDIR');
+          return { type: 'symlink', target: Buffer.from(String(cur)) };
+        }
+        if (!/^[1-9][0-9]*$/.test(b)) return undefined;
+        const g = await profiles.generation(a, Number(b));
+        if (!g) return undefined;
+        let size = rootSizes.get(g.tree);
+        if (size === undefined) {
+          const t = await trees.get(g.tree);
+          size = t.tree.entries.reduce((s, e) => s + (e.kind === 'symlink' ? 0 : e.size), 0);
+          rootSizes.set(g.tree, size);
+        }
+        return walk(trees, g.tree, size, rest, g.env);
+      }
+      return undefined;
+    },
+    async list(path, node) {
+      if (node.names || node.tree) return listTree(trees, node);
+      const parts = splitPath(path);
+      if (parts.length === 1 && parts[0] === 'store') return (await reader.listStorePaths()).map((r) => r.path).sort();
+      if (parts.length === 1 && parts[0] === 'profiles') return profiles.profiles();
+      if (parts.length === 2 && parts[0] === 'profiles') {
+        const gens = await profiles.generations(parts[1]!);
+        const cur = await profiles.current(parts[1]!);
+        return [...(cur !== undefined ? ['current'] : []), ...gens.map(String)];
+      }
+      return [];
+    },
+  };
+}
+
+/** The pointer view: whatever tree `root()` names right now (the current generation). */
+export function pointerView(trees: TreeCache, root: () => { tree: Id; env?: string } | undefined): View {
+  return {
+    async lookup(path) {
+      const r = root();
+      const parts = splitPath(path);
+      if (!r) return parts.length === 0 ? { type: 'dir', names: [], size: 0 } : undefined;
+      return walk(trees, r.tree, 0, parts, r.env);
+    },
+    list: (_path, node) => listTree(trees, node),
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The serving process (DESIGN §6, §7). Two FUSE mounts in one process:
+ *
+ *  - the main mount at DIR (store/, profiles/): everything under it is named by a content id or
+ *    an immutable generation, so it is served with `kernel_cache` and day-long entry/attribute
+ *    timeouts: warm reads come from the page cache.
+ *  - the pointer mount: the current generation of one profile. libfuse 2 (fuse-native) cannot
+ *    invalidate kernel caches, and the page cache is per inode (= per path here), so this mount
+ *    uses `direct_io` and zero timeouts: every open resolves the pointer again, every read(2)
+ *    comes from this process and so from the handle's own file record. A reader can never get
+ *    pages of the other generation. It is mounted on a private directory and bound onto DIR/usr
+ *    by a child `mount --bind`: calling mount(2) from this process on a path inside its own FUSE
+ *    mount deadlocks (the syscall waits for a lookup only this blocked thread could answer).
+ *
+ * A bind mount of DIR/usr made by the user (as a real /usr would be) pins the pointer mount's
+ * root, not a generation, so switches show through it.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Store } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
+import type { Id } from '../store/ids.js';
+import * as P from '../store/profiles.js';
+import type { Logger } from '../fs/errno.js';
+import { createOps } from '../fs/ops.js';
+import { ChunkReader } from '../fs/reader.js';
+import { TreeCache } from '../fs/trees.js';
+import { mainView, pointerView, type ProfileSource } from '../fs/views.js';
+import { socketPath } from './client.js';
+import { controlOps } from './control-ops.js';
+import { listenControl, type ControlServer } from './control.js';
+import { fuseMount, type FuseMount } from './fuse.js';
+import { lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
+
+export interface MountOptions {
+  /** Profile shown at DIR/usr (default "system"). */
+  profile?: string;
+  /** Decompressed-chunk LRU bytes. */
+  cacheBytes?: number;
+  /** Serve the control socket (default true). */
+  control?: boolean;
+  log?: Logger;
+  debug?: boolean;
+}
+
+export interface MountStatus {
+  dir: string;
+  store: string;
+  profile: string;
+  generation: number | undefined;
+  tree: Id | undefined;
+  pid: number;
+  openHandles: number;
+}
+
+export interface MountHandle {
+  readonly dir: string;
+  readonly cleared: string[];
+  status(): MountStatus;
+  /** Re-reads the profile pointer (the control socket calls this after every profile change). */
+  refresh(): Promise<void>;
+  /** Unmounts everything and stops the control socket; idempotent. The store stays open. */
+  close(): Promise<void>;
+}
+
+/** Where the pointer mount lives before it is bound onto DIR/usr: private to this host and DIR. */
+export function viewMountpoint(dir: string, profile: string): string {
+  const h = createHash('sha256').update(dir).digest('hex').slice(0, 16);
+  return join(tmpdir(), 'miq-views', `${h}-${profile}`);
+}
+
+const IMMUTABLE_TIMEOUT = 86_400;
+
+export async function startMount(store: Store, dirArg: string, opts: MountOptions = {}): Promise<MountHandle> {
+  const dir = resolve(dirArg);
+  const profile = P.checkProfileName(opts.profile ?? 'system');
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const isRoot = process.getuid?.() === 0;
+  const viewDir = viewMountpoint(dir, profile);
+
+  const { cleared } = await prepareMountpoint(dir);
+  // A killed server also leaves its private pointer mount behind.
+  for (const m of await mountsUnder(viewDir)) {
+    if ((await probe(m.mountpoint)) !== 'alive') {
+      await lazyUnmount(m.mountpoint);
+      cleared.push(m.mountpoint);
+    } else {
+      throw new MiqError('MIQ_BAD_INPUT', `${dir} seems to be served already (its pointer view ${m.mountpoint} is live); stop that miq mount first`);
+    }
+  }
+
+  const trees = new TreeCache(store);
+  const chunks = new ChunkReader(store.chunks, opts.cacheBytes);
+  const profiles: ProfileSource = {
+    profiles: async () => (await P.listProfiles(store)).map((p) => p.name),
+    generations: async (p) => {
+      try {
+        return (await P.listGenerations(store, p)).map((g) => g.generation);
+      } catch (e) {
+        if ((e as MiqError).code === 'MIQ_BAD_INPUT') return [];
+        throw e;
+      }
+    },
+    current: (p) => P.currentNumber(store, p),
+    generation: (p, n) => P.getGeneration(store, p, n),
+  };
+  let pointer: P.GenerationRecord | undefined = await P.current(store, profile);
+  const refresh = async (): Promise<void> => {
+    pointer = await P.current(store, profile);
+  };
+
+  const main = createOps({ view: mainView(store, profiles, trees, { usrMountpoint: true }), reader: store, chunks, log });
+  const ptr = createOps({ view: pointerView(trees, () => (pointer ? { tree: pointer.tree, env: pointer.env } : undefined)), reader: store, chunks, log });
+
+  const done: (() => Promise<void>)[] = [];
+  const undo = async (): Promise<void> => {
+    for (const f of done.reverse()) await f().catch((e: unknown) => log(`miq mount: cleanup: ${(e as Error).message}`));
+    done.length = 0;
+  };
+  try {
+    const mainMount: FuseMount = await fuseMount(dir, main.ops, {
+      fsname: 'miq', kernelCache: true, directIo: false, entryTimeout: IMMUTABLE_TIMEOUT, attrTimeout: IMMUTABLE_TIMEOUT,
+      // New store paths and generations appear at any time: never cache a miss.
+      negativeTimeout: 0, allowOther: isRoot, debug: opts.debug,
+    });
+    done.push(() => mainMount.unmount());
+
+    await mkdir(viewDir, { recursive: true });
+    done.push(() => rmdir(viewDir).catch(() => {}));
+    const viewMount = await fuseMount(viewDir, ptr.ops, {
+      fsname: `miq-${profile}`, kernelCache: false, directIo: true, entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0, allowOther: isRoot, debug: opts.debug,
+    });
+    done.push(() => viewMount.unmount());
+
+    const usr = join(dir, 'usr');
+    const b = await run('mount', ['--bind', viewDir, usr]);
+    if (b.code !== 0) throw new MiqError('MIQ_IO', `cannot bind the ${profile} view onto ${usr}: ${b.stderr.trim()} (binding needs root)`);
+    done.push(() => lazyUnmount(usr));
+
+    let control: ControlServer | undefined;
+    const status = (): MountStatus => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles() });
+    if (opts.control !== false) {
+      control = await listenControl(socketPath(store.dir), controlOps(store, { onProfileChange: refresh, status }), log);
+      done.push(() => control!.close());
+    }
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    dir,
+    cleared,
+    status: () => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles() }),
+    refresh,
+    close() {
+      closing ??= undo();
+      return closing;
+    },
+  };
+}
+
+/** Runs until SIGINT or SIGTERM, then unmounts cleanly. Resolves with the signal's name. */
+export function untilSignal(h: MountHandle): Promise<NodeJS.Signals> {
+  return new Promise((resolveSig) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      void h.close().then(() => resolveSig(sig), () => resolveSig(sig));
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

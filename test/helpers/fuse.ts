@@ -1,0 +1,60 @@
+/**
+ * Helpers for tests that mount for real. Everything that touches a mounted path runs in a child
+ * process or through async fs: the test process serves the mount itself, so a synchronous call
+ * on the mount would deadlock it.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile, mkdir, symlink, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lazyUnmount, mountsUnder } from '../../mount/mountinfo.js';
+
+export interface Sh { code: number; stdout: string; stderr: string }
+
+/** Runs a shell command asynchronously; never throws. */
+export function sh(cmd: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Sh> {
+  return new Promise((resolve) => {
+    execFile('/bin/bash', ['-c', cmd], { env: { ...process.env, ...opts.env }, maxBuffer: 1 << 28, timeout: opts.timeoutMs ?? 120_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+export async function tmp(prefix = 'miq-fuse-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Unmounts whatever is left at or below `dir` (deepest first), then removes it. */
+export async function cleanup(dir: string): Promise<void> {
+  for (const m of await mountsUnder(dir)) await lazyUnmount(m.mountpoint).catch(() => {});
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
+}
+
+/** A small tree with the awkward cases: exe, symlinks, empty file, empty dir, nested dirs,
+ * a multi-chunk file, a non-ASCII name. */
+export async function fixtureTree(root: string, seed = 1): Promise<void> {
+  await mkdir(join(root, 'bin'), { recursive: true });
+  await mkdir(join(root, 'share/doc/deep/er'), { recursive: true });
+  await mkdir(join(root, 'empty'), { recursive: true });
+  await writeFile(join(root, 'bin/hello'), `#!/bin/sh\necho hello ${seed}\n`);
+  await chmod(join(root, 'bin/hello'), 0o755);
+  await writeFile(join(root, 'share/doc/README'), `readme ${seed}\n`);
+  await writeFile(join(root, 'share/doc/empty'), '');
+  await writeFile(join(root, 'share/doc/deep/er/bl\u00e5b\u00e6r'), 'berries\n');
+  let x = seed * 2654435761;
+  const big = Buffer.alloc(3 * 1024 * 1024 + 12345);
+  for (let i = 0; i < big.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    big[i] = x >>> 24;
+  }
+  await writeFile(join(root, 'share/big.bin'), big);
+  await symlink('../share/doc/README', join(root, 'bin/readme-link'));
+  await symlink('/etc/hostname', join(root, 'abs-link'));
+}
+
+export function waitExit(c: ReturnType<typeof spawn>): Promise<number | null> {
+  return new Promise((r) => {
+    if (c.exitCode !== null || c.signalCode !== null) return r(c.exitCode);
+    c.once('exit', (code) => r(code));
+  });
+}
