@@ -23,3 +23,8 @@ import { register as key } from './key.js';
 import { register as push } from './push.js';
 import { register as fetch } from './fetch.js';
 modules.push(key, push, fetch);
+
+// mount and profiles (issue 3)
+import { register as mount } from './mount.js';
+import { register as profile } from './profile.js';
+modules.push(mount, profile);

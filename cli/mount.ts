@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { startMount, untilSignal } from '../mount/daemon.js';
+import { prepareMountpoint } from '../mount/mountinfo.js';
+import { openStore } from '../store/open.js';
+import { globals, printJson, storeDir } from './context.js';
+
+const HELP = `
+Serves, until SIGINT or SIGTERM:
+  DIR/store/<name>-<hash>/...   every store path, read-only
+  DIR/usr/...                   the current generation of --profile (default: system)
+  DIR/profiles/<name>/<N>/...   every generation; DIR/profiles/<name>/current -> N
+
+While it runs, other miq commands (profile switch/add/remove/rollback, ingest, ls, cat, gc,
+verify, stats) go through its control socket ($store/miq.sock). A mount left by a killed
+server ("Transport endpoint is not connected") is cleared by the next \`miq mount\`.
+
+On a real system, mount once at /miq and bind the views into place:
+  mkdir -p /miq && miq mount /miq &
+  mount --bind /miq/usr /usr          # switches show through the bind
+  # or in /etc/fstab, after the miq service has started:
+  #   /miq/usr  /usr  none  bind,x-systemd.requires=miq.service  0 0
+Store paths then live at /miq/store/<name>-<hash>.
+`;
+
+export function register(program: Command): void {
+  program
+    .command('mount')
+    .description('serve the store, the profile views and generations by FUSE (foreground)')
+    .argument('<dir>', 'an empty directory to mount on')
+    .option('--profile <name>', 'profile shown at DIR/usr', 'system')
+    .option('--cache-size <mib>', 'decompressed-chunk cache in MiB', '128')
+    .option('--json', 'print one JSON status line once mounted')
+    .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
+    .addHelpText('after', HELP)
+    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean }, cmd: Command) => {
+      // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
+      await prepareMountpoint(resolve(dir));
+      const store = await openStore(storeDir(globals(cmd)));
+      try {
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: Number(o.cacheSize) * 1024 * 1024, debug: o.debugFuse });
+        const s = h.status();
+        if (o.json) printJson({ mounted: true, ...s, cleared: h.cleared });
+        else {
+          for (const c of h.cleared) process.stderr.write(`miq: cleared a stale mount at ${c}\n`);
+          process.stderr.write(`miq: serving ${s.dir} (store ${s.store}, ${s.profile} generation ${s.generation ?? 'none'}); stop with Ctrl-C\n`);
+        }
+        const sig = await untilSignal(h);
+        if (!o.json) process.stderr.write(`miq: ${sig}: unmounted ${s.dir}\n`);
+      } finally {
+        await store.close();
+      }
+    });
+}

@@ -1,0 +1,129 @@
+import type { Command } from 'commander';
+import type { Store } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
+import { controlOf, withStore } from '../mount/client.js';
+import * as P from '../store/profiles.js';
+import { findStorePath } from '../store/resolve.js';
+import { globals, printJson, storeDir } from './context.js';
+
+type G = { json?: boolean };
+
+/** Runs a profile operation in the serving mount if there is one, else on the store directly. */
+async function op<T>(cmd: Command, name: string, args: Record<string, unknown>, local: (s: Store) => Promise<T>): Promise<T> {
+  return withStore(storeDir(globals(cmd)), async (s) => {
+    const c = controlOf(s);
+    return c ? c.call<T>(`profile.${name}`, args) : local(s);
+  });
+}
+
+function intArg(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new MiqError('MIQ_BAD_INPUT', `${what} must be a whole number, got "${v}"`);
+  return n;
+}
+
+async function members(cmd: Command, paths: string[], priority: string | undefined): Promise<P.Member[]> {
+  const prio = priority === undefined ? undefined : intArg(priority, '--priority');
+  // Accept unique prefixes and bare names as other commands do.
+  return withStore(storeDir(globals(cmd)), async (s) => {
+    const out: P.Member[] = [];
+    for (const p of paths) out.push({ path: (await findStorePath(s, p.replace(/^.*\/store\//, '').replace(/\/+$/, ''))).path, priority: prio });
+    return out;
+  });
+}
+
+function printChange(r: P.ChangeResult, o: G): void {
+  if (o.json) return printJson(r);
+  const was = r.previous === undefined ? '' : ` (was ${r.previous})`;
+  process.stdout.write(`${r.profile}: ${r.reused ? 'now at' : 'created'} generation ${r.generation}${was}: ${r.paths.length} store paths, tree ${r.tree.slice(0, 16)}…\n`);
+}
+
+export function register(program: Command): void {
+  const prof = program.command('profile').description('profiles: named, numbered generations of merged store paths');
+
+  prof.command('switch')
+    .description('make a new generation with exactly these store paths, and make it current')
+    .argument('<name>', 'profile').argument('<paths...>', 'store paths')
+    .option('--priority <n>', 'priority of these paths in conflicts (lower wins; default 5)')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, paths: string[], o: G & { priority?: string }, cmd: Command) => {
+      const m = await members(cmd, paths, o.priority);
+      printChange(await op(cmd, 'switch', { profile: name, members: m }, (s) => P.switchProfile(s, name, m)), o);
+    });
+
+  prof.command('add')
+    .description('a new generation: the current one plus these store paths')
+    .argument('<name>', 'profile').argument('<paths...>', 'store paths')
+    .option('--priority <n>', 'priority of these paths in conflicts (lower wins; default 5)')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, paths: string[], o: G & { priority?: string }, cmd: Command) => {
+      const m = await members(cmd, paths, o.priority);
+      printChange(await op(cmd, 'add', { profile: name, members: m }, (s) => P.addToProfile(s, name, m)), o);
+    });
+
+  prof.command('remove')
+    .description('a new generation: the current one without these store paths')
+    .argument('<name>', 'profile').argument('<paths...>', 'store paths')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, paths: string[], o: G, cmd: Command) => {
+      const ps = (await members(cmd, paths, undefined)).map((m) => m.path);
+      printChange(await op(cmd, 'remove', { profile: name, paths: ps }, (s) => P.removeFromProfile(s, name, ps)), o);
+    });
+
+  prof.command('rollback')
+    .description('point the profile at the previous generation (or --to N)')
+    .argument('<name>', 'profile')
+    .option('--to <n>', 'generation number')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, o: G & { to?: string }, cmd: Command) => {
+      const to = o.to === undefined ? undefined : intArg(o.to, '--to');
+      printChange(await op(cmd, 'rollback', { profile: name, to }, (s) => P.rollback(s, name, to)), o);
+    });
+
+  prof.command('list')
+    .description('list profiles')
+    .option('--json', 'one JSON array')
+    .action(async (o: G, cmd: Command) => {
+      const r = await op(cmd, 'list', {}, (s) => P.listProfiles(s));
+      if (o.json) return printJson(r);
+      for (const p of r) process.stdout.write(`${p.name}\tgeneration ${p.current ?? '-'}\t(${p.generations} kept)\n`);
+    });
+
+  prof.command('generations')
+    .description('list the generations of a profile')
+    .argument('<name>', 'profile')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, o: G, cmd: Command) => {
+      const r = await op(cmd, 'generations', { profile: name }, async (s) => ({ current: await P.currentNumber(s, name), generations: await P.listGenerations(s, name) }));
+      if (r.generations.length === 0) throw new MiqError('MIQ_NOT_FOUND', `profile ${name} has no generations; \`miq profile list\` lists profiles`);
+      if (o.json) return printJson(r);
+      for (const g of r.generations) process.stdout.write(`${String(g.generation).padStart(5)}${g.generation === r.current ? ' (current)' : '          '}  ${new Date(g.created).toISOString()}  ${g.paths.length} paths  ${g.env}\n`);
+    });
+
+  prof.command('delete-generations')
+    .description('delete old generations (never the current one); run `miq gc` to free space')
+    .argument('<name>', 'profile')
+    .option('--older-than <days>', 'delete generations created more than DAYS ago')
+    .option('--keep <n>', 'keep the newest N generations')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, o: G & { olderThan?: string; keep?: string }, cmd: Command) => {
+      const args = { profile: name, olderThanDays: o.olderThan === undefined ? undefined : Number(o.olderThan.replace(/d$/, '')), keep: o.keep === undefined ? undefined : intArg(o.keep, '--keep') };
+      if (args.olderThanDays !== undefined && !(args.olderThanDays >= 0)) throw new MiqError('MIQ_BAD_INPUT', `--older-than must be a number of days, got "${o.olderThan}"`);
+      const r = await op(cmd, 'deleteGenerations', args, (s) => P.deleteGenerations(s, name, args));
+      if (o.json) return printJson(r);
+      process.stdout.write(`${name}: deleted ${r.deleted.length} generations${r.deleted.length ? ` (${r.deleted.join(', ')})` : ''}; kept ${r.kept.join(', ')}\n`);
+    });
+
+  prof.command('diff')
+    .description('store paths added, removed and changed between two generations')
+    .argument('<name>', 'profile').argument('<a>', 'generation').argument('<b>', 'generation')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, a: string, b: string, o: G, cmd: Command) => {
+      const A = intArg(a, 'generation'), B = intArg(b, 'generation');
+      const r = await op(cmd, 'diff', { profile: name, a: A, b: B }, (s) => P.diffGenerations(s, name, A, B));
+      if (o.json) return printJson(r);
+      for (const p of r.added) process.stdout.write(`+ ${p}\n`);
+      for (const p of r.removed) process.stdout.write(`- ${p}\n`);
+      for (const c of r.changed) process.stdout.write(`~ ${c.name}: ${c.from} -> ${c.to}\n`);
+    });
+}
