@@ -18,7 +18,7 @@ import { type BuildEvent, type BuildOptions, build } from '../builder/build.js';
 import { analyse } from '../builder/key.js';
 import { PROJECT_ROOT, loadRecipe } from '../builder/load.js';
 import { readBuildLog } from '../builder/log.js';
-import { materialize } from '../builder/materialize.js';
+import { materialize, rmTree } from '../builder/materialize.js';
 import { mirrorBases } from '../builder/mirrors.js';
 import { type Recipe, type RecipeInput, recipe } from '../builder/recipe.js';
 import { storeSubstituter } from '../builder/substitute.js';
@@ -60,7 +60,7 @@ async function readOut(store: Store, path: string, file: string): Promise<string
     const root = await materialize(store, path, dir);
     return readFileSync(join(root, file), 'utf8');
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await rmTree(dir);
   }
 }
 
@@ -310,6 +310,24 @@ test('without the host toolchain the sandbox holds no host files: /bin/sh comes 
   });
 });
 
+test('--store-view: dependencies are bound from a directory serving store paths (a mount) instead of copied', async () => {
+  const dep = sh('viewdep', 'echo from-view > "$out/x"');
+  const user = sh('viewuser', 'cat "$viewdep/x" > "$out/y"', { buildDeps: [dep] });
+  const view = tmp('view');
+  try {
+    await withStore(async (store) => {
+      const [d] = await build(store, [dep], opts());
+      await assert.rejects(build(store, [user], opts({ storeView: view })), (e) => isMiqError(e, 'MIQ_MISSING') && e.message.includes(d!.path));
+      assert.equal(await store.getStorePath(analyse([user]).roots[0]!.path), undefined);
+      await materialize(store, d!.path, view);
+      const [u] = await build(store, [user], opts({ storeView: view }));
+      assert.equal(await readOut(store, u!.path, 'y'), 'from-view\n');
+    });
+  } finally {
+    await rmTree(view);
+  }
+});
+
 test('-j 2 runs independent builds at once; -j 1 one after another', async () => {
   const a = sh('par-a', 'sleep 1; touch "$out/a"');
   const b = sh('par-b', 'sleep 1; touch "$out/b"');
@@ -352,7 +370,7 @@ test('GNU hello from the Debian archive: same path and tree in two empty stores,
           const { stdout } = await run(join(root, 'bin/hello'));
           assert.equal(stdout, 'Hello, world!\n');
         } finally {
-          rmSync(dir, { recursive: true, force: true });
+          await rmTree(dir);
         }
       }
     });
