@@ -11,7 +11,7 @@
  *                   casync and restic: full and incremental ingest;
  * - sweep:*         miq at several chunk-size settings over the releases and the security update.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fetchCorpus, findSet, FULL, npmSeries, QUICK, type Manifest } from './corpus.js';
 import { machineFacts, type MachineFacts } from './machine.js';
@@ -30,6 +30,8 @@ export interface BenchOptions {
   only?: string[];
   /** Chunk settings for the sweep, "MIN/AVG/MAX" in bytes. */
   sweep?: string[];
+  /** Keep the scenarios of an earlier run written to the same report whose tools all ran. */
+  resume?: boolean;
   /** Install missing anchors with apt-get (default true). */
   install?: boolean;
   cache?: string;
@@ -69,7 +71,9 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const want = (name: string) => !opts.only?.length || opts.only.some((o) => name.startsWith(o));
   if (opts.install !== false) await ensureAnchors(log);
   const manifest = await fetchCorpus(spec, { log, ...(opts.cache ? { cache: opts.cache } : {}) });
-  const work = opts.work ?? join(manifest.cache, 'work');
+  // One scratch folder per invocation: two benches at once (a test beside a full run) must not
+  // clear each other's repositories.
+  const work = opts.work ?? join(manifest.cache, 'work', `${spec.name}-${process.pid}`);
   const facts = await machineFacts(work.replace(/\/work$/, '') || '/');
   const series: Series[] = [];
   const everyone: Tool[] = [miqTool(), ...ANCHORS];
@@ -86,8 +90,23 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     await writeFile(join(chartsDir, 'results.json'), `${JSON.stringify({ ...result, manifest: summariseManifest(manifest) }, null, 1)}\n`);
     await writeFile(result.reportPath, markdown);
   };
+  const earlier = new Map<string, Series>();
+  if (opts.resume) {
+    try {
+      const old = JSON.parse(await readFile(join(chartsDir, 'results.json'), 'utf8')) as { series: Series[] };
+      for (const s of old.series) if (s.tools.every((t) => !t.available || !t.error)) earlier.set(s.name, s);
+    } catch {
+      /* nothing to resume */
+    }
+  }
   const run = async (name: string, tools: Tool[], steps: Step[]) => {
     if (!want(name)) return;
+    const kept = earlier.get(name);
+    if (kept) {
+      log(`${name}: kept from the earlier run`);
+      series.push(kept);
+      return;
+    }
     series.push(await runSeries(name, tools, steps, { runs, work, log }));
     await write();
   };
@@ -114,6 +133,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   await run('sweep:security', sweepTools, [setStep(manifest, 'security-old', 'point release'), setStep(manifest, 'security-new', 'security update')]);
 
   await write();
+  await rm(work, { recursive: true, force: true });
   return result;
 }
 

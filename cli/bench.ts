@@ -11,9 +11,10 @@ export function register(program: Command): void {
     .option('--runs <n>', 'runs per figure (the median is reported)')
     .option('--only <names>', 'comma-separated scenario prefixes: releases, security, full, ingest, sweep')
     .option('--sweep <settings>', 'comma-separated chunk settings MIN/AVG/MAX for the sweep')
+    .option('--resume', 'keep scenarios already in this report whose tools all ran; run the rest')
     .option('--no-install', 'do not apt-get install missing anchors')
     .option('--json', 'print the result summary as JSON')
-    .action(async (o: { quick?: boolean; out: string; runs?: string; only?: string; sweep?: string; install: boolean; json?: boolean }) => {
+    .action(async (o: { quick?: boolean; out: string; runs?: string; only?: string; sweep?: string; install: boolean; resume?: boolean; json?: boolean }) => {
       const r = await runBench({
         quick: !!o.quick,
         out: o.out,
@@ -21,6 +22,7 @@ export function register(program: Command): void {
         ...(o.only ? { only: o.only.split(',') } : {}),
         ...(o.sweep ? { sweep: o.sweep.split(',') } : {}),
         install: o.install,
+        resume: !!o.resume,
         log: process.stderr.isTTY || process.env.MIQ_BENCH_VERBOSE ? (l) => process.stderr.write(`${l}\n`) : () => {},
       });
       if (o.json) process.stdout.write(`${JSON.stringify({ report: r.reportPath, series: r.series.map((s) => s.name) })}\n`);
