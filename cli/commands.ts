@@ -5,8 +5,9 @@ import { register as inspect } from './inspect.js';
 import { register as stats } from './stats.js';
 import { register as verify } from './verify.js';
 import { register as gc } from './gc.js';
+import { register as demo } from './demo.js';
 
-const modules: ((program: Command) => void)[] = [ingest, inspect, stats, verify, gc];
+const modules: ((program: Command) => void)[] = [demo, ingest, inspect, stats, verify, gc];
 
 export function registerAll(program: Command): void {
   for (const m of modules) m(program);
@@ -17,6 +18,8 @@ import { register as build } from './build.js';
 import { register as recipe } from './recipe.js';
 import { register as log } from './log.js';
 modules.push(build, recipe, log);
+import { register as bench } from './bench.js';
+modules.push(bench);
 
 // remote commands (issue 4)
 import { register as key } from './key.js';

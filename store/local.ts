@@ -4,7 +4,7 @@
  * mount's control socket.
  */
 import { mkdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { ChunkSource, IngestOptions, IngestResult, Store } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
@@ -18,6 +18,22 @@ import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
 
 export const FORMAT_VERSION = 1;
+
+/** mkdir -p without `recursive: true`, which spins forever on some pseudo file systems (/proc). */
+async function mkdirp(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if (!(await stat(dir)).isDirectory()) throw e;
+      return;
+    }
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
+    await mkdirp(dirname(dir));
+    await mkdir(dir).catch((e2: NodeJS.ErrnoException) => { if (e2.code !== 'EEXIST') throw e2; });
+  }
+}
 
 export interface FormatHeader {
   format: 'miq-store';
@@ -70,7 +86,7 @@ export class LocalStore implements Store {
 
   private async doOpen(): Promise<void> {
     try {
-      await mkdir(join(this.dir, 'packs'), { recursive: true });
+      await mkdirp(join(this.dir, 'packs'));
     } catch (e) {
       throw new MiqError('MIQ_IO', `cannot create the store at ${this.dir}: ${(e as Error).message}; pass --store DIR or set MIQ_HOME to a writable directory`, { cause: e });
     }

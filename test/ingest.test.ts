@@ -1,0 +1,125 @@
+/**
+ * Round trips and dedup on real third-party trees, through the real CLI.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { debianPackage, npmRelease } from './helpers/corpus.js';
+import { isCleanError, json, miq, tempDir } from './helpers/cli.js';
+
+const tmp = tempDir();
+after(() => tmp.cleanup());
+const store = (n: string): string[] => ['--store', join(tmp.dir, n)];
+
+/** Every entry's type, exec bit, size and link target, by relative path. */
+function shape(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    for (const n of readdirSync(join(root, rel), { encoding: 'buffer' })) {
+      const r = rel ? `${rel}/${n.toString('latin1')}` : n.toString('latin1');
+      const p = Buffer.from(join(root, r), 'latin1');
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) out.set(r, `link ${readlinkSync(p, { encoding: 'buffer' }).toString('hex')}`);
+      else if (st.isDirectory()) { out.set(r, 'dir'); walk(r); }
+      else out.set(r, `file ${st.size} ${(st.mode & 0o111) !== 0 ? 'exe' : 'plain'}`);
+    }
+  };
+  walk('');
+  return out;
+}
+
+let debs: string[] = [];
+before(() => {
+  debs = ['coreutils', 'bash', 'libc6', 'perl-base', 'python3.11-minimal'].map(debianPackage);
+});
+
+test('real Debian packages round-trip: ingest, export, diff -r, modes and symlinks identical', () => {
+  for (const src of debs) {
+    const r = miq([...store('rt'), 'ingest', src, '--name', 'deb', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = json<{ path: string; files: number; bytes: number; newBytes: number }>(r);
+    assert.match(res.path, /^deb-[0-9a-f]{32}$/);
+    assert.ok(res.files > 0 && res.bytes > 0);
+    const dest = join(tmp.dir, `export-${res.path}`);
+    const e = miq([...store('rt'), 'export', res.path, dest]);
+    assert.equal(e.code, 0, e.stderr);
+    execFileSync('diff', ['-r', '--no-dereference', src, dest]); // throws on any difference
+    assert.deepEqual(shape(dest), shape(src));
+  }
+  const v = miq([...store('rt'), 'verify', '--json']);
+  assert.equal(v.code, 0, v.stdout);
+  assert.equal(json<{ ok: boolean }>(v).ok, true);
+});
+
+test('plain output ends with the store path; ls and cat read it back', () => {
+  const src = debs[0]!;
+  const r = miq([...store('plain'), 'ingest', src, '--name', 'coreutils']);
+  assert.equal(r.code, 0, r.stderr);
+  const path = r.stdout.trim().split('\n').pop()!;
+  assert.match(path, /^coreutils-[0-9a-f]{32}$/);
+  const ls = miq([...store('plain'), 'ls', `${path}/bin`, '--json']);
+  const names = json<{ name: string; kind: string }[]>(ls).map((e) => e.name);
+  assert.ok(names.includes('ls') && names.includes('cat'));
+  const cat = miq([...store('plain'), 'cat', `/miq/store/${path}/usr/share/doc/coreutils/copyright`]);
+  assert.equal(cat.code, 0, cat.stderr);
+  assert.equal(cat.stdout, execFileSync('cat', [join(src, 'usr/share/doc/coreutils/copyright')], { encoding: 'utf8' }));
+  const b3 = execFileSync('b3sum', ['--no-names', join(src, 'bin/ls')], { encoding: 'utf8' }).trim();
+  const entry = json<{ name: string; id: string }[]>(miq([...store('plain'), 'ls', `${path}/bin/ls`, '--json']))[0]!;
+  assert.equal(entry.id, b3, 'a file id is the BLAKE3 (b3sum) of its content');
+  assert.deepEqual(json<{ path: string }[]>(miq([...store('plain'), 'paths', '--json'])).map((p) => p.path), [path]);
+});
+
+test('dedup: release N+1 after release N adds a small fraction; stats agree with the disk', () => {
+  const vs = ['5.8.2', '5.8.3'];
+  const res = vs.map((v) => json<{ path: string; bytes: number; newBytes: number }>(miq([...store('dedup'), 'ingest', npmRelease('typescript', v), '--name', `typescript-${v}`, '--json'])));
+  for (let i = 1; i < res.length; i++) {
+    // The first ingest compresses ~4.5x; each release after it must add far less than that.
+    assert.ok(res[i]!.newBytes < res[i]!.bytes * 0.1, `release ${vs[i]} added ${res[i]!.newBytes} of ${res[i]!.bytes}`);
+    assert.ok(res[i]!.newBytes < res[0]!.newBytes * 0.5, `release ${vs[i]} added ${res[i]!.newBytes}, first added ${res[0]!.newBytes}`);
+  }
+  const s = json<{ storePaths: number; logicalBytes: number; storedBytes: number; uniqueChunks: number; dedupRatio: number; paths: { path: string; sharedBytes: number; uniqueBytes: number }[] }>(miq([...store('dedup'), 'stats', '--json']));
+  assert.equal(s.storePaths, 2);
+  assert.equal(s.logicalBytes, res.reduce((a, r) => a + r.bytes, 0));
+  const du = Number(execFileSync('du', ['-sb', '--apparent-size', join(tmp.dir, 'dedup')], { encoding: 'utf8' }).split('\t')[0]);
+  const dirs = Number(execFileSync('find', [join(tmp.dir, 'dedup'), '-type', 'd'], { encoding: 'utf8' }).trim().split('\n').length);
+  // du counts directory entries' own sizes too; stats counts file bytes.
+  let fileBytes = 0;
+  execFileSync('find', [join(tmp.dir, 'dedup'), '-type', 'f', '-printf', '%s\n'], { encoding: 'utf8' }).trim().split('\n').forEach((l) => (fileBytes += Number(l)));
+  assert.equal(s.storedBytes, fileBytes, `stats ${s.storedBytes} vs files on disk ${fileBytes} (du ${du}, ${dirs} dirs)`);
+  assert.ok(s.dedupRatio > 3);
+  for (const p of s.paths) assert.ok(p.sharedBytes > p.uniqueBytes, `${p.path} shares ${p.sharedBytes}, owns ${p.uniqueBytes}`);
+});
+
+test('re-ingesting the same tree adds nothing and gives the same path', () => {
+  const src = npmRelease('typescript', '5.8.2');
+  const a = json<{ path: string; newBytes: number }>(miq([...store('again'), 'ingest', src, '--name', 'ts', '--json']));
+  const b = json<{ path: string; newBytes: number; newChunks: number }>(miq([...store('again'), 'ingest', src, '--name', 'ts', '--json']));
+  assert.equal(a.path, b.path);
+  assert.equal(b.newChunks, 0);
+  assert.ok(b.newBytes < 200, `second ingest added ${b.newBytes} bytes`);
+});
+
+test('user mistakes: one readable line and a non-zero exit', () => {
+  const s = store('mistakes');
+  const cases: [string[], RegExp][] = [
+    [['ingest', join(tmp.dir, 'nope')], /does not exist/],
+    [['ingest', '/etc/hostname'], /not a directory/],
+    [['ingest', debs[0]!, '--name', '.bad name'], /not allowed/],
+    [['cat', 'nothing-00000000000000000000000000000000/x'], /no store path/],
+    [['ls', ''], /names no store path/],
+    [['export', 'nothing', join(tmp.dir, 'x')], /no store path/],
+    [['unpin', 'nothing'], /no GC root/],
+  ];
+  for (const [args, re] of cases) {
+    const r = miq([...s, ...args]);
+    assert.ok(isCleanError(r), `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  const bad = miq(['--store', '/proc/miq-store', 'paths']);
+  assert.ok(isCleanError(bad), bad.stderr);
+  // A store written by a newer miq is refused with a clear error.
+  assert.ok(statSync(join(tmp.dir, 'mistakes')).isDirectory());
+});
