@@ -35,14 +35,15 @@ export function register(program: Command): void {
     .addHelpText('after', HELP)
     .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean }, cmd: Command) => {
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
-      await prepareMountpoint(resolve(dir));
+      const pre = await prepareMountpoint(resolve(dir));
       const store = await openStore(storeDir(globals(cmd)));
       try {
         const h = await startMount(store, dir, { profile: o.profile, cacheBytes: Number(o.cacheSize) * 1024 * 1024, debug: o.debugFuse });
         const s = h.status();
-        if (o.json) printJson({ mounted: true, ...s, cleared: h.cleared });
+        const cleared = [...pre.cleared, ...h.cleared];
+        if (o.json) printJson({ mounted: true, ...s, cleared });
         else {
-          for (const c of h.cleared) process.stderr.write(`miq: cleared a stale mount at ${c}\n`);
+          for (const c of cleared) process.stderr.write(`miq: cleared a stale mount at ${c}\n`);
           process.stderr.write(`miq: serving ${s.dir} (store ${s.store}, ${s.profile} generation ${s.generation ?? 'none'}); stop with Ctrl-C\n`);
         }
         const sig = await untilSignal(h);

@@ -1,0 +1,225 @@
+/**
+ * The mount for real: every check reads through the kernel at the mount path, in child
+ * processes (this process serves the mount; a synchronous call on it here would deadlock).
+ */
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startMount, viewMountpoint, type MountHandle } from '../mount/daemon.js';
+import { connectControl, controlOf, withStore } from '../mount/client.js';
+import type { LocalStore } from '../store/local.js';
+import { openStore } from '../store/open.js';
+import { packFileName } from '../store/pack.js';
+import * as P from '../store/profiles.js';
+import type { Id } from '../store/ids.js';
+import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
+import { json, miqAsync, spawnMiq } from './helpers/cli.js';
+
+let base: string, mnt: string, srcA: string, srcB: string;
+let store: LocalStore;
+let h: MountHandle | undefined;
+let A: string, B: string;
+
+describe('miq mount (real FUSE)', () => {
+  before(async () => {
+    base = await tmp();
+    srcA = join(base, 'a');
+    srcB = join(base, 'b');
+    await fixtureTree(srcA, 1);
+    await mkdir(join(srcB, 'bin'), { recursive: true });
+    // A real dynamically linked program: exec and ld.so mmap it from the mount.
+    await copyFile('/usr/bin/env', join(srcB, 'bin/env'));
+    await sh(`chmod 755 ${srcB}/bin/env`);
+    store = await openStore(join(base, 'store'));
+    A = (await store.ingest(srcA, { name: 'fixture' })).path;
+    B = (await store.ingest(srcB, { name: 'envtool' })).path;
+    await P.switchProfile(store, 'system', [{ path: A }, { path: B }]);
+    mnt = join(base, 'mnt');
+    await mkdir(mnt);
+    h = await startMount(store, mnt);
+  });
+  after(async () => {
+    await h?.close();
+    await store?.close();
+    await cleanup(base);
+  });
+
+  it('diff -r of every store path against its source, under store/, usr/ and profiles/', async () => {
+    for (const [p, src] of [[A, srcA], [B, srcB]] as const) {
+      const r = await sh(`diff -r --no-dereference ${src} ${mnt}/store/${p}`);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    }
+    const u = await sh(`diff -r --no-dereference ${srcA}/share ${mnt}/usr/share && diff -r --no-dereference ${srcA}/share ${mnt}/profiles/system/1/share && readlink ${mnt}/profiles/system/current`);
+    assert.equal(u.code, 0, u.stdout + u.stderr);
+    assert.equal(u.stdout.trim(), '1');
+    const ls = await sh(`ls ${mnt} ${mnt}/store`);
+    assert.match(ls.stdout, /profiles\nstore\nusr/);
+    assert.ok(ls.stdout.includes(A) && ls.stdout.includes(B));
+  });
+
+  it('b3sum of every file equals its user.miq.id; dirs carry their tree id and store path', async () => {
+    const r = await sh(`cd ${mnt}/store/${A} && find . -type f -print0 | while IFS= read -r -d '' f; do s=$(b3sum --no-names "$f"); x=$(getfattr --only-values -n user.miq.id "$f"); [ "$s" = "$x" ] || echo "MISMATCH $f $s $x"; echo ok; done`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes('MISMATCH'), r.stdout);
+    assert.equal(r.stdout.trim().split('\n').length, 5);
+    const rec = await store.getStorePath(A);
+    const d = await sh(`getfattr --only-values -n user.miq.id ${mnt}/store/${A}; echo; getfattr --only-values -n user.miq.path ${mnt}/store/${A}/share/doc`);
+    assert.equal(d.stdout, `${rec!.tree}\n${A}`);
+  });
+
+  it('stat: normalised modes, owner root, sizes', async () => {
+    const r = await sh(`cd ${mnt}/store/${A} && stat -c '%a %u %s %Y %n' bin/hello share/doc/README share/big.bin share`);
+    assert.equal(r.stdout, `555 0 ${'#!/bin/sh\necho hello 1\n'.length} 1 bin/hello\n444 0 9 1 share/doc/README\n444 0 ${3 * 1024 * 1024 + 12345} 1 share/big.bin\n555 0 4096 1 share\n`);
+  });
+
+  it('reads at any offset, and mmap: a dynamically linked program runs from the mount', async () => {
+    const f = `${mnt}/store/${A}/share/big.bin`;
+    for (const off of [0, 1, 65535, 65536, 1_000_001, 3 * 1024 * 1024 + 12000]) {
+      const r = await sh(`cmp <(tail -c +${off + 1} ${f} | head -c 70000) <(tail -c +${off + 1} ${srcA}/share/big.bin | head -c 70000) && echo same`);
+      assert.equal(r.stdout.trim(), 'same', `offset ${off}: ${r.stderr}`);
+    }
+    const m = await sh(`python3 -c "import mmap,sys,hashlib; f=open(sys.argv[1],'rb'); m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ); print(hashlib.sha256(m[:]).hexdigest())" ${f}; sha256sum < ${srcA}/share/big.bin`);
+    const [x, y] = m.stdout.trim().split('\n');
+    assert.equal(x, y!.split(' ')[0], m.stderr);
+    const run = await sh(`${mnt}/store/${B}/bin/env -i FOO=bar ${mnt}/store/${B}/bin/env && ${mnt}/usr/bin/env -i X=1 ${mnt}/usr/bin/env && ${mnt}/usr/bin/hello`);
+    assert.equal(run.stdout, 'FOO=bar\nX=1\nhello 1\n', run.stderr);
+  });
+
+  it('refuses every write with EROFS', async () => {
+    const p = `${mnt}/store/${A}`;
+    const cmds = [`touch ${p}/new`, `echo x > ${p}/share/doc/README`, `echo x >> ${p}/share/doc/README`, `mkdir ${p}/d`, `rm ${p}/share/doc/README`, `rmdir ${p}/empty`,
+      `chmod 777 ${p}/share/doc/README`, `mv ${p}/share/doc/README ${p}/x`, `ln -s x ${p}/l`, `ln ${p}/share/doc/README ${p}/h`, `setfattr -n user.x -v 1 ${p}/share/doc/README`,
+      `truncate -s 0 ${p}/share/doc/README`, `touch ${mnt}/usr/new`, `echo x > ${mnt}/usr/bin/hello`, `mkdir ${mnt}/store/x`];
+    for (const c of cmds) {
+      const r = await sh(`LC_ALL=C ${c}`);
+      assert.notEqual(r.code, 0, c);
+      assert.match(r.stderr, /Read-only file system/, `${c}: ${r.stderr}`);
+    }
+    const same = await sh(`diff -r --no-dereference ${srcA} ${p}`);
+    assert.equal(same.code, 0);
+  });
+
+  it('misses are ENOENT, under files ENOTDIR', async () => {
+    const r = await sh(`LC_ALL=C stat ${mnt}/store/${A}/nope; LC_ALL=C stat ${mnt}/store/nosuch-0123456789abcdef0123456789abcdef; LC_ALL=C cat ${mnt}/store/${A}/share/doc/README/x`);
+    assert.equal((r.stderr.match(/No such file or directory/g) ?? []).length, 2, r.stderr);
+    assert.match(r.stderr, /Not a directory/);
+  });
+
+  it('the control socket: a forwarding Store, profile switches visible at usr/ when the call returns', async () => {
+    assert.equal(await withStore(store.dir, async (s) => {
+      assert.ok(controlOf(s), 'mounted: the store comes through the socket');
+      const rec = await s.getStorePath(A);
+      const t = await s.getTree(rec!.tree);
+      const f = await s.getFile(t!.entries.find((e) => e.name.toString() === 'share')!.id! as Id).catch(() => undefined);
+      assert.equal(f, undefined);
+      return (await s.listStorePaths()).length;
+    }), 3);
+    const sw = await miqAsync(['--store', store.dir, 'profile', 'switch', 'system', B, '--json']);
+    assert.equal(sw.code, 0, sw.stderr);
+    assert.equal(json(sw).generation, 2);
+    const r = await sh(`ls ${mnt}/usr; readlink ${mnt}/profiles/system/current; ls ${mnt}/profiles/system`);
+    assert.equal(r.stdout, 'bin\n2\n1\n2\ncurrent\n');
+    const rb = await miqAsync(['--store', store.dir, 'profile', 'rollback', 'system', '--json']);
+    assert.equal(json(rb).generation, 1, rb.stderr);
+    assert.equal((await sh(`cat ${mnt}/usr/share/doc/README`)).stdout, 'readme 1\n');
+    const c = await connectControl(store.dir);
+    const st = await c!.call<{ generation: number; dir: string }>('mount.status');
+    c!.close();
+    assert.equal(st.generation, 1);
+    assert.equal(st.dir, mnt);
+    const direct = await miqAsync(['--store', store.dir, 'profile', 'list', '--json']);
+    assert.equal(direct.code, 0, 'a second process gets its answer through the socket, not a lock error');
+  });
+
+  it('mountpoint errors: not empty, busy, missing', async () => {
+    const full = join(base, 'full');
+    await mkdir(join(full, 'x'), { recursive: true });
+    await assert.rejects(startMount(store, full, { control: false }), /not empty/);
+    await assert.rejects(startMount(store, mnt, { control: false }), /is busy/);
+    await assert.rejects(startMount(store, join(base, 'nosuch'), { control: false }), /does not exist/);
+  });
+});
+
+describe('corruption and crashes', () => {
+  it('a chunk that fails its hash gives EIO and a log line, never bytes', async () => {
+    const b = await tmp();
+    const logs: string[] = [];
+    let s: LocalStore | undefined, m: MountHandle | undefined;
+    try {
+      await fixtureTree(join(b, 'src'), 2);
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+      const rec = await s.getStorePath(p);
+      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+      const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+      const file = (await s.getFile(big.id!))!;
+      const victim = file.chunks[1]!;
+      const loc = (await s.chunkLocation(victim.id))!;
+      await s.close();
+      const fh = await open(join(b, 'store', 'packs', packFileName(loc.pack)), 'r+');
+      const one = Buffer.alloc(1);
+      await fh.read(one, 0, 1, loc.offset + 10);
+      one[0] = one[0]! ^ 0xff;
+      await fh.write(one, 0, 1, loc.offset + 10);
+      await fh.close();
+      s = await openStore(join(b, 'store'));
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      const f = `${b}/mnt/store/${p}/share/big.bin`;
+      const r = await sh(`LC_ALL=C cat ${f} > /dev/null; echo rc=$?; LC_ALL=C head -c ${file.chunks[0]!.length} ${f} | wc -c`);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.match(r.stdout, /rc=1\n/);
+      assert.equal(r.stdout.split('\n')[1], String(file.chunks[0]!.length), 'chunks before the bad one still read');
+      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+
+  it('SIGKILL leaves "Transport endpoint is not connected"; the next miq mount clears it; SIGTERM unmounts', async () => {
+    const b = await tmp();
+    const children: ReturnType<typeof spawnMiq>[] = [];
+    try {
+      await fixtureTree(join(b, 'src'), 3);
+      const S = ['--store', join(b, 'store')];
+      const ing = await miqAsync([...S, 'ingest', join(b, 'src'), '--name', 'k', '--json']);
+      const p = json<{ path: string }>(ing).path;
+      await miqAsync([...S, 'profile', 'switch', 'system', p]);
+      await mkdir(join(b, 'mnt'));
+      const start = async (): Promise<{ c: ReturnType<typeof spawnMiq>; status: Record<string, unknown> }> => {
+        const c = spawnMiq([...S, 'mount', join(b, 'mnt'), '--json']);
+        children.push(c);
+        let out = '', err = '';
+        c.stderr!.on('data', (d) => (err += d));
+        const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
+          c.stdout!.on('data', (d) => {
+            out += d;
+            if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as Record<string, unknown>);
+          });
+          c.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
+        });
+        return { c, status };
+      };
+      const first = await start();
+      assert.equal((await sh(`cat ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 3\n');
+      first.c.kill('SIGKILL');
+      await waitExit(first.c);
+      const dead = await sh(`LC_ALL=C ls ${b}/mnt`);
+      assert.match(dead.stderr, /Transport endpoint is not connected/);
+      const second = await start();
+      assert.ok((second.status.cleared as string[]).includes(join(b, 'mnt')), JSON.stringify(second.status));
+      assert.equal((await sh(`cat ${b}/mnt/store/${p}/share/doc/README ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 3\nreadme 3\n');
+      second.c.kill('SIGTERM');
+      assert.equal(await waitExit(second.c), 0);
+      const gone = await sh(`grep -c ' ${b}/mnt' /proc/mounts`);
+      assert.equal(gone.stdout.trim(), '0');
+    } finally {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await cleanup(b);
+      await cleanup(viewMountpoint(join(b, 'mnt'), 'system'));
+    }
+  });
+});
