@@ -1,0 +1,175 @@
+/**
+ * Hostile trees: links that point out of the tree, special files, setuid bits, names that are
+ * not UTF-8, unreadable files, 100 000 entries in one folder, nesting 1 000 deep, a 5 GiB sparse
+ * file. Each is handled as documented, through the real CLI.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, lstatSync, mkdirSync, openSync, readlinkSync, symlinkSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { MIQ, isCleanError, json, miq, tempDir } from './helpers/cli.js';
+
+const tmp = tempDir();
+after(() => tmp.cleanup());
+let n = 0;
+const fresh = (): { src: string; store: string[] } => {
+  n++;
+  const src = join(tmp.dir, `src${n}`);
+  mkdirSync(src, { recursive: true });
+  return { src, store: ['--store', join(tmp.dir, `store${n}`)] };
+};
+const paths = (store: string[]): string[] => json<{ path: string }[]>(miq([...store, 'paths', '--json'])).map((p) => p.path);
+
+test('symlinks are stored as links and never followed, even out of the tree or dangling', () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'a'), 'inside');
+  symlinkSync('/etc/passwd', join(src, 'abs'));
+  symlinkSync('../../../../etc', join(src, 'up'));
+  symlinkSync('does/not/exist', join(src, 'dangling'));
+  symlinkSync('a', join(src, 'rel'));
+  mkdirSync(join(src, 'loop'));
+  symlinkSync('..', join(src, 'loop', 'parent'));
+  const r = json<{ path: string; files: number; symlinks: number }>(miq([...store, 'ingest', src, '--json']));
+  assert.equal(r.files, 1, 'only the one regular file is read');
+  assert.equal(r.symlinks, 5);
+  const dest = join(tmp.dir, 'links-out');
+  assert.equal(miq([...store, 'export', r.path, dest]).code, 0);
+  for (const l of ['abs', 'up', 'dangling', 'rel', 'loop/parent']) {
+    assert.ok(lstatSync(join(dest, l)).isSymbolicLink(), l);
+    assert.equal(readlinkSync(join(dest, l)), readlinkSync(join(src, l)));
+  }
+  const cat = miq([...store, 'cat', `${r.path}/abs`]);
+  assert.ok(isCleanError(cat) && /symlink/.test(cat.stderr), 'cat does not follow a link out of the store');
+});
+
+test('fifos, sockets and device nodes are refused with the path named; --lenient skips and lists them', async () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'ok'), 'fine');
+  execFileSync('mkfifo', [join(src, 'fifo')]);
+  const refused = miq([...store, 'ingest', src]);
+  assert.ok(isCleanError(refused), refused.stderr);
+  assert.match(refused.stderr, new RegExp(`${join(src, 'fifo')} is a fifo.*--lenient`));
+  assert.deepEqual(paths(store), [], 'no store path created');
+
+  execFileSync('mknod', [join(src, 'null'), 'c', '1', '3']);
+  const server = createServer();
+  await new Promise<void>((res) => server.listen(join(src, 'sock'), res));
+  try {
+    const dev = miq([...store, 'ingest', src]);
+    assert.ok(isCleanError(dev));
+    assert.match(dev.stderr, /is a (fifo|character device|socket)/);
+    const ok = json<{ path: string; files: number; skipped: { path: string; why: string }[] }>(miq([...store, 'ingest', src, '--lenient', '--json']));
+    assert.equal(ok.files, 1);
+    assert.deepEqual(ok.skipped.map((s) => s.why).sort(), ['a character device', 'a fifo', 'a socket']);
+    assert.ok(ok.skipped.every((s) => s.path.startsWith(src)));
+    const plain = miq([...store, 'ingest', src, '--lenient']);
+    assert.match(plain.stdout, /3 special files skipped/);
+  } finally {
+    server.close();
+  }
+});
+
+test('setuid, setgid and sticky bits are dropped and counted; exec bits kept', () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'suid'), '#!/bin/sh\n');
+  chmodSync(join(src, 'suid'), 0o4755);
+  writeFileSync(join(src, 'sgid'), 'x');
+  chmodSync(join(src, 'sgid'), 0o2644);
+  mkdirSync(join(src, 'sticky'));
+  chmodSync(join(src, 'sticky'), 0o1777);
+  const r = json<{ path: string; droppedModeBits: number }>(miq([...store, 'ingest', src, '--json']));
+  assert.equal(r.droppedModeBits, 3);
+  const dest = join(tmp.dir, 'suid-out');
+  assert.equal(miq([...store, 'export', r.path, dest]).code, 0);
+  assert.equal(lstatSync(join(dest, 'suid')).mode & 0o7777, 0o755);
+  assert.equal(lstatSync(join(dest, 'sgid')).mode & 0o7777, 0o644);
+});
+
+test('names that are not UTF-8 keep their bytes through ingest and export', () => {
+  const { src, store } = fresh();
+  const weird = Buffer.concat([Buffer.from(src + '/'), Buffer.from([0x66, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74])]);
+  writeFileSync(weird, 'latin-1 name');
+  const latin = Buffer.concat([Buffer.from(src + '/'), Buffer.from('caf\xe9', 'latin1')]);
+  mkdirSync(latin);
+  writeFileSync(Buffer.concat([latin, Buffer.from('/x')]), 'in a latin-1 dir');
+  const r = json<{ path: string; files: number }>(miq([...store, 'ingest', src, '--json']));
+  assert.equal(r.files, 2);
+  const dest = join(tmp.dir, 'names-out');
+  assert.equal(miq([...store, 'export', r.path, dest]).code, 0);
+  execFileSync('diff', ['-r', src, dest]);
+  const names = execFileSync('ls', ['-1', dest]).toString('latin1').trim().split('\n').sort();
+  assert.deepEqual(names, ['caf\xe9', 'f\xff\xfe.txt']);
+});
+
+test('an unreadable file fails the ingest with its path named and no store path', () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'readable'), 'ok');
+  writeFileSync(join(src, 'secret'), 'no');
+  chmodSync(join(src, 'secret'), 0o000);
+  // Root reads anything: run the ingest as an unprivileged user.
+  const storeDir = store[1]!;
+  mkdirSync(storeDir, { recursive: true });
+  chownSync(storeDir, 65534, 65534);
+  chmodSync(tmp.dir, 0o755);
+  chmodSync(src, 0o755);
+  chmodSync(join(src, 'readable'), 0o644);
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, MIQ, ...store, 'ingest', src], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'secret')}: permission denied`));
+  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+  chmodSync(join(src, 'secret'), 0o644);
+  assert.deepEqual(paths(store), [], 'no store path created');
+});
+
+test('100 000 entries in one folder and nesting 1 000 deep', () => {
+  const { src, store } = fresh();
+  const wide = join(src, 'wide');
+  mkdirSync(wide);
+  // Small files with repeating contents: a realistic worst case for per-file overhead.
+  for (let i = 0; i < 100_000; i++) writeFileSync(join(wide, `f${i}`), `file ${i % 1000}\n`);
+  let deep = join(src, 'deep');
+  mkdirSync(deep);
+  const depth = 1000;
+  const rel: string[] = [];
+  for (let i = 0; i < depth; i++) {
+    rel.push('d');
+    deep = join(deep, 'd');
+    mkdirSync(deep);
+  }
+  writeFileSync(join(deep, 'bottom'), 'the bottom');
+  const r = miq([...store, 'ingest', src, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const res = json<{ path: string; files: number; dirs: number; maxRssBytes: number }>(r);
+  assert.equal(res.files, 100_001);
+  assert.equal(res.dirs, depth + 3);
+  assert.ok(res.maxRssBytes < 1024 * 1024 * 1024, `peak RSS ${res.maxRssBytes}`);
+  const bottom = miq([...store, 'cat', `${res.path}/deep/${rel.join('/')}/bottom`]);
+  assert.equal(bottom.stdout, 'the bottom');
+  const ls = json<{ name: string }[]>(miq([...store, 'ls', `${res.path}/wide`, '--json']));
+  assert.equal(ls.length, 100_000);
+  const dest = join(tmp.dir, 'wide-out');
+  assert.equal(miq([...store, 'export', res.path, dest]).code, 0);
+  execFileSync('diff', ['-r', src, dest]);
+  assert.equal(miq([...store, 'verify']).code, 0);
+});
+
+test('a 5 GiB sparse file is ingested in bounded memory and reads back by id', () => {
+  const { src, store } = fresh();
+  const f = join(src, 'big.img');
+  const fd = openSync(f, 'w');
+  ftruncateSync(fd, 5 * 1024 ** 3);
+  // A few islands of data in the holes, so it is not all one chunk.
+  for (const at of [0, 1234567, 2 * 1024 ** 3 + 99, 5 * 1024 ** 3 - 4096]) writeSync(fd, Buffer.from(`data island at ${at}`.repeat(100)), 0, undefined, at);
+  closeSync(fd);
+  const r = miq([...store, 'ingest', src, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const res = json<{ path: string; bytes: number; newBytes: number; maxRssBytes: number }>(r);
+  assert.equal(res.bytes, 5 * 1024 ** 3);
+  assert.ok(res.newBytes < 1024 * 1024, `zeros dedup to one chunk: added ${res.newBytes}`);
+  assert.ok(res.maxRssBytes < 600 * 1024 * 1024, `peak RSS ${res.maxRssBytes}`);
+  const id = json<{ id: string }[]>(miq([...store, 'ls', `${res.path}/big.img`, '--json']))[0]!.id;
+  const b3 = execFileSync('b3sum', ['--no-names', f], { encoding: 'utf8' }).trim();
+  assert.equal(id, b3);
+});
