@@ -1,0 +1,149 @@
+/**
+ * benchmarks/lazy (issue 4): bytes and time to the first successful run of a program from a cold
+ * lazy mount of a remote profile, against downloading and unpacking the whole profile — with
+ * `miq fetch`, and with `curl | zstd -d | tar -x` of an equivalent tarball — from the same nginx
+ * in the same run. Bytes are counted from nginx's access log.
+ *
+ * The profile: python3.11 with its standard library plus filler shared libraries from the host,
+ * to at least --size MB. The program: `python3.11 -c "import json, email.parser"`.
+ *
+ *   node dist/benchmarks/lazy.js [--size 320] [--work DIR] [--json]
+ */
+import { spawn } from 'node:child_process';
+import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openStore } from '../store/open.js';
+import { generateKey, loadSigningKey, openRemote, push } from '../store/remote/index.js';
+import { startNginx } from '../test/helpers/nginx.js';
+import { mountTree } from './lazy-fuse.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const MIQ = join(ROOT, 'bin', 'miq');
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((res) => {
+    const c = spawn(cmd, args, { env: { ...process.env, ...env } });
+    let out = '', err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('close', (code) => res({ code: code ?? 1, out, err }));
+  });
+}
+
+async function must(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const r = await run(cmd, args, env);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.err}`);
+  return r.out;
+}
+
+async function treeBytes(d: string): Promise<number> {
+  let n = 0;
+  for (const e of await readdir(d, { withFileTypes: true })) {
+    const f = join(d, e.name);
+    if (e.isDirectory()) n += await treeBytes(f);
+    else if (e.isFile()) n += (await lstat(f)).size;
+  }
+  return n;
+}
+
+async function stage(dir: string, minBytes: number): Promise<number> {
+  await mkdir(join(dir, 'bin'), { recursive: true });
+  await copyFile('/usr/bin/python3.11', join(dir, 'bin', 'python3.11'));
+  await cp('/usr/lib/python3.11', join(dir, 'lib', 'python3.11'), { recursive: true, verbatimSymlinks: true });
+  let total = await treeBytes(dir);
+  const filler = join(dir, 'lib', 'filler');
+  await mkdir(filler, { recursive: true });
+  const srcDir = '/usr/lib/x86_64-linux-gnu';
+  for (const name of (await readdir(srcDir)).sort()) {
+    if (total >= minBytes) break;
+    const st = await lstat(join(srcDir, name));
+    if (!st.isFile()) continue;
+    await copyFile(join(srcDir, name), join(filler, name));
+    total += st.size;
+  }
+  if (total < minBytes) throw new Error(`only ${total} bytes of filler available`);
+  return total;
+}
+
+export async function lazyBench(o: { sizeMB: number; work?: string }): Promise<Record<string, unknown>> {
+  const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
+  const staging = join(work, 'profile');
+  const remoteDir = join(work, 'remote');
+  const mnt = join(work, 'mnt');
+  const profileBytes = await stage(staging, o.sizeMB * 1024 * 1024);
+  const storeA = join(work, 'store-a');
+  const ing = JSON.parse((await must(process.execPath, [MIQ, 'ingest', staging, '--name', 'pyprofile', '--json'], { MIQ_HOME: storeA })).trim().split('\n').pop()!) as { path: string; tree: string };
+  const k = await generateKey(join(work, 'keys'), 'bench-1');
+  const store = await openStore(storeA);
+  try {
+    await push(store, remoteDir, { profile: { name: 'bench', generation: 1, paths: [ing.path], tree: ing.tree as never }, key: loadSigningKey(k.secretFile), durable: false });
+  } finally {
+    await store.close();
+  }
+  await must('sh', ['-c', `tar -C '${staging}' -cf - . | zstd -q -3 -T0 -o '${remoteDir}/profile.tar.zst'`]);
+  const nginx = await startNginx(remoteDir);
+  const served = async (): Promise<{ bytes: number; requests: number }> => {
+    const log = await nginx.log();
+    return { bytes: log.reduce((a, l) => a + l.bytes, 0), requests: log.length };
+  };
+  const results: Record<string, { seconds: number; bytes: number; requests: number }> = {};
+  try {
+    // 1. Cold lazy mount, first run of the program.
+    await nginx.clearLog();
+    const errors: unknown[] = [];
+    let t0 = performance.now();
+    const remote = await openRemote(nginx.url, { cacheDir: join(work, 'lazy-cache'), cacheSize: 2 * 1024 ** 3, trustedKeys: [k.publicText] });
+    const ptr = await remote.getProfile('bench');
+    const m = await mountTree(mnt, remote, ptr!.tree, (e) => errors.push(e));
+    let ok: { code: number; out: string; err: string };
+    try {
+      // Through sh: libuv's spawn blocks the event loop until exec succeeds, and exec of a binary
+      // on our own FUSE mount needs this event loop to serve it — a deadlock without the hop.
+      ok = await run('/bin/sh', ['-c', 'exec "$0" "$@"', join(mnt, 'bin', 'python3.11'), '-c', "import json, email.parser; print('ok')"], { PYTHONHOME: mnt, PYTHONDONTWRITEBYTECODE: '1' });
+    } finally {
+      await m.unmount();
+      await remote.close();
+    }
+    if (ok.code !== 0 || ok.out.trim() !== 'ok') throw new Error(`program failed from the lazy mount: ${ok.err} ${errors.map(String).join('; ')}`);
+    results.lazy = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
+
+    // 2. miq fetch of the whole profile into an empty store.
+    await nginx.clearLog();
+    t0 = performance.now();
+    await must(process.execPath, [MIQ, 'fetch', '--profile', 'bench', '--remote', nginx.url, '--trusted-key', k.publicText], { MIQ_HOME: join(work, 'store-b') });
+    results.miqFetch = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
+
+    // 3. curl + zstd + tar of the equivalent tarball.
+    await nginx.clearLog();
+    await mkdir(join(work, 'untar'));
+    t0 = performance.now();
+    await must('sh', ['-c', `curl -sf '${nginx.url}profile.tar.zst' | zstd -dc | tar -x -C '${join(work, 'untar')}'`]);
+    results.curlTar = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
+  } finally {
+    await nginx.stop();
+    if (!o.work) await rm(work, { recursive: true, force: true });
+  }
+  const full = Math.min(results.miqFetch!.seconds, results.curlTar!.seconds);
+  return {
+    profileBytes,
+    results,
+    lazyShareOfProfileBytes: results.lazy!.bytes / profileBytes,
+    lazyTimeOverFastestFull: results.lazy!.seconds / full,
+    targets: { bytesUnder10pct: results.lazy!.bytes / profileBytes < 0.1, timeUnderFifth: results.lazy!.seconds / full < 0.2 },
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work') });
+  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
+  else {
+    const res = r.results as Record<string, { seconds: number; bytes: number; requests: number }>;
+    const mb = (b: number): string => (b / 1024 / 1024).toFixed(1);
+    process.stdout.write(`profile: ${mb(r.profileBytes as number)} MiB\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
+    for (const [k, v] of Object.entries(res)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / (r.profileBytes as number)).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)} |\n`);
+    process.stdout.write(`\nlazy first run: ${(100 * (r.lazyShareOfProfileBytes as number)).toFixed(1)}% of the bytes, ${(r.lazyTimeOverFastestFull as number).toFixed(3)}× the time of the fastest full download+unpack; targets ${JSON.stringify(r.targets)}\n`);
+  }
+}
