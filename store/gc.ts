@@ -19,6 +19,8 @@ export interface GcReport {
   deadTrees: number;
   deadFiles: number;
   deadChunks: number;
+  /** Stored bytes of the dead chunks (reclaimed on disk only when their pack is rewritten). */
+  deadChunkBytes: number;
   /** Bytes freed on disk (dead chunk bodies removed by repack or dropped packs) — an estimate in --dry-run. */
   freedBytes: number;
   repackedPacks: number;
@@ -73,6 +75,7 @@ async function gcLocked(store: LocalStore, opts: { dryRun?: boolean; onProgress?
   const report: GcReport = {
     dryRun, roots: roots.size, livePaths: live.size, deadPaths: deadPaths.sort(),
     deadTrees: dead.t.length, deadFiles: dead.f.length, deadChunks: dead.c.length,
+    deadChunkBytes: [...byPack.values()].reduce((a, p) => a + p.deadBytes, 0),
     freedBytes: 0, repackedPacks: 0, removedPacks: 0, seconds: 0,
   };
 

@@ -1,0 +1,143 @@
+/**
+ * Crash safety, for real: SIGKILL `miq ingest` at random moments; after each kill `miq verify`
+ * is clean and the next ingest succeeds. Then corruption: a flipped byte in a pack is named by
+ * verify, and cat/export of an affected file fail without returning wrong bytes.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, closeSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ClassicLevel } from 'classic-level';
+import { npmRelease } from './helpers/corpus.js';
+import { MIQ, isCleanError, json, miq, spawnMiq, tempDir } from './helpers/cli.js';
+
+const tmp = tempDir();
+after(() => tmp.cleanup());
+const TRIALS = Number(process.env.MIQ_CRASH_TRIALS ?? 50);
+
+test(`SIGKILL during ingest at ${TRIALS} random moments never leaves a dangling reference`, async () => {
+  const base = npmRelease('typescript', '5.8.2');
+  const store = ['--store', join(tmp.dir, 'crash-store')];
+  let killedMidway = 0;
+  for (let t = 0; t < TRIALS; t++) {
+    // Each trial has new bytes to write: a copy of a real tree plus fresh random files.
+    const src = join(tmp.dir, `crash-src-${t % 2}`);
+    if (!existsSync(src)) cpSync(base, src, { recursive: true });
+    mkdirSync(join(src, 'fresh'), { recursive: true });
+    for (let i = 0; i < 4; i++) writeFileSync(join(src, 'fresh', `r${i}`), randomBytes(2 << 20));
+    const child = spawnMiq([...store, 'ingest', src, '--name', `trial${t}`, '--json']);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const delay = Math.floor(Math.random() * 700);
+    const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+    const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
+    clearTimeout(timer);
+    if (sig === 'SIGKILL') killedMidway++;
+    else assert.equal(code, 0, `trial ${t} exited ${code}: ${out}`);
+    const v = miq([...store, 'verify', '--json']);
+    const rep = json<{ ok: boolean; damaged: unknown[] }>(v);
+    assert.equal(rep.ok, true, `trial ${t} (killed after ${delay} ms): ${JSON.stringify(rep.damaged).slice(0, 500)}`);
+    assert.equal(v.code, 0);
+    // The next ingest succeeds (and finds its own store path afterwards).
+    const again = miq([...store, 'ingest', join(src, 'fresh'), '--name', `after${t}`, '--json']);
+    assert.equal(again.code, 0, again.stderr);
+  }
+  assert.ok(killedMidway >= TRIALS / 4, `only ${killedMidway} of ${TRIALS} kills landed during the ingest`);
+  const g = miq([...store, 'gc', '--json']);
+  assert.equal(g.code, 0, g.stderr);
+  assert.equal(json<{ ok: boolean }>(miq([...store, 'verify', '--json'])).ok, true);
+});
+
+/** Flips one byte inside the body of the pack entry for `chunkId`. */
+function flipChunkByte(storeDir: string, chunkId: string): void {
+  const packs = join(storeDir, 'packs');
+  const idBytes = Buffer.from(chunkId, 'hex');
+  for (const p of readdirSync(packs)) {
+    const data = readFileSync(join(packs, p));
+    const at = data.indexOf(idBytes);
+    if (at >= 16 && data.subarray(at - 16, at - 12).toString() === 'MQCK') {
+      const body = at + 32;
+      const stored = data.readUInt32BE(at - 4);
+      const fd = openSync(join(packs, p), 'r+');
+      const pos = body + Math.floor(stored / 2);
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, pos);
+      b[0] ^= 0x20;
+      writeSync(fd, b, 0, 1, pos);
+      closeSync(fd);
+      return;
+    }
+  }
+  throw new Error(`chunk ${chunkId} not found in any pack`);
+}
+
+test('a flipped byte in a pack: verify names the chunk and its store path; cat/export refuse', () => {
+  const storeDir = join(tmp.dir, 'flip-store');
+  const store = ['--store', storeDir];
+  const src = join(tmp.dir, 'flip-src');
+  mkdirSync(src);
+  const random = randomBytes(600 * 1024); // stored raw (incompressible), several chunks
+  const text = Buffer.from('compressible line of text\n'.repeat(20000)); // stored zstd
+  writeFileSync(join(src, 'random.bin'), random);
+  writeFileSync(join(src, 'text.txt'), text);
+  writeFileSync(join(src, 'other.txt'), 'untouched');
+  const r = json<{ path: string }>(miq([...store, 'ingest', src, '--name', 'flip', '--json']));
+  const other = json<{ path: string }>(miq([...store, 'ingest', join(src), '--name', 'flip2', '--json']));
+  // Find chunk ids through the store's own index of file records.
+  const chunkIds: string[] = [];
+  const db = new ClassicLevel<string, Buffer>(join(storeDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  return (async () => {
+    for await (const [k, v] of db.iterator({ gte: 'f/', lt: 'f/\xff' })) {
+      const n = v.readUInt32BE(48);
+      for (let i = 0; i < n; i++) chunkIds.push(`${k.slice(2)}:${v.subarray(52 + i * 36, 52 + i * 36 + 32).toString('hex')}`);
+    }
+    await db.close();
+    const ids = (await import('../store/ids.js'));
+    const randomId = ids.idOf(random);
+    const textId = ids.idOf(text);
+    const victimRandom = chunkIds.find((c) => c.startsWith(randomId))!.split(':')[1]!;
+    const victimText = chunkIds.find((c) => c.startsWith(textId))!.split(':')[1]!;
+    flipChunkByte(storeDir, victimRandom);
+    flipChunkByte(storeDir, victimText);
+    const v = miq([...store, 'verify', '--json']);
+    assert.equal(v.code, 3);
+    const rep = json<{ ok: boolean; damaged: { kind: string; id: string; problem: string; paths: string[] }[] }>(v);
+    assert.equal(rep.ok, false);
+    const named = rep.damaged.filter((d) => d.kind === 'chunk').map((d) => d.id).sort();
+    assert.deepEqual(named, [victimRandom, victimText].sort());
+    for (const d of rep.damaged) assert.deepEqual(d.paths, [r.path, other.path].sort());
+    const plain = miq([...store, 'verify']);
+    assert.match(plain.stdout, new RegExp(`DAMAGED chunk ${victimRandom}: corrupt`));
+
+    for (const [file, content] of [['random.bin', random], ['text.txt', text]] as const) {
+      const c = miq([...store, 'cat', `${r.path}/${file}`]);
+      assert.equal(c.code, 3, `cat ${file} must fail`);
+      assert.match(c.stderr, /corrupt/);
+      // Whatever was written before the damaged chunk is a correct prefix, never wrong bytes.
+      const got = Buffer.from(c.stdout, 'latin1');
+      assert.ok(got.length < content.length);
+    }
+    const catRaw = execFileSync('sh', ['-c', `"${process.execPath}" "${MIQ}" --store "${storeDir}" cat ${r.path}/random.bin; true`], { maxBuffer: 1 << 26 });
+    assert.ok(random.subarray(0, catRaw.length).equals(catRaw), 'cat output is a correct prefix');
+    const dest = join(tmp.dir, 'flip-out');
+    const e = miq([...store, 'export', r.path, dest]);
+    assert.ok(isCleanError(e), e.stderr);
+    assert.ok(!existsSync(join(dest, 'random.bin')), 'no file under its real name with wrong bytes');
+    assert.equal(miq([...store, 'cat', `${r.path}/other.txt`]).stdout, 'untouched', 'undamaged files still read');
+  })();
+});
+
+test('a store written by a newer miq is refused with a clear error', async () => {
+  const storeDir = join(tmp.dir, 'newer');
+  assert.equal(miq(['--store', storeDir, 'paths']).code, 0);
+  const db = new ClassicLevel<string, Buffer>(join(storeDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  const h = JSON.parse((await db.get('F'))!.toString());
+  await db.put('F', Buffer.from(JSON.stringify({ ...h, version: 99 })));
+  await db.close();
+  const r = miq(['--store', storeDir, 'paths']);
+  assert.ok(isCleanError(r));
+  assert.equal(r.code, 5);
+  assert.match(r.stderr, /format version 99.*upgrade miq/);
+});
