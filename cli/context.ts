@@ -29,22 +29,25 @@ export function badInput(msg: string): never {
   throw new MiqError('MIQ_BAD_INPUT', msg);
 }
 
+import type { Store } from '../store/api.js';
 import type { LocalStore } from '../store/local.js';
-import { openStore } from '../store/open.js';
+import { viaServer, withStore as withStoreOrServer } from '../mount/client.js';
 
 /** Global options of the root program, from any subcommand. */
 export function globals(cmd: { optsWithGlobals(): Record<string, unknown> }): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
 }
 
-/** Opens the store, runs `fn`, closes it (also on error). */
-export async function withStore<T>(opts: GlobalOptions, fn: (store: LocalStore) => Promise<T>): Promise<T> {
-  const store = await openStore(storeDir(opts));
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+/** Runs `fn` against the store: through a running mount's control socket when one serves it
+ * (LevelDB allows one process), else opened directly and closed after (also on error). */
+export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  return withStoreOrServer(storeDir(opts), fn);
+}
+
+/** Work that needs the concrete local store (gc, verify, stats) runs in the serving process
+ * when the store is mounted, else here. */
+export function onLocal<T>(store: Store, op: string, args: unknown, fn: (s: LocalStore) => Promise<T>, onEvent?: (e: unknown) => void): Promise<T> {
+  return viaServer(store, op, args, fn, onEvent);
 }
 
 /** A one-line progress display on a TTY; silent otherwise (and with --json). */

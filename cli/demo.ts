@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ROOT_DIR } from './root.js';
 import { storeStats } from '../store/stats.js';
 import { verifyStore } from '../store/verify.js';
-import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
+import { fmtBytes, globals, onLocal, printJson, progressLine, storeDir, withStore } from './context.js';
 
 /** The main job on an embedded default: ingest trees that every checkout has (its own
  * node_modules after `npm ci`) into the local store, show what dedup saved, verify. */
@@ -25,8 +25,8 @@ export function register(program: Command): void {
           results.push(await s.ingest(t.dir, { name: t.name, onProgress: (p) => bar.update(`ingest ${t.name}: ${p.files}/${p.totalFiles} files, ${fmtBytes(p.bytes)}`) }));
         }
         bar.done();
-        const stats = await storeStats(s);
-        const verify = await verifyStore(s);
+        const stats = await onLocal(s, 'stats', null, (ls) => storeStats(ls));
+        const verify = await onLocal(s, 'verify', null, (ls) => verifyStore(ls));
         return { store: storeDir(g), results, stats, verify: { ok: verify.ok, damaged: verify.damaged.length } };
       });
       if (o.json) return printJson(out);

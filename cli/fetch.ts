@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { MiqError } from '../store/errors.js';
+import type { LocalStore } from '../store/local.js';
+import { controlOf } from '../mount/client.js';
 import { loadTrustedKeys, localSink, openRemote, prefetch } from '../store/remote/index.js';
 import { fmtBytes, globals, printJson, storeDir, withStore } from './context.js';
 
@@ -23,7 +25,8 @@ export function register(program: Command): void {
       const t0 = performance.now();
       try {
         const r = await withStore(g, async (store) => {
-          const sink = localSink(store);
+          if (controlOf(store)) throw new MiqError('MIQ_STORE_LOCKED', `the store at ${dir} is mounted; stop the mount to run miq fetch (a lazy mount fetches on read)`);
+          const sink = localSink(store as LocalStore);
           const res = await prefetch(remote, { paths, profile: o.profile }, sink);
           await sink.flush();
           for (const p of paths.length ? paths : res.paths) await store.pin(p);

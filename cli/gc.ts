@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { MiqError } from '../store/errors.js';
 import { gcStore } from '../store/gc.js';
 import { findStorePath } from '../store/resolve.js';
-import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -13,7 +13,11 @@ export function register(program: Command): void {
     .action(async (o: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       const bar = progressLine(g);
-      const r = await withStore(g, (s) => gcStore(s, { dryRun: o.dryRun, onProgress: (phase, n) => bar.update(`gc: ${phase} ${n}`) }));
+      const show = (e: unknown): void => {
+        const p = e as { phase: string; done: number };
+        bar.update(`gc: ${p.phase} ${p.done}`);
+      };
+      const r = await withStore(g, (s) => onLocal(s, 'gc', { dryRun: o.dryRun }, (ls) => gcStore(ls, { dryRun: o.dryRun, onProgress: (phase, done) => show({ phase, done }) }), show));
       bar.done();
       if (o.json) return printJson(r);
       const verb = r.dryRun ? 'would free' : 'freed';

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import type { IngestResult } from '../store/api.js';
 import { watchIngest } from '../store/watch.js';
 import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
@@ -23,6 +24,7 @@ export function register(program: Command): void {
     .option('--watch', 'keep re-ingesting as the directory changes; --name then points at the newest result')
     .action(async (dir: string, o: { name?: string; json?: boolean; lenient?: boolean; pin: boolean; watch?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
+      dir = resolve(dir); // a serving mount process reads it from its own working directory
       if (o.watch) {
         await withStore(g, (store) =>
           watchIngest(store, dir, { name: o.name, lenient: o.lenient }, (ev) => {

@@ -1,23 +1,16 @@
 import type { Command } from 'commander';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { LocalStore } from '../store/local.js';
+import type { Store } from '../store/api.js';
+import { current } from '../store/profiles.js';
 import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
 import { fmtBytes, globals, printJson, withStore } from './context.js';
 
-/** The current generation of a local profile. Profiles are another module (store/profiles.ts);
- * this reads it through the one function push needs, so either side can change alone. */
-async function currentGeneration(store: LocalStore, name: string): Promise<PushProfile> {
-  let mod: { currentGeneration?: (s: LocalStore, n: string) => Promise<{ generation: number; paths: string[]; tree: Id } | undefined> };
-  try {
-    mod = await import(['..', 'store', 'profiles.js'].join('/'));
-  } catch (e) {
-    throw new MiqError('MIQ_BAD_INPUT', 'this miq has no profiles yet; push store paths instead', { cause: e });
-  }
-  if (!mod.currentGeneration) throw new MiqError('MIQ_BAD_INPUT', 'store/profiles.js does not export currentGeneration(store, name)');
-  const g = await mod.currentGeneration(store, name);
-  if (!g) throw new MiqError('MIQ_NOT_FOUND', `profile ${name} has no current generation`);
-  return { name, ...g };
+/** The current generation of a local profile. */
+async function currentGeneration(store: Store, name: string): Promise<PushProfile> {
+  const g = await current(store, name);
+  if (!g) throw new MiqError('MIQ_NOT_FOUND', `profile ${name} has no current generation; \`miq profile list\` shows the profiles`);
+  return { name, generation: g.generation, paths: [...g.paths], tree: g.tree as Id };
 }
 
 export function register(program: Command): void {

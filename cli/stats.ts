@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { storeStats } from '../store/stats.js';
-import { fmtBytes, globals, printJson, withStore } from './context.js';
+import { fmtBytes, globals, onLocal, printJson, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .description('logical and stored bytes, unique chunks, dedup ratio; per store path, shared and own bytes')
     .option('--json', 'one JSON object')
     .action(async (o: { json?: boolean }, cmd: Command) => {
-      const s = await withStore(globals(cmd), (st) => storeStats(st));
+      const s = await withStore(globals(cmd), (st) => onLocal(st, 'stats', null, (ls) => storeStats(ls)));
       if (o.json) return printJson(s);
       const out = [
         `store paths:   ${s.storePaths}`,

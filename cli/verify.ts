@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { verifyStore } from '../store/verify.js';
-import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -10,7 +10,11 @@ export function register(program: Command): void {
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       const bar = progressLine(g);
-      const r = await withStore(g, (s) => verifyStore(s, (p) => bar.update(`verify: ${p.paths}/${p.total} store paths, ${fmtBytes(p.bytes)}`)));
+      const show = (e: unknown): void => {
+        const p = e as { paths: number; total: number; bytes: number };
+        bar.update(`verify: ${p.paths}/${p.total} store paths, ${fmtBytes(p.bytes)}`);
+      };
+      const r = await withStore(g, (s) => onLocal(s, 'verify', null, (ls) => verifyStore(ls, show), show));
       bar.done();
       if (o.json) printJson(r);
       else {

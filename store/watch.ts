@@ -4,17 +4,16 @@
  * older results become collectable.
  */
 import { watch } from 'chokidar';
-import type { IngestResult } from './api.js';
+import type { IngestResult, Store } from './api.js';
 import { MiqError } from './errors.js';
 import { defaultName } from './ingest.js';
 import { ROOT_PREFIX } from './keys.js';
-import type { LocalStore } from './local.js';
 
 export type WatchEvent =
   | { type: 'result'; result: IngestResult; alias: string }
   | { type: 'error'; error: MiqError };
 
-export async function watchIngest(store: LocalStore, dir: string, opts: { name?: string; lenient?: boolean; debounceMs?: number; signal?: AbortSignal }, onEvent: (e: WatchEvent) => void): Promise<void> {
+export async function watchIngest(store: Store, dir: string, opts: { name?: string; lenient?: boolean; debounceMs?: number; signal?: AbortSignal }, onEvent: (e: WatchEvent) => void): Promise<void> {
   const name = opts.name ?? defaultName(dir);
   const alias = `alias:${name}`;
   const statCache = new Map<string, unknown>();
