@@ -51,6 +51,13 @@ export interface OpsOptions {
   log?: Logger;
   /** statfs figures (bytes, files), or undefined for zeros. */
   totals?: () => { bytes: number; files: number };
+  /**
+   * The view never changes what a path names (store paths, numbered generations). Then there are
+   * no open handles (with fuse-native each hop into JavaScript costs tens of microseconds, more
+   * than a warm read of a small file): reads resolve the path through a cache. Writes are refused
+   * by the kernel: such a mount is made `ro`.
+   */
+  immutable?: boolean;
 }
 
 export interface FsOps {
@@ -67,6 +74,9 @@ export function createOps(o: OpsOptions): OpsHandle {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const handles = new Map<number, OpenFile>();
   let nextFd = 1;
+  // immutable views: path -> open file, bounded (Map order = LRU order).
+  const byPath = new Map<string, Promise<OpenFile>>();
+  const PATH_CACHE = 8192;
 
   const fail = (cb: Cb, op: string, path: string, e: unknown, ...defaults: unknown[]): void => cb(toErrno(e, op, path, log), ...defaults);
   const must = async (path: string): Promise<Node> => {
@@ -75,6 +85,53 @@ export function createOps(o: OpsOptions): OpsHandle {
     return n;
   };
   const erofs = (cb: Cb): void => cb(-ERRNO.EROFS);
+  const resolveFile = async (path: string): Promise<OpenFile> => {
+    const n = await must(path);
+    if (n.type === 'dir') throw new FsError('EISDIR');
+    if (n.type !== 'file') throw new FsError('EINVAL');
+    const rec = await o.reader.getFile(n.id);
+    if (!rec) throw new MiqError('MIQ_MISSING', `file record ${n.id} is missing from the store`, { details: { id: n.id } });
+    return openFile(rec);
+  };
+  /**
+   * Programs that read a whole tree (cp -r, tar, a package manager's verify) read the files of a
+   * directory one after another, and each cold read waits for a record lookup and a pack read.
+   * On a first read, start loading the next few siblings' records and first chunks in parallel.
+   */
+  const PREFETCH = 16;
+  const prefetchSiblings = (path: string): void => {
+    const cut = path.lastIndexOf('/');
+    const parent = cut <= 0 ? '/' : path.slice(0, cut);
+    const name = path.slice(cut + 1);
+    void (async () => {
+      const dir = await o.view.lookup(parent);
+      if (!dir || dir.type !== 'dir') return;
+      const l = await o.view.list(parent, dir);
+      const i = l.names.indexOf(name);
+      if (i < 0 || !l.nodes) return;
+      let n = 0;
+      for (let k = i + 1; k < l.names.length && n < PREFETCH; k++) {
+        const node = l.nodes[k]!;
+        if (node.type !== 'file' || node.size === 0) continue;
+        n++;
+        const sib = `${parent === '/' ? '' : parent}/${l.names[k]}`;
+        if (byPath.has(sib)) continue;
+        void fileAt(sib).then((f) => o.chunks.chunk(f.rec.chunks[0]!.id, f.rec.chunks[0]!.length, f.rec.id)).catch(() => {});
+      }
+    })().catch(() => {});
+  };
+  const fileAt = (path: string): Promise<OpenFile> => {
+    let p = byPath.get(path);
+    if (p) {
+      byPath.delete(path);
+    } else {
+      p = resolveFile(path);
+      p.catch(() => byPath.delete(path));
+    }
+    byPath.set(path, p);
+    if (byPath.size > PATH_CACHE) byPath.delete(byPath.keys().next().value as string);
+    return p;
+  };
 
   const ops: Record<string, (...args: any[]) => void> = {
     getattr(path: string, cb: Cb) {
@@ -89,7 +146,7 @@ export function createOps(o: OpsOptions): OpsHandle {
           if (n.type !== 'dir') throw new FsError('ENOTDIR');
           return o.view.list(path, n);
         })
-        .then((names) => cb(0, names), (e) => fail(cb, 'readdir', path, e));
+        .then((l) => cb(0, l.names, l.nodes?.map(statOf)), (e) => fail(cb, 'readdir', path, e));
     },
     readlink(path: string, cb: Cb) {
       must(path).then((n) => {
@@ -103,15 +160,11 @@ export function createOps(o: OpsOptions): OpsHandle {
     },
     open(path: string, flags: number, cb: Cb) {
       if ((flags & O_ACCMODE) !== 0 || flags & (O_TRUNC | O_APPEND | O_CREAT)) return erofs(cb);
-      must(path)
-        .then(async (n) => {
-          if (n.type === 'dir') throw new FsError('EISDIR');
-          if (n.type !== 'file') throw new FsError('EINVAL');
-          const rec = await o.reader.getFile(n.id);
-          if (!rec) throw new MiqError('MIQ_MISSING', `file record ${n.id} is missing from the store`, { details: { id: n.id } });
+      resolveFile(path)
+        .then((f) => {
           const fd = nextFd++;
           if (nextFd > 0x7fffffff) nextFd = 1;
-          handles.set(fd, openFile(rec));
+          handles.set(fd, f);
           cb(0, fd);
         })
         .catch((e) => fail(cb, 'open', path, e));
@@ -122,8 +175,10 @@ export function createOps(o: OpsOptions): OpsHandle {
     },
     read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
       const h = handles.get(fd);
-      if (!h) return cb(-ERRNO.EBADF);
-      o.chunks.readInto(h, pos, len, buf).then((n) => cb(n), (e) => fail(cb, 'read', path, e));
+      if (h) return void o.chunks.readInto(h, pos, len, buf).then((n) => cb(n), (e) => fail(cb, 'read', path, e));
+      if (!o.immutable) return cb(-ERRNO.EBADF);
+      if (pos === 0 && !byPath.has(path)) prefetchSiblings(path);
+      fileAt(path).then((f) => o.chunks.readInto(f, pos, len, buf)).then((n) => cb(n), (e) => fail(cb, 'read', path, e));
     },
     getxattr(path: string, name: string, _pos: number, cb: Cb) {
       must(path).then((n) => {
@@ -156,5 +211,12 @@ export function createOps(o: OpsOptions): OpsHandle {
     setxattr(_p: string, _n: string, _v: Buffer, _pos: number, _f: number, cb: Cb) { erofs(cb); },
     removexattr(_p: string, _n: string, cb: Cb) { erofs(cb); },
   };
+  if (o.immutable) {
+    // ENOSYS from OPEN makes the kernel stop sending OPEN and RELEASE on this connection
+    // (fc->no_open) while keeping the page cache: a warm read of a small file then costs no
+    // round trip to this process at all. fuse-native needs a numeric fd even on error.
+    ops.open = (_path: string, _flags: number, cb: Cb) => cb(-ERRNO.ENOSYS, 0);
+    delete ops.release;
+  }
   return { ops, openHandles: () => handles.size };
 }

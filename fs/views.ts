@@ -23,8 +23,14 @@ export type Node =
 export interface View {
   /** Resolves '/…' to a node; undefined when nothing is there. */
   lookup(path: string): Promise<Node | undefined>;
-  /** The names in a directory node (at `path`), in order. */
-  list(path: string, node: Node & { type: 'dir' }): Promise<string[]>;
+  /** The entries of a directory node (at `path`), in order. A node, when known, lets readdir
+   * hand the kernel each entry's type, so `find` need not look every name up. */
+  list(path: string, node: Node & { type: 'dir' }): Promise<Listing>;
+}
+
+export interface Listing {
+  names: string[];
+  nodes?: Node[];
 }
 
 export function splitPath(path: string): string[] {
@@ -51,10 +57,11 @@ export async function walk(trees: TreeCache, root: Id, size: number, parts: read
   return node;
 }
 
-export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<string[]> {
-  if (node.names) return [...node.names];
-  if (!node.tree) return [];
-  return (await trees.get(node.tree)).tree.entries.map((e) => e.name.toString('utf8'));
+export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<Listing> {
+  if (node.names) return { names: [...node.names] };
+  if (!node.tree) return { names: [] };
+  const es = (await trees.get(node.tree)).tree.entries;
+  return { names: es.map((e) => e.name.toString('utf8')), nodes: es.map((e) => entryNode(e, node.storePath)) };
 }
 
 /** What the main view needs to know about profiles (injected: store/profiles.ts in the daemon). */
@@ -122,14 +129,14 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
     async list(path, node) {
       if (node.names || node.tree) return listTree(trees, node);
       const parts = splitPath(path);
-      if (parts.length === 1 && parts[0] === 'store') return (await reader.listStorePaths()).map((r) => r.path).sort();
-      if (parts.length === 1 && parts[0] === 'profiles') return profiles.profiles();
+      if (parts.length === 1 && parts[0] === 'store') return { names: (await reader.listStorePaths()).map((r) => r.path).sort() };
+      if (parts.length === 1 && parts[0] === 'profiles') return { names: await profiles.profiles() };
       if (parts.length === 2 && parts[0] === 'profiles') {
         const gens = await profiles.generations(parts[1]!);
         const cur = await profiles.current(parts[1]!);
-        return [...(cur !== undefined ? ['current'] : []), ...gens.map(String)];
+        return { names: [...(cur !== undefined ? ['current'] : []), ...gens.map(String)] };
       }
-      return [];
+      return { names: [] };
     },
   };
 }

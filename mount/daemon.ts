@@ -111,7 +111,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     pointer = await P.current(store, profile);
   };
 
-  const main = createOps({ view: mainView(store, profiles, trees, { usrMountpoint: true }), reader: store, chunks, log });
+  const main = createOps({ view: mainView(store, profiles, trees, { usrMountpoint: true }), reader: store, chunks, log, immutable: true });
   const ptr = createOps({ view: pointerView(trees, () => (pointer ? { tree: pointer.tree, env: pointer.env } : undefined)), reader: store, chunks, log });
 
   const done: (() => Promise<void>)[] = [];
@@ -123,14 +123,14 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     const mainMount: FuseMount = await fuseMount(dir, main.ops, {
       fsname: 'miq', kernelCache: true, directIo: false, entryTimeout: IMMUTABLE_TIMEOUT, attrTimeout: IMMUTABLE_TIMEOUT,
       // New store paths and generations appear at any time: never cache a miss.
-      negativeTimeout: 0, allowOther: isRoot, debug: opts.debug,
+      negativeTimeout: 0, allowOther: isRoot, readOnly: true, debug: opts.debug,
     });
     done.push(() => mainMount.unmount());
 
     await mkdir(viewDir, { recursive: true });
     done.push(() => rmdir(viewDir).catch(() => {}));
     const viewMount = await fuseMount(viewDir, ptr.ops, {
-      fsname: `miq-${profile}`, kernelCache: false, directIo: true, entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0, allowOther: isRoot, debug: opts.debug,
+      fsname: `miq-${profile}`, kernelCache: false, directIo: true, entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0, allowOther: isRoot, readOnly: true, debug: opts.debug,
     });
     done.push(() => viewMount.unmount());
 

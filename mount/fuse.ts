@@ -28,6 +28,8 @@ export interface FuseMountOptions {
   attrTimeout: number;
   negativeTimeout: number;
   allowOther: boolean;
+  /** Mount read-only: the kernel refuses every write (EROFS) before it reaches us. */
+  readOnly: boolean;
   debug?: boolean;
 }
 
@@ -39,6 +41,7 @@ export interface FuseMount {
 
 export async function fuseMount(mountpoint: string, ops: Record<string, unknown>, o: FuseMountOptions): Promise<FuseMount> {
   const extra: string[] = [];
+  if (o.readOnly) extra.push('ro');
   if (o.directIo) extra.push('direct_io');
   extra.push(`negative_timeout=${o.negativeTimeout}`);
   // fuse-native skips timeouts of 0 (falsy); libfuse's default is 1 s, so say 0 explicitly.

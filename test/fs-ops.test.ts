@@ -90,6 +90,8 @@ describe('fs ops over injected views', () => {
     assert.deepEqual((await call(main.ops, 'readdir', '/store')).value, ['pkg-0123456789abcdef0123456789abcdef']);
     assert.deepEqual((await call(main.ops, 'readdir', '/profiles/system')).value, ['current', '1', '2']);
     assert.deepEqual((await call(main.ops, 'readdir', '/store/pkg-0123456789abcdef0123456789abcdef')).value, ['big', 'link', 'run', 'sub']);
+    const withStats = await new Promise<unknown[]>((r) => main.ops.readdir!('/store/pkg-0123456789abcdef0123456789abcdef', (_e: number, _n: string[], st: { mode: number }[]) => r(st.map((s) => s.mode))));
+    assert.deepEqual(withStats, [0o100444, 0o120777, 0o100555, 0o40555], 'readdir hands the kernel each entry type');
     assert.equal((await call(main.ops, 'readlink', '/profiles/system/current')).value, '2');
     assert.equal((await call(main.ops, 'readdir', '/usr')).err, 0);
   });
@@ -217,6 +219,23 @@ describe('fs ops over injected views', () => {
     const { value: fd2 } = await call<number>(v.ops, 'open', '/f', 0);
     const n2: number = await new Promise((r) => v.ops.read!('/f', fd2, buf, 64, 0, (x: number) => r(x)));
     assert.equal(buf.subarray(0, n2).toString(), 'generation B, longer');
+  });
+});
+
+describe('immutable views', () => {
+  it('have no handles: open is ENOSYS (the kernel then stops sending it), reads resolve the path', async () => {
+    const { w, trees, chunks, big } = setup();
+    const profiles: ProfileSource = { profiles: async () => [], generations: async () => [], current: async () => undefined, generation: async () => undefined };
+    const im = createOps({ view: mainView(w.reader, profiles, trees, { usrMountpoint: false }), reader: w.reader, chunks, log: () => {}, immutable: true });
+    const p = '/store/pkg-0123456789abcdef0123456789abcdef/big';
+    assert.equal((await call(im.ops, 'open', p, 0)).err, -ERRNO.ENOSYS);
+    assert.equal(im.ops.release, undefined);
+    const buf = Buffer.alloc(3000);
+    const n: number = await new Promise((r) => im.ops.read!(p, 0, buf, 3000, 9000, (x: number) => r(x)));
+    assert.equal(n, 1500);
+    assert.ok(buf.subarray(0, n).equals(big.subarray(9000)));
+    const e: number = await new Promise((r) => im.ops.read!('/store/pkg-0123456789abcdef0123456789abcdef/sub', 0, buf, 10, 0, (x: number) => r(x)));
+    assert.equal(e, -ERRNO.EISDIR);
   });
 });
 
