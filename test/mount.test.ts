@@ -132,6 +132,28 @@ describe('miq mount (real FUSE)', () => {
     assert.equal(direct.code, 0, 'a second process gets its answer through the socket, not a lock error');
   });
 
+  it('other commands work while mounted: ingest, ls, cat, paths, stats, verify, gc', async () => {
+    const S = ['--store', store.dir];
+    const extra = join(base, 'extra');
+    await fixtureTree(extra, 9);
+    const ing = await miqAsync([...S, 'ingest', extra, '--name', 'extra', '--json']);
+    assert.equal(ing.code, 0, ing.stderr);
+    const p = json<{ path: string }>(ing).path;
+    assert.equal((await sh(`cat ${mnt}/store/${p}/share/doc/README`)).stdout, 'readme 9\n', 'a path ingested through the socket appears in the mount');
+    const ls = await miqAsync([...S, 'ls', `${A}/share/doc`]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /README/);
+    const cat = await miqAsync([...S, 'cat', `${A}/share/doc/README`]);
+    assert.equal(cat.stdout, 'readme 1\n', cat.stderr);
+    const paths = await miqAsync([...S, 'paths', '--json']);
+    assert.ok(paths.stdout.includes(p), paths.stderr);
+    for (const cmd of [['stats', '--json'], ['verify', '--json'], ['gc', '--dry-run', '--json']]) {
+      const r = await miqAsync([...S, ...cmd]);
+      assert.equal(r.code, 0, `${cmd[0]}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /LOCKED|in use/);
+    }
+  });
+
   it('mountpoint errors: not empty, busy, missing', async () => {
     const full = join(base, 'full');
     await mkdir(join(full, 'x'), { recursive: true });
