@@ -7,7 +7,7 @@ import { MiqError } from './errors.js';
 
 export const FLAG_RAW = 0;
 export const FLAG_ZSTD = 1;
-export const ZSTD_LEVEL = 3;
+export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
 
 let cctx: Compressor | undefined;
 let dctx: Decompressor | undefined;

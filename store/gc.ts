@@ -54,6 +54,7 @@ async function gcLocked(store: LocalStore, opts: { dryRun?: boolean; onProgress?
   for await (const k of db.keys(range('p/'))) if (!live.has(k.slice(2))) { dead.p.push(k); deadPaths.push(k.slice(2)); }
   for await (const k of db.keys(range('t/'))) if (!liveTrees.has(k.slice(2))) dead.t.push(k);
   for await (const k of db.keys(range('f/'))) if (!liveFiles.has(k.slice(2))) dead.f.push(k);
+  for await (const k of db.keys(range('r/'))) if (!liveFiles.has(k.slice(2))) dead.f.push(k);
 
   // Chunk locations by pack, to size the repack.
   const byPack = new Map<number, { live: { id: string; loc: ChunkLocation }[]; liveBytes: number; deadBytes: number }>();

@@ -9,9 +9,9 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { IngestOptions, IngestResult } from './api.js';
 import { MiqError, ioError } from './errors.js';
-import type { CompressItem, ScanFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import type { CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { type Id } from './ids.js';
-import { ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree } from './keys.js';
+import { ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
 import { encodeLocation } from './pack.js';
@@ -21,6 +21,9 @@ import { walk, type DirNode, type FileNode } from './walk.js';
 const SMALL_BATCH_FILES = 256;
 const SMALL_BATCH_BYTES = 8 << 20;
 const ALONE_BYTES = 1 << 20;
+const HASH_FIRST_MIN = 64 * 1024;
+const HASH_BATCH_BYTES = 32 << 20;
+const ADAPT_AFTER_BYTES = 64 << 20;
 const COMPRESS_TASK_BYTES = 8 << 20;
 /** Bytes of small-file contents waiting for compression before scanning pauses. */
 const COMPRESS_QUEUE_LIMIT = 64 << 20;
@@ -101,21 +104,81 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       toScan.push(f);
     }
   }
-  let scanPos = 0;
-  const nextScan = (): { task: WorkerTask; files: FileNode[] } | undefined => {
-    if (scanPos >= toScan.length) return undefined;
+  // Files bigger than HASH_FIRST_MIN are first only hashed when the store already has files:
+  // on a re-ingest or an update most are known, and hashing skips chunking them. If most turn
+  // out new, switch to chunking directly (the hash pass would be wasted work).
+  const small = toScan.filter((f) => f.size <= HASH_FIRST_MIN);
+  const large = toScan.filter((f) => f.size > HASH_FIRST_MIN);
+  let hashFirst = false;
+  for await (const _k of db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
+  let hashedBytes = 0;
+  let knownBytes = 0;
+  const rescan: FileNode[] = [];
+  let smallPos = 0;
+  let largePos = 0;
+  const batch = (list: FileNode[], pos: number, maxFiles: number, maxBytes: number): FileNode[] => {
     const files: FileNode[] = [];
     let bytes = 0;
-    while (scanPos < toScan.length) {
-      const f = toScan[scanPos]!;
-      if (files.length > 0 && (f.size > ALONE_BYTES || files.length >= SMALL_BATCH_FILES || bytes + f.size > SMALL_BATCH_BYTES)) break;
+    while (pos + files.length < list.length) {
+      const f = list[pos + files.length]!;
+      if (files.length > 0 && (f.size > ALONE_BYTES || files.length >= maxFiles || bytes + f.size > maxBytes)) break;
       files.push(f);
       bytes += f.size;
-      scanPos++;
       if (f.size > ALONE_BYTES) break;
     }
-    const sf: ScanFile[] = files.map((f) => ({ path: f.path, size: f.size }));
-    return { task: { type: 'scan', files: sf, params, keepSmall }, files };
+    return files;
+  };
+  const scanTask = (files: FileNode[]): { task: WorkerTask; files: FileNode[] } => ({ task: { type: 'scan', files: files.map((f) => ({ path: f.path, size: f.size })), params, keepSmall }, files });
+  const nextScan = (): { task: WorkerTask; files: FileNode[] } | undefined => {
+    if (rescan.length > 0) return scanTask(rescan.splice(0, batch(rescan, 0, SMALL_BATCH_FILES, SMALL_BATCH_BYTES).length));
+    if (largePos < large.length) {
+      if (hashFirst) {
+        const files = batch(large, largePos, SMALL_BATCH_FILES, HASH_BATCH_BYTES);
+        largePos += files.length;
+        return { task: { type: 'hash', files: files.map((f) => ({ path: f.path, size: f.size })) }, files };
+      }
+      const files = batch(large, largePos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
+      largePos += files.length;
+      return scanTask(files);
+    }
+    if (smallPos < small.length) {
+      const files = batch(small, smallPos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
+      smallPos += files.length;
+      return scanTask(files);
+    }
+    return undefined;
+  };
+  const fileRefs = new Map<string, string[]>();
+  const addKnownRefs = async (ids: string[]): Promise<void> => {
+    if (ids.length === 0) return;
+    const got = await db.getMany(ids.map(kRefs));
+    for (const v of got) if (v !== undefined) for (const h of v.toString('latin1').split('\n')) if (h) refCandidates.add(h);
+  };
+  await addKnownRefs(w.files.filter((f) => f.id !== undefined).map((f) => f.id!));
+  const markDone = (f: FileNode): void => {
+    doneFiles++;
+    doneBytes += f.size;
+    statCache?.set(f.path.toString('latin1'), { dev: f.stat.dev, ino: f.stat.ino, size: f.stat.size, mtimeMs: f.stat.mtimeMs, ctimeMs: f.stat.ctimeMs, id: f.id! });
+  };
+  const onHashed = async (files: FileNode[], results: HashedFile[]): Promise<void> => {
+    results.forEach((r) => { if (!r.ok) throw MiqError.fromJSON(r.error as never); });
+    const ids = results.map((r) => (r as Extract<HashedFile, { ok: true }>).id);
+    const known = await db.getMany(ids.map(kFile));
+    const knownIds: string[] = [];
+    files.forEach((f, i) => {
+      hashedBytes += f.size;
+      if (known[i] !== undefined) {
+        f.id = ids[i]!;
+        knownBytes += f.size;
+        knownIds.push(f.id);
+        markDone(f);
+      } else {
+        rescan.push(f);
+      }
+    });
+    await addKnownRefs(knownIds);
+    if (hashFirst && hashedBytes >= ADAPT_AFTER_BYTES && knownBytes < hashedBytes / 2) hashFirst = false;
+    progress();
   };
 
   const compressQueue: { task: WorkerTask; bytes: number }[] = [];
@@ -129,6 +192,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       if (!r.ok) throw MiqError.fromJSON(r.error as never);
       files[i]!.id = r.id;
       for (const c of r.refs) refCandidates.add(c);
+      if (r.refs.length > 0) fileRefs.set(r.id, r.refs);
       ok.push({ f: files[i]!, r });
     }
     // Files the store already has need nothing else: their chunks exist (write ordering).
@@ -175,11 +239,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       }
     }
     push();
-    for (const { f } of ok) {
-      doneFiles++;
-      doneBytes += f.size;
-      statCache?.set(f.path.toString('latin1'), { dev: f.stat.dev, ino: f.stat.ino, size: f.stat.size, mtimeMs: f.stat.mtimeMs, ctimeMs: f.stat.ctimeMs, id: f.id! });
-    }
+    for (const { f } of ok) markDone(f);
     progress();
   };
 
@@ -207,6 +267,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       const res = await pool.run(task);
       if (res.type === 'error') throw MiqError.fromJSON(res.error as never);
       if (res.type === 'scanned') await onScanned(files!, res.files);
+      else if (res.type === 'hashed') await onHashed(files!, res.files);
       else await onCompressed(res);
     } catch (e) {
       failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `ingest failed: ${(e as Error).message}`, { cause: e });
@@ -290,7 +351,11 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
 
   // --- the commit: one atomic batch -------------------------------------------------------
   const ops: { type: 'put'; key: string; value: Buffer }[] = [];
-  for (const [id, rec] of newFiles) ops.push({ type: 'put', key: kFile(id), value: encodeFileRecord(rec) });
+  for (const [id, rec] of newFiles) {
+    ops.push({ type: 'put', key: kFile(id), value: encodeFileRecord(rec) });
+    const refs = fileRefs.get(id);
+    if (refs) ops.push({ type: 'put', key: kRefs(id), value: Buffer.from(refs.join('\n'), 'latin1') });
+  }
   const treeIds = [...treeBytes.keys()];
   const treeHave = await db.getMany(treeIds.map(kTree));
   treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });

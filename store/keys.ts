@@ -5,12 +5,16 @@
  *   f/<id>         file record
  *   t/<id>         tree encoding
  *   p/<path>       store path record
+ *   r/<id>         reference candidates of a file (the 32-hex runs after '-' in its bytes),
+ *                  newline-separated; only for files that have any. Lets a re-ingest that skips
+ *                  reading a known file still find its references.
  *   m/<key>        small mutable records: roots, profiles, pointers (MetaStore)
  */
 export const K_FORMAT = 'F';
 export const kChunk = (id: string): string => `c/${id}`;
 export const kFile = (id: string): string => `f/${id}`;
 export const kTree = (id: string): string => `t/${id}`;
+export const kRefs = (id: string): string => `r/${id}`;
 export const kPath = (p: string): string => `p/${p}`;
 export const kMeta = (k: string): string => `m/${k}`;
 export const ROOT_PREFIX = 'roots/';
