@@ -237,6 +237,18 @@ describe('immutable views', () => {
     const e: number = await new Promise((r) => im.ops.read!('/store/pkg-0123456789abcdef0123456789abcdef/sub', 0, buf, 10, 0, (x: number) => r(x)));
     assert.equal(e, -ERRNO.EISDIR);
   });
+
+  it('cache nodes inside store paths and generations, never the current pointer', async () => {
+    const { w, trees, chunks, root, sub } = setup();
+    let cur = 1;
+    const profiles: ProfileSource = { profiles: async () => ['s'], generations: async () => [1, 2], current: async () => cur, generation: async (_p, n) => ({ tree: n === 1 ? root : sub, env: `env-${n}` }) };
+    const im = createOps({ view: mainView(w.reader, profiles, trees, { usrMountpoint: false }), reader: w.reader, chunks, log: () => {}, immutable: true });
+    assert.equal((await call(im.ops, 'readlink', '/profiles/s/current')).value, '1');
+    cur = 2;
+    assert.equal((await call(im.ops, 'readlink', '/profiles/s/current')).value, '2');
+    assert.deepEqual((await call(im.ops, 'readdir', '/profiles/s/2')).value, ['small']);
+    assert.deepEqual((await call(im.ops, 'readdir', '/profiles/s')).value, ['current', '1', '2']);
+  });
 });
 
 describe('errno table', () => {

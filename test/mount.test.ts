@@ -154,6 +154,14 @@ describe('miq mount (real FUSE)', () => {
     }
   });
 
+  it('miq mount --help says how to put the views at /miq/store and /usr', async () => {
+    const r = await miqAsync(['mount', '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /mount --bind \/miq\/usr \/usr/);
+    assert.match(r.stdout, /\/miq\/store\/<name>-<hash>/);
+    assert.match(r.stdout, /fstab/);
+  });
+
   it('mountpoint errors: not empty, busy, missing', async () => {
     const full = join(base, 'full');
     await mkdir(join(full, 'x'), { recursive: true });
