@@ -143,12 +143,20 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
 
 /** The pointer view: whatever tree `root()` names right now (the current generation). */
 export function pointerView(trees: TreeCache, root: () => { tree: Id; env?: string } | undefined): View {
+  // What a path names below a given root tree never changes, so resolutions are cached by
+  // (root tree, path): a switch changes the key, not the entries.
+  const memo = new Map<string, Node | undefined>();
   return {
     async lookup(path) {
       const r = root();
       const parts = splitPath(path);
       if (!r) return parts.length === 0 ? { type: 'dir', names: [], size: 0 } : undefined;
-      return walk(trees, r.tree, 0, parts, r.env);
+      const key = `${r.tree}${path}`;
+      if (memo.has(key)) return memo.get(key);
+      const n = await walk(trees, r.tree, 0, parts, r.env);
+      memo.set(key, n);
+      if (memo.size > 65_536) memo.delete(memo.keys().next().value as string);
+      return n;
     },
     list: (_path, node) => listTree(trees, node),
   };
