@@ -7,6 +7,9 @@ import { MiqError } from './errors.js';
 
 export const FLAG_RAW = 0;
 export const FLAG_ZSTD = 1;
+/** zstd with a raw-content dictionary: the plain bytes of the chunks listed in the index entry
+ * (old chunks of the same path's previous version), like `zstd --patch-from` per chunk. */
+export const FLAG_ZSTD_DICT = 2;
 export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
 
 let cctx: Compressor | undefined;
@@ -24,14 +27,36 @@ export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } 
   return { flags: FLAG_RAW, body: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) };
 }
 
-/** Decodes a stored body; the caller verifies the hash. */
-export function decodeChunk(flags: number, body: Buffer, plainLen: number): Buffer {
+let cctxDict: Compressor | undefined;
+let dctxDict: Decompressor | undefined;
+
+/** Compresses against `dict`; the caller keeps it only when it beats plain compression. */
+export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array): Buffer {
+  if (!cctxDict) {
+    cctxDict = new Compressor();
+    cctxDict.setParameters({ compressionLevel: ZSTD_LEVEL, checksumFlag: false, contentSizeFlag: true, dictIDFlag: false });
+  }
+  cctxDict.loadDictionary(dict);
+  return Buffer.from(cctxDict.compress(plain));
+}
+
+/** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT. */
+export function decodeChunk(flags: number, body: Buffer, plainLen: number, dict?: Uint8Array): Buffer {
   if (flags === FLAG_RAW) return body;
-  if (flags !== FLAG_ZSTD) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
-  if (!dctx) dctx = new Decompressor();
+  if (flags !== FLAG_ZSTD && flags !== FLAG_ZSTD_DICT) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
+  let d: Decompressor;
+  if (flags === FLAG_ZSTD_DICT) {
+    if (!dict) throw new MiqError('MIQ_CORRUPT', 'delta chunk without its dictionary');
+    dctxDict ??= new Decompressor();
+    dctxDict.loadDictionary(dict);
+    d = dctxDict;
+  } else {
+    dctx ??= new Decompressor();
+    d = dctx;
+  }
   let out: Buffer;
   try {
-    out = dctx.decompress(body);
+    out = d.decompress(body);
   } catch (e) {
     throw new MiqError('MIQ_CORRUPT', `chunk does not decompress: ${(e as Error).message}`, { cause: e });
   }

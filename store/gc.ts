@@ -56,18 +56,35 @@ async function gcLocked(store: LocalStore, opts: { dryRun?: boolean; onProgress?
   for await (const k of db.keys(range('f/'))) if (!liveFiles.has(k.slice(2))) dead.f.push(k);
   for await (const k of db.keys(range('r/'))) if (!liveFiles.has(k.slice(2))) dead.f.push(k);
 
+  // Every chunk location; delta chunks keep the chunks they are compressed against alive.
+  const all: { id: string; loc: ChunkLocation }[] = [];
+  for await (const [k, v] of db.iterator(range('c/'))) all.push({ id: k.slice(2), loc: decodeLocation(v) });
+  const refsOf = new Map<string, string[]>();
+  for (const c of all) if (c.loc.refs) refsOf.set(c.id, c.loc.refs);
+  const todo = [...liveChunks].filter((id) => refsOf.has(id));
+  while (todo.length > 0) {
+    for (const r of refsOf.get(todo.pop()!) ?? []) {
+      if (!liveChunks.has(r)) {
+        liveChunks.add(r);
+        if (refsOf.has(r)) todo.push(r);
+      }
+    }
+  }
+  for await (const k of db.keys(range('l/'))) {
+    const v = await db.get(k);
+    if (v === undefined || !liveFiles.has(v.toString('latin1'))) dead.f.push(k);
+  }
+
   // Chunk locations by pack, to size the repack.
   const byPack = new Map<number, { live: { id: string; loc: ChunkLocation }[]; liveBytes: number; deadBytes: number }>();
-  for await (const [k, v] of db.iterator(range('c/'))) {
-    const loc = decodeLocation(v);
-    const id = k.slice(2);
+  for (const { id, loc } of all) {
     let p = byPack.get(loc.pack);
     if (!p) byPack.set(loc.pack, (p = { live: [], liveBytes: 0, deadBytes: 0 }));
     if (liveChunks.has(id)) {
       p.live.push({ id, loc });
       p.liveBytes += loc.stored + 48;
     } else {
-      dead.c.push(k);
+      dead.c.push(kChunk(id));
       p.deadBytes += loc.stored + 48;
     }
   }
@@ -117,7 +134,7 @@ async function gcLocked(store: LocalStore, opts: { dryRun?: boolean; onProgress?
       for (const { id, loc } of p.live) {
         const body = await store.packs.read(loc, id);
         const [nl] = await rw.append([{ id: id as Id, flags: loc.flags, plain: loc.plain, body }]);
-        moved.push({ key: kChunk(id), value: encodeLocation(nl!) });
+        moved.push({ key: kChunk(id), value: encodeLocation(loc.refs ? { ...nl!, refs: loc.refs, depth: loc.depth } : nl!) });
       }
       await rw.sync();
       await db.batch(moved.map((m) => ({ type: 'put' as const, key: m.key, value: m.value })), { sync: true });

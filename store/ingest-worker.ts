@@ -4,7 +4,9 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { Chunker, type ChunkParams } from './chunker.js';
-import { encodeChunk } from './codec.js';
+import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
+
+const DELTA_KEEP_RATIO = 0.8;
 import { MiqError, ioError } from './errors.js';
 import { IdHasher, idOf } from './ids.js';
 import { scanRefs } from './refscan.js';
@@ -25,6 +27,11 @@ export interface CompressItem {
   data?: Uint8Array;
   path?: Uint8Array;
   offset?: number;
+  /** Plain bytes of similar old chunks (the same path's previous version) to try as a zstd
+   * dictionary, and their ids. */
+  dict?: Uint8Array;
+  refs?: string[];
+  refDepth?: number;
 }
 
 export type ScannedFile =
@@ -36,6 +43,8 @@ export interface CompressedItem {
   plainLen: number;
   flags: number;
   body: Uint8Array;
+  refs?: string[];
+  depth?: number;
 }
 
 export type HashedFile =
@@ -191,6 +200,14 @@ function compressItems(items: CompressItem[]): CompressedItem[] {
         if (n !== it.length || idOf(b) !== it.id) throw new MiqError('MIQ_BAD_INPUT', `${p.toString()} changed during ingest; ingest it again once it is stable`);
       }
       const { flags, body } = encodeChunk(plain);
+      if (it.dict && it.refs) {
+        // Keep the delta only when it clearly wins: reading it costs its references too.
+        const delta = encodeChunkWithDict(plain, it.dict);
+        if (delta.length < body.length * DELTA_KEEP_RATIO) {
+          out.push({ id: it.id, plainLen: plain.length, flags: FLAG_ZSTD_DICT, body: delta, refs: it.refs, depth: (it.refDepth ?? 0) + 1 });
+          continue;
+        }
+      }
       // Copy out of zstd's scratch (or the caller's view) so the result owns its memory.
       out.push({ id: it.id, plainLen: plain.length, flags, body: flags === 0 && it.data ? plain : Buffer.from(body) });
     }

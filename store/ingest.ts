@@ -11,10 +11,10 @@ import type { IngestOptions, IngestResult } from './api.js';
 import { MiqError, ioError } from './errors.js';
 import type { CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { type Id } from './ids.js';
-import { ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kRefs, kTree, range } from './keys.js';
+import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
-import { encodeLocation } from './pack.js';
+import { decodeLocation, encodeLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
 import { walk, type DirNode, type FileNode } from './walk.js';
 
@@ -24,6 +24,11 @@ const ALONE_BYTES = 1 << 20;
 const HASH_FIRST_MIN = 64 * 1024;
 const HASH_BATCH_BYTES = 32 << 20;
 const ADAPT_AFTER_BYTES = 64 << 20;
+const DELTA_MIN = 16 * 1024;
+const DELTA_WINDOW = 128 * 1024;
+const DELTA_MAX_REFS = 8;
+/** Reading a delta chunk reads its references first; chains stay short. */
+const DELTA_MAX_DEPTH = 3;
 const COMPRESS_TASK_BYTES = 8 << 20;
 /** Bytes of small-file contents waiting for compression before scanning pauses. */
 const COMPRESS_QUEUE_LIMIT = 64 << 20;
@@ -185,6 +190,48 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   let compressQueuedBytes = 0;
   const pool = ingestPool();
 
+  // --- delta compression against the same path's previous version ----------------------
+  // A rebuilt binary shifts addresses all through the file, so content-defined chunks of a
+  // security update are almost all new. Compressing each new chunk with the old version's chunks
+  // around the same offset as a zstd dictionary keeps only what really changed (zstd
+  // --patch-from, per chunk so reads stay random-access). `l/<relative path>` remembers the last
+  // file seen at each path, in any store path.
+  const rootLen = w.root.path.length + 1;
+  const relKey = (f: FileNode): string => kLast(f.path.subarray(rootLen).toString('latin1'));
+  interface Base { chunks: { id: string; start: number; end: number; depth: number }[] }
+  const deltaBase = async (f: FileNode, id: string): Promise<Base | undefined> => {
+    const prev = await db.get(relKey(f));
+    if (!prev) return undefined;
+    const oldId = prev.toString('latin1');
+    if (oldId === id) return undefined;
+    const old = await store.getFile(oldId as Id).catch(() => undefined);
+    if (!old) return undefined;
+    const locs = await db.getMany(old.chunks.map((c) => kChunk(c.id)));
+    const chunks: Base['chunks'] = [];
+    let o = 0;
+    old.chunks.forEach((c, i) => {
+      const v = locs[i];
+      if (v !== undefined) {
+        const depth = decodeLocation(v).depth ?? 0;
+        if (depth < DELTA_MAX_DEPTH) chunks.push({ id: c.id, start: o, end: o + c.length, depth });
+      }
+      o += c.length;
+    });
+    return chunks.length ? { chunks } : undefined;
+  };
+  const deltaDict = async (base: Base, off: number, len: number): Promise<{ dict: Buffer; refs: string[]; refDepth: number } | undefined> => {
+    const lo = off - DELTA_WINDOW, hi = off + len + DELTA_WINDOW;
+    const pick = base.chunks.filter((c) => c.end > lo && c.start < hi).slice(0, DELTA_MAX_REFS);
+    if (pick.length === 0) return undefined;
+    const parts: Buffer[] = [];
+    for (const c of pick) {
+      const b = await store.getChunk(c.id as Id).catch(() => undefined);
+      if (!b) return undefined;
+      parts.push(b);
+    }
+    return { dict: Buffer.concat(parts), refs: pick.map((c) => c.id), refDepth: Math.max(...pick.map((c) => c.depth)) };
+  };
+
   const onScanned = async (files: FileNode[], results: ScannedFile[]): Promise<void> => {
     const ok: { f: FileNode; r: Extract<ScannedFile, { ok: true }> }[] = [];
     for (let i = 0; i < files.length; i++) {
@@ -223,15 +270,25 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     };
     for (const { f, r } of need) {
       let off = 0;
+      const base = r.size >= DELTA_MIN && r.chunks.some((c) => !seen.has(c.id)) ? await deltaBase(f, r.id) : undefined;
       for (const c of r.chunks) {
         if (!seen.has(c.id)) {
           seen.add(c.id);
+          let item: CompressItem;
           if (r.data && r.chunks.length === 1) {
-            items.push({ id: c.id, length: c.length, data: r.data });
+            item = { id: c.id, length: c.length, data: r.data };
             dataBytes += c.length;
           } else {
-            items.push({ id: c.id, length: c.length, path: f.path, offset: off });
+            item = { id: c.id, length: c.length, path: f.path, offset: off };
           }
+          if (base) {
+            const d = await deltaDict(base, off, c.length);
+            if (d) {
+              Object.assign(item, d);
+              dataBytes += d.dict.length;
+            }
+          }
+          items.push(item);
           itemBytes += c.length;
           if (itemBytes >= COMPRESS_TASK_BYTES) push();
         }
@@ -244,12 +301,13 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   };
 
   const onCompressed = async (res: Extract<WorkerResult, { type: 'compressed' }>): Promise<void> => {
-    const items = res.items.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body }));
+    const items = res.items.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth }));
     const run = appendChain.then(async () => {
       const locs = await writer.append(items);
       locs.forEach((loc, i) => {
         const key = kChunk(items[i]!.id);
-        const value = encodeLocation(loc);
+        const it = items[i]!;
+        const value = encodeLocation(it.refs ? { ...loc, refs: it.refs, depth: it.depth } : loc);
         pendingIndex.push({ key, value });
         newBytes += loc.stored + 48 + key.length + value.length;
         pendingBytes += loc.stored;
@@ -356,6 +414,11 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     const refs = fileRefs.get(id);
     if (refs) ops.push({ type: 'put', key: kRefs(id), value: Buffer.from(refs.join('\n'), 'latin1') });
   }
+  const lastFiles = w.files.filter((f) => f.size >= DELTA_MIN && f.id !== undefined);
+  const lastHave = lastFiles.length ? await db.getMany(lastFiles.map(relKey)) : [];
+  lastFiles.forEach((f, i) => {
+    if (lastHave[i]?.toString('latin1') !== f.id) ops.push({ type: 'put', key: relKey(f), value: Buffer.from(f.id!, 'latin1') });
+  });
   const treeIds = [...treeBytes.keys()];
   const treeHave = await db.getMany(treeIds.map(kTree));
   treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });

@@ -8,6 +8,8 @@
  *   r/<id>         reference candidates of a file (the 32-hex runs after '-' in its bytes),
  *                  newline-separated; only for files that have any. Lets a re-ingest that skips
  *                  reading a known file still find its references.
+ *   l/<rel path>   the last file id ingested at that path relative to an ingest root (latin1 of
+ *                  the raw path bytes): the base for delta compression of its next version
  *   m/<key>        small mutable records: roots, profiles, pointers (MetaStore)
  */
 export const K_FORMAT = 'F';
@@ -15,6 +17,7 @@ export const kChunk = (id: string): string => `c/${id}`;
 export const kFile = (id: string): string => `f/${id}`;
 export const kTree = (id: string): string => `t/${id}`;
 export const kRefs = (id: string): string => `r/${id}`;
+export const kLast = (rel: string): string => `l/${rel}`;
 export const kPath = (p: string): string => `p/${p}`;
 export const kMeta = (k: string): string => `m/${k}`;
 export const ROOT_PREFIX = 'roots/';

@@ -175,9 +175,19 @@ export class LocalStore implements Store {
 
   async readChunkAt(id: Id, loc: ChunkLocation): Promise<Buffer> {
     const body = await this.packs.read(loc, id);
+    let dict: Buffer | undefined;
+    if (loc.refs) {
+      const parts: Buffer[] = [];
+      for (const r of loc.refs) {
+        const b = await this.getChunk(r as Id);
+        if (!b) throw new MiqError('MIQ_MISSING', `chunk ${id} is a delta against chunk ${r}, which is missing`, { details: { id, kind: 'chunk' } });
+        parts.push(b);
+      }
+      dict = Buffer.concat(parts);
+    }
     let plain: Buffer;
     try {
-      plain = decodeChunk(loc.flags, body, loc.plain);
+      plain = decodeChunk(loc.flags, body, loc.plain, dict);
     } catch (e) {
       throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: ${(e as Error).message}`, { details: { id, kind: 'chunk' } });
     }

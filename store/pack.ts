@@ -22,22 +22,39 @@ export interface ChunkLocation {
   stored: number;
   plain: number;
   flags: number;
+  /** For a delta chunk (flags 2): the chunks whose plain bytes, concatenated, are its zstd
+   * dictionary, and its chain depth (1 + the deepest ref). */
+  refs?: string[];
+  depth?: number;
 }
 
+/** 21 bytes; a delta chunk adds depth u8, count u8 and the 32-byte ref ids. */
 export function encodeLocation(l: ChunkLocation): Buffer {
-  const b = Buffer.allocUnsafe(21);
+  const n = l.refs?.length ?? 0;
+  const b = Buffer.allocUnsafe(21 + (n > 0 ? 2 + 32 * n : 0));
   b.writeUInt32BE(l.pack, 0);
   b.writeUInt32BE(Math.floor(l.offset / 0x100000000), 4);
   b.writeUInt32BE(l.offset >>> 0, 8);
   b.writeUInt32BE(l.stored, 12);
   b.writeUInt32BE(l.plain, 16);
   b[20] = l.flags;
+  if (n > 0) {
+    b[21] = l.depth ?? 1;
+    b[22] = n;
+    l.refs!.forEach((r, i) => b.write(r, 23 + 32 * i, 'hex'));
+  }
   return b;
 }
 
 export function decodeLocation(b: Buffer): ChunkLocation {
-  if (b.length !== 21) throw new MiqError('MIQ_CORRUPT', `chunk index entry has ${b.length} bytes, expected 21`);
-  return { pack: b.readUInt32BE(0), offset: b.readUInt32BE(4) * 0x100000000 + b.readUInt32BE(8), stored: b.readUInt32BE(12), plain: b.readUInt32BE(16), flags: b[20]! };
+  if (b.length < 21 || (b.length > 21 && b.length !== 23 + 32 * b[22]!)) throw new MiqError('MIQ_CORRUPT', `chunk index entry has ${b.length} bytes, expected 21 or a delta entry`);
+  const loc: ChunkLocation = { pack: b.readUInt32BE(0), offset: b.readUInt32BE(4) * 0x100000000 + b.readUInt32BE(8), stored: b.readUInt32BE(12), plain: b.readUInt32BE(16), flags: b[20]! };
+  if (b.length > 21) {
+    loc.depth = b[21]!;
+    loc.refs = [];
+    for (let i = 0; i < b[22]!; i++) loc.refs.push(b.toString('hex', 23 + 32 * i, 55 + 32 * i));
+  }
+  return loc;
 }
 
 export function packFileName(n: number): string {

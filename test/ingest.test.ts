@@ -79,6 +79,9 @@ test('dedup: release N+1 after release N adds a small fraction; stats agree with
     assert.ok(res[i]!.newBytes < res[i]!.bytes * 0.1, `release ${vs[i]} added ${res[i]!.newBytes} of ${res[i]!.bytes}`);
     assert.ok(res[i]!.newBytes < res[0]!.newBytes * 0.5, `release ${vs[i]} added ${res[i]!.newBytes}, first added ${res[0]!.newBytes}`);
   }
+  // Opening LevelDB turns its write-ahead log into a table: the first open after an ingest
+  // changes the files, so compare the steady state (a second stats run) with the disk.
+  miq([...store('dedup'), 'stats', '--json']);
   const s = json<{ storePaths: number; logicalBytes: number; storedBytes: number; uniqueChunks: number; dedupRatio: number; paths: { path: string; sharedBytes: number; uniqueBytes: number }[] }>(miq([...store('dedup'), 'stats', '--json']));
   assert.equal(s.storePaths, 2);
   assert.equal(s.logicalBytes, res.reduce((a, r) => a + r.bytes, 0));
@@ -87,7 +90,8 @@ test('dedup: release N+1 after release N adds a small fraction; stats agree with
   // du counts directory entries' own sizes too; stats counts file bytes.
   let fileBytes = 0;
   execFileSync('find', [join(tmp.dir, 'dedup'), '-type', 'f', '-printf', '%s\n'], { encoding: 'utf8' }).trim().split('\n').forEach((l) => (fileBytes += Number(l)));
-  assert.equal(s.storedBytes, fileBytes, `stats ${s.storedBytes} vs files on disk ${fileBytes} (du ${du}, ${dirs} dirs)`);
+  // LevelDB appends a line to its text LOG at every open: allow that much.
+  assert.ok(Math.abs(s.storedBytes - fileBytes) <= 4096, `stats ${s.storedBytes} vs files on disk ${fileBytes} (du ${du}, ${dirs} dirs)`);
   assert.ok(s.dedupRatio > 3);
   for (const p of s.paths) assert.ok(p.sharedBytes > p.uniqueBytes, `${p.path} shares ${p.sharedBytes}, owns ${p.uniqueBytes}`);
 });
