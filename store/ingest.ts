@@ -25,6 +25,8 @@ const HASH_FIRST_MIN = 64 * 1024;
 const HASH_BATCH_BYTES = 32 << 20;
 const ADAPT_AFTER_BYTES = 64 << 20;
 const DELTA_MIN = 16 * 1024;
+/** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
+const DELTA_ON = process.env.MIQ_NO_DELTA !== '1';
 const DELTA_WINDOW = 128 * 1024;
 const DELTA_MAX_REFS = 8;
 /** Reading a delta chunk reads its references first; chains stay short. */
@@ -270,7 +272,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     };
     for (const { f, r } of need) {
       let off = 0;
-      const base = r.size >= DELTA_MIN && r.chunks.some((c) => !seen.has(c.id)) ? await deltaBase(f, r.id) : undefined;
+      const base = DELTA_ON && r.size >= DELTA_MIN && r.chunks.some((c) => !seen.has(c.id)) ? await deltaBase(f, r.id) : undefined;
       for (const c of r.chunks) {
         if (!seen.has(c.id)) {
           seen.add(c.id);
