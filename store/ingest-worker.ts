@@ -70,7 +70,11 @@ function errJson(e: unknown): { code: string; message: string; details?: Record<
   return { code: 'MIQ_IO', message: String((e as Error)?.message ?? e) };
 }
 
-function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFile {
+type Failed = { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+/** Runs `body` on the file opened without following links (a swap for a link or fifo since the
+ * walk is refused), closing it after; any error becomes a per-file failure. */
+function withRegularFile<T>(f: ScanFile, body: (fd: number) => T): T | Failed {
   const pathBuf = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
   let fd: number;
   try {
@@ -79,8 +83,17 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFi
     return { ok: false, error: errJson(ioError(e, 'cannot read', pathStr(f.path))) };
   }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
+    if (!fstatSync(fd).isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
+    return body(fd);
+  } catch (e) {
+    return { ok: false, error: errJson(e) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFile {
+  return withRegularFile(f, (fd): ScannedFile => {
     if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
     const want = Math.max(4 << 20, params.max * 2);
     if (!readBuf || readBuf.length < want) readBuf = Buffer.allocUnsafe(want);
@@ -130,25 +143,13 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFi
     const out: ScannedFile = { ok: true, id, size: total, chunks, refs: [...refs] };
     if (small && chunks.length === 1) out.data = small;
     return out;
-  } catch (e) {
-    return { ok: false, error: errJson(e) };
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /** Whole-file BLAKE3 only: on a re-ingest most files are already in the store, and hashing
  * (native, ~4 GB/s) is far cheaper than chunking them again. */
 function hashOne(f: ScanFile): HashedFile {
-  const pathBuf = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
-  let fd: number;
-  try {
-    fd = openSync(pathBuf, OPEN_FLAGS);
-  } catch (e) {
-    return { ok: false, error: errJson(ioError(e, 'cannot read', pathStr(f.path))) };
-  }
-  try {
-    if (!fstatSync(fd).isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
+  return withRegularFile(f, (fd): HashedFile => {
     if (!readBuf || readBuf.length < 4 << 20) readBuf = Buffer.allocUnsafe(4 << 20);
     const h = new IdHasher();
     let total = 0;
@@ -165,11 +166,7 @@ function hashOne(f: ScanFile): HashedFile {
     }
     if (total !== f.size) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed size during ingest (${f.size} → ${total} bytes); ingest it again once it is stable`);
     return { ok: true, id: h.digest(), size: total };
-  } catch (e) {
-    return { ok: false, error: errJson(e) };
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 function compressItems(items: CompressItem[]): CompressedItem[] {
