@@ -15,8 +15,10 @@ export function isId(s: string): s is Id {
   return ID_RE.test(s);
 }
 
+const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
 export function idOf(bytes: Uint8Array): Id {
-  return nativeBlake3(bytes).toString('hex') as Id;
+  return nativeBlake3(asBuffer(bytes)).toString('hex') as Id;
 }
 
 export function idFromBytes(raw: Uint8Array): Id {
@@ -32,7 +34,7 @@ export function idToBytes(id: Id): Buffer {
 export class IdHasher {
   private readonly h = new Blake3Hasher();
   update(bytes: Uint8Array): this {
-    this.h.update(bytes);
+    this.h.update(asBuffer(bytes));
     return this;
   }
   digest(): Id {
