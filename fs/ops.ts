@@ -76,6 +76,7 @@ export function createOps(o: OpsOptions): OpsHandle {
   let nextFd = 1;
   // immutable views: path -> open file, bounded (Map order = LRU order).
   const byPath = new Map<string, Promise<OpenFile>>();
+  const opened = new Map<string, OpenFile>();
   const PATH_CACHE = 8192;
 
   const fail = (cb: Cb, op: string, path: string, e: unknown, ...defaults: unknown[]): void => cb(toErrno(e, op, path, log), ...defaults);
@@ -140,21 +141,32 @@ export function createOps(o: OpsOptions): OpsHandle {
       byPath.delete(path);
     } else {
       p = resolveFile(path);
-      p.catch(() => byPath.delete(path));
+      p.then((f) => {
+        if (byPath.has(path)) opened.set(path, f);
+      }, () => byPath.delete(path));
     }
     byPath.set(path, p);
-    if (byPath.size > PATH_CACHE) byPath.delete(byPath.keys().next().value as string);
+    if (byPath.size > PATH_CACHE) {
+      const old = byPath.keys().next().value as string;
+      byPath.delete(old);
+      opened.delete(old);
+    }
     return p;
   };
 
   const ops: Record<string, (...args: any[]) => void> = {
     getattr(path: string, cb: Cb) {
+      const hit = o.immutable ? nodes.get(path) : undefined;
+      if (hit) return cb(0, statOf(hit));
       must(path).then((n) => cb(0, statOf(n)), (e) => fail(cb, 'getattr', path, e));
     },
     fgetattr(path: string, _fd: number, cb: Cb) {
       ops.getattr!(path, cb);
     },
     readdir(path: string, cb: Cb) {
+      const hit = o.immutable ? nodes.get(path) : undefined;
+      const l = hit?.type === 'dir' ? o.view.listCached?.(hit) : undefined;
+      if (l) return cb(0, l.names, l.nodes?.map(statOf));
       must(path)
         .then(async (n) => {
           if (n.type !== 'dir') throw new FsError('ENOTDIR');
@@ -188,6 +200,12 @@ export function createOps(o: OpsOptions): OpsHandle {
       cb(0);
     },
     read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      // Fast path: everything in memory, answer without a promise.
+      const f0 = handles.get(fd) ?? (o.immutable ? opened.get(path) : undefined);
+      if (f0) {
+        const n = o.chunks.readCached(f0, pos, len, buf);
+        if (n !== undefined) return cb(n);
+      }
       const h = handles.get(fd);
       if (h) return void o.chunks.readInto(h, pos, len, buf).then((n) => cb(n), (e) => fail(cb, 'read', path, e));
       if (!o.immutable) return cb(-ERRNO.EBADF);

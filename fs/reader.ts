@@ -58,11 +58,22 @@ export class ChunkReader {
     return p;
   }
 
-  /** Copies bytes [pos, pos+len) of the file into `out`; returns the count (short at EOF). */
-  async readInto(f: OpenFile, pos: number, len: number, out: Buffer): Promise<number> {
+  /** Copies from cached chunks only: the count, or undefined when a chunk must be fetched. */
+  readCached(f: OpenFile, pos: number, len: number, out: Buffer): number | undefined {
     const size = f.rec.size;
     if (pos >= size || len <= 0) return 0;
     const end = Math.min(size, pos + len);
+    const wanted = this.covering(f, pos, end);
+    const bufs: Buffer[] = [];
+    for (const i of wanted) {
+      const b = this.lru.get(f.rec.chunks[i]!.id);
+      if (!b) return undefined;
+      bufs.push(b);
+    }
+    return this.copy(f, wanted, bufs, pos, end, out);
+  }
+
+  private covering(f: OpenFile, pos: number, end: number): number[] {
     // Binary search for the chunk holding `pos`.
     let lo = 0, hi = f.rec.chunks.length - 1;
     while (lo < hi) {
@@ -72,7 +83,20 @@ export class ChunkReader {
     }
     const wanted: number[] = [];
     for (let i = lo; i < f.rec.chunks.length && f.starts[i]! < end; i++) wanted.push(i);
+    return wanted;
+  }
+
+  /** Copies bytes [pos, pos+len) of the file into `out`; returns the count (short at EOF). */
+  async readInto(f: OpenFile, pos: number, len: number, out: Buffer): Promise<number> {
+    const size = f.rec.size;
+    if (pos >= size || len <= 0) return 0;
+    const end = Math.min(size, pos + len);
+    const wanted = this.covering(f, pos, end);
     const bufs = await Promise.all(wanted.map((i) => this.chunk(f.rec.chunks[i]!.id, f.rec.chunks[i]!.length, f.rec.id)));
+    return this.copy(f, wanted, bufs, pos, end, out);
+  }
+
+  private copy(f: OpenFile, wanted: number[], bufs: Buffer[], pos: number, end: number, out: Buffer): number {
     let n = 0;
     bufs.forEach((b, k) => {
       const s = f.starts[wanted[k]!]!;

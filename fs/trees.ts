@@ -22,6 +22,11 @@ export class TreeCache {
 
   constructor(private readonly reader: ObjectReader, private readonly max = 20_000) {}
 
+  /** The tree if it is cached, without waiting (the serving thread's fast path). */
+  peek(id: Id): IndexedTree | undefined {
+    return this.map.get(id);
+  }
+
   get(id: Id): Promise<IndexedTree> {
     const hit = this.map.get(id);
     if (hit) {

@@ -26,6 +26,8 @@ export interface View {
   /** The entries of a directory node (at `path`), in order. A node, when known, lets readdir
    * hand the kernel each entry's type, so `find` need not look every name up. */
   list(path: string, node: Node & { type: 'dir' }): Promise<Listing>;
+  /** The same, when it can be answered from memory right now. */
+  listCached?(node: Node & { type: 'dir' }): Listing | undefined;
 }
 
 export interface Listing {
@@ -55,6 +57,14 @@ export async function walk(trees: TreeCache, root: Id, size: number, parts: read
     node = entryNode(e, storePath);
   }
   return node;
+}
+
+export function listCachedTree(trees: TreeCache, node: Node & { type: 'dir' }): Listing | undefined {
+  if (!node.tree) return undefined;
+  const t = trees.peek(node.tree);
+  if (!t) return undefined;
+  const es = t.tree.entries;
+  return { names: es.map((e) => e.name.toString('utf8')), nodes: es.map((e) => entryNode(e, node.storePath)) };
 }
 
 export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<Listing> {
@@ -126,6 +136,7 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
       }
       return undefined;
     },
+    listCached: (node) => listCachedTree(trees, node),
     async list(path, node) {
       if (node.names || node.tree) return listTree(trees, node);
       const parts = splitPath(path);
@@ -159,5 +170,6 @@ export function pointerView(trees: TreeCache, root: () => { tree: Id; env?: stri
       return n;
     },
     list: (_path, node) => listTree(trees, node),
+    listCached: (node) => listCachedTree(trees, node),
   };
 }
