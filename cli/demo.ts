@@ -10,7 +10,7 @@ import { fmtBytes, globals, onLocal, printJson, progressLine, storeDir, withStor
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('ingest this checkout\'s node_modules into the local store twice over (whole, and one package alone), then stats and verify')
+    .description('the main job on an embedded default: ingest two trees of this checkout (node_modules/typescript, then all of node_modules) into the local store, show what dedup saved, verify')
     .option('--json', 'one JSON object')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
