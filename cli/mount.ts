@@ -3,7 +3,9 @@ import { resolve } from 'node:path';
 import { startMount, untilSignal } from '../mount/daemon.js';
 import { prepareMountpoint } from '../mount/mountinfo.js';
 import { openStore } from '../store/open.js';
+import type { Store } from '../store/api.js';
 import { globals, printJson, storeDir } from './context.js';
+import { openLazy, type LazyOptions } from './lazy.js';
 
 const HELP = `
 Serves, until SIGINT or SIGTERM:
@@ -32,13 +34,20 @@ export function register(program: Command): void {
     .option('--cache-size <mib>', 'decompressed-chunk cache in MiB', '128')
     .option('--json', 'print one JSON status line once mounted')
     .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
+    .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
+    .option('--trusted-key <key>', 'with --remote: NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--pull-interval <seconds>', "with --remote: pull the remote's pointer of --profile this often")
     .addHelpText('after', HELP)
-    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean }, cmd: Command) => {
+    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean } & LazyOptions, cmd: Command) => {
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const pre = await prepareMountpoint(resolve(dir));
-      const store = await openStore(storeDir(globals(cmd)));
+      let store: Store = await openStore(storeDir(globals(cmd)));
+      // --remote: --cache-size bounds the on-disk cache of remote chunks (SIZE, bare number = MiB).
+      const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
+      if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: Number(o.cacheSize) * 1024 * 1024, debug: o.debugFuse });
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : Number(o.cacheSize) * 1024 * 1024, debug: o.debugFuse });
+        lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];
         if (o.json) printJson({ mounted: true, ...s, cleared });
@@ -47,6 +56,7 @@ export function register(program: Command): void {
           process.stderr.write(`miq: serving ${s.dir} (store ${s.store}, ${s.profile} generation ${s.generation ?? 'none'}); stop with Ctrl-C\n`);
         }
         const sig = await untilSignal(h);
+        lazy?.stop();
         if (!o.json) process.stderr.write(`miq: ${sig}: unmounted ${s.dir}\n`);
       } finally {
         await store.close();

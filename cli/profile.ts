@@ -5,6 +5,8 @@ import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
 import { findStorePath } from '../store/resolve.js';
 import { globals, printJson, storeDir } from './context.js';
+import { openRemoteFor, rememberedRemote } from './lazy.js';
+import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
 
 type G = { json?: boolean };
 
@@ -78,6 +80,30 @@ export function register(program: Command): void {
     .action(async (name: string, o: G & { to?: string }, cmd: Command) => {
       const to = o.to === undefined ? undefined : intArg(o.to, '--to');
       printChange(await op(cmd, 'rollback', { profile: name, to }, (s) => P.rollback(s, name, to)), o);
+    });
+
+  prof.command('pull')
+    .description("make the remote's signed pointer of a profile the current generation (an atomic switch)")
+    .argument('<name>', 'profile')
+    .option('--remote <url>', 'remote (default: the one this store was last mounted from)')
+    .option('--trusted-key <key>', 'NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--json', 'one JSON object')
+    .action(async (name: string, o: G & { remote?: string; trustedKey: string[] }, cmd: Command) => {
+      const dir = storeDir(globals(cmd));
+      const r = await withStore(dir, async (s): Promise<PullResult> => {
+        const remote = await openRemoteFor(dir, o.remote ?? (await rememberedRemote(s)), o.trustedKey);
+        try {
+          // Mounted: the serving process switches (its layered store resolves the new paths).
+          const c = controlOf(s);
+          return await pullProfile(layeredStore(s, remote), remote, name, c ? (w) => c.call<P.ChangeResult>('profile.switchTo', w) : undefined);
+        } finally {
+          await remote.close();
+        }
+      });
+      if (o.json) return printJson(r);
+      process.stdout.write(r.changed
+        ? `${name}: generation ${r.generation} (was ${r.previous ?? 'none'}) from the remote's sequence ${r.sequence}${r.stale ? ' (remote unreachable: last verified pointer)' : ''}\n`
+        : `${name}: already at the remote's sequence ${r.sequence} (generation ${r.generation})\n`);
     });
 
   prof.command('list')

@@ -1,0 +1,81 @@
+/** Glue for `miq mount --remote` and `miq profile pull`: which remote, which keys, which cache. */
+import { join } from 'node:path';
+import type { MountHandle } from '../mount/daemon.js';
+import type { Store } from '../store/api.js';
+import { MiqError, isMiqError } from '../store/errors.js';
+import { current } from '../store/profiles.js';
+import {
+  REMOTE_URL_KEY, generationPaths, layeredStore, loadTrustedKeys, openRemote, parseSize, pullProfile, type LayeredStore, type RemoteReader,
+} from '../store/remote/index.js';
+
+export interface LazyOptions {
+  remote?: string;
+  trustedKey: string[];
+  pullInterval?: string;
+  profile: string;
+}
+
+/** The verified remote reader of a store: its disk cache and rollback record live in the store. */
+export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string): Promise<RemoteReader> {
+  const size = cacheSize === undefined ? 1024 ** 3 : parseSize(/^\d+$/.test(cacheSize) ? `${cacheSize}M` : cacheSize);
+  return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json') });
+}
+
+/** The remote a lazy store was last mounted from. */
+export async function rememberedRemote(store: Store): Promise<string> {
+  const v = await store.getMeta(REMOTE_URL_KEY);
+  if (!v) throw new MiqError('MIQ_BAD_INPUT', 'no remote known for this store: pass --remote URL (a `miq mount --remote URL` remembers it)');
+  return v.toString();
+}
+
+const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
+
+/**
+ * Layers the remote over `local`, pulls the profile's pointer (the remote being down is not fatal
+ * when a generation is already recorded), loads the records the kept generations name, and
+ * returns hooks for the mount's pull interval.
+ */
+export async function openLazy(local: Store, o: LazyOptions, cacheSize: string | undefined): Promise<{ store: LayeredStore; started(h: MountHandle): void; stop(): void }> {
+  const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize);
+  const store = layeredStore(local, remote);
+  await store.batchMeta([{ key: REMOTE_URL_KEY, value: Buffer.from(o.remote!) }]);
+  const pull = async (): Promise<boolean> => {
+    const r = await pullProfile(store, remote, o.profile);
+    if (r.changed) say(`${o.profile}: generation ${r.generation} from ${remote.url} (sequence ${r.sequence}${r.stale ? ', remote unreachable: last verified pointer' : ''})`);
+    return r.changed;
+  };
+  try {
+    await pull();
+  } catch (e) {
+    // With a generation recorded the mount can serve it (offline, or a pointer refused);
+    // an empty store without a pointer has nothing to show at DIR/usr.
+    const have = isMiqError(e) && (e.code === 'MIQ_NOT_FOUND' || (await current(store, o.profile).catch(() => undefined)) !== undefined);
+    if (!have) {
+      await remote.close();
+      throw e;
+    }
+    say(`warning: cannot pull ${o.profile} from ${remote.url}: ${(e as Error).message}`);
+  }
+  await store.loadClosure(await generationPaths(store)).catch((e: unknown) => say(`warning: loading generation records: ${(e as Error).message}`));
+  let timer: NodeJS.Timeout | undefined;
+  let busy = false;
+  return {
+    store,
+    started(h) {
+      const secs = o.pullInterval === undefined ? 0 : Number(o.pullInterval);
+      if (o.pullInterval !== undefined && !(secs > 0)) throw new MiqError('MIQ_BAD_INPUT', `--pull-interval must be a positive number of seconds, got "${o.pullInterval}"`);
+      if (!secs) return;
+      timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        pull().then((changed) => (changed ? h.refresh() : undefined))
+          .catch((e: unknown) => say(`warning: pull ${o.profile}: ${(e as Error).message}`))
+          .finally(() => { busy = false; });
+      }, secs * 1000);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+    },
+  };
+}

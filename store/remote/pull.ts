@@ -1,0 +1,62 @@
+/**
+ * `miq profile pull` and the mount's pull interval: a remote's signed, rollback-checked pointer
+ * becomes a local generation (store/profiles.ts `switchTo`), so rollback, the generation list and
+ * the mount's pointer view work as for a local profile. The switch is one atomic meta batch.
+ */
+import type { Store } from '../api.js';
+import { MiqError } from '../errors.js';
+import type { Id } from '../ids.js';
+import * as P from '../profiles.js';
+import type { RemoteReader } from './reader.js';
+
+export interface PullResult {
+  profile: string;
+  /** False when the local current generation already is the remote's. */
+  changed: boolean;
+  generation: number | undefined;
+  previous: number | undefined;
+  sequence: number;
+  remoteGeneration: number;
+  tree: Id;
+  /** The remote was unreachable: the last verified pointer was used. */
+  stale: boolean;
+}
+
+/** Where the pulled pointer is remembered (meta key; JSON {url, sequence, generation}). */
+export const pulledKey = (profile: string): string => `lazy/pulled/${profile}`;
+
+/**
+ * Fetches the pointer and applies it. `apply` makes the generation: `switchTo` on `store` by
+ * default; a CLI talking to a running mount passes the control socket's `profile.switchTo`, so
+ * the serving process switches (serialised with its other profile operations) and refreshes.
+ */
+export async function pullProfile(
+  store: Store,
+  remote: RemoteReader,
+  profile: string,
+  apply: (want: { profile: string; paths: string[]; tree: Id }) => Promise<{ generation: number; previous: number | undefined }> = (w) => P.switchTo(store, w.profile, w),
+): Promise<PullResult> {
+  P.checkProfileName(profile);
+  const ptr = await remote.getProfile(profile);
+  if (!ptr) throw new MiqError('MIQ_NOT_FOUND', `the remote ${remote.url} has no profile ${profile}`, { details: { profile } });
+  const cur = await P.current(store, profile);
+  const base = { profile, sequence: ptr.sequence, remoteGeneration: ptr.generation, tree: ptr.tree, stale: ptr.stale };
+  if (cur && cur.tree === ptr.tree && [...cur.paths].sort().join('\n') === [...ptr.paths].sort().join('\n')) {
+    return { ...base, changed: false, generation: cur.generation, previous: cur.generation };
+  }
+  const r = await apply({ profile, paths: [...ptr.paths], tree: ptr.tree });
+  await store.batchMeta([{ key: pulledKey(profile), value: Buffer.from(JSON.stringify({ url: remote.url, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree })) }]);
+  return { ...base, changed: true, generation: r.generation, previous: r.previous };
+}
+
+/** Every store path any kept generation of any profile names (to load their records at start). */
+export async function generationPaths(store: Store): Promise<string[]> {
+  const out = new Set<string>();
+  for (const p of await P.listProfiles(store)) {
+    for (const g of await P.listGenerations(store, p.name)) {
+      for (const path of g.paths) out.add(path);
+      out.add(g.env);
+    }
+  }
+  return [...out];
+}
