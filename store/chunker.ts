@@ -15,7 +15,10 @@ export interface ChunkParams {
 }
 
 export const CHUNKER_ALGO = 'fastcdc-gear32-nc2-v1';
-export const DEFAULT_CHUNK_PARAMS: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+/** Measured on 1.75 GB of Debian packages (benchmarks, 2026-11-22): 32/128/512 KiB stores 2.8%
+ * less than 16/64/256 (per-chunk zstd keeps more context), and with delta chunks an update adds
+ * no more (security set: 10.8 vs 11.0 MB; a typescript point release: 19 vs 25 kB). */
+export const DEFAULT_CHUNK_PARAMS: ChunkParams = { min: 32 * 1024, avg: 128 * 1024, max: 512 * 1024 };
 
 /** Gear table: fixed forever for CHUNKER_ALGO (changing it changes every cut point). Derived from
  * SHA-256 of a label so that it is reproducible without shipping 1 KiB of constants. */
