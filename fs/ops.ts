@@ -10,7 +10,8 @@ import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { ChunkReader, openFile, type OpenFile } from './reader.js';
-import type { Node, View } from './views.js';
+import type { Listing, Node, View } from './views.js';
+import type { Id } from '../store/ids.js';
 
 /** Fixed metadata, as Nix normalises it: owner root, mtime 1 s after the epoch. */
 const EPOCH1 = new Date(1000);
@@ -71,6 +72,24 @@ export interface OpsHandle {
 }
 
 export function createOps(o: OpsOptions): OpsHandle {
+  // One stat object per node and one stat list per tree: the FUSE adapter caches their encoding.
+  const stats = new WeakMap<Node, Stat>();
+  const stat = (n: Node): Stat => {
+    let st = stats.get(n);
+    if (!st) stats.set(n, (st = statOf(n)));
+    return st;
+  };
+  const listings = new Map<Id, { names: string[]; stats: Stat[] }>();
+  const listing = (n: Node & { type: 'dir' }, l: Listing): { names: string[]; stats: Stat[] | undefined } => {
+    if (!n.tree || !l.nodes) return { names: l.names, stats: undefined };
+    let hit = listings.get(n.tree);
+    if (!hit) {
+      hit = { names: l.names, stats: l.nodes.map(statOf) };
+      listings.set(n.tree, hit);
+      if (listings.size > 4096) listings.delete(listings.keys().next().value as Id);
+    }
+    return hit;
+  };
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const handles = new Map<number, OpenFile>();
   let nextFd = 1;
@@ -157,22 +176,29 @@ export function createOps(o: OpsOptions): OpsHandle {
   const ops: Record<string, (...args: any[]) => void> = {
     getattr(path: string, cb: Cb) {
       const hit = o.immutable ? nodes.get(path) : undefined;
-      if (hit) return cb(0, statOf(hit));
-      must(path).then((n) => cb(0, statOf(n)), (e) => fail(cb, 'getattr', path, e));
+      if (hit) return cb(0, stat(hit));
+      must(path).then((n) => cb(0, stat(n)), (e) => fail(cb, 'getattr', path, e));
     },
     fgetattr(path: string, _fd: number, cb: Cb) {
       ops.getattr!(path, cb);
     },
     readdir(path: string, cb: Cb) {
       const hit = o.immutable ? nodes.get(path) : undefined;
-      const l = hit?.type === 'dir' ? o.view.listCached?.(hit) : undefined;
-      if (l) return cb(0, l.names, l.nodes?.map(statOf));
+      if (hit?.type === 'dir' && hit.tree) {
+        const c = listings.get(hit.tree);
+        if (c) return cb(0, c.names, c.stats);
+        const l = o.view.listCached?.(hit);
+        if (l) {
+          const r = listing(hit, l);
+          return cb(0, r.names, r.stats);
+        }
+      }
       must(path)
         .then(async (n) => {
           if (n.type !== 'dir') throw new FsError('ENOTDIR');
-          return o.view.list(path, n);
+          return listing(n, await o.view.list(path, n));
         })
-        .then((l) => cb(0, l.names, l.nodes?.map(statOf)), (e) => fail(cb, 'readdir', path, e));
+        .then((r) => cb(0, r.names, r.stats), (e) => fail(cb, 'readdir', path, e));
     },
     readlink(path: string, cb: Cb) {
       must(path).then((n) => {

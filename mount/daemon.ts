@@ -68,8 +68,10 @@ export interface MountHandle {
 /** Where the pointer mount lives before it is bound onto DIR/usr: private to this host and DIR. */
 export function viewMountpoint(dir: string, profile: string): string {
   const h = createHash('sha256').update(dir).digest('hex').slice(0, 16);
-  return join(tmpdir(), 'miq-views', `${h}-${profile}`);
+  return join(viewRoot(), `${h}-${profile}`);
 }
+
+const viewRoot = (): string => join(tmpdir(), 'miq-views');
 
 const IMMUTABLE_TIMEOUT = 86_400;
 
@@ -81,12 +83,14 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
   const viewDir = viewMountpoint(dir, profile);
 
   const { cleared } = await prepareMountpoint(dir);
-  // A killed server also leaves its private pointer mount behind.
-  for (const m of await mountsUnder(viewDir)) {
-    if ((await probe(m.mountpoint)) !== 'alive') {
-      await lazyUnmount(m.mountpoint);
+  // A killed server also leaves its private pointer mount behind: clear every dead one (of any
+  // DIR; a live one of this DIR means another server).
+  for (const m of await mountsUnder(viewRoot())) {
+    if ((await probe(m.mountpoint)) === 'stale') {
+      await lazyUnmount(m.mountpoint).catch(() => {});
+      await rmdir(m.mountpoint).catch(() => {});
       cleared.push(m.mountpoint);
-    } else {
+    } else if (m.mountpoint === viewDir) {
       throw new MiqError('MIQ_BAD_INPUT', `${dir} seems to be served already (its pointer view ${m.mountpoint} is live); stop that miq mount first`);
     }
   }

@@ -14,6 +14,29 @@ interface FuseInstance {
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
   _fuseOptions(): string;
+  ops: Record<string, (...a: any[]) => void>;
+  _op_getattr(signal: (...a: unknown[]) => void, path: string): void;
+  _op_readdir(signal: (...a: unknown[]) => void, path: string): void;
+}
+
+interface StatLike { mode: number; uid: number; gid: number; size: number; nlink: number; blksize: number; blocks: number; mtime: Date; atime: Date; ctime: Date }
+
+/** fuse-native's stat encoding (index.js getStatArray), computed once per stat object: the fs
+ * layer hands out the same object for the same immutable node, and a readdir of a directory
+ * with many entries otherwise re-encodes (and allocates) every entry on every listing. */
+const encoded = new WeakMap<object, Uint32Array>();
+function statArray(st: StatLike): Uint32Array {
+  let a = encoded.get(st);
+  if (a) return a;
+  a = new Uint32Array(18);
+  const dbl = (i: number, n: number): void => {
+    a![i] = n % 4294967296;
+    a![i + 1] = (n - a![i]!) / 4294967296;
+  };
+  a[0] = st.mode; a[1] = st.uid; a[2] = st.gid; dbl(3, st.size); a[6] = st.nlink || 1; a[9] = st.blksize; dbl(10, st.blocks);
+  dbl(12, st.atime.getTime()); dbl(14, st.mtime.getTime()); dbl(16, st.ctime.getTime());
+  encoded.set(st, a);
+  return a;
 }
 type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
@@ -51,6 +74,13 @@ export async function fuseMount(mountpoint: string, ops: Record<string, unknown>
     fsname: o.fsname, kernelCache: o.kernelCache, entryTimeout: o.entryTimeout || undefined, attrTimeout: o.attrTimeout || undefined,
     allowOther: o.allowOther, debug: o.debug ?? false,
   });
+  // Same protocol as fuse-native's handlers, with the stat encoding cached (see statArray).
+  f._op_getattr = function (signal, path) {
+    this.ops.getattr!(path, (err: number, st: StatLike) => (err ? signal(err, new Uint32Array(18)) : signal(0, statArray(st))));
+  };
+  f._op_readdir = function (signal, path) {
+    this.ops.readdir!(path, (err: number, names: string[], stats?: StatLike[]) => (err ? signal(err) : signal(0, names, stats ? stats.map(statArray) : [])));
+  };
   const base = f._fuseOptions.bind(f);
   f._fuseOptions = () => {
     const b = base();
