@@ -21,11 +21,11 @@ export function openRemoteFor(storeDir: string, url: string, keys: readonly stri
   return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json') });
 }
 
-/** The remote a lazy store was last mounted from. */
-export async function rememberedRemote(store: Store): Promise<string> {
+/** The remote a lazy store was last mounted from, and the keys it was told to trust. */
+export async function rememberedRemote(store: Store): Promise<{ url: string; trustedKeys: string[] }> {
   const v = await store.getMeta(REMOTE_URL_KEY);
   if (!v) throw new MiqError('MIQ_BAD_INPUT', 'no remote known for this store: pass --remote URL (a `miq mount --remote URL` remembers it)');
-  return v.toString();
+  return JSON.parse(v.toString()) as { url: string; trustedKeys: string[] };
 }
 
 const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
@@ -38,7 +38,7 @@ const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
 export async function openLazy(local: Store, o: LazyOptions, cacheSize: string | undefined): Promise<{ store: LayeredStore; started(h: MountHandle): void; stop(): void }> {
   const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize);
   const store = layeredStore(local, remote);
-  await store.batchMeta([{ key: REMOTE_URL_KEY, value: Buffer.from(o.remote!) }]);
+  await store.batchMeta([{ key: REMOTE_URL_KEY, value: Buffer.from(JSON.stringify({ url: o.remote, trustedKeys: o.trustedKey })) }]);
   const pull = async (): Promise<boolean> => {
     const r = await pullProfile(store, remote, o.profile);
     if (r.changed) say(`${o.profile}: generation ${r.generation} from ${remote.url} (sequence ${r.sequence}${r.stale ? ', remote unreachable: last verified pointer' : ''})`);

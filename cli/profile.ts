@@ -91,7 +91,9 @@ export function register(program: Command): void {
     .action(async (name: string, o: G & { remote?: string; trustedKey: string[] }, cmd: Command) => {
       const dir = storeDir(globals(cmd));
       const r = await withStore(dir, async (s): Promise<PullResult> => {
-        const remote = await openRemoteFor(dir, o.remote ?? (await rememberedRemote(s)), o.trustedKey);
+        // Without --remote: the remote this store is (was) mounted from, with the keys given there.
+        const known = o.remote ? { url: o.remote, trustedKeys: [] } : await rememberedRemote(s);
+        const remote = await openRemoteFor(dir, known.url, [...o.trustedKey, ...known.trustedKeys]);
         try {
           // Mounted: the serving process switches (its layered store resolves the new paths).
           const c = controlOf(s);

@@ -9,3 +9,4 @@ export { MemorySource, ingestToMemory } from './memory.js';
 export { localSink } from './localsink.js';
 export { layeredStore, REMOTE_URL_KEY, type LayeredStore } from './layered.js';
 export { pullProfile, generationPaths, pulledKey, type PullResult } from './pull.js';
+export { checkCache, type CacheCheck } from './checkcache.js';

@@ -20,7 +20,7 @@ import type { RemoteReader } from './reader.js';
 
 const TREE_KEY = 'lazy/tree/';
 const PATH_KEY = 'lazy/path/';
-/** Meta key holding the URL a lazy store was mounted from (the default for `miq profile pull`). */
+/** Meta key: JSON {url, trustedKeys} of the remote a lazy store was mounted from (`miq profile pull`'s default). */
 export const REMOTE_URL_KEY = 'lazy/remote';
 
 export interface LayeredStore extends Store {

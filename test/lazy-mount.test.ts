@@ -1,0 +1,231 @@
+/**
+ * The lazy mount as a user runs it (issue 4): real Debian packages and a small fixture tree are
+ * pushed to a directory that a real nginx serves on 127.0.0.1; `miq mount --remote` from an EMPTY
+ * store shows store/, usr/ and profiles/ from the remote's records and fetches chunks on first
+ * read. Bytes are counted from nginx's access log. The mount runs in a child process (`miq
+ * mount`), so the test process may touch the mount synchronously through child commands.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openStore } from '../store/open.js';
+import { checkCache } from '../store/remote/index.js';
+import * as P from '../store/profiles.js';
+import { debianPackage } from './helpers/corpus.js';
+import { json, miq, miqAsync, spawnMiq } from './helpers/cli.js';
+import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
+import { startNginx, type Nginx } from './helpers/nginx.js';
+
+/** What bash needs to run, plus python and perl as the bulk a first run must not download. */
+const PACKAGES = [
+  'libc6', 'libgcc-s1', 'bash', 'libtinfo6', 'coreutils', 'libacl1', 'libattr1', 'libgmp10', 'libselinux1', 'libpcre2-8-0',
+  'perl-base', 'python3.11-minimal', 'libpython3.11-minimal', 'libpython3.11-stdlib', 'libexpat1', 'zlib1g', 'libssl3',
+  'libsqlite3-0', 'libffi8', 'libbz2-1.0', 'liblzma5', 'libcrypt1', 'libuuid1', 'libncursesw6', 'libreadline8', 'libdb5.3',
+];
+
+interface Mounted { child: ChildProcess; dir: string; stderr: () => string; stop(): Promise<void> }
+
+let base: string;
+let nginx: Nginx | undefined;
+let pub: string;
+const paths = new Map<string, string>(); // package (or "fixture") → store path
+const sources = new Map<string, string>(); // store path → source directory
+const mounts: Mounted[] = [];
+const home = (n: string): { MIQ_HOME: string } => ({ MIQ_HOME: join(base, n) });
+
+async function mountLazy(store: string, url: string, extra: string[] = []): Promise<Mounted> {
+  const dir = join(base, `mnt-${store}`);
+  // A killed mount's directory answers ENOTCONN until the next `miq mount` clears it.
+  await mkdir(dir, { recursive: true }).catch(() => undefined);
+  const child = spawnMiq(['mount', dir, '--remote', url, '--trusted-key', pub, '--json', ...extra], { env: home(store) });
+  let out = '', err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  await new Promise<void>((res, rej) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('"mounted":true')) res();
+    });
+    child.once('exit', (c) => rej(new Error(`miq mount exited ${c}: ${err}`)));
+  });
+  const m: Mounted = {
+    child, dir, stderr: () => err,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await waitExit(child);
+      }
+      for (const d of [join(dir, 'usr'), dir]) await sh(`mountpoint -q ${d} && umount -l ${d}`);
+    },
+  };
+  mounts.push(m);
+  return m;
+}
+
+/** Body bytes nginx sent since the last clearLog, by top folder of the remote. */
+async function served(): Promise<{ total: number; chunks: number; requests: number }> {
+  const log = await nginx!.log();
+  return {
+    total: log.reduce((s, l) => s + l.bytes, 0),
+    chunks: log.filter((l) => l.uri.startsWith('/chunks/')).reduce((s, l) => s + l.bytes, 0),
+    requests: log.length,
+  };
+}
+
+describe('miq mount --remote: lazy from an empty store over a real nginx', () => {
+  let remoteBytes = 0;
+
+  before(async () => {
+    base = await tmp('miq-lazy-');
+    const k = miq(['key', 'generate', 'lazy-1', '--dir', join(base, 'keys'), '--json'], { env: home('a') });
+    assert.equal(k.code, 0, k.stderr);
+    pub = json<{ publicText: string }>(k).publicText;
+    await fixtureTree(join(base, 'fixture'), 1);
+    const store = await openStore(join(base, 'a'));
+    try {
+      const members: P.Member[] = [];
+      for (const pkg of [...PACKAGES, 'fixture']) {
+        const src = pkg === 'fixture' ? join(base, 'fixture') : debianPackage(pkg);
+        const r = await store.ingest(src, { name: pkg.replace(/[^A-Za-z0-9+._-]/g, '_') });
+        paths.set(pkg, r.path);
+        sources.set(r.path, src);
+        members.push({ path: r.path });
+      }
+      await P.switchProfile(store, 'system', members);
+    } finally {
+      await store.close();
+    }
+    const p = miq(['push', join(base, 'remote'), '--profile', 'system', '--sign-key', join(base, 'keys', 'lazy-1.key'), '--json'], { env: home('a') });
+    assert.equal(p.code, 0, p.stderr);
+    remoteBytes = Number((await sh(`du -sb ${join(base, 'remote')} | cut -f1`)).stdout.trim());
+    nginx = await startNginx(join(base, 'remote'));
+  });
+
+  after(async () => {
+    for (const m of mounts) await m.stop().catch(() => {});
+    await nginx?.stop();
+    await cleanup(base);
+    const left = (await sh('grep fuse /proc/mounts || true')).stdout.split('\n').filter((l) => l.includes(base));
+    assert.deepEqual(left, [], 'no FUSE mounts of this test remain');
+  });
+
+  it('first run of bash from the mounted profile fetches a small part of it; diff -r of store paths passes; pull switches', { timeout: 600_000 }, async (t) => {
+    const m = await mountLazy('b', nginx!.url);
+    try {
+      const atMount = await served();
+      t.diagnostic(`mount from an empty store: ${atMount.requests} requests, ${atMount.total} bytes (pointer, path records, indexes)`);
+      await nginx!.clearLog();
+
+      const view = join(m.dir, 'usr');
+      const top = await readdir(view);
+      const binds = top.flatMap((e) => ['--ro-bind', join(view, e), `/${e}`]);
+      const run = await sh(`bwrap --unshare-all --die-with-parent --tmpfs / ${binds.map((b) => `'${b}'`).join(' ')} --dev /dev --proc /proc --tmpfs /tmp --setenv PATH /usr/bin:/bin /bin/bash -c 'echo $((6 * 7)); ls /usr/bin | wc -l'`, { timeoutMs: 120_000 });
+      assert.equal(run.code, 0, run.stderr + m.stderr());
+      assert.equal(run.stdout.split('\n')[0], '42');
+      const first = await served();
+      const share = first.total / remoteBytes;
+      t.diagnostic(`first run of bash (+ ls): ${first.requests} requests, ${first.total} bytes (${first.chunks} in chunks) of ${remoteBytes} pushed = ${(share * 100).toFixed(2)}%`);
+      assert.ok(share < 0.1, `first run fetched ${(share * 100).toFixed(1)}% of the profile`);
+
+      // The same run again is served from the cache: nothing more from the server.
+      await nginx!.clearLog();
+      const again = await sh(`bwrap --unshare-all --die-with-parent --tmpfs / ${binds.map((b) => `'${b}'`).join(' ')} --dev /dev --proc /proc --tmpfs /tmp /bin/bash -c 'echo $((6 * 7))'`);
+      assert.equal(again.stdout, '42\n');
+      assert.equal((await served()).chunks, 0, 'second run fetched no chunks');
+
+      const listed = await readdir(join(m.dir, 'store'));
+      for (const p of paths.values()) assert.ok(listed.includes(p), `store/ lists ${p}`);
+      for (const pkg of ['fixture', 'bash', 'libpython3.11-stdlib']) {
+        const p = paths.get(pkg)!;
+        const d = await sh(`diff -r --no-dereference ${join(m.dir, 'store', p)} ${sources.get(p)}`);
+        assert.equal(d.code, 0, `diff -r ${pkg}: ${d.stdout}${d.stderr}`);
+      }
+      assert.equal((await sh(`readlink ${m.dir}/profiles/system/current`)).stdout.trim(), '1');
+      assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 1\n');
+
+      // A new pointer on the remote: pull it through the running mount's control socket.
+      await fixtureTree(join(base, 'fixture2'), 2);
+      const store = await openStore(join(base, 'a'));
+      try {
+        const r = await store.ingest(join(base, 'fixture2'), { name: 'fixture' });
+        await P.switchProfile(store, 'system', [...[...paths.entries()].filter(([k]) => k !== 'fixture').map(([, v]) => ({ path: v })), { path: r.path }]);
+      } finally {
+        await store.close();
+      }
+      const p2 = miq(['push', join(base, 'remote'), '--profile', 'system', '--sign-key', join(base, 'keys', 'lazy-1.key'), '--json'], { env: home('a') });
+      assert.equal(p2.code, 0, p2.stderr);
+      const pull = await miqAsync(['profile', 'pull', 'system', '--json'], { env: home('b') });
+      assert.equal(pull.code, 0, pull.stderr);
+      const pr = json<{ changed: boolean; generation: number; sequence: number }>(pull);
+      assert.deepEqual([pr.changed, pr.generation, pr.sequence], [true, 2, 2]);
+      assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 2\n');
+      const same = json<{ changed: boolean }>(await miqAsync(['profile', 'pull', 'system', '--json'], { env: home('b') }));
+      assert.equal(same.changed, false);
+      const rb = await miqAsync(['profile', 'rollback', 'system'], { env: home('b') });
+      assert.equal(rb.code, 0, rb.stderr);
+      assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 1\n');
+      assert.equal((await sh(`${m.dir}/profiles/system/2/bin/hello`)).stdout, 'hello 2\n');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('with nginx stopped, an uncached read is EIO and only that read; cached files still read', { timeout: 300_000 }, async () => {
+    const m = await mountLazy('c', nginx!.url);
+    try {
+      const bash = paths.get('bash')!;
+      const py = paths.get('libpython3.11-stdlib')!;
+      const cached = join(m.dir, 'store', bash, 'bin', 'bash');
+      assert.equal((await sh(`cmp ${cached} ${join(sources.get(bash)!, 'bin', 'bash')}`)).code, 0);
+      // Trees of the python path are loaded now; its file contents are not.
+      const files = (await sh(`cd ${join(m.dir, 'store', py)} && find . -type f -size +64k | head -3`)).stdout.trim().split('\n');
+      assert.ok(files.length >= 2 && files[0], 'python has large files');
+      await nginx!.stop();
+      nginx = undefined;
+      const bad = await sh(`cat ${join(m.dir, 'store', py, files[0]!)} > /dev/null`, { timeoutMs: 60_000 });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /Input\/output error/);
+      assert.equal((await sh(`cmp ${cached} ${join(sources.get(bash)!, 'bin', 'bash')}`)).code, 0, 'a cached file still reads');
+      assert.equal((await sh(`ls ${join(m.dir, 'store', py)}`)).code, 0, 'the mount still answers');
+    } finally {
+      await m.stop();
+      nginx = await startNginx(join(base, 'remote'));
+    }
+  });
+
+  it('a mount SIGKILLed mid-download, then mounted again: miq verify is clean and every byte reads right', { timeout: 600_000 }, async (t) => {
+    const py = paths.get('libpython3.11-stdlib')!;
+    let m = await mountLazy('d', nginx!.url);
+    await nginx!.clearLog();
+    const reader = sh(`set -o pipefail; tar -C ${join(m.dir, "store", py)} -cf - . | wc -c`, { timeoutMs: 120_000 });
+    let tarDone = false;
+    void reader.then(() => { tarDone = true; });
+    while (!tarDone && (await served()).chunks < 1_000_000) await new Promise((r) => setTimeout(r, 5));
+    m.child.kill('SIGKILL');
+    await waitExit(m.child);
+    const atKill = await served();
+    const tar = await reader;
+    assert.equal(m.child.signalCode, 'SIGKILL');
+    assert.notEqual(tar.code, 0, 'tar was cut off by the kill, not finished');
+    t.diagnostic(`killed after ${atKill.requests} requests, ${atKill.chunks} chunk bytes; tar: ${tar.stderr.split('\n')[0]}`);
+    const v = miq(['verify'], { env: home('d') });
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    const c = await checkCache(join(base, 'd', 'remote-cache'));
+    t.diagnostic(`cache after the kill: ${c.chunks} chunks (${c.bytes} bytes) verify, ${c.bad.length} bad, ${c.temps} torn temp files`);
+    assert.deepEqual(c.bad, []);
+    // The next mount clears the dead one's FUSE mounts itself.
+    m = await mountLazy('d', nginx!.url);
+    try {
+      const d = await sh(`diff -r --no-dereference ${join(m.dir, 'store', py)} ${sources.get(py)}`);
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+    } finally {
+      await m.stop();
+    }
+    const v2 = miq(['verify'], { env: home('d') });
+    assert.equal(v2.code, 0, v2.stdout + v2.stderr);
+    const c2 = await checkCache(join(base, 'd', 'remote-cache'));
+    assert.deepEqual([c2.bad, c2.temps], [[], 0]);
+    await rm(join(base, 'mnt-d'), { recursive: true, force: true });
+  });
+});
