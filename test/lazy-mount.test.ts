@@ -166,6 +166,9 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       assert.equal(rb.code, 0, rb.stderr);
       assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 1\n');
       assert.equal((await sh(`${m.dir}/profiles/system/2/bin/hello`)).stdout, 'hello 2\n');
+      // Whole-store commands through the socket act on the local part of the lazy store.
+      const v = await miqAsync(['verify'], { env: home('b') });
+      assert.equal(v.code, 0, v.stdout + v.stderr);
     } finally {
       await m.stop();
     }
