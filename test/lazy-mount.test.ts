@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openStore } from '../store/open.js';
 import { checkCache } from '../store/remote/index.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
-import { json, miq, miqAsync, spawnMiq } from './helpers/cli.js';
+import { isCleanError, json, miq, miqAsync, spawnMiq } from './helpers/cli.js';
 import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 
@@ -71,6 +71,20 @@ async function served(): Promise<{ total: number; chunks: number; requests: numb
     chunks: log.filter((l) => l.uri.startsWith('/chunks/')).reduce((s, l) => s + l.bytes, 0),
     requests: log.length,
   };
+}
+
+/** A new generation on the remote: the packages plus the fixture tree made with `seed`. */
+async function pushFixture(seed: number): Promise<void> {
+  await fixtureTree(join(base, `fixture${seed}`), seed);
+  const store = await openStore(join(base, 'a'));
+  try {
+    const r = await store.ingest(join(base, `fixture${seed}`), { name: 'fixture' });
+    await P.switchProfile(store, 'system', [...[...paths.entries()].filter(([k]) => k !== 'fixture').map(([, v]) => ({ path: v })), { path: r.path }]);
+  } finally {
+    await store.close();
+  }
+  const p = miq(['push', join(base, 'remote'), '--profile', 'system', '--sign-key', join(base, 'keys', 'lazy-1.key'), '--json'], { env: home('a') });
+  assert.equal(p.code, 0, p.stderr);
 }
 
 describe('miq mount --remote: lazy from an empty store over a real nginx', () => {
@@ -145,16 +159,8 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 1\n');
 
       // A new pointer on the remote: pull it through the running mount's control socket.
-      await fixtureTree(join(base, 'fixture2'), 2);
-      const store = await openStore(join(base, 'a'));
-      try {
-        const r = await store.ingest(join(base, 'fixture2'), { name: 'fixture' });
-        await P.switchProfile(store, 'system', [...[...paths.entries()].filter(([k]) => k !== 'fixture').map(([, v]) => ({ path: v })), { path: r.path }]);
-      } finally {
-        await store.close();
-      }
-      const p2 = miq(['push', join(base, 'remote'), '--profile', 'system', '--sign-key', join(base, 'keys', 'lazy-1.key'), '--json'], { env: home('a') });
-      assert.equal(p2.code, 0, p2.stderr);
+      const oldPointer = await readFile(join(base, 'remote', 'profiles', 'system'));
+      await pushFixture(2);
       const pull = await miqAsync(['profile', 'pull', 'system', '--json'], { env: home('b') });
       assert.equal(pull.code, 0, pull.stderr);
       const pr = json<{ changed: boolean; generation: number; sequence: number }>(pull);
@@ -162,6 +168,14 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 2\n');
       const same = json<{ changed: boolean }>(await miqAsync(['profile', 'pull', 'system', '--json'], { env: home('b') }));
       assert.equal(same.changed, false);
+      // A replayed older signed pointer (a stale mirror, an attacker) is refused; nothing moves.
+      const newPointer = await readFile(join(base, 'remote', 'profiles', 'system'));
+      await writeFile(join(base, 'remote', 'profiles', 'system'), oldPointer);
+      const back = await miqAsync(['profile', 'pull', 'system'], { env: home('b') });
+      await writeFile(join(base, 'remote', 'profiles', 'system'), newPointer);
+      assert.ok(isCleanError(back), back.stderr);
+      assert.match(back.stderr, /went back from sequence 2 to 1/);
+      assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 2\n');
       const rb = await miqAsync(['profile', 'rollback', 'system'], { env: home('b') });
       assert.equal(rb.code, 0, rb.stderr);
       assert.equal((await sh(`${view}/bin/hello`)).stdout, 'hello 1\n');
@@ -233,5 +247,24 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     const c2 = await checkCache(join(base, 'd', 'remote-cache'));
     assert.deepEqual([c2.bad, c2.temps], [[], 0]);
     await rm(join(base, 'mnt-d'), { recursive: true, force: true });
+  });
+
+  it('--pull-interval picks up a new pointer on its own, as an atomic switch to a new generation', { timeout: 300_000 }, async () => {
+    const m = await mountLazy('e', nginx!.url, ['--pull-interval', '0.5']);
+    try {
+      const hello = join(m.dir, 'usr', 'bin', 'hello');
+      assert.equal((await sh(hello)).stdout, 'hello 2\n');
+      await pushFixture(3);
+      let out = '';
+      for (let i = 0; i < 600 && out !== 'hello 3\n'; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        out = (await sh(hello)).stdout;
+      }
+      assert.equal(out, 'hello 3\n', m.stderr());
+      const g = json<{ current: number; generations: unknown[] }>(await miqAsync(['profile', 'generations', 'system', '--json'], { env: home('e') }));
+      assert.deepEqual([g.current, g.generations.length], [2, 2]);
+    } finally {
+      await m.stop();
+    }
   });
 });
