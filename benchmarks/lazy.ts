@@ -8,7 +8,10 @@
  * to at least --size MB. The program: `python3.11 -c "import json, email.parser"`, run from DIR/usr of
  * a real `miq mount --remote` started on an empty store.
  *
- *   node dist/benchmarks/lazy.js [--size 320] [--work DIR] [--json]
+ *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--work DIR] [--json]
+ *
+ * Runs twice: straight at nginx on loopback, and through an emulated link (--mbit, --rtt; see
+ * lazy-link.ts; --mbit 0 skips it).
  */
 import { spawn } from 'node:child_process';
 import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -18,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { openStore } from '../store/open.js';
 import { generateKey, loadSigningKey, push } from '../store/remote/index.js';
 import { startNginx } from '../test/helpers/nginx.js';
+import { emulateLink } from './lazy-link.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MIQ = join(ROOT, 'bin', 'miq');
@@ -67,11 +71,10 @@ async function stage(dir: string, minBytes: number): Promise<number> {
   return total;
 }
 
-export async function lazyBench(o: { sizeMB: number; work?: string }): Promise<Record<string, unknown>> {
+export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number }): Promise<Record<string, unknown>> {
   const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
   const staging = join(work, 'profile');
   const remoteDir = join(work, 'remote');
-  const mnt = join(work, 'mnt');
   const profileBytes = await stage(staging, o.sizeMB * 1024 * 1024);
   const storeA = join(work, 'store-a');
   const ing = JSON.parse((await must(process.execPath, [MIQ, 'ingest', staging, '--name', 'pyprofile', '--json'], { MIQ_HOME: storeA })).trim().split('\n').pop()!) as { path: string; tree: string };
@@ -88,14 +91,18 @@ export async function lazyBench(o: { sizeMB: number; work?: string }): Promise<R
     const log = await nginx.log();
     return { bytes: log.reduce((a, l) => a + l.bytes, 0), requests: log.length };
   };
-  const results: Record<string, { seconds: number; bytes: number; requests: number }> = {};
-  try {
+  type Row = { seconds: number; bytes: number; requests: number };
+  const links: Record<string, Record<string, Row>> = {};
+
+  const measure = async (label: string, url: string): Promise<Record<string, Row>> => {
+    const results: Record<string, Row> = {};
+    const mnt = join(work, `mnt-${label}`);
     // 1. Cold lazy mount (`miq mount --remote` from an empty store, in its own process), first
     // run of the program: the clock runs from spawning the mount to the program's exit.
     await nginx.clearLog();
     let t0 = performance.now();
     await mkdir(mnt, { recursive: true });
-    const m = spawn(process.execPath, [MIQ, 'mount', mnt, '--remote', nginx.url, '--trusted-key', k.publicText, '--profile', 'bench', '--json'], { env: { ...process.env, MIQ_HOME: join(work, 'store-lazy') }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const m = spawn(process.execPath, [MIQ, 'mount', mnt, '--remote', url, '--trusted-key', k.publicText, '--profile', 'bench', '--json'], { env: { ...process.env, MIQ_HOME: join(work, `store-lazy-${label}`) }, stdio: ['ignore', 'pipe', 'pipe'] });
     let mErr = '';
     m.stderr!.on('data', (d) => (mErr += d));
     let ok: { code: number; out: string; err: string };
@@ -110,7 +117,9 @@ export async function lazyBench(o: { sizeMB: number; work?: string }): Promise<R
       mountedAt = (performance.now() - t0) / 1000;
       atMount = await served();
       const usr = join(mnt, 'usr');
-      ok = await run(join(usr, 'bin', 'python3.11'), ['-c', "import json, email.parser; print('ok')"], { PYTHONHOME: usr, PYTHONDONTWRITEBYTECODE: '1' });
+      // Through sh: libuv's spawn blocks this event loop until exec succeeds, and on the emulated
+      // link that exec needs this process (the link proxy) to carry the binary's chunks.
+      ok = await run('/bin/sh', ['-c', 'exec "$0" "$@"', join(usr, 'bin', 'python3.11'), '-c', "import json, email.parser; print('ok')"], { PYTHONHOME: usr, PYTHONDONTWRITEBYTECODE: '1' });
     } finally {
       if (m.exitCode === null) {
         const exited = new Promise((r) => m.once('exit', r));
@@ -126,38 +135,57 @@ export async function lazyBench(o: { sizeMB: number; work?: string }): Promise<R
     // 2. miq fetch of the whole profile into an empty store.
     await nginx.clearLog();
     t0 = performance.now();
-    await must(process.execPath, [MIQ, 'fetch', '--profile', 'bench', '--remote', nginx.url, '--trusted-key', k.publicText], { MIQ_HOME: join(work, 'store-b') });
+    await must(process.execPath, [MIQ, 'fetch', '--profile', 'bench', '--remote', url, '--trusted-key', k.publicText], { MIQ_HOME: join(work, `store-fetch-${label}`) });
     results.miqFetch = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
 
     // 3. curl + zstd + tar of the equivalent tarball.
     await nginx.clearLog();
-    await mkdir(join(work, 'untar'));
+    const untar = join(work, `untar-${label}`);
+    await mkdir(untar);
     t0 = performance.now();
-    await must('sh', ['-c', `curl -sf '${nginx.url}profile.tar.zst' | zstd -dc | tar -x -C '${join(work, 'untar')}'`]);
+    await must('sh', ['-c', `curl -sf '${url}profile.tar.zst' | zstd -dc | tar -x -C '${untar}'`]);
     results.curlTar = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
+    return results;
+  };
+
+  try {
+    links.loopback = await measure('loopback', nginx.url);
+    if (o.mbit > 0) {
+      const link = await emulateLink(nginx.port, { mbit: o.mbit, rttMs: o.rttMs });
+      try {
+        links[`${o.mbit}mbit-${o.rttMs}ms`] = await measure('link', link.url);
+      } finally {
+        await link.close();
+      }
+    }
   } finally {
     await nginx.stop();
     if (!o.work) await rm(work, { recursive: true, force: true });
   }
-  const full = Math.min(results.miqFetch!.seconds, results.curlTar!.seconds);
-  return {
-    profileBytes,
-    results,
-    lazyShareOfProfileBytes: results.lazy!.bytes / profileBytes,
-    lazyTimeOverFastestFull: results.lazy!.seconds / full,
-    targets: { bytesUnder10pct: results.lazy!.bytes / profileBytes < 0.1, timeUnderFifth: results.lazy!.seconds / full < 0.2 },
+  const summary = (results: Record<string, Row>): Record<string, unknown> => {
+    const full = Math.min(results.miqFetch!.seconds, results.curlTar!.seconds);
+    return {
+      results,
+      lazyShareOfProfileBytes: results.lazy!.bytes / profileBytes,
+      lazyTimeOverFastestFull: results.lazy!.seconds / full,
+      targets: { bytesUnder10pct: results.lazy!.bytes / profileBytes < 0.1, timeUnderFifth: results.lazy!.seconds / full < 0.2 },
+    };
   };
+  return { profileBytes, links: Object.fromEntries(Object.entries(links).map(([k2, v]) => [k2, summary(v)])) };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
-  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work') });
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10) });
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
-    const res = r.results as Record<string, { seconds: number; bytes: number; requests: number }>;
+    const pb = r.profileBytes as number;
     const mb = (b: number): string => (b / 1024 / 1024).toFixed(1);
-    process.stdout.write(`profile: ${mb(r.profileBytes as number)} MiB\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
-    for (const [k, v] of Object.entries(res)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / (r.profileBytes as number)).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)} |\n`);
-    process.stdout.write(`\nlazy first run: ${(100 * (r.lazyShareOfProfileBytes as number)).toFixed(1)}% of the bytes, ${(r.lazyTimeOverFastestFull as number).toFixed(3)}× the time of the fastest full download+unpack; targets ${JSON.stringify(r.targets)}\n`);
+    process.stdout.write(`profile: ${mb(pb)} MiB\n`);
+    for (const [link, sum] of Object.entries(r.links as Record<string, { results: Record<string, { seconds: number; bytes: number; requests: number }>; lazyShareOfProfileBytes: number; lazyTimeOverFastestFull: number; targets: unknown }>)) {
+      process.stdout.write(`\n${link}:\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
+      for (const [k, v] of Object.entries(sum.results)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / pb).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)} |\n`);
+      process.stdout.write(`\nlazy first run: ${(100 * sum.lazyShareOfProfileBytes).toFixed(1)}% of the bytes, ${sum.lazyTimeOverFastestFull.toFixed(3)}x the time of the fastest full download+unpack; targets ${JSON.stringify(sum.targets)}\n`);
+    }
   }
 }

@@ -128,7 +128,7 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     const m = await mountLazy('b', nginx!.url);
     try {
       const atMount = await served();
-      t.diagnostic(`mount from an empty store: ${atMount.requests} requests, ${atMount.total} bytes (pointer, path records, indexes)`);
+      t.diagnostic(`mount from an empty store: ${atMount.requests} requests, ${atMount.total} bytes (pointer, path records, file indexes, the profile's directory trees)`);
       await nginx!.clearLog();
 
       const view = join(m.dir, 'usr');

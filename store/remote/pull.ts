@@ -3,7 +3,8 @@
  * becomes a local generation (store/profiles.ts `switchTo`), so rollback, the generation list and
  * the mount's pointer view work as for a local profile. The switch is one atomic meta batch.
  */
-import type { Store } from '../api.js';
+import type { ObjectReader, Store } from '../api.js';
+import { forEachLimit } from './limit.js';
 import { MiqError } from '../errors.js';
 import type { Id } from '../ids.js';
 import * as P from '../profiles.js';
@@ -44,9 +45,30 @@ export async function pullProfile(
   if (cur && cur.tree === ptr.tree && [...cur.paths].sort().join('\n') === [...ptr.paths].sort().join('\n')) {
     return { ...base, changed: false, generation: cur.generation, previous: cur.generation };
   }
+  await prefetchTrees(remote, ptr.tree);
   const r = await apply({ profile, paths: [...ptr.paths], tree: ptr.tree });
   await store.batchMeta([{ key: pulledKey(profile), value: Buffer.from(JSON.stringify({ url: remote.url, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree })) }]);
   return { ...base, changed: true, generation: r.generation, previous: r.previous };
+}
+
+/**
+ * Loads every directory of a tree, level by level with many requests in flight. Making the
+ * generation walks the whole tree anyway (one request after another: a round trip per directory);
+ * afterwards every lookup under DIR/usr is answered without the network. Files are not touched.
+ */
+export async function prefetchTrees(reader: Pick<ObjectReader, 'getTree'>, root: Id, concurrency = 16): Promise<number> {
+  const seen = new Set<Id>([root]);
+  let level: Id[] = [root];
+  while (level.length) {
+    const next: Id[] = [];
+    await forEachLimit(level, concurrency, async (id) => {
+      const t = await reader.getTree(id);
+      if (!t) throw new MiqError('MIQ_REMOTE', `the remote lacks tree ${id}`, { details: { id } });
+      for (const e of t.entries) if (e.kind === 'dir' && !seen.has(e.id!)) { seen.add(e.id!); next.push(e.id!); }
+    });
+    level = next;
+  }
+  return seen.size;
 }
 
 /** Every store path any kept generation of any profile names (to load their records at start). */
