@@ -28,6 +28,11 @@ export async function rememberedRemote(store: Store): Promise<{ url: string; tru
   return JSON.parse(v.toString()) as { url: string; trustedKeys: string[] };
 }
 
+/** Makes `url` (and the keys given with it) the default remote of `miq profile pull`. */
+export async function rememberRemote(store: Store, url: string, trustedKeys: readonly string[]): Promise<void> {
+  await store.batchMeta([{ key: REMOTE_URL_KEY, value: Buffer.from(JSON.stringify({ url, trustedKeys })) }]);
+}
+
 const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
 
 /**
@@ -38,7 +43,7 @@ const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
 export async function openLazy(local: Store, o: LazyOptions, cacheSize: string | undefined): Promise<{ store: LayeredStore; started(h: MountHandle): void; stop(): void }> {
   const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize);
   const store = layeredStore(local, remote);
-  await store.batchMeta([{ key: REMOTE_URL_KEY, value: Buffer.from(JSON.stringify({ url: o.remote, trustedKeys: o.trustedKey })) }]);
+  await rememberRemote(store, o.remote!, o.trustedKey);
   const pull = async (): Promise<boolean> => {
     const r = await pullProfile(store, remote, o.profile);
     if (r.changed) say(`${o.profile}: generation ${r.generation} from ${remote.url} (sequence ${r.sequence}${r.stale ? ', remote unreachable: last verified pointer' : ''})`);

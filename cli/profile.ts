@@ -5,7 +5,7 @@ import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
 import { findStorePath } from '../store/resolve.js';
 import { globals, printJson, storeDir } from './context.js';
-import { openRemoteFor, rememberedRemote } from './lazy.js';
+import { openRemoteFor, rememberRemote, rememberedRemote } from './lazy.js';
 import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
 
 type G = { json?: boolean };
@@ -92,7 +92,8 @@ export function register(program: Command): void {
       const dir = storeDir(globals(cmd));
       const r = await withStore(dir, async (s): Promise<PullResult> => {
         // Without --remote: the remote this store is (was) mounted from, with the keys given there.
-        const known = o.remote ? { url: o.remote, trustedKeys: [] } : await rememberedRemote(s);
+        const known = o.remote ? { url: o.remote, trustedKeys: [] as string[] } : await rememberedRemote(s);
+        if (o.remote) await rememberRemote(s, o.remote, o.trustedKey);
         const remote = await openRemoteFor(dir, known.url, [...o.trustedKey, ...known.trustedKeys]);
         try {
           // Mounted: the serving process switches (its layered store resolves the new paths).
