@@ -17,6 +17,7 @@ import { debianPackage } from './helpers/corpus.js';
 import { isCleanError, json, miq, miqAsync, spawnMiq } from './helpers/cli.js';
 import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
+import { startBadServer } from './helpers/badserver.js';
 
 /** What bash needs to run, plus python and perl as the bulk a first run must not download. */
 const PACKAGES = [
@@ -236,12 +237,13 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     try {
       const d = await sh(`diff -r --no-dereference ${join(m.dir, 'store', py)} ${sources.get(py)}`);
       assert.equal(d.code, 0, d.stdout + d.stderr);
-      const used = Number((await sh(`find ${join(base, 'd', 'remote-cache')} -type f -printf '%s\\n' | awk '{ s += $1 } END { print s + 0 }'`)).stdout.trim());
-      t.diagnostic(`disk cache after reading all of ${py}: ${used} bytes (bound 1 MiB; the path is ~2.8 MB compressed)`);
-      assert.ok(used > 0 && used <= 1024 * 1024, `cache holds ${used} bytes`);
     } finally {
       await m.stop();
     }
+    // Measured once the mount has stopped (its prefetches settled); temp files are not entries.
+    const used = Number((await sh(`find ${join(base, 'd', 'remote-cache')} -type f ! -name '.*' -printf '%s\\n' | awk '{ s += $1 } END { print s + 0 }'`)).stdout.trim());
+    t.diagnostic(`disk cache after reading all of ${py}: ${used} bytes (bound 1 MiB; the path is ~2.8 MB compressed)`);
+    assert.ok(used > 0 && used <= 1024 * 1024, `cache holds ${used} bytes`);
     const v2 = miq(['verify'], { env: home('d') });
     assert.equal(v2.code, 0, v2.stdout + v2.stderr);
     const c2 = await checkCache(join(base, 'd', 'remote-cache'));
@@ -265,6 +267,29 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       assert.deepEqual([g.current, g.generations.length], [2, 2]);
     } finally {
       await m.stop();
+    }
+  });
+
+  it('a misbehaving server (wrong bytes, truncated bodies, 500s) gives EIO for those reads, caches nothing wrong', { timeout: 300_000 }, async () => {
+    const bad = await startBadServer(join(base, 'remote'));
+    const m = await mountLazy('f', bad.url).catch(async (e: unknown) => { await bad.close(); throw e; });
+    try {
+      const fx = paths.get('fixture')!;
+      const big = join(m.dir, 'store', fx, 'share', 'big.bin');
+      const src = join(sources.get(fx)!, 'share', 'big.bin');
+      for (const rule of [{ kind: 'wrong' }, { kind: 'truncate' }, { kind: 'status', status: 500 }] as const) {
+        bad.rule('*', rule);
+        const r = await sh(`cat ${big} > /dev/null`, { timeoutMs: 60_000 });
+        assert.notEqual(r.code, 0, rule.kind);
+        assert.match(r.stderr, /Input\/output error/, rule.kind);
+      }
+      bad.rule('*', undefined);
+      assert.equal((await sh(`cmp ${big} ${src}`)).code, 0, 'the same read succeeds once the server behaves');
+      const c = await checkCache(join(base, 'f', 'remote-cache'));
+      assert.deepEqual(c.bad, []);
+    } finally {
+      await m.stop();
+      await bad.close();
     }
   });
 });
