@@ -244,7 +244,7 @@ describe('remote store over nginx', () => {
     const b = await readFile(f);
     b[b.length - 1] ^= 1;
     await writeFile(f, b);
-    await writeFile(join(cacheDir, 'chunks', c.id.slice(0, 2), `.${c.id}.tmp-1-abcd`), b.subarray(0, 10)); // a killed download
+    await writeFile(join(cacheDir, 'chunks', c.id.slice(0, 2), `.${c.id}.tmp-4194999-abcd`), b.subarray(0, 10)); // a killed download (a pid above pid_max: gone)
     const r2 = await openRemote(nginx.url, { cacheDir, trustedKeys: [pub], memoryBytes: 0 });
     try {
       assert.ok((await readdir(join(cacheDir, 'chunks', c.id.slice(0, 2)))).every((n) => !n.includes('.tmp-')), 'temp files removed at open');

@@ -20,6 +20,22 @@ export interface CacheStats {
   entries: number;
 }
 
+/**
+ * A temp file whose writer is gone. Two processes share one cache (a lazy mount, and `miq profile
+ * pull` run beside it): removing the other's in-flight temp file would fail its rename.
+ */
+function abandoned(name: string): boolean {
+  const pid = Number(/\.tmp-(\d+)-/.exec(name)?.[1]);
+  // (A reused pid keeps a dead writer's temp file until that process ends too: harmless.)
+  if (!pid || pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export class DiskCache {
   /** rel → stored size; Map order is recency (oldest first). */
   private readonly lru = new Map<string, number>();
@@ -49,14 +65,16 @@ export class DiskCache {
         const full = join(this.dir, top, sub);
         const st = await stat(full);
         if (st.isFile()) {
-          if (sub.startsWith('.')) await unlink(full).catch(() => undefined);
+          if (sub.startsWith('.')) {
+            if (abandoned(sub)) await unlink(full).catch(() => undefined);
+          }
           else found.push({ rel: `${top}/${sub}`, size: st.size, mtime: st.mtimeMs });
           continue;
         }
         for (const name of await readdir(full)) {
           const f = join(full, name);
           if (name.startsWith('.')) {
-            await unlink(f).catch(() => undefined);
+            if (abandoned(name)) await unlink(f).catch(() => undefined);
             continue;
           }
           const s = await stat(f);

@@ -97,7 +97,9 @@ class Reader implements RemoteReader {
       const b = await this.t.get(rel, max);
       if (b === undefined) return undefined;
       const v = verify(b);
-      if (this.cache && cacheIt) await this.cache.put(rel, b);
+      // The bytes are verified and in hand: a cache that cannot take them (disk full, a
+      // directory removed under it) costs a later refetch, not this read.
+      if (this.cache && cacheIt) await this.cache.put(rel, b).catch(() => undefined);
       return v;
     })();
     this.inflight.set(rel, p);
