@@ -7,6 +7,7 @@ import { Chunker, type ChunkParams } from './chunker.js';
 import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
 
 const DELTA_KEEP_RATIO = 0.8;
+const DELTA_SURE_RATIO = 0.1;
 import { MiqError, ioError } from './errors.js';
 import { IdHasher, idOf } from './ids.js';
 import { scanRefs } from './refscan.js';
@@ -196,15 +197,19 @@ function compressItems(items: CompressItem[]): CompressedItem[] {
         // The file changed between scan and compress: never store bytes under a wrong id.
         if (n !== it.length || idOf(b) !== it.id) throw new MiqError('MIQ_BAD_INPUT', `${p.toString()} changed during ingest; ingest it again once it is stable`);
       }
-      const { flags, body } = encodeChunk(plain);
       if (it.dict && it.refs) {
-        // Keep the delta only when it clearly wins: reading it costs its references too.
+        // A delta far smaller than the chunk itself wins without trying plain compression (which
+        // would cost as much again); otherwise keep it only when it beats plain by DELTA_KEEP_RATIO,
+        // since reading it costs its references too.
         const delta = encodeChunkWithDict(plain, it.dict);
-        if (delta.length < body.length * DELTA_KEEP_RATIO) {
+        const sure = delta.length < plain.length * DELTA_SURE_RATIO;
+        const plainBody = sure ? undefined : encodeChunk(plain).body;
+        if (sure || delta.length < plainBody!.length * DELTA_KEEP_RATIO) {
           out.push({ id: it.id, plainLen: plain.length, flags: FLAG_ZSTD_DICT, body: delta, refs: it.refs, depth: (it.refDepth ?? 0) + 1 });
           continue;
         }
       }
+      const { flags, body } = encodeChunk(plain);
       // Copy out of zstd's scratch (or the caller's view) so the result owns its memory.
       out.push({ id: it.id, plainLen: plain.length, flags, body: flags === 0 && it.data ? plain : Buffer.from(body) });
     }

@@ -27,7 +27,9 @@ const ADAPT_AFTER_BYTES = 64 << 20;
 const DELTA_MIN = 16 * 1024;
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
 const DELTA_ON = process.env.MIQ_NO_DELTA !== '1';
-const DELTA_WINDOW = 128 * 1024;
+/** Old chunks overlapping the new chunk's own range make its dictionary: wider windows (128 KiB)
+ * saved 4% more bytes on the security update for 25% more CPU in the compress step. */
+const DELTA_WINDOW = 0;
 const DELTA_MAX_REFS = 8;
 /** Reading a delta chunk reads its references first; chains stay short. */
 const DELTA_MAX_DEPTH = 3;
