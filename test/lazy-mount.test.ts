@@ -243,7 +243,7 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     // Measured once the mount has stopped (its prefetches settled); temp files are not entries.
     const used = Number((await sh(`find ${join(base, 'd', 'remote-cache')} -type f ! -name '.*' -printf '%s\\n' | awk '{ s += $1 } END { print s + 0 }'`)).stdout.trim());
     t.diagnostic(`disk cache after reading all of ${py}: ${used} bytes (bound 1 MiB; the path is ~2.8 MB compressed)`);
-    assert.ok(used > 0 && used <= 1024 * 1024, `cache holds ${used} bytes`);
+    assert.ok(used > 0 && used <= 1024 * 1024, `cache holds ${used} bytes: ${(await sh(`cd ${join(base, 'd', 'remote-cache')} && find . -type f -printf '%s %TT %p\\n' | sort -k2 | tail -40`)).stdout}`);
     const v2 = miq(['verify'], { env: home('d') });
     assert.equal(v2.code, 0, v2.stdout + v2.stderr);
     const c2 = await checkCache(join(base, 'd', 'remote-cache'));

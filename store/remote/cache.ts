@@ -107,8 +107,12 @@ export class DiskCache {
     }
     try {
       const b = await readFile(join(this.dir, rel));
-      this.lru.delete(rel);
-      this.lru.set(rel, size);
+      // An eviction may have forgotten the entry during the read: putting it back here without
+      // counting it made `used` drift low and the disk outgrow its bound.
+      if (this.lru.has(rel)) {
+        this.lru.delete(rel);
+        this.lru.set(rel, size);
+      }
       this.stats.hits++;
       // Recency survives a restart through mtime; losing one of these updates costs nothing.
       const now = new Date();
