@@ -15,7 +15,7 @@ import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from
 import { ByteLru, Mutex } from './lru.js';
 import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
 import { destroyPool } from './pool.js';
-import { PackReader, PackWriter, decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
+import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -52,9 +52,16 @@ export interface LocalStoreOptions {
 
 type Db = ClassicLevel<string, Buffer>;
 
+/** Raw access for readers that decode chunks off the main thread (fs/reader.ts): where chunks
+ * lie, many in one database call, and the file holding a pack. The caller verifies every chunk. */
+export interface ChunkLocator {
+  locate(ids: readonly Id[]): Promise<(ChunkLocation | undefined)[]>;
+  packPath(pack: number): string;
+}
+
 export class LocalStore implements Store {
   readonly dir: string;
-  readonly chunks: ChunkSource;
+  readonly chunks: ChunkSource & ChunkLocator;
   db!: Db;
   header!: FormatHeader;
   packs!: PackReader;
@@ -67,7 +74,12 @@ export class LocalStore implements Store {
   constructor(dir: string, private readonly opts: LocalStoreOptions = {}) {
     this.dir = dir;
     this.cache = new ByteLru(opts.cacheBytes ?? 64 << 20);
-    this.chunks = { get: (id) => this.getChunk(id), has: (id) => this.hasChunk(id) };
+    this.chunks = {
+      get: (id) => this.getChunk(id),
+      has: (id) => this.hasChunk(id),
+      locate: async (ids) => (await this.db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
+      packPath: (pack) => join(this.packDir, packFileName(pack)),
+    };
   }
 
   get packDir(): string {
