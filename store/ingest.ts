@@ -16,7 +16,7 @@ import type { LocalStore } from './local.js';
 import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
 import { decodeLocation, encodeLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
-import { walk, type DirNode, type FileNode } from './walk.js';
+import { walk, type DirNode, type FileNode, type WalkResult } from './walk.js';
 
 const SMALL_BATCH_FILES = 256;
 const SMALL_BATCH_BYTES = 8 << 20;
@@ -64,7 +64,6 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   const params = store.params;
   const keepSmall = Math.min(64 * 1024, params.min);
 
-  const w = await walk(dir, opts.lenient ?? false);
   const statCache = opts.statCache as Map<string, StatKey> | undefined;
 
   let newBytes = 0;
@@ -98,26 +97,58 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     const now = performance.now();
     if (!force && now - lastProgress < 100) return;
     lastProgress = now;
-    opts.onProgress({ files: doneFiles, bytes: doneBytes, totalFiles: w.files.length, totalBytes: w.bytes, newBytes });
+    opts.onProgress({ files: doneFiles, bytes: doneBytes, totalFiles: walked?.files.length ?? filesSeen, totalBytes: walked?.bytes ?? bytesSeen, newBytes });
   };
 
   // --- scheduling -------------------------------------------------------------------------
-  const toScan: FileNode[] = [];
-  for (const f of w.files) {
-    const hit = statCache?.get(f.path.toString('latin1'));
-    if (hit && hit.dev === f.stat.dev && hit.ino === f.stat.ino && hit.size === f.stat.size && hit.mtimeMs === f.stat.mtimeMs && hit.ctimeMs === f.stat.ctimeMs && (await db.get(kFile(hit.id))) !== undefined) {
-      f.id = hit.id;
-      doneFiles++;
-      doneBytes += f.size;
-    } else {
-      toScan.push(f);
-    }
-  }
   // Files bigger than HASH_FIRST_MIN are first only hashed when the store already has files:
   // on a re-ingest or an update most are known, and hashing skips chunking them. If most turn
   // out new, switch to chunking directly (the hash pass would be wasted work).
-  const small = toScan.filter((f) => f.size <= HASH_FIRST_MIN);
-  const large = toScan.filter((f) => f.size > HASH_FIRST_MIN);
+  // Reading starts while the walk goes on (the workers would idle through it otherwise); with a
+  // stat cache (--watch) the walk finishes first so unchanged files are never queued.
+  const small: FileNode[] = [];
+  const large: FileNode[] = [];
+  let walked: WalkResult | undefined;
+  let filesSeen = 0;
+  let bytesSeen = 0;
+  let toScanCount = 0;
+  let wake: (() => void) | undefined;
+  let walkDone = statCache !== undefined;
+  const queueFile = (f: FileNode): void => {
+    (f.size <= HASH_FIRST_MIN ? small : large).push(f);
+    toScanCount++;
+    const wk = wake;
+    wake = undefined;
+    wk?.();
+  };
+  let walkP: Promise<void> = Promise.resolve();
+  if (statCache) {
+    walked = await walk(dir, opts.lenient ?? false);
+    for (const f of walked.files) {
+      const hit = statCache.get(f.path.toString('latin1'));
+      if (hit && hit.dev === f.stat.dev && hit.ino === f.stat.ino && hit.size === f.stat.size && hit.mtimeMs === f.stat.mtimeMs && hit.ctimeMs === f.stat.ctimeMs && (await db.get(kFile(hit.id))) !== undefined) {
+        f.id = hit.id;
+        doneFiles++;
+        doneBytes += f.size;
+      } else {
+        queueFile(f);
+      }
+    }
+  } else {
+    walkP = walk(dir, opts.lenient ?? false, (f) => {
+      filesSeen++;
+      bytesSeen += f.size;
+      queueFile(f);
+    }).then(
+      (r) => { walked = r; },
+      (e: unknown) => { failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot walk ${dir}: ${(e as Error).message}`, { cause: e }); },
+    ).finally(() => {
+      walkDone = true;
+      const wk = wake;
+      wake = undefined;
+      wk?.();
+    });
+  }
   let hashFirst = false;
   for await (const _k of db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
   let hashedBytes = 0;
@@ -150,7 +181,8 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       largePos += files.length;
       return scanTask(files);
     }
-    if (smallPos < small.length) {
+    // Small files go in batches; while the walk runs, wait until a batch is worth a task.
+    if (smallPos < small.length && (walkDone || small.length - smallPos >= SMALL_BATCH_FILES / 4)) {
       const files = batch(small, smallPos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
       smallPos += files.length;
       return scanTask(files);
@@ -163,7 +195,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     const got = await db.getMany(ids.map(kRefs));
     for (const v of got) if (v !== undefined) for (const h of v.toString('latin1').split('\n')) if (h) refCandidates.add(h);
   };
-  await addKnownRefs(w.files.filter((f) => f.id !== undefined).map((f) => f.id!));
+  if (walked) await addKnownRefs(walked.files.filter((f) => f.id !== undefined).map((f) => f.id!));
   const markDone = (f: FileNode): void => {
     doneFiles++;
     doneBytes += f.size;
@@ -200,7 +232,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   // around the same offset as a zstd dictionary keeps only what really changed (zstd
   // --patch-from, per chunk so reads stay random-access). `l/<relative path>` remembers the last
   // file seen at each path, in any store path.
-  const rootLen = w.root.path.length + 1;
+  const rootLen = Buffer.byteLength(dir) + 1;
   const relKey = (f: FileNode): string => kLast(f.path.subarray(rootLen).toString('latin1'));
   interface Base { chunks: { id: string; start: number; end: number; depth: number }[] }
   const deltaBase = async (f: FileNode, id: string): Promise<Base | undefined> => {
@@ -351,8 +383,9 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       if (s) p = runTask(s.task, s.files);
     }
     if (!p) {
-      if (inflight.size === 0) break;
-      await Promise.race(inflight);
+      const more = walkDone ? undefined : new Promise<void>((r) => { wake = r; });
+      if (inflight.size === 0 && !more) break;
+      await Promise.race(more ? [...inflight, more] : inflight);
       continue;
     }
     const tracked: Promise<void> = p.finally(() => inflight.delete(tracked));
@@ -360,6 +393,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     if (inflight.size >= maxInflight) await Promise.race(inflight);
   }
   await Promise.all(inflight);
+  await walkP;
   await appendChain;
   if (failure) {
     // Chunks already indexed stay as unreferenced garbage for gc; no file, tree or path names them.
@@ -367,6 +401,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     throw failure;
   }
   await flushIndex();
+  const w = walked!;
 
   // --- trees, bottom-up (iterative: nesting can be thousands deep) -----------------------
   const treeBytes = new Map<string, Buffer>();
@@ -435,7 +470,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
 
   return {
     path, tree: rootTree, key,
-    files: w.files.length, scanned: toScan.length, dirs: w.dirs, symlinks: w.links,
+    files: w.files.length, scanned: toScanCount, dirs: w.dirs, symlinks: w.links,
     bytes: w.bytes, newBytes, newChunks, chunks: chunkCount,
     seconds: (performance.now() - t0) / 1000,
     references: [...record.references],

@@ -51,7 +51,8 @@ function kindOf(st: Stats): string {
   return 'an unsupported file type';
 }
 
-export async function walk(rootPath: string, lenient: boolean): Promise<WalkResult> {
+/** `onFile` sees each regular file as soon as it is found, so reading can start during the walk. */
+export async function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
   const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from(rootPath), children: [] };
   const res: WalkResult = { root, files: [], dirs: 1, links: 0, bytes: 0, droppedModeBits: 0, skipped: [] };
   const stack: DirNode[] = [root];
@@ -82,6 +83,7 @@ export async function walk(rootPath: string, lenient: boolean): Promise<WalkResu
           dir.children.push(f);
           res.files.push(f);
           res.bytes += st.size;
+          onFile?.(f);
         } else if (st.isDirectory()) {
           const d: DirNode = { t: 'dir', name, path, children: [] };
           dir.children.push(d);
