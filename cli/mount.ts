@@ -23,6 +23,11 @@ On a real system, mount once at /miq and bind the views into place:
   # or in /etc/fstab, after the miq service has started:
   #   /miq/usr  /usr  none  bind,x-systemd.requires=miq.service  0 0
 Store paths then live at /miq/store/<name>-<hash>.
+
+Lazily, from a remote that \`miq push\` wrote (any static HTTP server), with an empty store:
+  miq mount /miq --remote https://cache.example/repo --trusted-key NAME:BASE64 [--cache-size 2G]
+Records come on lookup and chunks on first read, verified; the disk cache stays under
+--cache-size. \`miq profile pull system\` (or --pull-interval) switches to the remote's new pointer.
 `;
 
 export function register(program: Command): void {

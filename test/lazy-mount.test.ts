@@ -292,4 +292,17 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       await bad.close();
     }
   });
+
+  it('an untrusted key or an unreachable remote is one clean error and leaves no mount', { timeout: 120_000 }, async () => {
+    const other = miq(['key', 'generate', 'other', '--dir', join(base, 'keys'), '--json'], { env: home('g') });
+    const wrong = json<{ publicText: string }>(other).publicText;
+    for (const [url, key, why] of [[nginx!.url, wrong, /not signed by a trusted key|untrusted|trusted/i], ['http://127.0.0.1:1/', pub, /127\.0\.0\.1:1|connect|refused|remote/i]] as const) {
+      const dir = join(base, 'mnt-g');
+      await mkdir(dir, { recursive: true });
+      const r = await miqAsync(['mount', dir, '--remote', url, '--trusted-key', key], { env: home('g') });
+      assert.ok(isCleanError(r), r.stderr);
+      assert.match(r.stderr, why);
+      assert.equal((await sh(`grep -c ${dir} /proc/mounts`)).stdout.trim(), '0');
+    }
+  });
 });
