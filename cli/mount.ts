@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .description('serve the store, the profile views and generations by FUSE (foreground)')
     .argument('<dir>', 'an empty directory to mount on')
     .option('--profile <name>', 'profile shown at DIR/usr', 'system')
-    .option('--cache-size <mib>', 'decompressed-chunk cache in MiB', '128')
+    .option('--cache-size <mib>', 'decompressed-chunk cache in MiB (with --remote: the disk cache of remote chunks, e.g. 2G; default 1G)', '128')
     .option('--json', 'print one JSON status line once mounted')
     .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
