@@ -6,7 +6,12 @@
  * for the plain directory, `miq mount` (store view, and the usr pointer view), and squashfuse on
  * a squashfs image of the same tree. Run as root (drop_caches):
  *
- *   node dist/benchmarks/mount.js [--src DIR] [--work DIR] [--runs N] [--out FILE]
+ *   node dist/benchmarks/mount.js [--src DIR] [--work DIR] [--runs N] [--out FILE] [--only NAME,…]
+ *                                 [--env K=V,…]
+ *
+ * --env passes variables to the serving process, to compare its knobs in one run (e.g.
+ * MIQ_MOUNT_THREADS, MIQ_MOUNT_INLINE, MIQ_MOUNT_READAHEAD, MIQ_MOUNT_READAHEAD_KB: fs/reader.ts,
+ * mount/fuse.ts).
  *
  * The tree is copied once into the work dir ($MIQ_MOUNT_BENCH, default /var/cache/miq-mount-bench)
  * so the plain directory is on the same disk as the store and the image.
@@ -30,6 +35,7 @@ const RUNS = Number(arg('runs', '1'));
 const OUT = arg('out', join(ROOT, 'benchmarks', 'mount-results.md'));
 /** Comma-separated substrings of target names to run (the plain directory always runs). */
 const ONLY = arg('only', '').split(',').filter(Boolean);
+const ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 function sh(cmd: string): { code: number; out: string } {
   const r = spawnSync('/bin/bash', ['-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -117,7 +123,7 @@ async function main(): Promise<void> {
   };
   const startMiq = async (): Promise<void> => {
     await stopMiq();
-    miq = spawn(process.execPath, [MIQ, '--store', store, 'mount', mnt, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    miq = spawn(process.execPath, [MIQ, '--store', store, 'mount', mnt, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...ENV } });
     await waitLine(miq);
   };
   const targets: Target[] = [
@@ -164,7 +170,8 @@ async function main(): Promise<void> {
     `# Mount benchmark (${new Date().toISOString().slice(0, 10)})`,
     '',
     `Tree: ${(bytes / 1e9).toFixed(2)} GB, ${files} files (${SRC}); store ${(storeBytes / 1e9).toFixed(2)} GB on disk, squashfs image ${(imgBytes / 1e9).toFixed(2)} GB.`,
-    `Machine: ${must('nproc').trim()} cores, kernel ${must('uname -r').trim()}. Median of ${RUNS} run(s). Cold = page cache dropped and the server restarted.`,
+    `Machine: ${must('nproc').trim()} cores, kernel ${must('uname -r').trim()}, load average ${must('cut -d" " -f1-3 /proc/loadavg').trim()} at the end. Median of ${RUNS} run(s). Cold = page cache dropped and the server restarted.`,
+    Object.keys(ENV).length > 0 ? `Serving process environment: ${Object.entries(ENV).map(([k, v]) => `${k}=${v}`).join(' ')}.` : '',
     ingestSeconds !== undefined ? `Ingest of the tree: ${ingestSeconds.toFixed(1)} s.` : '',
     '',
     '| target | cold read | vs plain | warm re-read | vs plain | find cold / warm | vs plain (warm) | du cold / warm | vs plain (warm) |',

@@ -56,18 +56,21 @@ export interface ChunkReaderOptions {
   readahead?: number;
 }
 
+const envNum = (name: string): number | undefined => {
+  const v = process.env[name];
+  return v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
+};
+
 /** Plain bytes per worker task: large enough to amortise the message hop (tens of µs of the
  * serving thread), small enough that the first chunk of a batch is not held up long. */
 const BATCH_BYTES = 384 << 10;
+/** Chunks up to this size are decoded on the serving thread (MIQ_MOUNT_INLINE to measure). */
+const INLINE_BYTES = envNum('MIQ_MOUNT_INLINE') ?? 128 << 10;
 
 function isLocator(s: ChunkSource): s is ChunkSource & ChunkLocator {
   return typeof (s as Partial<ChunkLocator>).locate === 'function' && typeof (s as Partial<ChunkLocator>).packPath === 'function';
 }
 
-const envNum = (name: string): number | undefined => {
-  const v = process.env[name];
-  return v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
-};
 
 interface Pending {
   id: Id;
@@ -174,8 +177,16 @@ export class ChunkReader {
     void f.locs.then((locs) => {
       for (const { p, i } of todo) {
         const loc = locs?.[i];
-        if (!loc || (loc.flags !== FLAG_RAW && loc.flags !== FLAG_ZSTD) || loc.plain !== p.length) {
+        if (!loc || loc.plain !== p.length) {
           this.viaSource(p);
+          continue;
+        }
+        // Small chunks are cheaper to decode here than to send (a worker task costs the serving
+        // thread more than zstd and BLAKE3 over a few KiB); delta chunks need other chunks' bytes.
+        if (loc.plain <= INLINE_BYTES || (loc.flags !== FLAG_RAW && loc.flags !== FLAG_ZSTD)) {
+          // On any failure ask the store again: gc may have moved the chunk; a real corruption
+          // fails there too and becomes EIO.
+          locator.readAt(p.id, loc).then(p.resolve, () => this.viaSource(p));
           continue;
         }
         this.queue.push({ p, it: { id: p.id, path: locator.packPath(loc.pack), offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } });

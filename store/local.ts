@@ -57,6 +57,8 @@ type Db = ClassicLevel<string, Buffer>;
 export interface ChunkLocator {
   locate(ids: readonly Id[]): Promise<(ChunkLocation | undefined)[]>;
   packPath(pack: number): string;
+  /** Verified plain bytes of a chunk at a known location (no index lookup). */
+  readAt(id: Id, loc: ChunkLocation): Promise<Buffer>;
 }
 
 export class LocalStore implements Store {
@@ -79,6 +81,7 @@ export class LocalStore implements Store {
       has: (id) => this.hasChunk(id),
       locate: async (ids) => (await this.db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
       packPath: (pack) => join(this.packDir, packFileName(pack)),
+      readAt: (id, loc) => this.readChunkAt(id, loc),
     };
   }
 
