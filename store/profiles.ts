@@ -268,9 +268,11 @@ async function rootOps(store: Store, profile: string, kept: readonly GenerationR
 }
 
 /** Makes a new generation with exactly `members` and points the profile at it. */
-async function commit(store: Store, profile: string, members: readonly Member[]): Promise<ChangeResult> {
+async function commit(store: Store, profile: string, members: readonly Member[], expectTree?: Id): Promise<ChangeResult> {
   const prevN = await currentNumber(store, profile);
   const { tree, env, paths } = await buildEnv(store, members);
+  // Checked before anything is written: a mismatch must leave the current generation alone.
+  if (expectTree !== undefined && tree !== expectTree) throw new MiqError('MIQ_CORRUPT', `profile ${profile}: the members merge to tree ${tree}, the pointer says ${expectTree}`, { details: { got: tree, want: expectTree } });
   const priorities: Record<string, number> = {};
   for (const m of members) if (m.priority !== undefined && m.priority !== DEFAULT_PRIORITY) priorities[m.path] = m.priority;
   const n = (await lastNumber(store, profile)) + 1;
@@ -332,9 +334,7 @@ export function rollback(store: Store, profile: string, to?: number): Promise<Ch
 export function switchTo(store: Store, profile: string, want: { paths: readonly string[]; tree: Id }): Promise<ChangeResult> {
   checkProfileName(profile);
   return exclusive(store, async () => {
-    const r = await commit(store, profile, want.paths.map((p) => ({ path: p })));
-    if (r.tree !== want.tree) throw new MiqError('MIQ_CORRUPT', `profile ${profile}: the members merge to tree ${r.tree}, the pointer says ${want.tree}`, { details: { got: r.tree, want: want.tree } });
-    return r;
+    return commit(store, profile, want.paths.map((p) => ({ path: p })), want.tree);
   });
 }
 
