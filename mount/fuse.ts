@@ -40,6 +40,13 @@ function statArray(st: StatLike): Uint32Array {
   encoded.set(st, a);
   return a;
 }
+/** The same for a whole listing (the fs layer hands out one stats array per immutable tree). */
+const encodedLists = new WeakMap<object, Uint32Array[]>();
+function statArrays(stats: StatLike[]): Uint32Array[] {
+  let a = encodedLists.get(stats);
+  if (!a) encodedLists.set(stats, (a = stats.map(statArray)));
+  return a;
+}
 type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
 export interface FuseMountOptions {
@@ -103,7 +110,7 @@ export async function fuseMount(mountpoint: string, ops: Record<string, unknown>
     this.ops.getattr!(path, (err: number, st: StatLike) => (err ? signal(err, new Uint32Array(18)) : signal(0, statArray(st))));
   };
   f._op_readdir = function (signal, path) {
-    this.ops.readdir!(path, (err: number, names: string[], stats?: StatLike[]) => (err ? signal(err) : signal(0, names, stats ? stats.map(statArray) : [])));
+    this.ops.readdir!(path, (err: number, names: string[], stats?: StatLike[]) => (err ? signal(err) : signal(0, names, stats ? statArrays(stats) : [])));
   };
   const base = f._fuseOptions.bind(f);
   f._fuseOptions = () => {
