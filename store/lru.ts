@@ -1,8 +1,10 @@
-/** A byte-bounded LRU (Map keeps insertion order; a hit re-inserts). */
-export class ByteLru<K, V extends { length: number }> {
+/** An LRU bounded by total weight (bytes, or 1 per entry). Map keeps insertion order; a hit
+ * re-inserts. */
+export class Lru<K, V> {
   private readonly map = new Map<K, V>();
-  private bytes = 0;
-  constructor(private readonly maxBytes: number) {}
+  /** Total weight held now. */
+  weight = 0;
+  constructor(private readonly max: number, private readonly weigh: (v: V) => number) {}
 
   get(k: K): V | undefined {
     const v = this.map.get(k);
@@ -14,32 +16,36 @@ export class ByteLru<K, V extends { length: number }> {
   }
 
   set(k: K, v: V): void {
-    if (v.length > this.maxBytes) return;
-    const old = this.map.get(k);
-    if (old !== undefined) {
-      this.bytes -= old.length;
-      this.map.delete(k);
-    }
+    const w = this.weigh(v);
+    if (w > this.max) return;
+    this.delete(k);
     this.map.set(k, v);
-    this.bytes += v.length;
-    while (this.bytes > this.maxBytes) {
+    this.weight += w;
+    while (this.weight > this.max) {
       const [ok, ov] = this.map.entries().next().value as [K, V];
       this.map.delete(ok);
-      this.bytes -= ov.length;
+      this.weight -= this.weigh(ov);
     }
   }
 
   delete(k: K): void {
     const v = this.map.get(k);
     if (v !== undefined) {
-      this.bytes -= v.length;
+      this.weight -= this.weigh(v);
       this.map.delete(k);
     }
   }
 
   clear(): void {
     this.map.clear();
-    this.bytes = 0;
+    this.weight = 0;
+  }
+}
+
+/** An LRU of buffers bounded by their total length. */
+export class ByteLru<K, V extends { length: number }> extends Lru<K, V> {
+  constructor(maxBytes: number) {
+    super(maxBytes, (v) => v.length);
   }
 }
 

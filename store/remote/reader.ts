@@ -13,7 +13,7 @@ import { MAX_DOC_BYTES, decodeFileIndex, parsePathDoc, parsePointer, type Pointe
 import type { TrustedKey } from './keys.js';
 import { chunkPath, decodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
 import { Limiter } from './limit.js';
-import { MemoryLru } from './lru.js';
+import { Lru } from '../lru.js';
 import type { SeenPointers } from './seen.js';
 import type { Transport, TransportStats } from './transport.js';
 
@@ -52,11 +52,11 @@ class Reader implements RemoteReader {
   private readonly cache: DiskCache | undefined;
   private readonly maxChunk: number;
   private readonly inflight = new Map<string, Promise<unknown>>();
-  private readonly chunkMem: MemoryLru<Buffer>;
-  private readonly trees = new MemoryLru<Tree>(8192, () => 1);
-  private readonly files = new MemoryLru<FileRecord>(16384, () => 1);
+  private readonly chunkMem: Lru<string, Buffer>;
+  private readonly trees = new Lru<string, Tree>(8192, () => 1);
+  private readonly files = new Lru<string, FileRecord>(16384, () => 1);
   /** Sizes of files seen in trees: a single-chunk file's record is then known without a fetch. */
-  private readonly sizes = new MemoryLru<number>(1 << 20, () => 1);
+  private readonly sizes = new Lru<string, number>(1 << 20, () => 1);
   /** file id → BLAKE3(record bytes), from the signed indexes of the paths loaded. */
   private readonly recordHashes = new Map<Id, Id>();
   private readonly paths = new Map<string, StorePathRecord>();
@@ -67,7 +67,7 @@ class Reader implements RemoteReader {
     this.url = p.transport.url;
     this.cache = p.cache;
     this.maxChunk = p.maxChunk ?? 16 * 1024 * 1024;
-    this.chunkMem = new MemoryLru<Buffer>(p.memoryBytes ?? 32 * 1024 * 1024, (b) => b.length);
+    this.chunkMem = new Lru<string, Buffer>(p.memoryBytes ?? 32 * 1024 * 1024, (b) => b.length);
     this.chunks = {
       get: (id) => this.chunk(id, undefined),
       getSized: (id, length) => this.chunk(id, length),
