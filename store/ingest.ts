@@ -432,8 +432,9 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   const rootTree = w.root.id as Id;
 
   // --- references -------------------------------------------------------------------------
+  // Every store path record is read only when some bytes held a candidate hash.
   const byHash = new Map<string, string>();
-  for (const r of await store.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
+  if (refCandidates.size > 0) for (const r of await store.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
   const key = opts.key ?? rootTree;
   const path = storePathName(name, key);
   const references = [...refCandidates].map((h) => (h === key.slice(0, HASH_LEN) ? path : byHash.get(h))).filter((p): p is string => p !== undefined);

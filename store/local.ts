@@ -19,6 +19,22 @@ import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, t
 
 export const FORMAT_VERSION = 1;
 
+const startsOf = new WeakMap<FileRecord, number[]>();
+/** Offset of each chunk of a file record, computed once per record object. */
+function chunkStarts(f: FileRecord): number[] {
+  let s = startsOf.get(f);
+  if (!s) {
+    s = [];
+    let pos = 0;
+    for (const c of f.chunks) {
+      s.push(pos);
+      pos += c.length;
+    }
+    startsOf.set(f, s);
+  }
+  return s;
+}
+
 /** mkdir -p without `recursive: true`, which spins forever on some pseudo file systems (/proc). */
 async function mkdirp(dir: string): Promise<void> {
   try {
@@ -247,18 +263,23 @@ export class LocalStore implements Store {
   async readFile(file: FileRecord, offset: number, length: number): Promise<Buffer> {
     if (offset >= file.size || length <= 0) return Buffer.alloc(0);
     const end = Math.min(file.size, offset + length);
+    // Callers (cat, export) read a file chunk by chunk with the same record: find the first
+    // chunk by binary search over offsets kept per record, not by a scan from the start.
+    const starts = chunkStarts(file);
+    let i = 0, hi = file.chunks.length - 1;
+    while (i < hi) {
+      const mid = (i + hi + 1) >> 1;
+      if (starts[mid]! <= offset) i = mid;
+      else hi = mid - 1;
+    }
     const parts: Buffer[] = [];
-    let pos = 0;
-    for (const c of file.chunks) {
-      const cEnd = pos + c.length;
-      if (cEnd > offset && pos < end) {
-        const plain = await this.getChunk(c.id);
-        if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} of file ${file.id} is missing from the store`, { details: { id: c.id, kind: 'chunk', file: file.id } });
-        if (plain.length !== c.length) throw new MiqError('MIQ_CORRUPT', `chunk ${c.id} has ${plain.length} bytes, file ${file.id} expects ${c.length}`, { details: { id: c.id, kind: 'chunk' } });
-        parts.push(plain.subarray(Math.max(0, offset - pos), Math.min(c.length, end - pos)));
-      }
-      if (cEnd >= end) break;
-      pos = cEnd;
+    for (; i < file.chunks.length && starts[i]! < end; i++) {
+      const c = file.chunks[i]!;
+      const pos = starts[i]!;
+      const plain = await this.getChunk(c.id);
+      if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} of file ${file.id} is missing from the store`, { details: { id: c.id, kind: 'chunk', file: file.id } });
+      if (plain.length !== c.length) throw new MiqError('MIQ_CORRUPT', `chunk ${c.id} has ${plain.length} bytes, file ${file.id} expects ${c.length}`, { details: { id: c.id, kind: 'chunk' } });
+      parts.push(plain.subarray(Math.max(0, offset - pos), Math.min(c.length, end - pos)));
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
