@@ -4,7 +4,6 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { MiqError } from '../store/errors.js';
 
 export interface GlobalOptions {
   store?: string;
@@ -23,10 +22,6 @@ export function storeDir(opts: GlobalOptions): string {
 
 export function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v)}\n`);
-}
-
-export function badInput(msg: string): never {
-  throw new MiqError('MIQ_BAD_INPUT', msg);
 }
 
 import type { Store } from '../store/api.js';
