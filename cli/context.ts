@@ -4,6 +4,9 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Store } from '../store/api.js';
+import type { LocalStore } from '../store/local.js';
+import { viaServer, withStore as withStoreOrServer } from '../mount/client.js';
 
 export interface GlobalOptions {
   store?: string;
@@ -24,9 +27,6 @@ export function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v)}\n`);
 }
 
-import type { Store } from '../store/api.js';
-import type { LocalStore } from '../store/local.js';
-import { viaServer, withStore as withStoreOrServer } from '../mount/client.js';
 
 /** Global options of the root program, from any subcommand. */
 export function globals(cmd: { optsWithGlobals(): Record<string, unknown> }): GlobalOptions {
