@@ -8,13 +8,18 @@
  * to at least --size MB. The program: `python3.11 -c "import json, email.parser"`, run from DIR/usr of
  * a real `miq mount --remote` started on an empty store.
  *
- *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--work DIR] [--json]
+ *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--runs 3] [--work DIR] [--trace PREFIX] [--json]
+ *
+ * --runs repeats each measurement (fresh mount, store and cache each time) and reports medians.
+ *
+ * --trace writes the lazy run's requests (finish time, server seconds, status, bytes, path) to
+ * PREFIX.<link>.log.
  *
  * Runs twice: straight at nginx on loopback, and through an emulated link (--mbit, --rtt; see
  * lazy-link.ts; --mbit 0 skips it).
  */
 import { spawn } from 'node:child_process';
-import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,7 +76,7 @@ async function stage(dir: string, minBytes: number): Promise<number> {
   return total;
 }
 
-export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number }): Promise<Record<string, unknown>> {
+export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number }): Promise<Record<string, unknown>> {
   const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
   const staging = join(work, 'profile');
   const remoteDir = join(work, 'remote');
@@ -91,10 +96,22 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
     const log = await nginx.log();
     return { bytes: log.reduce((a, l) => a + l.bytes, 0), requests: log.length };
   };
-  type Row = { seconds: number; bytes: number; requests: number };
+  type Row = { seconds: number; bytes: number; requests: number; all?: number[] };
   const links: Record<string, Record<string, Row>> = {};
 
   const measure = async (label: string, url: string): Promise<Record<string, Row>> => {
+    const runs: Record<string, Row>[] = [];
+    for (let i = 0; i < o.runs; i++) runs.push(await measureOnce(`${label}-${i}`, url));
+    const med = (xs: number[]): number => { const v = [...xs].sort((a, b) => a - b); return v[(v.length - 1) >> 1]!; };
+    return Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, {
+      seconds: med(runs.map((r) => r[k]!.seconds)),
+      bytes: med(runs.map((r) => r[k]!.bytes)),
+      requests: med(runs.map((r) => r[k]!.requests)),
+      all: runs.map((r) => r[k]!.seconds),
+    }]));
+  };
+
+  const measureOnce = async (label: string, url: string): Promise<Record<string, Row>> => {
     const results: Record<string, Row> = {};
     const mnt = join(work, `mnt-${label}`);
     // 1. Cold lazy mount (`miq mount --remote` from an empty store, in its own process), first
@@ -107,6 +124,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
     m.stderr!.on('data', (d) => (mErr += d));
     let ok: { code: number; out: string; err: string };
     let mountedAt = 0;
+    let ranAt = 0;
     let atMount = { bytes: 0, requests: 0 };
     try {
       await new Promise<void>((res, rej) => {
@@ -120,6 +138,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
       // Through sh: libuv's spawn blocks this event loop until exec succeeds, and on the emulated
       // link that exec needs this process (the link proxy) to carry the binary's chunks.
       ok = await run('/bin/sh', ['-c', 'exec "$0" "$@"', join(usr, 'bin', 'python3.11'), '-c', "import json, email.parser; print('ok')"], { PYTHONHOME: usr, PYTHONDONTWRITEBYTECODE: '1' });
+      ranAt = performance.now();
     } finally {
       if (m.exitCode === null) {
         const exited = new Promise((r) => m.once('exit', r));
@@ -129,7 +148,10 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
       await run('sh', ['-c', `umount -l '${join(mnt, 'usr')}' 2>/dev/null; umount -l '${mnt}' 2>/dev/null; true`]);
     }
     if (ok.code !== 0 || ok.out.trim() !== 'ok') throw new Error(`program failed from the lazy mount: ${ok.err} ${mErr}`);
-    results.lazy = { seconds: (performance.now() - t0) / 1000, ...(await served()) };
+    // The clock stops when the program exits; the bytes are counted after the mount has stopped,
+    // so background fetches still running then are charged to the lazy run too.
+    results.lazy = { seconds: (ranAt - t0) / 1000, ...(await served()) };
+    if (o.trace) await writeFile(`${o.trace}.${label}.log`, (await nginx.log()).map((l) => `${l.at.toFixed(3)} ${l.took.toFixed(3)} ${l.status} ${l.bytes} ${l.uri}`).join('\n') + '\n');
     results.lazyMountReady = { seconds: mountedAt, ...atMount };
 
     // 2. miq fetch of the whole profile into an empty store.
@@ -176,15 +198,15 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
-  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10) });
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1) });
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
     const pb = r.profileBytes as number;
     const mb = (b: number): string => (b / 1024 / 1024).toFixed(1);
     process.stdout.write(`profile: ${mb(pb)} MiB\n`);
-    for (const [link, sum] of Object.entries(r.links as Record<string, { results: Record<string, { seconds: number; bytes: number; requests: number }>; lazyShareOfProfileBytes: number; lazyTimeOverFastestFull: number; targets: unknown }>)) {
+    for (const [link, sum] of Object.entries(r.links as Record<string, { results: Record<string, { seconds: number; bytes: number; requests: number; all?: number[] }>; lazyShareOfProfileBytes: number; lazyTimeOverFastestFull: number; targets: unknown }>)) {
       process.stdout.write(`\n${link}:\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
-      for (const [k, v] of Object.entries(sum.results)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / pb).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)} |\n`);
+      for (const [k, v] of Object.entries(sum.results)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / pb).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)}${v.all && v.all.length > 1 ? ` (${v.all.map((x) => x.toFixed(2)).join(', ')})` : ''} |\n`);
       process.stdout.write(`\nlazy first run: ${(100 * sum.lazyShareOfProfileBytes).toFixed(1)}% of the bytes, ${sum.lazyTimeOverFastestFull.toFixed(3)}x the time of the fastest full download+unpack; targets ${JSON.stringify(sum.targets)}\n`);
     }
   }

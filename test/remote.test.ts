@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { StorePathRecord } from '../store/objects.js';
-import { generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
-import { decodeChunk, encodeChunk } from '../store/remote/layout.js';
+import type { FileRecord, StorePathRecord, Tree } from '../store/objects.js';
+import { checkCache, generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
+import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, type BundlePart } from '../store/remote/layout.js';
 import { idOf } from '../store/ids.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 
@@ -134,7 +134,8 @@ describe('remote store over nginx', () => {
   it('a partial read fetches only the chunks covering it; a second read comes from the cache', async () => {
     await nginx.clearLog();
     const cacheDir = join(tmp, 'cache2');
-    const r = await openRemote(nginx.url, { cacheDir, cacheSize: 64 << 20, trustedKeys: [pub] });
+    // Whole-file background fetch off: this is about what a read itself needs.
+    const r = await openRemote(nginx.url, { cacheDir, cacheSize: 64 << 20, trustedKeys: [pub], wholeFileMax: 0 });
     try {
       await r.getStorePath(libRec.path);
       const t = await r.getTree(libRec.tree);
@@ -275,5 +276,150 @@ describe('chunk encoding', () => {
     const flipped = Buffer.from(encodeChunk(randomBytes(100)));
     flipped[50] ^= 1;
     assert.throws(() => decodeChunk(idOf(Buffer.alloc(1)), flipped, 100, 1 << 20), (e) => isMiqError(e, 'MIQ_CORRUPT'));
+  });
+});
+
+describe('bundles and whole-file fetches', () => {
+  let tmp: string;
+  let remoteDir: string;
+  let nginx: Nginx;
+  let pub: string;
+  let rec: StorePathRecord;
+  let modsTree: Id;
+  let parts: BundlePart[];
+  let small: { name: string; id: Id; bytes: Buffer }[];
+  let big: { id: Id; bytes: Buffer };
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'miq-bundles-'));
+    const pkg = join(tmp, 'pkg');
+    await mkdir(join(pkg, 'lib', 'mods'), { recursive: true });
+    small = [];
+    for (let i = 0; i < 60; i++) {
+      // Half random, half text: both a raw and a compressed chunk encoding end up in bundles.
+      const n = 1000 + ((i * 7919) % 40000);
+      const bytes = i % 2 ? randomBytes(n) : Buffer.from(`module ${i}\n`.repeat(n / 10));
+      const name = `m${String(i).padStart(2, '0')}.pyc`;
+      await writeFile(join(pkg, 'lib', 'mods', name), bytes);
+      small.push({ name, id: idOf(bytes), bytes });
+    }
+    await writeFile(join(pkg, 'lib', 'mods', 'huge.dat'), randomBytes(200 * 1024));
+    const bigBytes = randomBytes(600 * 1024);
+    await writeFile(join(pkg, 'lib', 'big.bin'), bigBytes);
+    big = { id: idOf(bigBytes), bytes: bigBytes };
+    const src = new MemorySource();
+    rec = await ingestToMemory(src, pkg, 'mods');
+    const lib = src.treeMap.get(rec.tree)!.entries.find((e) => e.name.toString() === 'lib')!;
+    modsTree = src.treeMap.get(lib.id!)!.entries.find((e) => e.name.toString() === 'mods')!.id!;
+    parts = bundleParts(src.treeMap.get(modsTree)!.entries);
+    const k = await generateKey(join(tmp, 'keys'), 'bundle-1');
+    pub = k.publicText;
+    remoteDir = join(tmp, 'remote');
+    const res = await push(src, remoteDir, { paths: [rec.path], key: loadSigningKey(k.secretFile) });
+    assert.ok(parts.length >= 2, `${parts.length} parts`);
+    assert.equal(res.bundlesWritten, parts.length, 'one bundle per part of lib/mods, none elsewhere');
+    assert.ok(parts.every((p) => !p.members.some((m) => m.size > BUNDLE_FILE_MAX)), 'the 200 KiB file is not bundled');
+    nginx = await startNginx(remoteDir);
+  });
+  after(async () => {
+    await nginx?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  const open = async (cache: string, o: { wholeFileMax?: number } = {}): Promise<{ r: RemoteReader; mods: Tree; big: FileRecord }> => {
+    const r = await openRemote(nginx.url, { cacheDir: join(tmp, cache), trustedKeys: [pub], ...o });
+    await r.getStorePath(rec.path);
+    const lib = (await r.getTree((await r.getTree(rec.tree))!.entries.find((e) => e.name.toString() === 'lib')!.id!))!;
+    const mods = (await r.getTree(modsTree))!;
+    const b = (await r.getFile(lib.entries.find((e) => e.name.toString() === 'big.bin')!.id!))!;
+    return { r, mods, big: b };
+  };
+  const readAll = async (r: RemoteReader): Promise<void> => {
+    for (const s of small) {
+      const f = (await r.getFile(s.id))!;
+      assert.ok((await r.readFile(f, 0, f.size)).equals(s.bytes), `bytes of ${s.name}`);
+    }
+  };
+  const uris = async (prefix: string): Promise<string[]> => (await nginx.log()).filter((l) => l.uri.startsWith(prefix)).map((l) => l.uri);
+
+  it('the first small file read brings its directory part in one request, the others follow; no chunk is fetched alone', async () => {
+    const { r } = await open('c1');
+    try {
+      await nginx.clearLog();
+      const first = (await r.getFile(small[0]!.id))!;
+      assert.ok((await r.readFile(first, 0, first.size)).equals(small[0]!.bytes));
+      const atFirst = await uris('/bundles/');
+      assert.ok(atFirst.includes(`/${bundlePath(modsTree, 0)}`), `part 0 fetched: ${atFirst}`);
+      await readAll(r);
+      const b = await uris('/bundles/');
+      assert.deepEqual([...b].sort(), parts.map((p) => `/${bundlePath(modsTree, p.part)}`).sort(), 'each part fetched once');
+      assert.deepEqual(await uris('/chunks/'), [], 'no small file fetched on its own');
+      assert.equal(r.stats().prefetch.bundleChunks, small.length);
+    } finally {
+      await r.close();
+    }
+    // The members went to the disk cache: a new reader over it fetches nothing.
+    const again = await open('c1');
+    try {
+      await nginx.clearLog();
+      await readAll(again.r);
+      assert.deepEqual((await nginx.log()).map((l) => l.uri), []);
+    } finally {
+      await again.r.close();
+    }
+  });
+
+  it('reading 1000 bytes of a multi-chunk file fetches the rest of it in the background', async () => {
+    const { r, big: f } = await open('c2');
+    assert.equal(f.chunks.length, 10);
+    await nginx.clearLog();
+    try {
+      assert.ok((await r.readFile(f, 70000, 1000)).equals(big.bytes.subarray(70000, 71000)));
+    } finally {
+      await r.close(); // settles the background fetches
+    }
+    const got = await uris('/chunks/');
+    assert.deepEqual([...got].sort(), f.chunks.map((c) => `/${chunkPath(c.id)}`).sort(), 'every chunk once');
+    const cached = await open('c2', { wholeFileMax: 0 });
+    try {
+      await nginx.clearLog();
+      assert.ok((await cached.r.readFile(f, 0, f.size)).equals(big.bytes));
+      assert.deepEqual(await nginx.log(), [], 'all from the disk cache');
+    } finally {
+      await cached.r.close();
+    }
+  });
+
+  it('a bundle with a flipped byte or a missing bundle costs single-chunk fetches, never wrong bytes', async () => {
+    const b0 = join(remoteDir, bundlePath(modsTree, 0));
+    const b1 = join(remoteDir, bundlePath(modsTree, 1));
+    const orig0 = await readFile(b0);
+    const orig1 = await readFile(b1);
+    // The last member of part 0: flip the last byte of its stored body.
+    const bad = Buffer.from(orig0);
+    bad[bad.length - 1] ^= 0x40;
+    await writeFile(b0, bad);
+    await rm(b1);
+    try {
+      const { r } = await open('c3');
+      try {
+        await nginx.clearLog();
+        await readAll(r);
+        const single = (await uris('/chunks/')).sort();
+        const lastOf0 = parts[0]!.members[parts[0]!.members.length - 1]!.id;
+        const want = [lastOf0, ...parts[1]!.members.map((m) => m.id)].map((id) => `/${chunkPath(id)}`).sort();
+        assert.deepEqual(single, want, 'the damaged member and part 1 came one by one');
+        const log = await nginx.log();
+        assert.equal(log.filter((l) => l.uri === `/${bundlePath(modsTree, 1)}`).length, 1, 'a missing bundle is asked for once');
+        assert.ok(r.stats().prefetch.bundleFailures >= 2);
+      } finally {
+        await r.close();
+      }
+      const c = await checkCache(join(tmp, 'c3'));
+      assert.deepEqual(c.bad, [], 'nothing wrong cached');
+    } finally {
+      await writeFile(b0, orig0);
+      await writeFile(b1, orig1);
+    }
   });
 });

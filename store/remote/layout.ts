@@ -10,7 +10,7 @@
 import { compress } from 'zstd-napi';
 import { createRequire } from 'node:module';
 import { MiqError } from '../errors.js';
-import { type Id, idOf } from '../ids.js';
+import { type Id, idFromBytes, idOf, idToBytes } from '../ids.js';
 import { checkPathName, parseStorePath } from '../objects.js';
 
 // binding.js assigns module.exports at run time, so ESM sees only `default`: load it as CJS.
@@ -83,4 +83,87 @@ export function decodeChunk(id: Id, stored: Buffer, length: number | undefined, 
   if (length !== undefined && plain.length !== length) corrupt(`length ${plain.length}, expected ${length}`);
   if (idOf(plain) !== id) corrupt('bytes do not hash to the id');
   return plain;
+}
+
+// --- bundles ------------------------------------------------------------------------------------
+//
+// A directory's small files, fetched one by one, cost a round trip each; a program starting up
+// reads dozens of them (python's imports, a shell's rc files) one after another. So push also
+// writes each tree's small single-chunk files as *bundles*: `bundles/<2 hex>/<tree id>-<part>`,
+// the same encoded chunks back to back behind a table of (id, stored length). The chunk files stay
+// (other readers and `miq fetch` use them); a bundle is a transport, not a source of truth: every
+// chunk in it is verified against its id like any other, and a missing or wrong bundle only costs
+// the client a fallback to the single chunk files.
+//
+// Which files go to which part follows from the tree alone, so a client needs no map: in tree
+// order, every file/exe entry of 1..BUNDLE_FILE_MAX bytes is a candidate, and a new part starts
+// when the candidates' plain bytes would pass BUNDLE_PART_MAX. Multi-chunk candidates (possible
+// with small chunk settings) still count towards the split but are left out of the bundle.
+
+export const BUNDLE_FILE_MAX = 128 * 1024;
+export const BUNDLE_PART_MAX = 1024 * 1024;
+const BUNDLE_MAGIC = Buffer.from('miqbndl1');
+
+export const bundlePath = (tree: Id, part: number): string => `bundles/${tree.slice(0, 2)}/${tree}-${part}`;
+
+export interface BundlePart {
+  readonly part: number;
+  readonly members: readonly { id: Id; size: number }[];
+}
+
+/** The bundle parts of a tree (see above); parts with no candidate are not made. */
+export function bundleParts(entries: readonly { kind: string; size: number; id?: Id }[]): BundlePart[] {
+  const parts: { part: number; members: { id: Id; size: number }[] }[] = [];
+  let cur: { part: number; members: { id: Id; size: number }[] } | undefined;
+  let bytes = 0;
+  const seen = new Set<Id>();
+  for (const e of entries) {
+    if ((e.kind !== 'file' && e.kind !== 'exe') || !e.id || e.size < 1 || e.size > BUNDLE_FILE_MAX || seen.has(e.id)) continue;
+    seen.add(e.id);
+    if (!cur || bytes + e.size > BUNDLE_PART_MAX) {
+      cur = { part: parts.length, members: [] };
+      parts.push(cur);
+      bytes = 0;
+    }
+    cur.members.push({ id: e.id, size: e.size });
+    bytes += e.size;
+  }
+  return parts;
+}
+
+/** Table (magic, count, then id + stored length per chunk) and the encoded chunks in that order. */
+export function encodeBundle(chunks: readonly { id: Id; stored: Buffer }[]): Buffer {
+  const head = Buffer.allocUnsafe(BUNDLE_MAGIC.length + 4 + chunks.length * 36);
+  let o = BUNDLE_MAGIC.copy(head, 0);
+  o = head.writeUInt32BE(chunks.length, o);
+  for (const c of chunks) {
+    o += idToBytes(c.id).copy(head, o);
+    o = head.writeUInt32BE(c.stored.length, o);
+  }
+  return Buffer.concat([head, ...chunks.map((c) => c.stored)]);
+}
+
+/** The largest bundle of a part whose members are all in it (plain + flag byte each, and the table). */
+export function bundleMaxBytes(p: BundlePart): number {
+  return BUNDLE_MAGIC.length + 4 + p.members.reduce((a, m) => a + 36 + m.size + 1, 0);
+}
+
+/** Splits a bundle into (id, stored chunk) pairs; the chunks still need decodeChunk. */
+export function splitBundle(b: Buffer, what: string): { id: Id; stored: Buffer }[] {
+  const bad = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `bundle ${what} from the remote is malformed: ${why}`); };
+  if (b.length < BUNDLE_MAGIC.length + 4 || !b.subarray(0, BUNDLE_MAGIC.length).equals(BUNDLE_MAGIC)) bad('bad magic');
+  const n = b.readUInt32BE(BUNDLE_MAGIC.length);
+  let o = BUNDLE_MAGIC.length + 4;
+  let body = o + n * 36;
+  if (body > b.length) bad(`table of ${n} entries does not fit in ${b.length} bytes`);
+  const out: { id: Id; stored: Buffer }[] = [];
+  for (let i = 0; i < n; i++, o += 36) {
+    const id = idFromBytes(b.subarray(o, o + 32));
+    const len = b.readUInt32BE(o + 32);
+    if (body + len > b.length) bad(`entry ${i} runs past the end`);
+    out.push({ id, stored: b.subarray(body, body + len) });
+    body += len;
+  }
+  if (body !== b.length) bad(`${b.length - body} bytes after the last entry`);
+  return out;
 }

@@ -18,6 +18,9 @@ export interface OpenRemoteOptions {
   http?: HttpOptions;
   maxChunk?: number;
   memoryBytes?: number;
+  /** See ReaderParts. */
+  wholeFileMax?: number;
+  bundles?: boolean;
 }
 
 /** Turns a location (http(s)://…, file://…, a directory) into a verified, cached reader. */
@@ -34,6 +37,8 @@ export async function openRemote(location: string, o: OpenRemoteOptions): Promis
     seen: new SeenPointers(seenFile),
     maxChunk: o.maxChunk,
     memoryBytes: o.memoryBytes,
+    wholeFileMax: o.wholeFileMax,
+    bundles: o.bundles,
   });
 }
 

@@ -11,7 +11,7 @@ import { encodeFileRecord, encodeTree, parseStorePath, type FileRecord, type Sto
 import { encodeFileIndex, makePathDoc, makePointer, parsePointerUnchecked } from './docs.js';
 import { DirWriter, destDir } from './dirwriter.js';
 import type { SigningKey } from './keys.js';
-import { chunkPath, encodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
+import { bundleParts, bundlePath, chunkPath, encodeBundle, encodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
 import { forEachLimit } from './limit.js';
 
 /** What push reads; the local Store satisfies it. */
@@ -36,6 +36,8 @@ export interface PushOptions {
   concurrency?: number;
   /** fsync each file before its rename (default true). */
   durable?: boolean;
+  /** Also write each tree's small files as bundles (layout.ts; default true). */
+  bundles?: boolean;
 }
 
 export interface PushResult {
@@ -44,6 +46,7 @@ export interface PushResult {
   pathsWritten: string[];
   chunksWritten: number;
   objectsWritten: number;
+  bundlesWritten: number;
   bytesWritten: number;
   pointer?: { profile: string; sequence: number; written: boolean };
   signed: boolean;
@@ -54,7 +57,7 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
   const conc = opts.concurrency ?? 8;
   const roots = [...(opts.paths ?? []), ...(opts.profile?.paths ?? [])];
   if (roots.length === 0 && !opts.profile) throw new MiqError('MIQ_BAD_INPUT', 'nothing to push: name store paths or --profile');
-  const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bytesWritten: 0, signed: !!opts.key };
+  const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bundlesWritten: 0, bytesWritten: 0, signed: !!opts.key };
 
   const order = await closureOrder(src, roots);
   res.closure = order.length;
@@ -74,22 +77,42 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
     const bytes = encodeTree(tree.entries);
     if (idOf(bytes) !== id) throw new MiqError('MIQ_CORRUPT', `tree ${id} in the local store does not re-encode to its id`);
     const files = tree.entries.filter((e) => e.kind === 'file' || e.kind === 'exe');
+    const single = new Set<Id>();
+    const encoded = async (id: Id): Promise<Buffer> => {
+      const plain = await src.chunks.get(id);
+      if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${id} is missing from the local store`, { details: { id } });
+      return encodeChunk(plain);
+    };
     await forEachLimit(files, conc, async (e) => {
       const rec = await src.getFile(e.id!);
       if (!rec) throw new MiqError('MIQ_MISSING', `file ${e.id} is missing from the local store`, { details: { id: e.id } });
       for (const c of rec.chunks) {
-        if (await put(chunkPath(c.id), async () => {
-          const plain = await src.chunks.get(c.id);
-          if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} is missing from the local store`, { details: { id: c.id } });
-          return encodeChunk(plain);
-        })) res.chunksWritten++;
+        if (await put(chunkPath(c.id), () => encoded(c.id))) res.chunksWritten++;
       }
       if (rec.chunks.length > 1) {
         const rb = encodeFileRecord(rec);
         index.set(rec.id, idOf(rb));
         if (await put(objectPath(rec.id), () => rb)) res.objectsWritten++;
+      } else if (rec.chunks.length === 1 && rec.chunks[0]!.id === rec.id) {
+        single.add(rec.id);
       }
     });
+    // Bundles after the chunk files they copy (a client falls back to those), before the tree.
+    if (opts.bundles ?? true) {
+      for (const part of bundleParts(tree.entries)) {
+        const members = part.members.filter((m) => single.has(m.id));
+        if (members.length < 2) continue;
+        if (await put(bundlePath(id, part.part), async () => {
+          const chunks: { id: Id; stored: Buffer }[] = [];
+          await forEachLimit(members, conc, async (m) => {
+            chunks.push({ id: m.id, stored: (await w.read(chunkPath(m.id))) ?? (await encoded(m.id)) });
+          });
+          const order = new Map(members.map((m, i) => [m.id, i]));
+          chunks.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+          return encodeBundle(chunks);
+        })) res.bundlesWritten++;
+      }
+    }
     for (const e of tree.entries) if (e.kind === 'dir') await pushTree(e.id!, index);
     if (await put(objectPath(id), () => bytes)) res.objectsWritten++;
   };

@@ -11,7 +11,7 @@ import { decodeFileRecord, decodeTree, type FileRecord, type StorePathRecord, ty
 import type { DiskCache } from './cache.js';
 import { MAX_DOC_BYTES, decodeFileIndex, parsePathDoc, parsePointer, type Pointer } from './docs.js';
 import type { TrustedKey } from './keys.js';
-import { chunkPath, decodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
+import { bundleMaxBytes, bundleParts, bundlePath, chunkPath, decodeChunk, objectPath, pathDocPath, profilePath, splitBundle, type BundlePart } from './layout.js';
 import { Limiter } from './limit.js';
 import { Lru } from '../lru.js';
 import type { SeenPointers } from './seen.js';
@@ -19,6 +19,27 @@ import type { Transport, TransportStats } from './transport.js';
 
 /** Trees and file records are small but a hostile server could claim otherwise. */
 const MAX_OBJECT_BYTES = 16 * 1024 * 1024;
+/** A multi-chunk file this size or smaller is fetched whole, in the background, once one of its
+ * chunks has to come from the network: exec faults a binary's pages in one at a time, and each
+ * would otherwise cost a round trip of its own. */
+const WHOLE_FILE_MAX = 64 * 1024 * 1024;
+/** Fetches in flight for that background work; demand reads keep the rest of the transport's. */
+const BACKGROUND_FETCHES = 4;
+
+/** When a second bundle part of a directory is needed, its neighbours up to this many plain bytes
+ * follow in the background: a program that has read from two parts of a directory (python's
+ * imports from its __pycache__) tends to read from all; one that read one file (a shell running
+ * `wc` out of /usr/bin) does not. */
+const SIBLING_BYTES = 8 * 1024 * 1024;
+
+interface BundleRef {
+  readonly tree: Id;
+  readonly part: BundlePart;
+  /** Every part of the tree, this one included. */
+  readonly all: readonly BundleRef[];
+  /** Parts of the tree asked for by reads so far (shared by all of them). */
+  readonly demanded: { n: number };
+}
 
 export interface RemoteReader extends ObjectReader {
   readonly url: string;
@@ -26,7 +47,7 @@ export interface RemoteReader extends ObjectReader {
   /** The current pointer, fetched now, signature- and rollback-checked; its member paths are
    * loaded so their files resolve. Falls back to the last verified copy when the remote is down. */
   getProfile(name: string): Promise<(Pointer & { stale: boolean }) | undefined>;
-  stats(): { transport: TransportStats; cache?: ReturnType<DiskCache['snapshot']>; memory: number };
+  stats(): { transport: TransportStats; cache?: ReturnType<DiskCache['snapshot']>; memory: number; prefetch: { bundles: number; bundleChunks: number; bundleFailures: number; wholeFiles: number } };
   close(): Promise<void>;
 }
 
@@ -39,6 +60,11 @@ export interface ReaderParts {
   maxChunk?: number;
   /** Bytes of decoded chunks kept in memory. */
   memoryBytes?: number;
+  /** Multi-chunk files up to this size are fetched whole once a chunk of theirs is read from the
+   * network (default 64 MiB; 0 turns it off). */
+  wholeFileMax?: number;
+  /** Fetch small files through their directory's bundles (default true). */
+  bundles?: boolean;
 }
 
 export function remoteReader(p: ReaderParts): RemoteReader {
@@ -61,6 +87,19 @@ class Reader implements RemoteReader {
   private readonly recordHashes = new Map<Id, Id>();
   private readonly paths = new Map<string, StorePathRecord>();
   private readonly readLimit = new Limiter(8);
+  /** Small file (= chunk) id → the bundle part that carries it, from the trees loaded. */
+  private readonly bundleOf = new Lru<string, BundleRef>(1 << 20, () => 1);
+  private readonly bundleRuns = new Map<string, Promise<void>>();
+  /** Bundles that were missing or bad: their members are fetched one by one. */
+  private readonly badBundles = new Set<string>();
+  /** Bundles fetched (their members may since have left memory; the disk cache has them). */
+  private readonly bundlesDone = new Lru<string, true>(1 << 16, () => 1);
+  /** Chunk id → the multi-chunk file it belongs to, for whole-file background fetches. */
+  private readonly owner = new Lru<string, FileRecord>(1 << 18, () => 1);
+  private readonly wholeStarted = new Lru<string, true>(1 << 16, () => 1);
+  private readonly background = new Limiter(BACKGROUND_FETCHES);
+  private readonly cacheWrites = new Set<Promise<unknown>>();
+  private readonly counts = { bundles: 0, bundleChunks: 0, bundleFailures: 0, wholeFiles: 0 };
 
   constructor(private readonly p: ReaderParts) {
     this.t = p.transport;
@@ -111,6 +150,19 @@ class Reader implements RemoteReader {
   private async chunk(id: Id, length: number | undefined): Promise<Buffer | undefined> {
     const m = this.chunkMem.get(id);
     if (m) return m;
+    const rel = chunkPath(id);
+    if (!this.inflight.has(rel) && !this.cache?.has(rel)) {
+      // Going to the network: a small file's whole directory part comes in one response, and a
+      // bigger file's other chunks follow in the background.
+      const ref = this.p.bundles === false ? undefined : this.bundleOf.get(id);
+      if (ref) {
+        await this.bundle(ref);
+        const b = this.chunkMem.get(id);
+        if (b && (length === undefined || b.length === length)) return b;
+      }
+      const f = this.owner.get(id);
+      if (f && !this.wholeStarted.get(f.id)) this.wholeFile(f, id);
+    }
     // A raw chunk is one flag byte longer than its plain bytes, and a compressed one is shorter.
     const max = length !== undefined ? length + 1 : this.maxChunk + 1;
     const b = await this.load(chunkPath(id), max, (s) => decodeChunk(id, s, length, this.maxChunk));
@@ -125,7 +177,94 @@ class Reader implements RemoteReader {
     if (!t) return undefined;
     this.trees.set(id, t);
     for (const e of t.entries) if (e.id && (e.kind === 'file' || e.kind === 'exe')) this.sizes.set(e.id, e.size);
+    // Push's rule (layout.ts): a part is written when it carries two or more single-chunk files.
+    const all: BundleRef[] = [];
+    const demanded = { n: 0 };
+    for (const part of bundleParts(t.entries)) {
+      const singles = part.members.filter((x) => !this.recordHashes.has(x.id));
+      if (singles.length < 2) continue;
+      const ref: BundleRef = { tree: id, part: { part: part.part, members: singles }, all, demanded };
+      all.push(ref);
+      for (const x of singles) if (!this.bundleOf.get(x.id)) this.bundleOf.set(x.id, ref);
+    }
     return t;
+  }
+
+  /**
+   * Fetches one bundle part and keeps each member that verifies against its id and size, in
+   * memory and in the disk cache. Anything else in it is ignored: the caller then fetches its
+   * chunk on its own, so a bad bundle costs time, never bytes served.
+   */
+  private bundle(ref: BundleRef, demand = true): Promise<void> {
+    const rel = bundlePath(ref.tree, ref.part.part);
+    if (this.badBundles.has(rel) || this.bundlesDone.get(rel)) return Promise.resolve();
+    let run = this.bundleRuns.get(rel);
+    if (run) return run;
+    if (demand && ++ref.demanded.n === 2) this.siblings(ref);
+    run = (async () => {
+      let b: Buffer | undefined;
+      try {
+        b = await this.t.get(rel, bundleMaxBytes(ref.part));
+        if (!b) throw new MiqError('MIQ_REMOTE', `the remote has no bundle ${rel}`);
+        const want = new Map(ref.part.members.map((x) => [x.id, x.size]));
+        this.counts.bundles++;
+        for (const { id, stored } of splitBundle(b, rel)) {
+          const size = want.get(id);
+          if (size === undefined || this.chunkMem.get(id)) continue;
+          let plain: Buffer;
+          try {
+            plain = decodeChunk(id, stored, size, this.maxChunk);
+          } catch {
+            this.counts.bundleFailures++;
+            continue;
+          }
+          this.counts.bundleChunks++;
+          this.chunkMem.set(id, plain);
+          if (this.cache) this.track(this.cache.put(chunkPath(id), Buffer.from(stored)));
+        }
+        this.bundlesDone.set(rel, true);
+      } catch {
+        this.counts.bundleFailures++;
+        this.badBundles.add(rel);
+      } finally {
+        this.bundleRuns.delete(rel);
+      }
+    })();
+    this.bundleRuns.set(rel, run);
+    return run;
+  }
+
+  /** Queues the parts nearest to `ref` in its directory, up to SIBLING_BYTES, as background work. */
+  private siblings(ref: BundleRef): void {
+    const k = ref.all.indexOf(ref);
+    let budget = SIBLING_BYTES;
+    for (let d = 1; d < ref.all.length; d++) {
+      for (const j of [k + d, k - d]) {
+        const r = ref.all[j];
+        if (!r) continue;
+        const bytes = r.part.members.reduce((a, m) => a + m.size, 0);
+        if (bytes > budget) return;
+        budget -= bytes;
+        this.track(this.background.run(() => this.bundle(r, false)));
+      }
+    }
+  }
+
+  /** Fetches the rest of a multi-chunk file in the background, a few chunks at a time. */
+  private wholeFile(f: FileRecord, asked: Id): void {
+    this.wholeStarted.set(f.id, true);
+    if (f.size > (this.p.wholeFileMax ?? WHOLE_FILE_MAX)) return;
+    this.counts.wholeFiles++;
+    for (const c of f.chunks) {
+      if (c.id === asked || this.chunkMem.get(c.id) || this.inflight.has(chunkPath(c.id)) || this.cache?.has(chunkPath(c.id))) continue;
+      this.track(this.background.run(() => this.chunk(c.id, c.length)));
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch(() => undefined);
+    this.cacheWrites.add(q);
+    void q.then(() => this.cacheWrites.delete(q));
   }
 
   async getFile(id: Id): Promise<FileRecord | undefined> {
@@ -139,6 +278,7 @@ class Reader implements RemoteReader {
         return decodeFileRecord(b, id);
       });
       if (!rec) throw new MiqError('MIQ_REMOTE', `the remote lacks file record ${id} that its index names`, { details: { id } });
+      for (const c of rec.chunks) this.owner.set(c.id, rec);
     } else if (id === EMPTY_ID) {
       rec = { id, size: 0, chunks: [] };
     } else {
@@ -225,11 +365,11 @@ class Reader implements RemoteReader {
   }
 
   stats(): ReturnType<RemoteReader['stats']> {
-    return { transport: { ...this.t.stats }, ...(this.cache ? { cache: this.cache.snapshot() } : {}), memory: this.chunkMem.weight };
+    return { transport: { ...this.t.stats }, ...(this.cache ? { cache: this.cache.snapshot() } : {}), memory: this.chunkMem.weight, prefetch: { ...this.counts } };
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.inflight.values()]);
+    await Promise.allSettled([...this.inflight.values(), ...this.bundleRuns.values(), ...this.cacheWrites]);
     await this.t.close();
   }
 }

@@ -14,6 +14,10 @@ export interface LogLine {
   uri: string;
   status: number;
   bytes: number;
+  /** When the response was finished (seconds since the epoch, ms resolution). */
+  at: number;
+  /** Seconds the server spent on the request, first byte read to last byte sent. */
+  took: number;
 }
 
 export interface Nginx {
@@ -64,7 +68,7 @@ error_log ${errLog} warn;
 events { worker_connections 256; }
 http {
   default_type application/octet-stream;
-  log_format miq '$uri $status $body_bytes_sent';
+  log_format miq '$uri $status $body_bytes_sent $msec $request_time';
   access_log ${accessLog} miq;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
@@ -97,8 +101,8 @@ http {
     async log() {
       const text = await readFile(accessLog, 'utf8').catch(() => '');
       return text.split('\n').filter(Boolean).map((l) => {
-        const [uri, status, bytes] = l.split(' ');
-        return { uri: uri!, status: Number(status), bytes: Number(bytes) };
+        const [uri, status, bytes, at, took] = l.split(' ');
+        return { uri: uri!, status: Number(status), bytes: Number(bytes), at: Number(at), took: Number(took) };
       });
     },
     async clearLog() {
