@@ -281,7 +281,10 @@ export class ChunkReader {
   /** Starts fetching the first chunk of a file someone is likely to read next (its first read
    * then starts the readahead). */
   prefetch(f: OpenFile): void {
-    if (f.rec.chunks.length > 0) this.start(f, 0, 1);
+    // Only where chunks are local: a remote source has its own, cheaper policy (a directory's small
+    // files come as one bundle); fetching siblings' first chunks here cost requests, and for a
+    // big sibling the remote's whole-file fetch, for files nobody read.
+    if (f.rec.chunks.length > 0 && this.locator) this.start(f, 0, 1);
   }
 
   /** Copies from cached chunks only: the count, or undefined when a chunk must be fetched. */

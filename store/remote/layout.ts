@@ -6,6 +6,8 @@
  *                            vouched for by a signed per-path index), file indexes
  *   paths/<name>-<h>         signed remote path document (record + index id)
  *   profiles/<name>          signed pointer with a sequence number
+ *   bundles/<2 hex>/<tree>-<k>   a directory's small files' chunks, for fewer round trips
+ *   treepacks/<2 hex>/<tree>     every tree under a root, ditto (both: see below)
  */
 import { compress } from 'zstd-napi';
 import { createRequire } from 'node:module';
@@ -133,14 +135,18 @@ export function bundleParts(entries: readonly { kind: string; size: number; id?:
 
 /** Table (magic, count, then id + stored length per chunk) and the encoded chunks in that order. */
 export function encodeBundle(chunks: readonly { id: Id; stored: Buffer }[]): Buffer {
-  const head = Buffer.allocUnsafe(BUNDLE_MAGIC.length + 4 + chunks.length * 36);
-  let o = BUNDLE_MAGIC.copy(head, 0);
-  o = head.writeUInt32BE(chunks.length, o);
-  for (const c of chunks) {
+  return encodeTable(BUNDLE_MAGIC, chunks);
+}
+
+function encodeTable(magic: Buffer, items: readonly { id: Id; stored: Buffer }[]): Buffer {
+  const head = Buffer.allocUnsafe(magic.length + 4 + items.length * 36);
+  let o = magic.copy(head, 0);
+  o = head.writeUInt32BE(items.length, o);
+  for (const c of items) {
     o += idToBytes(c.id).copy(head, o);
     o = head.writeUInt32BE(c.stored.length, o);
   }
-  return Buffer.concat([head, ...chunks.map((c) => c.stored)]);
+  return Buffer.concat([head, ...items.map((c) => c.stored)]);
 }
 
 /** The largest bundle of a part whose members are all in it (plain + flag byte each, and the table). */
@@ -150,10 +156,14 @@ export function bundleMaxBytes(p: BundlePart): number {
 
 /** Splits a bundle into (id, stored chunk) pairs; the chunks still need decodeChunk. */
 export function splitBundle(b: Buffer, what: string): { id: Id; stored: Buffer }[] {
-  const bad = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `bundle ${what} from the remote is malformed: ${why}`); };
-  if (b.length < BUNDLE_MAGIC.length + 4 || !b.subarray(0, BUNDLE_MAGIC.length).equals(BUNDLE_MAGIC)) bad('bad magic');
-  const n = b.readUInt32BE(BUNDLE_MAGIC.length);
-  let o = BUNDLE_MAGIC.length + 4;
+  return splitTable(BUNDLE_MAGIC, b, `bundle ${what}`);
+}
+
+function splitTable(magic: Buffer, b: Buffer, what: string): { id: Id; stored: Buffer }[] {
+  const bad = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `${what} from the remote is malformed: ${why}`); };
+  if (b.length < magic.length + 4 || !b.subarray(0, magic.length).equals(magic)) bad('bad magic');
+  const n = b.readUInt32BE(magic.length);
+  let o = magic.length + 4;
   let body = o + n * 36;
   if (body > b.length) bad(`table of ${n} entries does not fit in ${b.length} bytes`);
   const out: { id: Id; stored: Buffer }[] = [];
@@ -166,4 +176,24 @@ export function splitBundle(b: Buffer, what: string): { id: Id; stored: Buffer }
   }
   if (body !== b.length) bad(`${b.length - body} bytes after the last entry`);
   return out;
+}
+
+// --- tree packs ---------------------------------------------------------------------------------
+//
+// Every tree under a root, in one file: `treepacks/<2 hex>/<root tree id>`, a table of (id, length)
+// and the encoded trees. A mount loads a profile's whole directory structure before it switches to
+// it; one request instead of a round trip per directory level. Like a bundle, a pack is only a
+// transport: each tree in it is checked against its id, and a missing pack means the tree files.
+
+export const TREE_PACK_MAX = 16 * 1024 * 1024;
+const TREE_PACK_MAGIC = Buffer.from('miqtpak1');
+
+export const treePackPath = (root: Id): string => `treepacks/${root.slice(0, 2)}/${root}`;
+
+export function encodeTreePack(trees: readonly { id: Id; bytes: Buffer }[]): Buffer {
+  return encodeTable(TREE_PACK_MAGIC, trees.map((t) => ({ id: t.id, stored: t.bytes })));
+}
+
+export function splitTreePack(b: Buffer, what: string): { id: Id; stored: Buffer }[] {
+  return splitTable(TREE_PACK_MAGIC, b, `tree pack ${what}`);
 }

@@ -56,7 +56,10 @@ export async function pullProfile(
  * generation walks the whole tree anyway (one request after another: a round trip per directory);
  * afterwards every lookup under DIR/usr is answered without the network. Files are not touched.
  */
-export async function prefetchTrees(reader: Pick<ObjectReader, 'getTree'>, root: Id, concurrency = 16): Promise<number> {
+export async function prefetchTrees(reader: Pick<ObjectReader, 'getTree'> & Partial<Pick<RemoteReader, 'loadTreePack'>>, root: Id, concurrency = 16): Promise<number> {
+  // One request for all of them when the remote has the root's tree pack; the walk then only
+  // checks that none is missing.
+  await reader.loadTreePack?.(root);
   const seen = new Set<Id>([root]);
   let level: Id[] = [root];
   while (level.length) {

@@ -11,7 +11,7 @@ import { encodeFileRecord, encodeTree, parseStorePath, type FileRecord, type Sto
 import { encodeFileIndex, makePathDoc, makePointer, parsePointerUnchecked } from './docs.js';
 import { DirWriter, destDir } from './dirwriter.js';
 import type { SigningKey } from './keys.js';
-import { bundleParts, bundlePath, chunkPath, encodeBundle, encodeChunk, objectPath, pathDocPath, profilePath } from './layout.js';
+import { bundleParts, bundlePath, chunkPath, encodeBundle, encodeChunk, encodeTreePack, objectPath, pathDocPath, profilePath, TREE_PACK_MAX, treePackPath } from './layout.js';
 import { forEachLimit } from './limit.js';
 
 /** What push reads; the local Store satisfies it. */
@@ -47,6 +47,7 @@ export interface PushResult {
   chunksWritten: number;
   objectsWritten: number;
   bundlesWritten: number;
+  treePacksWritten: number;
   bytesWritten: number;
   pointer?: { profile: string; sequence: number; written: boolean };
   signed: boolean;
@@ -57,7 +58,7 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
   const conc = opts.concurrency ?? 8;
   const roots = [...(opts.paths ?? []), ...(opts.profile?.paths ?? [])];
   if (roots.length === 0 && !opts.profile) throw new MiqError('MIQ_BAD_INPUT', 'nothing to push: name store paths or --profile');
-  const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bundlesWritten: 0, bytesWritten: 0, signed: !!opts.key };
+  const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bundlesWritten: 0, treePacksWritten: 0, bytesWritten: 0, signed: !!opts.key };
 
   const order = await closureOrder(src, roots);
   res.closure = order.length;
@@ -117,11 +118,35 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
     if (await put(objectPath(id), () => bytes)) res.objectsWritten++;
   };
 
+  /** Every tree under `root` as one file, after the trees themselves (see layout.ts). */
+  const pushTreePack = async (root: Id): Promise<void> => {
+    const rel = treePackPath(root);
+    if (!(opts.bundles ?? true) || present.has(rel) || (await w.has(rel))) return;
+    const trees: { id: Id; bytes: Buffer }[] = [];
+    const seen = new Set<Id>([root]);
+    let bytes = 0;
+    for (let level: Id[] = [root]; level.length;) {
+      const next: Id[] = [];
+      for (const id of level) {
+        const t = (await src.getTree(id))!;
+        const b = encodeTree(t.entries);
+        trees.push({ id, bytes: b });
+        bytes += b.length + 36;
+        // Too big to be worth one response: a client walks the tree files instead.
+        if (bytes > TREE_PACK_MAX) return;
+        for (const e of t.entries) if (e.kind === 'dir' && !seen.has(e.id!)) { seen.add(e.id!); next.push(e.id!); }
+      }
+      level = next;
+    }
+    if (await put(rel, () => encodeTreePack(trees))) res.treePacksWritten++;
+  };
+
   for (const rec of order) {
     const docRel = pathDocPath(rec.path);
     if (await w.has(docRel)) continue;
     const index = new Map<Id, Id>();
     await pushTree(rec.tree, index);
+    await pushTreePack(rec.tree);
     let indexId: Id | null = null;
     if (index.size > 0) {
       const ib = encodeFileIndex(index);
@@ -135,6 +160,7 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
   if (opts.profile) {
     const p = opts.profile;
     await pushTree(p.tree, new Map());
+    await pushTreePack(p.tree);
     const rel = profilePath(p.name);
     const old = await w.read(rel);
     const prev = old ? parsePointerUnchecked(old, p.name) : undefined;

@@ -11,7 +11,7 @@ import { decodeFileRecord, decodeTree, type FileRecord, type StorePathRecord, ty
 import type { DiskCache } from './cache.js';
 import { MAX_DOC_BYTES, decodeFileIndex, parsePathDoc, parsePointer, type Pointer } from './docs.js';
 import type { TrustedKey } from './keys.js';
-import { bundleMaxBytes, bundleParts, bundlePath, chunkPath, decodeChunk, objectPath, pathDocPath, profilePath, splitBundle, type BundlePart } from './layout.js';
+import { bundleMaxBytes, bundleParts, bundlePath, chunkPath, decodeChunk, objectPath, pathDocPath, profilePath, splitBundle, splitTreePack, TREE_PACK_MAX, treePackPath, type BundlePart } from './layout.js';
 import { Limiter } from './limit.js';
 import { Lru } from '../lru.js';
 import type { SeenPointers } from './seen.js';
@@ -47,6 +47,8 @@ export interface RemoteReader extends ObjectReader {
   /** The current pointer, fetched now, signature- and rollback-checked; its member paths are
    * loaded so their files resolve. Falls back to the last verified copy when the remote is down. */
   getProfile(name: string): Promise<(Pointer & { stale: boolean }) | undefined>;
+  /** Loads every tree under `root` from its tree pack, when the remote has one; the count. */
+  loadTreePack(root: Id): Promise<number>;
   stats(): { transport: TransportStats; cache?: ReturnType<DiskCache['snapshot']>; memory: number; prefetch: { bundles: number; bundleChunks: number; bundleFailures: number; wholeFiles: number } };
   close(): Promise<void>;
 }
@@ -175,6 +177,11 @@ class Reader implements RemoteReader {
     if (m) return m;
     const t = await this.load(objectPath(id), MAX_OBJECT_BYTES, (b) => decodeTree(b, id));
     if (!t) return undefined;
+    this.remember(id, t);
+    return t;
+  }
+
+  private remember(id: Id, t: Tree): void {
     this.trees.set(id, t);
     for (const e of t.entries) if (e.id && (e.kind === 'file' || e.kind === 'exe')) this.sizes.set(e.id, e.size);
     // Push's rule (layout.ts): a part is written when it carries two or more single-chunk files.
@@ -187,7 +194,38 @@ class Reader implements RemoteReader {
       all.push(ref);
       for (const x of singles) if (!this.bundleOf.get(x.id)) this.bundleOf.set(x.id, ref);
     }
-    return t;
+  }
+
+  async loadTreePack(root: Id): Promise<number> {
+    if (this.p.bundles === false || this.trees.get(root)) return 0;
+    const rel = treePackPath(root);
+    let b: Buffer | undefined;
+    try {
+      b = await this.t.get(rel, TREE_PACK_MAX);
+    } catch {
+      return 0; // a transport: the tree files are still there
+    }
+    if (!b) return 0;
+    let items: { id: Id; stored: Buffer }[];
+    try {
+      items = splitTreePack(b, rel);
+    } catch {
+      return 0;
+    }
+    let n = 0;
+    for (const { id, stored } of items) {
+      if (this.trees.get(id)) continue;
+      let t: Tree;
+      try {
+        t = decodeTree(stored, id);
+      } catch {
+        continue; // fetched on its own when needed, and checked then
+      }
+      this.remember(id, t);
+      if (this.cache && !this.cache.has(objectPath(id))) this.track(this.cache.put(objectPath(id), Buffer.from(stored)));
+      n++;
+    }
+    return n;
   }
 
   /**
