@@ -12,7 +12,7 @@ import { isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { FileRecord, StorePathRecord, Tree } from '../store/objects.js';
 import { checkCache, generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
-import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, type BundlePart } from '../store/remote/layout.js';
+import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, objectPath, treePackPath, type BundlePart } from '../store/remote/layout.js';
 import { idOf } from '../store/ids.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 
@@ -318,6 +318,7 @@ describe('bundles and whole-file fetches', () => {
     const res = await push(src, remoteDir, { paths: [rec.path], key: loadSigningKey(k.secretFile) });
     assert.ok(parts.length >= 2, `${parts.length} parts`);
     assert.equal(res.bundlesWritten, parts.length, 'one bundle per part of lib/mods, none elsewhere');
+    assert.equal(res.treePacksWritten, 1);
     assert.ok(parts.every((p) => !p.members.some((m) => m.size > BUNDLE_FILE_MAX)), 'the 200 KiB file is not bundled');
     nginx = await startNginx(remoteDir);
   });
@@ -387,6 +388,48 @@ describe('bundles and whole-file fetches', () => {
       assert.deepEqual(await nginx.log(), [], 'all from the disk cache');
     } finally {
       await cached.r.close();
+    }
+  });
+
+  it('a tree pack brings every directory of a path in one request; a damaged tree in it is fetched on its own', async () => {
+    const pack = join(remoteDir, treePackPath(rec.tree));
+    const orig = await readFile(pack);
+    const fresh = async (cache: string): Promise<RemoteReader> => {
+      const r = await openRemote(nginx.url, { cacheDir: join(tmp, cache), trustedKeys: [pub] });
+      await r.getStorePath(rec.path);
+      return r;
+    };
+    const walk = async (r: RemoteReader): Promise<void> => {
+      const root = (await r.getTree(rec.tree))!;
+      const lib = (await r.getTree(root.entries.find((e) => e.name.toString() === 'lib')!.id!))!;
+      const mods = (await r.getTree(lib.entries.find((e) => e.name.toString() === 'mods')!.id!))!;
+      assert.equal(mods.entries.length, 61);
+    };
+    let r = await fresh('t1');
+    try {
+      await nginx.clearLog();
+      assert.equal(await r.loadTreePack(rec.tree), 3, 'root, lib, lib/mods');
+      await walk(r);
+      assert.deepEqual((await nginx.log()).map((l) => l.uri), [`/${treePackPath(rec.tree)}`]);
+    } finally {
+      await r.close();
+    }
+    // The last tree in the pack (lib/mods, breadth first) with a flipped byte.
+    const bad = Buffer.from(orig);
+    bad[bad.length - 5] ^= 1;
+    await writeFile(pack, bad);
+    try {
+      r = await fresh('t2');
+      try {
+        await nginx.clearLog();
+        assert.equal(await r.loadTreePack(rec.tree), 2);
+        await walk(r);
+        assert.deepEqual((await nginx.log()).map((l) => l.uri), [`/${treePackPath(rec.tree)}`, `/${objectPath(modsTree)}`]);
+      } finally {
+        await r.close();
+      }
+    } finally {
+      await writeFile(pack, orig);
     }
   });
 
