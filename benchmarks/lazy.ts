@@ -90,6 +90,8 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
   } finally {
     await store.close();
   }
+  const du = async (d: string): Promise<number> => Number((await must('sh', ['-c', `du -sb '${d}' 2>/dev/null | cut -f1 || echo 0`])).trim() || 0);
+  const remoteBytes = { total: await du(remoteDir), bundles: await du(join(remoteDir, 'bundles')), treePacks: await du(join(remoteDir, 'treepacks')) };
   await must('sh', ['-c', `tar -C '${staging}' -cf - . | zstd -q -3 -T0 -o '${remoteDir}/profile.tar.zst'`]);
   const nginx = await startNginx(remoteDir);
   const served = async (): Promise<{ bytes: number; requests: number }> => {
@@ -193,7 +195,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
       targets: { bytesUnder10pct: results.lazy!.bytes / profileBytes < 0.1, timeUnderFifth: results.lazy!.seconds / full < 0.2 },
     };
   };
-  return { profileBytes, links: Object.fromEntries(Object.entries(links).map(([k2, v]) => [k2, summary(v)])) };
+  return { profileBytes, remoteBytes, links: Object.fromEntries(Object.entries(links).map(([k2, v]) => [k2, summary(v)])) };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -204,6 +206,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const pb = r.profileBytes as number;
     const mb = (b: number): string => (b / 1024 / 1024).toFixed(1);
     process.stdout.write(`profile: ${mb(pb)} MiB\n`);
+    const rb = r.remoteBytes as { total: number; bundles: number; treePacks: number };
+    process.stdout.write(`remote after miq push: ${mb(rb.total)} MiB, of which bundles ${mb(rb.bundles)} MiB and tree packs ${mb(rb.treePacks)} MiB\n`);
     for (const [link, sum] of Object.entries(r.links as Record<string, { results: Record<string, { seconds: number; bytes: number; requests: number; all?: number[] }>; lazyShareOfProfileBytes: number; lazyTimeOverFastestFull: number; targets: unknown }>)) {
       process.stdout.write(`\n${link}:\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
       for (const [k, v] of Object.entries(sum.results)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / pb).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)}${v.all && v.all.length > 1 ? ` (${v.all.map((x) => x.toFixed(2)).join(', ')})` : ''} |\n`);

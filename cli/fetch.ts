@@ -4,7 +4,7 @@ import { MiqError } from '../store/errors.js';
 import type { LocalStore } from '../store/local.js';
 import { controlOf } from '../mount/client.js';
 import { loadTrustedKeys, localSink, openRemote, prefetch } from '../store/remote/index.js';
-import { fmtBytes, globals, printJson, storeDir, withStore } from './context.js';
+import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
@@ -27,7 +27,13 @@ export function register(program: Command): void {
         const r = await withStore(g, async (store) => {
           if (controlOf(store)) throw new MiqError('MIQ_STORE_LOCKED', `the store at ${dir} is mounted; stop the mount to run miq fetch (a lazy mount fetches on read)`);
           const sink = localSink(store as LocalStore);
-          const res = await prefetch(remote, { paths, profile: o.profile }, sink);
+          const bar = progressLine(g);
+          let res;
+          try {
+            res = await prefetch(remote, { paths, profile: o.profile }, sink, 16, (p) => bar.update(`fetch: ${p.files}/${p.filesTotal} files, ${fmtBytes(p.bytes)}`));
+          } finally {
+            bar.done();
+          }
           await sink.flush();
           for (const p of paths.length ? paths : res.paths) await store.pin(p);
           return res;

@@ -4,7 +4,7 @@ import type { Id } from '../store/ids.js';
 import type { Store } from '../store/api.js';
 import { current } from '../store/profiles.js';
 import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
-import { fmtBytes, globals, printJson, withStore } from './context.js';
+import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
 
 /** The current generation of a local profile. */
 async function currentGeneration(store: Store, name: string): Promise<PushProfile> {
@@ -22,17 +22,26 @@ export function register(program: Command): void {
     .option('--profile <name>', "also push a profile's current generation and a signed pointer to it")
     .option('--sign-key <file>', 'secret key from `miq key generate` (clients accept only signed records)')
     .option('--no-fsync', 'skip fsync per file (faster; a crash may leave torn files that clients reject)')
+    .option('--no-bundles', "skip the bundles of each directory's small files and the tree packs (lazy mounts then need a request per small file and per directory)")
     .option('--json', 'print one JSON object')
-    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       const key = o.signKey ? loadSigningKey(o.signKey) : undefined;
       if (!key) process.stderr.write('miq: warning: pushing without --sign-key; clients will refuse these records until they are signed\n');
       const r = await withStore(g, async (store) => {
         const profile = o.profile ? await currentGeneration(store, o.profile) : undefined;
-        return push(store, dest, { paths, profile, key, durable: o.fsync });
+        const bar = progressLine(g);
+        try {
+          return await push(store, dest, {
+            paths, profile, key, durable: o.fsync, bundles: o.bundles,
+            onProgress: (p) => bar.update(`push: ${p.paths}/${p.closure} store paths, ${p.chunks} chunks, ${fmtBytes(p.bytes)}`),
+          });
+        } finally {
+          bar.done();
+        }
       });
       if (o.json) return printJson(r);
-      process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks and ${r.objectsWritten} objects written, ${fmtBytes(r.bytesWritten)}\n`);
+      process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks, ${r.objectsWritten} objects, ${r.bundlesWritten} bundles and ${r.treePacksWritten} tree packs written, ${fmtBytes(r.bytesWritten)}\n`);
       if (r.pointer) process.stdout.write(`profile ${r.pointer.profile}: pointer sequence ${r.pointer.sequence}${r.pointer.written ? '' : ' (unchanged)'}\n`);
     });
 }

@@ -36,8 +36,10 @@ export interface PushOptions {
   concurrency?: number;
   /** fsync each file before its rename (default true). */
   durable?: boolean;
-  /** Also write each tree's small files as bundles (layout.ts; default true). */
+  /** Also write bundles of small files and tree packs (layout.ts; default true). */
   bundles?: boolean;
+  /** Called now and then with what has been written so far. */
+  onProgress?: (p: { paths: number; closure: number; chunks: number; bytes: number }) => void;
 }
 
 export interface PushResult {
@@ -72,6 +74,14 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
     return p;
   };
 
+  let lastShown = 0;
+  const progress = (): void => {
+    const now = performance.now();
+    if (!opts.onProgress || now - lastShown < 100) return;
+    lastShown = now;
+    opts.onProgress({ paths: res.pathsWritten.length, closure: res.closure, chunks: res.chunksWritten, bytes: w.bytesWritten.n });
+  };
+
   const pushTree = async (id: Id, index: Map<Id, Id>): Promise<void> => {
     const tree = await src.getTree(id);
     if (!tree) throw new MiqError('MIQ_MISSING', `tree ${id} is missing from the local store (run miq verify)`, { details: { id } });
@@ -88,7 +98,10 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
       const rec = await src.getFile(e.id!);
       if (!rec) throw new MiqError('MIQ_MISSING', `file ${e.id} is missing from the local store`, { details: { id: e.id } });
       for (const c of rec.chunks) {
-        if (await put(chunkPath(c.id), () => encoded(c.id))) res.chunksWritten++;
+        if (await put(chunkPath(c.id), () => encoded(c.id))) {
+          res.chunksWritten++;
+          progress();
+        }
       }
       if (rec.chunks.length > 1) {
         const rb = encodeFileRecord(rec);
