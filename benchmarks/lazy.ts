@@ -10,6 +10,7 @@
  *
  *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--runs 3] [--work DIR] [--trace PREFIX] [--json]
  *
+ * --no-hints skips the runs with a recorded prefetch list (miq mount --record-hints, push --hints).
  * --runs repeats each measurement (fresh mount, store and cache each time) and reports medians.
  *
  * --trace writes the lazy run's requests (finish time, server seconds, status, bytes, path) to
@@ -19,7 +20,7 @@
  * lazy-link.ts; --mbit 0 skips it).
  */
 import { spawn } from 'node:child_process';
-import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,7 +77,7 @@ async function stage(dir: string, minBytes: number): Promise<number> {
   return total;
 }
 
-export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number }): Promise<Record<string, unknown>> {
+export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number; hints: boolean }): Promise<Record<string, unknown>> {
   const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
   const staging = join(work, 'profile');
   const remoteDir = join(work, 'remote');
@@ -113,15 +114,14 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
     }]));
   };
 
-  const measureOnce = async (label: string, url: string): Promise<Record<string, Row>> => {
-    const results: Record<string, Row> = {};
+  /** A cold lazy mount (`miq mount --remote` from an empty store, in its own process) and the
+   * program's first run from it: the clock runs from spawning the mount to the program's exit. */
+  const lazyRun = async (label: string, url: string, extra: string[]): Promise<{ run: Row; ready: Row }> => {
     const mnt = join(work, `mnt-${label}`);
-    // 1. Cold lazy mount (`miq mount --remote` from an empty store, in its own process), first
-    // run of the program: the clock runs from spawning the mount to the program's exit.
     await nginx.clearLog();
-    let t0 = performance.now();
+    const t0 = performance.now();
     await mkdir(mnt, { recursive: true });
-    const m = spawn(process.execPath, [MIQ, 'mount', mnt, '--remote', url, '--trusted-key', k.publicText, '--profile', 'bench', '--json'], { env: { ...process.env, MIQ_HOME: join(work, `store-lazy-${label}`) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const m = spawn(process.execPath, [MIQ, 'mount', mnt, '--remote', url, '--trusted-key', k.publicText, '--profile', 'bench', '--json', ...extra], { env: { ...process.env, MIQ_HOME: join(work, `store-lazy-${label}`) }, stdio: ['ignore', 'pipe', 'pipe'] });
     let mErr = '';
     m.stderr!.on('data', (d) => (mErr += d));
     let ok: { code: number; out: string; err: string };
@@ -150,11 +150,21 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
       await run('sh', ['-c', `umount -l '${join(mnt, 'usr')}' 2>/dev/null; umount -l '${mnt}' 2>/dev/null; true`]);
     }
     if (ok.code !== 0 || ok.out.trim() !== 'ok') throw new Error(`program failed from the lazy mount: ${ok.err} ${mErr}`);
+    if (o.trace) await writeFile(`${o.trace}.${label}.log`, (await nginx.log()).map((l) => `${l.at.toFixed(3)} ${l.took.toFixed(3)} ${l.status} ${l.bytes} ${l.uri}`).join('\n') + '\n');
     // The clock stops when the program exits; the bytes are counted after the mount has stopped,
     // so background fetches still running then are charged to the lazy run too.
-    results.lazy = { seconds: (ranAt - t0) / 1000, ...(await served()) };
-    if (o.trace) await writeFile(`${o.trace}.${label}.log`, (await nginx.log()).map((l) => `${l.at.toFixed(3)} ${l.took.toFixed(3)} ${l.status} ${l.bytes} ${l.uri}`).join('\n') + '\n');
-    results.lazyMountReady = { seconds: mountedAt, ...atMount };
+    return { run: { seconds: (ranAt - t0) / 1000, ...(await served()) }, ready: { seconds: mountedAt, ...atMount } };
+  };
+
+  const measureOnce = async (label: string, url: string): Promise<Record<string, Row>> => {
+    const results: Record<string, Row> = {};
+    // 1. Lazy, without the prefetch list; then with it (the list was recorded beforehand, in
+    // another mount of the same remote: see below).
+    const plain = await lazyRun(label, url, ['--no-hints']);
+    results.lazy = plain.run;
+    results.lazyMountReady = plain.ready;
+    if (hinted) results.lazyWithHints = (await lazyRun(`${label}-hints`, url, [])).run;
+    let t0: number;
 
     // 2. miq fetch of the whole profile into an empty store.
     await nginx.clearLog();
@@ -172,6 +182,20 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
     return results;
   };
 
+  // The publisher's side of the prefetch list: one recorded start of the program from a lazy
+  // mount (over loopback), pushed beside the pointer.
+  let hinted = false;
+  if (o.hints) {
+    const file = join(work, 'python.hints');
+    await lazyRun('record', nginx.url, ['--no-hints', '--record-hints', file]);
+    const store2 = await openStore(storeA);
+    try {
+      await push(store2, remoteDir, { profile: { name: 'bench', generation: 1, paths: [ing.path], tree: ing.tree as never }, key: loadSigningKey(k.secretFile), durable: false, hints: await readFile(file) });
+    } finally {
+      await store2.close();
+    }
+    hinted = true;
+  }
   try {
     links.loopback = await measure('loopback', nginx.url);
     if (o.mbit > 0) {
@@ -192,6 +216,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
       results,
       lazyShareOfProfileBytes: results.lazy!.bytes / profileBytes,
       lazyTimeOverFastestFull: results.lazy!.seconds / full,
+      ...(results.lazyWithHints ? { withHints: { share: results.lazyWithHints.bytes / profileBytes, timeOverFastestFull: results.lazyWithHints.seconds / full } } : {}),
       targets: { bytesUnder10pct: results.lazy!.bytes / profileBytes < 0.1, timeUnderFifth: results.lazy!.seconds / full < 0.2 },
     };
   };
@@ -200,7 +225,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
-  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1) });
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1), hints: !process.argv.includes('--no-hints') });
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
     const pb = r.profileBytes as number;
@@ -212,6 +237,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       process.stdout.write(`\n${link}:\n\n| method | MiB downloaded | % of profile | requests | seconds |\n| --- | ---: | ---: | ---: | ---: |\n`);
       for (const [k, v] of Object.entries(sum.results)) process.stdout.write(`| ${k} | ${mb(v.bytes)} | ${((100 * v.bytes) / pb).toFixed(1)} | ${v.requests} | ${v.seconds.toFixed(2)}${v.all && v.all.length > 1 ? ` (${v.all.map((x) => x.toFixed(2)).join(', ')})` : ''} |\n`);
       process.stdout.write(`\nlazy first run: ${(100 * sum.lazyShareOfProfileBytes).toFixed(1)}% of the bytes, ${sum.lazyTimeOverFastestFull.toFixed(3)}x the time of the fastest full download+unpack; targets ${JSON.stringify(sum.targets)}\n`);
+      const wh = (sum as { withHints?: { share: number; timeOverFastestFull: number } }).withHints;
+      if (wh) process.stdout.write(`with the recorded prefetch list: ${(100 * wh.share).toFixed(1)}% of the bytes, ${wh.timeOverFastestFull.toFixed(3)}x\n`);
     }
   }
 }

@@ -1,8 +1,11 @@
 /** Glue for `miq mount --remote` and `miq profile pull`: which remote, which keys, which cache. */
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MountHandle } from '../mount/daemon.js';
 import type { Store } from '../store/api.js';
-import { MiqError, isMiqError } from '../store/errors.js';
+import { MiqError, ioError, isMiqError } from '../store/errors.js';
+import type { Id } from '../store/ids.js';
+import { encodeHints } from '../store/remote/layout.js';
 import { current } from '../store/profiles.js';
 import {
   REMOTE_URL_KEY, generationPaths, layeredStore, loadTrustedKeys, openRemote, parseSize, pullProfile, type LayeredStore, type RemoteReader,
@@ -13,12 +16,16 @@ export interface LazyOptions {
   trustedKey: string[];
   pullInterval?: string;
   profile: string;
+  /** false with --no-hints: ignore the remote's prefetch list. */
+  hints?: boolean;
+  /** --record-hints FILE: write the chunks read, in order, as a prefetch list when stopped. */
+  recordHints?: string;
 }
 
 /** The verified remote reader of a store: its disk cache and rollback record live in the store. */
-export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string): Promise<RemoteReader> {
+export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string, recordHints = false): Promise<RemoteReader> {
   const size = cacheSize === undefined ? 1024 ** 3 : parseSize(/^\d+$/.test(cacheSize) ? `${cacheSize}M` : cacheSize);
-  return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json') });
+  return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json'), recordHints });
 }
 
 /** The remote a lazy store was last mounted from, and the keys it was told to trust. */
@@ -40,8 +47,12 @@ const say = (l: string): void => { process.stderr.write(`miq: ${l}\n`); };
  * when a generation is already recorded), loads the records the kept generations name, and
  * returns hooks for the mount's pull interval.
  */
-export async function openLazy(local: Store, o: LazyOptions, cacheSize: string | undefined): Promise<{ store: LayeredStore; started(h: MountHandle): void; stop(): void }> {
-  const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize);
+export async function openLazy(local: Store, o: LazyOptions, cacheSize: string | undefined): Promise<{ store: LayeredStore; started(h: MountHandle): void; stop(): Promise<void> }> {
+  if (o.recordHints) {
+    // Fail now, not after an hour of serving: the list is written here when the mount stops.
+    await writeFile(o.recordHints, encodeHints([])).catch((e: unknown) => { throw ioError(e, 'cannot write the hints file', o.recordHints!); });
+  }
+  const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize, !!o.recordHints);
   const store = layeredStore(local, remote);
   await rememberRemote(store, o.remote!, o.trustedKey);
   const pull = async (): Promise<boolean> => {
@@ -62,6 +73,10 @@ export async function openLazy(local: Store, o: LazyOptions, cacheSize: string |
     say(`warning: cannot pull ${o.profile} from ${remote.url}: ${(e as Error).message}`);
   }
   await store.loadClosure(await generationPaths(store)).catch((e: unknown) => say(`warning: loading generation records: ${(e as Error).message}`));
+  if (o.hints !== false) {
+    const gen = await current(store, o.profile).catch(() => undefined);
+    if (gen) void remote.startHints(gen.tree as Id);
+  }
   let timer: NodeJS.Timeout | undefined;
   let busy = false;
   return {
@@ -79,8 +94,13 @@ export async function openLazy(local: Store, o: LazyOptions, cacheSize: string |
       }, secs * 1000);
       timer.unref();
     },
-    stop() {
+    async stop() {
       if (timer) clearInterval(timer);
+      if (o.recordHints) {
+        const ids = remote.recordedHints();
+        await writeFile(o.recordHints, encodeHints(ids)).catch((e: unknown) => say(`warning: ${(ioError(e, 'cannot write the hints file', o.recordHints!)).message}`));
+        say(`${ids.length} chunk ids written to ${o.recordHints} (publish with: miq push DEST --profile ${o.profile} --hints ${o.recordHints})`);
+      }
     },
   };
 }

@@ -4,6 +4,7 @@ import { startMount, untilSignal } from '../mount/daemon.js';
 import { prepareMountpoint } from '../mount/mountinfo.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
 import { globals, printJson, storeDir } from './context.js';
 import { openLazy, type LazyOptions } from './lazy.js';
 
@@ -28,6 +29,9 @@ Lazily, from a remote that \`miq push\` wrote (any static HTTP server), with an 
   miq mount /miq --remote https://cache.example/repo --trusted-key NAME:BASE64 [--cache-size 2G]
 Records come on lookup and chunks on first read, verified; the disk cache stays under
 --cache-size. \`miq profile pull system\` (or --pull-interval) switches to the remote's new pointer.
+A prefetch list makes a program's first start fetch in parallel instead of one file at a time:
+  miq mount /tmp/m --remote URL --trusted-key K --record-hints app.hints &   # run the program, stop
+  miq push /srv/www/miq --profile system --hints app.hints                   # publish it
 `;
 
 export function register(program: Command): void {
@@ -42,8 +46,11 @@ export function register(program: Command): void {
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
     .option('--trusted-key <key>', 'with --remote: NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--pull-interval <seconds>', "with --remote: pull the remote's pointer of --profile this often")
+    .option('--no-hints', "with --remote: ignore the remote's prefetch list for the profile")
+    .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)
     .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean } & LazyOptions, cmd: Command) => {
+      if (!o.remote && (o.recordHints || o.pullInterval !== undefined)) throw new MiqError('MIQ_BAD_INPUT', `${o.recordHints ? '--record-hints' : '--pull-interval'} needs --remote URL (it is about a lazy mount of a remote)`);
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const pre = await prepareMountpoint(resolve(dir));
       let store: Store = await openStore(storeDir(globals(cmd)));
@@ -61,7 +68,7 @@ export function register(program: Command): void {
           process.stderr.write(`miq: serving ${s.dir} (store ${s.store}, ${s.profile} generation ${s.generation ?? 'none'}); stop with Ctrl-C\n`);
         }
         const sig = await untilSignal(h);
-        lazy?.stop();
+        await lazy?.stop();
         if (!o.json) process.stderr.write(`miq: ${sig}: unmounted ${s.dir}\n`);
       } finally {
         await store.close();

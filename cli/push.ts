@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { MiqError } from '../store/errors.js';
+import { readFile } from 'node:fs/promises';
+import { MiqError, ioError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { Store } from '../store/api.js';
 import { current } from '../store/profiles.js';
 import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
+import { decodeHints } from '../store/remote/layout.js';
 import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
 
 /** The current generation of a local profile. */
@@ -22,18 +24,28 @@ export function register(program: Command): void {
     .option('--profile <name>', "also push a profile's current generation and a signed pointer to it")
     .option('--sign-key <file>', 'secret key from `miq key generate` (clients accept only signed records)')
     .option('--no-fsync', 'skip fsync per file (faster; a crash may leave torn files that clients reject)')
+    .option('--hints <file>', 'with --profile: publish a prefetch list recorded by `miq mount --record-hints` for its current generation')
     .option('--no-bundles', "skip the bundles of each directory's small files and the tree packs (lazy mounts then need a request per small file and per directory)")
     .option('--json', 'print one JSON object')
-    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; hints?: string; json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       const key = o.signKey ? loadSigningKey(o.signKey) : undefined;
       if (!key) process.stderr.write('miq: warning: pushing without --sign-key; clients will refuse these records until they are signed\n');
+      const hints = o.hints ? await readFile(o.hints).catch((e: unknown) => { throw ioError(e, 'cannot read the hints file', o.hints!); }) : undefined;
+      if (hints) {
+        try {
+          decodeHints(hints, o.hints!);
+        } catch (e) {
+          throw new MiqError('MIQ_BAD_INPUT', `${(e as Error).message}; write one with \`miq mount DIR --remote URL --record-hints ${o.hints}\``);
+        }
+        if (!o.profile) throw new MiqError('MIQ_BAD_INPUT', '--hints belongs to a profile: add --profile NAME');
+      }
       const r = await withStore(g, async (store) => {
         const profile = o.profile ? await currentGeneration(store, o.profile) : undefined;
         const bar = progressLine(g);
         try {
           return await push(store, dest, {
-            paths, profile, key, durable: o.fsync, bundles: o.bundles,
+            paths, profile, key, durable: o.fsync, bundles: o.bundles, hints,
             onProgress: (p) => bar.update(`push: ${p.paths}/${p.closure} store paths, ${p.chunks} chunks, ${fmtBytes(p.bytes)}`),
           });
         } finally {
@@ -42,6 +54,7 @@ export function register(program: Command): void {
       });
       if (o.json) return printJson(r);
       process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks, ${r.objectsWritten} objects, ${r.bundlesWritten} bundles and ${r.treePacksWritten} tree packs written, ${fmtBytes(r.bytesWritten)}\n`);
+      if (r.hintsWritten !== undefined) process.stdout.write(`prefetch list: ${r.hintsWritten} chunk ids\n`);
       if (r.pointer) process.stdout.write(`profile ${r.pointer.profile}: pointer sequence ${r.pointer.sequence}${r.pointer.written ? '' : ' (unchanged)'}\n`);
     });
 }

@@ -295,6 +295,62 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     }
   });
 
+  it('a prefetch list recorded from one mount and pushed makes the next cold mount fetch it before the program asks', { timeout: 300_000 }, async (t) => {
+    const runBash = async (dir: string): Promise<void> => {
+      const view = join(dir, 'usr');
+      const binds = (await readdir(view)).flatMap((e) => ['--ro-bind', join(view, e), `/${e}`]);
+      const r = await sh(`bwrap --unshare-all --die-with-parent --tmpfs / ${binds.map((b) => `'${b}'`).join(' ')} --dev /dev --proc /proc --tmpfs /tmp /bin/bash -c 'echo $((6 * 7)); ls /usr/bin | wc -l'`, { timeoutMs: 120_000 });
+      assert.equal(r.stdout.split('\n')[0], '42', r.stderr);
+    };
+    const file = join(base, 'bash.hints');
+    // Without --remote, or a file that is not a list: clear errors.
+    const noRemote = await miqAsync(['mount', join(base, 'mnt-h0'), '--record-hints', file], { env: home('h0') });
+    assert.ok(isCleanError(noRemote), noRemote.stderr);
+    assert.match(noRemote.stderr, /--record-hints needs --remote/);
+    await writeFile(join(base, 'not.hints'), 'hello');
+    const badPush = miq(['push', join(base, 'remote'), '--profile', 'system', '--hints', join(base, 'not.hints')], { env: home('a') });
+    assert.ok(isCleanError(badPush) && badPush.code === 2, badPush.stderr);
+    assert.match(badPush.stderr, /not a miq hints file/);
+
+    const rec = await mountLazy('h1', nginx!.url, ['--record-hints', file, '--no-hints']);
+    try {
+      await runBash(rec.dir);
+    } finally {
+      await rec.stop();
+    }
+    assert.match(rec.stderr(), /chunk ids written to/);
+    const p = miq(['push', join(base, 'remote'), '--profile', 'system', '--sign-key', join(base, 'keys', 'lazy-1.key'), '--hints', file, '--json'], { env: home('a') });
+    assert.equal(p.code, 0, p.stderr);
+    const listed = json<{ hintsWritten: number }>(p).hintsWritten;
+    assert.ok(listed >= 5, `${listed} chunk ids recorded`);
+
+    await nginx!.clearLog();
+    const m = await mountLazy('h2', nginx!.url);
+    try {
+      // Wait for the background fetches to settle: no new request for half a second.
+      let n = -1;
+      for (let i = 0; i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        const now = (await served()).requests;
+        if (now === n) break;
+        n = now;
+      }
+      const log = await nginx!.log();
+      assert.ok(log.some((l) => l.uri.startsWith('/hints/')), 'the list was fetched');
+      const before = await served();
+      if (process.env.MIQ_TEST_TRACE) t.diagnostic(JSON.stringify(Object.entries(log.reduce<Record<string, number>>((a, l) => { const k = l.uri.split("/")[1]!; a[k] = (a[k] ?? 0) + 1; return a; }, {}))));
+      t.diagnostic(`mounted with the list: ${before.requests} requests, ${before.chunks} chunk and bundle bytes before the program ran`);
+      assert.ok(before.chunks > 0);
+      await nginx!.clearLog();
+      await runBash(m.dir);
+      const after = await served();
+      t.diagnostic(`then bash's first run: ${after.requests} requests`);
+      assert.equal(after.chunks, 0, `fetched during the run: ${(await nginx!.log()).map((l) => l.uri).join(' ')}`);
+    } finally {
+      await m.stop();
+    }
+  });
+
   it('an untrusted key or an unreachable remote is one clean error and leaves no mount', { timeout: 120_000 }, async () => {
     const other = miq(['key', 'generate', 'other', '--dir', join(base, 'keys'), '--json'], { env: home('g') });
     const wrong = json<{ publicText: string }>(other).publicText;

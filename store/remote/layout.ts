@@ -8,6 +8,7 @@
  *   profiles/<name>          signed pointer with a sequence number
  *   bundles/<2 hex>/<tree>-<k>   a directory's small files' chunks, for fewer round trips
  *   treepacks/<2 hex>/<tree>     every tree under a root, ditto (both: see below)
+ *   hints/<2 hex>/<tree>         chunk ids a program's start read, to prefetch (see below)
  */
 import { compress } from 'zstd-napi';
 import { createRequire } from 'node:module';
@@ -196,4 +197,38 @@ export function encodeTreePack(trees: readonly { id: Id; bytes: Buffer }[]): Buf
 
 export function splitTreePack(b: Buffer, what: string): { id: Id; stored: Buffer }[] {
   return splitTable(TREE_PACK_MAGIC, b, `tree pack ${what}`);
+}
+
+// --- prefetch hints -----------------------------------------------------------------------------
+//
+// `hints/<2 hex>/<tree id>`: the chunk ids a program's start read from a lazy mount of that
+// profile tree, in first-read order (recorded by `miq mount --record-hints`, published by `miq push
+// --hints`). A client that mounts the tree fetches them in the background, many at once, instead
+// of one round trip per file as the program asks (the eStargz / CernVM-FS prefetch-list idea).
+// Advisory only: every chunk is still checked against its id, and a bad list costs bandwidth.
+
+export const HINTS_MAX_IDS = 32768;
+const HINTS_MAGIC = Buffer.from('miqhint1');
+
+export const hintsPath = (tree: Id): string => `hints/${tree.slice(0, 2)}/${tree}`;
+export const hintsMaxBytes = (): number => HINTS_MAGIC.length + 4 + HINTS_MAX_IDS * 32;
+
+export function encodeHints(ids: readonly Id[]): Buffer {
+  const list = ids.slice(0, HINTS_MAX_IDS);
+  const out = Buffer.allocUnsafe(HINTS_MAGIC.length + 4 + list.length * 32);
+  let o = HINTS_MAGIC.copy(out, 0);
+  o = out.writeUInt32BE(list.length, o);
+  for (const id of list) o += idToBytes(id).copy(out, o);
+  return out;
+}
+
+export function decodeHints(b: Buffer, what: string): Id[] {
+  if (b.length < HINTS_MAGIC.length + 4 || !b.subarray(0, HINTS_MAGIC.length).equals(HINTS_MAGIC)) {
+    throw new MiqError('MIQ_CORRUPT', `${what} is not a miq hints file (no miqhint1 header)`);
+  }
+  const n = b.readUInt32BE(HINTS_MAGIC.length);
+  if (n > HINTS_MAX_IDS || b.length !== HINTS_MAGIC.length + 4 + n * 32) throw new MiqError('MIQ_CORRUPT', `${what} is malformed: ${n} ids in ${b.length} bytes`);
+  const out: Id[] = [];
+  for (let o = HINTS_MAGIC.length + 4; o < b.length; o += 32) out.push(idFromBytes(b.subarray(o, o + 32)));
+  return out;
 }

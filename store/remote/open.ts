@@ -21,6 +21,7 @@ export interface OpenRemoteOptions {
   /** See ReaderParts. */
   wholeFileMax?: number;
   bundles?: boolean;
+  recordHints?: boolean;
 }
 
 /** Turns a location (http(s)://…, file://…, a directory) into a verified, cached reader. */
@@ -39,6 +40,7 @@ export async function openRemote(location: string, o: OpenRemoteOptions): Promis
     memoryBytes: o.memoryBytes,
     wholeFileMax: o.wholeFileMax,
     bundles: o.bundles,
+    recordHints: o.recordHints,
   });
 }
 

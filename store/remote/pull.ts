@@ -45,6 +45,12 @@ export async function pullProfile(
   if (cur && cur.tree === ptr.tree && [...cur.paths].sort().join('\n') === [...ptr.paths].sort().join('\n')) {
     return { ...base, changed: false, generation: cur.generation, previous: cur.generation };
   }
+  // Making the generation merges the members' trees again: their directories too, one tree pack
+  // per member, all at once.
+  await forEachLimit(ptr.paths, 16, async (p) => {
+    const rec = await remote.getStorePath(p);
+    if (rec) await remote.loadTreePack(rec.tree);
+  });
   await prefetchTrees(remote, ptr.tree);
   const r = await apply({ profile, paths: [...ptr.paths], tree: ptr.tree });
   await store.batchMeta([{ key: pulledKey(profile), value: Buffer.from(JSON.stringify({ url: remote.url, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree })) }]);

@@ -11,7 +11,7 @@ import { encodeFileRecord, encodeTree, parseStorePath, type FileRecord, type Sto
 import { encodeFileIndex, makePathDoc, makePointer, parsePointerUnchecked } from './docs.js';
 import { DirWriter, destDir } from './dirwriter.js';
 import type { SigningKey } from './keys.js';
-import { bundleParts, bundlePath, chunkPath, encodeBundle, encodeChunk, encodeTreePack, objectPath, pathDocPath, profilePath, TREE_PACK_MAX, treePackPath } from './layout.js';
+import { bundleParts, bundlePath, chunkPath, decodeHints, encodeBundle, encodeChunk, encodeTreePack, hintsPath, objectPath, pathDocPath, profilePath, TREE_PACK_MAX, treePackPath } from './layout.js';
 import { forEachLimit } from './limit.js';
 
 /** What push reads; the local Store satisfies it. */
@@ -38,6 +38,8 @@ export interface PushOptions {
   durable?: boolean;
   /** Also write bundles of small files and tree packs (layout.ts; default true). */
   bundles?: boolean;
+  /** A prefetch list (layout.ts hints) for the profile's tree; replaces an older one. */
+  hints?: Buffer;
   /** Called now and then with what has been written so far. */
   onProgress?: (p: { paths: number; closure: number; chunks: number; bytes: number }) => void;
 }
@@ -50,6 +52,7 @@ export interface PushResult {
   objectsWritten: number;
   bundlesWritten: number;
   treePacksWritten: number;
+  hintsWritten?: number;
   bytesWritten: number;
   pointer?: { profile: string; sequence: number; written: boolean };
   signed: boolean;
@@ -60,6 +63,8 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
   const conc = opts.concurrency ?? 8;
   const roots = [...(opts.paths ?? []), ...(opts.profile?.paths ?? [])];
   if (roots.length === 0 && !opts.profile) throw new MiqError('MIQ_BAD_INPUT', 'nothing to push: name store paths or --profile');
+  if (opts.hints && !opts.profile) throw new MiqError('MIQ_BAD_INPUT', 'a hints file belongs to a profile: add --profile NAME');
+  if (opts.hints) decodeHints(opts.hints, 'the hints file');
   const res: PushResult = { dest: w.root, closure: 0, pathsWritten: [], chunksWritten: 0, objectsWritten: 0, bundlesWritten: 0, treePacksWritten: 0, bytesWritten: 0, signed: !!opts.key };
 
   const order = await closureOrder(src, roots);
@@ -174,6 +179,11 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
     const p = opts.profile;
     await pushTree(p.tree, new Map());
     await pushTreePack(p.tree);
+    if (opts.hints) {
+      const ids = decodeHints(opts.hints, 'the hints file');
+      await w.write(hintsPath(p.tree), opts.hints, true);
+      res.hintsWritten = ids.length;
+    }
     const rel = profilePath(p.name);
     const old = await w.read(rel);
     const prev = old ? parsePointerUnchecked(old, p.name) : undefined;

@@ -11,7 +11,7 @@ import { decodeFileRecord, decodeTree, type FileRecord, type StorePathRecord, ty
 import type { DiskCache } from './cache.js';
 import { MAX_DOC_BYTES, decodeFileIndex, parsePathDoc, parsePointer, type Pointer } from './docs.js';
 import type { TrustedKey } from './keys.js';
-import { bundleMaxBytes, bundleParts, bundlePath, chunkPath, decodeChunk, objectPath, pathDocPath, profilePath, splitBundle, splitTreePack, TREE_PACK_MAX, treePackPath, type BundlePart } from './layout.js';
+import { bundleMaxBytes, bundleParts, bundlePath, chunkPath, decodeChunk, decodeHints, hintsMaxBytes, hintsPath, objectPath, pathDocPath, profilePath, splitBundle, splitTreePack, TREE_PACK_MAX, treePackPath, type BundlePart } from './layout.js';
 import { Limiter } from './limit.js';
 import { Lru } from '../lru.js';
 import type { SeenPointers } from './seen.js';
@@ -25,6 +25,9 @@ const MAX_OBJECT_BYTES = 16 * 1024 * 1024;
 const WHOLE_FILE_MAX = 64 * 1024 * 1024;
 /** Fetches in flight for that background work; demand reads keep the rest of the transport's. */
 const BACKGROUND_FETCHES = 4;
+/** Fetches in flight for a prefetch list (hints), and the most it may bring in. */
+const HINT_FETCHES = 8;
+const HINT_BYTES_MAX = 256 * 1024 * 1024;
 
 /** When a second bundle part of a directory is needed, its neighbours up to this many plain bytes
  * follow in the background: a program that has read from two parts of a directory (python's
@@ -49,7 +52,12 @@ export interface RemoteReader extends ObjectReader {
   getProfile(name: string): Promise<(Pointer & { stale: boolean }) | undefined>;
   /** Loads every tree under `root` from its tree pack, when the remote has one; the count. */
   loadTreePack(root: Id): Promise<number>;
-  stats(): { transport: TransportStats; cache?: ReturnType<DiskCache['snapshot']>; memory: number; prefetch: { bundles: number; bundleChunks: number; bundleFailures: number; wholeFiles: number } };
+  /** Fetches the prefetch list of a profile tree, if the remote has one, and starts fetching its
+   * chunks in the background; resolves with the list's length once they are queued. */
+  startHints(tree: Id): Promise<number>;
+  /** With `recordHints`: the chunk ids asked for so far, first ask first. */
+  recordedHints(): Id[];
+  stats(): { transport: TransportStats; cache?: ReturnType<DiskCache['snapshot']>; memory: number; prefetch: { bundles: number; bundleChunks: number; bundleFailures: number; wholeFiles: number; hints: number; hintBytes: number } };
   close(): Promise<void>;
 }
 
@@ -67,6 +75,8 @@ export interface ReaderParts {
   wholeFileMax?: number;
   /** Fetch small files through their directory's bundles (default true). */
   bundles?: boolean;
+  /** Keep the order in which chunks are first asked for (`miq mount --record-hints`). */
+  recordHints?: boolean;
 }
 
 export function remoteReader(p: ReaderParts): RemoteReader {
@@ -101,7 +111,10 @@ class Reader implements RemoteReader {
   private readonly wholeStarted = new Lru<string, true>(1 << 16, () => 1);
   private readonly background = new Limiter(BACKGROUND_FETCHES);
   private readonly cacheWrites = new Set<Promise<unknown>>();
-  private readonly counts = { bundles: 0, bundleChunks: 0, bundleFailures: 0, wholeFiles: 0 };
+  private readonly counts = { bundles: 0, bundleChunks: 0, bundleFailures: 0, wholeFiles: 0, hints: 0, hintBytes: 0 };
+  private readonly hintLimit = new Limiter(HINT_FETCHES);
+  private readonly asked: { list: Id[]; set: Set<Id> } | undefined;
+  private closed = false;
 
   constructor(private readonly p: ReaderParts) {
     this.t = p.transport;
@@ -109,9 +122,16 @@ class Reader implements RemoteReader {
     this.cache = p.cache;
     this.maxChunk = p.maxChunk ?? 16 * 1024 * 1024;
     this.chunkMem = new Lru<string, Buffer>(p.memoryBytes ?? 32 * 1024 * 1024, (b) => b.length);
+    this.asked = p.recordHints ? { list: [], set: new Set() } : undefined;
+    const note = (id: Id): void => {
+      if (this.asked && !this.asked.set.has(id)) {
+        this.asked.set.add(id);
+        this.asked.list.push(id);
+      }
+    };
     this.chunks = {
-      get: (id) => this.chunk(id, undefined),
-      getSized: (id, length) => this.chunk(id, length),
+      get: (id) => { note(id); return this.chunk(id, undefined); },
+      getSized: (id, length) => { note(id); return this.chunk(id, length); },
       has: async (id) => this.chunkMem.get(id) !== undefined || !!this.cache?.has(chunkPath(id)) || (await this.chunk(id, undefined)) !== undefined,
     };
   }
@@ -272,6 +292,33 @@ class Reader implements RemoteReader {
     return run;
   }
 
+  async startHints(tree: Id): Promise<number> {
+    if (this.p.bundles === false) return 0;
+    const rel = hintsPath(tree);
+    let ids: Id[];
+    try {
+      const b = await this.t.get(rel, hintsMaxBytes());
+      if (!b) return 0;
+      ids = decodeHints(b, `${this.url}${rel}`);
+    } catch {
+      return 0; // advisory: without it, reads fetch as they come
+    }
+    this.counts.hints = ids.length;
+    for (const id of ids) {
+      this.track(this.hintLimit.run(async () => {
+        if (this.closed || this.counts.hintBytes > HINT_BYTES_MAX) return;
+        if (this.chunkMem.get(id) || this.cache?.has(chunkPath(id))) return;
+        const b = await this.chunk(id, undefined);
+        if (b) this.counts.hintBytes += b.length;
+      }));
+    }
+    return ids.length;
+  }
+
+  recordedHints(): Id[] {
+    return [...(this.asked?.list ?? [])];
+  }
+
   /** Queues the parts nearest to `ref` in its directory, up to SIBLING_BYTES, as background work. */
   private siblings(ref: BundleRef): void {
     const k = ref.all.indexOf(ref);
@@ -407,6 +454,7 @@ class Reader implements RemoteReader {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.allSettled([...this.inflight.values(), ...this.bundleRuns.values(), ...this.cacheWrites]);
     await this.t.close();
   }
