@@ -5,6 +5,7 @@ import { prepareMountpoint } from '../mount/mountinfo.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
+import { REMOTE_URL_KEY } from '../store/remote/index.js';
 import { globals, printJson, storeDir } from './context.js';
 import { openLazy, type LazyOptions } from './lazy.js';
 
@@ -50,10 +51,24 @@ export function register(program: Command): void {
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)
     .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean } & LazyOptions, cmd: Command) => {
-      if (!o.remote && (o.recordHints || o.pullInterval !== undefined)) throw new MiqError('MIQ_BAD_INPUT', `${o.recordHints ? '--record-hints' : '--pull-interval'} needs --remote URL (it is about a lazy mount of a remote)`);
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const pre = await prepareMountpoint(resolve(dir));
       let store: Store = await openStore(storeDir(globals(cmd)));
+      if (!o.remote) {
+        // A store that was mounted lazily holds generations whose files live on that remote:
+        // without it they would all read as EIO. Serve it the same way again.
+        const was = await store.getMeta(REMOTE_URL_KEY).catch(() => undefined);
+        if (was) {
+          const r = JSON.parse(was.toString()) as { url: string; trustedKeys: string[] };
+          o.remote = r.url;
+          o.trustedKey = [...r.trustedKeys, ...o.trustedKey];
+          if (!o.json) process.stderr.write(`miq: this store was mounted from ${r.url}; serving it lazily from there again (--remote URL picks another)\n`);
+        }
+      }
+      if (!o.remote && (o.recordHints || o.pullInterval !== undefined)) {
+        await store.close();
+        throw new MiqError('MIQ_BAD_INPUT', `${o.recordHints ? '--record-hints' : '--pull-interval'} needs --remote URL (it is about a lazy mount of a remote)`);
+      }
       // --remote: --cache-size bounds the on-disk cache of remote chunks (SIZE, bare number = MiB).
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { verifyStore } from '../store/verify.js';
-import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
+import { join } from 'node:path';
+import { checkCache } from '../store/remote/index.js';
+import { fmtBytes, globals, onLocal, printJson, progressLine, storeDir, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -14,12 +16,20 @@ export function register(program: Command): void {
         const p = e as { paths: number; total: number; bytes: number };
         bar.update(`verify: ${p.paths}/${p.total} store paths, ${fmtBytes(p.bytes)}`);
       };
-      const r = await withStore(g, (s) => onLocal(s, 'verify', null, (ls) => verifyStore(ls, show), show));
+      const v = await withStore(g, (s) => onLocal(s, 'verify', null, (ls) => verifyStore(ls, show), show));
       bar.done();
+      // A lazy mount's cache of remote chunks: not part of the store (nothing in the index names
+      // it) and self-healing (every load is re-checked), so a bad entry is reported, not a failure.
+      const cache = await checkCache(join(storeDir(g), 'remote-cache'));
+      const r = { ...v, ...(cache.chunks + cache.bad.length + cache.temps > 0 ? { remoteCache: cache } : {}) };
       if (o.json) printJson(r);
       else {
         process.stdout.write(`checked ${r.paths} store paths, ${r.trees} trees, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) in ${r.seconds.toFixed(2)} s\n`);
         for (const d of r.damaged) process.stdout.write(`DAMAGED ${d.kind} ${d.id}: ${d.problem} (${d.detail}); used by ${d.paths.join(', ') || 'no store path'}\n`);
+        if (r.remoteCache) {
+          const c = r.remoteCache;
+          process.stdout.write(`remote cache: ${c.chunks} chunks (${fmtBytes(c.bytes)}) check out${c.bad.length ? `; ${c.bad.length} do not and will be fetched again when read: ${c.bad.join(', ')}` : ''}\n`);
+        }
         process.stdout.write(r.ok ? 'ok: nothing missing or corrupt\n' : `FAILED: ${r.damaged.length} damaged objects\n`);
       }
       if (!r.ok) process.exitCode = 3;

@@ -90,6 +90,8 @@ export class PackWriter {
   private packNo = 0;
   private size = 0;
   private dirty = false;
+  /** A pack file was created since the last sync: its directory entry must reach the disk too. */
+  private newFile = false;
 
   constructor(private readonly dir: string) {}
 
@@ -142,6 +144,7 @@ export class PackWriter {
     for (;;) {
       try {
         this.fh = await open(join(this.dir, packFileName(this.packNo)), 'wx', 0o644);
+        this.newFile = true;
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -156,6 +159,17 @@ export class PackWriter {
     if (this.fh && this.dirty) {
       await this.fh.datasync();
       this.dirty = false;
+    }
+    // fdatasync makes the file's bytes durable, not its name: after a power cut the index could
+    // name a pack whose directory entry was never written. Once per new pack file.
+    if (this.newFile) {
+      const d = await open(this.dir, 'r');
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+      this.newFile = false;
     }
   }
 

@@ -40,7 +40,8 @@ async function mountLazy(store: string, url: string, extra: string[] = []): Prom
   const dir = join(base, `mnt-${store}`);
   // A killed mount's directory answers ENOTCONN until the next `miq mount` clears it.
   await mkdir(dir, { recursive: true }).catch(() => undefined);
-  const child = spawnMiq(['mount', dir, '--remote', url, '--trusted-key', pub, '--json', ...extra], { env: home(store) });
+  // url '': no --remote (a store mounted lazily before remembers its remote).
+  const child = spawnMiq(['mount', dir, ...(url ? ['--remote', url, '--trusted-key', pub] : []), '--json', ...extra], { env: home(store) });
   let out = '', err = '';
   child.stderr!.on('data', (d) => (err += d));
   await new Promise<void>((res, rej) => {
@@ -229,8 +230,11 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     assert.equal(m.child.signalCode, 'SIGKILL');
     assert.notEqual(tar.code, 0, 'tar was cut off by the kill, not finished');
     t.diagnostic(`killed after ${atKill.requests} requests, ${atKill.chunks} chunk bytes; tar: ${tar.stderr.split('\n')[0]}`);
-    const v = miq(['verify'], { env: home('d') });
+    const v = miq(['verify', '--json'], { env: home('d') });
     assert.equal(v.code, 0, v.stdout + v.stderr);
+    const vc = json<{ remoteCache?: { chunks: number; bad: string[] } }>(v).remoteCache;
+    assert.ok(vc && vc.chunks > 0, 'verify also checked the remote cache');
+    assert.deepEqual(vc.bad, []);
     const c = await checkCache(join(base, 'd', 'remote-cache'));
     t.diagnostic(`cache after the kill: ${c.chunks} chunks (${c.bytes} bytes) verify, ${c.bad.length} bad, ${c.temps} torn temp files`);
     assert.deepEqual(c.bad, []);
@@ -304,6 +308,7 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
     };
     const file = join(base, 'bash.hints');
     // Without --remote, or a file that is not a list: clear errors.
+    await mkdir(join(base, 'mnt-h0'), { recursive: true });
     const noRemote = await miqAsync(['mount', join(base, 'mnt-h0'), '--record-hints', file], { env: home('h0') });
     assert.ok(isCleanError(noRemote), noRemote.stderr);
     assert.match(noRemote.stderr, /--record-hints needs --remote/);
@@ -348,6 +353,13 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       assert.equal(after.chunks, 0, `fetched during the run: ${(await nginx!.log()).map((l) => l.uri).join(' ')}`);
     } finally {
       await m.stop();
+    }
+    // Mounted again without --remote: the store remembers where its generations' files live.
+    const again = await mountLazy('h2', '');
+    try {
+      await runBash(again.dir);
+    } finally {
+      await again.stop();
     }
   });
 
