@@ -5,10 +5,10 @@
  * Files appear by temp file + rename: a killed process leaves only `.…tmp-…` names, removed at
  * the next open.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ioError } from '../errors.js';
+import { writeAtomic } from './atomic.js';
 
 const TOP = ['chunks', 'objects', 'paths', 'profiles'];
 
@@ -135,19 +135,7 @@ export class DiskCache {
       await mkdir(d, { recursive: true });
       this.dirs.add(d);
     }
-    const tmp = join(d, `.${rel.split('/').pop()}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(bytes);
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw ioError(e, 'cannot write cache file', file);
-    }
+    await writeAtomic(file, bytes, { sync: false, what: 'cannot write cache file' });
     if (!this.lru.has(rel)) {
       this.lru.set(rel, bytes.length);
       this.used += bytes.length;

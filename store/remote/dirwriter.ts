@@ -3,12 +3,12 @@
  * reader (nginx serving the folder while we push) never sees half a file, and a file that exists
  * is never rewritten: pushing twice writes nothing.
  */
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MiqError, ioError } from '../errors.js';
+import { writeAtomic } from './atomic.js';
 
 export function destDir(dest: string): string {
   if (dest.startsWith('file://')) return fileURLToPath(dest);
@@ -51,21 +51,7 @@ export class DirWriter {
       await mkdir(dir, { recursive: true }).catch((e) => { throw ioError(e, 'cannot create', dir); });
       this.madeDirs.add(dir);
     }
-    // Leading dot and suffix: a temp file is never mistaken for an object, and readers skip it.
-    const tmp = join(dir, `.${rel.split('/').pop()}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(bytes);
-        if (this.durable) await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw ioError(e, 'cannot write', file);
-    }
+    await writeAtomic(file, bytes, { sync: this.durable, what: 'cannot write' });
     this.bytesWritten.n += bytes.length;
     return true;
   }
