@@ -12,7 +12,7 @@ import { fmtBytes, globals, printJson, progressLine, withStore } from './context
 async function currentGeneration(store: Store, name: string): Promise<PushProfile> {
   const g = await current(store, name);
   if (!g) throw new MiqError('MIQ_NOT_FOUND', `profile ${name} has no current generation; \`miq profile list\` shows the profiles`);
-  return { name, generation: g.generation, paths: [...g.paths], tree: g.tree as Id };
+  return { name, generation: g.generation, paths: [...g.paths], tree: g.tree as Id, priorities: g.priorities };
 }
 
 export function register(program: Command): void {

@@ -44,7 +44,7 @@ export function controlOps(store: Store, hooks: { onProfileChange(): Promise<voi
   ops['profile.add'] = ({ profile, members }) => changed(P.addToProfile(store, profile, members));
   ops['profile.remove'] = ({ profile, paths }) => changed(P.removeFromProfile(store, profile, paths));
   ops['profile.rollback'] = ({ profile, to }) => changed(P.rollback(store, profile, to ?? undefined));
-  ops['profile.switchTo'] = ({ profile, paths, tree }) => changed(P.switchTo(store, profile, { paths, tree }));
+  ops['profile.switchTo'] = ({ profile, paths, tree, priorities }) => changed(P.switchTo(store, profile, { paths, tree, priorities }));
   ops['profile.deleteGenerations'] = ({ profile, olderThanDays, keep }) => changed(P.deleteGenerations(store, profile, { olderThanDays: olderThanDays ?? undefined, keep: keep ?? undefined }));
   ops['profile.list'] = () => P.listProfiles(store);
   ops['profile.generations'] = async ({ profile }) => ({ current: await P.currentNumber(store, profile), generations: await P.listGenerations(store, profile) });

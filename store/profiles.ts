@@ -331,10 +331,10 @@ export function rollback(store: Store, profile: string, to?: number): Promise<Ch
 }
 
 /** For `miq profile pull`: a new generation from a pointer whose closure is already local. */
-export function switchTo(store: Store, profile: string, want: { paths: readonly string[]; tree: Id }): Promise<ChangeResult> {
+export function switchTo(store: Store, profile: string, want: { paths: readonly string[]; tree: Id; priorities?: Readonly<Record<string, number>> }): Promise<ChangeResult> {
   checkProfileName(profile);
   return exclusive(store, async () => {
-    return commit(store, profile, want.paths.map((p) => ({ path: p })), want.tree);
+    return commit(store, profile, want.paths.map((p) => ({ path: p, priority: want.priorities?.[p] })), want.tree);
   });
 }
 

@@ -3,7 +3,7 @@
  * and a fetch killed mid-download that leaves the store clean for `miq verify`.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startBadServer, type BadServer } from './helpers/badserver.js';
@@ -39,6 +39,31 @@ describe('miq key / push / fetch', () => {
     assert.equal(again.bytesWritten, 0);
     assert.deepEqual(again.pathsWritten, []);
     assert.ok(isCleanError(miq(['push', 'http://127.0.0.1:1/x', path], { env: env('a') })));
+  });
+
+  it('a profile whose members conflict, settled by --priority, pulls into an empty store with the same tree', () => {
+    const mk = (n: string, text: string): string => {
+      const d = join(t.dir, `prio-${n}`);
+      mkdirSync(join(d, 'bin'), { recursive: true });
+      writeFileSync(join(d, 'bin', 'tool'), `#!/bin/sh\necho ${text}\n`, { mode: 0o755 });
+      const r = miq(['ingest', d, '--name', `tool-${n}`, '--json'], { env: env('a') });
+      assert.equal(r.code, 0, r.stderr);
+      return json<{ path: string }>(r).path;
+    };
+    const a = mk('a', 'A');
+    const b = mk('b', 'B');
+    assert.equal(miq(['profile', 'switch', 'prio', a], { env: env('a') }).code, 0);
+    const add = miq(['profile', 'add', 'prio', b, '--priority', '1'], { env: env('a') });
+    assert.equal(add.code, 0, add.stderr);
+    const p = miq(['push', join(t.dir, 'remote-prio'), '--profile', 'prio', '--sign-key', join(t.dir, 'keys', 'ci-1.key'), '--json'], { env: env('a') });
+    assert.equal(p.code, 0, p.stderr);
+    const ptr = JSON.parse(readFileSync(join(t.dir, 'remote-prio', 'profiles', 'prio'), 'utf8')) as { priorities?: Record<string, number>; tree: string };
+    assert.deepEqual(ptr.priorities, { [b]: 1 }, 'the signed pointer carries the priority');
+    const pull = miq(['profile', 'pull', 'prio', '--remote', join(t.dir, 'remote-prio'), '--trusted-key', pub, '--json'], { env: env('prio-client') });
+    assert.equal(pull.code, 0, pull.stderr);
+    assert.equal(json<{ tree: string; changed: boolean }>(pull).tree, ptr.tree);
+    const g = json<{ generations: { priorities: Record<string, number> }[] }>(miq(['profile', 'generations', 'prio', '--json'], { env: env('prio-client') }));
+    assert.deepEqual(g.generations.at(-1)!.priorities, { [b]: 1 });
   });
 
   // The server lives in this process: commands that talk to it must not block the event loop.

@@ -70,15 +70,27 @@ export interface Pointer {
   /** The merged tree of the generation. */
   readonly tree: Id;
   readonly time: string;
+  /** Members' conflict priorities other than the default (profiles.ts); absent when none. */
+  readonly priorities?: Readonly<Record<string, number>>;
+}
+
+/** The priorities worth writing: none at all is the same as an empty map (and keeps pointers
+ * without priorities byte-identical to those written before priorities existed). */
+function prioritiesOf(p: Pointer): Record<string, number> | undefined {
+  const e = Object.entries(p.priorities ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return e.length ? Object.fromEntries(e) : undefined;
 }
 
 function pointerBody(p: Pointer): Buffer {
-  return Buffer.from(`${POINTER_FORMAT}\n${canonicalJson({ profile: p.profile, sequence: p.sequence, generation: p.generation, paths: [...p.paths].sort(), tree: p.tree, time: p.time })}`);
+  const pr = prioritiesOf(p);
+  return Buffer.from(`${POINTER_FORMAT}\n${canonicalJson({ profile: p.profile, sequence: p.sequence, generation: p.generation, paths: [...p.paths].sort(), tree: p.tree, time: p.time, ...(pr ? { priorities: pr } : {}) })}`);
 }
 
 export function makePointer(p: Pointer, key: SigningKey | undefined): Buffer {
   const sigs = key ? [signBytes(key, pointerBody(p))] : [];
-  return Buffer.from(canonicalJson({ format: POINTER_FORMAT, ...p, paths: [...p.paths].sort(), signatures: sigs }));
+  const { priorities: _, ...rest } = p;
+  const pr = prioritiesOf(p);
+  return Buffer.from(canonicalJson({ format: POINTER_FORMAT, ...rest, paths: [...p.paths].sort(), ...(pr ? { priorities: pr } : {}), signatures: sigs }));
 }
 
 /** Parses without checking signatures (push reads its own destination's pointer). */
@@ -95,9 +107,15 @@ export function parsePointerUnchecked(bytes: Buffer, name: string): Pointer & { 
     && Array.isArray(v.paths) && v.paths.every((p) => typeof p === 'string') && typeof v.tree === 'string' && isId(v.tree) && typeof v.time === 'string';
   if (!ok) throw new MiqError('MIQ_CORRUPT', `${what} is malformed or names another profile`);
   for (const p of v.paths as string[]) parseStorePath(p);
+  const pr = v.priorities;
+  if (pr !== undefined && (typeof pr !== 'object' || pr === null || Array.isArray(pr)
+    || !Object.entries(pr).every(([k, n]) => (v.paths as string[]).includes(k) && Number.isSafeInteger(n)))) {
+    throw new MiqError('MIQ_CORRUPT', `${what} has malformed priorities`);
+  }
   return {
     profile: checkPathName(name), sequence: v.sequence as number, generation: v.generation as number,
     paths: v.paths as string[], tree: v.tree as Id, time: v.time as string, signatures: (v.signatures ?? []) as Signature[],
+    ...(pr ? { priorities: pr as Record<string, number> } : {}),
   };
 }
 

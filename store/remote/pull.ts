@@ -35,7 +35,7 @@ export async function pullProfile(
   store: Store,
   remote: RemoteReader,
   profile: string,
-  apply: (want: { profile: string; paths: string[]; tree: Id }) => Promise<{ generation: number; previous: number | undefined }> = (w) => P.switchTo(store, w.profile, w),
+  apply: (want: { profile: string; paths: string[]; tree: Id; priorities?: Readonly<Record<string, number>> }) => Promise<{ generation: number; previous: number | undefined }> = (w) => P.switchTo(store, w.profile, w),
 ): Promise<PullResult> {
   P.checkProfileName(profile);
   const ptr = await remote.getProfile(profile);
@@ -52,7 +52,7 @@ export async function pullProfile(
     if (rec) await remote.loadTreePack(rec.tree);
   });
   await prefetchTrees(remote, ptr.tree);
-  const r = await apply({ profile, paths: [...ptr.paths], tree: ptr.tree });
+  const r = await apply({ profile, paths: [...ptr.paths], tree: ptr.tree, ...(ptr.priorities ? { priorities: ptr.priorities } : {}) });
   await store.batchMeta([{ key: pulledKey(profile), value: Buffer.from(JSON.stringify({ url: remote.url, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree })) }]);
   return { ...base, changed: true, generation: r.generation, previous: r.previous };
 }

@@ -27,6 +27,8 @@ export interface PushProfile {
   readonly generation: number;
   readonly paths: readonly string[];
   readonly tree: Id;
+  /** Members' priorities other than the default, so a client can merge them the same way. */
+  readonly priorities?: Readonly<Record<string, number>>;
 }
 
 export interface PushOptions {
@@ -187,11 +189,13 @@ export async function push(src: PushSource, dest: string, opts: PushOptions): Pr
     const rel = profilePath(p.name);
     const old = await w.read(rel);
     const prev = old ? parsePointerUnchecked(old, p.name) : undefined;
+    const prioKey = (x?: Readonly<Record<string, number>>): string => JSON.stringify(Object.entries(x ?? {}).sort());
     const same = prev && prev.tree === p.tree && prev.generation === p.generation && [...prev.paths].sort().join() === [...p.paths].sort().join()
+      && prioKey(prev.priorities) === prioKey(p.priorities)
       && (!opts.key || prev.signatures.some((s) => s.keyName === opts.key!.name));
     const sequence = same ? prev.sequence : (prev?.sequence ?? 0) + 1;
     if (!same) {
-      await w.write(rel, makePointer({ profile: p.name, sequence, generation: p.generation, paths: p.paths, tree: p.tree, time: new Date().toISOString() }, opts.key), true);
+      await w.write(rel, makePointer({ profile: p.name, sequence, generation: p.generation, paths: p.paths, tree: p.tree, time: new Date().toISOString(), priorities: p.priorities }, opts.key), true);
     }
     res.pointer = { profile: p.name, sequence, written: !same };
   }
