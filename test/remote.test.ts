@@ -12,7 +12,7 @@ import { isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { FileRecord, StorePathRecord, Tree } from '../store/objects.js';
 import { checkCache, generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
-import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, objectPath, treePackPath, type BundlePart } from '../store/remote/layout.js';
+import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, encodeHints, hintsPath, objectPath, treePackPath, type BundlePart } from '../store/remote/layout.js';
 import { idOf } from '../store/ids.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 
@@ -430,6 +430,60 @@ describe('bundles and whole-file fetches', () => {
       }
     } finally {
       await writeFile(pack, orig);
+    }
+  });
+
+  it('a recorded prefetch list is fetched in the background; a list of unknown ids stops after a few misses', async () => {
+    const rec1 = await openRemote(nginx.url, { cacheDir: join(tmp, 'h1'), trustedKeys: [pub], recordHints: true });
+    let ids: Id[];
+    try {
+      await rec1.getStorePath(rec.path);
+      await rec1.getTree(rec.tree);
+      for (const sm of [small[5]!, small[40]!]) {
+        const f = (await rec1.getFile(sm.id))!;
+        await rec1.readFile(f, 0, f.size);
+      }
+      ids = rec1.recordedHints();
+    } finally {
+      await rec1.close();
+    }
+    assert.deepEqual(ids, [small[5]!.id, small[40]!.id], 'first asked, first listed');
+    const file = join(remoteDir, hintsPath(rec.tree));
+    await mkdir(join(file, '..'), { recursive: true });
+    await writeFile(file, encodeHints([...ids, big.id]));
+    try {
+      await nginx.clearLog();
+      const r = await openRemote(nginx.url, { cacheDir: join(tmp, 'h2'), trustedKeys: [pub] });
+      try {
+        await r.getStorePath(rec.path);
+        await r.loadTreePack(rec.tree);
+        assert.equal(await r.startHints(rec.tree), 3);
+      } finally {
+        await r.close(); // waits for the background fetches
+      }
+      const got = (await nginx.log()).map((l) => l.uri);
+      const part = (id: Id): string => `/${bundlePath(modsTree, parts.find((p) => p.members.some((m) => m.id === id))!.part)}`;
+      for (const u of [part(ids[0]!), part(ids[1]!), `/${chunkPath(big.id)}`]) assert.ok(got.includes(u), `${u} fetched: ${got.join(' ')}`);
+      // Made-up ids: every one a 404, and the list is given up on.
+      await writeFile(file, encodeHints(Array.from({ length: 500 }, () => idOf(randomBytes(16)))));
+      await nginx.clearLog();
+      const r2 = await openRemote(nginx.url, { cacheDir: join(tmp, 'h3'), trustedKeys: [pub] });
+      try {
+        assert.equal(await r2.startHints(rec.tree), 500);
+        // (Closing stops a list: wait until the requests settle first.)
+        for (let n = -1, i = 0; i < 100; i++) {
+          await new Promise((res) => setTimeout(res, 200));
+          const now = (await nginx.log()).length;
+          if (now === n) break;
+          n = now;
+        }
+      } finally {
+        await r2.close();
+      }
+      const misses = (await nginx.log()).filter((l) => l.uri.startsWith('/chunks/')).length;
+      assert.ok(misses >= 32 && misses <= 48, `${misses} requests for unknown chunks`);
+    } finally {
+      await rm(file, { force: true });
     }
   });
 

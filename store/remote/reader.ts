@@ -28,6 +28,7 @@ const BACKGROUND_FETCHES = 4;
 /** Fetches in flight for a prefetch list (hints), and the most it may bring in. */
 const HINT_FETCHES = 8;
 const HINT_BYTES_MAX = 256 * 1024 * 1024;
+const HINT_MISSES_MAX = 32;
 
 /** When a second bundle part of a directory is needed, its neighbours up to this many plain bytes
  * follow in the background: a program that has read from two parts of a directory (python's
@@ -123,17 +124,19 @@ class Reader implements RemoteReader {
     this.maxChunk = p.maxChunk ?? 16 * 1024 * 1024;
     this.chunkMem = new Lru<string, Buffer>(p.memoryBytes ?? 32 * 1024 * 1024, (b) => b.length);
     this.asked = p.recordHints ? { list: [], set: new Set() } : undefined;
-    const note = (id: Id): void => {
-      if (this.asked && !this.asked.set.has(id)) {
-        this.asked.set.add(id);
-        this.asked.list.push(id);
-      }
-    };
     this.chunks = {
-      get: (id) => { note(id); return this.chunk(id, undefined); },
-      getSized: (id, length) => { note(id); return this.chunk(id, length); },
+      get: (id) => { this.note(id); return this.chunk(id, undefined); },
+      getSized: (id, length) => { this.note(id); return this.chunk(id, length); },
       has: async (id) => this.chunkMem.get(id) !== undefined || !!this.cache?.has(chunkPath(id)) || (await this.chunk(id, undefined)) !== undefined,
     };
+  }
+
+  /** With `recordHints`: remembers a chunk asked for by a reader (not by background work). */
+  private note(id: Id): void {
+    if (this.asked && !this.asked.set.has(id)) {
+      this.asked.set.add(id);
+      this.asked.list.push(id);
+    }
   }
 
   /**
@@ -304,12 +307,15 @@ class Reader implements RemoteReader {
       return 0; // advisory: without it, reads fetch as they come
     }
     this.counts.hints = ids.length;
+    // A list naming chunks the remote does not have (stale, or hostile) stops after a few misses.
+    let misses = 0;
     for (const id of ids) {
       this.track(this.hintLimit.run(async () => {
-        if (this.closed || this.counts.hintBytes > HINT_BYTES_MAX) return;
+        if (this.closed || this.counts.hintBytes > HINT_BYTES_MAX || misses >= HINT_MISSES_MAX) return;
         if (this.chunkMem.get(id) || this.cache?.has(chunkPath(id))) return;
-        const b = await this.chunk(id, undefined);
+        const b = await this.chunk(id, undefined).catch(() => undefined);
         if (b) this.counts.hintBytes += b.length;
+        else misses++;
       }));
     }
     return ids.length;
@@ -408,6 +414,7 @@ class Reader implements RemoteReader {
       pos += c.length;
       if (pos >= end) break;
     }
+    for (const c of want) this.note(c.id);
     const bodies = await Promise.all(want.map((c) => this.readLimit.run(async () => {
       const b = await this.chunk(c.id, c.length);
       if (!b) throw new MiqError('MIQ_REMOTE', `the remote lacks chunk ${c.id} of file ${file.id}`, { details: { id: c.id, file: file.id } });
