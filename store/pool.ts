@@ -9,14 +9,20 @@ export function ingestPool(): Piscina<WorkerTask, WorkerResult> {
   pool ??= new Piscina<WorkerTask, WorkerResult>({
     filename: new URL('./ingest-worker.js', import.meta.url).href,
     minThreads: 1,
-    maxThreads: Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism()),
+    maxThreads: poolThreads(),
     idleTimeout: 2000,
   });
   return pool;
 }
 
+/**
+ * One worker more than cores: the main thread (walk, index lookups, pack writes) takes a share of
+ * a core, and with exactly one worker per core the workers sat idle ~15% of a full-corpus ingest
+ * waiting for it. Measured on 2 cores, full corpus (2.85 GB), 3 alternating runs each: 2 workers
+ * 8.9 s, 3 workers 8.3 s, 4 workers 8.3 s; release N (1.75 GB) no difference. MIQ_THREADS overrides.
+ */
 export function poolThreads(): number {
-  return Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism());
+  return Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism() + 1);
 }
 
 export async function destroyPool(): Promise<void> {
