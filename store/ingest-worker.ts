@@ -3,14 +3,18 @@
  * and the pack files. Messages are a discriminated union on `type`.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { Chunker, type ChunkParams } from './chunker.js';
-import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
+import { decodeChunk, encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
+import { MiqError, ioError } from './errors.js';
+import { IdHasher, idOf } from './ids.js';
+import { packFileName } from './pack.js';
+import { scanRefs } from './refscan.js';
 
 const DELTA_KEEP_RATIO = 0.8;
 const DELTA_SURE_RATIO = 0.1;
-import { MiqError, ioError } from './errors.js';
-import { IdHasher, idOf } from './ids.js';
-import { scanRefs } from './refscan.js';
+/** Decoded base chunks kept between compress tasks: neighbouring new chunks share old ones. */
+const BASE_CACHE_BYTES = 32 << 20;
 
 export interface ScanFile {
   path: Uint8Array;
@@ -19,7 +23,20 @@ export interface ScanFile {
 export type WorkerTask =
   | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number }
   | { type: 'hash'; files: ScanFile[] }
-  | { type: 'compress'; items: CompressItem[] };
+  | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[] };
+
+/** Where an old chunk that a delta is tried against lies in the store's packs. The worker reads
+ * and decodes it itself (and its own references, for a chain), so dictionaries never cross the
+ * thread boundary; packs are append-only and an indexed chunk's bytes are already synced. */
+export interface BaseChunk {
+  id: string;
+  pack: number;
+  offset: number;
+  stored: number;
+  plain: number;
+  flags: number;
+  refs?: string[];
+}
 
 export interface CompressItem {
   id: string;
@@ -28,9 +45,8 @@ export interface CompressItem {
   data?: Uint8Array;
   path?: Uint8Array;
   offset?: number;
-  /** Plain bytes of similar old chunks (the same path's previous version) to try as a zstd
-   * dictionary, and their ids. */
-  dict?: Uint8Array;
+  /** Similar old chunks (the same path's previous version) whose plain bytes, concatenated, are
+   * tried as a zstd dictionary; their locations are in the task's `bases`. */
   refs?: string[];
   refDepth?: number;
 }
@@ -170,10 +186,69 @@ function hashOne(f: ScanFile): HashedFile {
   });
 }
 
-function compressItems(items: CompressItem[]): CompressedItem[] {
+const baseCache = new Map<string, Buffer>();
+let baseCacheBytes = 0;
+
+/** Verified plain bytes of an old chunk, or undefined when it cannot be read (the new chunk is
+ * then compressed without a dictionary, as when the base is missing). */
+function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fds: Map<number, number>, depth = 0): Buffer | undefined {
+  const hit = baseCache.get(id);
+  if (hit) {
+    baseCache.delete(id);
+    baseCache.set(id, hit);
+    return hit;
+  }
+  const loc = table.get(id);
+  if (!loc || depth > 8) return undefined;
+  try {
+    let fd = fds.get(loc.pack);
+    if (fd === undefined) {
+      fd = openSync(join(packDir, packFileName(loc.pack)), constants.O_RDONLY);
+      fds.set(loc.pack, fd);
+    }
+    const body = Buffer.allocUnsafe(loc.stored);
+    if (readSync(fd, body, 0, loc.stored, loc.offset) !== loc.stored) return undefined;
+    let dict: Buffer | undefined;
+    if (loc.refs) {
+      const parts: Buffer[] = [];
+      for (const r of loc.refs) {
+        const b = loadBase(r, table, packDir, fds, depth + 1);
+        if (!b) return undefined;
+        parts.push(b);
+      }
+      dict = Buffer.concat(parts);
+    }
+    const plain = Buffer.from(decodeChunk(loc.flags, body, loc.plain, dict));
+    if (idOf(plain) !== id) return undefined;
+    baseCache.set(id, plain);
+    baseCacheBytes += plain.length;
+    for (const [k, v] of baseCache) {
+      if (baseCacheBytes <= BASE_CACHE_BYTES) break;
+      baseCache.delete(k);
+      baseCacheBytes -= v.length;
+    }
+    return plain;
+  } catch {
+    return undefined;
+  }
+}
+
+function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChunk[]): CompressedItem[] {
   const out: CompressedItem[] = [];
   let fd = -1;
   let fdPath: Buffer | undefined;
+  const table = new Map((bases ?? []).map((b) => [b.id, b]));
+  const packFds = new Map<number, number>();
+  const dictOf = (refs: string[]): Buffer | undefined => {
+    if (!packDir) return undefined;
+    const parts: Buffer[] = [];
+    for (const r of refs) {
+      const b = loadBase(r, table, packDir, packFds);
+      if (!b) return undefined;
+      parts.push(b);
+    }
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  };
   try {
     for (const it of items) {
       let plain: Uint8Array;
@@ -197,11 +272,12 @@ function compressItems(items: CompressItem[]): CompressedItem[] {
         // The file changed between scan and compress: never store bytes under a wrong id.
         if (n !== it.length || idOf(b) !== it.id) throw new MiqError('MIQ_BAD_INPUT', `${p.toString()} changed during ingest; ingest it again once it is stable`);
       }
-      if (it.dict && it.refs) {
+      const dict = it.refs ? dictOf(it.refs) : undefined;
+      if (dict && it.refs) {
         // A delta far smaller than the chunk itself wins without trying plain compression (which
         // would cost as much again); otherwise keep it only when it beats plain by DELTA_KEEP_RATIO,
         // since reading it costs its references too.
-        const delta = encodeChunkWithDict(plain, it.dict);
+        const delta = encodeChunkWithDict(plain, dict);
         const sure = delta.length < plain.length * DELTA_SURE_RATIO;
         const plainBody = sure ? undefined : encodeChunk(plain).body;
         if (sure || delta.length < plainBody!.length * DELTA_KEEP_RATIO) {
@@ -215,6 +291,7 @@ function compressItems(items: CompressItem[]): CompressedItem[] {
     }
   } finally {
     if (fd >= 0) closeSync(fd);
+    for (const f of packFds.values()) closeSync(f);
   }
   return out;
 }
@@ -227,7 +304,7 @@ export default function run(task: WorkerTask): WorkerResult {
       case 'hash':
         return { type: 'hashed', files: task.files.map(hashOne) };
       case 'compress':
-        return { type: 'compressed', items: compressItems(task.items) };
+        return { type: 'compressed', items: compressItems(task.items, task.packDir, task.bases) };
     }
   } catch (e) {
     return { type: 'error', error: errJson(e) };

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { IngestOptions, IngestResult } from './api.js';
 import { MiqError, ioError } from './errors.js';
-import type { CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import type { BaseChunk, CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { type Id } from './ids.js';
 import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
@@ -235,6 +235,23 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   const rootLen = Buffer.byteLength(dir) + 1;
   const relKey = (f: FileNode): string => kLast(f.path.subarray(rootLen).toString('latin1'));
   interface Base { chunks: { id: string; start: number; end: number; depth: number }[] }
+  // Locations of old chunks deltas are tried against, and of their own references (a chain is
+  // at most DELTA_MAX_DEPTH deep): the worker reads and decodes them from the packs itself.
+  const baseLocs = new Map<string, BaseChunk>();
+  const learnLocs = async (ids: string[]): Promise<void> => {
+    for (let want = ids.filter((i) => !baseLocs.has(i)); want.length > 0;) {
+      const uniq = [...new Set(want)];
+      const vals = await db.getMany(uniq.map(kChunk));
+      want = [];
+      uniq.forEach((id, i) => {
+        const v = vals[i];
+        if (v === undefined) return;
+        const l = decodeLocation(v);
+        baseLocs.set(id, { id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
+        for (const r of l.refs ?? []) if (!baseLocs.has(r)) want.push(r);
+      });
+    }
+  };
   const deltaBase = async (f: FileNode, id: string): Promise<Base | undefined> => {
     const prev = await db.get(relKey(f));
     if (!prev) return undefined;
@@ -244,28 +261,42 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     if (!old) return undefined;
     const locs = await db.getMany(old.chunks.map((c) => kChunk(c.id)));
     const chunks: Base['chunks'] = [];
+    const chain: string[] = [];
     let o = 0;
     old.chunks.forEach((c, i) => {
       const v = locs[i];
       if (v !== undefined) {
-        const depth = decodeLocation(v).depth ?? 0;
-        if (depth < DELTA_MAX_DEPTH) chunks.push({ id: c.id, start: o, end: o + c.length, depth });
+        const l = decodeLocation(v);
+        const depth = l.depth ?? 0;
+        if (depth < DELTA_MAX_DEPTH) {
+          chunks.push({ id: c.id, start: o, end: o + c.length, depth });
+          baseLocs.set(c.id, { id: c.id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
+          if (l.refs) chain.push(...l.refs);
+        }
       }
       o += c.length;
     });
+    await learnLocs(chain);
     return chunks.length ? { chunks } : undefined;
   };
-  const deltaDict = async (base: Base, off: number, len: number): Promise<{ dict: Buffer; refs: string[]; refDepth: number } | undefined> => {
+  const deltaRefs = (base: Base, off: number, len: number): { refs: string[]; refDepth: number; bytes: number } | undefined => {
     const lo = off - DELTA_WINDOW, hi = off + len + DELTA_WINDOW;
     const pick = base.chunks.filter((c) => c.end > lo && c.start < hi).slice(0, DELTA_MAX_REFS);
     if (pick.length === 0) return undefined;
-    const parts: Buffer[] = [];
-    for (const c of pick) {
-      const b = await store.getChunk(c.id as Id).catch(() => undefined);
-      if (!b) return undefined;
-      parts.push(b);
-    }
-    return { dict: Buffer.concat(parts), refs: pick.map((c) => c.id), refDepth: Math.max(...pick.map((c) => c.depth)) };
+    return { refs: pick.map((c) => c.id), refDepth: Math.max(...pick.map((c) => c.depth)), bytes: pick.reduce((a, c) => a + c.end - c.start, 0) };
+  };
+  /** The locations a compress task's workers need: every ref of its items, and theirs. */
+  const basesFor = (items: CompressItem[]): BaseChunk[] | undefined => {
+    const out = new Map<string, BaseChunk>();
+    const add = (id: string): void => {
+      if (out.has(id)) return;
+      const b = baseLocs.get(id);
+      if (!b) return;
+      out.set(id, b);
+      for (const r of b.refs ?? []) add(r);
+    };
+    for (const it of items) for (const r of it.refs ?? []) add(r);
+    return out.size ? [...out.values()] : undefined;
   };
 
   const onScanned = async (files: FileNode[], results: ScannedFile[]): Promise<void> => {
@@ -298,7 +329,8 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     let dataBytes = 0;
     const push = (): void => {
       if (items.length === 0) return;
-      compressQueue.push({ task: { type: 'compress', items }, bytes: dataBytes });
+      const bases = basesFor(items);
+      compressQueue.push({ task: { type: 'compress', items, ...(bases ? { packDir: store.packDir, bases } : {}) }, bytes: dataBytes });
       compressQueuedBytes += dataBytes;
       items = [];
       itemBytes = 0;
@@ -318,10 +350,11 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
             item = { id: c.id, length: c.length, path: f.path, offset: off };
           }
           if (base) {
-            const d = await deltaDict(base, off, c.length);
+            const d = deltaRefs(base, off, c.length);
             if (d) {
-              Object.assign(item, d);
-              dataBytes += d.dict.length;
+              item.refs = d.refs;
+              item.refDepth = d.refDepth;
+              dataBytes += d.bytes;
             }
           }
           items.push(item);

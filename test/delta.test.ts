@@ -76,3 +76,47 @@ test('a rebuilt file is stored as deltas against its previous version and reads 
   assert.equal(cat.code, 3);
   assert.match(cat.stderr, /corrupt/);
 });
+
+test('deltas of deltas: the workers decode chained bases from the packs; a damaged base only costs the delta', () => {
+  const storeDir = join(tmp.dir, 'chain');
+  const s = ['--store', storeDir];
+  const v1 = program(2 << 20);
+  const v2 = rebuild(v1);
+  const v3 = rebuild(v2);
+  const put = (dir: string, data: Buffer): string => {
+    mkdirSync(join(tmp.dir, dir, 'lib'), { recursive: true });
+    writeFileSync(join(tmp.dir, dir, 'lib', 'liby.so'), data);
+    return join(tmp.dir, dir);
+  };
+  const a = json<{ path: string; newBytes: number }>(miq([...s, 'ingest', put('c1', v1), '--name', 'liby', '--json']));
+  const b = json<{ path: string; newBytes: number }>(miq([...s, 'ingest', put('c2', v2), '--name', 'liby', '--json']));
+  const c = json<{ path: string; newBytes: number }>(miq([...s, 'ingest', put('c3', v3), '--name', 'liby', '--json']));
+  // v3's dictionaries are v2's chunks, which are themselves deltas against v1's.
+  assert.ok(b.newBytes < a.newBytes * 0.25, `v2 added ${b.newBytes} of ${a.newBytes}`);
+  assert.ok(c.newBytes < a.newBytes * 0.25, `v3 added ${c.newBytes} of ${a.newBytes}`);
+  const out3 = join(tmp.dir, 'out3');
+  assert.equal(miq([...s, 'export', c.path, out3]).code, 0);
+  assert.ok(readFileSync(join(out3, 'lib', 'liby.so')).equals(v3));
+  assert.equal(miq([...s, 'verify']).code, 0);
+
+  // A second store with v1's first chunk damaged: the chunks of v2 that would lean on it are
+  // stored without a dictionary (more bytes than in the sound store), and v2 reads back exactly.
+  const d = join(tmp.dir, 'damaged');
+  const ds = ['--store', d];
+  const a2 = json<{ path: string; newBytes: number }>(miq([...ds, 'ingest', join(tmp.dir, 'c1'), '--name', 'liby', '--json']));
+  const packs = join(d, 'packs');
+  const p = readdirSync(packs).sort()[0]!;
+  const fd = openSync(join(packs, p), 'r+');
+  const one = Buffer.alloc(1);
+  readSync(fd, one, 0, 1, 48 + 1000);
+  one[0] ^= 0xff;
+  writeSync(fd, one, 0, 1, 48 + 1000);
+  closeSync(fd);
+  const b2 = json<{ path: string; newBytes: number }>(miq([...ds, 'ingest', join(tmp.dir, 'c2'), '--name', 'liby', '--json']));
+  assert.equal(a2.newBytes, a.newBytes);
+  assert.ok(b2.newBytes > b.newBytes + 50_000, `a damaged base is not used: v2 added ${b2.newBytes}, ${b.newBytes} with a sound one`);
+  const out2 = join(tmp.dir, 'out-damaged');
+  const e = miq([...ds, 'export', b2.path, out2]);
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(readFileSync(join(out2, 'lib', 'liby.so')).equals(v2));
+});
