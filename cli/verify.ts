@@ -25,6 +25,7 @@ export function register(program: Command): void {
       if (o.json) printJson(r);
       else {
         process.stdout.write(`checked ${r.paths} store paths, ${r.trees} trees, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) in ${r.seconds.toFixed(2)} s\n`);
+        if (r.unreferenced.chunks > 0) process.stdout.write(`unreferenced: ${r.unreferenced.chunks} chunks (${fmtBytes(r.unreferenced.storedBytes)} stored) that no store path uses; \`miq gc\` reclaims them\n`);
         for (const d of r.damaged) process.stdout.write(`DAMAGED ${d.kind} ${d.id}: ${d.problem} (${d.detail}); used by ${d.paths.join(', ') || 'no store path'}\n`);
         if (r.remoteCache) {
           const c = r.remoteCache;

@@ -4,9 +4,10 @@
  */
 import { MiqError, isMiqError } from './errors.js';
 import { IdHasher, type Id } from './ids.js';
-import { kFile, kTree } from './keys.js';
+import { kFile, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { decodeFileRecord, decodeTree } from './objects.js';
+import { decodeLocation } from './pack.js';
 
 export interface Damage {
   kind: 'chunk' | 'file' | 'tree' | 'path';
@@ -24,6 +25,10 @@ export interface VerifyReport {
   chunks: number;
   bytes: number;
   damaged: Damage[];
+  /** Indexed chunks that no store path uses, directly or as a delta's base: left by an ingest
+   * that was killed or failed (or one still running), or by an unpin without gc. Not damage:
+   * `miq gc` reclaims them. */
+  unreferenced: { chunks: number; storedBytes: number };
   seconds: number;
 }
 
@@ -133,7 +138,34 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
     onProgress?.({ paths: n, total: records.length, bytes });
   }
   for (const d of damage.values()) d.paths = [...new Set(d.paths)].sort();
+
+  // Everything the index holds that the walk above did not reach (bases of deltas count as
+  // reached: gc keeps them for their deltas).
+  const index = new Map<string, { stored: number; refs?: string[] }>();
+  for await (const [k, v] of store.db.iterator(range('c/'))) {
+    try {
+      const l = decodeLocation(v);
+      index.set(k.slice(2), { stored: l.stored, ...(l.refs ? { refs: l.refs } : {}) });
+    } catch {
+      index.set(k.slice(2), { stored: v.length });
+    }
+  }
+  const reached = new Set<string>();
+  const stack = [...chunkOk.keys()];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (reached.has(id)) continue;
+    reached.add(id);
+    for (const r of index.get(id)?.refs ?? []) stack.push(r);
+  }
+  const unreferenced = { chunks: 0, storedBytes: 0 };
+  for (const [id, e] of index) {
+    if (reached.has(id)) continue;
+    unreferenced.chunks++;
+    unreferenced.storedBytes += e.stored;
+  }
   return {
+    unreferenced,
     ok: damage.size === 0,
     paths: records.length,
     trees: treeBad.size,

@@ -56,6 +56,8 @@ test('a rebuilt file is stored as deltas against its previous version and reads 
   assert.deepEqual(g.deadPaths, [a.path]);
   const after = miq([...s, 'verify']);
   assert.equal(after.code, 0, `deltas still decode after gc and repack: ${after.stdout}\n${JSON.stringify(g)}`);
+  // The old chunks kept as bases count as used, not as garbage gc forgot.
+  assert.equal(json<{ unreferenced: { chunks: number } }>(miq([...s, 'verify', '--json'])).unreferenced.chunks, 0);
   const out2 = join(tmp.dir, 'out2');
   assert.equal(miq([...s, 'export', b.path, out2]).code, 0);
   execFileSync('cmp', [join(out2, 'usr', 'lib', 'libx.so'), join(tmp.dir, 'v2', 'usr', 'lib', 'libx.so')]);

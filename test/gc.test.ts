@@ -117,3 +117,33 @@ test('ingest --watch re-reads only changed files and points its name at the newe
   const g = json<{ deadPaths: string[] }>(miq([...s, 'gc', '--json']));
   assert.deepEqual(g.deadPaths.sort(), [results[0]!.path, results[1]!.path].sort(), 'older watch results are collectable');
 });
+
+test('verify reports indexed chunks that no store path uses (not as damage), and gc reclaims them', async () => {
+  const storeDir = join(tmp.dir, 'orphans');
+  const s = ['--store', storeDir];
+  const src = join(tmp.dir, 'orphan-src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'kept.txt'), 'a file a store path uses\n');
+  assert.equal(miq([...s, 'ingest', src, '--name', 'kept']).code, 0);
+  const clean = json<{ ok: boolean; unreferenced: { chunks: number } }>(miq([...s, 'verify', '--json']));
+  assert.deepEqual([clean.ok, clean.unreferenced.chunks], [true, 0]);
+  // What a killed ingest leaves: chunks in the index that no file record names.
+  const { openStore } = await import('../store/open.js');
+  const { idOf } = await import('../store/ids.js');
+  const store = await openStore(storeDir);
+  for (const text of ['orphan one', 'orphan two']) {
+    const b = Buffer.from(text.repeat(1000));
+    await store.putChunk(idOf(b), b);
+  }
+  await store.close();
+  const v = json<{ ok: boolean; damaged: unknown[]; unreferenced: { chunks: number; storedBytes: number } }>(miq([...s, 'verify', '--json']));
+  assert.equal(v.ok, true);
+  assert.deepEqual(v.damaged, []);
+  assert.equal(v.unreferenced.chunks, 2);
+  assert.ok(v.unreferenced.storedBytes > 0);
+  const text = miq([...s, 'verify']);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, /unreferenced: 2 chunks .*miq gc/);
+  assert.equal(miq([...s, 'gc']).code, 0);
+  assert.equal(json<{ unreferenced: { chunks: number } }>(miq([...s, 'verify', '--json'])).unreferenced.chunks, 0);
+});
