@@ -45,6 +45,14 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (`miq cat … | head`, `miq ls --json | head -c 0`) is not a failure of
+// miq's work: stop quietly, as a program killed by SIGPIPE would, instead of a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(Number(process.exitCode ?? 0));
+  process.stderr.write(`miq: cannot write to standard output: ${e.message}\n`);
+  process.exit(74);
+});
+
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

@@ -12,7 +12,10 @@ import { packFileName } from './pack.js';
 import { scanRefs } from './refscan.js';
 
 const DELTA_KEEP_RATIO = 0.8;
-const DELTA_SURE_RATIO = 0.1;
+/** A delta under this share of the chunk is kept without trying plain compression. At 0.2 (was
+ * 0.1) release N+1 skips ~90 of 133 plain compressions and stores 7 kB less (the skipped plain
+ * bodies were rarely smaller than the delta). */
+const DELTA_SURE_RATIO = 0.2;
 /** Decoded base chunks kept between compress tasks: neighbouring new chunks share old ones. */
 const BASE_CACHE_BYTES = 32 << 20;
 
