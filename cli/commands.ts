@@ -1,29 +1,46 @@
-/** Every command module; each exports `register(program)`. Help lists them in this order. */
+/**
+ * Every command module; each exports `register(program)`. Help lists them in this order.
+ * A run loads only the module of the command it names (each pulls in its own part of the tree:
+ * FUSE, the builder, remotes, benchmarks); help, an unknown name or no name load them all.
+ */
 import type { Command } from 'commander';
-import { register as bench } from './bench.js';
-import { register as build } from './build.js';
-import { register as demo } from './demo.js';
-import { register as fetch } from './fetch.js';
-import { register as gc } from './gc.js';
-import { register as ingest } from './ingest.js';
-import { register as inspect } from './inspect.js';
-import { register as key } from './key.js';
-import { register as log } from './log.js';
-import { register as mount } from './mount.js';
-import { register as profile } from './profile.js';
-import { register as push } from './push.js';
-import { register as recipe } from './recipe.js';
-import { register as stats } from './stats.js';
-import { register as verify } from './verify.js';
 
-const modules: ((program: Command) => void)[] = [
-  demo, ingest, inspect, stats, verify, gc, // store (issue 2)
-  build, recipe, log, // builds (issue 5)
-  bench, // benchmarks (issue 6)
-  key, push, fetch, // remotes (issue 4)
-  mount, profile, // mount and profiles (issue 3)
+type Loader = () => Promise<{ register(program: Command): void }>;
+
+/** Module, and the top-level commands it registers (test/cli.test.ts checks the lists). */
+export const MODULES: [Loader, string[]][] = [
+  [() => import('./demo.js'), ['demo']],
+  [() => import('./ingest.js'), ['ingest']],
+  [() => import('./inspect.js'), ['paths', 'ls', 'cat', 'export']],
+  [() => import('./stats.js'), ['stats']],
+  [() => import('./verify.js'), ['verify']],
+  [() => import('./gc.js'), ['gc', 'pin', 'unpin', 'roots']], // store (issue 2)
+  [() => import('./build.js'), ['build']],
+  [() => import('./recipe.js'), ['recipe']],
+  [() => import('./log.js'), ['log']], // builds (issue 5)
+  [() => import('./bench.js'), ['bench']], // benchmarks (issue 6)
+  [() => import('./key.js'), ['key']],
+  [() => import('./push.js'), ['push']],
+  [() => import('./fetch.js'), ['fetch']], // remotes (issue 4)
+  [() => import('./mount.js'), ['mount']],
+  [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
 ];
 
-export function registerAll(program: Command): void {
-  for (const m of modules) m(program);
+/** The command a command line names: the first word that is not a global option. */
+export function commandWord(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--store') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** Registers the module that serves `args` (all of them when that is not one known command). */
+export async function registerFor(program: Command, args: readonly string[]): Promise<void> {
+  const word = commandWord(args);
+  const wantsHelp = args.includes('--help') || args.includes('-h') || word === 'help';
+  const one = word && !wantsHelp ? MODULES.find(([, names]) => names.includes(word)) : undefined;
+  const mods = one ? [one] : MODULES;
+  for (const m of await Promise.all(mods.map(([load]) => load()))) m.register(program);
 }

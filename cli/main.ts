@@ -1,7 +1,7 @@
 /** miq's command line: parses, calls one module function per command, prints. */
 import { Command, CommanderError } from 'commander';
 import { MiqError } from '../store/errors.js';
-import { registerAll } from './commands.js';
+import { registerFor } from './commands.js';
 
 const EXIT: Record<string, number> = {
   MIQ_BAD_INPUT: 2, MIQ_NOT_FOUND: 2, MIQ_CONFLICT: 2,
@@ -10,7 +10,7 @@ const EXIT: Record<string, number> = {
   MIQ_BUILD_FAILED: 6, MIQ_REMOTE: 7, MIQ_UNTRUSTED: 7, MIQ_TIMEOUT: 7,
 };
 
-export function buildProgram(): Command {
+export async function buildProgram(args: readonly string[]): Promise<Command> {
   const program = new Command();
   program
     .name('miq')
@@ -19,12 +19,18 @@ export function buildProgram(): Command {
     .option('--debug', 'print stack traces for errors')
     .showHelpAfterError('(run `miq --help` for usage)')
     .exitOverride();
-  registerAll(program);
+  await registerFor(program, args);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  let program: Command;
+  try {
+    program = await buildProgram(argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`miq: internal error: cannot load the command: ${(e as Error)?.message ?? String(e)}\n`);
+    return 70;
+  }
   try {
     await program.parseAsync(argv);
     return Number(process.exitCode ?? 0);

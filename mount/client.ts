@@ -4,6 +4,7 @@
  * call over the socket, else the store opened directly. LevelDB allows one process, so this is
  * how commands keep working while the store is mounted.
  */
+import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { ChunkSource, IngestOptions, IngestResult, Store } from '../store/api.js';
@@ -72,6 +73,16 @@ export async function connectControl(storeDir: string): Promise<ControlClient | 
 
 const REMOTE = Symbol('miq.remoteStore');
 
+const sessions = new WeakMap<object, string>();
+function sessionOf(cache: object): string {
+  let t = sessions.get(cache);
+  if (!t) {
+    t = randomBytes(16).toString('hex');
+    sessions.set(cache, t);
+  }
+  return t;
+}
+
 /** A Store whose every method runs in the serving process. */
 export function remoteStore(client: ControlClient, dir: string): Store & { readonly [REMOTE]: ControlClient } {
   const c = <T>(op: string, args: unknown[]): Promise<T> => client.call<T>(`store.${op}`, args);
@@ -88,8 +99,11 @@ export function remoteStore(client: ControlClient, dir: string): Store & { reado
     listStorePaths: () => c<StorePathRecord[]>('listStorePaths', []),
     readFile: (f: FileRecord, off: number, len: number) => c<Buffer>('readFile', [f, off, len]),
     ingest: (d: string, o: IngestOptions = {}) => {
-      const { onProgress, statCache: _s, ...rest } = o;
-      return client.call<IngestResult>('store.ingest', [d, rest], onProgress ? (e) => onProgress(e as never) : undefined);
+      // A stat cache (ingest --watch) cannot cross the socket: the serving process keeps one per
+      // session, named by a random token tied to this client's Map.
+      const { onProgress, statCache, ...rest } = o;
+      const args = statCache ? { ...rest, statCacheSession: sessionOf(statCache) } : rest;
+      return client.call<IngestResult>('store.ingest', [d, args], onProgress ? (e) => onProgress(e as never) : undefined);
     },
     putTree: (e: readonly TreeEntry[]) => c<Id>('putTree', [e]),
     putBytes: (b: Buffer) => c<FileRecord>('putBytes', [b]),

@@ -25,11 +25,24 @@ export function controlOps(store: Store, hooks: { onProfileChange(): Promise<voi
   ops['store.chunks.get'] = async ([id]: [Id]) => store.chunks.get(id);
   ops['store.chunks.has'] = async ([id]: [Id]) => store.chunks.has(id);
   ops['store.batchMeta'] = async ([list]: [{ key: string; value: Buffer | null }[]]) => changed(store.batchMeta(list.map((o) => ({ key: o.key, value: o.value ?? undefined }))));
+  // `ingest --watch` through the socket: the stat cache lives here, one per client session (a
+  // random token), so a re-ingest reads only changed files. The newest STAT_SESSIONS are kept.
+  const statCaches = new Map<string, Map<string, unknown>>();
+  const STAT_SESSIONS = 8;
   ops['store.ingest'] = async ([dir, opts]: [string, Record<string, unknown> | null], emit) => {
     if (typeof dir !== 'string' || !dir.startsWith('/')) throw new MiqError('MIQ_BAD_INPUT', 'ingest over the control socket needs an absolute directory');
+    const { statCacheSession, ...rest } = opts ?? {};
+    let statCache: Map<string, unknown> | undefined;
+    if (typeof statCacheSession === 'string' && /^[0-9a-f]{32}$/.test(statCacheSession)) {
+      statCache = statCaches.get(statCacheSession) ?? new Map<string, unknown>();
+      statCaches.delete(statCacheSession);
+      statCaches.set(statCacheSession, statCache);
+      while (statCaches.size > STAT_SESSIONS) statCaches.delete(statCaches.keys().next().value as string);
+    }
     let last = 0;
     return store.ingest(dir, {
-      ...(opts ?? {}),
+      ...rest,
+      ...(statCache ? { statCache } : {}),
       onProgress: (p) => {
         const now = Date.now();
         if (now - last > 200) {

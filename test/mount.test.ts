@@ -154,6 +154,37 @@ describe('miq mount (real FUSE)', () => {
     }
   });
 
+  it('ingest --watch through the mount re-reads only changed files (the stat cache lives in the serving process)', async () => {
+    const src = join(base, 'watched');
+    await mkdir(src);
+    for (let i = 0; i < 40; i++) await sh(`printf 'file ${i}' > ${src}/f${i}`);
+    const child = spawnMiq(['--store', store.dir, 'ingest', src, '--watch', '--json', '--name', 'watched']);
+    const results: { path: string; scanned: number; files: number }[] = [];
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) results.push(JSON.parse(buf.slice(0, i)));
+    });
+    const next = async (n: number): Promise<void> => {
+      for (const deadline = Date.now() + 30_000; results.length < n;) {
+        if (Date.now() > deadline) throw new Error(`watch produced ${results.length} results, expected ${n}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      await next(1);
+      assert.equal(results[0]!.scanned, 40);
+      await new Promise((r) => setTimeout(r, 500));
+      await sh(`printf changed > ${src}/f3`);
+      await next(2);
+      assert.equal(results[1]!.scanned, 1, 'only the changed file was read again');
+      assert.equal((await sh(`cat ${mnt}/store/${results[1]!.path}/f3`)).stdout, 'changed');
+    } finally {
+      child.kill('SIGINT');
+      await waitExit(child);
+    }
+  });
+
   it('miq mount --help says how to put the views at /miq/store and /usr', async () => {
     const r = await miqAsync(['mount', '--help']);
     assert.equal(r.code, 0);
