@@ -11,6 +11,7 @@ import { MiqError } from '../store/errors.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { ChunkReader, openFile, type OpenFile } from './reader.js';
 import type { Listing, Node, View } from './views.js';
+import { displayName } from './trees.js';
 import type { Id } from '../store/ids.js';
 
 /** Fixed metadata, as Nix normalises it: owner root, mtime 1 s after the epoch. */
@@ -259,8 +260,9 @@ export function createOps(o: OpsOptions): OpsHandle {
     readlink(path: string, cb: Cb) {
       must(path).then((n) => {
         if (n.type !== 'symlink') throw new FsError('EINVAL');
-        // fuse-native hands the target to C as a UTF-8 string.
-        cb(0, n.target.toString('utf8'));
+        // fuse-native hands the target to C as a UTF-8 string: bytes that are not UTF-8 are
+        // escaped as names are (a relative target into the same tree then still resolves).
+        cb(0, displayName(n.target));
       }).catch((e) => fail(cb, 'readlink', path, e));
     },
     access(path: string, mode: number, cb: Cb) {

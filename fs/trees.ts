@@ -2,6 +2,7 @@
  * Walking immutable trees by name. Everything under a tree id is immutable, so decoded trees and
  * their name indexes are cached by id with no invalidation at all.
  */
+import { isUtf8 } from 'node:buffer';
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
@@ -15,6 +16,45 @@ export interface IndexedTree {
 
 /** FUSE hands names as UTF-8-decoded strings; tree names are raw bytes. */
 export const nameKey = (component: string): string => Buffer.from(component, 'utf8').toString('latin1');
+
+/**
+ * fuse-native passes names (and symlink targets) between the kernel and JS as UTF-8 strings, so
+ * a name whose bytes are not UTF-8 cannot be shown as it is. Such a name is shown with each byte
+ * ≥ 0x80 as one private-use character U+F780–U+F7FF (ASCII bytes as they are), and a lookup of
+ * that form finds the entry: the file stays listable, openable and distinct, under a stable
+ * name. A valid UTF-8 name is always shown as it is.
+ */
+const ESC = 0xf700;
+export function displayName(raw: Buffer): string {
+  if (isUtf8(raw)) return raw.toString('utf8');
+  let s = '';
+  for (const b of raw) s += String.fromCharCode(b < 0x80 ? b : ESC + b);
+  return s;
+}
+
+/** The raw-name key (latin1) a displayed escaped name stands for, if it is one. */
+export function escapedKey(component: string): string | undefined {
+  let esc = false;
+  const bytes = Buffer.allocUnsafe(component.length);
+  for (let i = 0; i < component.length; i++) {
+    const c = component.charCodeAt(i);
+    if (c < 0x80) bytes[i] = c;
+    else if (c >= ESC + 0x80 && c <= ESC + 0xff) {
+      bytes[i] = c - ESC;
+      esc = true;
+    } else return undefined;
+  }
+  // Only the form displayName makes: an escape of bytes that are valid UTF-8 is not a name.
+  return esc && !isUtf8(bytes) ? bytes.toString('latin1') : undefined;
+}
+
+/** The entry a FUSE name component names in a tree. */
+export function entryByName(t: IndexedTree, component: string): TreeEntry | undefined {
+  const e = t.byName.get(nameKey(component));
+  if (e) return e;
+  const k = escapedKey(component);
+  return k === undefined ? undefined : t.byName.get(k);
+}
 
 export class TreeCache {
   private readonly map = new Map<Id, IndexedTree>();

@@ -13,7 +13,7 @@ import type { ObjectReader } from '../store/api.js';
 import { FsError } from './errno.js';
 import type { Id } from '../store/ids.js';
 import type { TreeEntry } from '../store/objects.js';
-import { nameKey, TreeCache } from './trees.js';
+import { displayName, entryByName, TreeCache } from './trees.js';
 
 export type Node =
   | { readonly type: 'dir'; readonly tree?: Id; readonly names?: readonly string[]; readonly size: number; readonly storePath?: string }
@@ -52,7 +52,7 @@ export async function walk(trees: TreeCache, root: Id, size: number, parts: read
   for (const p of parts) {
     if (node.type !== 'dir') throw new FsError('ENOTDIR');
     const t = await trees.get(node.tree!);
-    const e = t.byName.get(nameKey(p));
+    const e = entryByName(t, p);
     if (!e) return undefined;
     node = entryNode(e, storePath);
   }
@@ -64,14 +64,14 @@ export function listCachedTree(trees: TreeCache, node: Node & { type: 'dir' }): 
   const t = trees.peek(node.tree);
   if (!t) return undefined;
   const es = t.tree.entries;
-  return { names: es.map((e) => e.name.toString('utf8')), nodes: es.map((e) => entryNode(e, node.storePath)) };
+  return { names: es.map((e) => displayName(e.name)), nodes: es.map((e) => entryNode(e, node.storePath)) };
 }
 
 export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<Listing> {
   if (node.names) return { names: [...node.names] };
   if (!node.tree) return { names: [] };
   const es = (await trees.get(node.tree)).tree.entries;
-  return { names: es.map((e) => e.name.toString('utf8')), nodes: es.map((e) => entryNode(e, node.storePath)) };
+  return { names: es.map((e) => displayName(e.name)), nodes: es.map((e) => entryNode(e, node.storePath)) };
 }
 
 /** What the main view needs to know about profiles (injected: store/profiles.ts in the daemon). */

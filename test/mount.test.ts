@@ -202,6 +202,44 @@ describe('miq mount (real FUSE)', () => {
   });
 });
 
+describe('names that are not UTF-8', () => {
+  it('are listed under an escaped name that opens the file, follows as a symlink target, and valid UTF-8 names are untouched', async () => {
+    const b = await tmp();
+    let s: LocalStore | undefined, m: MountHandle | undefined;
+    try {
+      const src = join(b, 'src');
+      await mkdir(src);
+      const { writeFile, symlink } = await import('node:fs/promises');
+      const bad = Buffer.concat([Buffer.from(`${src}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
+      await writeFile(bad, 'not utf-8 name\n');
+      await writeFile(join(src, 'café'), 'utf-8 name\n');
+      await symlink(Buffer.concat([Buffer.from('bad'), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), join(src, 'link'));
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(src, { name: 'names' })).path;
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false });
+      const py = [
+        'import os, sys',
+        'd = sys.argv[1].encode()',
+        'print(sorted(n.decode() for n in os.listdir(d)) == sorted(["bad\\uf7ff\\uf7fe.txt", "caf\\u00e9", "link"]))',
+        'print(open(os.path.join(d, "bad\\uf7ff\\uf7fe.txt".encode()), "rb").read() == b"not utf-8 name\\n")',
+        'print(open(os.path.join(d, "café".encode()), "rb").read() == b"utf-8 name\\n")',
+        'print(os.readlink(os.path.join(d, b"link")) == "bad\\uf7ff\\uf7fe.txt".encode())',
+        'print(open(os.path.join(d, b"link"), "rb").read() == b"not utf-8 name\\n")',
+        // The escaped form of a valid UTF-8 name is not a second name for it.
+        'print(not os.path.exists(os.path.join(d, "caf\\uf7c3\\uf7a9".encode())))',
+      ].join('\n');
+      const r = await sh(`python3 -c '${py}' ${b}/mnt/store/${p}`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.trim().split('\n'), ['True', 'True', 'True', 'True', 'True', 'True']);
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+});
+
 describe('corruption and crashes', () => {
   it('a chunk that fails its hash gives EIO and a log line, never bytes', async () => {
     const b = await tmp();
