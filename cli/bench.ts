@@ -1,6 +1,9 @@
 /** `miq bench`: runs the dedup benchmark suite and writes its Markdown report (benchmarks/bench.ts). */
 import type { Command } from 'commander';
 import { runBench } from '../benchmarks/bench.js';
+import { MiqError } from '../store/errors.js';
+
+const SCENARIOS = ['releases', 'security', 'full', 'ingest', 'sweep'];
 
 export function register(program: Command): void {
   program
@@ -15,6 +18,10 @@ export function register(program: Command): void {
     .option('--no-install', 'do not apt-get install missing anchors')
     .option('--json', 'print the result summary as JSON')
     .action(async (o: { quick?: boolean; out: string; runs?: string; only?: string; sweep?: string; install: boolean; resume?: boolean; json?: boolean }) => {
+      for (const name of o.only?.split(',') ?? []) {
+        if (!name || !SCENARIOS.some((s) => s.startsWith(name) || name.startsWith(`${s}:`))) throw new MiqError('MIQ_BAD_INPUT', `--only: no scenario starts with "${name}"; the scenarios are ${SCENARIOS.join(', ')}`);
+      }
+      if (o.runs !== undefined && !/^[1-9][0-9]*$/.test(o.runs)) throw new MiqError('MIQ_BAD_INPUT', `--runs ${o.runs}: expected a whole number of runs, 1 or more`);
       const r = await runBench({
         quick: !!o.quick,
         out: o.out,

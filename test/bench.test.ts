@@ -129,6 +129,21 @@ test('report has every table and judges the targets from the figures', () => {
   }
 });
 
+test('miq bench refuses a scenario name it does not have and a run count that is not one', () => {
+  const out = mkdtempSync(join(tmpdir(), 'miq-bench-bad-'));
+  try {
+    for (const [args, msg] of [[['--only', 'ful,nosuch'], /--only: no scenario starts with "nosuch"/], [['--runs', '0'], /--runs 0: expected a whole number/]] as const) {
+      const r = spawnSync(join(root, 'bin', 'miq'), ['bench', '--out', out, ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, msg);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+    assert.deepEqual(readdirSync(out), [], 'nothing was run or written');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('miq bench --quick writes a report with every table', { timeout: 20 * 60 * 1000 }, () => {
   const out = mkdtempSync(join(tmpdir(), 'miq-bench-'));
   try {
