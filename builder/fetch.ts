@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -15,6 +15,7 @@ import { MiqError, ioError, isMiqError } from '../store/errors.js';
 import { IdHasher } from '../store/ids.js';
 import { type MirrorOptions, resolveUrl } from './mirrors.js';
 import type { Source } from './recipe.js';
+import { mkdirp } from '../store/mkdirp.js';
 
 export interface FetchOptions extends MirrorOptions {
   cacheDir: string;
@@ -98,7 +99,7 @@ async function doFetch(s: Source, dest: string, opts: FetchOptions): Promise<str
     // A damaged cache entry is not an error: drop it and fetch again.
     await rm(dest, { force: true });
   }
-  await mkdir(join(opts.cacheDir, s.algo), { recursive: true });
+  await mkdirp(join(opts.cacheDir, s.algo));
   const tmp = `${dest}.part-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const urls = resolveUrl(s.url, opts);
   const failures: string[] = [];

@@ -2,18 +2,19 @@
  * Writes a store path's tree out as a plain read-only directory, for binding into a sandbox when
  * no mount serves the store. Every byte goes through `readFile`, which verifies chunk ids.
  */
-import { chmod, lstat, mkdir, open, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, lstat, open, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
+import { mkdirp } from '../store/mkdirp.js';
 
 const PIECE = 4 << 20;
 
 async function writeTree(store: ObjectReader, tree: Id, dir: string): Promise<void> {
   const t = await store.getTree(tree);
   if (!t) throw new MiqError('MIQ_MISSING', `tree ${tree} is missing from the store`, { details: { tree } });
-  await mkdir(dir, { recursive: true });
+  await mkdirp(dir);
   for (const e of t.entries) {
     const p = join(dir, e.name.toString());
     if (e.kind === 'dir') {

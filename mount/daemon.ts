@@ -16,7 +16,7 @@
  * root, not a generation, so switches show through it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rmdir } from 'node:fs/promises';
+import { rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/api.js';
@@ -33,6 +33,7 @@ import { controlOps } from './control-ops.js';
 import { listenControl, type ControlServer } from './control.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
+import { mkdirp } from '../store/mkdirp.js';
 
 export interface MountOptions {
   /** Profile shown at DIR/usr (default "system"). */
@@ -131,7 +132,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     });
     done.push(() => mainMount.unmount());
 
-    await mkdir(viewDir, { recursive: true });
+    await mkdirp(viewDir);
     done.push(() => rmdir(viewDir).catch(() => {}));
     const viewMount = await fuseMount(viewDir, ptr.ops, {
       fsname: `miq-${profile}`, kernelCache: false, directIo: true, entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0, allowOther: isRoot, readOnly: true, debug: opts.debug,

@@ -4,6 +4,7 @@
  * wrong bytes behind under the real name.
  */
 import { mkdir, open, readdir, rename, symlink, unlink, chmod } from 'node:fs/promises';
+import { mkdirp } from './mkdirp.js';
 import type { ObjectReader } from './api.js';
 import { MiqError, ioError } from './errors.js';
 import { IdHasher, type Id } from './ids.js';
@@ -48,11 +49,14 @@ export async function exportTree(store: ObjectReader, treeId: Id, destArg: strin
     if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw new MiqError('MIQ_BAD_INPUT', `export destination ${destArg} is a file; give a new or empty directory`);
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(e, 'cannot use export destination', destArg);
   }
+  // The destination itself with a step-by-step mkdir -p (a recursive mkdir never returns under
+  // /proc); below it every parent exists, so plain mkdir suffices.
+  await mkdirp(destArg, 0o755).catch((e) => { throw ioError(e, 'cannot create export destination', destArg); });
   const stack: { tree: Id; dir: Buffer }[] = [{ tree: treeId, dir: Buffer.from(destArg) }];
   while (stack.length > 0) {
     const { tree, dir } = stack.pop()!;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o755 });
+      await mkdir(dir, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
     } catch (e) {
       throw ioError(e, 'cannot create directory', dir.toString());
     }

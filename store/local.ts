@@ -3,8 +3,8 @@
  * One process owns it (LevelDB's lock); while a mount serves it, other commands go through the
  * mount's control socket.
  */
-import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { ChunkSource, IngestOptions, IngestResult, Store } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
@@ -16,6 +16,7 @@ import { ByteLru, Mutex } from './lru.js';
 import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
 import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
+import { mkdirp } from './mkdirp.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -35,21 +36,6 @@ function chunkStarts(f: FileRecord): number[] {
   return s;
 }
 
-/** mkdir -p without `recursive: true`, which spins forever on some pseudo file systems (/proc). */
-async function mkdirp(dir: string): Promise<void> {
-  try {
-    await mkdir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      if (!(await stat(dir)).isDirectory()) throw e;
-      return;
-    }
-    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
-    await mkdirp(dirname(dir));
-    await mkdir(dir).catch((e2: NodeJS.ErrnoException) => { if (e2.code !== 'EEXIST') throw e2; });
-  }
-}
 
 export interface FormatHeader {
   format: 'miq-store';

@@ -6,10 +6,11 @@
  *   'MQCK' | flags u8 | 3 zero bytes | plainLen u32 | storedLen u32 | id 32 bytes | body
  * The index stores the offset of the body.
  */
-import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MiqError } from './errors.js';
 import { idToBytes, type Id } from './ids.js';
+import { mkdirp } from './mkdirp.js';
 
 export const ENTRY_HEADER = 48;
 const MAGIC = Buffer.from('MQCK');
@@ -96,7 +97,7 @@ export class PackWriter {
   constructor(private readonly dir: string) {}
 
   async open(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdirp(this.dir);
     const packs = await listPacks(this.dir);
     // Start a fresh pack per writer session: a torn tail from a crash stays behind, unreferenced.
     this.packNo = (packs.at(-1) ?? 0) + 1;

@@ -173,3 +173,20 @@ test('a 5 GiB sparse file is ingested in bounded memory and reads back by id', (
   const b3 = execFileSync('b3sum', ['--no-names', f], { encoding: 'utf8' }).trim();
   assert.equal(id, b3);
 });
+
+test('destinations on a pseudo file system (/proc) fail at once with a clear error (a recursive mkdir there never returns)', () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'f'), 'x');
+  const p = json<{ path: string }>(miq([...store, 'ingest', src, '--json'])).path;
+  for (const args of [['push', '/proc/miq-nope/remote', p], ['export', p, '/proc/miq-nope/out'], ['key', 'generate', 'k', '--dir', '/proc/miq-nope']]) {
+    const r = spawnSync(process.execPath, [MIQ, ...store, ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.notEqual(r.signal, 'SIGTERM', `miq ${args[0]} hung`);
+    assert.ok(r.status === 2 || r.status === 1, `miq ${args.join(' ')}: ${r.status} ${r.stderr}`);
+    assert.match(r.stderr, /\/proc\/miq-nope/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  // A folder remote that does not exist is named as such, not as a remote missing the path.
+  const f = miq([...store, 'fetch', p, '--remote', join(tmp.dir, 'no-such-remote')]);
+  assert.equal(f.code, 2);
+  assert.match(f.stderr, /no-such-remote is not a directory; a remote is a folder written by `miq push`/);
+});

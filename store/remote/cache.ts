@@ -5,10 +5,11 @@
  * Files appear by temp file + rename: a killed process leaves only `.…tmp-…` names, removed at
  * the next open.
  */
-import { mkdir, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ioError } from '../errors.js';
 import { writeAtomic } from './atomic.js';
+import { mkdirp } from '../mkdirp.js';
 
 const TOP = ['chunks', 'objects', 'paths', 'profiles'];
 
@@ -132,7 +133,7 @@ export class DiskCache {
     const file = join(this.dir, rel);
     const d = dirname(file);
     if (!this.dirs.has(d)) {
-      await mkdir(d, { recursive: true });
+      await mkdirp(d);
       this.dirs.add(d);
     }
     await writeAtomic(file, bytes, { sync: false, what: 'cannot write cache file' });

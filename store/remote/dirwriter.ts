@@ -4,11 +4,12 @@
  * is never rewritten: pushing twice writes nothing.
  */
 import { constants } from 'node:fs';
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MiqError, ioError } from '../errors.js';
 import { writeAtomic } from './atomic.js';
+import { mkdirp } from '../mkdirp.js';
 
 export function destDir(dest: string): string {
   if (dest.startsWith('file://')) return fileURLToPath(dest);
@@ -48,7 +49,7 @@ export class DirWriter {
     if (!replace && (await this.has(rel))) return false;
     const dir = dirname(file);
     if (!this.madeDirs.has(dir)) {
-      await mkdir(dir, { recursive: true }).catch((e) => { throw ioError(e, 'cannot create', dir); });
+      await mkdirp(dir).catch((e) => { throw ioError(e, 'cannot create', dir); });
       this.madeDirs.add(dir);
     }
     await writeAtomic(file, bytes, { sync: this.durable, what: 'cannot write' });

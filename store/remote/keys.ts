@@ -6,10 +6,11 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { open, mkdir } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MiqError, ioError } from '../errors.js';
 import { checkPathName, type Signature } from '../objects.js';
+import { mkdirp } from '../mkdirp.js';
 
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const SECRET_TAG = 'miq-secret-ed25519';
@@ -38,7 +39,7 @@ export async function generateKey(dir: string, name: string): Promise<{ secretFi
   const publicFile = join(dir, `${name}.pub`);
   const pub = publicText(name, publicKey);
   const secret = `${SECRET_TAG}:${name}:${privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64')}\n`;
-  await mkdir(dirname(secretFile), { recursive: true });
+  await mkdirp(dirname(secretFile)).catch((e) => { throw ioError(e, 'cannot create the key folder', dirname(secretFile)); });
   for (const [file, text, mode] of [[secretFile, secret, 0o600], [publicFile, `${pub}\n`, 0o644]] as const) {
     let fh;
     try {

@@ -5,10 +5,11 @@
  * pointer cannot move a client back to an older (maybe vulnerable) generation.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MiqError } from '../errors.js';
 import type { Id } from '../ids.js';
+import { mkdirp } from '../mkdirp.js';
 
 interface Seen {
   sequence: number;
@@ -48,7 +49,7 @@ export class SeenPointers {
       }
       if (prev && sequence === prev.sequence) return;
       all[key] = { sequence, tree };
-      await mkdir(dirname(this.file), { recursive: true });
+      await mkdirp(dirname(this.file));
       const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
       await writeFile(tmp, `${JSON.stringify(all, null, 1)}\n`);
       await rename(tmp, this.file);
