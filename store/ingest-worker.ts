@@ -8,7 +8,7 @@ import { Chunker, type ChunkParams } from './chunker.js';
 import { decodeChunk, encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
 import { IdHasher, idOf } from './ids.js';
-import { packFileName } from './pack.js';
+import { packFileName, type ChunkLocation } from './pack.js';
 import { scanRefs } from './refscan.js';
 
 const DELTA_KEEP_RATIO = 0.8;
@@ -31,15 +31,7 @@ export type WorkerTask =
 /** Where an old chunk that a delta is tried against lies in the store's packs. The worker reads
  * and decodes it itself (and its own references, for a chain), so dictionaries never cross the
  * thread boundary; packs are append-only and an indexed chunk's bytes are already synced. */
-export interface BaseChunk {
-  id: string;
-  pack: number;
-  offset: number;
-  stored: number;
-  plain: number;
-  flags: number;
-  refs?: string[];
-}
+export type BaseChunk = Omit<ChunkLocation, 'depth'> & { id: string };
 
 export interface CompressItem {
   id: string;
