@@ -14,7 +14,7 @@ import { type Id } from './ids.js';
 import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
-import { decodeLocation, encodeLocation } from './pack.js';
+import { decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
 import { walk, type DirNode, type FileNode, type WalkResult } from './walk.js';
 
@@ -238,6 +238,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   // Locations of old chunks deltas are tried against, and of their own references (a chain is
   // at most DELTA_MAX_DEPTH deep): the worker reads and decodes them from the packs itself.
   const baseLocs = new Map<string, BaseChunk>();
+  const toBase = (id: string, l: ChunkLocation): BaseChunk => ({ id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
   const learnLocs = async (ids: string[]): Promise<void> => {
     for (let want = ids.filter((i) => !baseLocs.has(i)); want.length > 0;) {
       const uniq = [...new Set(want)];
@@ -247,7 +248,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
         const v = vals[i];
         if (v === undefined) return;
         const l = decodeLocation(v);
-        baseLocs.set(id, { id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
+        baseLocs.set(id, toBase(id, l));
         for (const r of l.refs ?? []) if (!baseLocs.has(r)) want.push(r);
       });
     }
@@ -270,7 +271,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
         const depth = l.depth ?? 0;
         if (depth < DELTA_MAX_DEPTH) {
           chunks.push({ id: c.id, start: o, end: o + c.length, depth });
-          baseLocs.set(c.id, { id: c.id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
+          baseLocs.set(c.id, toBase(c.id, l));
           if (l.refs) chain.push(...l.refs);
         }
       }
