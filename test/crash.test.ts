@@ -141,3 +141,45 @@ test('a store written by a newer miq is refused with a clear error', async () =>
   assert.equal(r.code, 5);
   assert.match(r.stderr, /format version 99.*upgrade miq/);
 });
+
+/**
+ * Power-loss ordering, checked on the real system calls (strace): before the index batch that
+ * names a new pack's chunks is made durable (LevelDB's log fdatasync), the pack's bytes are
+ * fdatasync'd and the packs directory is fsync'd (the new file's name is durable too).
+ */
+test('write order on disk: pack data and the new pack\'s directory entry are synced before the index names them', (t) => {
+  const hasStrace = (() => {
+    try {
+      execFileSync('strace', ['-V'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (!hasStrace) {
+    if (process.env.CI) assert.fail('strace is missing: .ci/run installs it');
+    t.skip('strace is not installed');
+    return;
+  }
+  const src = join(tmp.dir, 'order-src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'data.bin'), randomBytes(600_000));
+  const store = join(tmp.dir, 'order-store');
+  const log = join(tmp.dir, 'order.strace');
+  execFileSync('strace', ['-f', '-e', 'trace=openat,fsync,fdatasync', '-o', log, process.execPath, MIQ, '--store', store, 'ingest', src], { stdio: 'ignore' });
+  const calls = readFileSync(log, 'utf8').split('\n').map((l) => /^\d+\s+(openat|fsync|fdatasync)\((.*)\)\s+=\s+(-?\d+)/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => ({ call: m[1]!, args: m[2]!, ret: Number(m[3]) }));
+  const iPack = calls.findIndex((c) => c.call === 'openat' && /\/packs\/pack-\d+\.pack"/.test(c.args) && c.args.includes('O_CREAT') && c.ret >= 0);
+  assert.ok(iPack >= 0, 'a new pack file was created');
+  const packFd = calls[iPack]!.ret;
+  // The index's log: the newest LevelDB .log opened before the pack was created.
+  const logOpen = calls.slice(0, iPack).reverse().find((c) => c.call === 'openat' && /\/db\/\d+\.log"/.test(c.args) && c.ret >= 0);
+  assert.ok(logOpen, 'LevelDB log file found');
+  const after = calls.slice(iPack + 1);
+  const iIndex = after.findIndex((c) => (c.call === 'fdatasync' || c.call === 'fsync') && Number(c.args) === logOpen.ret);
+  assert.ok(iIndex >= 0, 'the index batch was synced');
+  const iData = after.findIndex((c) => c.call === 'fdatasync' && Number(c.args) === packFd);
+  const iDirOpen = after.findIndex((c) => c.call === 'openat' && /\/packs", /.test(c.args) && c.ret >= 0);
+  const iDirSync = iDirOpen < 0 ? -1 : after.findIndex((c, k) => k > iDirOpen && c.call === 'fsync' && Number(c.args) === after[iDirOpen]!.ret);
+  assert.ok(iData >= 0 && iData < iIndex, `pack bytes synced (${iData}) before the index (${iIndex})`);
+  assert.ok(iDirSync >= 0 && iDirSync < iIndex, `packs directory synced (${iDirSync}) before the index (${iIndex})`);
+});
