@@ -11,6 +11,8 @@
  *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--runs 3] [--work DIR] [--trace PREFIX] [--json]
  *
  * --no-hints skips the runs with a recorded prefetch list (miq mount --record-hints, push --hints).
+ * --pyc unchecked recompiles the profile's .pyc files as unchecked-hash pycs before ingest (the
+ * host's pycs never validate against the mount's mtime 1).
  * --runs repeats each measurement (fresh mount, store and cache each time) and reports medians.
  *
  * --trace writes the lazy run's requests (finish time, server seconds, status, bytes, path) to
@@ -58,10 +60,14 @@ async function treeBytes(d: string): Promise<number> {
   return n;
 }
 
-async function stage(dir: string, minBytes: number): Promise<number> {
+async function stage(dir: string, minBytes: number, uncheckedPyc: boolean): Promise<number> {
   await mkdir(join(dir, 'bin'), { recursive: true });
   await copyFile('/usr/bin/python3.11', join(dir, 'bin', 'python3.11'));
   await cp('/usr/lib/python3.11', join(dir, 'lib', 'python3.11'), { recursive: true, verbatimSymlinks: true });
+  // The host's .pyc files record the host's source mtimes; a miq mount serves mtime 1, so they
+  // never validate and python compiles every import from source. `--pyc unchecked` rewrites them
+  // as unchecked-hash pycs (what a Python built for an immutable store ships) to measure that.
+  if (uncheckedPyc) await must('/usr/bin/python3.11', ['-m', 'compileall', '-q', '-j', '0', '-f', '--invalidation-mode', 'unchecked-hash', join(dir, 'lib', 'python3.11')]).catch(() => undefined);
   let total = await treeBytes(dir);
   const filler = join(dir, 'lib', 'filler');
   await mkdir(filler, { recursive: true });
@@ -77,11 +83,11 @@ async function stage(dir: string, minBytes: number): Promise<number> {
   return total;
 }
 
-export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number; hints: boolean }): Promise<Record<string, unknown>> {
+export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number; hints: boolean; uncheckedPyc?: boolean }): Promise<Record<string, unknown>> {
   const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
   const staging = join(work, 'profile');
   const remoteDir = join(work, 'remote');
-  const profileBytes = await stage(staging, o.sizeMB * 1024 * 1024);
+  const profileBytes = await stage(staging, o.sizeMB * 1024 * 1024, o.uncheckedPyc ?? false);
   const storeA = join(work, 'store-a');
   const ing = JSON.parse((await must(process.execPath, [MIQ, 'ingest', staging, '--name', 'pyprofile', '--json'], { MIQ_HOME: storeA })).trim().split('\n').pop()!) as { path: string; tree: string };
   const k = await generateKey(join(work, 'keys'), 'bench-1');
@@ -225,7 +231,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
-  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1), hints: !process.argv.includes('--no-hints') });
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1), hints: !process.argv.includes('--no-hints'), uncheckedPyc: arg('--pyc') === 'unchecked' });
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
     const pb = r.profileBytes as number;
