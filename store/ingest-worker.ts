@@ -24,7 +24,7 @@ export interface ScanFile {
   size: number;
 }
 export type WorkerTask =
-  | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number }
+  | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: BigInt64Array }
   | { type: 'hash'; files: ScanFile[] }
   | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[] };
 
@@ -47,7 +47,7 @@ export interface CompressItem {
 }
 
 export type ScannedFile =
-  | { ok: true; id: string; size: number; chunks: { id: string; length: number }[]; refs: string[]; data?: Uint8Array }
+  | { ok: true; id: string; size: number; chunks: { id: string; length: number }[]; refs: string[]; data?: Uint8Array; bodies?: CompressedItem[] }
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 export interface CompressedItem {
@@ -104,7 +104,27 @@ function withRegularFile<T>(f: ScanFile, body: (fd: number) => T): T | Failed {
   }
 }
 
-function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFile {
+/**
+ * Claims a chunk id for this ingest in the table the workers share (open addressing on the id's
+ * first 64 bits; 0 is empty): true for the first claimant only. Only a hint of who compresses
+ * what: the main thread still decides what is stored, so a full table or a collision of 64-bit
+ * prefixes costs a second compression at most, never a wrong byte.
+ */
+function claim(table: BigInt64Array, id: string): boolean {
+  let key = BigInt.asIntN(64, BigInt(`0x${id.slice(0, 16)}`));
+  if (key === 0n) key = 1n;
+  const mask = table.length - 1;
+  let i = Number.parseInt(id.slice(16, 24), 16) & mask;
+  for (let probe = 0; probe < 32; probe++) {
+    const prev = Atomics.compareExchange(table, i, 0n, key);
+    if (prev === 0n) return true;
+    if (prev === key) return false;
+    i = (i + 1) & mask;
+  }
+  return false;
+}
+
+function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: BigInt64Array): ScannedFile {
   return withRegularFile(f, (fd): ScannedFile => {
     if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
     const want = Math.max(4 << 20, params.max * 2);
@@ -118,6 +138,9 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFi
     let total = 0;
     let small: Uint8Array | undefined;
     let wholeId: string | undefined;
+    // Into a new store (claims given): compress each chunk no other file of this ingest has
+    // claimed while its bytes are here, instead of reading and hashing it again later.
+    const bodies: CompressedItem[] = [];
     while (!eof || have > 0) {
       while (!eof && have < buf.length) {
         let n: number;
@@ -141,7 +164,12 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFi
         else hasher.update(piece);
         scanRefs(buf, s, s + len, have, refs);
         chunks.push({ id, length: len });
-        if (total <= keepSmall && eof) small = Buffer.from(piece);
+        if (claims) {
+          if (claim(claims, id)) {
+            const { flags, body } = encodeChunk(piece);
+            bodies.push({ id, plainLen: len, flags, body: Buffer.from(body) });
+          }
+        } else if (total <= keepSmall && eof) small = Buffer.from(piece);
         s += len;
       }
       if (s > 0) {
@@ -154,6 +182,7 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number): ScannedFi
     const id = wholeId ?? hasher.digest();
     const out: ScannedFile = { ok: true, id, size: total, chunks, refs: [...refs] };
     if (small && chunks.length === 1) out.data = small;
+    if (bodies.length > 0) out.bodies = bodies;
     return out;
   });
 }
@@ -295,7 +324,7 @@ export default function run(task: WorkerTask): WorkerResult {
   try {
     switch (task.type) {
       case 'scan':
-        return { type: 'scanned', files: task.files.map((f) => scanOne(f, task.params, task.keepSmall)) };
+        return { type: 'scanned', files: task.files.map((f) => scanOne(f, task.params, task.keepSmall, task.claims)) };
       case 'hash':
         return { type: 'hashed', files: task.files.map(hashOne) };
       case 'compress':

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { IngestOptions, IngestResult } from './api.js';
 import { MiqError, ioError } from './errors.js';
-import type { BaseChunk, CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import type { BaseChunk, CompressedItem, CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { type Id } from './ids.js';
 import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
@@ -37,6 +37,9 @@ const COMPRESS_TASK_BYTES = 8 << 20;
 /** Bytes of small-file contents waiting for compression before scanning pauses. */
 const COMPRESS_QUEUE_LIMIT = 64 << 20;
 const INDEX_FLUSH_ENTRIES = 4096;
+/** Slots of the scan's shared claim table (8 bytes each); a fuller table only means more chunks
+ * take the separate compress step. */
+const CLAIM_SLOTS = 1 << 20;
 const INDEX_FLUSH_BYTES = 64 << 20;
 
 interface StatKey {
@@ -151,6 +154,9 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   }
   let hashFirst = false;
   for await (const _k of db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
+  // Into a new store nearly every chunk is new: the scan compresses each chunk the first time any
+  // worker meets it (a shared claim table), so its bytes are not read, hashed and sent again.
+  const claims = hashFirst || process.env.MIQ_NO_SCAN_COMPRESS === '1' ? undefined : new BigInt64Array(new SharedArrayBuffer(8 * CLAIM_SLOTS));
   let hashedBytes = 0;
   let knownBytes = 0;
   const rescan: FileNode[] = [];
@@ -168,7 +174,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     }
     return files;
   };
-  const scanTask = (files: FileNode[]): { task: WorkerTask; files: FileNode[] } => ({ task: { type: 'scan', files: files.map((f) => ({ path: f.path, size: f.size })), params, keepSmall }, files });
+  const scanTask = (files: FileNode[]): { task: WorkerTask; files: FileNode[] } => ({ task: { type: 'scan', files: files.map((f) => ({ path: f.path, size: f.size })), params, keepSmall, ...(claims ? { claims } : {}) }, files });
   const nextScan = (): { task: WorkerTask; files: FileNode[] } | undefined => {
     if (rescan.length > 0) return scanTask(rescan.splice(0, batch(rescan, 0, SMALL_BATCH_FILES, SMALL_BATCH_BYTES).length));
     if (largePos < large.length) {
@@ -337,12 +343,22 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       itemBytes = 0;
       dataBytes = 0;
     };
+    // Chunks the scan already compressed (its claim): stored as they are, once.
+    const ready = new Map<string, CompressedItem>();
+    for (const { r } of need) for (const b of r.bodies ?? []) ready.set(b.id, b);
+    const direct: CompressedItem[] = [];
     for (const { f, r } of need) {
       let off = 0;
       const base = DELTA_ON && r.size >= DELTA_MIN && r.chunks.some((c) => !seen.has(c.id)) ? await deltaBase(f, r.id) : undefined;
       for (const c of r.chunks) {
         if (!seen.has(c.id)) {
           seen.add(c.id);
+          const done = ready.get(c.id);
+          if (done) {
+            direct.push(done);
+            off += c.length;
+            continue;
+          }
           let item: CompressItem;
           if (r.data && r.chunks.length === 1) {
             item = { id: c.id, length: c.length, data: r.data };
@@ -366,12 +382,18 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
       }
     }
     push();
+    if (direct.length > 0) await appendItems(direct);
     for (const { f } of ok) markDone(f);
     progress();
   };
 
   const onCompressed = async (res: Extract<WorkerResult, { type: 'compressed' }>): Promise<void> => {
-    const items = res.items.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth }));
+    await appendItems(res.items);
+    progress();
+  };
+  /** Appends compressed chunks to the pack in arrival order; their index entries follow. */
+  async function appendItems(compressed: CompressedItem[]): Promise<void> {
+    const items = compressed.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth }));
     const run = appendChain.then(async () => {
       const locs = await writer.append(items);
       locs.forEach((loc, i) => {
@@ -387,8 +409,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     });
     appendChain = run.catch(() => {});
     await run;
-    progress();
-  };
+  }
 
   const runTask = async (task: WorkerTask, files?: FileNode[], bytes = 0): Promise<void> => {
     try {

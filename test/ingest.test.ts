@@ -127,3 +127,24 @@ test('user mistakes: one readable line and a non-zero exit', () => {
   // A store written by a newer miq is refused with a clear error.
   assert.ok(statSync(join(tmp.dir, 'mistakes')).isDirectory());
 });
+
+test('into a new store the scan compresses each chunk once, even when many files share it: the same store as the separate compress step', () => {
+  // Two npm releases side by side: most files appear twice, so workers race to claim chunks.
+  const src = join(tmp.dir, 'twins');
+  execFileSync('mkdir', ['-p', src]);
+  execFileSync('cp', ['-r', npmRelease('typescript', '5.8.2'), join(src, 'a')]);
+  execFileSync('cp', ['-r', npmRelease('typescript', '5.8.3'), join(src, 'b')]);
+  execFileSync('cp', ['-r', npmRelease('typescript', '5.8.2'), join(src, 'c')]);
+  type R = { path: string; tree: string; newBytes: number; newChunks: number; chunks: number };
+  const viaScan = json<R>(miq(['--store', join(tmp.dir, 'twins-scan'), 'ingest', src, '--json']));
+  const viaStep = json<R>(miq(['--store', join(tmp.dir, 'twins-step'), 'ingest', src, '--json'], { env: { MIQ_NO_SCAN_COMPRESS: '1' } }));
+  assert.equal(viaScan.tree, viaStep.tree);
+  assert.equal(viaScan.newChunks, viaStep.newChunks, 'no chunk stored twice');
+  assert.equal(viaScan.newBytes, viaStep.newBytes);
+  const s = json<{ uniqueChunks: number; storedBytes: number }>(miq(['--store', join(tmp.dir, 'twins-scan'), 'stats', '--json']));
+  assert.equal(s.uniqueChunks, viaScan.newChunks);
+  assert.equal(miq(['--store', join(tmp.dir, 'twins-scan'), 'verify']).code, 0);
+  const out = join(tmp.dir, 'twins-out');
+  assert.equal(miq(['--store', join(tmp.dir, 'twins-scan'), 'export', viaScan.path, out]).code, 0);
+  execFileSync('diff', ['-r', '--no-dereference', src, out]);
+});
