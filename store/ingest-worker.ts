@@ -18,6 +18,10 @@ const DELTA_KEEP_RATIO = 0.8;
 const DELTA_SURE_RATIO = 0.2;
 /** Decoded base chunks kept between compress tasks: neighbouring new chunks share old ones. */
 const BASE_CACHE_BYTES = 32 << 20;
+/** Files up to this size are compressed during the scan (into a new store): their compressed
+ * chunks travel back with the scan result, so this bounds what one result holds. Bigger files
+ * take the separate, bounded compress tasks. */
+const SCAN_COMPRESS_MAX = 8 << 20;
 
 export interface ScanFile {
   path: Uint8Array;
@@ -141,6 +145,7 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
     // Into a new store (claims given): compress each chunk no other file of this ingest has
     // claimed while its bytes are here, instead of reading and hashing it again later.
     const bodies: CompressedItem[] = [];
+    const compressHere = claims !== undefined && f.size <= SCAN_COMPRESS_MAX;
     while (!eof || have > 0) {
       while (!eof && have < buf.length) {
         let n: number;
@@ -164,8 +169,8 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
         else hasher.update(piece);
         scanRefs(buf, s, s + len, have, refs);
         chunks.push({ id, length: len });
-        if (claims) {
-          if (claim(claims, id)) {
+        if (compressHere) {
+          if (claim(claims!, id)) {
             const { flags, body } = encodeChunk(piece);
             bodies.push({ id, plainLen: len, flags, body: Buffer.from(body) });
           }

@@ -174,6 +174,21 @@ test('a 5 GiB sparse file is ingested in bounded memory and reads back by id', (
   assert.equal(id, b3);
 });
 
+test('a large file of new, incompressible bytes into a new store is ingested in bounded memory', () => {
+  // Into a new store the scan compresses what it reads; a big file must not collect all its
+  // compressed chunks in one result (before the bound: ~1 GiB of RSS for a 300 MB file).
+  const { src, store } = fresh();
+  const f = join(src, 'random.bin');
+  execFileSync('sh', ['-c', `head -c ${320 << 20} /dev/urandom > '${f}'`]);
+  const r = miq([...store, 'ingest', src, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const res = json<{ path: string; newBytes: number; maxRssBytes: number }>(r);
+  assert.ok(res.newBytes > 320 << 20, 'random bytes are stored whole');
+  assert.ok(res.maxRssBytes < 640 * 1024 * 1024, `peak RSS ${res.maxRssBytes >> 20} MiB`);
+  const id = json<{ id: string }[]>(miq([...store, 'ls', `${res.path}/random.bin`, '--json']))[0]!.id;
+  assert.equal(id, execFileSync('b3sum', ['--no-names', f], { encoding: 'utf8' }).trim());
+});
+
 test('destinations on a pseudo file system (/proc) fail at once with a clear error (a recursive mkdir there never returns)', () => {
   const { src, store } = fresh();
   writeFileSync(join(src, 'f'), 'x');
