@@ -9,7 +9,7 @@ import type { Id } from './ids.js';
 import { kChunk, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { decodeLocation, encodeLocation, listPacks, packFileName, packSize, PackWriter, type ChunkLocation } from './pack.js';
-import { closure, rootPaths, visitTree } from './reach.js';
+import { addDeltaBases, closure, rootPaths, visitTree } from './reach.js';
 
 export interface GcReport {
   dryRun: boolean;
@@ -61,15 +61,7 @@ async function gcLocked(store: LocalStore, opts: { dryRun?: boolean; onProgress?
   for await (const [k, v] of db.iterator(range('c/'))) all.push({ id: k.slice(2), loc: decodeLocation(v) });
   const refsOf = new Map<string, string[]>();
   for (const c of all) if (c.loc.refs) refsOf.set(c.id, c.loc.refs);
-  const todo = [...liveChunks].filter((id) => refsOf.has(id));
-  while (todo.length > 0) {
-    for (const r of refsOf.get(todo.pop()!) ?? []) {
-      if (!liveChunks.has(r)) {
-        liveChunks.add(r);
-        if (refsOf.has(r)) todo.push(r);
-      }
-    }
-  }
+  addDeltaBases(liveChunks, refsOf);
   for await (const k of db.keys(range('l/'))) {
     const v = await db.get(k);
     if (v === undefined || !liveFiles.has(v.toString('latin1'))) dead.f.push(k);

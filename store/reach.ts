@@ -35,6 +35,20 @@ export async function closure(store: LocalStore, paths: Iterable<string>): Promi
   return out;
 }
 
+/** Adds to `live` every chunk a live delta chunk is compressed against, transitively: those
+ * bases must stay as long as their deltas do. `refsOf`: a delta chunk's id → its bases. */
+export function addDeltaBases(live: Set<string>, refsOf: ReadonlyMap<string, readonly string[]>): void {
+  const todo = [...live].filter((id) => refsOf.has(id));
+  while (todo.length > 0) {
+    for (const r of refsOf.get(todo.pop()!) ?? []) {
+      if (!live.has(r)) {
+        live.add(r);
+        if (refsOf.has(r)) todo.push(r);
+      }
+    }
+  }
+}
+
 export interface Visitor {
   tree?(id: Id): void;
   file?(id: Id, size: number): void;

@@ -8,6 +8,7 @@ import { kFile, kTree, range } from './keys.js';
 import type { LocalStore } from './local.js';
 import { decodeFileRecord, decodeTree } from './objects.js';
 import { decodeLocation } from './pack.js';
+import { addDeltaBases } from './reach.js';
 
 export interface Damage {
   kind: 'chunk' | 'file' | 'tree' | 'path';
@@ -141,28 +142,25 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
 
   // Everything the index holds that the walk above did not reach (bases of deltas count as
   // reached: gc keeps them for their deltas).
-  const index = new Map<string, { stored: number; refs?: string[] }>();
+  const stored = new Map<string, number>();
+  const refsOf = new Map<string, string[]>();
   for await (const [k, v] of store.db.iterator(range('c/'))) {
+    const id = k.slice(2);
     try {
       const l = decodeLocation(v);
-      index.set(k.slice(2), { stored: l.stored, ...(l.refs ? { refs: l.refs } : {}) });
+      stored.set(id, l.stored);
+      if (l.refs) refsOf.set(id, l.refs);
     } catch {
-      index.set(k.slice(2), { stored: v.length });
+      stored.set(id, v.length);
     }
   }
-  const reached = new Set<string>();
-  const stack = [...chunkOk.keys()];
-  while (stack.length > 0) {
-    const id = stack.pop()!;
-    if (reached.has(id)) continue;
-    reached.add(id);
-    for (const r of index.get(id)?.refs ?? []) stack.push(r);
-  }
+  const reached = new Set(chunkOk.keys());
+  addDeltaBases(reached, refsOf);
   const unreferenced = { chunks: 0, storedBytes: 0 };
-  for (const [id, e] of index) {
+  for (const [id, n] of stored) {
     if (reached.has(id)) continue;
     unreferenced.chunks++;
-    unreferenced.storedBytes += e.stored;
+    unreferenced.storedBytes += n;
   }
   return {
     unreferenced,

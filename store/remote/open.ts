@@ -1,12 +1,11 @@
 import { stat } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { MiqError } from '../errors.js';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { DiskCache } from './cache.js';
 import { parseTrustedKey, type TrustedKey } from './keys.js';
 import { remoteReader, type RemoteReader } from './reader.js';
 import { SeenPointers } from './seen.js';
-import { openTransport, type HttpOptions } from './transport.js';
+import { openTransport, remoteFolder, type HttpOptions } from './transport.js';
 
 export interface OpenRemoteOptions {
   /** Verified read-through cache on disk; omitted: memory only. */
@@ -29,9 +28,9 @@ export interface OpenRemoteOptions {
 /** Turns a location (http(s)://…, file://…, a directory) into a verified, cached reader. */
 export async function openRemote(location: string, o: OpenRemoteOptions): Promise<RemoteReader> {
   const transport = openTransport(location, o.http);
-  if (!/^https?:\/\//i.test(location)) {
+  const dir = remoteFolder(location);
+  if (dir !== undefined) {
     // A folder remote that is not there is a typo, not a remote without the object asked for.
-    const dir = location.startsWith('file://') ? fileURLToPath(location) : resolve(location);
     const st = await stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) throw new MiqError('MIQ_BAD_INPUT', `remote ${location}: ${dir} is not a directory; a remote is a folder written by \`miq push\` (or file://…), or an http(s):// URL serving one`);
   }

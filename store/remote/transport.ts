@@ -39,12 +39,18 @@ export interface HttpOptions {
   maxRedirects?: number;
 }
 
-export function openTransport(location: string, opts: HttpOptions = {}): Transport {
-  if (/^https?:\/\//i.test(location)) return new HttpTransport(location, opts);
+/** The folder a location names (`file://…` or a path), or undefined for an http(s) URL. */
+export function remoteFolder(location: string): string | undefined {
+  if (/^https?:\/\//i.test(location)) return undefined;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !location.startsWith('file://')) {
     throw new MiqError('MIQ_BAD_INPUT', `remote ${location}: only http://, https://, file:// and directories are supported`);
   }
-  return new DirTransport(location.startsWith('file://') ? fileURLToPath(location) : resolve(location));
+  return location.startsWith('file://') ? fileURLToPath(location) : resolve(location);
+}
+
+export function openTransport(location: string, opts: HttpOptions = {}): Transport {
+  const dir = remoteFolder(location);
+  return dir === undefined ? new HttpTransport(location, opts) : new DirTransport(dir);
 }
 
 function tooBig(url: string, n: number | string, max: number): MiqError {
