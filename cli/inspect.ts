@@ -3,6 +3,7 @@ import { MiqError } from '../store/errors.js';
 import { exportTree, writeFileTo } from '../store/export.js';
 import { resolveStoreArg } from '../store/resolve.js';
 import { fmtBytes, globals, printJson, withStore } from './context.js';
+import { addImageOptions, exportImage, wantsImage, type ImageOptions } from './image.js';
 
 const nameStr = (b: Buffer): string => b.toString();
 
@@ -54,13 +55,15 @@ export function register(program: Command): void {
       });
     });
 
-  program
+  addImageOptions(program
     .command('export')
-    .description('materialise a store path (or a part of it) as a directory')
-    .argument('<path>', 'STORE-PATH[/SUB]')
-    .argument('<dest>', 'new or empty directory (or file path for a single file)')
+    .description('materialise a store path (or a part of it) as a directory; or a profile generation or store path as an OCI image (--oci) or tarball (--tar)')
+    .argument('[path]', 'STORE-PATH[/SUB]')
+    .argument('[dest]', 'new or empty directory (or file path for a single file)'))
     .option('--json', 'print a JSON summary')
-    .action(async (arg: string, dest: string, o: { json?: boolean }, cmd: Command) => {
+    .action(async (arg: string | undefined, dest: string | undefined, o: ImageOptions & { json?: boolean }, cmd: Command) => {
+      if (wantsImage(o)) return exportImage(cmd, arg, dest, o);
+      if (arg === undefined || dest === undefined) throw new MiqError('MIQ_BAD_INPUT', 'usage: miq export STORE-PATH[/SUB] DEST, or miq export --profile NAME --oci DIR');
       const st = await withStore(globals(cmd), async (s) => {
         const r = await resolveStoreArg(s, arg);
         if (r.kind === 'dir') return exportTree(s, r.tree, dest);
