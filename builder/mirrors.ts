@@ -7,7 +7,8 @@
  *      /etc/miq/config.json): {"mirrors": {"debian": ["<base URL>", ...]}},
  *   4. for `debian` only: the archive in the host's apt sources (deb822 files in
  *      /etc/apt/sources.list.d/*.sources, then one-line sources.list files), leaving out
- *      security and ports archives, whose pool layout differs.
+ *      security and ports archives, whose pool layout differs; for `debian-security`: the
+ *      security archive in those sources.
  * Several bases are tried in order.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -84,6 +85,19 @@ export function debianArchives(entries: readonly AptEntry[]): string[] {
   return out;
 }
 
+/** Base URLs of the Debian security archive among apt entries. Pure. */
+export function debianSecurityArchives(entries: readonly AptEntry[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) {
+    if (!e.enabled || !e.types.includes('deb')) continue;
+    for (const u of e.uris) {
+      const base = u.replace(/\/+$/, '');
+      if (/^https?:\/\/.*-security$/.test(base) && !out.includes(base)) out.push(base);
+    }
+  }
+  return out;
+}
+
 /** Reads the host's apt sources (deb822 first, then one-line). */
 export function hostAptEntries(aptDir = '/etc/apt'): AptEntry[] {
   const entries: AptEntry[] = [];
@@ -151,6 +165,10 @@ export function mirrorBases(name: string, opts: MirrorOptions = {}): string[] {
   if (cfg && cfg.length) return cfg.map((u) => u.replace(/\/+$/, ''));
   if (name === 'debian') {
     const bases = debianArchives(hostAptEntries(opts.aptDir));
+    if (bases.length) return bases;
+  }
+  if (name === 'debian-security') {
+    const bases = debianSecurityArchives(hostAptEntries(opts.aptDir));
     if (bases.length) return bases;
   }
   throw new MiqError('MIQ_BAD_INPUT', `no mirror configured for mirror://${name}/: set ${envName}=URL, pass --mirror ${name}=URL, or add it to the miq config file`, { details: { mirror: name } });

@@ -24,6 +24,8 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./fetch.js'), ['fetch']], // remotes (issue 4)
   [() => import('./mount.js'), ['mount']],
   [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
+  [() => import('./repo.js'), ['repo']],
+  [() => import('./search.js'), ['search', 'show']], // packages (issue 12)
 ];
 
 /** The command a command line names: the first word that is not a global option. */
