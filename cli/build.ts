@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MiqError } from '../store/errors.js';
 import { openStore } from '../store/open.js';
-import type { LocalStore } from '../store/local.js';
 import { loadTrustedKeys, localSink, openRemote } from '../store/remote/index.js';
 import { type BuildEvent, type Substituter, build } from '../builder/build.js';
 import { loadRecipe } from '../builder/load.js';
@@ -89,7 +88,7 @@ export function register(program: Command): void {
           } else {
             const remote = await openRemote(loc, { trustedKeys: loadTrustedKeys(dir, o.trustedKey ?? []), seenFile: join(dir, 'remote-seen.json') });
             opened.push(remote);
-            substituters.push(remoteSubstituter(remote, (store) => localSink(store as LocalStore)));
+            substituters.push(remoteSubstituter(remote, (store) => localSink(store)));
           }
         }
         const results = await withStore(g, (store) => build(store, recipes, {

@@ -4,8 +4,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Store } from '../store/api.js';
-import type { LocalStore } from '../store/local.js';
+import type { PruneStore, Store } from '../store/api.js';
 import { viaServer, withStore as withStoreOrServer } from '../mount/client.js';
 
 export interface GlobalOptions {
@@ -39,9 +38,9 @@ export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Pr
   return withStoreOrServer(storeDir(opts), fn);
 }
 
-/** Work that needs the concrete local store (gc, verify, stats) runs in the serving process
- * when the store is mounted, else here. */
-export function onLocal<T>(store: Store, op: string, args: unknown, fn: (s: LocalStore) => Promise<T>, onEvent?: (e: unknown) => void): Promise<T> {
+/** Whole-store maintenance (gc, verify, stats) runs in the serving process when the store is
+ * mounted, else here on the store's maintenance capability. */
+export function onLocal<T>(store: Store, op: string, args: unknown, fn: (s: PruneStore) => Promise<T>, onEvent?: (e: unknown) => void): Promise<T> {
   return viaServer(store, op, args, fn, onEvent);
 }
 

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { MiqError } from '../store/errors.js';
-import type { LocalStore } from '../store/local.js';
 import { controlOf } from '../mount/client.js';
 import { loadTrustedKeys, localSink, openRemote, prefetch } from '../store/remote/index.js';
 import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
@@ -26,7 +25,7 @@ export function register(program: Command): void {
       try {
         const r = await withStore(g, async (store) => {
           if (controlOf(store)) throw new MiqError('MIQ_STORE_LOCKED', `the store at ${dir} is mounted; stop the mount to run miq fetch (a lazy mount fetches on read)`);
-          const sink = localSink(store as LocalStore);
+          const sink = localSink(store);
           const bar = progressLine(g);
           let res;
           try {

@@ -7,12 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { ChunkSource, IngestOptions, IngestResult, Store } from '../store/api.js';
+import { maintenanceOf, type ChunkSource, type IngestOptions, type IngestResult, type PruneStore, type Store } from '../store/api.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { FileRecord, StorePathRecord, Tree, TreeEntry } from '../store/objects.js';
 import { openStore } from '../store/open.js';
-import type { LocalStore } from '../store/local.js';
 import { line, lineReader, SOCKET_NAME, type Reply } from './protocol.js';
 
 export const socketPath = (storeDir: string): string => join(storeDir, SOCKET_NAME);
@@ -144,10 +143,10 @@ export async function withStore<T>(dir: string, fn: (store: Store) => Promise<T>
 }
 
 /**
- * For operations that need the concrete local store (gc, verify, stats): run `op` in the serving
- * process when `store` is a forwarding one, else `local` here.
+ * For whole-store maintenance (gc, verify, stats): run `op` in the serving process when `store`
+ * is a forwarding one, else `local` here on the store's maintenance capability.
  */
-export function viaServer<T>(store: Store, op: string, args: unknown, local: (s: LocalStore) => Promise<T>, onEvent?: (e: unknown) => void): Promise<T> {
+export async function viaServer<T>(store: Store, op: string, args: unknown, local: (s: PruneStore) => Promise<T>, onEvent?: (e: unknown) => void): Promise<T> {
   const c = controlOf(store);
-  return c ? c.call<T>(op, args, onEvent) : local(store as LocalStore);
+  return c ? c.call<T>(op, args, onEvent) : local(maintenanceOf(store, op));
 }

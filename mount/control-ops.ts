@@ -1,8 +1,7 @@
 /** The operations the serving process answers on its control socket. */
-import type { Store } from '../store/api.js';
+import { maintenanceOf, type Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { LocalStore } from '../store/local.js';
 import * as P from '../store/profiles.js';
 import type { ControlOp } from './control.js';
 
@@ -63,18 +62,18 @@ export function controlOps(store: Store, hooks: { onProfileChange(): Promise<voi
   ops['profile.generations'] = async ({ profile }) => ({ current: await P.currentNumber(store, profile), generations: await P.listGenerations(store, profile) });
   ops['profile.diff'] = ({ profile, a, b }) => P.diffGenerations(store, profile, a, b);
   ops['mount.status'] = async () => hooks.status();
-  // Whole-store operations that need the local store's internals.
+  // Whole-store maintenance, on the store's maintenance capability (a layered store's local part).
   ops.gc = async (args: { dryRun?: boolean } | null, emit) => {
     const { gcStore } = await import('../store/gc.js');
-    return gcStore(store as LocalStore, { dryRun: args?.dryRun ?? false, onProgress: (phase, done) => emit({ phase, done }) });
+    return gcStore(maintenanceOf(store, 'gc'), { dryRun: args?.dryRun ?? false, onProgress: (phase, done) => emit({ phase, done }) });
   };
   ops.verify = async (_args, emit) => {
     const { verifyStore } = await import('../store/verify.js');
-    return verifyStore(store as LocalStore, (p) => emit(p));
+    return verifyStore(maintenanceOf(store, 'verify'), (p) => emit(p));
   };
   ops.stats = async () => {
     const { storeStats } = await import('../store/stats.js');
-    return storeStats(store as LocalStore);
+    return storeStats(maintenanceOf(store, 'stats'));
   };
   return ops;
 }

@@ -148,12 +148,6 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     const status = (): MountStatus => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles() });
     if (opts.control !== false) {
       const ops = controlOps(store, { onProfileChange: refresh, status });
-      // A layered (lazy) store: whole-store operations work on its local part.
-      const local = (store as { local?: Store }).local;
-      if (local) {
-        const lops = controlOps(local, { onProfileChange: refresh, status });
-        for (const k of ['gc', 'verify', 'stats']) ops[k] = lops[k]!;
-      }
       control = await listenControl(socketPath(store.dir), ops, log);
       done.push(() => control!.close());
     }

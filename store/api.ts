@@ -2,6 +2,7 @@
  * The narrow interfaces the rest of miq codes against. `store` implements them; `fs`, `mount`,
  * `builder` and the CLI never name a concrete class.
  */
+import { MiqError } from './errors.js';
 import type { Id } from './ids.js';
 import type { FileRecord, StorePathRecord, Tree, TreeEntry } from './objects.js';
 
@@ -12,8 +13,76 @@ export interface ChunkSource {
   has(id: Id): Promise<boolean>;
 }
 
-export interface WritableChunkSource extends ChunkSource {
-  put(id: Id, plain: Buffer): Promise<void>;
+/** One write, applied in the crash-safe order: chunk bodies are durable before any index entry
+ * names them, and chunks, file records and trees become visible together. Every chunk is
+ * re-hashed and every tree re-encoded against its id first; a mismatch is MIQ_CORRUPT and
+ * nothing of the batch is written. Store paths go in separately (`putStorePath`), after the
+ * batches holding everything they name. */
+export interface ObjectBatch {
+  chunks?: readonly { id: Id; plain: Buffer }[];
+  files?: readonly FileRecord[];
+  trees?: readonly { id: Id; entries: readonly TreeEntry[] }[];
+}
+
+/** The write capability (desync's WriteStore): batched, crash-safe object writes. */
+export interface WriteStore {
+  writeObjects(batch: ObjectBatch): Promise<void>;
+}
+
+/** What the index knows of one chunk without reading it. */
+export interface ChunkInfo {
+  id: Id;
+  /** Stored (compressed) bytes. */
+  stored: number;
+  plain: number;
+  /** Chunks this one is delta-compressed against: they live as long as it does. */
+  bases?: readonly Id[];
+}
+
+/** What stays when a store is pruned; everything else goes. */
+export interface LiveSet {
+  paths: ReadonlySet<string>;
+  trees: ReadonlySet<string>;
+  files: ReadonlySet<string>;
+  /** Including the delta bases of live chunks. */
+  chunks: ReadonlySet<string>;
+  roots: number;
+}
+
+export interface PruneOptions {
+  dryRun?: boolean;
+  onProgress?: (phase: string, done: number) => void;
+}
+
+export interface PruneReport {
+  dryRun: boolean;
+  roots: number;
+  livePaths: number;
+  deadPaths: string[];
+  deadTrees: number;
+  deadFiles: number;
+  deadChunks: number;
+  /** Stored bytes of the dead chunks (reclaimed on disk only when their pack is rewritten). */
+  deadChunkBytes: number;
+  /** Bytes freed on disk (dead chunk bodies removed by repack or dropped packs) — an estimate in --dry-run. */
+  freedBytes: number;
+  repackedPacks: number;
+  removedPacks: number;
+  seconds: number;
+}
+
+/** Pruning and iterating (desync's PruneStore): what gc, verify and stats need. */
+export interface PruneStore extends ObjectReader, MetaStore {
+  /** Every chunk in the index, in no particular order. */
+  listChunks(): AsyncIterable<ChunkInfo>;
+  /** Verified plain bytes read from storage, past every cache; undefined when not indexed,
+   * MIQ_CORRUPT/MIQ_MISSING (a delta base) when damaged. */
+  checkChunk(id: Id): Promise<Buffer | undefined>;
+  /** Under the store's write lock (no ingest interleaves): `mark` says what stays, the rest is
+   * deleted in an order that keeps a crash harmless, and space is reclaimed. */
+  prune(mark: () => Promise<LiveSet>, opts?: PruneOptions): Promise<PruneReport>;
+  /** Bytes on disk: chunk storage and index. */
+  diskUsage(): Promise<{ packs: number; db: number }>;
 }
 
 /** Read access to objects and store paths. Every "missing" is `undefined`, faults throw. */
@@ -89,4 +158,22 @@ export interface Store extends ObjectReader, MetaStore {
   pin(path: string, root?: string): Promise<void>;
   unpin(rootOrPath: string): Promise<boolean>;
   listRoots(): Promise<{ root: string; path: string }[]>;
+  /** Whole-store maintenance (gc, verify, stats) when it can run in this process: the local
+   * store itself, a layered store's local part; absent for a store served over a mount's
+   * control socket (those operations run in the serving process). */
+  readonly maintenance?: PruneStore;
+  /** Batched object writes (fetch, substitution), when this process can write the store. */
+  readonly writer?: WriteStore;
+}
+
+/** The maintenance capability of `store`, or a MiqError naming what to do instead. */
+export function maintenanceOf(store: Store, what: string): PruneStore {
+  if (store.maintenance) return store.maintenance;
+  throw new MiqError('MIQ_BAD_INPUT', `${what} is not supported on the store at ${store.dir} from this process; run it where the store is opened directly (or through its mount's control socket)`);
+}
+
+/** The write capability of `store`, or a MiqError naming what to do instead. */
+export function writerOf(store: Store, what: string): WriteStore {
+  if (store.writer) return store.writer;
+  throw new MiqError('MIQ_STORE_LOCKED', `${what} is not supported yet while the store at ${store.dir} is mounted; unmount it (\`miq umount\`) and run it again`);
 }

@@ -3,4 +3,4 @@ export * from './errors.js';
 export * from './ids.js';
 export * from './objects.js';
 export { openStore } from './open.js';
-export { LocalStore } from './local.js';
+

@@ -12,7 +12,7 @@ import { MiqError, ioError } from './errors.js';
 import type { BaseChunk, CompressedItem, CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { type Id } from './ids.js';
 import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
-import type { LocalStore } from './local.js';
+import type { LocalParts } from './local-parts.js';
 import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
 import { decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
@@ -51,7 +51,7 @@ export function defaultName(dir: string): string {
   return (b || 'tree').slice(0, 200);
 }
 
-export async function ingestTree(store: LocalStore, dirArg: string, opts: IngestOptions): Promise<IngestResult> {
+export async function ingestTree(store: LocalParts, dirArg: string, opts: IngestOptions): Promise<IngestResult> {
   const t0 = performance.now();
   const dir = resolve(dirArg);
   let st;
@@ -264,7 +264,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
     if (!prev) return undefined;
     const oldId = prev.toString('latin1');
     if (oldId === id) return undefined;
-    const old = await store.getFile(oldId as Id).catch(() => undefined);
+    const old = await store.objects.getFile(oldId as Id).catch(() => undefined);
     if (!old) return undefined;
     const locs = await db.getMany(old.chunks.map((c) => kChunk(c.id)));
     const chunks: Base['chunks'] = [];
@@ -489,7 +489,7 @@ export async function ingestTree(store: LocalStore, dirArg: string, opts: Ingest
   // --- references -------------------------------------------------------------------------
   // Every store path record is read only when some bytes held a candidate hash.
   const byHash = new Map<string, string>();
-  if (refCandidates.size > 0) for (const r of await store.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
+  if (refCandidates.size > 0) for (const r of await store.objects.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
   const key = opts.key ?? rootTree;
   const path = storePathName(name, key);
   const references = [...refCandidates].map((h) => (h === key.slice(0, HASH_LEN) ? path : byHash.get(h))).filter((p): p is string => p !== undefined);

@@ -6,14 +6,15 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import type { ChunkSource, IngestOptions, IngestResult, Store } from './api.js';
+import type { ChunkInfo, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
 import { decodeChunk, encodeChunk } from './codec.js';
 import { MiqError } from './errors.js';
 import { type Id, idOf } from './ids.js';
 import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from './keys.js';
 import { ByteLru, Mutex } from './lru.js';
-import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
+import type { Db, LocalParts } from './local-parts.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
 import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 import { mkdirp } from './mkdirp.js';
@@ -52,8 +53,6 @@ export interface LocalStoreOptions {
   cacheBytes?: number;
 }
 
-type Db = ClassicLevel<string, Buffer>;
-
 /** Raw access for readers that decode chunks off the main thread (fs/reader.ts): where chunks
  * lie, many in one database call, and the file holding a pack. The caller verifies every chunk. */
 export interface ChunkLocator {
@@ -63,14 +62,19 @@ export interface ChunkLocator {
   readAt(id: Id, loc: ChunkLocation): Promise<Buffer>;
 }
 
-export class LocalStore implements Store {
+export class LocalStore implements Store, PruneStore, WriteStore {
   readonly dir: string;
   readonly chunks: ChunkSource & ChunkLocator;
-  db!: Db;
-  header!: FormatHeader;
-  packs!: PackReader;
-  private writer: PackWriter | undefined;
-  readonly writeLock = new Mutex();
+  readonly maintenance: PruneStore = this;
+  readonly writer: WriteStore = this;
+  // The LevelDB handle and packs are private: store-internal modules (ingest, prune) get them
+  // through `parts`, never from outside the store.
+  #db!: Db;
+  #header!: FormatHeader;
+  #packs!: PackReader;
+  #writer: PackWriter | undefined;
+  readonly #writeLock = new Mutex();
+  readonly #parts: LocalParts;
   private readonly cache: ByteLru<string, Buffer>;
   private opened: Promise<void> | undefined;
   private closed = false;
@@ -81,18 +85,32 @@ export class LocalStore implements Store {
     this.chunks = {
       get: (id) => this.getChunk(id),
       has: (id) => this.hasChunk(id),
-      locate: async (ids) => (await this.db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
+      locate: async (ids) => (await this.#db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
       packPath: (pack) => join(this.packDir, packFileName(pack)),
+      readAt: (id, loc) => this.readChunkAt(id, loc),
+    };
+    const self = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    this.#parts = {
+      dir,
+      get db() { return self.#db; },
+      get packs() { return self.#packs; },
+      get packDir() { return self.packDir; },
+      get params() { return self.params; },
+      writeLock: this.#writeLock,
+      objects: this,
+      packWriter: () => this.packWriter(),
+      openPack: () => this.#writer?.openPack,
       readAt: (id, loc) => this.readChunkAt(id, loc),
     };
   }
 
-  get packDir(): string {
+  private get packDir(): string {
     return join(this.dir, 'packs');
   }
 
+  /** Chunk sizes of this store (from its header). */
   get params(): ChunkParams {
-    const { min, avg, max } = this.header.chunker;
+    const { min, avg, max } = this.#header.chunker;
     return { min, avg, max };
   }
 
@@ -117,12 +135,12 @@ export class LocalStore implements Store {
       }
       throw new MiqError('MIQ_IO', `cannot open the store database at ${join(this.dir, 'db')}: ${(e as Error).message}`, { cause: e });
     }
-    this.db = db;
+    this.#db = db;
     const raw = await db.get(K_FORMAT);
     if (raw === undefined) {
       const params = checkChunkParams(this.opts.chunkParams ?? (process.env.MIQ_CHUNK ? parseChunkParams(process.env.MIQ_CHUNK) : DEFAULT_CHUNK_PARAMS));
-      this.header = { format: 'miq-store', version: FORMAT_VERSION, chunker: { algo: CHUNKER_ALGO, ...params }, hash: 'blake3', compression: 'zstd' };
-      await db.put(K_FORMAT, Buffer.from(JSON.stringify(this.header)), { sync: true });
+      this.#header = { format: 'miq-store', version: FORMAT_VERSION, chunker: { algo: CHUNKER_ALGO, ...params }, hash: 'blake3', compression: 'zstd' };
+      await db.put(K_FORMAT, Buffer.from(JSON.stringify(this.#header)), { sync: true });
     } else {
       let h: FormatHeader;
       try {
@@ -136,51 +154,47 @@ export class LocalStore implements Store {
         const newer = typeof h.version === 'number' && h.version > FORMAT_VERSION;
         throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads version ${FORMAT_VERSION}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
       }
-      this.header = h;
+      this.#header = h;
     }
-    this.packs = new PackReader(this.packDir);
+    this.#packs = new PackReader(this.packDir);
   }
 
   async close(): Promise<void> {
     if (!this.opened || this.closed) return;
     this.closed = true;
     await this.opened.catch(() => {});
-    await this.writeLock.run(async () => {
-      await this.writer?.close();
-      this.writer = undefined;
+    await this.#writeLock.run(async () => {
+      await this.#writer?.close();
+      this.#writer = undefined;
     });
-    await this.packs?.close();
+    await this.#packs?.close();
     await destroyPool();
-    if (this.db && this.db.status === 'open') await this.db.close();
+    if (this.#db && this.#db.status === 'open') await this.#db.close();
   }
 
   /** The pack writer, created on first write so read-only sessions make no pack. */
-  async packWriter(): Promise<PackWriter> {
-    if (!this.writer) {
+  private async packWriter(): Promise<PackWriter> {
+    if (!this.#writer) {
       const w = new PackWriter(this.packDir);
       await w.open();
-      this.writer = w;
+      this.#writer = w;
     }
-    return this.writer;
-  }
-
-  get openPack(): number | undefined {
-    return this.writer?.openPack;
+    return this.#writer;
   }
 
   // --- chunks ---------------------------------------------------------------------------
 
-  async chunkLocation(id: Id): Promise<ChunkLocation | undefined> {
-    const v = await this.db.get(kChunk(id));
+  private async chunkLocation(id: Id): Promise<ChunkLocation | undefined> {
+    const v = await this.#db.get(kChunk(id));
     return v === undefined ? undefined : decodeLocation(v);
   }
 
-  async hasChunk(id: Id): Promise<boolean> {
-    return (await this.db.get(kChunk(id))) !== undefined;
+  private async hasChunk(id: Id): Promise<boolean> {
+    return (await this.#db.get(kChunk(id))) !== undefined;
   }
 
   /** Verified plain bytes, or undefined when the index does not know the chunk. */
-  async getChunk(id: Id): Promise<Buffer | undefined> {
+  private async getChunk(id: Id): Promise<Buffer | undefined> {
     const hit = this.cache.get(id);
     if (hit) return hit;
     const loc = await this.chunkLocation(id);
@@ -190,8 +204,8 @@ export class LocalStore implements Store {
     return plain;
   }
 
-  async readChunkAt(id: Id, loc: ChunkLocation): Promise<Buffer> {
-    const body = await this.packs.read(loc, id);
+  private async readChunkAt(id: Id, loc: ChunkLocation): Promise<Buffer> {
+    const body = await this.#packs.read(loc, id);
     let dict: Buffer | undefined;
     if (loc.refs) {
       const parts: Buffer[] = [];
@@ -213,36 +227,36 @@ export class LocalStore implements Store {
   }
 
   /** Stores one chunk (compressing it here); used for small writes outside the ingest pipeline. */
-  async putChunk(id: Id, plain: Buffer): Promise<number> {
+  private async putChunk(id: Id, plain: Buffer): Promise<number> {
     if (await this.hasChunk(id)) return 0;
     const w = await this.packWriter();
     const { flags, body } = encodeChunk(plain);
     const [loc] = await w.append([{ id, flags, plain: plain.length, body: Buffer.from(body) }]);
     await w.sync();
-    await this.db.put(kChunk(id), encodeLocation(loc!));
+    await this.#db.put(kChunk(id), encodeLocation(loc!));
     return body.length;
   }
 
   // --- objects --------------------------------------------------------------------------
 
   async getFile(id: Id): Promise<FileRecord | undefined> {
-    const v = await this.db.get(kFile(id));
+    const v = await this.#db.get(kFile(id));
     return v === undefined ? undefined : decodeFileRecord(v, id);
   }
 
   async getTree(id: Id): Promise<Tree | undefined> {
-    const v = await this.db.get(kTree(id));
+    const v = await this.#db.get(kTree(id));
     return v === undefined ? undefined : decodeTree(v, id);
   }
 
   async getStorePath(path: string): Promise<StorePathRecord | undefined> {
-    const v = await this.db.get(kPath(path));
+    const v = await this.#db.get(kPath(path));
     return v === undefined ? undefined : decodeStorePath(v);
   }
 
   async listStorePaths(): Promise<StorePathRecord[]> {
     const out: StorePathRecord[] = [];
-    for await (const [, v] of this.db.iterator(range('p/'))) out.push(decodeStorePath(v));
+    for await (const [, v] of this.#db.iterator(range('p/'))) out.push(decodeStorePath(v));
     return out;
   }
 
@@ -273,15 +287,15 @@ export class LocalStore implements Store {
   async putTree(entries: readonly TreeEntry[]): Promise<Id> {
     const { id, bytes } = treeId(entries);
     for (const e of entries) {
-      if (e.kind === 'dir' && !(await this.db.get(kTree(e.id!)))) throw new MiqError('MIQ_MISSING', `tree ${e.id} (entry ${e.name.toString()}) is not in the store`);
-      if ((e.kind === 'file' || e.kind === 'exe') && !(await this.db.get(kFile(e.id!)))) throw new MiqError('MIQ_MISSING', `file ${e.id} (entry ${e.name.toString()}) is not in the store`);
+      if (e.kind === 'dir' && !(await this.#db.get(kTree(e.id!)))) throw new MiqError('MIQ_MISSING', `tree ${e.id} (entry ${e.name.toString()}) is not in the store`);
+      if ((e.kind === 'file' || e.kind === 'exe') && !(await this.#db.get(kFile(e.id!)))) throw new MiqError('MIQ_MISSING', `file ${e.id} (entry ${e.name.toString()}) is not in the store`);
     }
-    await this.db.put(kTree(id), bytes);
+    await this.#db.put(kTree(id), bytes);
     return id;
   }
 
   async putBytes(bytes: Buffer): Promise<FileRecord> {
-    return this.writeLock.run(async () => {
+    return this.#writeLock.run(async () => {
       const id = idOf(bytes);
       const existing = await this.getFile(id);
       if (existing) return existing;
@@ -294,33 +308,33 @@ export class LocalStore implements Store {
         chunks.push({ id: cid, length: piece.length });
       }
       const rec: FileRecord = { id, size: bytes.length, chunks };
-      await this.db.put(kFile(id), encodeFileRecord(rec));
+      await this.#db.put(kFile(id), encodeFileRecord(rec));
       return rec;
     });
   }
 
   async putStorePath(rec: StorePathRecord): Promise<void> {
     parseStorePath(rec.path);
-    if (!(await this.db.get(kTree(rec.tree)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path}: its tree ${rec.tree} is not in the store`);
+    if (!(await this.#db.get(kTree(rec.tree)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path}: its tree ${rec.tree} is not in the store`);
     for (const r of rec.references) {
-      if (r !== rec.path && !(await this.db.get(kPath(r)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path} refers to ${r}, which is not in the store`);
+      if (r !== rec.path && !(await this.#db.get(kPath(r)))) throw new MiqError('MIQ_MISSING', `store path ${rec.path} refers to ${r}, which is not in the store`);
     }
-    await this.db.put(kPath(rec.path), encodeStorePath(rec), { sync: true });
+    await this.#db.put(kPath(rec.path), encodeStorePath(rec), { sync: true });
   }
 
   // --- meta and roots -------------------------------------------------------------------
 
   async getMeta(key: string): Promise<Buffer | undefined> {
-    return this.db.get(kMeta(key));
+    return this.#db.get(kMeta(key));
   }
 
   async batchMeta(ops: { key: string; value: Buffer | undefined }[]): Promise<void> {
-    await this.db.batch(ops.map((o) => (o.value === undefined ? { type: 'del' as const, key: kMeta(o.key) } : { type: 'put' as const, key: kMeta(o.key), value: o.value })), { sync: true });
+    await this.#db.batch(ops.map((o) => (o.value === undefined ? { type: 'del' as const, key: kMeta(o.key) } : { type: 'put' as const, key: kMeta(o.key), value: o.value })), { sync: true });
   }
 
   async listMeta(prefix: string): Promise<{ key: string; value: Buffer }[]> {
     const out: { key: string; value: Buffer }[] = [];
-    for await (const [k, v] of this.db.iterator(range(kMeta(prefix)))) out.push({ key: k.slice(2), value: v });
+    for await (const [k, v] of this.#db.iterator(range(kMeta(prefix)))) out.push({ key: k.slice(2), value: v });
     return out;
   }
 
@@ -343,11 +357,73 @@ export class LocalStore implements Store {
 
   async ingest(dir: string, opts: IngestOptions = {}): Promise<IngestResult> {
     const { ingestTree } = await import('./ingest.js');
-    return this.writeLock.run(() => ingestTree(this, dir, opts));
+    return this.#writeLock.run(() => ingestTree(this.#parts, dir, opts));
+  }
+
+  // --- WriteStore -----------------------------------------------------------------------
+
+  async writeObjects(batch: ObjectBatch): Promise<void> {
+    const chunks = (batch.chunks ?? []).map((c) => {
+      if (idOf(c.plain) !== c.id) throw new MiqError('MIQ_CORRUPT', `chunk ${c.id} does not hash to its id`, { details: { id: c.id, kind: 'chunk' } });
+      return c;
+    });
+    const ops: { type: 'put'; key: string; value: Buffer }[] = [];
+    for (const t of batch.trees ?? []) {
+      const b = encodeTree(t.entries);
+      if (idOf(b) !== t.id) throw new MiqError('MIQ_CORRUPT', `tree ${t.id} does not re-encode to its id`, { details: { id: t.id, kind: 'tree' } });
+      ops.push({ type: 'put', key: kTree(t.id), value: b });
+    }
+    for (const f of batch.files ?? []) ops.push({ type: 'put', key: kFile(f.id), value: encodeFileRecord(f) });
+    await this.#writeLock.run(async () => {
+      const fresh: { id: Id; flags: number; plain: number; body: Buffer }[] = [];
+      const seen = new Set<Id>();
+      const known = chunks.length ? await this.#db.getMany(chunks.map((c) => kChunk(c.id))) : [];
+      chunks.forEach((c, i) => {
+        if (known[i] !== undefined || seen.has(c.id)) return;
+        seen.add(c.id);
+        const { flags, body } = encodeChunk(c.plain);
+        fresh.push({ id: c.id, flags, plain: c.plain.length, body: Buffer.from(body) });
+      });
+      if (fresh.length) {
+        const w = await this.packWriter();
+        const locs = await w.append(fresh);
+        await w.sync(); // bodies on disk before the index names them
+        fresh.forEach((c, i) => ops.unshift({ type: 'put', key: kChunk(c.id), value: encodeLocation(locs[i]!) }));
+      }
+      if (ops.length) await this.#db.batch(ops);
+    });
+  }
+
+  // --- PruneStore -----------------------------------------------------------------------
+
+  async *listChunks(): AsyncIterable<ChunkInfo> {
+    for await (const [k, v] of this.#db.iterator(range('c/'))) {
+      const id = k.slice(2) as Id;
+      let loc: ChunkLocation;
+      try {
+        loc = decodeLocation(v);
+      } catch {
+        yield { id, stored: v.length, plain: 0 };
+        continue;
+      }
+      yield loc.refs ? { id, stored: loc.stored, plain: loc.plain, bases: loc.refs as Id[] } : { id, stored: loc.stored, plain: loc.plain };
+    }
+  }
+
+  async checkChunk(id: Id): Promise<Buffer | undefined> {
+    const loc = await this.chunkLocation(id);
+    return loc ? this.readChunkAt(id, loc) : undefined;
+  }
+
+  async prune(mark: () => Promise<LiveSet>, opts?: PruneOptions): Promise<PruneReport> {
+    const { pruneLocal } = await import('./local-prune.js');
+    const report = await pruneLocal(this.#parts, mark, opts);
+    this.cache.clear();
+    return report;
   }
 
   /** Bytes the store occupies on disk (packs + database). */
-  async diskBytes(): Promise<{ packs: number; db: number }> {
+  async diskUsage(): Promise<{ packs: number; db: number }> {
     const { readdir } = await import('node:fs/promises');
     const sum = async (d: string): Promise<number> => {
       let t = 0;

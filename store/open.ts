@@ -2,7 +2,7 @@
 import type { Store } from './api.js';
 import { LocalStore, type LocalStoreOptions } from './local.js';
 
-export async function openStore(dir: string, opts?: LocalStoreOptions): Promise<LocalStore> {
+export async function openStore(dir: string, opts?: LocalStoreOptions): Promise<Store> {
   const s = new LocalStore(dir, opts);
   await s.open();
   return s;

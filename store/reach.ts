@@ -1,13 +1,13 @@
 /** Traversal of what store paths reach: closures over references, trees, files, chunks. */
 import { MiqError } from './errors.js';
 import type { Id } from './ids.js';
-import type { LocalStore } from './local.js';
+import type { MetaStore, ObjectReader } from './api.js';
 import type { StorePathRecord } from './objects.js';
 import { ROOT_PREFIX } from './keys.js';
 
 /** GC roots: pins (`roots/<name>` → path) and profile generations (`gcroots/<any>` → JSON array
  * of paths, written by the profiles module). */
-export async function rootPaths(store: LocalStore): Promise<Set<string>> {
+export async function rootPaths(store: MetaStore): Promise<Set<string>> {
   const out = new Set<string>();
   for (const { value } of await store.listMeta(ROOT_PREFIX)) out.add(value.toString());
   for (const { key, value } of await store.listMeta('gcroots/')) {
@@ -21,7 +21,7 @@ export async function rootPaths(store: LocalStore): Promise<Set<string>> {
 }
 
 /** The runtime closure of `paths` over references (missing referents are skipped). */
-export async function closure(store: LocalStore, paths: Iterable<string>): Promise<Map<string, StorePathRecord>> {
+export async function closure(store: Pick<ObjectReader, 'getStorePath'>, paths: Iterable<string>): Promise<Map<string, StorePathRecord>> {
   const out = new Map<string, StorePathRecord>();
   const todo = [...paths];
   while (todo.length > 0) {
@@ -57,7 +57,7 @@ export interface Visitor {
 
 /** Visits every tree, file and chunk under `tree`, each tree once per `seenTrees`. Missing
  * objects are reported to `onMissing` and skipped. */
-export async function visitTree(store: LocalStore, tree: Id, v: Visitor, seenTrees: Set<string>, seenFiles: Set<string>, onMissing?: (kind: 'tree' | 'file', id: Id) => void): Promise<void> {
+export async function visitTree(store: Pick<ObjectReader, 'getTree' | 'getFile'>, tree: Id, v: Visitor, seenTrees: Set<string>, seenFiles: Set<string>, onMissing?: (kind: 'tree' | 'file', id: Id) => void): Promise<void> {
   const stack: Id[] = [tree];
   while (stack.length > 0) {
     const id = stack.pop()!;

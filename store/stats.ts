@@ -1,8 +1,6 @@
 /** What the store holds and what each store path costs. */
 import type { Id } from './ids.js';
-import { range } from './keys.js';
-import type { LocalStore } from './local.js';
-import { decodeLocation } from './pack.js';
+import type { PruneStore } from './api.js';
 import { visitTree } from './reach.js';
 
 export interface PathStats {
@@ -29,14 +27,13 @@ export interface StoreStats {
   paths: PathStats[];
 }
 
-export async function storeStats(store: LocalStore): Promise<StoreStats> {
+export async function storeStats(store: PruneStore): Promise<StoreStats> {
   const stored = new Map<string, number>();
   let chunkBytes = 0, plainChunkBytes = 0;
-  for await (const [k, v] of store.db.iterator(range('c/'))) {
-    const loc = decodeLocation(v);
-    stored.set(k.slice(2), loc.stored);
-    chunkBytes += loc.stored;
-    plainChunkBytes += loc.plain;
+  for await (const c of store.listChunks()) {
+    stored.set(c.id, c.stored);
+    chunkBytes += c.stored;
+    plainChunkBytes += c.plain;
   }
   const records = await store.listStorePaths();
   const users = new Map<string, number>();
@@ -56,7 +53,7 @@ export async function storeStats(store: LocalStore): Promise<StoreStats> {
     }
     return { path: r.path, logicalBytes: r.size, sharedBytes: shared, uniqueBytes: unique };
   });
-  const disk = await store.diskBytes();
+  const disk = await store.diskUsage();
   const logical = records.reduce((a, r) => a + r.size, 0);
   const storedBytes = disk.packs + disk.db;
   return {

@@ -4,10 +4,8 @@
  */
 import { MiqError, isMiqError } from './errors.js';
 import { IdHasher, type Id } from './ids.js';
-import { kFile, kTree, range } from './keys.js';
-import type { LocalStore } from './local.js';
-import { decodeFileRecord, decodeTree } from './objects.js';
-import { decodeLocation } from './pack.js';
+import type { PruneStore } from './api.js';
+import type { FileRecord, Tree } from './objects.js';
 import { addDeltaBases } from './reach.js';
 
 export interface Damage {
@@ -33,7 +31,7 @@ export interface VerifyReport {
   seconds: number;
 }
 
-export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: number; total: number; bytes: number }) => void): Promise<VerifyReport> {
+export async function verifyStore(store: PruneStore, onProgress?: (p: { paths: number; total: number; bytes: number }) => void): Promise<VerifyReport> {
   const t0 = performance.now();
   const damage = new Map<string, Damage>();
   const chunkOk = new Map<string, boolean>();
@@ -53,13 +51,12 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
     const known = chunkOk.get(id);
     if (known === true) return {};
     if (known === false) return { bad: `chunk:${id}` };
-    const loc = await store.chunkLocation(id);
-    if (!loc) {
-      chunkOk.set(id, false);
-      return { bad: note('chunk', id, 'missing', 'not in the chunk index') };
-    }
     try {
-      const plain = await store.readChunkAt(id, loc);
+      const plain = await store.checkChunk(id);
+      if (!plain) {
+        chunkOk.set(id, false);
+        return { bad: note('chunk', id, 'missing', 'not in the chunk index') };
+      }
       if (plain.length !== length) throw new MiqError('MIQ_CORRUPT', `has ${plain.length} bytes, expected ${length}`);
       chunkOk.set(id, true);
       bytes += plain.length;
@@ -75,24 +72,27 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
     const memo = fileBad.get(id);
     if (memo) return memo;
     const bad: string[] = [];
-    const raw = await store.db.get(kFile(id));
-    if (!raw) {
+    let rec: FileRecord | undefined;
+    let broken: string | undefined;
+    try {
+      rec = await store.getFile(id);
+    } catch (e) {
+      if (!isMiqError(e, 'MIQ_CORRUPT')) throw e;
+      broken = e.message;
+    }
+    if (broken !== undefined) {
+      bad.push(note('file', id, 'corrupt', broken));
+    } else if (!rec) {
       bad.push(note('file', id, 'missing', 'file record not in the store'));
     } else {
-      let rec;
-      try {
-        rec = decodeFileRecord(raw, id);
-      } catch (e) {
-        bad.push(note('file', id, 'corrupt', (e as Error).message));
-      }
-      if (rec) {
+      {
         // Whole-content hash as well: catches a record whose chunk list is wrong. A file that is
         // one chunk has the chunk's id, so the chunk check covers it.
         const h = rec.chunks.length === 1 && rec.chunks[0]!.id === id ? undefined : new IdHasher();
         for (const c of rec.chunks) {
           const { bad: k, plain } = await checkChunk(c.id, c.length);
           if (k) bad.push(k);
-          else if (h) h.update(plain ?? (await store.getChunk(c.id))!);
+          else if (h) h.update(plain ?? (await store.checkChunk(c.id))!);
         }
         if (h && bad.length === 0 && h.digest() !== id) bad.push(note('file', id, 'corrupt', 'content does not hash to the file id'));
       }
@@ -105,17 +105,20 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
     const memo = treeBad.get(id);
     if (memo) return memo;
     const bad: string[] = [];
-    const raw = await store.db.get(kTree(id));
-    if (!raw) {
+    let t: Tree | undefined;
+    let broken: string | undefined;
+    try {
+      t = await store.getTree(id);
+    } catch (e) {
+      if (!isMiqError(e, 'MIQ_CORRUPT')) throw e;
+      broken = e.message;
+    }
+    if (broken !== undefined) {
+      bad.push(note('tree', id, 'corrupt', broken));
+    } else if (!t) {
       bad.push(note('tree', id, 'missing', 'tree not in the store'));
     } else {
-      let t;
-      try {
-        t = decodeTree(raw, id);
-      } catch (e) {
-        bad.push(note('tree', id, 'corrupt', (e as Error).message));
-      }
-      if (t) {
+      {
         for (const e of t.entries) {
           if (e.kind === 'dir') bad.push(...(await checkTree(e.id!)));
           else if (e.kind === 'file' || e.kind === 'exe') bad.push(...(await checkFile(e.id!)));
@@ -143,16 +146,10 @@ export async function verifyStore(store: LocalStore, onProgress?: (p: { paths: n
   // Everything the index holds that the walk above did not reach (bases of deltas count as
   // reached: gc keeps them for their deltas).
   const stored = new Map<string, number>();
-  const refsOf = new Map<string, string[]>();
-  for await (const [k, v] of store.db.iterator(range('c/'))) {
-    const id = k.slice(2);
-    try {
-      const l = decodeLocation(v);
-      stored.set(id, l.stored);
-      if (l.refs) refsOf.set(id, l.refs);
-    } catch {
-      stored.set(id, v.length);
-    }
+  const refsOf = new Map<string, readonly string[]>();
+  for await (const c of store.listChunks()) {
+    stored.set(c.id, c.stored);
+    if (c.bases) refsOf.set(c.id, c.bases);
   }
   const reached = new Set(chunkOk.keys());
   addDeltaBases(reached, refsOf);

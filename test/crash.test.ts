@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, closeSync, writeFileSync, writeSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ClassicLevel } from 'classic-level';
 import { npmRelease } from './helpers/corpus.js';
 import { MIQ, isCleanError, json, miq, spawnMiq, tempDir } from './helpers/cli.js';
+import { flipChunkByte } from './helpers/packs.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -49,29 +50,6 @@ test(`SIGKILL during ingest at ${TRIALS} random moments never leaves a dangling 
   assert.equal(g.code, 0, g.stderr);
   assert.equal(json<{ ok: boolean }>(miq([...store, 'verify', '--json'])).ok, true);
 });
-
-/** Flips one byte inside the body of the pack entry for `chunkId`. */
-function flipChunkByte(storeDir: string, chunkId: string): void {
-  const packs = join(storeDir, 'packs');
-  const idBytes = Buffer.from(chunkId, 'hex');
-  for (const p of readdirSync(packs)) {
-    const data = readFileSync(join(packs, p));
-    const at = data.indexOf(idBytes);
-    if (at >= 16 && data.subarray(at - 16, at - 12).toString() === 'MQCK') {
-      const body = at + 32;
-      const stored = data.readUInt32BE(at - 4);
-      const fd = openSync(join(packs, p), 'r+');
-      const pos = body + Math.floor(stored / 2);
-      const b = Buffer.alloc(1);
-      readSync(fd, b, 0, 1, pos);
-      b[0] ^= 0x20;
-      writeSync(fd, b, 0, 1, pos);
-      closeSync(fd);
-      return;
-    }
-  }
-  throw new Error(`chunk ${chunkId} not found in any pack`);
-}
 
 test('a flipped byte in a pack: verify names the chunk and its store path; cat/export refuse', () => {
   const storeDir = join(tmp.dir, 'flip-store');

@@ -133,7 +133,7 @@ test('verify reports indexed chunks that no store path uses (not as damage), and
   const store = await openStore(storeDir);
   for (const text of ['orphan one', 'orphan two']) {
     const b = Buffer.from(text.repeat(1000));
-    await store.putChunk(idOf(b), b);
+    await store.writer!.writeObjects({ chunks: [{ id: idOf(b), plain: b }] });
   }
   await store.close();
   const v = json<{ ok: boolean; damaged: unknown[]; unreferenced: { chunks: number; storedBytes: number } }>(miq([...s, 'verify', '--json']));

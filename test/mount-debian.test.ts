@@ -9,7 +9,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMount, type MountHandle } from '../mount/daemon.js';
-import type { LocalStore } from '../store/local.js';
+import type { Store } from '../store/api.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
@@ -24,7 +24,7 @@ export const SANDBOX_PACKAGES = [
 ];
 
 let base: string;
-let store: LocalStore;
+let store: Store;
 let h: MountHandle | undefined;
 
 describe('a sandbox rooted in the usr view of real Debian packages', () => {

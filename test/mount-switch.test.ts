@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectControl } from '../mount/client.js';
 import { startMount, type MountHandle } from '../mount/daemon.js';
-import type { LocalStore } from '../store/local.js';
+import type { Store } from '../store/api.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
 import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
@@ -47,7 +47,7 @@ print(reads, torn, na, nb)
 `;
 
 let base: string, mnt: string, bind: string;
-let store: LocalStore;
+let store: Store;
 let h: MountHandle | undefined;
 
 describe('profile switches under load', () => {

@@ -3,21 +3,21 @@
  * processes (this process serves the mount; a synchronous call on it here would deadlock).
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, open } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMount, viewMountpoint, type MountHandle } from '../mount/daemon.js';
 import { connectControl, controlOf, withStore } from '../mount/client.js';
-import type { LocalStore } from '../store/local.js';
+import type { Store } from '../store/api.js';
+import { flipChunkByte } from './helpers/packs.js';
 import { openStore } from '../store/open.js';
-import { packFileName } from '../store/pack.js';
 import * as P from '../store/profiles.js';
 import type { Id } from '../store/ids.js';
 import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
 import { json, miqAsync, spawnMiq } from './helpers/cli.js';
 
 let base: string, mnt: string, srcA: string, srcB: string;
-let store: LocalStore;
+let store: Store;
 let h: MountHandle | undefined;
 let A: string, B: string;
 
@@ -205,7 +205,7 @@ describe('miq mount (real FUSE)', () => {
 describe('names that are not UTF-8', () => {
   it('are listed under an escaped name that opens the file, follows as a symlink target, and valid UTF-8 names are untouched', async () => {
     const b = await tmp();
-    let s: LocalStore | undefined, m: MountHandle | undefined;
+    let s: Store | undefined, m: MountHandle | undefined;
     try {
       const src = join(b, 'src');
       await mkdir(src);
@@ -244,7 +244,7 @@ describe('corruption and crashes', () => {
   it('a chunk that fails its hash gives EIO and a log line, never bytes', async () => {
     const b = await tmp();
     const logs: string[] = [];
-    let s: LocalStore | undefined, m: MountHandle | undefined;
+    let s: Store | undefined, m: MountHandle | undefined;
     try {
       await fixtureTree(join(b, 'src'), 2);
       s = await openStore(join(b, 'store'));
@@ -258,14 +258,8 @@ describe('corruption and crashes', () => {
       assert.ok(vi > 0, 'fixture has a chunk over 128 KiB');
       const victim = file.chunks[vi]!;
       const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
-      const loc = (await s.chunkLocation(victim.id))!;
       await s.close();
-      const fh = await open(join(b, 'store', 'packs', packFileName(loc.pack)), 'r+');
-      const one = Buffer.alloc(1);
-      await fh.read(one, 0, 1, loc.offset + 10);
-      one[0] = one[0]! ^ 0xff;
-      await fh.write(one, 0, 1, loc.offset + 10);
-      await fh.close();
+      flipChunkByte(join(b, 'store'), victim.id);
       s = await openStore(join(b, 'store'));
       await mkdir(join(b, 'mnt'));
       m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gcStore } from '../store/gc.js';
 import { isMiqError } from '../store/errors.js';
-import type { LocalStore } from '../store/local.js';
+import type { Store } from '../store/api.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
 import { miq, json } from './helpers/cli.js';
 
 let base: string;
-let store: LocalStore;
+let store: Store;
 const paths: Record<string, string> = {};
 
 async function pkg(name: string, files: Record<string, string>, links: Record<string, string> = {}): Promise<string> {
@@ -118,11 +118,11 @@ describe('profiles', () => {
     const only = await pkg('only6', { 'x/y/z': 'only in p6\n' });
     const r1 = await P.switchProfile(store, n, [{ path: only }, { path: paths.b! }]);
     await P.switchProfile(store, n, [{ path: paths.b! }]);
-    const rep = await gcStore(store, { dryRun: false });
+    const rep = await gcStore(store.maintenance!, { dryRun: false });
     assert.ok(!rep.deadPaths.includes(only), 'member of a kept generation survives gc');
     assert.ok(await store.getTree(r1.tree), 'merged tree survives gc');
     await P.deleteGenerations(store, n, { keep: 1 });
-    const rep2 = await gcStore(store, { dryRun: false });
+    const rep2 = await gcStore(store.maintenance!, { dryRun: false });
     assert.ok(rep2.deadPaths.includes(only));
     assert.ok(rep2.deadPaths.includes(r1.env));
     assert.equal(await store.getTree(r1.tree), undefined);

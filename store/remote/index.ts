@@ -6,7 +6,7 @@ export { push, type PushSource, type PushProfile, type PushOptions, type PushRes
 export { prefetch, type FetchSink, type FetchResult } from './fetch.js';
 export type { HttpOptions } from './transport.js';
 export { MemorySource, ingestToMemory } from './memory.js';
-export { localSink } from './localsink.js';
+export { localSink, writeSink } from './localsink.js';
 export { layeredStore, REMOTE_URL_KEY, type LayeredStore } from './layered.js';
 export { pullProfile, generationPaths, pulledKey, type PullResult } from './pull.js';
 export { checkCache, type CacheCheck } from './checkcache.js';

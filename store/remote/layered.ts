@@ -10,7 +10,7 @@
  *    env path of a profile pulled from a remote) are kept under meta keys `lazy/…`, re-hashed when
  *    read back. GC and verify do not walk meta, so they neither need nor drop them.
  */
-import type { ChunkSource, IngestOptions, IngestResult, Store } from '../api.js';
+import type { ChunkSource, IngestOptions, IngestResult, PruneStore, Store, WriteStore } from '../api.js';
 import { MiqError, isMiqError } from '../errors.js';
 import type { Id } from '../ids.js';
 import { ROOT_PREFIX } from '../keys.js';
@@ -37,12 +37,17 @@ export function layeredStore(local: Store, remote: RemoteReader): LayeredStore {
 class Layered implements LayeredStore {
   readonly dir: string;
   readonly chunks: ChunkSource;
+  /** gc, verify and stats work on the local part: remote bytes never enter it. */
+  readonly maintenance: PruneStore | undefined;
+  readonly writer: WriteStore | undefined;
   private readonly overlayTrees = new Map<Id, Tree>();
   private readonly overlayPaths = new Map<string, StorePathRecord>();
   private closing: Promise<void> | undefined;
 
   constructor(readonly local: Store, readonly remote: RemoteReader) {
     this.dir = local.dir;
+    this.maintenance = local.maintenance;
+    this.writer = local.writer;
     this.chunks = {
       get: async (id) => (await local.chunks.get(id)) ?? remote.chunks.get(id),
       has: async (id) => (await local.chunks.has(id)) || remote.chunks.has(id),

@@ -1,68 +1,63 @@
 /**
- * Where `miq fetch` writes: the local store, in its crash-safe order. Chunk bodies are appended
- * to a pack in batches and synced; then one LevelDB batch indexes them together with the file
- * records and trees that name them, so a crash leaves unreferenced pack bytes at worst. A store
- * path goes in only after everything it names is indexed.
- *
- * Uses LocalStore internals (pack writer, db); see .notes/remote-needs.md for the API that would
- * replace them.
+ * Where `miq fetch` writes: any store with the write capability, through its crash-safe batches.
+ * Chunks, file records and trees are collected and written together (the store makes chunk
+ * bodies durable before its index names them), so a crash leaves unreferenced bytes at worst. A
+ * store path goes in only after everything it names is written.
  */
-import { encodeChunk } from '../codec.js';
+import type { Store, WriteStore } from '../api.js';
+import { writerOf } from '../api.js';
 import { MiqError } from '../errors.js';
 import { type Id, idOf } from '../ids.js';
-import { kChunk, kFile, kTree } from '../keys.js';
-import type { LocalStore } from '../local.js';
-import { encodeFileRecord, encodeTree, type FileRecord, type StorePathRecord, type Tree } from '../objects.js';
-import { encodeLocation } from '../pack.js';
+import type { FileRecord, StorePathRecord, Tree } from '../objects.js';
 import type { FetchSink } from './fetch.js';
 
 const FLUSH_BYTES = 32 << 20;
 
-export function localSink(store: LocalStore): FetchSink & { flush(): Promise<void> } {
-  let chunks: { id: Id; flags: number; plain: number; body: Buffer }[] = [];
-  const pendingIds = new Set<Id>();
-  let objects: { key: string; value: Buffer }[] = [];
-  let bytes = 0;
+/** A fetch sink writing into `store` (which must be writable from this process). */
+export function localSink(store: Store): FetchSink & { flush(): Promise<void> } {
+  return writeSink(writerOf(store, 'fetching into the store'), store);
+}
 
-  const flush = (): Promise<void> => store.writeLock.run(async () => {
-    const cs = chunks;
-    const os = objects;
+export function writeSink(w: WriteStore, store: Pick<Store, 'chunks' | 'putStorePath'>): FetchSink & { flush(): Promise<void> } {
+  let chunks: { id: Id; plain: Buffer }[] = [];
+  const pendingIds = new Set<Id>();
+  let files: FileRecord[] = [];
+  let trees: { id: Id; entries: Tree['entries'] }[] = [];
+  let bytes = 0;
+  let chain: Promise<void> = Promise.resolve();
+
+  const flush = (): Promise<void> => {
+    const batch = { chunks, files, trees };
     chunks = [];
-    objects = [];
+    files = [];
+    trees = [];
     bytes = 0;
-    const ops: { type: 'put'; key: string; value: Buffer }[] = [];
-    if (cs.length) {
-      const w = await store.packWriter();
-      const locs = await w.append(cs);
-      await w.sync();
-      cs.forEach((c, i) => ops.push({ type: 'put', key: kChunk(c.id), value: encodeLocation(locs[i]!) }));
-    }
-    for (const o of os) ops.push({ type: 'put', ...o });
-    if (ops.length) await store.db.batch(ops);
-    for (const c of cs) pendingIds.delete(c.id);
-  });
+    const run = chain.then(async () => {
+      if (batch.chunks.length || batch.files.length || batch.trees.length) await w.writeObjects(batch);
+      for (const c of batch.chunks) pendingIds.delete(c.id);
+    });
+    chain = run.catch(() => {});
+    return run;
+  };
 
   return {
     flush,
     async hasChunk(id) {
-      return pendingIds.has(id) || (await store.hasChunk(id));
+      return pendingIds.has(id) || (await store.chunks.has(id));
     },
     async putChunk(id, plain) {
       if (pendingIds.has(id)) return;
       if (idOf(plain) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} does not hash to its id`);
       pendingIds.add(id);
-      const { flags, body } = encodeChunk(plain);
-      chunks.push({ id, flags, plain: plain.length, body: Buffer.from(body) });
-      bytes += body.length;
+      chunks.push({ id, plain });
+      bytes += plain.length;
       if (bytes >= FLUSH_BYTES) await flush();
     },
     async putFile(rec: FileRecord) {
-      objects.push({ key: kFile(rec.id), value: encodeFileRecord(rec) });
+      files.push(rec);
     },
     async putTree(id: Id, t: Tree) {
-      const b = encodeTree(t.entries);
-      if (idOf(b) !== id) throw new MiqError('MIQ_CORRUPT', `tree ${id} does not re-encode to its id`);
-      objects.push({ key: kTree(id), value: b });
+      trees.push({ id, entries: t.entries });
     },
     async putStorePath(rec: StorePathRecord) {
       await flush();
