@@ -14,11 +14,10 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import type { ChunkSource } from '../store/api.js';
+import type { ChunkLocator, ChunkSource } from '../store/api.js';
 import { FLAG_RAW, FLAG_ZSTD } from '../store/codec.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { ChunkLocator } from '../store/local.js';
 import { ByteLru } from '../store/lru.js';
 import type { FileRecord } from '../store/objects.js';
 import type { ChunkLocation } from '../store/pack.js';

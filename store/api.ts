@@ -5,12 +5,23 @@
 import { MiqError } from './errors.js';
 import type { Id } from './ids.js';
 import type { FileRecord, StorePathRecord, Tree, TreeEntry } from './objects.js';
+import type { ChunkLocation } from './pack.js';
 
 /** Read-only chunk bodies. `get` resolves to undefined when absent and throws MIQ_CORRUPT when
  * the bytes do not hash to `id`: a caller never sees unverified bytes. */
 export interface ChunkSource {
   get(id: Id): Promise<Buffer | undefined>;
   has(id: Id): Promise<boolean>;
+}
+
+/** Raw access for readers that decode chunks off their serving thread (the mount's reader): where
+ * chunks lie, many in one index call, and the file holding a pack. A local store's `chunks` has
+ * it; the caller verifies every chunk it decodes itself. */
+export interface ChunkLocator {
+  locate(ids: readonly Id[]): Promise<(ChunkLocation | undefined)[]>;
+  packPath(pack: number): string;
+  /** Verified plain bytes of a chunk at a known location (no index lookup). */
+  readAt(id: Id, loc: ChunkLocation): Promise<Buffer>;
 }
 
 /** One write, applied in the crash-safe order: chunk bodies are durable before any index entry

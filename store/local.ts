@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import type { ChunkInfo, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
+import type { ChunkInfo, ChunkLocator, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
 import { decodeChunk, encodeChunk } from './codec.js';
 import { MiqError } from './errors.js';
@@ -51,15 +51,6 @@ export interface LocalStoreOptions {
   chunkParams?: ChunkParams;
   /** Decoded-chunk cache size in bytes. */
   cacheBytes?: number;
-}
-
-/** Raw access for readers that decode chunks off the main thread (fs/reader.ts): where chunks
- * lie, many in one database call, and the file holding a pack. The caller verifies every chunk. */
-export interface ChunkLocator {
-  locate(ids: readonly Id[]): Promise<(ChunkLocation | undefined)[]>;
-  packPath(pack: number): string;
-  /** Verified plain bytes of a chunk at a known location (no index lookup). */
-  readAt(id: Id, loc: ChunkLocation): Promise<Buffer>;
 }
 
 export class LocalStore implements Store, PruneStore, WriteStore {
