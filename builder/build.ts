@@ -5,13 +5,14 @@
  */
 import { lstatSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/api.js';
 import { MiqError, isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { defaultCacheDir, fetchSource } from './fetch.js';
 import { analyse, type Node, pathNameOf, runClosure } from './key.js';
+import { forgetFailedLog, keepFailedLog } from './log.js';
 import { materialize, rmTree } from './materialize.js';
 import type { MirrorMap } from './mirrors.js';
 import type { Recipe } from './recipe.js';
@@ -222,10 +223,11 @@ export async function build(store: Store, recipes: readonly Recipe[], opts: Buil
       const log = await readFile(logFile);
       if (res.code !== 0) {
         const why = res.timedOut ? 'timed out' : res.signal ? `killed by ${res.signal}` : `exit status ${res.code}`;
-        const kept = join(tmpdir(), `miq-failed-${n.path}.log`);
-        await copyFile(logFile, kept).catch(() => undefined);
+        // The full log stays in the store (never a computable name in /tmp, which a local user
+        // could plant a symlink at): `miq log PATH` reads it back until the next gc.
+        const kept = await keepFailedLog(store, n.path, log).catch(() => undefined);
         throw new MiqError('MIQ_BUILD_FAILED',
-          `build of ${n.path} failed (${why}); last lines of its log:\n${tail(log.toString('utf8'), opts.tailLines ?? 25)}\n(full log: ${kept}${opts.keepFailed ? `; work directory kept: ${work}` : ''})`,
+          `build of ${n.path} failed (${why}); last lines of its log:\n${tail(log.toString('utf8'), opts.tailLines ?? 25)}\n(full log: ${kept ? `miq log ${n.path}` : 'not kept'}${opts.keepFailed ? `; work directory kept: ${work}` : ''})`,
           { details: { path: n.path, key: n.key, log: kept, work, code: res.code, signal: res.signal } });
       }
       if ((await readdir(outDir)).length === 0) {
@@ -242,6 +244,7 @@ export async function build(store: Store, recipes: readonly Recipe[], opts: Buil
         throw new MiqError('MIQ_CORRUPT', `store ingested ${n.path} as ${ing.path}: the store and the builder disagree on store path names`);
       }
       ok = true;
+      await forgetFailedLog(store, n.path).catch(() => undefined);
       const seconds = (Date.now() - started) / 1000;
       opts.onEvent?.({ type: 'built', path: n.path, seconds });
       return { name: r.name, path: n.path, key: n.key, tree: ing.tree, status: 'built', log: logRec.id, seconds };

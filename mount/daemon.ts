@@ -16,8 +16,7 @@
  * root, not a generation, so switches show through it.
  */
 import { createHash } from 'node:crypto';
-import { rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
@@ -33,7 +32,7 @@ import { controlOps } from './control-ops.js';
 import { listenControl, type ControlServer } from './control.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
-import { mkdirp } from '../store/mkdirp.js';
+import { viewsDir } from '../store/private-dir.js';
 
 export interface MountOptions {
   /** Profile shown at DIR/usr (default "system"). */
@@ -66,13 +65,16 @@ export interface MountHandle {
   close(): Promise<void>;
 }
 
-/** Where the pointer mount lives before it is bound onto DIR/usr: private to this host and DIR. */
-export function viewMountpoint(dir: string, profile: string): string {
+/**
+ * Where the pointer mount lives before it is bound onto DIR/usr: inside a directory only the
+ * serving user can enter (by default `<store>/run/views`, see store/private-dir.ts). It used to be
+ * a predictable name under $TMPDIR, which a local user could take first with a symlink and so
+ * choose where root's world-readable view was mounted.
+ */
+export function viewMountpoint(views: string, dir: string, profile: string): string {
   const h = createHash('sha256').update(dir).digest('hex').slice(0, 16);
-  return join(viewRoot(), `${h}-${profile}`);
+  return join(views, `${h}-${profile}`);
 }
-
-const viewRoot = (): string => join(tmpdir(), 'miq-views');
 
 const IMMUTABLE_TIMEOUT = 86_400;
 
@@ -81,19 +83,26 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
   const profile = P.checkProfileName(opts.profile ?? 'system');
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const isRoot = process.getuid?.() === 0;
-  const viewDir = viewMountpoint(dir, profile);
+  const views = await viewsDir(store.dir);
+  const viewDir = viewMountpoint(views, dir, profile);
 
   const { cleared } = await prepareMountpoint(dir);
   // A killed server also leaves its private pointer mount behind: clear every dead one (of any
-  // DIR; a live one of this DIR means another server).
-  for (const m of await mountsUnder(viewRoot())) {
+  // DIR; a live one of this DIR means another server), and the empty mountpoints of earlier runs.
+  const live = new Set<string>();
+  for (const m of await mountsUnder(views)) {
     if ((await probe(m.mountpoint)) === 'stale') {
       await lazyUnmount(m.mountpoint).catch(() => {});
       await rmdir(m.mountpoint).catch(() => {});
       cleared.push(m.mountpoint);
     } else if (m.mountpoint === viewDir) {
       throw new MiqError('MIQ_BAD_INPUT', `${dir} seems to be served already (its pointer view ${m.mountpoint} is live); stop that miq mount first`);
+    } else {
+      live.add(m.mountpoint);
     }
+  }
+  for (const name of await readdir(views).catch(() => [] as string[])) {
+    if (!live.has(join(views, name))) await rmdir(join(views, name)).catch(() => {});
   }
 
   const trees = new TreeCache(store);
@@ -132,7 +141,8 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     });
     done.push(() => mainMount.unmount());
 
-    await mkdirp(viewDir);
+    // Made fresh inside a directory only we can enter: nothing of anyone else's can be there.
+    await mkdir(viewDir, { mode: 0o755 });
     done.push(() => rmdir(viewDir).catch(() => {}));
     const viewMount = await fuseMount(viewDir, ptr.ops, {
       fsname: `miq-${profile}`, kernelCache: false, directIo: true, entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0, allowOther: isRoot, readOnly: true, debug: opts.debug,

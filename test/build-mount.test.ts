@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { viewMountpoint } from '../mount/daemon.js';
 import { ROOT, json, miqAsync, spawnMiq } from './helpers/cli.js';
 import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
 
@@ -49,6 +48,5 @@ test('miq build recipes/hello.ts: the program runs from the store path and from 
   } finally {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await cleanup(b);
-    await cleanup(viewMountpoint(join(b, 'mnt'), 'system'));
   }
 });
