@@ -14,13 +14,14 @@ export function register(program: Command): void {
     .argument('[paths...]', 'store paths to fetch with their references')
     .requiredOption('--remote <url>', 'remote: http(s)://…, file://… or a directory')
     .option('--profile <name>', "the remote profile's current generation")
+    .option('--proxy <url>', 'fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
     .option('--trusted-key <key>', 'NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', collect, [])
     .option('--json', 'print one JSON object')
-    .action(async (paths: string[], o: { remote: string; profile?: string; trustedKey: string[]; json?: boolean }, cmd: Command) => {
+    .action(async (paths: string[], o: { remote: string; profile?: string; trustedKey: string[]; json?: boolean; proxy?: string }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       if (paths.length === 0 && !o.profile) throw new MiqError('MIQ_BAD_INPUT', 'name store paths or --profile');
       const dir = storeDir(g);
-      const remote = await openRemote(o.remote, { trustedKeys: loadTrustedKeys(dir, o.trustedKey), seenFile: join(dir, 'remote-seen.json') });
+      const remote = await openRemote(o.remote, { trustedKeys: loadTrustedKeys(dir, o.trustedKey), seenFile: join(dir, 'remote-seen.json'), http: { proxy: o.proxy } });
       const t0 = performance.now();
       try {
         const r = await withStore(g, async (store) => {

@@ -20,12 +20,14 @@ export interface LazyOptions {
   hints?: boolean;
   /** --record-hints FILE: write the chunks read, in order, as a prefetch list when stopped. */
   recordHints?: string;
+  /** --proxy URL: a forward (site) proxy for the remote; default from http_proxy/no_proxy. */
+  proxy?: string;
 }
 
 /** The verified remote reader of a store: its disk cache and rollback record live in the store. */
-export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string, recordHints = false): Promise<RemoteReader> {
+export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string, recordHints = false, proxy?: string): Promise<RemoteReader> {
   const size = cacheSize === undefined ? 1024 ** 3 : parseSize(/^\d+$/.test(cacheSize) ? `${cacheSize}M` : cacheSize);
-  return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json'), recordHints });
+  return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json'), recordHints, http: { proxy } });
 }
 
 /** The remote a lazy store was last mounted from, and the keys it was told to trust. */
@@ -52,7 +54,7 @@ export async function openLazy(local: Store, o: LazyOptions, cacheSize: string |
     // Fail now, not after an hour of serving: the list is written here when the mount stops.
     await writeFile(o.recordHints, encodeHints([])).catch((e: unknown) => { throw ioError(e, 'cannot write the hints file', o.recordHints!); });
   }
-  const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize, !!o.recordHints);
+  const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize, !!o.recordHints, o.proxy);
   const store = layeredStore(local, remote);
   await rememberRemote(store, o.remote!, o.trustedKey);
   const pull = async (): Promise<boolean> => {

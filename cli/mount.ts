@@ -47,6 +47,7 @@ export function register(program: Command): void {
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
     .option('--trusted-key <key>', 'with --remote: NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--pull-interval <seconds>', "with --remote: pull the remote's pointer of --profile this often")
+    .option('--proxy <url>', 'with --remote: fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
     .option('--no-hints', "with --remote: ignore the remote's prefetch list for the profile")
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)

@@ -86,15 +86,16 @@ export function register(program: Command): void {
     .description("make the remote's signed pointer of a profile the current generation (an atomic switch)")
     .argument('<name>', 'profile')
     .option('--remote <url>', 'remote (default: the one this store was last mounted from)')
+    .option('--proxy <url>', 'fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
     .option('--trusted-key <key>', 'NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--json', 'one JSON object')
-    .action(async (name: string, o: G & { remote?: string; trustedKey: string[] }, cmd: Command) => {
+    .action(async (name: string, o: G & { remote?: string; trustedKey: string[]; proxy?: string }, cmd: Command) => {
       const dir = storeDir(globals(cmd));
       const r = await withStore(dir, async (s): Promise<PullResult> => {
         // Without --remote: the remote this store is (was) mounted from, with the keys given there.
         const known = o.remote ? { url: o.remote, trustedKeys: [] as string[] } : await rememberedRemote(s);
         if (o.remote) await rememberRemote(s, o.remote, o.trustedKey);
-        const remote = await openRemoteFor(dir, known.url, [...o.trustedKey, ...known.trustedKeys]);
+        const remote = await openRemoteFor(dir, known.url, [...o.trustedKey, ...known.trustedKeys], undefined, false, o.proxy);
         try {
           // Mounted: the serving process switches (its layered store resolves the new paths).
           const c = controlOf(s);

@@ -112,7 +112,7 @@ class Reader implements RemoteReader {
   private readonly wholeStarted = new Lru<string, true>(1 << 16, () => 1);
   private readonly background = new Limiter(BACKGROUND_FETCHES);
   private readonly cacheWrites = new Set<Promise<unknown>>();
-  private readonly counts = { bundles: 0, bundleChunks: 0, bundleFailures: 0, wholeFiles: 0, hints: 0, hintBytes: 0 };
+  private readonly counts = { bundles: 0, bundleChunks: 0, bundleFailures: 0, wholeFiles: 0, hints: 0, hintBytes: 0, refetched: 0 };
   private readonly hintLimit = new Limiter(HINT_FETCHES);
   private readonly asked: { list: Id[]; set: Set<Id> } | undefined;
   private closed = false;
@@ -158,9 +158,20 @@ class Reader implements RemoteReader {
           }
         }
       }
-      const b = await this.t.get(rel, max);
+      let b = await this.t.get(rel, max);
       if (b === undefined) return undefined;
-      const v = verify(b);
+      let v: T;
+      try {
+        v = verify(b);
+      } catch (e) {
+        // A cache between here and the origin (a site proxy) may hold damaged bytes: ask once
+        // more past every cache; the origin's copy is verified the same way.
+        if (!isMiqError(e, 'MIQ_CORRUPT')) throw e;
+        this.counts.refetched++;
+        b = await this.t.get(rel, max, { fresh: true });
+        if (b === undefined) return undefined;
+        v = verify(b);
+      }
       // The bytes are verified and in hand: a cache that cannot take them (disk full, a
       // directory removed under it) costs a later refetch, not this read.
       if (this.cache && cacheIt) await this.cache.put(rel, b).catch(() => undefined);

@@ -6,10 +6,17 @@
  * HTTP deadlines sit well under fuse-native's 15 s request limit, so a stalled server turns into
  * EIO for one read, not a hung kernel request: connect 2 s, idle 3 s, total 10 s per call
  * including queueing and retries.
+ *
+ * A forward proxy (`proxy` option, else http_proxy/HTTP_PROXY, https_proxy/HTTPS_PROXY, minus
+ * no_proxy/NO_PROXY) is asked with absolute URIs for http remotes and through a CONNECT tunnel
+ * for https ones. Proxies may keep anything: `get(…, { fresh: true })` asks every cache on the
+ * way to go back to the origin, which the reader does once when bytes fail their hash.
  */
 import { stat, readFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MiqError, ioError } from '../errors.js';
@@ -24,8 +31,9 @@ export interface TransportStats {
 export interface Transport {
   readonly url: string;
   readonly stats: TransportStats;
-  /** The body, or undefined when the remote does not have the file. Bodies over `maxBytes` fail. */
-  get(rel: string, maxBytes: number): Promise<Buffer | undefined>;
+  /** The body, or undefined when the remote does not have the file. Bodies over `maxBytes` fail.
+   * `fresh`: bypass caches between here and the origin (a proxy's copy may be damaged). */
+  get(rel: string, maxBytes: number, opts?: { fresh?: boolean }): Promise<Buffer | undefined>;
   close(): Promise<void>;
 }
 
@@ -37,6 +45,71 @@ export interface HttpOptions {
   backoffMs?: number;
   concurrency?: number;
   maxRedirects?: number;
+  /** A forward proxy URL (http://[user:pass@]host:port); '' for none; undefined: from the
+   * environment (http_proxy, https_proxy, no_proxy and their upper-case forms). */
+  proxy?: string;
+}
+
+/** Whether `no_proxy` (comma- or space-separated hosts, .domains, host:port, or "*") exempts `u`. */
+export function noProxyMatches(u: URL, list: string | undefined): boolean {
+  if (!list) return false;
+  const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  for (let e of list.split(/[\s,]+/).filter(Boolean)) {
+    e = e.toLowerCase();
+    if (e === '*') return true;
+    let ePort: string | undefined;
+    const m = /^(.*):(\d+)$/.exec(e);
+    if (m && !e.startsWith('[') && m[1]!.includes(':') === false) { e = m[1]!; ePort = m[2]; }
+    e = e.replace(/^\[|\]$/g, '').replace(/^\*?\./, '.');
+    if (ePort && ePort !== port) continue;
+    if (e.startsWith('.') ? host.endsWith(e) || host === e.slice(1) : host === e) return true;
+  }
+  return false;
+}
+
+/** The proxy to use for `target`, or undefined to go direct. */
+export function proxyFor(target: URL, explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): URL | undefined {
+  if (noProxyMatches(target, env.no_proxy ?? env.NO_PROXY)) return undefined;
+  const p = explicit ?? (target.protocol === 'https:' ? env.https_proxy ?? env.HTTPS_PROXY : env.http_proxy ?? env.HTTP_PROXY);
+  if (!p) return undefined;
+  let u: URL;
+  try {
+    u = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(p) ? p : `http://${p}`);
+  } catch {
+    throw new MiqError('MIQ_BAD_INPUT', `proxy "${p}" is not a URL; give http://HOST:PORT`);
+  }
+  if (u.protocol !== 'http:') throw new MiqError('MIQ_BAD_INPUT', `proxy ${p}: only http:// proxies are supported (https remotes go through them by CONNECT)`);
+  return u;
+}
+
+function proxyAuth(proxy: URL): Record<string, string> {
+  if (!proxy.username) return {};
+  const cred = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  return { 'proxy-authorization': `Basic ${Buffer.from(cred).toString('base64')}` };
+}
+
+/** An https agent whose sockets are TLS over a CONNECT tunnel through `proxy`. Node's Agent
+ * accepts a createConnection that answers by callback, so pooling and keep-alive still apply. */
+class TunnelAgent extends https.Agent {
+  constructor(private readonly proxy: URL, opts: https.AgentOptions) {
+    super(opts);
+  }
+  override createConnection(o: tls.ConnectionOptions & { host?: string; port?: number; servername?: string }, cb: (err: Error | null, s?: Duplex) => void): Duplex | undefined {
+    const authority = `${o.host}:${o.port ?? 443}`;
+    const req = http.request({ host: this.proxy.hostname, port: this.proxy.port || 80, method: 'CONNECT', path: authority, headers: { host: authority, ...proxyAuth(this.proxy) } });
+    req.once('connect', (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        cb(new Error(`proxy ${this.proxy.host} refused CONNECT ${authority}: ${res.statusCode}`));
+        return;
+      }
+      cb(null, tls.connect({ ...o, socket, servername: o.servername ?? o.host }));
+    });
+    req.once('error', (e) => cb(e));
+    req.end();
+    return undefined;
+  }
 }
 
 /** The folder a location names (`file://…` or a path), or undefined for an http(s) URL. */
@@ -92,6 +165,7 @@ class HttpTransport implements Transport {
   private readonly base: URL;
   private readonly o: Required<HttpOptions>;
   private readonly agent: http.Agent;
+  private readonly proxy: URL | undefined;
   private running = 0;
   private readonly waiting: { go: () => void }[] = [];
   private closed = false;
@@ -99,12 +173,13 @@ class HttpTransport implements Transport {
   constructor(location: string, opts: HttpOptions) {
     this.base = new URL(location.endsWith('/') ? location : `${location}/`);
     this.url = this.base.href;
-    this.o = { connectMs: 2000, idleMs: 3000, totalMs: 10000, attempts: 4, backoffMs: 100, concurrency: 16, maxRedirects: 3, ...opts };
-    const A = this.base.protocol === 'https:' ? https.Agent : http.Agent;
-    this.agent = new A({ keepAlive: true, maxSockets: this.o.concurrency, scheduling: 'lifo' });
+    this.o = { connectMs: 2000, idleMs: 3000, totalMs: 10000, attempts: 4, backoffMs: 100, concurrency: 16, maxRedirects: 3, proxy: '', ...opts };
+    this.proxy = proxyFor(this.base, opts.proxy);
+    const ao = { keepAlive: true, maxSockets: this.o.concurrency, scheduling: 'lifo' as const };
+    this.agent = this.base.protocol === 'https:' ? (this.proxy ? new TunnelAgent(this.proxy, ao) : new https.Agent(ao)) : new http.Agent(ao);
   }
 
-  async get(rel: string, maxBytes: number): Promise<Buffer | undefined> {
+  async get(rel: string, maxBytes: number, opts: { fresh?: boolean } = {}): Promise<Buffer | undefined> {
     if (this.closed) throw new MiqError('MIQ_CLOSED', 'remote is closed');
     const target = new URL(rel, this.base);
     const deadline = Date.now() + this.o.totalMs;
@@ -119,7 +194,7 @@ class HttpTransport implements Transport {
           await new Promise((r) => setTimeout(r, wait));
         }
         try {
-          return await this.follow(target, maxBytes, deadline);
+          return await this.follow(target, maxBytes, deadline, !!opts.fresh);
         } catch (e) {
           last = e as MiqError;
           if (!(e as Retryable).retry || Date.now() >= deadline) break;
@@ -132,10 +207,10 @@ class HttpTransport implements Transport {
     }
   }
 
-  private async follow(target: URL, maxBytes: number, deadline: number): Promise<Buffer | undefined> {
+  private async follow(target: URL, maxBytes: number, deadline: number, fresh: boolean): Promise<Buffer | undefined> {
     let url = target;
     for (let hop = 0; ; hop++) {
-      const r = await this.once(url, maxBytes, deadline);
+      const r = await this.once(url, maxBytes, deadline, fresh);
       if (!('redirect' in r)) return r.body;
       const next = new URL(r.redirect, url);
       if (next.origin !== this.base.origin) {
@@ -146,7 +221,7 @@ class HttpTransport implements Transport {
     }
   }
 
-  private once(url: URL, maxBytes: number, deadline: number): Promise<{ body: Buffer | undefined } | { redirect: string }> {
+  private once(url: URL, maxBytes: number, deadline: number, fresh: boolean): Promise<{ body: Buffer | undefined } | { redirect: string }> {
     this.stats.requests++;
     const href = url.href;
     return new Promise((resolveP, rejectP) => {
@@ -163,7 +238,12 @@ class HttpTransport implements Transport {
         } else resolveP(v!);
       };
       const timeout = (what: string, ms: number): MiqError => retryable(new MiqError('MIQ_TIMEOUT', `${href}: ${what} timed out after ${ms} ms`, { details: { url: href } }));
-      const req = mod.request(url, { method: 'GET', agent: this.agent, headers: { 'accept-encoding': 'identity', 'user-agent': 'miq' } });
+      const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'miq', ...(fresh ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {}) };
+      // A plain-http remote through a proxy: the absolute URI goes to the proxy, which keeps the
+      // response under it (https ones tunnel, and the agent makes the tunnel).
+      const req = this.proxy && url.protocol === 'http:'
+        ? http.request({ host: this.proxy.hostname, port: this.proxy.port || 80, path: url.href, method: 'GET', agent: this.agent, headers: { ...headers, host: url.host, ...proxyAuth(this.proxy) } })
+        : mod.request(url, { method: 'GET', agent: this.agent, headers });
       const left = deadline - Date.now();
       timers.push(setTimeout(() => done(timeout('request', this.o.totalMs)), Math.max(1, left)));
       req.on('socket', (s) => {

@@ -54,7 +54,8 @@ async function waitListening(port: number, child: ChildProcess, errLog: string):
   throw new Error('nginx did not start listening');
 }
 
-export async function startNginx(root: string): Promise<Nginx> {
+/** `locations`: the server's location blocks (default: serve `root` as is). */
+export async function startNginx(root: string, opts: { locations?: string } = {}): Promise<Nginx> {
   const dir = await mkdtemp(join(tmpdir(), 'miq-nginx-'));
   const port = await freePort();
   const accessLog = join(dir, 'access.log');
@@ -80,7 +81,7 @@ http {
   server {
     listen 127.0.0.1:${port};
     root ${root};
-    location / { }
+    ${opts.locations ?? 'location / { }'}
   }
 }
 `;
