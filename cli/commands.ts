@@ -25,7 +25,8 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./mount.js'), ['mount']],
   [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
   [() => import('./repo.js'), ['repo']],
-  [() => import('./search.js'), ['search', 'show']], // packages (issue 12)
+  [() => import('./search.js'), ['search', 'show']],
+  [() => import('./resolve.js'), ['resolve']], // packages (issue 12)
 ];
 
 /** The command a command line names: the first word that is not a global option. */
