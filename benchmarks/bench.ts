@@ -14,12 +14,15 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fetchCorpus, findSet, FULL, npmSeries, QUICK, type Manifest } from './corpus.js';
-import { machineFacts, type MachineFacts } from './machine.js';
+import { machineFacts } from './machine.js';
 import { renderReport } from './report.js';
 import { runSeries, type Series, type Step } from './runner.js';
 import { INGEST_TOOLS } from './ingest.js';
 import { ANCHORS, ensureAnchors, miqTool, repoRoot, type Tool } from './tools.js';
 import { quiet, type Log } from './util.js';
+import type { BenchResult } from './result.js';
+
+export type { BenchResult };
 
 export interface BenchOptions {
   quick?: boolean;
@@ -39,16 +42,6 @@ export interface BenchOptions {
   log?: Log;
 }
 
-export interface BenchResult {
-  date: string;
-  quick: boolean;
-  runs: number;
-  facts: MachineFacts;
-  manifest: Manifest;
-  series: Series[];
-  sweep: string[];
-  reportPath: string;
-}
 
 export const DEFAULT_SWEEP = ['4096/16384/65536', '8192/32768/131072', '16384/65536/262144', '65536/262144/1048576'];
 export const QUICK_SWEEP = ['4096/16384/65536', '16384/65536/262144', '65536/262144/1048576'];

@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../store/open.js';
 import { generateKey, loadSigningKey, push } from '../store/remote/index.js';
-import { startNginx } from '../test/helpers/nginx.js';
+import { startNginx } from './nginx.js';
 import { emulateLink } from './lazy-link.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

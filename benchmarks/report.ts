@@ -2,7 +2,7 @@
  * Turns a bench result into Markdown tables and SVG charts. Pure: data in, text out.
  * Every figure is a median over the runs; every ratio compares tools measured in the same run.
  */
-import type { BenchResult } from './bench.js';
+import type { BenchResult } from './result.js';
 import { stepMedian, type Series, type ToolSeries } from './runner.js';
 import { barChart, lineChart } from './svg.js';
 import { fmtBytes, fmtRatio, fmtSec } from './util.js';

@@ -14,13 +14,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import type { ChunkLocator, ChunkSource } from '../store/api.js';
+import type { ChunkLocation, ChunkLocator, ChunkSource } from '../store/api.js';
 import { FLAG_RAW, FLAG_ZSTD } from '../store/codec.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { ByteLru } from '../store/lru.js';
 import type { FileRecord } from '../store/objects.js';
-import type { ChunkLocation } from '../store/pack.js';
 import type { DecodeItem, DecodeResult, DecodeTask } from './decode-worker.js';
 
 /** A file record with chunk start offsets, made once per open handle (or cached path). */

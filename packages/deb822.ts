@@ -81,3 +81,18 @@ export function parseRelations(field: string | undefined): Relation[][] {
 export function formatRelation(r: Relation): string {
   return `${r.name}${r.arch ? `:${r.arch}` : ''}${r.op ? ` (${r.op} ${r.version})` : ''}`;
 }
+
+/** The fields resolution, install and search use. The index keeps them as a columnar JSON
+ * file next to each verified Packages file: parsing the 50 MB Packages text took 4.6 s on a
+ * loaded machine, this takes a fraction of it. */
+export const COMPACT_FIELDS = ['Package', 'Version', 'Architecture', 'Depends', 'Pre-Depends', 'Provides', 'Conflicts', 'Breaks', 'Recommends', 'Essential', 'Priority', 'Section', 'Multi-Arch', 'Source', 'Filename', 'Size', 'SHA256', 'Installed-Size', 'Description'] as const;
+
+/** Packages text → the compact form written into the index. Pure and deterministic. */
+export function compactPackages(text: string): { fields: readonly string[]; rows: (string | null)[][] } {
+  const rows: (string | null)[][] = [];
+  for (const p of parseParagraphs(text)) {
+    if (!p.Package || !p.Version) continue;
+    rows.push(COMPACT_FIELDS.map((f) => (f === 'Description' ? (p[f] ?? '').split('\n')[0]! : p[f] ?? null)));
+  }
+  return { fields: COMPACT_FIELDS, rows };
+}

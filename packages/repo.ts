@@ -14,11 +14,11 @@ import { join } from 'node:path';
 import { debianArchives, hostAptEntries, type MirrorOptions } from '../builder/mirrors.js';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
-import { ROOT_PREFIX } from '../store/keys.js';
+import { ROOT_PREFIX } from '../store/api.js';
 import { checkPathName } from '../store/objects.js';
 import { mkdirp } from '../store/mkdirp.js';
 import { decompress, fetchBytes } from './fetch.js';
-import { compactPackages } from './universe.js';
+import { compactPackages } from './deb822.js';
 import { parseRelease, verifySigned, type Release } from './release.js';
 
 export interface RepoSource {

@@ -91,20 +91,7 @@ export async function readStoreFile(store: Store, path: string, sub: string): Pr
   return store.readFile(f, 0, f.size);
 }
 
-/** The fields resolution, install and search use. The index keeps them as a columnar JSON
- * file next to each verified Packages file: parsing the 50 MB Packages text took 4.6 s on a
- * loaded machine, this takes a fraction of it. */
-export const COMPACT_FIELDS = ['Package', 'Version', 'Architecture', 'Depends', 'Pre-Depends', 'Provides', 'Conflicts', 'Breaks', 'Recommends', 'Essential', 'Priority', 'Section', 'Multi-Arch', 'Source', 'Filename', 'Size', 'SHA256', 'Installed-Size', 'Description'] as const;
-
-/** Packages text → the compact form written into the index. Pure and deterministic. */
-export function compactPackages(text: string): { fields: readonly string[]; rows: (string | null)[][] } {
-  const rows: (string | null)[][] = [];
-  for (const p of parseParagraphs(text)) {
-    if (!p.Package || !p.Version) continue;
-    rows.push(COMPACT_FIELDS.map((f) => (f === 'Description' ? (p[f] ?? '').split('\n')[0]! : p[f] ?? null)));
-  }
-  return { fields: COMPACT_FIELDS, rows };
-}
+export { COMPACT_FIELDS, compactPackages } from './deb822.js';
 
 function packagesOf(compact: { fields: string[]; rows: (string | null)[][] }, repo: string, s: SuiteState, arch: string): Pkg[] {
   const out: Pkg[] = [];

@@ -5,13 +5,26 @@
 import { MiqError } from './errors.js';
 import type { Id } from './ids.js';
 import type { FileRecord, StorePathRecord, Tree, TreeEntry } from './objects.js';
-import type { ChunkLocation } from './pack.js';
 
 /** Read-only chunk bodies. `get` resolves to undefined when absent and throws MIQ_CORRUPT when
  * the bytes do not hash to `id`: a caller never sees unverified bytes. */
 export interface ChunkSource {
   get(id: Id): Promise<Buffer | undefined>;
   has(id: Id): Promise<boolean>;
+}
+
+/** Where a chunk's stored bytes lie in a local store's packs. */
+export interface ChunkLocation {
+  pack: number;
+  /** Offset of the body (after the entry header). */
+  offset: number;
+  stored: number;
+  plain: number;
+  flags: number;
+  /** For a delta chunk (flags 2): the chunks whose plain bytes, concatenated, are its zstd
+   * dictionary, and its chain depth (1 + the deepest ref). */
+  refs?: string[];
+  depth?: number;
 }
 
 /** Raw access for readers that decode chunks off their serving thread (the mount's reader): where
@@ -146,6 +159,9 @@ export interface IngestResult {
   droppedModeBits: number;
   skipped: { path: string; why: string }[];
 }
+
+/** Meta keys under this prefix are pins (GC roots): `roots/<name>` → a store path. */
+export const ROOT_PREFIX = 'roots/';
 
 /** Small mutable records (profiles, roots, pointers) kept in the store's database. */
 export interface MetaStore {

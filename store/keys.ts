@@ -20,6 +20,6 @@ export const kRefs = (id: string): string => `r/${id}`;
 export const kLast = (rel: string): string => `l/${rel}`;
 export const kPath = (p: string): string => `p/${p}`;
 export const kMeta = (k: string): string => `m/${k}`;
-export const ROOT_PREFIX = 'roots/';
+export { ROOT_PREFIX } from './api.js';
 /** Range bounds for a namespace prefix: all keys k with prefix <= k < prefix + '\xff'. */
 export const range = (prefix: string): { gte: string; lt: string } => ({ gte: prefix, lt: `${prefix}\xff` });

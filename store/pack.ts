@@ -11,23 +11,14 @@ import { join } from 'node:path';
 import { MiqError } from './errors.js';
 import { idToBytes, type Id } from './ids.js';
 import { mkdirp } from './mkdirp.js';
+import type { ChunkLocation } from './api.js';
+
+export type { ChunkLocation };
 
 export const ENTRY_HEADER = 48;
 const MAGIC = Buffer.from('MQCK');
 export const PACK_ROLL_BYTES = 1 << 30;
 
-export interface ChunkLocation {
-  pack: number;
-  /** Offset of the body (after the entry header). */
-  offset: number;
-  stored: number;
-  plain: number;
-  flags: number;
-  /** For a delta chunk (flags 2): the chunks whose plain bytes, concatenated, are its zstd
-   * dictionary, and its chain depth (1 + the deepest ref). */
-  refs?: string[];
-  depth?: number;
-}
 
 /** 21 bytes; a delta chunk adds depth u8, count u8 and the 32-byte ref ids. */
 export function encodeLocation(l: ChunkLocation): Buffer {

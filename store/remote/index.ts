@@ -10,3 +10,4 @@ export { localSink, writeSink } from './localsink.js';
 export { layeredStore, REMOTE_URL_KEY, type LayeredStore } from './layered.js';
 export { pullProfile, generationPaths, pulledKey, type PullResult } from './pull.js';
 export { checkCache, type CacheCheck } from './checkcache.js';
+export { encodeHints, decodeHints } from './layout.js';

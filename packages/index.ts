@@ -1,0 +1,3 @@
+/** The packages layer's face (what cli/ may import): Debian repositories and queries over them. */
+export * from './repo.js';
+export * from './query.js';
