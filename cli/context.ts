@@ -2,9 +2,11 @@
  * What every command shares: the global options, opening the store, printing.
  * Commands parse, call one module function, and print; they do no work themselves.
  */
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { PruneStore, Store } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
 import { viaServer, withStore as withStoreOrServer } from '../mount/client.js';
 
 export interface GlobalOptions {
@@ -20,6 +22,23 @@ export function storeDir(opts: GlobalOptions): string {
   if (process.getuid?.() === 0) return '/var/lib/miq';
   const xdg = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
   return join(xdg, 'miq');
+}
+
+/**
+ * A key argument as `miq key generate NAME` names it: a file that exists is taken as given;
+ * else NAME, NAME.key or NAME.pub in <store>/keys, where `key generate` writes them.
+ */
+export function keyFile(opts: GlobalOptions, spec: string, ext: '.key' | '.pub'): string {
+  if (existsSync(spec)) return spec;
+  const inStore = join(storeDir(opts), 'keys', spec.endsWith(ext) ? spec : `${spec}${ext}`);
+  if (!spec.includes('/') && existsSync(inStore)) return inStore;
+  if (ext === '.pub') return spec; // NAME:BASE64, parsed (and refused, if neither) by the caller
+  throw new MiqError('MIQ_NOT_FOUND', `no signing key "${spec}": neither a file nor ${inStore}; \`miq key generate ${spec.replace(/\.key$/, '')}\` makes one`);
+}
+
+/** Trusted-key arguments with store key names turned into their .pub files. */
+export function trustedKeyFiles(opts: GlobalOptions, specs: readonly string[]): string[] {
+  return specs.map((k) => (/^[A-Za-z0-9+._-]+:[A-Za-z0-9+/=]{43,44}$/.test(k) ? k : keyFile(opts, k, '.pub')));
 }
 
 export function printJson(v: unknown): void {

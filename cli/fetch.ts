@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { MiqError } from '../store/errors.js';
 import { controlOf } from '../mount/client.js';
 import { loadTrustedKeys, localSink, openRemote, prefetch } from '../store/remote/index.js';
-import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
+import { switchTo, current } from '../store/profiles.js';
+import { fmtBytes, globals, printJson, progressLine, storeDir, trustedKeyFiles, withStore } from './context.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
@@ -15,13 +16,13 @@ export function register(program: Command): void {
     .requiredOption('--remote <url>', 'remote: http(s)://…, file://… or a directory')
     .option('--profile <name>', "the remote profile's current generation")
     .option('--proxy <url>', 'fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
-    .option('--trusted-key <key>', 'NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', collect, [])
+    .option('--trusted-key <key>', 'NAME:BASE64, a .pub file, or NAME of <store>/keys/NAME.pub; repeatable (also read: <store>/trusted-keys)', collect, [])
     .option('--json', 'print one JSON object')
     .action(async (paths: string[], o: { remote: string; profile?: string; trustedKey: string[]; json?: boolean; proxy?: string }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       if (paths.length === 0 && !o.profile) throw new MiqError('MIQ_BAD_INPUT', 'name store paths or --profile');
       const dir = storeDir(g);
-      const remote = await openRemote(o.remote, { trustedKeys: loadTrustedKeys(dir, o.trustedKey), seenFile: join(dir, 'remote-seen.json'), http: { proxy: o.proxy } });
+      const remote = await openRemote(o.remote, { trustedKeys: loadTrustedKeys(dir, trustedKeyFiles(g, o.trustedKey)), seenFile: join(dir, 'remote-seen.json'), http: { proxy: o.proxy } });
       const t0 = performance.now();
       try {
         const r = await withStore(g, async (store) => {
@@ -36,12 +37,23 @@ export function register(program: Command): void {
           }
           await sink.flush();
           for (const p of paths.length ? paths : res.paths) await store.pin(p);
-          return res;
+          // The fetched pointer becomes the local profile's current generation, so
+          // `miq mount --profile NAME` serves it offline (unless it already is current).
+          let local: { generation: number; changed: boolean } | undefined;
+          if (res.profile) {
+            const cur = await current(store, res.profile.name);
+            if (cur && cur.tree === res.profile.tree) local = { generation: cur.generation, changed: false };
+            else {
+              const c = await switchTo(store, res.profile.name, { paths: res.profile.paths, tree: res.profile.tree, priorities: res.profile.priorities });
+              local = { generation: c.generation, changed: true };
+            }
+          }
+          return { ...res, local };
         });
         const seconds = (performance.now() - t0) / 1000;
         if (o.json) return printJson({ ...r, seconds, transport: remote.stats().transport });
         process.stdout.write(`${r.paths.length} store paths, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) fetched in ${seconds.toFixed(2)} s\n`);
-        if (r.profile) process.stdout.write(`profile ${r.profile.name}: generation ${r.profile.generation}, sequence ${r.profile.sequence}, tree ${r.profile.tree}\n`);
+        if (r.profile) process.stdout.write(`profile ${r.profile.name}: remote generation ${r.profile.generation} (sequence ${r.profile.sequence}, tree ${r.profile.tree.slice(0, 16)}…) is ${r.local!.changed ? 'now' : 'already'} the local generation ${r.local!.generation}\n`);
       } finally {
         await remote.close();
       }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { MiqError } from '../store/errors.js';
 import { gcStore } from '../store/gc.js';
-import { findStorePath } from '../store/resolve.js';
+import { resolveStorePath } from '../store/resolve.js';
 import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
 
 export function register(program: Command): void {
@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .option('--as <root>', 'root name (default: the store path)')
     .action(async (p: string, o: { as?: string }, cmd: Command) => {
       await withStore(globals(cmd), async (s) => {
-        const r = await findStorePath(s, p);
+        const r = await resolveStorePath(s, p);
         await s.pin(r.path, o.as);
         process.stdout.write(`pinned ${r.path}\n`);
       });
@@ -44,8 +44,11 @@ export function register(program: Command): void {
     .argument('<path>', 'root name or store path')
     .action(async (p: string, _o: unknown, cmd: Command) => {
       await withStore(globals(cmd), async (s) => {
-        if (!(await s.unpin(p))) throw new MiqError('MIQ_NOT_FOUND', `no GC root named ${p}; \`miq roots\` lists them`);
-        process.stdout.write(`unpinned ${p}\n`);
+        if (await s.unpin(p)) return void process.stdout.write(`unpinned ${p}\n`);
+        // Not a root name: the store path it names, by the rules every command uses.
+        const r = await resolveStorePath(s, p).catch(() => undefined);
+        if (!r || !(await s.unpin(r.path))) throw new MiqError('MIQ_NOT_FOUND', `no GC root named ${p}; \`miq roots\` lists them`);
+        process.stdout.write(`unpinned ${r.path}\n`);
       });
     });
 

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { stageUsrMerged } from '../store/usrmerge.js';
+import { MiqError } from '../store/errors.js';
 import type { IngestResult } from '../store/api.js';
 import { watchIngest } from '../store/watch.js';
-import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
 
 function summary(r: IngestResult): string {
   const extras: string[] = [];
@@ -21,10 +23,12 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--lenient', 'skip device nodes, fifos and sockets (listed) instead of failing')
     .option('--no-pin', 'do not make the result a GC root')
+    .option('--usrmerge', 'lay a Debian-style tree (bin etc lib usr …) out as a /usr: bin, sbin, lib* merged into usr/, other top-level directories (etc, var) kept under it; for `miq run`')
     .option('--watch', 'keep re-ingesting as the directory changes; --name then points at the newest result')
-    .action(async (dir: string, o: { name?: string; json?: boolean; lenient?: boolean; pin: boolean; watch?: boolean }, cmd: Command) => {
+    .action(async (dir: string, o: { name?: string; json?: boolean; lenient?: boolean; pin: boolean; watch?: boolean; usrmerge?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       dir = resolve(dir); // a serving mount process reads it from its own working directory
+      if (o.usrmerge && o.watch) throw new MiqError('MIQ_BAD_INPUT', '--usrmerge and --watch do not go together (a staged copy is ingested, not the directory)');
       if (o.watch) {
         await withStore(g, (store) =>
           watchIngest(store, dir, { name: o.name, lenient: o.lenient }, (ev) => {
@@ -39,13 +43,14 @@ export function register(program: Command): void {
         );
         return;
       }
+      const staged = o.usrmerge ? await stageUsrMerged(dir, join(storeDir(g), 'tmp')) : undefined;
       const bar = progressLine(g);
       const r = await withStore(g, (store) =>
-        store.ingest(dir, {
-          name: o.name, lenient: o.lenient, pin: o.pin,
+        store.ingest(staged?.dir ?? dir, {
+          name: o.name ?? (staged ? basename(dir) : undefined), lenient: o.lenient, pin: o.pin,
           onProgress: (p) => bar.update(`ingest: ${p.files}/${p.totalFiles} files, ${fmtBytes(p.bytes)}/${fmtBytes(p.totalBytes ?? 0)}, ${fmtBytes(p.newBytes)} new`),
         }),
-      );
+      ).finally(() => staged?.cleanup());
       bar.done();
       if (o.json) printJson({ ...r, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
       else process.stdout.write(`${summary(r)}\n${r.path}\n`);

@@ -7,6 +7,7 @@ import { MiqError, ioError, isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { encodeHints } from '../store/remote/layout.js';
 import { current } from '../store/profiles.js';
+import { trustedKeyFiles } from './context.js';
 import {
   REMOTE_URL_KEY, generationPaths, layeredStore, loadTrustedKeys, openRemote, parseSize, pullProfile, type LayeredStore, type RemoteReader,
 } from '../store/remote/index.js';
@@ -54,6 +55,7 @@ export async function openLazy(local: Store, o: LazyOptions, cacheSize: string |
     // Fail now, not after an hour of serving: the list is written here when the mount stops.
     await writeFile(o.recordHints, encodeHints([])).catch((e: unknown) => { throw ioError(e, 'cannot write the hints file', o.recordHints!); });
   }
+  o.trustedKey = trustedKeyFiles({ store: local.dir }, o.trustedKey);
   const remote = await openRemoteFor(local.dir, o.remote!, o.trustedKey, cacheSize, !!o.recordHints, o.proxy);
   const store = layeredStore(local, remote);
   await rememberRemote(store, o.remote!, o.trustedKey);

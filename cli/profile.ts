@@ -3,7 +3,7 @@ import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
-import { findStorePath } from '../store/resolve.js';
+import { resolveStorePath } from '../store/resolve.js';
 import { globals, printJson, storeDir } from './context.js';
 import { openRemoteFor, rememberRemote, rememberedRemote } from './lazy.js';
 import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
@@ -29,7 +29,7 @@ async function members(cmd: Command, paths: string[], priority: string | undefin
   // Accept unique prefixes and bare names as other commands do.
   return withStore(storeDir(globals(cmd)), async (s) => {
     const out: P.Member[] = [];
-    for (const p of paths) out.push({ path: (await findStorePath(s, p.replace(/^.*\/store\//, '').replace(/\/+$/, ''))).path, priority: prio });
+    for (const p of paths) out.push({ path: (await resolveStorePath(s, p)).path, priority: prio });
     return out;
   });
 }

@@ -6,7 +6,8 @@ import type { Store } from '../store/api.js';
 import { current } from '../store/profiles.js';
 import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
 import { decodeHints } from '../store/remote/layout.js';
-import { fmtBytes, globals, printJson, progressLine, withStore } from './context.js';
+import { resolveStorePath } from '../store/resolve.js';
+import { fmtBytes, globals, keyFile, printJson, progressLine, withStore } from './context.js';
 
 /** The current generation of a local profile. */
 async function currentGeneration(store: Store, name: string): Promise<PushProfile> {
@@ -22,14 +23,14 @@ export function register(program: Command): void {
     .argument('<dest>', 'destination directory or file:// URL')
     .argument('[paths...]', 'store paths to push with their references')
     .option('--profile <name>', "also push a profile's current generation and a signed pointer to it")
-    .option('--sign-key <file>', 'secret key from `miq key generate` (clients accept only signed records)')
+    .option('--sign-key <file>', 'secret key: NAME from `miq key generate NAME` (<store>/keys/NAME.key) or a file (clients accept only signed records)')
     .option('--no-fsync', 'skip fsync per file (faster; a crash may leave torn files that clients reject)')
     .option('--hints <file>', 'with --profile: publish a prefetch list recorded by `miq mount --record-hints` for its current generation')
     .option('--no-bundles', "skip the bundles of each directory's small files and the tree packs (lazy mounts then need a request per small file and per directory)")
     .option('--json', 'print one JSON object')
     .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; hints?: string; json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
-      const key = o.signKey ? loadSigningKey(o.signKey) : undefined;
+      const key = o.signKey ? loadSigningKey(keyFile(g, o.signKey, '.key')) : undefined;
       if (!key) process.stderr.write('miq: warning: pushing without --sign-key; clients will refuse these records until they are signed\n');
       const hints = o.hints ? await readFile(o.hints).catch((e: unknown) => { throw ioError(e, 'cannot read the hints file', o.hints!); }) : undefined;
       if (hints) {
@@ -42,6 +43,7 @@ export function register(program: Command): void {
       }
       const r = await withStore(g, async (store) => {
         const profile = o.profile ? await currentGeneration(store, o.profile) : undefined;
+        paths = await Promise.all(paths.map(async (p) => (await resolveStorePath(store, p)).path));
         const bar = progressLine(g);
         try {
           return await push(store, dest, {

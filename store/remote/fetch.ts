@@ -23,7 +23,7 @@ export interface FetchResult {
   files: number;
   chunks: number;
   bytes: number;
-  profile?: { name: string; sequence: number; generation: number; tree: Id };
+  profile?: { name: string; sequence: number; generation: number; tree: Id; paths: readonly string[]; priorities?: Readonly<Record<string, number>> };
 }
 
 export interface FetchProgress {
@@ -53,7 +53,7 @@ export async function prefetch(
     if (!ptr) throw new MiqError('MIQ_NOT_FOUND', `the remote has no profile ${what.profile}`);
     roots.push(...ptr.paths);
     mergedTree = ptr.tree;
-    res.profile = { name: ptr.profile, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree };
+    res.profile = { name: ptr.profile, sequence: ptr.sequence, generation: ptr.generation, tree: ptr.tree, paths: ptr.paths, priorities: ptr.priorities };
   }
 
   // 1. The closure: records found breadth first, many at once; then ordered here, each path
