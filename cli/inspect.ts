@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { MiqError } from '../store/errors.js';
-import { exportTree, writeFileTo } from '../store/export.js';
+import { exportFile, exportTree } from '../store/export.js';
 import { resolveStoreArg } from '../store/resolve.js';
 import { fmtBytes, globals, printJson, withStore } from './context.js';
 import { addImageOptions, exportImage, wantsImage, type ImageOptions } from './image.js';
@@ -60,15 +60,16 @@ export function register(program: Command): void {
     .description('materialise a store path (or a part of it) as a directory; or a profile generation or store path as an OCI image (--oci) or tarball (--tar)')
     .argument('[path]', 'STORE-PATH[/SUB]')
     .argument('[dest]', 'new or empty directory (or file path for a single file)'))
+    .option('--force', 'replace an existing file (a single-file export)')
     .option('--json', 'print a JSON summary')
-    .action(async (arg: string | undefined, dest: string | undefined, o: ImageOptions & { json?: boolean }, cmd: Command) => {
+    .action(async (arg: string | undefined, dest: string | undefined, o: ImageOptions & { json?: boolean; force?: boolean }, cmd: Command) => {
       if (wantsImage(o)) return exportImage(cmd, arg, dest, o);
       if (arg === undefined || dest === undefined) throw new MiqError('MIQ_BAD_INPUT', 'usage: miq export STORE-PATH[/SUB] DEST, or miq export --profile NAME --oci DIR');
       const st = await withStore(globals(cmd), async (s) => {
         const r = await resolveStoreArg(s, arg);
         if (r.kind === 'dir') return exportTree(s, r.tree, dest);
         if (r.kind === 'symlink') throw new MiqError('MIQ_BAD_INPUT', `${arg} is a symlink to ${r.target.toString()}`);
-        const bytes = await writeFileTo(s, r.id, Buffer.from(dest), r.kind === 'exe');
+        const bytes = await exportFile(s, r.id, dest, r.kind === 'exe', { force: o.force === true });
         return { files: 1, dirs: 0, symlinks: 0, bytes };
       });
       if (o.json) printJson(st);
