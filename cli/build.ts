@@ -9,6 +9,7 @@ import { loadRecipe } from '../builder/load.js';
 import type { Recipe } from '../builder/recipe.js';
 import { remoteSubstituter, storeSubstituter } from '../builder/substitute.js';
 import { globals, printJson, storeDir, withStore } from './context.js';
+import { parseCount } from './args.js';
 
 interface BuildCliOptions {
   json?: boolean;
@@ -37,11 +38,7 @@ function parseMirrors(specs: readonly string[] = []): Record<string, string[]> {
   return out;
 }
 
-function positiveInt(s: string, what: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new MiqError('MIQ_BAD_INPUT', `${what} must be a positive integer, got "${s}"`);
-  return n;
-}
+const positiveInt = (s: string, what: string): number => parseCount(s, what, 1, 4096);
 
 function describe(e: BuildEvent): string | undefined {
   switch (e.type) {

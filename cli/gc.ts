@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { MiqError } from '../store/errors.js';
 import { gcStore } from '../store/gc.js';
 import { resolveStorePath } from '../store/resolve.js';
+import { checkKeyName } from './args.js';
 import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
 
 export function register(program: Command): void {
@@ -31,6 +32,7 @@ export function register(program: Command): void {
     .argument('<path>', 'store path')
     .option('--as <root>', 'root name (default: the store path)')
     .action(async (p: string, o: { as?: string }, cmd: Command) => {
+      if (o.as !== undefined) checkKeyName(o.as, '--as');
       await withStore(globals(cmd), async (s) => {
         const r = await resolveStorePath(s, p);
         await s.pin(r.path, o.as);

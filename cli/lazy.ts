@@ -8,8 +8,9 @@ import type { Id } from '../store/ids.js';
 import { encodeHints } from '../store/remote/layout.js';
 import { current } from '../store/profiles.js';
 import { trustedKeyFiles } from './context.js';
+import { parseSeconds, parseSize } from './args.js';
 import {
-  REMOTE_URL_KEY, generationPaths, layeredStore, loadTrustedKeys, openRemote, parseSize, pullProfile, type LayeredStore, type RemoteReader,
+  REMOTE_URL_KEY, generationPaths, layeredStore, loadTrustedKeys, openRemote, pullProfile, type LayeredStore, type RemoteReader,
 } from '../store/remote/index.js';
 
 export interface LazyOptions {
@@ -27,7 +28,7 @@ export interface LazyOptions {
 
 /** The verified remote reader of a store: its disk cache and rollback record live in the store. */
 export function openRemoteFor(storeDir: string, url: string, keys: readonly string[], cacheSize?: string, recordHints = false, proxy?: string): Promise<RemoteReader> {
-  const size = cacheSize === undefined ? 1024 ** 3 : parseSize(/^\d+$/.test(cacheSize) ? `${cacheSize}M` : cacheSize);
+  const size = cacheSize === undefined ? 1024 ** 3 : parseSize(cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
   return openRemote(url, { cacheDir: join(storeDir, 'remote-cache'), cacheSize: size, trustedKeys: loadTrustedKeys(storeDir, keys), seenFile: join(storeDir, 'remote-seen.json'), recordHints, http: { proxy } });
 }
 
@@ -86,8 +87,7 @@ export async function openLazy(local: Store, o: LazyOptions, cacheSize: string |
   return {
     store,
     started(h) {
-      const secs = o.pullInterval === undefined ? 0 : Number(o.pullInterval);
-      if (o.pullInterval !== undefined && !(secs > 0)) throw new MiqError('MIQ_BAD_INPUT', `--pull-interval must be a positive number of seconds, got "${o.pullInterval}"`);
+      const secs = o.pullInterval === undefined ? 0 : parseSeconds(o.pullInterval, '--pull-interval');
       if (!secs) return;
       timer = setInterval(() => {
         if (busy) return;

@@ -8,6 +8,7 @@ import { MiqError } from '../store/errors.js';
 import { REMOTE_URL_KEY } from '../store/remote/index.js';
 import { globals, printJson, storeDir } from './context.js';
 import { openLazy, type LazyOptions } from './lazy.js';
+import { parseSeconds, parseSize } from './args.js';
 
 const HELP = `
 Serves, until SIGINT or SIGTERM:
@@ -41,7 +42,7 @@ export function register(program: Command): void {
     .description('serve the store, the profile views and generations by FUSE (foreground)')
     .argument('<dir>', 'an empty directory to mount on')
     .option('--profile <name>', 'profile shown at DIR/usr', 'system')
-    .option('--cache-size <mib>', 'decompressed-chunk cache in MiB (with --remote: the disk cache of remote chunks, e.g. 2G; default 1G)', '128')
+    .option('--cache-size <size>', 'decompressed-chunk cache, e.g. 512M or 2G; a bare number is MiB (with --remote: the disk cache of remote chunks; default 1G)', '128')
     .option('--json', 'print one JSON status line once mounted')
     .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
@@ -52,6 +53,9 @@ export function register(program: Command): void {
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)
     .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean } & LazyOptions, cmd: Command) => {
+      // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
+      const cacheBytes = parseSize(o.cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
+      if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const pre = await prepareMountpoint(resolve(dir));
       let store: Store = await openStore(storeDir(globals(cmd)));
@@ -74,7 +78,7 @@ export function register(program: Command): void {
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : Number(o.cacheSize) * 1024 * 1024, debug: o.debugFuse });
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse });
         lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];

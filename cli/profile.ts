@@ -5,6 +5,7 @@ import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
 import { resolveStorePath } from '../store/resolve.js';
 import { globals, printJson, storeDir } from './context.js';
+import { parseCount } from './args.js';
 import { openRemoteFor, rememberRemote, rememberedRemote } from './lazy.js';
 import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
 
@@ -18,11 +19,11 @@ async function op<T>(cmd: Command, name: string, args: Record<string, unknown>, 
   });
 }
 
-function intArg(v: string, what: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new MiqError('MIQ_BAD_INPUT', `${what} must be a whole number, got "${v}"`);
-  return n;
-}
+const intArg = (v: string, what: string): number => parseCount(v, what);
+const parseDays = (v: string): number => {
+  if (!/^\d{1,6}(?:\.\d{1,6})?d?$/.test(v.trim())) throw new MiqError('MIQ_BAD_INPUT', `--older-than "${v}" must be a number of days (e.g. 30 or 30d)`);
+  return Number(v.trim().replace(/d$/, ''));
+};
 
 async function members(cmd: Command, paths: string[], priority: string | undefined): Promise<P.Member[]> {
   const prio = priority === undefined ? undefined : intArg(priority, '--priority');
@@ -137,7 +138,7 @@ export function register(program: Command): void {
     .option('--keep <n>', 'keep the newest N generations')
     .option('--json', 'one JSON object')
     .action(async (name: string, o: G & { olderThan?: string; keep?: string }, cmd: Command) => {
-      const args = { profile: name, olderThanDays: o.olderThan === undefined ? undefined : Number(o.olderThan.replace(/d$/, '')), keep: o.keep === undefined ? undefined : intArg(o.keep, '--keep') };
+      const args = { profile: name, olderThanDays: o.olderThan === undefined ? undefined : parseDays(o.olderThan), keep: o.keep === undefined ? undefined : intArg(o.keep, '--keep') };
       if (args.olderThanDays !== undefined && !(args.olderThanDays >= 0)) throw new MiqError('MIQ_BAD_INPUT', `--older-than must be a number of days, got "${o.olderThan}"`);
       const r = await op(cmd, 'deleteGenerations', args, (s) => P.deleteGenerations(s, name, args));
       if (o.json) return printJson(r);
