@@ -12,7 +12,7 @@ export { findStorePath, resolveStoreArg, splitStoreArg, type Resolved } from './
 export { gcStore, markLive, type GcReport } from './gc.js';
 export { verifyStore, type Damage, type VerifyReport } from './verify.js';
 export { storeStats, type PathStats, type StoreStats } from './stats.js';
-export { exportTree, writeFileTo, type ExportStats } from './export.js';
+export { exportFile, exportTree, type ExportStats } from './export.js';
 export { watchIngest, type WatchEvent } from './watch.js';
 export { mkdirp } from './mkdirp.js';
 export { ByteLru, Lru, Mutex } from './lru.js';
