@@ -24,6 +24,7 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./fetch.js'), ['fetch']], // remotes (issue 4)
   [() => import('./mount.js'), ['mount']],
   [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
+  [() => import('./run.js'), ['run', 'shell']], // the first hour (issue 15)
   [() => import('./repo.js'), ['repo']],
   [() => import('./search.js'), ['search', 'show']],
   [() => import('./resolve.js'), ['resolve']], // packages (issue 12)
