@@ -31,6 +31,8 @@ import { socketPath } from './client.js';
 import { controlOps } from './control-ops.js';
 import { listenControl, type ControlServer } from './control.js';
 import { fuseMount, type FuseMount } from './fuse.js';
+import { fuse3Mount, loadFuse3, type Fuse3Mount } from './fuse3.js';
+import { Inodes } from '../fs/inodes.js';
 import { lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
 import { viewsDir } from '../store/private-dir.js';
 
@@ -43,6 +45,23 @@ export interface MountOptions {
   control?: boolean;
   log?: Logger;
   debug?: boolean;
+  /** 'fuse3' (our libfuse 3 addon: one mount, kernel caching, a switch drops only changed
+   * names) or 'fuse-native' (libfuse 2: a second direct_io mount for usr). Default: fuse3 when
+   * the addon loads, else fuse-native (MIQ_FUSE_BACKEND overrides). */
+  backend?: Backend;
+}
+
+export type Backend = 'fuse3' | 'fuse-native';
+
+/** The backend a mount would use, and why the addon is not used when it is not. */
+export function chooseBackend(wanted?: string): { backend: Backend; why?: string } {
+  const w = wanted ?? process.env.MIQ_FUSE_BACKEND;
+  if (w !== undefined && w !== '' && w !== 'fuse3' && w !== 'fuse-native') throw new MiqError('MIQ_BAD_INPUT', `unknown FUSE backend "${w}"; use fuse3 or fuse-native`);
+  if (w === 'fuse-native') return { backend: 'fuse-native' };
+  const l = loadFuse3();
+  if (l.native) return { backend: 'fuse3' };
+  if (w === 'fuse3') throw new MiqError('MIQ_BAD_INPUT', `the fuse3 backend is not available: ${l.error} (rebuild it with \`npm rebuild\` after installing libfuse3-dev and pkg-config, or use --backend fuse-native)`);
+  return { backend: 'fuse-native', why: l.error };
 }
 
 export interface MountStatus {
@@ -53,6 +72,7 @@ export interface MountStatus {
   tree: Id | undefined;
   pid: number;
   openHandles: number;
+  backend: Backend;
 }
 
 export interface MountHandle {
@@ -85,6 +105,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
   const isRoot = process.getuid?.() === 0;
   const views = await viewsDir(store.dir);
   const viewDir = viewMountpoint(views, dir, profile);
+  const { backend } = chooseBackend(opts.backend);
 
   const { cleared } = await prepareMountpoint(dir);
   // A killed server also leaves its private pointer mount behind: clear every dead one (of any
@@ -125,6 +146,8 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     pointer = await P.current(store, profile);
   };
 
+  if (backend === 'fuse3') return startFuse3(store, dir, profile, { trees, chunks, profiles, log, isRoot, cleared, debug: opts.debug, control: opts.control !== false, getPointer: () => pointer, setPointer: (p) => (pointer = p) });
+
   const main = createOps({ view: mainView(store, profiles, trees, { usrMountpoint: true }), reader: store, chunks, log, immutable: true });
   const ptr = createOps({ view: pointerView(trees, () => (pointer ? { tree: pointer.tree, env: pointer.env } : undefined)), reader: store, chunks, log });
 
@@ -155,7 +178,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     done.push(() => lazyUnmount(usr));
 
     let control: ControlServer | undefined;
-    const status = (): MountStatus => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles() });
+    const status = (): MountStatus => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles(), backend });
     if (opts.control !== false) {
       const ops = controlOps(store, { onProfileChange: refresh, status });
       control = await listenControl(socketPath(store.dir), ops, log);
@@ -170,10 +193,122 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
   return {
     dir,
     cleared,
-    status: () => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles() }),
+    status: () => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles(), backend }),
     refresh,
     close() {
       closing ??= undo();
+      return closing;
+    },
+  };
+}
+
+interface Fuse3Parts {
+  trees: TreeCache;
+  chunks: ChunkReader;
+  profiles: ProfileSource;
+  log: Logger;
+  isRoot: boolean;
+  cleared: string[];
+  debug?: boolean;
+  control: boolean;
+  getPointer(): P.GenerationRecord | undefined;
+  setPointer(p: P.GenerationRecord | undefined): void;
+}
+
+/** Control operations after which the store's listings (store/, profiles/) may have changed. */
+const CHANGING_OPS = new Set(['store.ingest', 'store.putStorePath', 'store.batchMeta', 'store.pin', 'store.unpin', 'gc']);
+
+/**
+ * The libfuse 3 backend: one mount. `usr` is a directory of it whose entries are the current
+ * generation's; every node below is content-named (fs/inodes.ts), so everything is cached by the
+ * kernel and a switch drops only the names of `usr` that changed.
+ */
+async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Parts): Promise<MountHandle> {
+  const native = loadFuse3().native!;
+  const view = mainView(store, x.profiles, x.trees, { usrMountpoint: true });
+  const usr = (): { tree: Id; env?: string } | undefined => {
+    const p = x.getPointer();
+    return p ? { tree: p.tree, env: p.env } : undefined;
+  };
+  let m: Fuse3Mount | undefined;
+  const replier = {
+    replyErr: (...a: [number, number]) => m!.replier.replyErr(...a),
+    replyEntry: (...a: [number, number, number, number, number, number]) => m!.replier.replyEntry(...a),
+    replyAttr: (...a: [number, number, number, number, number]) => m!.replier.replyAttr(...a),
+    replyBuf: (...a: [number, Buffer, number]) => m!.replier.replyBuf(...a),
+    replyReadlink: (...a: [number, Buffer]) => m!.replier.replyReadlink(...a),
+    replyXattr: (...a: [number, number]) => m!.replier.replyXattr(...a),
+    replyStatfs: (...a: [number, number, number]) => m!.replier.replyStatfs(...a),
+    replyDir: (...a: [number, boolean, number, Buffer, number, number, number, number]) => m!.replier.replyDir(...a),
+  };
+  const inodes = new Inodes({ view, trees: x.trees, reader: store, chunks: x.chunks, usr, log: x.log }, replier);
+  // Requests can arrive before fuse3Mount returns (the kernel sends them as soon as it is
+  // mounted): hold them until the replier exists.
+  const early: Parameters<typeof inodes.handle>[] = [];
+  const handler = (...a: Parameters<typeof inodes.handle>): void => {
+    if (m) inodes.handle(...a);
+    else early.push(a);
+  };
+  m = await fuse3Mount(native, dir, handler, { fsname: 'miq', allowOther: x.isRoot, debug: x.debug });
+  for (const a of early.splice(0)) inodes.handle(...a);
+  const mount = m;
+
+  let switching = Promise.resolve();
+  const refresh = (): Promise<void> => {
+    // One switch at a time: each computes its invalidations against the one before it.
+    switching = switching.then(async () => {
+      const before = x.getPointer()?.tree;
+      x.setPointer(await P.current(store, profile));
+      const inv = await inodes.switchInvalidations(before, x.getPointer()?.tree);
+      for (const ino of inodes.mutableDirs()) {
+        inv.inos.push(ino);
+        inv.names.push(null);
+      }
+      await mount.invalidate(inv.inos, inv.names);
+    }).catch((e: unknown) => x.log(`miq mount: refresh: ${(e as Error).message}`));
+    return switching;
+  };
+  const status = (): MountStatus => {
+    const p = x.getPointer();
+    return { dir, store: store.dir, profile, generation: p?.generation, tree: p?.tree, pid: process.pid, openHandles: 0, backend: 'fuse3' };
+  };
+  let control: ControlServer | undefined;
+  try {
+    if (x.control) {
+      const ops = controlOps(store, { onProfileChange: refresh, status });
+      const local = (store as { local?: Store }).local;
+      if (local) {
+        const lops = controlOps(local, { onProfileChange: refresh, status });
+        for (const k of ['gc', 'verify', 'stats']) ops[k] = lops[k]!;
+      }
+      for (const k of Object.keys(ops)) {
+        if (!CHANGING_OPS.has(k)) continue;
+        const op = ops[k]!;
+        ops[k] = async (args, emit) => {
+          try {
+            return await op(args, emit);
+          } finally {
+            await mount.invalidate(inodes.mutableDirs(), inodes.mutableDirs().map(() => null));
+          }
+        };
+      }
+      control = await listenControl(socketPath(store.dir), ops, x.log);
+    }
+  } catch (e) {
+    await mount.unmount().catch(() => {});
+    throw e;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    dir,
+    cleared: x.cleared,
+    status,
+    refresh,
+    close() {
+      closing ??= (async () => {
+        await control?.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
+        await mount.unmount().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
+      })();
       return closing;
     },
   };

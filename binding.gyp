@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "miqfuse",
+      "sources": ["native/miqfuse.c"],
+      "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-O2", "-Wall", "-Wno-unused-parameter"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"]
+    }
+  ]
+}

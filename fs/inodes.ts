@@ -1,0 +1,452 @@
+/**
+ * The operations layer for the libfuse 3 low-level backend (mount/fuse3.ts): requests come by
+ * node id, not by path, so this keeps the node table.
+ *
+ * Node ids are content (issue 11): a file is one node per (content id, exec bit), a symlink one
+ * per target, wherever they appear (in any store path, generation or the usr view), so the
+ * kernel's page cache and attributes of immutable things are shared and never need
+ * invalidation. A directory is one node per (parent node, name, tree): the kernel allows one
+ * dentry per directory inode, and equal trees (every empty directory) appear in many places.
+ * Under an immutable parent the tree is fixed by the name; under `usr` (whose entries change on
+ * a switch) a new tree is a new node, so nothing cached about the old one is ever wrong, and a
+ * switch only has to drop the names of `usr` itself that now point elsewhere.
+ *
+ * The kernel counts lookups of each node (every entry reply, and every READDIRPLUS entry) and
+ * FORGETs them; a node leaves the table when its count reaches 0 (the special directories
+ * never leave).
+ */
+import type { ObjectReader } from '../store/api.js';
+import { MiqError } from '../store/errors.js';
+import type { Id } from '../store/ids.js';
+import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
+import { XATTR_ID, XATTR_PATH, statOf } from './ops.js';
+import { ChunkReader, openFile, type OpenFile } from './reader.js';
+import { entryNode, type Node, type View } from './views.js';
+import type { TreeCache } from './trees.js';
+
+/** Request codes of native/miqfuse.c. */
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11 } as const;
+
+/** What the operations need from the binding (replies by request slot). */
+export interface Replier {
+  replyErr(slot: number, errno: number): number;
+  replyEntry(slot: number, ino: number, mode: number, size: number, entryTimeout: number, attrTimeout: number): number;
+  replyAttr(slot: number, ino: number, mode: number, size: number, attrTimeout: number): number;
+  replyBuf(slot: number, buf: Buffer, len: number): number;
+  replyReadlink(slot: number, target: Buffer): number;
+  replyXattr(slot: number, size: number): number;
+  replyStatfs(slot: number, blocks: number, files: number): number;
+  replyDir(slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, entryTimeout: number, attrTimeout: number): number;
+}
+
+const DAY = 86_400;
+export const ROOT_INO = 1;
+
+interface Entry {
+  readonly ino: number;
+  node: Node;
+  readonly key: string;
+  nlookup: number;
+  /** Directories outside any tree (/, /store, /profiles, …): their path in the view. */
+  readonly path?: string;
+  /** Never leaves the table; its listing is rebuilt on every read from offset 0. */
+  readonly pinned?: boolean;
+  /** Seconds the kernel may keep this node's children (entries) and their attributes. */
+  readonly childTimeout: number;
+  file?: Promise<OpenFile>;
+  opened?: OpenFile;
+  listing?: Child[];
+  /** Where the node was last listed or looked up (directory and position): sibling prefetch. */
+  parent?: Entry;
+  index?: number;
+}
+
+interface Child {
+  name: Buffer;
+  node: Node;
+  path?: string;
+}
+
+/** The `usr` directory: the current generation's tree, or nothing. */
+export interface UsrSource {
+  (): { tree: Id; env?: string } | undefined;
+}
+
+export interface InodeOptions {
+  view: View;
+  trees: TreeCache;
+  reader: ObjectReader;
+  chunks: ChunkReader;
+  /** Serve DIR/usr as the current generation (one mount for everything). */
+  usr?: UsrSource;
+  log?: Logger;
+  totals?: () => { bytes: number; files: number };
+}
+
+const keyOf = (parent: number, c: Child): string => {
+  const n = c.node;
+  if (n.type === 'file') return `f${n.exe ? 1 : 0}${n.id}`;
+  if (n.type === 'symlink') return `l${n.target.toString('latin1')}`;
+  if (c.path !== undefined) return `p${c.path}`;
+  return `d${parent}/${n.tree ?? ''}/${c.name.toString('latin1')}`;
+};
+
+const PREFETCH = 8;
+
+export class Inodes {
+  private readonly byIno = new Map<number, Entry>();
+  private readonly byKey = new Map<string, Entry>();
+  private next = ROOT_INO + 1;
+  private readonly log: Logger;
+  readonly usrIno: number;
+
+  constructor(private readonly o: InodeOptions, private readonly r: Replier) {
+    this.log = o.log ?? ((l) => process.stderr.write(`${l}\n`));
+    this.put({ ino: ROOT_INO, node: { type: 'dir', size: 0 }, key: 'p/', nlookup: 1, path: '/', pinned: true, childTimeout: 1 });
+    this.usrIno = o.usr ? this.special('/usr', DAY).ino : 0;
+  }
+
+  private put(e: Entry): Entry {
+    this.byIno.set(e.ino, e);
+    this.byKey.set(e.key, e);
+    return e;
+  }
+
+  private special(path: string, childTimeout: number): Entry {
+    const key = `p${path}`;
+    return this.byKey.get(key) ?? this.put({ ino: this.next++, node: { type: 'dir', size: 0 }, key, nlookup: 0, path, pinned: true, childTimeout });
+  }
+
+  /** How long the kernel may keep the children of a special directory. */
+  private timeoutBelow(path: string): number {
+    // New store paths appear (never cached as misses), a present one never changes.
+    if (path === '/store') return DAY;
+    // `current` and the list of generations change with every switch.
+    return path.startsWith('/profiles') ? 0 : 1;
+  }
+
+  private intern(parent: Entry, c: Child): Entry {
+    const key = keyOf(parent.ino, c);
+    let e = this.byKey.get(key);
+    if (!e) {
+      if (c.path !== undefined) e = this.special(c.path, this.timeoutBelow(c.path));
+      else e = this.put({ ino: this.next++, node: c.node, key, nlookup: 0, childTimeout: parent.node.type === 'dir' && c.node.type === 'dir' ? DAY : 0 });
+    }
+    return e;
+  }
+
+  /** The node `usr` names right now (its tree changes on a switch). */
+  private usrNode(): Node {
+    const p = this.o.usr?.();
+    return p ? { type: 'dir', tree: p.tree, size: 0, storePath: p.env } : { type: 'dir', names: [], size: 0 };
+  }
+
+  private nodeOf(e: Entry): Node {
+    return e.ino === this.usrIno && this.usrIno !== 0 ? this.usrNode() : e.node;
+  }
+
+  /** The children of a directory, in order. */
+  private async children(e: Entry): Promise<Child[]> {
+    const n = this.nodeOf(e);
+    if (n.type !== 'dir') throw new FsError('ENOTDIR');
+    if (n.tree) {
+      if (e.listing && e.ino !== this.usrIno) return e.listing;
+      const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
+      const out = t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) }));
+      if (e.ino !== this.usrIno) e.listing = out;
+      return out;
+    }
+    if (n.names) return [];
+    const path = e.path!;
+    const names = path === '/' ? (this.o.usr ? ['profiles', 'store', 'usr'] : ['profiles', 'store']) : (await this.o.view.list(path, n)).names;
+    const out: Child[] = [];
+    for (const name of names) {
+      const c = await this.childByPath(path, name);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  private async childByPath(dir: string, name: string): Promise<Child | undefined> {
+    const path = dir === '/' ? `/${name}` : `${dir}/${name}`;
+    if (path === '/usr' && this.o.usr) return { name: Buffer.from(name), node: this.usrNode(), path };
+    const node = await this.o.view.lookup(path);
+    if (!node) return undefined;
+    // Directories outside trees keep their path; a store path's root or a generation is a tree.
+    return { name: Buffer.from(name), node, path: node.type === 'dir' && !node.tree ? path : undefined };
+  }
+
+  /** One child by its raw name (latin1: one char per byte). */
+  private async child(e: Entry, name: string): Promise<Child | undefined> {
+    const n = this.nodeOf(e);
+    if (n.type !== 'dir') throw new FsError('ENOTDIR');
+    if (n.tree) {
+      const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
+      const x = t.byName.get(name);
+      return x ? { name: x.name, node: entryNode(x, n.storePath) } : undefined;
+    }
+    if (n.names || e.path === undefined) return undefined;
+    const utf8 = Buffer.from(name, 'latin1').toString('utf8');
+    if (name.includes('/') || utf8 === '.' || utf8 === '..') return undefined;
+    if (e.path === '/' && !['profiles', 'store', 'usr'].includes(utf8)) return undefined;
+    return this.childByPath(e.path, utf8);
+  }
+
+  private fail(slot: number, op: string, ino: number, e: unknown): void {
+    const errno = -toErrno(e, op, `node ${ino}`, this.log);
+    this.r.replyErr(slot, errno);
+  }
+
+  private entry(ino: number): Entry {
+    const e = this.byIno.get(ino);
+    if (!e) throw new FsError('ENOENT');
+    return e;
+  }
+
+  /** The dispatcher: (op, slot, ino, a, b) as native/miqfuse.c calls it. */
+  readonly handle = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
+    try {
+      switch (op) {
+        case OP.LOOKUP: return this.lookup(slot, ino, a as string);
+        case OP.FORGET: return this.forget(ino, a as number);
+        case OP.GETATTR: return this.getattr(slot, ino);
+        case OP.READLINK: return this.readlink(slot, ino);
+        case OP.READ: return this.read(slot, ino, a as number, b as number);
+        case OP.READDIRPLUS: return this.readdir(slot, ino, a as number, b as number, true);
+        case OP.READDIR: return this.readdir(slot, ino, a as number, b as number, false);
+        case OP.STATFS: {
+          const t = this.o.totals?.() ?? { bytes: 0, files: 0 };
+          this.r.replyStatfs(slot, Math.ceil(t.bytes / 4096), t.files);
+          return;
+        }
+        case OP.GETXATTR: return this.getxattr(slot, ino, a as string, b as number);
+        case OP.LISTXATTR: return this.listxattr(slot, ino, a as number);
+        default:
+          if (slot) this.r.replyErr(slot, ERRNO.ENOSYS);
+      }
+    } catch (e) {
+      if (slot) this.fail(slot, `op ${op}`, ino, e);
+    }
+  };
+
+  private lookup(slot: number, parent: number, name: string): void {
+    const pe = this.entry(parent);
+    const answer = (c: Child | undefined): void => {
+      if (!c) return void this.r.replyErr(slot, ERRNO.ENOENT);
+      const e = this.intern(pe, c);
+      e.nlookup++;
+      e.parent = pe;
+      const st = statOf(e.ino === this.usrIno ? this.usrNode() : e.node);
+      const t = pe.childTimeout;
+      // A failed reply (the lookup was interrupted) was not counted by the kernel.
+      if (this.r.replyEntry(slot, e.ino, st.mode, st.size, t, t) !== 0) this.unref(e, 1);
+    };
+    const treeBefore = parent === this.usrIno ? this.o.usr?.()?.tree : undefined;
+    this.child(pe, name).then(async (c) => {
+      // A switch while this lookup waited: answer from the new generation (the switch's
+      // invalidation may already have run and would not cover an answer sent after it).
+      if (parent === this.usrIno && this.o.usr?.()?.tree !== treeBefore) c = await this.child(pe, name);
+      answer(c);
+    }).catch((e) => this.fail(slot, 'lookup', parent, e));
+  }
+
+  private unref(e: Entry, n: number): void {
+    e.nlookup -= n;
+    if (e.nlookup <= 0 && !e.pinned) {
+      e.nlookup = 0;
+      this.byIno.delete(e.ino);
+      this.byKey.delete(e.key);
+    }
+  }
+
+  private forget(ino: number, n: number): void {
+    const e = this.byIno.get(ino);
+    if (e) this.unref(e, n);
+  }
+
+  private getattr(slot: number, ino: number): void {
+    const e = this.entry(ino);
+    const st = statOf(this.nodeOf(e));
+    this.r.replyAttr(slot, ino, st.mode, st.size, e.pinned ? 1 : DAY);
+  }
+
+  private readlink(slot: number, ino: number): void {
+    const n = this.entry(ino).node;
+    if (n.type !== 'symlink') throw new FsError('EINVAL');
+    this.r.replyReadlink(slot, n.target);
+  }
+
+  private fileOf(e: Entry): Promise<OpenFile> {
+    if (!e.file) {
+      const n = e.node;
+      if (n.type !== 'file') return Promise.reject(new FsError(n.type === 'dir' ? 'EISDIR' : 'EINVAL'));
+      e.file = this.o.reader.getFile(n.id).then((rec) => {
+        if (!rec) throw new MiqError('MIQ_MISSING', `file record ${n.id} is missing from the store`, { details: { id: n.id } });
+        return (e.opened = openFile(rec));
+      });
+      e.file.catch(() => (e.file = undefined));
+    }
+    return e.file;
+  }
+
+  private read(slot: number, ino: number, size: number, off: number): void {
+    const e = this.entry(ino);
+    const f0 = e.opened;
+    if (f0) {
+      const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, f0.rec.size - off)));
+      const n = this.o.chunks.readCached(f0, off, size, buf);
+      if (n !== undefined) {
+        if (off === 0) this.prefetchSiblings(e);
+        this.r.replyBuf(slot, buf, n);
+        return;
+      }
+    }
+    if (off === 0) this.prefetchSiblings(e);
+    this.fileOf(e)
+      .then(async (f) => {
+        const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, f.rec.size - off)));
+        const n = await this.o.chunks.readInto(f, off, size, buf);
+        this.r.replyBuf(slot, buf, n);
+      })
+      .catch((err) => this.fail(slot, 'read', ino, err));
+  }
+
+  /**
+   * On the first read of a file, start the next few files of the directory it was found in:
+   * programs that read a tree read a directory's files one after another, and each cold read
+   * would otherwise wait for a record lookup and a decode in turn.
+   */
+  private prefetchSiblings(e: Entry): void {
+    const p = e.parent;
+    if (!p?.listing) return;
+    let i = e.index;
+    if (i === undefined || p.listing[i]?.node !== e.node) {
+      i = p.listing.findIndex((c) => c.node.type === 'file' && e.node.type === 'file' && c.node.id === e.node.id);
+      if (i < 0) return;
+    }
+    let n = 0;
+    for (let k = i + 1; k < p.listing.length && n < PREFETCH; k++) {
+      const c = p.listing[k]!;
+      if (c.node.type !== 'file' || c.node.size === 0) continue;
+      n++;
+      const s = this.byKey.get(keyOf(p.ino, c));
+      if (s?.opened) this.o.chunks.prefetch(s.opened);
+      else {
+        const id = c.node.id;
+        void this.o.reader.getFile(id).then((rec) => rec && this.o.chunks.prefetch(openFile(rec)), () => {});
+      }
+    }
+  }
+
+  private readdir(slot: number, ino: number, size: number, off: number, plus: boolean): void {
+    const e = this.entry(ino);
+    const treeBefore = ino === this.usrIno ? this.o.usr?.()?.tree : undefined;
+    // Special directories change (new store paths, generations): read them afresh from the
+    // start; a listing continued at an offset uses the same one.
+    if (e.pinned && off === 0 && e.ino !== this.usrIno) e.listing = undefined;
+    const list = e.pinned && e.ino !== this.usrIno && e.listing ? Promise.resolve(e.listing) : this.children(e);
+    list.then(async (cs) => {
+      if (ino === this.usrIno && this.o.usr?.()?.tree !== treeBefore) cs = await this.children(e);
+      if (e.pinned && e.ino !== this.usrIno) e.listing = cs;
+      this.sendDir(slot, e, cs, size, off, plus);
+    }).catch((err) => this.fail(slot, 'readdir', ino, err));
+  }
+
+  private sendDir(slot: number, e: Entry, cs: Child[], size: number, off: number, plus: boolean): void {
+    const parts: Buffer[] = [];
+    const took: Entry[] = [];
+    let used = 0;
+    let k = off;
+    for (; k < cs.length; k++) {
+      const c = cs[k]!;
+      const len = ((plus ? 152 : 24) + c.name.length + 7) & ~7;
+      if (used + len > size) break;
+      used += len;
+      const ce = plus ? this.intern(e, c) : this.byKey.get(keyOf(e.ino, c));
+      if (plus) {
+        ce!.nlookup++;
+        ce!.parent = e;
+        ce!.index = k;
+        took.push(ce!);
+      }
+      const st = statOf(ce && ce.ino === this.usrIno ? this.usrNode() : c.node);
+      const rec = Buffer.alloc((24 + c.name.length + 7) & ~7);
+      rec.writeDoubleLE(ce?.ino ?? 0xffffffff, 0);
+      rec.writeDoubleLE(st.size, 8);
+      rec.writeUInt32LE(st.mode, 16);
+      rec.writeUInt32LE(c.name.length, 20);
+      c.name.copy(rec, 24);
+      parts.push(rec);
+    }
+    const sent = this.r.replyDir(slot, plus, size, Buffer.concat(parts), parts.length, off, e.childTimeout, e.childTimeout);
+    // Entries the kernel did not get were not counted by it.
+    for (let j = typeof sent === 'number' && sent >= 0 ? sent : 0; j < took.length; j++) this.unref(took[j]!, 1);
+  }
+
+  private xattrs(n: Node): Map<string, Buffer> {
+    const m = new Map<string, Buffer>();
+    const id = n.type === 'file' ? n.id : n.type === 'dir' ? n.tree : undefined;
+    if (id) m.set(XATTR_ID, Buffer.from(id));
+    if (n.storePath) m.set(XATTR_PATH, Buffer.from(n.storePath));
+    return m;
+  }
+
+  private getxattr(slot: number, ino: number, name: string, size: number): void {
+    const v = this.xattrs(this.nodeOf(this.entry(ino))).get(name);
+    if (!v) return void this.r.replyErr(slot, ERRNO.ENODATA);
+    if (size === 0) return void this.r.replyXattr(slot, v.length);
+    if (v.length > size) return void this.r.replyErr(slot, ERRNO.ERANGE);
+    this.r.replyBuf(slot, v, v.length);
+  }
+
+  private listxattr(slot: number, ino: number, size: number): void {
+    const names = [...this.xattrs(this.nodeOf(this.entry(ino))).keys()];
+    const v = Buffer.from(names.map((n) => `${n}\0`).join(''));
+    if (size === 0) return void this.r.replyXattr(slot, v.length);
+    if (v.length > size) return void this.r.replyErr(slot, ERRNO.ERANGE);
+    this.r.replyBuf(slot, v, v.length);
+  }
+
+  /**
+   * What a switch of `usr` from tree `from` to tree `to` must drop from the kernel's caches:
+   * the names of `usr` whose entry differs (an added, removed or changed name), then the
+   * listing of `usr` itself (the node id list as [ino, name | null]). Everything below those
+   * names is a different node in the new generation, so it needs nothing.
+   */
+  async switchInvalidations(from: Id | undefined, to: Id | undefined): Promise<{ inos: number[]; names: (Buffer | null)[] }> {
+    const inos: number[] = [], names: (Buffer | null)[] = [];
+    if (!this.usrIno || from === to) return { inos, names };
+    const a = from ? (await this.o.trees.get(from)).tree.entries : [];
+    const b = to ? (await this.o.trees.get(to)).tree.entries : [];
+    const sig = (x: (typeof a)[number]): string => `${x.kind}:${x.id ?? x.target?.toString('hex')}`;
+    const old = new Map(a.map((x) => [x.name.toString('latin1'), sig(x)]));
+    const seen = new Set<string>();
+    for (const x of b) {
+      const k = x.name.toString('latin1');
+      seen.add(k);
+      if (old.get(k) !== sig(x)) {
+        inos.push(this.usrIno);
+        names.push(x.name);
+      }
+    }
+    for (const x of a) {
+      if (!seen.has(x.name.toString('latin1'))) {
+        inos.push(this.usrIno);
+        names.push(x.name);
+      }
+    }
+    inos.push(this.usrIno);
+    names.push(null);
+    return { inos, names };
+  }
+
+  /** The special directories whose listings change as the store changes. */
+  mutableDirs(): number[] {
+    return [...this.byIno.values()].filter((e) => e.pinned && e.ino !== this.usrIno).map((e) => e.ino);
+  }
+
+  /** Names looked up under /profiles/<name> and /store (cached entries that may go stale). */
+  get size(): number {
+    return this.byIno.size;
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * The libfuse 3 low-level backend: our own addon (native/miqfuse.c, built by node-gyp at
+ * `npm ci`) behind a promise API. Requests go to an fs/inodes.ts dispatcher; replies go back
+ * by request slot. Loading fails softly (`loadFuse3().error`), so the daemon can fall back to
+ * fuse-native on a machine without libfuse 3.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { MiqError } from '../store/errors.js';
+import type { Replier } from '../fs/inodes.js';
+
+export interface NativeSession { readonly __session: unique symbol }
+
+export interface NativeState {
+  destroyed: boolean;
+  ended?: boolean;
+  pending?: number;
+  maxWrite?: number;
+  maxReadahead?: number;
+  want?: number;
+  counts?: Record<string, number>;
+}
+
+export interface Native {
+  mount(mountpoint: string, args: string[], handler: (op: number, slot: number, ino: number, a: unknown, b: unknown) => void): NativeSession;
+  replyErr(s: NativeSession, slot: number, errno: number): number;
+  replyEntry(s: NativeSession, slot: number, ino: number, mode: number, size: number, et: number, at: number): number;
+  replyAttr(s: NativeSession, slot: number, ino: number, mode: number, size: number, at: number): number;
+  replyBuf(s: NativeSession, slot: number, buf: Buffer, len: number): number;
+  replyReadlink(s: NativeSession, slot: number, target: Buffer): number;
+  replyXattr(s: NativeSession, slot: number, size: number): number;
+  replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
+  replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
+  notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
+  detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
+  stop(s: NativeSession): void;
+  drop(s: NativeSession): void;
+  state(s: NativeSession): NativeState;
+  destroy(s: NativeSession): boolean;
+}
+
+let loaded: { native?: Native; error?: string } | undefined;
+
+/** The addon, or why it cannot be used (not built, libfuse 3 missing, MIQ_FUSE_BACKEND=fuse-native). */
+export function loadFuse3(): { native?: Native; error?: string } {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  try {
+    // dist/mount/fuse3.js -> build/Release at the package root.
+    loaded = { native: require('../../build/Release/miqfuse.node') as Native };
+  } catch (e) {
+    loaded = { error: (e as Error).message.split('\n')[0] };
+  }
+  return loaded;
+}
+
+export interface Fuse3Options {
+  fsname: string;
+  allowOther: boolean;
+  debug?: boolean;
+  /** Kernel readahead in KiB (default MIQ_MOUNT_READAHEAD_KB or 1024). */
+  readaheadKb?: number;
+  /** After the unmount, how long processes still inside (a shell's cwd, an open file) are
+   * served before the connection is aborted (default MIQ_MOUNT_GRACE_MS or 2000). */
+  graceMs?: number;
+}
+
+export interface Fuse3Mount {
+  readonly mountpoint: string;
+  readonly replier: Replier;
+  /** Drops cached entries (ino + name) or nodes (ino + null), off the JS thread. */
+  invalidate(inos: number[], names: (Buffer | null)[]): Promise<number>;
+  state(): NativeState;
+  /** Detaches every mount of this filesystem (binds too), serves what is still inside for the
+   * grace period, aborts the connection, then waits until no request is unanswered. */
+  unmount(): Promise<void>;
+}
+
+/** The device number (major:minor) of the FUSE mount at `mountpoint`, from mountinfo. */
+async function deviceOf(mountpoint: string): Promise<string | undefined> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let dev: string | undefined;
+  for (const line of text.split('\n')) {
+    const f = line.split(' - ')[0]!.split(' ');
+    if (f[4] === mountpoint && line.includes(' - fuse')) dev = f[2];
+  }
+  return dev;
+}
+
+/** Every mountpoint showing this device (the mount and any bind of it), deepest first. */
+async function mountsOfDevice(dev: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' - ')[0]!.split(' ');
+    if (f[2] === dev && line.includes(' - fuse')) out.push(f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function fuse3Mount(native: Native, mountpoint: string, handler: (op: number, slot: number, ino: number, a: unknown, b: unknown) => void, o: Fuse3Options): Promise<Fuse3Mount> {
+  const opts = [`fsname=${o.fsname}`, 'subtype=miq', 'ro', 'default_permissions'];
+  if (o.allowOther) opts.push('allow_other');
+  const args = ['-o', opts.join(',')];
+  if (o.debug) args.push('-d');
+  let s: NativeSession;
+  try {
+    s = native.mount(mountpoint, args, handler);
+  } catch (e) {
+    throw new MiqError('MIQ_IO', `cannot mount ${mountpoint} with libfuse 3: ${(e as Error).message}`, { cause: e });
+  }
+  const dev = await deviceOf(mountpoint).catch(() => undefined);
+  const ra = o.readaheadKb ?? (Number(process.env.MIQ_MOUNT_READAHEAD_KB) || 1024);
+  // Best effort: without root the window stays at the kernel's default.
+  if (dev && /^\d+:\d+$/.test(dev) && ra > 0) await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(ra)).catch(() => {});
+  const grace = o.graceMs ?? (Number(process.env.MIQ_MOUNT_GRACE_MS) || 2000);
+  const replier: Replier = {
+    replyErr: (slot, errno) => native.replyErr(s, slot, errno),
+    replyEntry: (slot, ino, mode, size, et, at) => native.replyEntry(s, slot, ino, mode, size, et, at),
+    replyAttr: (slot, ino, mode, size, at) => native.replyAttr(s, slot, ino, mode, size, at),
+    replyBuf: (slot, buf, len) => native.replyBuf(s, slot, buf, len),
+    replyReadlink: (slot, t) => native.replyReadlink(s, slot, t),
+    replyXattr: (slot, n) => native.replyXattr(s, slot, n),
+    replyStatfs: (slot, b, f) => native.replyStatfs(s, slot, b, f),
+    replyDir: (slot, plus, size, packed, count, first, et, at) => native.replyDir(s, slot, plus, size, packed, count, first, et, at),
+  };
+  let unmounting: Promise<void> | undefined;
+  return {
+    mountpoint,
+    replier,
+    invalidate: (inos, names) => (inos.length === 0 || native.state(s).destroyed ? Promise.resolve(0) : new Promise((r) => native.notifyInval(s, inos, names, r))),
+    state: () => native.state(s),
+    unmount() {
+      unmounting ??= (async () => {
+        if (native.state(s).destroyed) return;
+        const points = dev ? await mountsOfDevice(dev).catch(() => [mountpoint]) : [mountpoint];
+        if (!points.includes(mountpoint)) points.push(mountpoint);
+        const failed = await new Promise<string>((r) => native.detach(s, points, (n, msg) => r(n ? msg : '')));
+        // Nothing inside: the kernel ends the connection at once and the loop sees it. Else
+        // serve until the grace period ends, then cut the connection (waiting readers get an
+        // error, never a hang).
+        const until = Date.now() + grace;
+        while (!native.state(s).ended && Date.now() < until) await sleep(20);
+        if (!native.state(s).ended) native.stop(s);
+        for (const end = Date.now() + 2000; !native.state(s).ended && Date.now() < end;) await sleep(10);
+        // Requests already taken are answered by their handlers (the store is still open);
+        // whatever has not been answered in a second is answered EIO here.
+        for (const end = Date.now() + 1000; (native.state(s).pending ?? 0) > 0 && Date.now() < end;) await sleep(10);
+        if ((native.state(s).pending ?? 0) > 0) native.drop(s);
+        for (const end = Date.now() + 5000; !native.destroy(s);) {
+          if (Date.now() > end) throw new MiqError('MIQ_IO', `cannot finish the FUSE session of ${mountpoint}: requests still pending`);
+          await sleep(10);
+        }
+        if (failed) throw new MiqError('MIQ_IO', `cannot unmount ${failed}`);
+      })();
+      return unmounting;
+    },
+  };
+}

@@ -1,0 +1,721 @@
+/*
+ * miqfuse: a small N-API binding over libfuse 3's low-level API (issue 11).
+ *
+ * One loop thread per mount reads /dev/fuse and turns each request into a message for
+ * JavaScript (a thread-safe function with an unbounded queue, called non-blocking, so the loop
+ * thread never waits on the JS thread). JavaScript answers later, by a small integer "slot"
+ * that stands for the fuse_req_t: a slot is answered at most once (a second answer throws
+ * instead of touching a freed request), and the session is destroyed only when no request is
+ * queued, unanswered, or inside a notification.
+ *
+ * Cache invalidations (notify_inval_entry / notify_inval_inode) run on the libuv pool, never on
+ * the JS thread: the kernel may hold the parent's lock for a lookup that only JS can answer.
+ *
+ * Teardown: stop() wakes the loop (an eventfd beside /dev/fuse in poll), and when the loop ends,
+ * for whatever reason, /dev/fuse is replaced by /dev/null under the same descriptor (dup2): that
+ * drops the last device reference, so the kernel aborts the connection (every waiting process
+ * gets an error instead of hanging), while answers still in flight from JS write harmlessly
+ * into /dev/null instead of into whatever file might reuse a closed descriptor number.
+ */
+#define FUSE_USE_VERSION 34
+#define _GNU_SOURCE
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_COUNT };
+
+typedef struct msg {
+  int op;
+  fuse_req_t req;
+  uint64_t ino;
+  uint64_t a; /* size, nlookup, count */
+  int64_t b;  /* offset */
+  size_t len; /* name bytes, or forget pairs */
+  char data[];
+} msg_t;
+
+typedef struct session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  pthread_t thread;
+  int thread_started;
+  int evfd;
+  int fd;
+  atomic_int queued;      /* messages in the tsfn queue that carry a request */
+  atomic_int works;       /* notifications on the pool */
+  int ended;              /* the loop thread has finished (JS thread view) */
+  int dropping;           /* answer everything still arriving with EIO */
+  int destroyed;
+  fuse_req_t *slots;      /* JS thread only */
+  uint32_t *gens;
+  uint32_t nslots, cap, used;
+  uint32_t *free_list;
+  uint32_t nfree;
+  atomic_ullong counts[OP_COUNT];
+  /* What the kernel offered and what we took (for status and tests). */
+  unsigned max_write, max_readahead, want;
+} session_t;
+
+#define NAPI(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "miqfuse: " #call " failed"); return NULL; } } while (0)
+
+static void post(session_t *s, msg_t *m) {
+  atomic_fetch_add(&s->counts[m->op], 1);
+  if (m->req) atomic_fetch_add(&s->queued, 1);
+  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+    if (m->req) {
+      atomic_fetch_sub(&s->queued, 1);
+      fuse_reply_err(m->req, EIO);
+    }
+    free(m);
+  }
+}
+
+static msg_t *mk(int op, fuse_req_t req, uint64_t ino, uint64_t a, int64_t b, const char *name, size_t len) {
+  msg_t *m = malloc(sizeof(msg_t) + len + 1);
+  if (!m) return NULL;
+  m->op = op; m->req = req; m->ino = ino; m->a = a; m->b = b; m->len = len;
+  /* Names point into libfuse's receive buffer, which the next request overwrites. */
+  if (len) memcpy(m->data, name, len);
+  m->data[len] = 0;
+  return m;
+}
+
+static void send_req(fuse_req_t req, int op, uint64_t ino, uint64_t a, int64_t b, const char *name) {
+  session_t *s = fuse_req_userdata(req);
+  msg_t *m = mk(op, req, ino, a, b, name, name ? strlen(name) : 0);
+  if (!m) { fuse_reply_err(req, ENOMEM); return; }
+  post(s, m);
+}
+
+static void ll_init(void *ud, struct fuse_conn_info *c) {
+  session_t *s = ud;
+  /* Everything served is immutable per node id: let the kernel keep it. */
+  c->want &= ~(FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_EXPLICIT_INVAL_DATA | FUSE_CAP_READDIRPLUS_AUTO |
+               FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_WRITEBACK_CACHE);
+  unsigned add = FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_NO_OPENDIR_SUPPORT | FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_READDIRPLUS |
+                 FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS;
+  c->want |= add & c->capable;
+  /* libfuse derives max_pages (the largest READ) from max_write: 1 MiB reads. */
+  c->max_write = 1 << 20;
+  c->max_readahead = c->max_readahead < (1u << 20) ? c->max_readahead : (1u << 20);
+  /* max_read stays as mounted: libfuse 3.14 refuses INIT when it differs from -o max_read. */
+  s->max_write = c->max_write; s->max_readahead = c->max_readahead; s->want = c->want;
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) { send_req(req, OP_LOOKUP, parent, 0, 0, name); }
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READ, ino, size, off, NULL); }
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIRPLUS, ino, size, off, NULL); }
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIR, ino, size, off, NULL); }
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_STATFS, ino, 0, 0, NULL); }
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) { send_req(req, OP_GETXATTR, ino, size, 0, name); }
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { send_req(req, OP_LISTXATTR, ino, size, 0, NULL); }
+
+/* Answered here, never in JS: ENOSYS makes the kernel stop sending OPEN/OPENDIR (and RELEASE)
+ * for the connection and open everything with keep_cache / cache_dir. Without these two
+ * handlers libfuse 3.14 answers OPEN with success and no flags, and the kernel then drops a
+ * file's pages on every open. */
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)ino; (void)fi; fuse_reply_err(req, ENOSYS); }
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  session_t *s = fuse_req_userdata(req);
+  fuse_reply_none(req);
+  msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
+  if (m) post(s, m);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
+  session_t *s = fuse_req_userdata(req);
+  msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
+  fuse_reply_none(req);
+  if (m) post(s, m);
+}
+
+static const struct fuse_lowlevel_ops OPS = {
+  .init = ll_init, .lookup = ll_lookup, .forget = ll_forget, .forget_multi = ll_forget_multi, .getattr = ll_getattr,
+  .readlink = ll_readlink, .read = ll_read, .readdir = ll_readdir, .readdirplus = ll_readdirplus, .statfs = ll_statfs,
+  .getxattr = ll_getxattr, .listxattr = ll_listxattr, .open = ll_open, .opendir = ll_open,
+};
+
+static void *loop(void *arg) {
+  session_t *s = arg;
+  struct fuse_buf buf;
+  memset(&buf, 0, sizeof buf);
+  struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN }, { .fd = s->evfd, .events = POLLIN } };
+  for (;;) {
+    int r = poll(p, 2, -1);
+    if (r < 0) { if (errno == EINTR) continue; break; }
+    if (p[1].revents) break;
+    int res = fuse_session_receive_buf(s->se, &buf);
+    if (res == -EINTR || res == -EAGAIN || res == -ENOENT) continue;
+    if (res <= 0) break;
+    fuse_session_process_buf(s->se, &buf);
+  }
+  free(buf.mem);
+  fuse_session_exit(s->se);
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null >= 0) { dup2(null, s->fd); close(null); }
+  msg_t *m = mk(OP_END, NULL, 0, 0, 0, NULL, 0);
+  if (m) post(s, m);
+  return NULL;
+}
+
+/* ---- JS thread ---- */
+
+static double slot_id(uint32_t idx, uint32_t gen) { return (double)idx + (double)gen * 4294967296.0; }
+
+static uint32_t slot_put(session_t *s, fuse_req_t req, uint32_t *gen) {
+  uint32_t i;
+  if (s->nfree) i = s->free_list[--s->nfree];
+  else {
+    if (s->nslots == s->cap) {
+      uint32_t nc = s->cap ? s->cap * 2 : 256;
+      s->slots = realloc(s->slots, nc * sizeof(*s->slots));
+      s->gens = realloc(s->gens, nc * sizeof(*s->gens));
+      s->free_list = realloc(s->free_list, nc * sizeof(*s->free_list));
+      for (uint32_t k = s->cap; k < nc; k++) { s->slots[k] = NULL; s->gens[k] = 0; }
+      s->cap = nc;
+    }
+    i = s->nslots++;
+  }
+  s->slots[i] = req;
+  s->gens[i]++;
+  s->used++;
+  *gen = s->gens[i];
+  return i;
+}
+
+static fuse_req_t slot_take(session_t *s, double id) {
+  if (!(id >= 0)) return NULL;
+  uint64_t v = (uint64_t)id;
+  uint32_t i = (uint32_t)(v & 0xffffffffu), g = (uint32_t)(v >> 32);
+  if (i >= s->nslots || s->gens[i] != g || !s->slots[i]) return NULL;
+  fuse_req_t r = s->slots[i];
+  s->slots[i] = NULL;
+  s->free_list[s->nfree++] = i;
+  s->used--;
+  return r;
+}
+
+static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
+  session_t *s = ctx;
+  msg_t *m = data;
+  if (m->req) atomic_fetch_sub(&s->queued, 1);
+  if (!env || s->dropping) {
+    if (m->req) fuse_reply_err(m->req, EIO);
+    if (m->op == OP_END) s->ended = 1;
+    free(m);
+    return;
+  }
+  if (m->op == OP_END) s->ended = 1;
+  napi_value undef, argv[5];
+  napi_get_undefined(env, &undef);
+  if (m->op == OP_FORGET && m->ino == 0) {
+    struct fuse_forget_data *f = (struct fuse_forget_data *)m->data;
+    for (uint64_t k = 0; k < m->a; k++) {
+      napi_create_int32(env, OP_FORGET, &argv[0]);
+      napi_create_double(env, 0, &argv[1]);
+      napi_create_double(env, (double)f[k].ino, &argv[2]);
+      napi_create_double(env, (double)f[k].nlookup, &argv[3]);
+      napi_get_undefined(env, &argv[4]);
+      napi_call_function(env, undef, cb, 5, argv, NULL);
+    }
+    free(m);
+    return;
+  }
+  double sid = 0;
+  if (m->req) {
+    uint32_t gen, i = slot_put(s, m->req, &gen);
+    sid = slot_id(i, gen);
+  }
+  napi_create_int32(env, m->op, &argv[0]);
+  napi_create_double(env, sid, &argv[1]);
+  napi_create_double(env, (double)m->ino, &argv[2]);
+  if (m->op == OP_LOOKUP || m->op == OP_GETXATTR) {
+    /* latin1 keeps every byte of a name as one char: tree names are raw bytes. */
+    napi_create_string_latin1(env, m->data, m->len, &argv[3]);
+    napi_create_double(env, (double)m->a, &argv[4]);
+  } else {
+    napi_create_double(env, (double)m->a, &argv[3]);
+    napi_create_double(env, (double)m->b, &argv[4]);
+  }
+  napi_status st = napi_call_function(env, undef, cb, 5, argv, NULL);
+  if (st == napi_pending_exception) {
+    napi_value e;
+    napi_get_and_clear_last_exception(env, &e);
+    if (m->req) {
+      fuse_req_t r = slot_take(s, sid);
+      if (r) fuse_reply_err(r, EIO);
+    }
+  }
+  free(m);
+}
+
+static session_t *get_session(napi_env env, napi_value v) {
+  session_t *s = NULL;
+  if (napi_get_value_external(env, v, (void **)&s) != napi_ok || !s) { napi_throw_type_error(env, NULL, "miqfuse: not a session"); return NULL; }
+  if (s->destroyed) { napi_throw_error(env, NULL, "miqfuse: session destroyed"); return NULL; }
+  return s;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "miqfuse: missing arguments");
+    return 0;
+  }
+  return 1;
+}
+
+static double num(napi_env env, napi_value v) { double d = 0; napi_get_value_double(env, v, &d); return d; }
+
+/* Takes the request of a slot; throws when it was answered already. */
+static fuse_req_t take(napi_env env, session_t *s, napi_value v) {
+  fuse_req_t r = slot_take(s, num(env, v));
+  if (!r && !s->dropping) napi_throw_error(env, NULL, "miqfuse: request already answered (or unknown)");
+  return r;
+}
+
+static void fill_attr(struct stat *st, double ino, double mode, double size) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)ino;
+  st->st_mode = (mode_t)mode;
+  st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
+  st->st_size = (off_t)size;
+  st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+  st->st_blksize = 128 * 1024;
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = 1;
+}
+
+/* mount(mountpoint, argv[], handler) -> session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  char mp[4096];
+  size_t n;
+  NAPI(napi_get_value_string_utf8(env, argv[0], mp, sizeof mp, &n));
+  uint32_t na = 0;
+  NAPI(napi_get_array_length(env, argv[1], &na));
+  char **args = calloc(na + 2, sizeof(char *));
+  args[0] = strdup("miq");
+  for (uint32_t k = 0; k < na; k++) {
+    napi_value e;
+    char buf[4096];
+    napi_get_element(env, argv[1], k, &e);
+    napi_get_value_string_utf8(env, e, buf, sizeof buf, &n);
+    args[k + 1] = strdup(buf);
+  }
+  struct fuse_args fa = FUSE_ARGS_INIT((int)na + 1, args);
+  session_t *s = calloc(1, sizeof *s);
+  s->evfd = -1;
+  s->se = fuse_session_new(&fa, &OPS, sizeof OPS, s);
+  fuse_opt_free_args(&fa);
+  if (!s->se) { free(s); napi_throw_error(env, "EINVAL", "miqfuse: bad FUSE options"); return NULL; }
+  if (fuse_session_mount(s->se, mp) != 0) {
+    fuse_session_destroy(s->se);
+    free(s);
+    napi_throw_error(env, "EMOUNT", "miqfuse: mount failed (is /dev/fuse there, and are we root?)");
+    return NULL;
+  }
+  s->fd = fuse_session_fd(s->se);
+  fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+  s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  napi_value name;
+  napi_create_string_utf8(env, "miqfuse", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
+    umount2(mp, MNT_DETACH);
+    fuse_session_destroy(s->se);
+    free(s);
+    napi_throw_error(env, NULL, "miqfuse: cannot create the request queue");
+    return NULL;
+  }
+  if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+    umount2(mp, MNT_DETACH);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_destroy(s->se);
+    free(s);
+    napi_throw_error(env, NULL, "miqfuse: cannot start the loop thread");
+    return NULL;
+  }
+  s->thread_started = 1;
+  napi_value ext;
+  NAPI(napi_create_external(env, s, NULL, NULL, &ext));
+  return ext;
+}
+
+#define SESSION_ARGS(k) napi_value argv[k]; if (!get_args(env, info, k, argv)) return NULL; session_t *s = get_session(env, argv[0]); if (!s) return NULL;
+
+static napi_value ret_int(napi_env env, int v) { napi_value r; napi_create_int32(env, v, &r); return r; }
+
+/* replyErr(s, slot, errno) */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  return ret_int(env, fuse_reply_err(r, (int)num(env, argv[2])));
+}
+
+/* replyEntry(s, slot, ino, mode, size, entryTimeout, attrTimeout); ino 0 is a cacheable miss */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(7);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = (fuse_ino_t)num(env, argv[2]);
+  fill_attr(&e.attr, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]));
+  e.entry_timeout = num(env, argv[5]);
+  e.attr_timeout = num(env, argv[6]);
+  return ret_int(env, fuse_reply_entry(r, &e));
+}
+
+/* replyAttr(s, slot, ino, mode, size, attrTimeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(6);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  struct stat st;
+  fill_attr(&st, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]));
+  return ret_int(env, fuse_reply_attr(r, &st, num(env, argv[5])));
+}
+
+/* replyBuf(s, slot, buffer, length) */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
+  double want = num(env, argv[3]);
+  if (want >= 0 && want < (double)len) len = (size_t)want;
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  return ret_int(env, fuse_reply_buf(r, data, len));
+}
+
+/* replyReadlink(s, slot, buffer) */
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  char *t = malloc(len + 1);
+  memcpy(t, data, len);
+  t[len] = 0;
+  int rc = fuse_reply_readlink(r, t);
+  free(t);
+  return ret_int(env, rc);
+}
+
+/* replyXattrSize(s, slot, n) */
+static napi_value js_reply_xattr(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  return ret_int(env, fuse_reply_xattr(r, (size_t)num(env, argv[2])));
+}
+
+/* replyStatfs(s, slot, blocks, files) */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  struct statvfs v;
+  memset(&v, 0, sizeof v);
+  v.f_bsize = v.f_frsize = 4096;
+  v.f_blocks = (fsblkcnt_t)num(env, argv[2]);
+  v.f_files = (fsfilcnt_t)num(env, argv[3]);
+  v.f_namemax = 255;
+  return ret_int(env, fuse_reply_statfs(r, &v));
+}
+
+/*
+ * replyDir(s, slot, plus, size, packed, count, firstOff, entryTimeout, attrTimeout) -> entries sent
+ * packed: per entry f64 ino, f64 size, u32 mode, u32 name length, name bytes, padded to 8.
+ * Entry k gets the offset firstOff + k + 1 (the kernel's cookie for "continue after it").
+ * With plus, every entry sent counts as one lookup of its node: the caller adds exactly the
+ * number returned.
+ */
+static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(9);
+  bool plus = false;
+  napi_get_value_bool(env, argv[2], &plus);
+  size_t size = (size_t)num(env, argv[3]);
+  uint8_t *p = NULL;
+  size_t plen = 0;
+  if (napi_get_buffer_info(env, argv[4], (void **)&p, &plen) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
+  uint32_t count = (uint32_t)num(env, argv[5]);
+  double first = num(env, argv[6]), et = num(env, argv[7]), at = num(env, argv[8]);
+  fuse_req_t r = take(env, s, argv[1]);
+  if (!r) return NULL;
+  char *buf = malloc(size ? size : 1);
+  size_t used = 0, at_p = 0;
+  uint32_t sent = 0;
+  char name[1024];
+  for (; sent < count && at_p + 24 <= plen; sent++) {
+    double ino, fsize;
+    uint32_t mode, nl;
+    memcpy(&ino, p + at_p, 8);
+    memcpy(&fsize, p + at_p + 8, 8);
+    memcpy(&mode, p + at_p + 16, 4);
+    memcpy(&nl, p + at_p + 20, 4);
+    if (nl >= sizeof name || at_p + 24 + nl > plen) break;
+    memcpy(name, p + at_p + 24, nl);
+    name[nl] = 0;
+    off_t off = (off_t)first + sent + 1;
+    size_t need;
+    if (plus) {
+      struct fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      e.ino = (fuse_ino_t)ino;
+      fill_attr(&e.attr, ino, mode, fsize);
+      e.entry_timeout = et;
+      e.attr_timeout = at;
+      need = fuse_add_direntry_plus(r, buf + used, size - used, name, &e, off);
+    } else {
+      struct stat st;
+      fill_attr(&st, ino, mode, fsize);
+      need = fuse_add_direntry(r, buf + used, size - used, name, &st, off);
+    }
+    if (need > size - used) break;
+    used += need;
+    at_p += (24 + nl + 7) & ~(size_t)7;
+  }
+  fuse_reply_buf(r, buf, used);
+  free(buf);
+  return ret_int(env, (int)sent);
+}
+
+typedef struct inval {
+  uint64_t ino; /* parent for an entry */
+  size_t len;   /* 0: inode */
+  char *name;
+} inval_t;
+
+typedef struct work {
+  session_t *s;
+  napi_async_work w;
+  napi_ref cb;
+  inval_t *items;
+  size_t n;
+  int failed;
+  char **paths; /* unmount work */
+  size_t npaths;
+  char err[256];
+} work_t;
+
+static void inval_exec(napi_env env, void *data) {
+  (void)env;
+  work_t *w = data;
+  for (size_t k = 0; k < w->n; k++) {
+    inval_t *it = &w->items[k];
+    int rc = it->len ? fuse_lowlevel_notify_inval_entry(w->s->se, it->ino, it->name, it->len)
+                     : fuse_lowlevel_notify_inval_inode(w->s->se, it->ino, 0, 0);
+    /* ENOENT: the kernel had nothing cached under that name or node, which is fine. */
+    if (rc != 0 && rc != -ENOENT) w->failed++;
+  }
+}
+
+static void work_done(napi_env env, napi_status status, void *data) {
+  (void)status;
+  work_t *w = data;
+  atomic_fetch_sub(&w->s->works, 1);
+  napi_value cb, undef, argv[2];
+  napi_get_reference_value(env, w->cb, &cb);
+  napi_get_undefined(env, &undef);
+  napi_create_int32(env, w->failed, &argv[0]);
+  napi_create_string_utf8(env, w->err, NAPI_AUTO_LENGTH, &argv[1]);
+  napi_call_function(env, undef, cb, 2, argv, NULL);
+  napi_delete_reference(env, w->cb);
+  napi_delete_async_work(env, w->w);
+  for (size_t k = 0; k < w->n; k++) free(w->items[k].name);
+  free(w->items);
+  for (size_t k = 0; k < w->npaths; k++) free(w->paths[k]);
+  free(w->paths);
+  free(w);
+}
+
+static work_t *new_work(napi_env env, session_t *s, napi_value cb) {
+  work_t *w = calloc(1, sizeof *w);
+  w->s = s;
+  napi_create_reference(env, cb, 1, &w->cb);
+  return w;
+}
+
+static void queue_work(napi_env env, work_t *w, napi_async_execute_callback exec, const char *what) {
+  napi_value name;
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, exec, work_done, w, &w->w);
+  atomic_fetch_add(&w->s->works, 1);
+  napi_queue_async_work(env, w->w);
+}
+
+/* notifyInval(s, inos: number[], names: (Buffer|null)[], cb(failed)) — an entry (parent, name)
+ * where a name is given, else the inode (its attributes, data and cached listing). */
+static napi_value js_notify(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  uint32_t n = 0;
+  NAPI(napi_get_array_length(env, argv[1], &n));
+  work_t *w = new_work(env, s, argv[3]);
+  w->items = calloc(n ? n : 1, sizeof(inval_t));
+  w->n = n;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e, nm;
+    napi_get_element(env, argv[1], k, &e);
+    w->items[k].ino = (uint64_t)num(env, e);
+    napi_get_element(env, argv[2], k, &nm);
+    bool isbuf = false;
+    napi_is_buffer(env, nm, &isbuf);
+    if (isbuf) {
+      void *d; size_t l;
+      napi_get_buffer_info(env, nm, &d, &l);
+      w->items[k].name = malloc(l + 1);
+      memcpy(w->items[k].name, d, l);
+      w->items[k].name[l] = 0;
+      w->items[k].len = l;
+    }
+  }
+  queue_work(env, w, inval_exec, "miqfuse.notify");
+  return NULL;
+}
+
+static void umount_exec(napi_env env, void *data) {
+  (void)env;
+  work_t *w = data;
+  for (size_t k = 0; k < w->npaths; k++) {
+    if (umount2(w->paths[k], MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+      w->failed++;
+      snprintf(w->err, sizeof w->err, "%s: %s", w->paths[k], strerror(errno));
+    }
+  }
+}
+
+/* detach(s, paths[], cb(failed, message)): lazy unmounts on the pool (the mount syscall on our
+ * own mount must not wait on the thread that answers it). */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  uint32_t n = 0;
+  NAPI(napi_get_array_length(env, argv[1], &n));
+  work_t *w = new_work(env, s, argv[2]);
+  w->paths = calloc(n ? n : 1, sizeof(char *));
+  w->npaths = n;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e;
+    char buf[4096];
+    size_t l;
+    napi_get_element(env, argv[1], k, &e);
+    napi_get_value_string_utf8(env, e, buf, sizeof buf, &l);
+    w->paths[k] = strdup(buf);
+  }
+  queue_work(env, w, umount_exec, "miqfuse.detach");
+  return NULL;
+}
+
+/* stop(s): ends the loop; the connection is aborted once it has. */
+static napi_value js_stop(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(1);
+  uint64_t one = 1;
+  if (write(s->evfd, &one, sizeof one) < 0) { /* a full counter is a stop already */ }
+  return NULL;
+}
+
+/* drop(s): answer every unanswered request (and every one still queued) with EIO. */
+static napi_value js_drop(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(1);
+  s->dropping = 1;
+  for (uint32_t i = 0; i < s->nslots; i++) {
+    if (s->slots[i]) {
+      fuse_reply_err(s->slots[i], EIO);
+      s->slots[i] = NULL;
+      s->free_list[s->nfree++] = i;
+      s->used--;
+    }
+  }
+  return NULL;
+}
+
+/* state(s) -> { ended, pending, counters..., maxWrite, want } */
+static napi_value js_state(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  session_t *s = NULL;
+  napi_get_value_external(env, argv[0], (void **)&s);
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_get_boolean(env, s->destroyed, &v); napi_set_named_property(env, o, "destroyed", v);
+  if (s->destroyed) return o;
+  napi_get_boolean(env, s->ended, &v); napi_set_named_property(env, o, "ended", v);
+  napi_create_int32(env, atomic_load(&s->queued) + (int)s->used + atomic_load(&s->works), &v); napi_set_named_property(env, o, "pending", v);
+  napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
+  napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
+  napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
+  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end" };
+  napi_value c;
+  napi_create_object(env, &c);
+  for (int k = 1; k < OP_COUNT; k++) {
+    napi_create_double(env, (double)atomic_load(&s->counts[k]), &v);
+    napi_set_named_property(env, c, names[k], v);
+  }
+  napi_set_named_property(env, o, "counts", c);
+  return o;
+}
+
+/* destroy(s) -> true when done; false while anything is pending or the loop still runs. */
+static napi_value js_destroy(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(1);
+  napi_value r;
+  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works)) {
+    napi_get_boolean(env, false, &r);
+    return r;
+  }
+  pthread_join(s->thread, NULL);
+  s->destroyed = 1;
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  close(s->evfd);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  free(s->slots); free(s->gens); free(s->free_list);
+  s->slots = NULL; s->gens = NULL; s->free_list = NULL;
+  /* The session struct itself stays (the external may still be referenced): a few bytes. */
+  napi_get_boolean(env, true, &r);
+  return r;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor d[] = {
+    { "mount", 0, js_mount, 0, 0, 0, napi_default, 0 },
+    { "replyErr", 0, js_reply_err, 0, 0, 0, napi_default, 0 },
+    { "replyEntry", 0, js_reply_entry, 0, 0, 0, napi_default, 0 },
+    { "replyAttr", 0, js_reply_attr, 0, 0, 0, napi_default, 0 },
+    { "replyBuf", 0, js_reply_buf, 0, 0, 0, napi_default, 0 },
+    { "replyReadlink", 0, js_reply_readlink, 0, 0, 0, napi_default, 0 },
+    { "replyXattr", 0, js_reply_xattr, 0, 0, 0, napi_default, 0 },
+    { "replyStatfs", 0, js_reply_statfs, 0, 0, 0, napi_default, 0 },
+    { "replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0 },
+    { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
+    { "detach", 0, js_detach, 0, 0, 0, napi_default, 0 },
+    { "stop", 0, js_stop, 0, 0, 0, napi_default, 0 },
+    { "drop", 0, js_drop, 0, 0, 0, napi_default, 0 },
+    { "state", 0, js_state, 0, 0, 0, napi_default, 0 },
+    { "destroy", 0, js_destroy, 0, 0, 0, napi_default, 0 },
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

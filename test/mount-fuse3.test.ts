@@ -1,0 +1,122 @@
+/**
+ * The libfuse 3 addon on its own (native/miqfuse.c): a hand-served two-node tree mounted for
+ * real, read through the kernel in child processes, invalidated, and unmounted while a shell
+ * still sits inside. Skipped where the addon is not built (fuse-native is then the backend).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { OP } from '../fs/inodes.js';
+import { fuse3Mount, loadFuse3, type Fuse3Mount } from '../mount/fuse3.js';
+import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
+
+const native = loadFuse3().native;
+const S_IFDIR = 0o040000, S_IFREG = 0o100000;
+
+describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFuse3().error}` }, () => {
+  let base: string, mnt: string, m: Fuse3Mount | undefined;
+  // ino 2 = "hello" (its content switchable), ino 3 = "big" (1.5 MiB).
+  let content = Buffer.from('hi\n');
+  const big = Buffer.alloc(1536 * 1024, 7);
+  const reads: number[] = [];
+  let doubleReply = '';
+  before(async () => {
+    base = await tmp();
+    mnt = join(base, 'mnt');
+    await mkdir(mnt);
+    const r = () => m!.replier;
+    const files: Record<string, { ino: number; data: () => Buffer }> = { hello: { ino: 2, data: () => content }, big: { ino: 3, data: () => big } };
+    const byIno = new Map(Object.values(files).map((f) => [f.ino, f]));
+    let early: [number, number, number, unknown, unknown][] = [];
+    const handler = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
+      if (!m) return void early.push([op, slot, ino, a, b]);
+      if (op === OP.LOOKUP) {
+        const f = ino === 1 ? files[a as string] : undefined;
+        if (!f) return void r().replyErr(slot, 2);
+        r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data().length, 86400, 86400);
+        return;
+      }
+      if (op === OP.GETATTR) {
+        if (ino === 1) return void r().replyAttr(slot, 1, S_IFDIR | 0o555, 0, 86400);
+        const f = byIno.get(ino);
+        return void (f ? r().replyAttr(slot, ino, S_IFREG | 0o444, f.data().length, 86400) : r().replyErr(slot, 2));
+      }
+      if (op === OP.READ) {
+        reads.push(a as number);
+        const d = byIno.get(ino)!.data().subarray(b as number, (b as number) + (a as number));
+        // Asynchronous on purpose: replies come later, from the event loop.
+        setImmediate(() => {
+          r().replyBuf(slot, d, d.length);
+          try {
+            r().replyErr(slot, 5);
+          } catch (e) {
+            doubleReply = (e as Error).message;
+          }
+        });
+        return;
+      }
+      if (op === OP.READDIRPLUS || op === OP.READDIR) {
+        const names = Object.keys(files).slice(b as number);
+        const parts = names.map((n) => {
+          const rec = Buffer.alloc((24 + n.length + 7) & ~7);
+          rec.writeDoubleLE(files[n]!.ino, 0);
+          rec.writeDoubleLE(files[n]!.data().length, 8);
+          rec.writeUInt32LE(S_IFREG | 0o444, 16);
+          rec.writeUInt32LE(n.length, 20);
+          rec.write(n, 24, 'latin1');
+          return rec;
+        });
+        r().replyDir(slot, op === OP.READDIRPLUS, a as number, Buffer.concat(parts), parts.length, b as number, 86400, 86400);
+        return;
+      }
+      if (op === OP.FORGET || op === OP.END) return;
+      r().replyErr(slot, 38);
+    };
+    m = await fuse3Mount(native!, mnt, handler, { fsname: 'miqtest', allowOther: false, graceMs: 500 });
+    for (const e of early) handler(...e);
+    early = [];
+  });
+  after(async () => {
+    await m?.unmount().catch(() => {});
+    await cleanup(base);
+  });
+
+  it('serves through the kernel; a warm re-read never reaches us; 1 MiB reads', async () => {
+    const r = await sh(`ls ${mnt}; cat ${mnt}/hello; cmp ${mnt}/big <(head -c ${big.length} /dev/zero | tr '\\0' '\\7') && echo same`);
+    assert.equal(r.stdout, 'big\nhello\nhi\nsame\n', r.stderr);
+    assert.ok(Math.max(...reads) > 128 * 1024, `largest READ ${Math.max(...reads)} bytes`);
+    assert.match(doubleReply, /already answered/);
+    const n = m!.state().counts!.read!;
+    const again = await sh(`cat ${mnt}/hello ${mnt}/big | wc -c`);
+    assert.equal(again.stdout.trim(), String(3 + big.length));
+    assert.equal(m!.state().counts!.read, n, 'warm: served from the page cache');
+    const st = m!.state();
+    assert.equal(st.maxWrite, 1 << 20);
+  });
+
+  it('an invalidated node is read again (and only then)', async () => {
+    content = Buffer.from('ho\n');
+    const st0 = m!.state();
+    assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'hi\n', `cached until invalidated: ${JSON.stringify(st0)} -> ${JSON.stringify(m!.state())}`);
+    await m!.invalidate([2], [null]);
+    assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'ho\n');
+  });
+
+  it('unmounts within the grace period while a shell sits inside; nothing left mounted', async () => {
+    const shell = spawn('/bin/sh', ['-c', `cd ${mnt} && exec sleep 30`], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 200));
+    try {
+      const t0 = Date.now();
+      await m!.unmount();
+      const ms = Date.now() - t0;
+      assert.ok(ms < 3000, `unmount took ${ms} ms`);
+      assert.equal((await sh(`grep -c ' ${mnt} ' /proc/mounts`)).stdout.trim(), '0');
+      assert.equal(m!.state().destroyed, true);
+    } finally {
+      shell.kill('SIGKILL');
+      await waitExit(shell);
+    }
+  });
+});
