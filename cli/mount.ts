@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { startMount, untilSignal } from '../mount/daemon.js';
+import { chooseBackend, startMount, untilSignal } from '../mount/daemon.js';
 import { prepareMountpoint } from '../mount/mountinfo.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/api.js';
@@ -26,6 +26,15 @@ On a real system, mount once at /miq and bind the views into place:
   # or in /etc/fstab, after the miq service has started:
   #   /miq/usr  /usr  none  bind,x-systemd.requires=miq.service  0 0
 Store paths then live at /miq/store/<name>-<hash>.
+As a service: contrib/miq.service (systemd; SIGTERM unmounts and exits 0). From /etc/fstab:
+  ln -s /opt/miq/bin/mount.fuse.miq /sbin/mount.fuse.miq
+  /var/lib/miq  /miq  fuse.miq  profile=system  0 0      # then: mount /miq
+SIGINT/SIGTERM (or \`umount DIR\`) ends the mount: it is detached at once; programs still inside
+(open files, a shell's cwd) are served for MIQ_MOUNT_GRACE_MS (default 2000), then get errors.
+
+Backends: fuse3 (default: miq's libfuse 3 addon, built by npm ci; the kernel caches everything
+immutable, a switch drops only the names that changed) or fuse-native (libfuse 2, the fallback
+used automatically when the addon is not built; MIQ_FUSE_BACKEND or --backend picks one).
 
 Lazily, from a remote that \`miq push\` wrote (any static HTTP server), with an empty store:
   miq mount /miq --remote https://cache.example/repo --trusted-key NAME:BASE64 [--cache-size 2G]
@@ -45,6 +54,7 @@ export function register(program: Command): void {
     .option('--cache-size <size>', 'decompressed-chunk cache, e.g. 512M or 2G; a bare number is MiB (with --remote: the disk cache of remote chunks; default 1G)', '128')
     .option('--json', 'print one JSON status line once mounted')
     .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
+    .option('--backend <name>', 'fuse3 (default when built) or fuse-native (libfuse 2)')
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
     .option('--trusted-key <key>', 'with --remote: NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--pull-interval <seconds>', "with --remote: pull the remote's pointer of --profile this often")
@@ -52,11 +62,12 @@ export function register(program: Command): void {
     .option('--no-hints', "with --remote: ignore the remote's prefetch list for the profile")
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)
-    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean } & LazyOptions, cmd: Command) => {
+    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean; backend?: string } & LazyOptions, cmd: Command) => {
       // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
       const cacheBytes = parseSize(o.cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
       if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
+      const { backend } = chooseBackend(o.backend);
       const pre = await prepareMountpoint(resolve(dir));
       let store: Store = await openStore(storeDir(globals(cmd)));
       if (!o.remote) {
@@ -78,7 +89,7 @@ export function register(program: Command): void {
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse });
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend });
         lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];
@@ -89,7 +100,7 @@ export function register(program: Command): void {
         }
         const sig = await untilSignal(h);
         await lazy?.stop();
-        if (!o.json) process.stderr.write(`miq: ${sig}: unmounted ${s.dir}\n`);
+        if (!o.json) process.stderr.write(sig === 'umount' ? `miq: ${s.dir} was unmounted; stopping\n` : `miq: ${sig}: unmounted ${s.dir}\n`);
       } finally {
         await store.close();
       }

@@ -83,6 +83,8 @@ export interface MountHandle {
   refresh(): Promise<void>;
   /** Unmounts everything and stops the control socket; idempotent. The store stays open. */
   close(): Promise<void>;
+  /** Resolves when the mount went away without close() (someone ran `umount DIR`). */
+  readonly lost?: Promise<void>;
 }
 
 /**
@@ -304,6 +306,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     cleared: x.cleared,
     status,
     refresh,
+    lost: mount.ended.then(() => (closing ? new Promise<void>(() => {}) : undefined)),
     close() {
       closing ??= (async () => {
         await control?.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
@@ -314,15 +317,17 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   };
 }
 
-/** Runs until SIGINT or SIGTERM, then unmounts cleanly. Resolves with the signal's name. */
-export function untilSignal(h: MountHandle): Promise<NodeJS.Signals> {
+/** Runs until SIGINT or SIGTERM (or until the mount is unmounted from outside), then unmounts
+ * cleanly. Resolves with the signal's name ('umount' for an outside unmount). */
+export function untilSignal(h: MountHandle): Promise<NodeJS.Signals | 'umount'> {
   return new Promise((resolveSig) => {
-    const on = (sig: NodeJS.Signals): void => {
+    const on = (sig: NodeJS.Signals | 'umount'): void => {
       process.off('SIGINT', on);
       process.off('SIGTERM', on);
       void h.close().then(() => resolveSig(sig), () => resolveSig(sig));
     };
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
+    void h.lost?.then(() => on('umount'));
   });
 }

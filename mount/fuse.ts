@@ -10,7 +10,29 @@ import { MiqError } from '../store/errors.js';
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-const FuseNative = require('fuse-native') as FuseClass;
+const FuseNative = require('fuse-native') as FuseClass & { unmount(mnt: string, cb: (err: Error | null) => void): void };
+
+/**
+ * fuse-native unmounts with `exec('fusermount -uz …')` and waits for that shell's exit. In one
+ * of four CI runs the exit never came (a zombie `sh`, never reaped: the callback, and with it
+ * the test's `after` hook and `miq mount`'s SIGTERM path, waited forever). Here the unmount is
+ * our own `umount -l`, and the wait for it is bounded: after 3 s the mount table decides.
+ */
+FuseNative.unmount = (mnt: string, cb: (err: Error | null) => void): void => {
+  void (async () => {
+    const { run } = await import('./mountinfo.js');
+    const gone = async (): Promise<boolean> => !(await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === mnt);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([
+      run('umount', ['-l', mnt]),
+      new Promise<{ code: number; stderr: string }>((res) => (timer = setTimeout(() => res({ code: -1, stderr: 'umount did not return within 3 s' }), 3000))),
+    ]);
+    clearTimeout(timer);
+    if (r.code === 0 || (await gone())) return cb(null);
+    const f = await run('fusermount', ['-uz', mnt]);
+    cb(f.code === 0 || (await gone()) ? null : new Error(r.stderr.trim() || f.stderr.trim()));
+  })().catch((e: Error) => cb(e));
+};
 
 interface FuseInstance {
   mount(cb: (err: Error | null) => void): void;
@@ -104,6 +126,8 @@ export async function fuseMount(mountpoint: string, ops: Record<string, unknown>
   const f = new FuseNative(mountpoint, ops, {
     fsname: o.fsname, kernelCache: o.kernelCache, entryTimeout: o.entryTimeout || undefined, attrTimeout: o.attrTimeout || undefined,
     allowOther: o.allowOther, debug: o.debug ?? false,
+    // The kernel checks modes itself: `test -x` of a file without an exec bit is false.
+    defaultPermissions: true,
   });
   // Same protocol as fuse-native's handlers, with the stat encoding cached (see statArray).
   f._op_getattr = function (signal, path) {

@@ -71,6 +71,9 @@ export interface Fuse3Mount {
   /** Drops cached entries (ino + name) or nodes (ino + null), off the JS thread. */
   invalidate(inos: number[], names: (Buffer | null)[]): Promise<number>;
   state(): NativeState;
+  /** Resolves when the connection has ended: after unmount(), or when someone else unmounted
+   * it (`umount DIR`) or aborted it. */
+  readonly ended: Promise<void>;
   /** Detaches every mount of this filesystem (binds too), serves what is still inside for the
    * grace period, aborts the connection, then waits until no request is unanswered. */
   unmount(): Promise<void>;
@@ -106,8 +109,14 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   const args = ['-o', opts.join(',')];
   if (o.debug) args.push('-d');
   let s: NativeSession;
+  let endNow!: () => void;
+  const ended = new Promise<void>((r) => (endNow = r));
+  const OP_END = 11;
   try {
-    s = native.mount(mountpoint, args, handler);
+    s = native.mount(mountpoint, args, (op, slot, ino, a, b) => {
+      if (op === OP_END) endNow();
+      handler(op, slot, ino, a, b);
+    });
   } catch (e) {
     throw new MiqError('MIQ_IO', `cannot mount ${mountpoint} with libfuse 3: ${(e as Error).message}`, { cause: e });
   }
@@ -132,6 +141,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replier,
     invalidate: (inos, names) => (inos.length === 0 || native.state(s).destroyed ? Promise.resolve(0) : new Promise((r) => native.notifyInval(s, inos, names, r))),
     state: () => native.state(s),
+    ended,
     unmount() {
       unmounting ??= (async () => {
         if (native.state(s).destroyed) return;

@@ -73,6 +73,15 @@ describe('miq mount (real FUSE)', () => {
     assert.equal(r.stdout, `555 0 ${'#!/bin/sh\necho hello 1\n'.length} 1 bin/hello\n444 0 9 1 share/doc/README\n444 0 ${3 * 1024 * 1024 + 12345} 1 share/big.bin\n555 0 4096 1 share\n`);
   });
 
+  it('permissions: the kernel checks the mode bits (test -x false without an exec bit), writes are EROFS', async () => {
+    const p = `${mnt}/store/${A}`;
+    const r = await sh(`for f in ${p}/share/doc/README ${p}/bin/hello ${mnt}/usr/share/doc/README ${mnt}/usr/bin/hello; do if test -x $f; then echo x; else echo -; fi; done; test -w ${p}/bin/hello && echo w || echo -; test -r ${p}/share/doc/README && echo r`);
+    assert.equal(r.stdout, '-\nx\n-\nx\n-\nr\n', r.stderr);
+    // As a user other than root: readable (allow_other), not executable unless the mode says so.
+    const u = await sh(`chmod 711 ${base} && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'test -x ${p}/share/doc/README && echo x || echo -; test -x ${p}/bin/hello && echo x; cat ${p}/share/doc/README'`);
+    assert.equal(u.stdout, '-\nx\nreadme 1\n', u.stderr);
+  });
+
   it('reads at any offset, and mmap: a dynamically linked program runs from the mount', async () => {
     const f = `${mnt}/store/${A}/share/big.bin`;
     for (const off of [0, 1, 65535, 65536, 1_000_001, 3 * 1024 * 1024 + 12000]) {

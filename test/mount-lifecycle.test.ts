@@ -1,0 +1,122 @@
+/**
+ * The life of `miq mount` as a process: SIGTERM ends it within 5 s with exit 0 whatever still
+ * holds the mount (a file held open, a shell's cwd inside, a bind of usr), and nothing is left in
+ * /proc/mounts; an outside `umount DIR` ends it too; `mount -t fuse.miq` (an fstab line) starts it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chooseBackend } from '../mount/daemon.js';
+import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
+import { json, miqAsync, spawnMiq } from './helpers/cli.js';
+
+const TRIALS = Number(process.env.MIQ_SIGTERM_TRIALS ?? 10);
+
+let base: string, mnt: string, S: string[], p: string;
+const children: ChildProcess[] = [];
+
+const mounted = async (dir: string): Promise<number> => (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir)).length;
+
+async function start(extra: string[] = []): Promise<ChildProcess> {
+  const c = spawnMiq([...S, 'mount', mnt, '--json', ...extra]);
+  children.push(c);
+  let out = '', err = '';
+  c.stderr!.on('data', (d) => (err += d));
+  await new Promise<void>((res, rej) => {
+    c.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) res();
+    });
+    c.on('exit', (code) => rej(new Error(`miq mount exited ${code}: ${err}`)));
+  });
+  return c;
+}
+
+// fuse-native (the fallback) has no teardown of its own to speak of: it unmounts with fusermount
+// and cannot see binds made by others; these guarantees are the fuse3 backend's.
+const fuse3 = chooseBackend().backend === 'fuse3';
+
+describe('miq mount lifecycle', { skip: !fuse3 && 'the fuse-native backend is in use' }, () => {
+  before(async () => {
+    base = await tmp('miq-life-');
+    await fixtureTree(join(base, 'src'), 4);
+    S = ['--store', join(base, 'store')];
+    const ing = await miqAsync([...S, 'ingest', join(base, 'src'), '--name', 'life', '--json']);
+    assert.equal(ing.code, 0, ing.stderr);
+    p = json<{ path: string }>(ing).path;
+    await miqAsync([...S, 'profile', 'switch', 'system', p]);
+    mnt = join(base, 'mnt');
+    await mkdir(mnt);
+    await mkdir(join(base, 'bind'));
+  });
+  after(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await cleanup(base);
+  });
+
+  it(`SIGTERM ${TRIALS} times with a file held open, a shell inside and a bind of usr: exit 0 within 5 s, no mount left`, async () => {
+    const times: number[] = [];
+    for (let i = 0; i < TRIALS; i++) {
+      const c = await start();
+      // A reader holding a file open, a shell whose cwd is inside, and (every other time) a
+      // bind of DIR/usr made by someone else.
+      const holder = spawn('/bin/bash', ['-c', `exec 3<${mnt}/store/${p}/share/big.bin; cd ${mnt}/usr/share/doc && sleep 60`], { stdio: 'ignore' });
+      children.push(holder);
+      if (i % 2 === 1) assert.equal((await sh(`mount --bind ${mnt}/usr ${base}/bind`)).code, 0);
+      assert.equal((await sh(`cat ${mnt}/usr/share/doc/README`)).stdout, 'readme 4\n');
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      c.kill('SIGTERM');
+      const code = await Promise.race([waitExit(c), new Promise<string>((r) => setTimeout(() => r('hung'), 10_000))]);
+      const ms = Date.now() - t0;
+      holder.kill('SIGKILL');
+      await waitExit(holder);
+      if (code === 'hung') c.kill('SIGKILL');
+      times.push(ms);
+      assert.equal(code, 0, `trial ${i}: exit ${code}`);
+      assert.ok(ms < 5000, `trial ${i}: ${ms} ms`);
+      assert.equal(await mounted(base), 0, `trial ${i}: mounts left: ${await readFile('/proc/mounts', 'utf8')}`);
+    }
+    console.log(`mount-lifecycle: SIGTERM exit ms ${JSON.stringify(times)}`);
+  });
+
+  it('`umount DIR` from outside ends miq mount with exit 0', async () => {
+    const c = await start();
+    assert.equal((await sh(`umount ${mnt}`)).code, 0);
+    const code = await Promise.race([waitExit(c), new Promise<string>((r) => setTimeout(() => r('hung'), 10_000))]);
+    assert.equal(code, 0);
+    assert.equal(await mounted(base), 0);
+  });
+
+  it('mount -t fuse.miq from an fstab line (bin/mount.fuse.miq), SIGTERM ends it', async () => {
+    const helper = '/sbin/mount.fuse.miq';
+    const fstab = join(base, 'fstab');
+    await writeFile(fstab, `${join(base, 'store')} ${mnt} fuse.miq profile=system,nofail 0 0\n`);
+    let installed = false;
+    try {
+      // mount(8) finds helpers only in /sbin; a test-owned link, removed below.
+      await symlink(resolve('bin/mount.fuse.miq'), helper).then(() => (installed = true), (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+      const r = await sh(`mount --fstab ${fstab} ${mnt}`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await sh(`cat ${mnt}/usr/share/doc/README ${mnt}/store/${p}/share/doc/README`)).stdout, 'readme 4\nreadme 4\n');
+      assert.match((await readFile('/proc/mounts', 'utf8')), new RegExp(` ${mnt} fuse`));
+      const pid = (await sh(`pgrep -f -- 'mount ${mnt} --json'`)).stdout.trim().split(/\s+/).pop();
+      assert.ok(pid && /^\d+$/.test(pid), `miq process found: ${pid}`);
+      process.kill(Number(pid), 'SIGTERM');
+      for (const end = Date.now() + 5000; (await mounted(base)) > 0 && Date.now() < end;) await new Promise((res) => setTimeout(res, 50));
+      assert.equal(await mounted(base), 0);
+      // A wrong store is miq's own error, and mount(8) fails.
+      await writeFile(fstab, `${join(base, 'nosuch')} ${mnt} fuse.miq profile=nope/x 0 0\n`);
+      const bad = await sh(`LC_ALL=C mount --fstab ${fstab} ${mnt}`);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /miq: /);
+      assert.equal(await mounted(base), 0);
+    } finally {
+      if (installed) await unlink(helper).catch(() => {});
+    }
+  });
+});
