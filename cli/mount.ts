@@ -58,11 +58,12 @@ export function register(program: Command): void {
     .option('--remote <url>', 'lazy: store paths, trees and chunks come from this remote on first use (the local store may be empty)')
     .option('--trusted-key <key>', 'with --remote: NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--pull-interval <seconds>', "with --remote: pull the remote's pointer of --profile this often")
+    .option('--users <names>', 'comma-separated users who may use the store through a socket of their own (<store>/users/NAME/miq.sock): their own profiles (--user), ingests, pins')
     .option('--proxy <url>', 'with --remote: fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
     .option('--no-hints', "with --remote: ignore the remote's prefetch list for the profile")
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .addHelpText('after', HELP)
-    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean; backend?: string } & LazyOptions, cmd: Command) => {
+    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean; backend?: string; users?: string } & LazyOptions, cmd: Command) => {
       // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
       const cacheBytes = parseSize(o.cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
       if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
@@ -89,7 +90,7 @@ export function register(program: Command): void {
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend });
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend, users: o.users ? o.users.split(',').map((u) => u.trim()).filter(Boolean) : [] });
         lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];

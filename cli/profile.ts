@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { userInfo } from 'node:os';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { controlOf, withStore } from '../mount/client.js';
@@ -157,4 +158,15 @@ export function register(program: Command): void {
       for (const p of r.removed) process.stdout.write(`- ${p}\n`);
       for (const c of r.changed) process.stdout.write(`~ ${c.name}: ${c.from} -> ${c.to}\n`);
     });
+
+  // --user: the calling user's own profile NAME, i.e. per-user/<user>/NAME (store/profiles.ts).
+  for (const c of prof.commands) {
+    if (c.name() === 'list') continue;
+    c.option('--user', "act on the calling user's own profile (per-user/USER/NAME)");
+    c.hook('preAction', (_t, action) => {
+      if (!action.opts().user) return;
+      if (action.name() === 'pull') throw new MiqError('MIQ_BAD_INPUT', 'not supported yet: miq profile pull --user (pull into a shared profile as root)');
+      action.processedArgs[0] = P.userProfile(userInfo().username, String(action.processedArgs[0]));
+    });
+  }
 }

@@ -6,6 +6,7 @@
  *   main mount:     /store/<name>-<hash>/…   every store path
  *                   /profiles/<name>/<N>/…   each generation's merged tree
  *                   /profiles/<name>/current a symlink to "<N>"
+ *                   /profiles/per-user/<user>/<name>/…   a user's own profiles, laid out the same
  *                   /usr                     an empty directory: the pointer view is bound here
  *   pointer mount:  /…                       the current generation of one profile
  */
@@ -114,25 +115,18 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
       }
       if (top === 'profiles') {
         if (a === undefined) return { type: 'dir', size: 0 };
-        const gens = await profiles.generations(a);
-        if (gens.length === 0) return undefined;
-        if (b === undefined) return { type: 'dir', size: 0 };
-        if (b === 'current') {
-          const cur = await profiles.current(a);
-          if (cur === undefined) return undefined;
-          if (rest.length) throw new FsError('ENOTDIR');
-          return { type: 'symlink', target: Buffer.from(String(cur)) };
+        if (a === PER_USER) {
+          // per-user/<user>/<name>/… is laid out as a shared profile is, one level deeper.
+          const users = perUser(await profiles.profiles());
+          if (b === undefined) return users.size ? { type: 'dir', size: 0 } : undefined;
+          const names = users.get(b);
+          if (!names) return undefined;
+          const [n, c, ...more] = rest;
+          if (n === undefined) return { type: 'dir', size: 0 };
+          if (!names.includes(n)) return undefined;
+          return profileNode(`${PER_USER}/${b}/${n}`, c, more);
         }
-        if (!/^[1-9][0-9]*$/.test(b)) return undefined;
-        const g = await profiles.generation(a, Number(b));
-        if (!g) return undefined;
-        let size = rootSizes.get(g.tree);
-        if (size === undefined) {
-          const t = await trees.get(g.tree);
-          size = t.tree.entries.reduce((s, e) => s + (e.kind === 'symlink' ? 0 : e.size), 0);
-          rootSizes.set(g.tree, size);
-        }
-        return walk(trees, g.tree, size, rest, g.env);
+        return profileNode(a, b, rest);
       }
       return undefined;
     },
@@ -141,15 +135,62 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
       if (node.names || node.tree) return listTree(trees, node);
       const parts = splitPath(path);
       if (parts.length === 1 && parts[0] === 'store') return { names: (await reader.listStorePaths()).map((r) => r.path).sort() };
-      if (parts.length === 1 && parts[0] === 'profiles') return { names: await profiles.profiles() };
-      if (parts.length === 2 && parts[0] === 'profiles') {
-        const gens = await profiles.generations(parts[1]!);
-        const cur = await profiles.current(parts[1]!);
-        return { names: [...(cur !== undefined ? ['current'] : []), ...gens.map(String)] };
+      if (parts[0] === 'profiles' && parts[1] === PER_USER && parts.length <= 4) {
+        const users = perUser(await profiles.profiles());
+        if (parts.length === 2) return { names: [...users.keys()].sort() };
+        if (parts.length === 3) return { names: [...(users.get(parts[2]!) ?? [])].sort() };
+        return generationNames(`${PER_USER}/${parts[2]}/${parts[3]}`);
       }
+      if (parts.length === 1 && parts[0] === 'profiles') {
+        const all = await profiles.profiles();
+        const shared = all.filter((p) => !p.includes('/'));
+        return { names: all.length > shared.length ? [...shared, PER_USER] : shared };
+      }
+      if (parts.length === 2 && parts[0] === 'profiles') return generationNames(parts[1]!);
       return { names: [] };
     },
   };
+
+  async function generationNames(profile: string): Promise<Listing> {
+    const gens = await profiles.generations(profile);
+    const cur = await profiles.current(profile);
+    return { names: [...(cur !== undefined ? ['current'] : []), ...gens.map(String)] };
+  }
+
+  async function profileNode(a: string, b: string | undefined, rest: string[]): Promise<Node | undefined> {
+    const gens = await profiles.generations(a);
+    if (gens.length === 0) return undefined;
+    if (b === undefined) return { type: 'dir', size: 0 };
+    if (b === 'current') {
+      const cur = await profiles.current(a);
+      if (cur === undefined) return undefined;
+      if (rest.length) throw new FsError('ENOTDIR');
+      return { type: 'symlink', target: Buffer.from(String(cur)) };
+    }
+    if (!/^[1-9][0-9]*$/.test(b)) return undefined;
+    const g = await profiles.generation(a, Number(b));
+    if (!g) return undefined;
+    let size = rootSizes.get(g.tree);
+    if (size === undefined) {
+      const t = await trees.get(g.tree);
+      size = t.tree.entries.reduce((s, e) => s + (e.kind === 'symlink' ? 0 : e.size), 0);
+      rootSizes.set(g.tree, size);
+    }
+    return walk(trees, g.tree, size, rest, g.env);
+  }
+}
+
+const PER_USER = 'per-user';
+
+/** user → their profile names, from the full profile names (`per-user/<user>/<name>`). */
+function perUser(names: readonly string[]): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const p of names) {
+    const [top, user, name] = p.split('/');
+    if (top !== PER_USER || !user || !name) continue;
+    m.set(user, [...(m.get(user) ?? []), name]);
+  }
+  return m;
 }
 
 /** The pointer view: whatever tree `root()` names right now (the current generation). */

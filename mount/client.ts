@@ -6,6 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { stat } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { maintenanceOf, type ChunkSource, type IngestOptions, type IngestResult, type PruneStore, type Store } from '../store/api.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
@@ -36,8 +38,20 @@ export async function probeSocket(path: string): Promise<boolean> {
   return s !== undefined;
 }
 
+/** A non-root user's own socket (mount/users.ts), tried before the store's: whatever arrives on
+ * it is that user's, and the server allows accordingly. */
+function userSocket(storeDir: string): string | undefined {
+  if (process.getuid?.() === 0) return undefined;
+  try {
+    return join(storeDir, 'users', userInfo().username, SOCKET_NAME);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function connectControl(storeDir: string): Promise<ControlClient | undefined> {
-  const sock = await dial(socketPath(storeDir));
+  const mine = userSocket(storeDir);
+  const sock = (mine ? await dial(mine) : undefined) ?? await dial(socketPath(storeDir));
   if (!sock) return undefined;
   let next = 1;
   const waiting = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void; onEvent?: (e: unknown) => void }>();
@@ -132,6 +146,13 @@ export async function withStore<T>(dir: string, fn: (store: Store) => Promise<T>
       return await fn(remoteStore(client, dir));
     } finally {
       client.close();
+    }
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0) {
+    const owner = await stat(dir).then((s) => s.uid, () => undefined);
+    if (owner !== undefined && owner !== uid) {
+      throw new MiqError('MIQ_PERMISSION', `the store at ${dir} belongs to another user and no mount serves you a socket (${join(dir, 'users', userInfo().username, SOCKET_NAME)}); ask its owner to run \`miq mount DIR --users ${userInfo().username}\`, or use a store of your own (--store)`);
     }
   }
   const store = await openStore(dir);

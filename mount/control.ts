@@ -5,7 +5,7 @@
  * goes away, so a switch is never left half done.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { chmod, unlink } from 'node:fs/promises';
+import { chmod, chown, rename, unlink } from 'node:fs/promises';
 import { MiqError } from '../store/errors.js';
 import { line, lineReader, type Request } from './protocol.js';
 import { probeSocket } from './client.js';
@@ -18,7 +18,9 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-export async function listenControl(path: string, ops: Record<string, ControlOp>, log: (l: string) => void): Promise<ControlServer> {
+/** `owner`/`publishAt` (a user's socket, mount/users.ts): bind at `path` in a root-only directory,
+ * give the socket to `owner` there, then rename it to `publishAt`. */
+export async function listenControl(path: string, ops: Record<string, ControlOp>, log: (l: string) => void, opts: { owner?: { uid: number; gid: number }; publishAt?: string } = {}): Promise<ControlServer> {
   // A socket file nobody answers on is what a killed server leaves; a live one is another owner.
   if (await probeSocket(path)) throw new MiqError('MIQ_STORE_LOCKED', `another miq process is serving this store (${path} answers); stop it first`);
   await unlink(path).catch(() => {});
@@ -57,16 +59,22 @@ export async function listenControl(path: string, ops: Record<string, ControlOp>
     process.umask(old);
   }
   await chmod(path, 0o600);
+  let served = path;
+  if (opts.owner && opts.publishAt) {
+    await chown(path, opts.owner.uid, opts.owner.gid);
+    await rename(path, opts.publishAt);
+    served = opts.publishAt;
+  }
   let closing: Promise<void> | undefined;
   return {
-    path,
+    path: served,
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((r) => server.close(() => r()));
         await Promise.allSettled([...running]);
         for (const c of conns) c.destroy();
         await closed;
-        await unlink(path).catch(() => {});
+        await unlink(served).catch(() => {});
       })();
       return closing;
     },

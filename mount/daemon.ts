@@ -30,6 +30,7 @@ import { mainView, pointerView, type ProfileSource } from '../fs/views.js';
 import { socketPath } from './client.js';
 import { controlOps } from './control-ops.js';
 import { listenControl, type ControlServer } from './control.js';
+import { listenUserSockets } from './users.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from './fuse3.js';
 import { Inodes } from '../fs/inodes.js';
@@ -49,6 +50,8 @@ export interface MountOptions {
    * names) or 'fuse-native' (libfuse 2: a second direct_io mount for usr). Default: fuse3 when
    * the addon loads, else fuse-native (MIQ_FUSE_BACKEND overrides). */
   backend?: Backend;
+  /** Users who get a control socket of their own (`<store>/users/<user>/miq.sock`, mount/users.ts). */
+  users?: readonly string[];
 }
 
 export type Backend = 'fuse3' | 'fuse-native';
@@ -148,7 +151,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     pointer = await P.current(store, profile);
   };
 
-  if (backend === 'fuse3') return startFuse3(store, dir, profile, { trees, chunks, profiles, log, isRoot, cleared, debug: opts.debug, control: opts.control !== false, getPointer: () => pointer, setPointer: (p) => (pointer = p) });
+  if (backend === 'fuse3') return startFuse3(store, dir, profile, { trees, chunks, profiles, log, isRoot, cleared, debug: opts.debug, control: opts.control !== false, users: opts.users ?? [], getPointer: () => pointer, setPointer: (p) => (pointer = p) });
 
   const main = createOps({ view: mainView(store, profiles, trees, { usrMountpoint: true }), reader: store, chunks, log, immutable: true });
   const ptr = createOps({ view: pointerView(trees, () => (pointer ? { tree: pointer.tree, env: pointer.env } : undefined)), reader: store, chunks, log });
@@ -185,6 +188,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
       const ops = controlOps(store, { onProfileChange: refresh, status });
       control = await listenControl(socketPath(store.dir), ops, log);
       done.push(() => control!.close());
+      for (const s of await listenUserSockets(store, opts.users ?? [], ops, log)) done.push(() => s.close());
     }
   } catch (e) {
     await undo();
@@ -213,6 +217,7 @@ interface Fuse3Parts {
   cleared: string[];
   debug?: boolean;
   control: boolean;
+  users: readonly string[];
   getPointer(): P.GenerationRecord | undefined;
   setPointer(p: P.GenerationRecord | undefined): void;
 }
@@ -275,6 +280,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     return { dir, store: store.dir, profile, generation: p?.generation, tree: p?.tree, pid: process.pid, openHandles: 0, backend: 'fuse3' };
   };
   let control: ControlServer | undefined;
+  let userSockets: ControlServer[] = [];
   try {
     if (x.control) {
       const ops = controlOps(store, { onProfileChange: refresh, status });
@@ -295,8 +301,10 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
         };
       }
       control = await listenControl(socketPath(store.dir), ops, x.log);
+      userSockets = await listenUserSockets(store, x.users, ops, x.log);
     }
   } catch (e) {
+    await control?.close().catch(() => {});
     await mount.unmount().catch(() => {});
     throw e;
   }
@@ -310,6 +318,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     close() {
       closing ??= (async () => {
         await control?.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
+        for (const u of userSockets) await u.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
         await mount.unmount().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
       })();
       return closing;

@@ -16,7 +16,8 @@ export type MiqErrorCode =
   | 'MIQ_REMOTE'
   | 'MIQ_UNTRUSTED'
   | 'MIQ_TIMEOUT'
-  | 'MIQ_CLOSED';
+  | 'MIQ_CLOSED'
+  | 'MIQ_PERMISSION';
 
 export class MiqError extends Error {
   readonly code: MiqErrorCode;

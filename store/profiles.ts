@@ -9,6 +9,10 @@
  *   profiles/<name>/current             "<N>"  (the root pointer)
  *   profiles/<name>/last                "<N>"  (highest number ever used; numbers are never reused)
  *   gcroots/profile/<name>              JSON array of the env store paths of kept generations
+ *
+ * A user's own profiles are named `per-user/<user>/<name>` (so their keys sit under
+ * `profiles/per-user/<user>/<name>/…`); the serving process lets a user's socket change only
+ * names under that user's prefix. GC does not care whose a root is.
  */
 import type { Store } from './api.js';
 import { MiqError } from './errors.js';
@@ -49,8 +53,28 @@ const curKey = (p: string): string => `${PREFIX}${p}/current`;
 const lastKey = (p: string): string => `${PREFIX}${p}/last`;
 const rootKey = (p: string): string => `gcroots/profile/${p}`;
 
+export const PER_USER = 'per-user';
+
+/** The profile `name` of `user` (`miq profile … --user`). */
+export function userProfile(user: string, name: string): string {
+  return checkProfileName(`${PER_USER}/${user}/${name}`);
+}
+
+/** The user a per-user profile belongs to, or undefined for a shared (root's) profile. */
+export function profileOwner(name: string): string | undefined {
+  const parts = name.split('/');
+  return parts.length === 3 && parts[0] === PER_USER ? parts[1] : undefined;
+}
+
 export function checkProfileName(name: string): string {
   try {
+    const parts = name.split('/');
+    if (parts.length === 3 && parts[0] === PER_USER) {
+      checkPathName(parts[1]!);
+      checkPathName(parts[2]!);
+      return name;
+    }
+    if (name === PER_USER) throw new Error('reserved');
     return checkPathName(name);
   } catch {
     throw new MiqError('MIQ_BAD_INPUT', `profile name "${name}" is not allowed: use letters, digits and + . _ - (not starting with ".")`);
@@ -110,9 +134,10 @@ export async function listProfiles(store: Store): Promise<ProfileSummary[]> {
   const by = new Map<string, ProfileSummary>();
   for (const { key, value } of rows) {
     const rest = key.slice(PREFIX.length);
-    const slash = rest.indexOf('/');
-    const name = rest.slice(0, slash);
-    const what = rest.slice(slash + 1);
+    const parts = rest.split('/');
+    const n = parts[0] === PER_USER ? 3 : 1;
+    const name = parts.slice(0, n).join('/');
+    const what = parts.slice(n).join('/');
     const s = by.get(name) ?? { name, current: undefined, generations: 0 };
     if (what === 'current') s.current = Number(value.toString());
     else if (what.startsWith('gen/')) s.generations++;
