@@ -120,6 +120,8 @@ describe('per-user profiles over one store, with real users', () => {
     const rb = as(ALICE, ['profile', 'rollback', 'dev', '--user', '--json']);
     assert.equal(rb.code, 0, rb.stderr);
     assert.equal(json<{ generation: number }>(rb).generation, 1);
+    assert.equal((await shAs(ALICE, `readlink ${view}/current`)).stdout.trim(), '1', 'her current view follows the rollback');
+    assert.equal((await shAs(ALICE, `${view}/current/bin/hello`)).stdout, 'hello from alice v1\n');
 
     // bob: nothing of alice's, nothing of root's.
     const theirs = `per-user/${ALICE}/dev`;
