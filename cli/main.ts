@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
       if (json) process.stdout.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
       process.stderr.write(`miq: ${e.message}\n`);
       if (debug) process.stderr.write(`${e.stack}\n`);
-      return EXIT[e.code] ?? 1;
+      return e.details?.source === 'remote' ? 7 : EXIT[e.code] ?? 1;
     }
     const err = e as Error;
     process.stderr.write(`miq: internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}\n`);

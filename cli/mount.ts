@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { chooseBackend, startMount, untilSignal } from '../mount/daemon.js';
 import { prepareMountpoint } from '../mount/mountinfo.js';
@@ -67,6 +68,8 @@ export function register(program: Command): void {
       // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
       const cacheBytes = parseSize(o.cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
       if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
+      const rights = mountRightsProblem();
+      if (rights) throw noMountRights(resolve(dir), rights);
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const { backend } = chooseBackend(o.backend);
       const pre = await prepareMountpoint(resolve(dir));
@@ -90,7 +93,7 @@ export function register(program: Command): void {
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend, users: o.users ? o.users.split(',').map((u) => u.trim()).filter(Boolean) : [] });
+        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend, users: o.users ? o.users.split(',').map((u) => u.trim()).filter(Boolean) : [] }).catch((e: unknown) => { throw whyNoMount(dir, e); });
         lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];
@@ -106,4 +109,27 @@ export function register(program: Command): void {
         await store.close();
       }
     });
+}
+
+/** Why a user other than root cannot mount here, if a reason can be seen before trying (the FUSE
+ * library reports it only as "fuse failed", after printing its own line). */
+function mountRightsProblem(): string | undefined {
+  if (process.geteuid?.() === 0) return undefined;
+  try {
+    accessSync('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch {
+    return '/dev/fuse is not readable and writable by you';
+  }
+  const conf = (() => { try { return readFileSync('/etc/fuse.conf', 'utf8'); } catch { return ''; } })();
+  if (!/^\s*user_allow_other\b/m.test(conf)) return "miq serves the mount to every user (allow_other), which /etc/fuse.conf allows only root unless it has 'user_allow_other'";
+  return undefined;
+}
+
+function noMountRights(dir: string, why: string, cause?: unknown): MiqError {
+  return new MiqError('MIQ_IO', `permission denied: cannot mount ${dir} as uid ${process.geteuid?.()}: ${why}; run miq mount as root`, { cause, details: { path: dir, errno: 'EPERM' } });
+}
+
+function whyNoMount(dir: string, e: unknown): unknown {
+  if (e instanceof MiqError || process.geteuid?.() === 0) return e;
+  return noMountRights(dir, mountRightsProblem() ?? `the FUSE library said: ${(e as Error)?.message ?? String(e)}`, e);
 }

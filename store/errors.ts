@@ -44,6 +44,20 @@ export function isMiqError(e: unknown, code?: MiqErrorCode): e is MiqError {
   return e instanceof MiqError && (code === undefined || e.code === code);
 }
 
+/**
+ * Marks a fault in what a remote sent (bad JSON, a hash mismatch, an oversized body, a newer
+ * format) as the remote's. The code stays, so the FUSE errno table and retries treat it as they
+ * treat the same local fault; `details.source` is what lets the CLI exit 7 (remote) rather than 3
+ * (this store is damaged), which would send the user to repair a store that is fine.
+ */
+export function fromRemote(e: unknown): unknown {
+  if (!(e instanceof MiqError) || e.details?.source === 'remote') return e;
+  if (e.code !== 'MIQ_CORRUPT' && e.code !== 'MIQ_FORMAT' && e.code !== 'MIQ_MISSING') return e;
+  const m = new MiqError(e.code, e.message, { cause: e.cause, details: { ...e.details, source: 'remote' } });
+  m.stack = e.stack;
+  return m;
+}
+
 /** Turns a Node system error on a user-given path into a readable MiqError. */
 export function ioError(e: unknown, what: string, path: string): MiqError {
   const err = e as NodeJS.ErrnoException;

@@ -3,6 +3,7 @@
  * One process owns it (LevelDB's lock); while a mount serves it, other commands go through the
  * mount's control socket.
  */
+import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -124,7 +125,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       if (cause?.code === 'LEVEL_LOCKED') {
         throw new MiqError('MIQ_STORE_LOCKED', `the store at ${this.dir} is in use by another miq process (a running ingest, gc or mount); wait for it to finish, or stop it`, { cause: e });
       }
-      throw new MiqError('MIQ_IO', `cannot open the store database at ${join(this.dir, 'db')}: ${(e as Error).message}`, { cause: e });
+      throw dbOpenError(this.dir, e);
     }
     this.#db = db;
     const raw = await db.get(K_FORMAT);
@@ -426,5 +427,30 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     };
     return { packs: await sum(this.packDir), db: await sum(join(this.dir, 'db')) };
   }
+}
+
+/**
+ * Why LevelDB would not open, as the user can act on it. LevelDB reports file errors as text
+ * ("IO error: …/LOCK: Permission denied", "Corruption: …"), with no errno, so the text is all
+ * there is to go on.
+ */
+export function dbOpenError(dir: string, e: unknown): MiqError {
+  const db = join(dir, 'db');
+  const why = String((e as { cause?: { message?: string } }).cause?.message ?? (e as Error)?.message ?? e);
+  if (/permission denied/i.test(why)) {
+    let owner = '';
+    try {
+      const uid = statSync(db).uid;
+      if (uid !== process.geteuid?.()) owner = ` (it belongs to uid ${uid}${uid === 0 ? ', root' : ''}; you are uid ${process.geteuid?.()})`;
+    } catch { /* the message stands without the owner */ }
+    return new MiqError('MIQ_IO', `permission denied: cannot open the store at ${dir}${owner}; run miq as the store's owner, or use a store of your own (--store DIR or MIQ_HOME)`, { cause: e, details: { path: db, errno: 'EACCES' } });
+  }
+  if (/no space left/i.test(why)) {
+    return new MiqError('MIQ_IO', `no space left on the device of ${dir}: cannot open the store database; free space there (\`miq gc\` frees store space once it can run), then retry`, { cause: e, details: { path: db, errno: 'ENOSPC' } });
+  }
+  if (/^corruption/i.test(why)) {
+    return new MiqError('MIQ_CORRUPT', `the store database at ${db} is damaged (${why}); restore it from a backup or re-ingest into a new store`, { cause: e, details: { path: db } });
+  }
+  return new MiqError('MIQ_IO', `cannot open the store database at ${db}: ${why}`, { cause: e, details: { path: db } });
 }
 

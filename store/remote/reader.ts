@@ -5,7 +5,7 @@
  * documents and pointers against trusted keys (and pointers against rollback).
  */
 import type { ChunkSource, ObjectReader } from '../api.js';
-import { MiqError, isMiqError } from '../errors.js';
+import { MiqError, fromRemote, isMiqError } from '../errors.js';
 import { EMPTY_ID, type Id, idOf } from '../ids.js';
 import { decodeFileRecord, decodeTree, type FileRecord, type StorePathRecord, type Tree } from '../objects.js';
 import type { DiskCache } from './cache.js';
@@ -81,7 +81,27 @@ export interface ReaderParts {
 }
 
 export function remoteReader(p: ReaderParts): RemoteReader {
-  return new Reader(p);
+  return remoteFaults(new Reader(p));
+}
+
+/** Every error out of the reader (and its `chunks`) marked as the remote's (see fromRemote). */
+function remoteFaults<T extends object>(target: T): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const v = Reflect.get(t, prop, t) as unknown;
+      if (prop === 'chunks' && v && typeof v === 'object') return remoteFaults(v);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]): unknown => {
+        let r: unknown;
+        try {
+          r = (v as (...a: unknown[]) => unknown).apply(t, args);
+        } catch (e) {
+          throw fromRemote(e);
+        }
+        return r instanceof Promise ? r.catch((e: unknown) => { throw fromRemote(e); }) : r;
+      };
+    },
+  });
 }
 
 class Reader implements RemoteReader {
