@@ -27,7 +27,8 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./run.js'), ['run', 'shell']], // the first hour (issue 15)
   [() => import('./repo.js'), ['repo']],
   [() => import('./search.js'), ['search', 'show']],
-  [() => import('./resolve.js'), ['resolve']], // packages (issue 12)
+  [() => import('./resolve.js'), ['resolve']],
+  [() => import('./install.js'), ['install', 'remove', 'upgrade', 'why']], // packages (issue 12)
 ];
 
 /** The command a command line names: the first word that is not a global option. */
