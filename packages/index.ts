@@ -3,3 +3,4 @@ export * from './repo.js';
 export * from './query.js';
 export * from './resolve.js';
 export * from './universe.js';
+export * from './install.js';

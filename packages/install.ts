@@ -15,7 +15,9 @@ import * as P from '../store/profiles.js';
 import { installDeb, type UnpackedDeb } from './deb.js';
 import { explain, resolve, type Resolution } from './resolve.js';
 import { runTriggers, type TriggerResult } from './triggers.js';
-import { loadUniverse, readStoreFile, type Universe } from './universe.js';
+import { listRepos } from './repo.js';
+import { loadUniverse, readStoreFile, type Pkg, type Universe } from './universe.js';
+import { idOf } from '../store/ids.js';
 
 export const WORLD_NAME = 'miq-world';
 export const USRMERGE_NAME = 'miq-usrmerge';
@@ -113,14 +115,39 @@ export interface ApplyOptions extends MirrorOptions {
   universe?: Universe;
 }
 
+const RESOLUTION_META = 'pkgcache/resolution/';
+
+/** A resolution depends only on the verified indexes and the request, so it is kept (in meta,
+ * keyed by both) and an unchanged request against unchanged indexes skips loading the
+ * universe (1-2 s for Debian's 66k stanzas), which is what makes a repeated install fast. */
+async function cachedResolve(store: Store, world: string[], essential: boolean, o: ApplyOptions): Promise<Resolution> {
+  if (o.universe) return resolve(o.universe, { packages: world, essential });
+  const repos = await listRepos(store);
+  const key = idOf(Buffer.from(JSON.stringify({ v: 1, idx: repos.map((r) => [r.config.name, r.index ?? '']).sort(), world, essential })));
+  const hit = await store.getMeta(RESOLUTION_META + key);
+  if (hit) {
+    const j = JSON.parse(hit.toString()) as { pkgs: Omit<Pkg, never>[]; roots: number[]; edges: [number, number, string][]; closure: number };
+    const pkgs = j.pkgs;
+    return { packages: pkgs, roots: j.roots.map((i) => pkgs[i]!), edges: j.edges.map(([a, b, label]) => ({ from: pkgs[a]!, to: pkgs[b]!, label })), seconds: 0, closure: j.closure };
+  }
+  const r = resolve(await loadUniverse(store), { packages: world, essential });
+  const at = new Map(r.packages.map((p, i) => [p, i]));
+  // Roots are always among the chosen packages (each root's clause forces it).
+  const enc = { pkgs: r.packages, roots: r.roots.map((p) => at.get(p)!), edges: r.edges.map((e) => [at.get(e.from)!, at.get(e.to)!, e.label]), closure: r.closure };
+  const old = (await store.listMeta(RESOLUTION_META)).filter((x) => x.key !== RESOLUTION_META + key);
+  // Only a few are worth keeping: each is tied to one index state.
+  const drop = old.length >= 16 ? old.slice(0, old.length - 15).map((x) => ({ key: x.key, value: undefined })) : [];
+  await store.batchMeta([...drop, { key: RESOLUTION_META + key, value: Buffer.from(JSON.stringify(enc)) }]);
+  return r;
+}
+
 /** Resolves `world`, brings every package into the store, runs triggers, and switches the
  * profile to the result in one atomic step. */
 export async function applyWorld(store: Store, profile: string, world: string[], essential: boolean, o: ApplyOptions = {}): Promise<InstallResult> {
   P.checkProfileName(profile);
   const t0 = performance.now();
   o.onEvent?.({ phase: 'resolve' });
-  const u = o.universe ?? (await loadUniverse(store));
-  const r: Resolution = resolve(u, { packages: world, essential });
+  const r: Resolution = await cachedResolve(store, world, essential, o);
   const t1 = performance.now();
   const before = await P.current(store, profile);
   let done = 0;
@@ -153,7 +180,9 @@ export async function applyWorld(store: Store, profile: string, world: string[],
   });
   o.onEvent?.({ phase: 'switch' });
   const members = [links, worldPath, ...debs.map((d) => d.path), ...trig.filter((t) => t.path).map((t) => t.path!)].map((path) => ({ path }));
-  const ch = await P.switchProfile(store, profile, members);
+  const same = before !== undefined && before.paths.length === members.length && members.every((m) => before.paths.includes(m.path));
+  // Nothing changed: no new generation (a repeated install is a no-op, as with apt).
+  const ch = same ? { generation: before.generation, previous: before.generation, paths: [...before.paths], tree: before.tree, env: before.env } : await P.switchProfile(store, profile, members);
   const prev = new Set(before?.paths ?? []);
   const next = new Set(ch.paths);
   const t4 = performance.now();
