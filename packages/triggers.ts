@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
-import { writeFileTo } from '../store/export.js';
+import { exportFile } from '../store/export.js';
 import { idOf, type Id } from '../store/ids.js';
 import { mkdirp } from '../store/mkdirp.js';
 import { storePathName, type TreeEntry } from '../store/objects.js';
@@ -63,7 +63,7 @@ async function materialise(store: Store, tree: Id, dest: string): Promise<void> 
     const to = join(dest, e.name.toString());
     if (e.kind === 'dir') await materialise(store, e.id!, to);
     else if (e.kind === 'symlink') await symlink(e.target!.toString(), to);
-    else await writeFileTo(store, e.id!, Buffer.from(to), e.kind === 'exe');
+    else await exportFile(store, e.id!, to, e.kind === 'exe');
   }));
 }
 
