@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MiqError } from '../store/errors.js';
@@ -52,6 +53,31 @@ function describe(e: BuildEvent): string | undefined {
   }
 }
 
+/**
+ * Build state lives under the store, not in /tmp or /var/cache: sources in <store>/cache/sources
+ * (unless $MIQ_CACHE or $XDG_CACHE_HOME names another cache), build directories in
+ * <store>/tmp/build-<pid>. Directories of builds whose process is gone (killed) are removed
+ * here: a build that ends in any other way removes its own.
+ */
+async function buildStateDirs(dir: string): Promise<{ tmpDir: string; cacheDir: string }> {
+  const tmp = join(dir, 'tmp');
+  await mkdir(tmp, { recursive: true, mode: 0o700 });
+  for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    const pid = /^build-(\d+)$/.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid) continue;
+    let gone = false;
+    try {
+      process.kill(Number(pid), 0);
+    } catch (e) {
+      gone = (e as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+    if (gone) await rm(join(tmp, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+  const tmpDir = join(tmp, `build-${process.pid}`);
+  await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  return { tmpDir, cacheDir: join(dir, 'cache', 'sources') };
+}
+
 export function register(program: Command): void {
   program
     .command('build')
@@ -88,7 +114,10 @@ export function register(program: Command): void {
             substituters.push(remoteSubstituter(remote, (store) => localSink(store)));
           }
         }
+        const state = await buildStateDirs(dir);
         const results = await withStore(g, (store) => build(store, recipes, {
+          tmpDir: state.tmpDir,
+          ...(process.env.MIQ_CACHE || process.env.XDG_CACHE_HOME ? {} : { cacheDir: state.cacheDir }),
           jobs: positiveInt(o.jobs, '--jobs'),
           ...(o.cores ? { cores: positiveInt(o.cores, '--cores') } : {}),
           mirrors: parseMirrors(o.mirror),
@@ -105,6 +134,7 @@ export function register(program: Command): void {
         if (o.json) printJson({ results });
         else for (const r of results) process.stdout.write(`${r.path}\n`);
       } finally {
+        await rm(join(dir, 'tmp', `build-${process.pid}`), { recursive: true, force: true }).catch(() => undefined);
         for (const r of opened) await r.close().catch(() => undefined);
       }
     });

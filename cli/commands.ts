@@ -25,6 +25,7 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./mount.js'), ['mount']],
   [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
   [() => import('./run.js'), ['run', 'shell']], // the first hour (issue 15)
+  [() => import('./status.js'), ['status', 'umount']],
   [() => import('./repo.js'), ['repo']],
   [() => import('./search.js'), ['search', 'show']],
   [() => import('./resolve.js'), ['resolve']],

@@ -9,6 +9,7 @@ import { MiqError } from '../store/errors.js';
 import { REMOTE_URL_KEY } from '../store/remote/index.js';
 import { globals, printJson, storeDir } from './context.js';
 import { openLazy, type LazyOptions } from './lazy.js';
+import { background } from './background.js';
 import { parseSeconds, parseSize } from './args.js';
 
 const HELP = `
@@ -63,6 +64,7 @@ export function register(program: Command): void {
     .option('--proxy <url>', 'with --remote: fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
     .option('--no-hints', "with --remote: ignore the remote's prefetch list for the profile")
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
+    .option('--background', 'return once mounted, serving from a detached process (stop it with `miq umount DIR`)')
     .addHelpText('after', HELP)
     .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean; backend?: string; users?: string } & LazyOptions, cmd: Command) => {
       // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
@@ -70,6 +72,7 @@ export function register(program: Command): void {
       if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
       const rights = mountRightsProblem();
       if (rights) throw noMountRights(resolve(dir), rights);
+      if ((o as { background?: boolean }).background) return background(storeDir(globals(cmd)), resolve(dir), !!o.json);
       // Mountpoint errors (busy, not empty, stale) first: they say more than "store locked".
       const { backend } = chooseBackend(o.backend);
       const pre = await prepareMountpoint(resolve(dir));

@@ -19,6 +19,7 @@ import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encode
 import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 import { mkdirp } from './mkdirp.js';
+import { describeHolder, recordHolder, releaseHolder } from './holder.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -123,7 +124,8 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') {
-        throw new MiqError('MIQ_STORE_LOCKED', `the store at ${this.dir} is in use by another miq process (a running ingest, gc or mount); wait for it to finish, or stop it`, { cause: e });
+        const who = await describeHolder(this.dir);
+        throw new MiqError('MIQ_STORE_LOCKED', `the store at ${this.dir} is in use by another miq process: ${who ?? 'a running ingest, gc, build or mount; wait for it to finish, or stop it'}`, { cause: e });
       }
       throw dbOpenError(this.dir, e);
     }
@@ -149,6 +151,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       this.#header = h;
     }
     this.#packs = new PackReader(this.packDir);
+    await recordHolder(this.dir);
   }
 
   async close(): Promise<void> {
@@ -161,7 +164,10 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     });
     await this.#packs?.close();
     await destroyPool();
-    if (this.#db && this.#db.status === 'open') await this.#db.close();
+    if (this.#db && this.#db.status === 'open') {
+      await releaseHolder(this.dir);
+      await this.#db.close();
+    }
   }
 
   /** The pack writer, created on first write so read-only sessions make no pack. */
