@@ -264,14 +264,18 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   const refresh = (): Promise<void> => {
     // One switch at a time: each computes its invalidations against the one before it.
     switching = switching.then(async () => {
+      const t0 = performance.now();
       const before = x.getPointer()?.tree;
       x.setPointer(await P.current(store, profile));
+      const t1 = performance.now();
       const inv = await inodes.switchInvalidations(before, x.getPointer()?.tree);
       for (const ino of inodes.mutableDirs()) {
         inv.inos.push(ino);
         inv.names.push(null);
       }
+      const t2 = performance.now();
       await mount.invalidate(inv.inos, inv.names);
+      if (process.env.MIQ_DEBUG_SWITCH) x.log(`switch: pointer ${(t1 - t0).toFixed(1)} ms, diff ${(t2 - t1).toFixed(1)} ms, invalidate ${inv.inos.length} in ${(performance.now() - t2).toFixed(1)} ms`);
     }).catch((e: unknown) => x.log(`miq mount: refresh: ${(e as Error).message}`));
     return switching;
   };
@@ -296,7 +300,14 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
           try {
             return await op(args, emit);
           } finally {
-            await mount.invalidate(inodes.mutableDirs(), inodes.mutableDirs().map(() => null));
+            const inv: { inos: number[]; names: (Buffer | null)[] } = { inos: inodes.mutableDirs(), names: inodes.mutableDirs().map(() => null) };
+            // gc may have removed store paths the kernel still has entries for (a day long).
+            if (k === 'gc') {
+              const gone = await inodes.goneStorePaths(async (n) => (await store.getStorePath(n)) !== undefined);
+              inv.inos.push(...gone.inos);
+              inv.names.push(...gone.names);
+            }
+            await mount.invalidate(inv.inos, inv.names);
           }
         };
       }
