@@ -4,7 +4,8 @@ import { MiqError, ioError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { Store } from '../store/api.js';
 import { current } from '../store/profiles.js';
-import { loadSigningKey, push, type PushProfile } from '../store/remote/index.js';
+import { loadSigningKey, publishRepo, push, type PushProfile } from '../store/remote/index.js';
+import { requireRepo } from '../packages/index.js';
 import { decodeHints } from '../store/remote/layout.js';
 import { resolveStorePath } from '../store/resolve.js';
 import { fmtBytes, globals, keyFile, printJson, progressLine, withStore } from './context.js';
@@ -27,8 +28,9 @@ export function register(program: Command): void {
     .option('--no-fsync', 'skip fsync per file (faster; a crash may leave torn files that clients reject)')
     .option('--hints <file>', 'with --profile: publish a prefetch list recorded by `miq mount --record-hints` for its current generation')
     .option('--no-bundles', "skip the bundles of each directory's small files and the tree packs (lazy mounts then need a request per small file and per directory)")
+    .option('--repo <name>', 'also publish this package repository: its verified index and a signed pointer (clients: `miq repo pull NAME --remote URL`)')
     .option('--json', 'print one JSON object')
-    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; hints?: string; json?: boolean }, cmd: Command) => {
+    .action(async (dest: string, paths: string[], o: { profile?: string; signKey?: string; fsync: boolean; bundles: boolean; hints?: string; repo?: string; json?: boolean }, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       const key = o.signKey ? loadSigningKey(keyFile(g, o.signKey, '.key')) : undefined;
       if (!key) process.stderr.write('miq: warning: pushing without --sign-key; clients will refuse these records until they are signed\n');
@@ -41,9 +43,17 @@ export function register(program: Command): void {
         }
         if (!o.profile) throw new MiqError('MIQ_BAD_INPUT', '--hints belongs to a profile: add --profile NAME');
       }
+      if (o.repo && !key) throw new MiqError('MIQ_BAD_INPUT', '--repo needs --sign-key: clients accept only a signed repository pointer');
+      let repo: { index: string; state: Record<string, unknown> } | undefined;
       const r = await withStore(g, async (store) => {
         const profile = o.profile ? await currentGeneration(store, o.profile) : undefined;
         paths = await Promise.all(paths.map(async (p) => (await resolveStorePath(store, p)).path));
+        if (o.repo) {
+          const st = await requireRepo(store, o.repo);
+          if (!st.index) throw new MiqError('MIQ_NOT_FOUND', `repository ${o.repo} has no index yet; run \`miq repo update ${o.repo}\` first`);
+          repo = { index: st.index, state: st as unknown as Record<string, unknown> };
+          paths.push(st.index);
+        }
         const bar = progressLine(g);
         try {
           return await push(store, dest, {
@@ -54,7 +64,9 @@ export function register(program: Command): void {
           bar.done();
         }
       });
-      if (o.json) return printJson(r);
+      const published = repo ? { repo: o.repo!, index: repo.index, ...(await publishRepo(dest, o.repo!, repo.index, repo.state, key!, o.fsync)) } : undefined;
+      if (o.json) return printJson(published ? { ...r, repo: published } : r);
+      if (published) process.stdout.write(`repository ${published.repo}: index ${published.index}, pointer sequence ${published.sequence}${published.written ? '' : ' (unchanged)'}\n`);
       process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks, ${r.objectsWritten} objects, ${r.bundlesWritten} bundles and ${r.treePacksWritten} tree packs written, ${fmtBytes(r.bytesWritten)}\n`);
       if (r.hintsWritten !== undefined) process.stdout.write(`prefetch list: ${r.hintsWritten} chunk ids\n`);
       if (r.pointer) process.stdout.write(`profile ${r.pointer.profile}: pointer sequence ${r.pointer.sequence}${r.pointer.written ? '' : ' (unchanged)'}\n`);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { addRepo, configFromApt, getRepo, listRepos, makeConfig, removeRepo, requireRepo, updateRepo, type RepoState } from '../packages/repo.js';
 import { MiqError } from '../store/errors.js';
 import { globals, printJson, progressLine, withStore } from './context.js';
+import { registerPull } from './repo-pull.js';
 
 type G = { json?: boolean };
 const words = (s: string | undefined): string[] => (s ?? '').split(/[\s,]+/).filter(Boolean);
@@ -14,6 +15,7 @@ function summary(r: RepoState): string {
 
 export function register(program: Command): void {
   const repo = program.command('repo').description('package repositories (Debian): add, update (signature-checked), list, show');
+  registerPull(repo);
 
   repo.command('add')
     .description("add a repository: from this machine's apt sources (--from-apt) or by URL")

@@ -4,3 +4,4 @@ export * from './query.js';
 export * from './resolve.js';
 export * from './universe.js';
 export * from './install.js';
+export * from './published.js';

@@ -11,3 +11,4 @@ export { layeredStore, REMOTE_URL_KEY, type LayeredStore } from './layered.js';
 export { pullProfile, generationPaths, pulledKey, type PullResult } from './pull.js';
 export { checkCache, type CacheCheck } from './checkcache.js';
 export { encodeHints, decodeHints } from './layout.js';
+export { publishRepo, fetchRepo, repoDocPath, type RepoDoc } from './repodoc.js';
