@@ -29,15 +29,14 @@ interface RunOptions { profile: string; storeView?: boolean }
 /** The usr-merge links of a Debian 12 style root; /usr/lib64 may be absent (then the link dangles, harmlessly). */
 const USR_LINKS = ['bin', 'sbin', 'lib', 'lib64'];
 
-async function generationOf(store: Store, profile: string): Promise<number> {
+/** The current generation, and whether its tree is shaped as a root (usr/ inside, as `miq install` makes) or as a /usr (`ingest --usrmerge`). */
+async function generationOf(store: Store, profile: string): Promise<{ n: number; sub: string }> {
   const g = await P.current(store, P.checkProfileName(profile));
   if (!g) throw new MiqError('MIQ_NOT_FOUND', `profile ${profile} has no current generation; make one with \`miq profile switch ${profile} PATH…\``);
   const top = await store.getTree(g.tree);
-  // A Debian package ingested as it is has usr/ inside: bound at /usr that would be /usr/usr.
-  if (top?.entries.some((e) => e.name.toString() === 'usr' && e.kind === 'dir')) {
-    process.stderr.write(`miq: warning: profile ${profile} generation ${g.generation} has a usr/ directory of its own: ingest Debian packages with \`miq ingest --usrmerge\` so that the profile is a /usr\n`);
-  }
-  return g.generation;
+  // A root-shaped generation (usr/ inside) gives its usr/; a /usr-shaped one is the /usr itself.
+  const rooted = top?.entries.some((e) => e.name.toString() === 'usr' && e.kind === 'dir') ?? false;
+  return { n: g.generation, sub: rooted ? 'usr' : '' };
 }
 
 /** Where the generation is mounted, and how to let go of it. */
@@ -47,8 +46,8 @@ async function viewFor(g: GlobalOptions, o: RunOptions): Promise<{ usr: string; 
   if (client) {
     try {
       const status = await client.call<MountStatus>('mount.status');
-      const n = await withStore(g, (s) => generationOf(s, o.profile));
-      return { usr: join(status.dir, 'profiles', o.profile, String(n)), store: join(status.dir, 'store'), release: async () => {} };
+      const { n, sub } = await withStore(g, (s) => generationOf(s, o.profile));
+      return { usr: join(status.dir, 'profiles', o.profile, String(n), sub), store: join(status.dir, 'store'), release: async () => {} };
     } finally {
       client.close();
     }
@@ -58,11 +57,11 @@ async function viewFor(g: GlobalOptions, o: RunOptions): Promise<{ usr: string; 
   const { startMount } = await import('../mount/daemon.js');
   const mnt = join(await privateDir(runDirOf(dir)), `run-${process.pid}`);
   try {
-    const n = await generationOf(store, o.profile);
+    const { n, sub } = await generationOf(store, o.profile);
     await mkdir(mnt, { recursive: true });
     const h = await startMount(store, mnt, { profile: o.profile, log: (l) => process.stderr.write(`${l}\n`) });
     return {
-      usr: join(mnt, 'profiles', o.profile, String(n)),
+      usr: join(mnt, 'profiles', o.profile, String(n), sub),
       store: join(mnt, 'store'),
       release: async () => {
         await h.close();
@@ -126,7 +125,8 @@ Examples:
   miq run --store-view -- ls /miq/store
 
 Uses a running \`miq mount\` of the store, or (as root) mounts it privately for the command.
-The profile should hold trees laid out as /usr: ingest Debian packages with --usrmerge.
+The generation is either shaped as a /usr (Debian packages ingested with --usrmerge) or as a
+root with usr/ inside (as \`miq install\` makes it): then its usr/ is the /usr.
 The exit status is the program's.`)
     .action(async (argv: string[], o: RunOptions, cmd: Command) => {
       await runIn(cmd, o, async () => argv);
