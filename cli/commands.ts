@@ -26,11 +26,15 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./profile.js'), ['profile']], // mount and profiles (issue 3)
   [() => import('./run.js'), ['run', 'shell']], // the first hour (issue 15)
   [() => import('./status.js'), ['status', 'umount']],
+  [() => import('./help.js'), ['completion', 'man']],
   [() => import('./repo.js'), ['repo']],
   [() => import('./search.js'), ['search', 'show']],
   [() => import('./resolve.js'), ['resolve']],
   [() => import('./install.js'), ['install', 'remove', 'upgrade', 'why']], // packages (issue 12)
 ];
+
+/** Commands that describe the whole command tree (completion, manual): they load every module. */
+const WHOLE_TREE = ['completion', 'man'];
 
 /** The command a command line names: the first word that is not a global option. */
 export function commandWord(args: readonly string[]): string | undefined {
@@ -46,7 +50,7 @@ export function commandWord(args: readonly string[]): string | undefined {
 export async function registerFor(program: Command, args: readonly string[]): Promise<void> {
   const word = commandWord(args);
   const wantsHelp = args.includes('--help') || args.includes('-h') || word === 'help';
-  const one = word && !wantsHelp ? MODULES.find(([, names]) => names.includes(word)) : undefined;
+  const one = word && !wantsHelp && !WHOLE_TREE.includes(word) ? MODULES.find(([, names]) => names.includes(word)) : undefined;
   const mods = one ? [one] : MODULES;
   for (const m of await Promise.all(mods.map(([load]) => load()))) m.register(program);
 }

@@ -1,8 +1,7 @@
 /** miq's command line: parses, calls one module function per command, prints. */
-import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { CommanderError, type Command } from 'commander';
 import { MiqError } from '../store/errors.js';
-import { registerFor } from './commands.js';
+import { buildProgram } from './program.js';
 
 const EXIT: Record<string, number> = {
   MIQ_BAD_INPUT: 2, MIQ_NOT_FOUND: 2, MIQ_CONFLICT: 2,
@@ -10,34 +9,6 @@ const EXIT: Record<string, number> = {
   MIQ_STORE_LOCKED: 4, MIQ_FORMAT: 5,
   MIQ_BUILD_FAILED: 6, MIQ_REMOTE: 7, MIQ_UNTRUSTED: 7, MIQ_TIMEOUT: 7,
 };
-
-/** The version in package.json, read at run time so a linked checkout reports what it is. */
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
-/** Commander prints `error: …` and hint lines; a user mistake is one `miq: …` line (DESIGN, STYLE). */
-export function oneLine(str: string): string {
-  const parts = str.trim().split('\n').map((l) => l.trim()).filter(Boolean);
-  const first = (parts.shift() ?? '').replace(/^error: /, '');
-  const hint = parts.join(' ').replace(/^\((.*)\)$/, '$1');
-  return `miq: ${first}${hint ? ` (${hint.replace(/\?$/, '')}?)` : ''}; \`miq --help\` lists commands and options\n`;
-}
-
-export async function buildProgram(args: readonly string[]): Promise<Command> {
-  const program = new Command();
-  program
-    .name('miq')
-    .version(version(), '-V, --version', 'print the version')
-    .description('An immutable, content-addressed package store: one deduplicated chunk store, served by FUSE')
-    .option('--store <dir>', 'store directory (default: $MIQ_HOME, else $XDG_DATA_HOME/miq, or /var/lib/miq for root)')
-    .option('--debug', 'print stack traces for errors')
-    .configureOutput({ outputError: (str, write) => write(oneLine(str)) })
-    .exitOverride();
-  await registerFor(program, args);
-  return program;
-}
 
 export async function main(argv: string[]): Promise<number> {
   let program: Command;

@@ -1,0 +1,22 @@
+/** Every environment variable miq reads: one list, printed by `miq man` and kept in README.md. */
+export const ENV_VARS: readonly (readonly [string, string])[] = [
+  ['MIQ_HOME', 'the store directory (after --store; default $XDG_DATA_HOME/miq, or /var/lib/miq for root)'],
+  ['XDG_DATA_HOME', 'base of the default store for non-root users (default ~/.local/share)'],
+  ['MIQ_CACHE', 'where builds cache downloaded sources ($MIQ_CACHE/sources; default <store>/cache/sources)'],
+  ['XDG_CACHE_HOME', 'if set (and MIQ_CACHE is not), builds cache sources in $XDG_CACHE_HOME/miq/sources'],
+  ['MIQ_CONFIG', 'the mirror configuration file (default $XDG_CONFIG_HOME/miq/config.json)'],
+  ['XDG_CONFIG_HOME', 'base of the default configuration file'],
+  ['MIQ_MIRROR_<NAME>', 'base URLs (comma-separated) for mirror://<name>/ sources, e.g. MIQ_MIRROR_DEBIAN'],
+  ['MIQ_SUBSTITUTERS', 'space-separated stores or remotes that miq build fetches results from'],
+  ['XDG_RUNTIME_DIR', "a non-root user's runtime directory, for mount views when the store is read-only"],
+  ['http_proxy, https_proxy, no_proxy', 'HTTP proxy for remotes (or --proxy)'],
+  ['MIQ_CHUNK', 'chunk sizes MIN/AVG/MAX of a new store (default 32K/128K/512K)'],
+  ['MIQ_ZSTD_LEVEL', 'zstd level for new chunks (default 3)'],
+  ['MIQ_THREADS', 'ingest worker threads (default: CPUs + 1)'],
+  ['MIQ_NO_DELTA', '1: store no delta chunks'],
+  ['MIQ_NO_SCAN_COMPRESS', '1: compress after the scan, not during it'],
+  ['MIQ_FUSE_BACKEND', 'FUSE backend of miq mount: the libfuse 3 addon or fuse-native (as --backend)'],
+  ['MIQ_MOUNT_GRACE_MS', 'how long a stopping mount keeps serving open files (default 2000)'],
+  ['MIQ_MOUNT_READAHEAD_KB', 'kernel readahead of the store mount in KiB (default 1024)'],
+  ['MIQ_TEST_CACHE', 'tests only: where fetched Debian and npm packages are cached (default /var/cache/miq-test)'],
+];
