@@ -1,7 +1,7 @@
 /** `miq search` and `miq show` over the loaded universe. */
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
-import { fullStanza, loadUniverse } from './universe.js';
+import { fieldOf, fullStanza, loadUniverse } from './universe.js';
 
 export interface SearchHit {
   name: string;
@@ -22,7 +22,7 @@ export async function searchPackages(store: Store, term: string, o: { namesOnly?
   const out: SearchHit[] = [];
   for (const [name, l] of u.byName) {
     const c = l[0]!;
-    const summary = (c.fields.Description ?? '').split('\n')[0]!;
+    const summary = fieldOf(c, 'Description') ?? '';
     if (re.test(name) || (!o.namesOnly && re.test(summary))) out.push({ name, version: c.version, arch: c.arch, suite: c.suite, summary });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

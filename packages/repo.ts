@@ -230,8 +230,8 @@ export async function updateRepo(store: Store, name: string, opts: MirrorOptions
           await mkdirp(d);
           await writeFile(join(d, 'Packages'), plain);
           const compact = compactPackages(plain.toString('utf8'));
-          await writeFile(join(d, 'packages.json'), JSON.stringify(compact));
-          packages += compact.rows.length;
+          await writeFile(join(d, 'packages.columns.json'), JSON.stringify(compact));
+          packages += compact.count;
         }
         suites.push({ url: src.url, suite, dir, date: rel.date, dateText: rel.dateText, components: src.components, packages });
       }

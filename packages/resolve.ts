@@ -16,7 +16,7 @@
 import { MiqError } from '../store/errors.js';
 import { formatRelation, type Relation } from './deb822.js';
 import { logicSolver, type SatProblem, type SatSolver } from './solver.js';
-import { rel, type Pkg, type Universe } from './universe.js';
+import { fieldOf, rel, type Pkg, type Universe } from './universe.js';
 import { satisfies } from './version.js';
 
 export interface ResolveRequest {
@@ -49,8 +49,8 @@ export interface Rule {
 }
 
 const PRIORITY: Record<string, number> = { required: 0, important: 1, standard: 2, optional: 3, extra: 4 };
-const prio = (p: Pkg): number => PRIORITY[p.fields.Priority ?? 'optional'] ?? 3;
-const isEssential = (p: Pkg): boolean => p.fields.Essential === 'yes';
+const prio = (p: Pkg): number => PRIORITY[fieldOf(p, 'Priority') ?? 'optional'] ?? 3;
+const isEssential = (p: Pkg): boolean => fieldOf(p, 'Essential') === 'yes';
 
 /** Every package that satisfies one alternative, preferred first. */
 export function satisfiers(u: Universe, r: Relation, chosen: (name: string) => Pkg | undefined): Pkg[] {

@@ -4,7 +4,7 @@
  * who provides what among the candidates.
  */
 import type { Store } from '../store/api.js';
-import { MiqError } from '../store/errors.js';
+import { isMiqError, MiqError } from '../store/errors.js';
 import { resolveStoreArg } from '../store/resolve.js';
 import { parseParagraphs, parseRelations, type Paragraph, type Relation } from './deb822.js';
 import { getRepo, listRepos, type RepoState, type SuiteState } from './repo.js';
@@ -37,6 +37,12 @@ export function rel(p: Pkg, field: 'Depends' | 'Pre-Depends' | 'Conflicts' | 'Br
   return r;
 }
 
+/** One field without building the whole stanza (index packages keep their fields in columns). */
+export function fieldOf(p: Pkg, f: string): string | undefined {
+  const x = p as Pkg & { field?: (k: string) => string | undefined };
+  return x.field ? x.field(f) : p.fields[f];
+}
+
 export const pkgId = (p: Pkg): string => `${p.name}=${p.version}`;
 
 export class Universe {
@@ -58,6 +64,7 @@ export class Universe {
     for (const l of this.byName.values()) if (l.length > 1) l.sort((a, b) => compareVersions(b.version, a.version));
     for (const [, l] of this.byName) {
       const c = l[0]!;
+      if (!fieldOf(c, 'Provides')) continue;
       for (const g of rel(c, 'Provides')) {
         for (const r of g) {
           let pl = this.providers.get(r.name);
@@ -92,16 +99,54 @@ export async function readStoreFile(store: Store, path: string, sub: string): Pr
 }
 
 export { COMPACT_FIELDS, compactPackages } from './deb822.js';
+import { COMPACT_FIELDS, type Columns } from './deb822.js';
 
-function packagesOf(compact: { fields: string[]; rows: (string | null)[][] }, repo: string, s: SuiteState, arch: string): Pkg[] {
+/** A column store shared by the packages of one Packages file; a column is split on first use. */
+class ColumnSet {
+  private split = new Map<string, string[]>();
+  constructor(private readonly c: Columns) {}
+  get(field: string, i: number): string | undefined {
+    let l = this.split.get(field);
+    if (!l) {
+      const col = this.c.columns[field];
+      if (col === undefined) return undefined;
+      this.split.set(field, (l = col.split('\n')));
+    }
+    const v = l[i];
+    return v === undefined || v === '' ? undefined : v;
+  }
+}
+
+/** A package of the index; its stanza is built only when something reads it. */
+class IndexPkg implements Pkg {
+  private f: Paragraph | undefined;
+  constructor(readonly name: string, readonly version: string, readonly arch: string, readonly base: string, readonly suite: string, readonly repo: string, private readonly cols: ColumnSet, private readonly i: number) {}
+  get fields(): Paragraph {
+    if (!this.f) {
+      const p: Paragraph = {};
+      for (const k of COMPACT_FIELDS) {
+        const v = this.cols.get(k, this.i);
+        if (v !== undefined) p[k] = v;
+      }
+      this.f = p;
+    }
+    return this.f;
+  }
+  field(k: string): string | undefined {
+    return this.f ? this.f[k] : this.cols.get(k, this.i);
+  }
+  toJSON(): Omit<Pkg, never> {
+    return { name: this.name, version: this.version, arch: this.arch, base: this.base, suite: this.suite, repo: this.repo, fields: this.fields };
+  }
+}
+
+function packagesOf(c: Columns, repo: string, s: SuiteState, arch: string): Pkg[] {
   const out: Pkg[] = [];
-  const names = compact.fields;
-  for (const row of compact.rows) {
-    const p: Paragraph = {};
-    for (let i = 0; i < names.length; i++) if (row[i] !== null) p[names[i]!] = row[i]!;
-    const a = p.Architecture ?? 'all';
+  const cols = new ColumnSet(c);
+  for (let i = 0; i < c.count; i++) {
+    const a = cols.get('Architecture', i) ?? 'all';
     if (a !== arch && a !== 'all') continue;
-    out.push({ name: p.Package!, version: p.Version!, arch: a, base: s.url, suite: s.suite, repo, fields: p });
+    out.push(new IndexPkg(cols.get('Package', i)!, cols.get('Version', i)!, a, s.url, s.suite, repo, cols, i));
   }
   return out;
 }
@@ -133,7 +178,17 @@ export async function fullStanza(store: Store, state: RepoState, p: Pkg): Promis
 
 export async function loadRepoPackages(store: Store, state: RepoState): Promise<Pkg[]> {
   if (!state.index) throw new MiqError('MIQ_NOT_FOUND', `repository "${state.config.name}" has no index yet; run \`miq repo update ${state.config.name}\``);
-  const parts = await Promise.all(state.suites.flatMap((s) => s.components.map(async (c) => ({ s, compact: JSON.parse((await readStoreFile(store, state.index!, `${s.dir}/${c}/binary-${state.config.arch}/packages.json`)).toString('utf8')) as { fields: string[]; rows: (string | null)[][] } }))));
+  const parts = await Promise.all(state.suites.flatMap((s) => s.components.map(async (c) => {
+    const f = `${s.dir}/${c}/binary-${state.config.arch}/packages.columns.json`;
+    let compact: Columns;
+    try {
+      compact = JSON.parse((await readStoreFile(store, state.index!, f)).toString('utf8')) as Columns;
+    } catch (e) {
+      if (isMiqError(e, 'MIQ_NOT_FOUND')) throw new MiqError('MIQ_FORMAT', `the index of repository "${state.config.name}" was written by an older miq; run \`miq repo update ${state.config.name}\``);
+      throw e;
+    }
+    return { s, compact };
+  })));
   return parts.flatMap(({ s, compact }) => packagesOf(compact, state.config.name, s, state.config.arch));
 }
 

@@ -1,7 +1,7 @@
 /** A tiny Debian-layout repository signed with a throwaway key (gpg), served from a folder. */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export function hasGpg(): boolean {
@@ -43,4 +43,22 @@ export function writeSuite(root: string, suite: string, packages: string, o: { h
   writeFileSync(join(d, 'Release'), release);
   const signed = execFileSync('gpg', ['--batch', '--quiet', '--clearsign', '--digest-algo', 'SHA256', '-o', '-'], { input: release, env: { ...process.env, GNUPGHOME: o.home } });
   writeFileSync(join(d, 'InRelease'), signed);
+}
+
+/** Builds a real .deb with dpkg-deb under root/pool/main/ and returns its Packages stanza. */
+export function makeDeb(root: string, name: string, version: string, o: { depends?: string; files?: Record<string, string>; postinst?: string } = {}): string {
+  const work = join(root, '.build', `${name}_${version}`);
+  mkdirSync(join(work, 'DEBIAN'), { recursive: true });
+  const control = [`Package: ${name}`, `Version: ${version}`, 'Architecture: amd64', 'Maintainer: miq test <test@miq.invalid>', ...(o.depends ? [`Depends: ${o.depends}`] : []), `Description: test package ${name}`, ''].join('\n');
+  writeFileSync(join(work, 'DEBIAN', 'control'), control);
+  if (o.postinst) writeFileSync(join(work, 'DEBIAN', 'postinst'), o.postinst, { mode: 0o755 });
+  for (const [p, text] of Object.entries(o.files ?? {})) {
+    mkdirSync(join(work, p, '..'), { recursive: true });
+    writeFileSync(join(work, p), text, { mode: p.includes('/bin/') ? 0o755 : 0o644 });
+  }
+  const rel = `pool/main/${name}_${version}_amd64.deb`;
+  mkdirSync(join(root, 'pool', 'main'), { recursive: true });
+  execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', work, join(root, rel)], { stdio: 'pipe' });
+  const deb = readFileSync(join(root, rel));
+  return stanza(name, version, { Filename: rel, Size: String(deb.length), SHA256: createHash('sha256').update(deb).digest('hex'), ...(o.depends ? { Depends: o.depends } : {}) });
 }
