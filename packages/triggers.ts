@@ -169,7 +169,7 @@ export async function runTriggers(store: Store, members: readonly string[], debs
       const pyDirs = usrLib ? ((await store.getTree(usrLib.id!))?.entries ?? []).filter((e) => e.kind === 'dir' && /^python3(\.\d+)?$/.test(e.name.toString())).map((e) => e.name.toString()) : [];
       const hasPython = await hasPath(store, tree, ['usr', 'bin']) && pyDirs.length > 0;
       if (hasPython) {
-        const k = keyed('python', pyDirs.join(','));
+        const k = keyed('python', `${pyDirs.join(',')}\n${createHash('sha256').update(PYC_SCRIPT).digest('hex')}`);
         const cached = !!(await store.getStorePath(k.path));
         let note: string | undefined;
         if (!cached) {
@@ -248,20 +248,33 @@ function sandbox(root: string): string[] {
 const PYC_SCRIPT = `
 import os, sys, importlib.util, py_compile
 dirs = @DIRS@
-n = bad = 0
+todo = []
 for top in dirs:
     for d, subs, files in os.walk(top):
         subs[:] = sorted(s for s in subs if s not in ('test', 'tests', '__pycache__', 'idlelib', 'lib2to3') and not s.startswith('.'))
-        for f in sorted(files):
-            if not f.endswith('.py'):
-                continue
-            src = os.path.join(d, f)
-            dst = '/.miq-out' + importlib.util.cache_from_source(src)
-            try:
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                py_compile.compile(src, cfile=dst, dfile=src, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-                n += 1
-            except Exception:
-                bad += 1
-print(f"{n} pycs, {bad} skipped")
+        todo += [os.path.join(d, f) for f in sorted(files) if f.endswith('.py')]
+def compile_all(files):
+    n = bad = 0
+    for src in files:
+        dst = '/.miq-out' + importlib.util.cache_from_source(src)
+        try:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            py_compile.compile(src, cfile=dst, dfile=src, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            n += 1
+        except Exception:
+            bad += 1
+    return n, bad
+# One process per core, each a fixed slice: the pycs do not depend on the split.
+k = max(1, min(os.cpu_count() or 1, 8))
+kids = []
+for i in range(1, k):
+    pid = os.fork()
+    if pid == 0:
+        n, bad = compile_all(todo[i::k])
+        os._exit(0 if bad < 256 else 1)
+    kids.append(pid)
+n, bad = compile_all(todo[0::k])
+for pid in kids:
+    os.waitpid(pid, 0)
+print(f"{len(todo)} sources, {k} processes")
 `;
