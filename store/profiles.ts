@@ -107,7 +107,7 @@ function parseGen(buf: Buffer, key: string): GenerationRecord {
   }
 }
 
-export async function listGenerations(store: Store, profile: string): Promise<GenerationRecord[]> {
+export async function listGenerations(store: Pick<Store, 'listMeta'>, profile: string): Promise<GenerationRecord[]> {
   checkProfileName(profile);
   const rows = await store.listMeta(`${PREFIX}${profile}/gen/`);
   return rows.map((r) => parseGen(r.value, r.key)).sort((a, b) => a.generation - b.generation);
@@ -129,7 +129,7 @@ export async function current(store: Store, profile: string): Promise<Generation
   return n === undefined ? undefined : getGeneration(store, profile, n);
 }
 
-export async function listProfiles(store: Store): Promise<ProfileSummary[]> {
+export async function listProfiles(store: Pick<Store, 'listMeta'>): Promise<ProfileSummary[]> {
   const rows = await store.listMeta(PREFIX);
   const by = new Map<string, ProfileSummary>();
   for (const { key, value } of rows) {

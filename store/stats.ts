@@ -2,6 +2,7 @@
 import type { Id } from './ids.js';
 import type { PruneStore } from './api.js';
 import { visitTree } from './reach.js';
+import { listGenerations, listProfiles } from './profiles.js';
 
 export interface PathStats {
   path: string;
@@ -23,8 +24,14 @@ export interface StoreStats {
   chunkBytes: number;
   uniqueChunks: number;
   plainChunkBytes: number;
+  /** logicalBytes / storedBytes: data only, so making profiles does not raise it. */
   dedupRatio: number;
   paths: PathStats[];
+  /**
+   * The merged trees of profile generations (`env` store paths): their files are the members'
+   * files, so they cost index entries, not chunks. Counted here, apart from the data above.
+   */
+  generations: { envPaths: number; logicalBytes: number };
 }
 
 export async function storeStats(store: PruneStore): Promise<StoreStats> {
@@ -35,7 +42,11 @@ export async function storeStats(store: PruneStore): Promise<StoreStats> {
     chunkBytes += c.stored;
     plainChunkBytes += c.plain;
   }
-  const records = await store.listStorePaths();
+  const envs = new Set<string>();
+  for (const p of await listProfiles(store)) for (const g of await listGenerations(store, p.name)) envs.add(g.env);
+  const all = await store.listStorePaths();
+  const records = all.filter((r) => !envs.has(r.path));
+  const envRecords = all.filter((r) => envs.has(r.path));
   const users = new Map<string, number>();
   const perPath = new Map<string, Set<string>>();
   for (const r of records) {
@@ -67,5 +78,6 @@ export async function storeStats(store: PruneStore): Promise<StoreStats> {
     plainChunkBytes,
     dedupRatio: storedBytes > 0 ? logical / storedBytes : 0,
     paths,
+    generations: { envPaths: envRecords.length, logicalBytes: envRecords.reduce((a, r) => a + r.size, 0) },
   };
 }
