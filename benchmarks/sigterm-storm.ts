@@ -26,7 +26,8 @@ const READER = `
 import hashlib, os, sys, time
 paths, want, stop = sys.argv[1].split(','), sys.argv[2].split(','), sys.argv[3]
 ok = bad = err = 0
-deadline = time.time() + 20
+deadline = time.time() + 30
+started = False
 while time.time() < deadline and not os.path.exists(stop):
     for p, w in zip(paths, want):
         try:
@@ -35,6 +36,9 @@ while time.time() < deadline and not os.path.exists(stop):
             err += 1; time.sleep(0.01); continue
         if hashlib.sha256(b).hexdigest() == w: ok += 1
         else: bad += 1
+        if not started:
+            started = True
+            print('go', flush=True)
 print(ok, bad, err, flush=True)
 `;
 
@@ -77,7 +81,7 @@ async function main(): Promise<void> {
       });
       const stop = join(base, `stop${t}`);
       const roots = [`${mnt}/usr/share`, `${mnt}/store/${p}/share`];
-      const readers = roots.map((r) => spawn('python3', [join(base, 'reader.py'), Object.keys(files).map((n) => `${r}/${n}`).join(','), want.join(','), stop], { stdio: ['ignore', 'pipe', 'ignore'] }));
+      const readers = roots.map((r) => spawn('/usr/bin/python3', [join(base, 'reader.py'), Object.keys(files).map((n) => `${r}/${n}`).join(','), want.join(','), stop], { stdio: ['ignore', 'pipe', 'ignore'] }));
       const rout = readers.map((r) => {
         let s = '';
         r.stdout!.on('data', (d) => (s += d));
@@ -85,6 +89,8 @@ async function main(): Promise<void> {
       });
       const shell = spawn('/bin/bash', ['-c', `cd ${mnt}/usr/share && exec sleep 30`], { stdio: 'ignore' });
       if (t % 2 === 1) sh(`mount --bind ${mnt}/usr ${bind}`);
+      // Readers busy (each has read once) before the signal, then a random moment.
+      for (const end = Date.now() + 15_000; !rout.every((o) => o().startsWith('go')) && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 200 + Math.random() * 600));
       const t0 = Date.now();
       c.kill('SIGTERM');
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
       shell.kill('SIGKILL');
       for (const r of readers) await exitOf(r);
       for (const o of rout) {
-        const [ok, bad, err] = o().trim().split(/\s+/).map(Number);
+        const [ok, bad, err] = o().replace(/^go\n/, '').trim().split(/\s+/).map(Number);
         res.readsOk += ok ?? 0;
         res.wrongBytes += bad ?? 0;
         res.readErrors += err ?? 0;
