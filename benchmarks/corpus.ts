@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { q, quiet, sh, treeStats, type Log, type TreeStats } from './util.js';
+import { MiqError } from '../store/errors.js';
 
 export interface CorpusSpec {
   name: string;
@@ -211,9 +212,9 @@ export async function fetchCorpus(
       continue;
     }
     const v = await debianVersions(p);
-    if (!v.point) throw new Error(`no point-release version of ${p} in the configured archive`);
+    if (!v.point) throw new MiqError('MIQ_NOT_FOUND', `no point-release version of ${p} in the configured archive; check the mirror (mirror://debian/) configuration`);
     if (spec.debianSecurity.includes(p)) {
-      if (!v.security) throw new Error(`no security-archive version of ${p}`);
+      if (!v.security) throw new MiqError('MIQ_NOT_FOUND', `no security-archive version of ${p}; check the mirror (mirror://debian-security/) configuration`);
       versions[p] = { point: v.point, security: v.security };
     } else versions[p] = { point: v.point };
   }

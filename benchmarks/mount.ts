@@ -26,6 +26,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MiqError } from '../store/errors.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 const MIQ = join(ROOT, 'bin', 'miq');
@@ -82,7 +83,7 @@ function waitLine(c: ChildProcess): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('run as root (drop_caches, mounts)');
+  if (process.getuid?.() !== 0) throw new MiqError('MIQ_BAD_INPUT', 'the mount benchmark must run as root (it drops the page cache and mounts); run it with sudo');
   mkdirSync(WORK, { recursive: true });
   const tree = join(WORK, 'tree');
   if (!existsSync(join(WORK, 'tree.done'))) {
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
   }
   const bytes = Number(must(`du -sb --apparent-size ${tree} | cut -f1`).trim());
   const files = Number(must(`find ${tree} -type f | wc -l`).trim());
-  if (bytes < 1e9) throw new Error(`the tree at ${tree} has ${bytes} bytes; the benchmark wants at least 1 GB`);
+  if (bytes < 1e9) throw new MiqError('MIQ_BAD_INPUT', `the tree at ${tree} has ${bytes} bytes; the mount benchmark wants at least 1 GB: give a bigger --tree`);
 
   // The store (made once) and the image (made once).
   const store = join(WORK, 'store');

@@ -151,12 +151,12 @@ async function download(url: string, tmp: string, timeoutMs: number): Promise<Ha
     try {
       res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
     } catch (e) {
-      lastErr = new Error(`${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ''}`);
+      lastErr = new MiqError('MIQ_REMOTE', `${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ''}`, { details: { url } });
       continue;
     }
-    if (res.status === 404 || res.status === 410) throw new Error(`HTTP ${res.status}`);
+    if (res.status === 404 || res.status === 410) throw new MiqError('MIQ_NOT_FOUND', `HTTP ${res.status}`, { details: { url } });
     if (!res.ok || !res.body) {
-      lastErr = new Error(`HTTP ${res.status}`);
+      lastErr = new MiqError('MIQ_REMOTE', `HTTP ${res.status}`, { details: { url } });
       continue;
     }
     const h = hashingTransform();

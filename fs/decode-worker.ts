@@ -10,11 +10,9 @@
  * EIO, never wrong bytes), MIQ_IO when the pack cannot be read (the caller retries through the
  * store, whose index may have moved the chunk: gc repacks).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { decodeChunk } from '../store/codec.js';
+import { PackFds, decodeVerified, preadStored } from '../store/chunkread.js';
 import { MiqError } from '../store/errors.js';
-import { idOf } from '../store/ids.js';
 
 export interface DecodeItem {
   id: string;
@@ -33,28 +31,7 @@ export type Decoded =
 
 export type DecodeResult = { type: 'decoded'; items: Decoded[] };
 
-/** Open pack descriptors, LRU by Map order. A pack removed by gc stays readable through an open
- * descriptor, and its bytes are still verified, so a stale one is harmless; the bound keeps
- * descriptors of deleted packs from piling up. */
-const fds = new Map<string, number>();
-const MAX_FDS = 32;
-
-function fdOf(path: string): number {
-  let fd = fds.get(path);
-  if (fd !== undefined) {
-    fds.delete(path);
-    fds.set(path, fd);
-    return fd;
-  }
-  fd = openSync(path, 'r');
-  fds.set(path, fd);
-  if (fds.size > MAX_FDS) {
-    const [old, ofd] = fds.entries().next().value as [string, number];
-    fds.delete(old);
-    try { closeSync(ofd); } catch { /* already gone */ }
-  }
-  return fd;
-}
+const fds = new PackFds(32);
 
 /** A buffer that owns its whole ArrayBuffer, so it can be transferred (pooled Buffers cannot). */
 function own(b: Uint8Array): Uint8Array {
@@ -65,28 +42,13 @@ function own(b: Uint8Array): Uint8Array {
 }
 
 function decodeOne(it: DecodeItem): Decoded {
-  let body: Uint8Array;
   try {
-    const fd = fdOf(it.path);
-    body = new Uint8Array(it.stored);
-    let n = 0;
-    while (n < it.stored) {
-      const r = readSync(fd, body, n, it.stored - n, it.offset + n);
-      if (r === 0) break;
-      n += r;
-    }
-    if (n !== it.stored) return { ok: false, error: new MiqError('MIQ_CORRUPT', `chunk ${it.id}: pack ${it.path} is truncated`, { details: { id: it.id } }).toJSON() };
+    const body = preadStored(fds, it.path, it.offset, it.stored, it.id);
+    return { ok: true, bytes: own(decodeVerified(it.id, it.flags, body, it.plain)) };
   } catch (e) {
-    return { ok: false, error: new MiqError('MIQ_IO', `chunk ${it.id}: cannot read pack ${it.path}: ${(e as Error).message}`, { details: { id: it.id } }).toJSON() };
+    if (e instanceof MiqError) return { ok: false, error: e.toJSON() };
+    return { ok: false, error: new MiqError('MIQ_IO', `chunk ${it.id}: ${(e as Error).message}`, { details: { id: it.id } }).toJSON() };
   }
-  let plain: Uint8Array;
-  try {
-    plain = decodeChunk(it.flags, Buffer.from(body.buffer, body.byteOffset, body.byteLength), it.plain);
-  } catch (e) {
-    return { ok: false, error: new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: ${(e as Error).message}`, { details: { id: it.id, kind: 'chunk' } }).toJSON() };
-  }
-  if (idOf(plain) !== it.id) return { ok: false, error: new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: its bytes do not match its hash`, { details: { id: it.id, kind: 'chunk' } }).toJSON() };
-  return { ok: true, bytes: own(plain) };
 }
 
 export default function decode(task: DecodeTask): unknown {

@@ -20,6 +20,7 @@ import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { ByteLru } from '../store/lru.js';
 import type { FileRecord } from '../store/objects.js';
+import { chunkAt, chunkSpan, chunkStarts, copyPart } from '../store/range.js';
 import type { DecodeItem, DecodeResult, DecodeTask } from './decode-worker.js';
 
 /** A file record with chunk start offsets, made once per open handle (or cached path). */
@@ -35,15 +36,7 @@ export interface OpenFile {
 }
 
 export function openFile(rec: FileRecord): OpenFile {
-  const n = rec.chunks.length;
-  const starts = new Float64Array(n + 1);
-  let pos = 0;
-  for (let i = 0; i < n; i++) {
-    starts[i] = pos;
-    pos += rec.chunks[i]!.length;
-  }
-  starts[n] = pos;
-  return { rec, starts, locs: undefined, next: 0, ahead: -1 };
+  return { rec, starts: chunkStarts(rec), locs: undefined, next: 0, ahead: -1 };
 }
 
 export interface ChunkReaderOptions {
@@ -300,26 +293,16 @@ export class ChunkReader {
     return n;
   }
 
-  /** Binary search for the chunk holding `pos`. */
   private first(f: OpenFile, pos: number): number {
-    let lo = 0, hi = f.rec.chunks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (f.starts[mid]! <= pos) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return chunkAt(f.starts, f.rec.chunks.length, pos);
   }
 
   /** Copies bytes [pos, pos+len) of the file into `out`; returns the count (short at EOF). */
   async readInto(f: OpenFile, pos: number, len: number, out: Buffer): Promise<number> {
     const size = f.rec.size;
     if (pos >= size || len <= 0) return 0;
-    const end = Math.min(size, pos + len);
-    const lo = this.first(f, pos);
-    let hi = lo;
+    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
     const chunks = f.rec.chunks;
-    while (hi < chunks.length && f.starts[hi]! < end) hi++;
     this.start(f, lo, hi);
     this.aheadOf(f, pos, end, hi - 1);
     const bufs: (Buffer | Promise<Buffer>)[] = [];
@@ -334,7 +317,6 @@ export class ChunkReader {
   }
 
   private copyOne(f: OpenFile, i: number, b: Buffer, pos: number, end: number, out: Buffer, at: number): number {
-    const s = f.starts[i]!;
-    return b.copy(out, at, Math.max(0, pos - s), Math.min(b.length, end - s));
+    return copyPart(b, f.starts[i]!, pos, end, out, at);
   }
 }

@@ -21,3 +21,5 @@ export { ByteLru, Lru, Mutex } from './lru.js';
 export { FLAG_RAW, FLAG_ZSTD, FLAG_ZSTD_DICT, decodeChunk } from './codec.js';
 export * as remote from './remote/index.js';
 export { privateDir, runDirOf, storeViewsDir, viewsDir } from './private-dir.js';
+export { chunkAt, chunkSpan, chunkStarts, copyPart, readRange } from './range.js';
+export { PackFds, decodeVerified, preadStored } from './chunkread.js';

@@ -5,7 +5,8 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Chunker, type ChunkParams } from './chunker.js';
-import { decodeChunk, encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
+import { PackFds, decodeVerified, preadStored } from './chunkread.js';
+import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
 import { IdHasher, idOf } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
@@ -220,7 +221,7 @@ let baseCacheBytes = 0;
 
 /** Verified plain bytes of an old chunk, or undefined when it cannot be read (the new chunk is
  * then compressed without a dictionary, as when the base is missing). */
-function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fds: Map<number, number>, depth = 0): Buffer | undefined {
+function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fds: PackFds, depth = 0): Buffer | undefined {
   const hit = baseCache.get(id);
   if (hit) {
     baseCache.delete(id);
@@ -230,13 +231,7 @@ function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fd
   const loc = table.get(id);
   if (!loc || depth > 8) return undefined;
   try {
-    let fd = fds.get(loc.pack);
-    if (fd === undefined) {
-      fd = openSync(join(packDir, packFileName(loc.pack)), constants.O_RDONLY);
-      fds.set(loc.pack, fd);
-    }
-    const body = Buffer.allocUnsafe(loc.stored);
-    if (readSync(fd, body, 0, loc.stored, loc.offset) !== loc.stored) return undefined;
+    const body = preadStored(fds, join(packDir, packFileName(loc.pack)), loc.offset, loc.stored, id);
     let dict: Buffer | undefined;
     if (loc.refs) {
       const parts: Buffer[] = [];
@@ -247,8 +242,7 @@ function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fd
       }
       dict = Buffer.concat(parts);
     }
-    const plain = Buffer.from(decodeChunk(loc.flags, body, loc.plain, dict));
-    if (idOf(plain) !== id) return undefined;
+    const plain = decodeVerified(id, loc.flags, body, loc.plain, dict);
     baseCache.set(id, plain);
     baseCacheBytes += plain.length;
     for (const [k, v] of baseCache) {
@@ -267,7 +261,7 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
   let fd = -1;
   let fdPath: Buffer | undefined;
   const table = new Map((bases ?? []).map((b) => [b.id, b]));
-  const packFds = new Map<number, number>();
+  const packFds = new PackFds(64);
   const dictOf = (refs: string[]): Buffer | undefined => {
     if (!packDir) return undefined;
     const parts: Buffer[] = [];
@@ -320,7 +314,7 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
     }
   } finally {
     if (fd >= 0) closeSync(fd);
-    for (const f of packFds.values()) closeSync(f);
+    packFds.close();
   }
   return out;
 }

@@ -13,10 +13,11 @@ import type { BaseChunk, CompressedItem, CompressItem, HashedFile, ScannedFile, 
 import { type Id } from './ids.js';
 import { ROOT_PREFIX, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
-import { encodeFileRecord, encodeStorePath, storePathName, treeId, HASH_LEN, type FileRecord, type StorePathRecord, type TreeEntry } from './objects.js';
+import { encodeFileRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation, encodeLocation, type ChunkLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
-import { walk, type DirNode, type FileNode, type WalkResult } from './walk.js';
+import { walk, type FileNode, type WalkResult } from './walk.js';
+import { buildTrees, resolveReferences } from './ingest-trees.js';
 
 const SMALL_BATCH_FILES = 256;
 const SMALL_BATCH_BYTES = 8 << 20;
@@ -458,45 +459,18 @@ export async function ingestTree(store: LocalParts, dirArg: string, opts: Ingest
   await flushIndex();
   const w = walked!;
 
-  // --- trees, bottom-up (iterative: nesting can be thousands deep) -----------------------
-  const treeBytes = new Map<string, Buffer>();
-  const order: DirNode[] = [];
-  const stack: DirNode[] = [w.root];
-  while (stack.length > 0) {
-    const d = stack.pop()!;
-    order.push(d);
-    for (const c of d.children) if (c.t === 'dir') stack.push(c);
-  }
-  for (let i = order.length - 1; i >= 0; i--) {
-    const d = order[i]!;
-    let size = 0;
-    const entries: TreeEntry[] = d.children.map((c) => {
-      if (c.t === 'file') {
-        size += c.size;
-        return { name: c.name, kind: c.exe ? 'exe' : 'file', size: c.size, id: c.id as Id };
-      }
-      if (c.t === 'link') return { name: c.name, kind: 'symlink', size: c.target.length, target: c.target };
-      size += c.size!;
-      return { name: c.name, kind: 'dir', size: c.size!, id: c.id as Id };
-    });
-    const { id, bytes } = treeId(entries);
-    d.id = id;
-    d.size = size;
-    treeBytes.set(id, bytes);
-  }
+  // --- trees and references -------------------------------------------------------------
+  const treeBytes = buildTrees(w.root);
   const rootTree = w.root.id as Id;
 
-  // --- references -------------------------------------------------------------------------
   // Every store path record is read only when some bytes held a candidate hash.
-  const byHash = new Map<string, string>();
-  if (refCandidates.size > 0) for (const r of await store.objects.listStorePaths()) byHash.set(r.path.slice(-HASH_LEN), r.path);
   const key = opts.key ?? rootTree;
   const path = storePathName(name, key);
-  const references = [...refCandidates].map((h) => (h === key.slice(0, HASH_LEN) ? path : byHash.get(h))).filter((p): p is string => p !== undefined);
+  const references = resolveReferences(refCandidates, { path, key }, refCandidates.size > 0 ? await store.objects.listStorePaths() : []);
 
   const record: StorePathRecord = {
     path, name, key, tree: rootTree,
-    references: [...new Set(references)].sort(),
+    references,
     size: w.bytes, files: w.files.length,
     made: opts.made ?? { kind: 'ingest' },
     signatures: [],

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { ChunkInfo, ChunkLocator, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
-import { decodeChunk, encodeChunk } from './codec.js';
+import { decodeVerified } from './chunkread.js';
+import { encodeChunk } from './codec.js';
 import { MiqError } from './errors.js';
 import { type Id, idOf } from './ids.js';
 import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from './keys.js';
@@ -20,25 +21,9 @@ import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 import { mkdirp } from './mkdirp.js';
 import { describeHolder, recordHolder, releaseHolder } from './holder.js';
+import { readRange } from './range.js';
 
 export const FORMAT_VERSION = 1;
-
-const startsOf = new WeakMap<FileRecord, number[]>();
-/** Offset of each chunk of a file record, computed once per record object. */
-function chunkStarts(f: FileRecord): number[] {
-  let s = startsOf.get(f);
-  if (!s) {
-    s = [];
-    let pos = 0;
-    for (const c of f.chunks) {
-      s.push(pos);
-      pos += c.length;
-    }
-    startsOf.set(f, s);
-  }
-  return s;
-}
-
 
 export interface FormatHeader {
   format: 'miq-store';
@@ -214,14 +199,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       }
       dict = Buffer.concat(parts);
     }
-    let plain: Buffer;
-    try {
-      plain = decodeChunk(loc.flags, body, loc.plain, dict);
-    } catch (e) {
-      throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: ${(e as Error).message}`, { details: { id, kind: 'chunk' } });
-    }
-    if (idOf(plain) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
-    return plain;
+    return decodeVerified(id, loc.flags, body, loc.plain, dict);
   }
 
   /** Stores one chunk (compressing it here); used for small writes outside the ingest pipeline. */
@@ -259,27 +237,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
   }
 
   async readFile(file: FileRecord, offset: number, length: number): Promise<Buffer> {
-    if (offset >= file.size || length <= 0) return Buffer.alloc(0);
-    const end = Math.min(file.size, offset + length);
-    // Callers (cat, export) read a file chunk by chunk with the same record: find the first
-    // chunk by binary search over offsets kept per record, not by a scan from the start.
-    const starts = chunkStarts(file);
-    let i = 0, hi = file.chunks.length - 1;
-    while (i < hi) {
-      const mid = (i + hi + 1) >> 1;
-      if (starts[mid]! <= offset) i = mid;
-      else hi = mid - 1;
-    }
-    const parts: Buffer[] = [];
-    for (; i < file.chunks.length && starts[i]! < end; i++) {
-      const c = file.chunks[i]!;
-      const pos = starts[i]!;
-      const plain = await this.getChunk(c.id);
-      if (!plain) throw new MiqError('MIQ_MISSING', `chunk ${c.id} of file ${file.id} is missing from the store`, { details: { id: c.id, kind: 'chunk', file: file.id } });
-      if (plain.length !== c.length) throw new MiqError('MIQ_CORRUPT', `chunk ${c.id} has ${plain.length} bytes, file ${file.id} expects ${c.length}`, { details: { id: c.id, kind: 'chunk' } });
-      parts.push(plain.subarray(Math.max(0, offset - pos), Math.min(c.length, end - pos)));
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return readRange(file, offset, length, (id) => this.getChunk(id));
   }
 
   async putTree(entries: readonly TreeEntry[]): Promise<Id> {

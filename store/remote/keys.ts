@@ -66,7 +66,7 @@ export function loadSigningKey(file: string): SigningKey {
   if (parts.length !== 3 || parts[0] !== SECRET_TAG) throw new MiqError('MIQ_BAD_INPUT', `${file} is not a miq secret key (expected ${SECRET_TAG}:<name>:<base64>)`);
   try {
     const key = createPrivateKey({ key: Buffer.from(parts[2]!, 'base64'), format: 'der', type: 'pkcs8' });
-    if (key.asymmetricKeyType !== 'ed25519') throw new Error('not ed25519');
+    if (key.asymmetricKeyType !== 'ed25519') throw new MiqError('MIQ_BAD_INPUT', `${file} holds a ${String(key.asymmetricKeyType)} key, not ed25519`);
     return { name: checkPathName(parts[1]!), key, publicText: publicText(parts[1]!, createPublicKey(key)) };
   } catch (e) {
     throw new MiqError('MIQ_BAD_INPUT', `${file} holds an unreadable ed25519 key`, { cause: e });

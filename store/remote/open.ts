@@ -37,7 +37,7 @@ export async function openRemote(location: string, o: OpenRemoteOptions): Promis
   const cache = o.cacheDir ? new DiskCache(o.cacheDir, o.cacheSize ?? 1024 ** 3) : undefined;
   await cache?.open();
   const seenFile = o.seenFile ?? (o.cacheDir ? join(o.cacheDir, 'seen.json') : undefined);
-  if (!seenFile) throw new Error('openRemote: give cacheDir or seenFile (rollback protection needs somewhere to remember)');
+  if (!seenFile) throw new MiqError('MIQ_BAD_INPUT', `remote ${location}: no place to remember the pointers seen (rollback protection); give a cache directory or a seen-pointers file`);
   return remoteReader({
     transport,
     cache,

@@ -4,6 +4,7 @@
  * chunks and trees against their ids, file records against the signed per-path index, path
  * documents and pointers against trusted keys (and pointers against rollback).
  */
+import { chunkSpan, chunkStarts, readRange } from '../range.js';
 import type { ChunkSource, ObjectReader } from '../api.js';
 import { MiqError, fromRemote, isMiqError } from '../errors.js';
 import { EMPTY_ID, type Id, idOf } from '../ids.js';
@@ -436,29 +437,10 @@ class Reader implements RemoteReader {
   }
 
   async readFile(file: FileRecord, offset: number, length: number): Promise<Buffer> {
-    const end = Math.min(file.size, offset + Math.max(0, length));
-    if (offset >= end) return Buffer.alloc(0);
-    const want: { id: Id; length: number; start: number }[] = [];
-    let pos = 0;
-    for (const c of file.chunks) {
-      if (pos + c.length > offset && pos < end) want.push({ ...c, start: pos });
-      pos += c.length;
-      if (pos >= end) break;
-    }
-    for (const c of want) this.note(c.id);
-    const bodies = await Promise.all(want.map((c) => this.readLimit.run(async () => {
-      const b = await this.chunk(c.id, c.length);
-      if (!b) throw new MiqError('MIQ_REMOTE', `the remote lacks chunk ${c.id} of file ${file.id}`, { details: { id: c.id, file: file.id } });
-      return b;
-    })));
-    const out = Buffer.allocUnsafe(end - offset);
-    bodies.forEach((b, i) => {
-      const c = want[i]!;
-      const from = Math.max(offset, c.start);
-      const to = Math.min(end, c.start + c.length);
-      b.copy(out, from - offset, from - c.start, to - c.start);
-    });
-    return out;
+    const { lo, hi } = chunkSpan(chunkStarts(file), file.chunks.length, file.size, offset, length);
+    for (let i = lo; i < hi; i++) this.note(file.chunks[i]!.id);
+    return readRange(file, offset, length, (id, len) => this.readLimit.run(() => this.chunk(id, len)),
+      (id) => new MiqError('MIQ_REMOTE', `the remote lacks chunk ${id} of file ${file.id}`, { details: { id, file: file.id } }));
   }
 
   async getProfile(name: string): Promise<(Pointer & { stale: boolean }) | undefined> {

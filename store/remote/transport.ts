@@ -101,7 +101,7 @@ class TunnelAgent extends https.Agent {
     req.once('connect', (res, socket) => {
       if (res.statusCode !== 200) {
         socket.destroy();
-        cb(new Error(`proxy ${this.proxy.host} refused CONNECT ${authority}: ${res.statusCode}`));
+        cb(new MiqError('MIQ_REMOTE', `proxy ${this.proxy.host} refused CONNECT ${authority}: ${res.statusCode}`, { details: { proxy: this.proxy.host } }));
         return;
       }
       cb(null, tls.connect({ ...o, socket, servername: o.servername ?? o.host }));

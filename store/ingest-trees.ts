@@ -1,0 +1,52 @@
+/**
+ * Ingest's tree step: the walked skeleton, with every file's id filled in, becomes tree objects
+ * bottom-up; and the store path record's references from the hashes found in file bytes. Pure
+ * (no I/O), shared by every store's ingest.
+ */
+import type { Id } from './ids.js';
+import { HASH_LEN, treeId, type TreeEntry } from './objects.js';
+import type { DirNode } from './walk.js';
+
+/** Sets `id` and `size` on every directory of `root` (whose files all have ids) and returns the
+ * encoding of every tree by id. Iterative: nesting can be thousands deep. */
+export function buildTrees(root: DirNode): Map<Id, Buffer> {
+  const treeBytes = new Map<Id, Buffer>();
+  const order: DirNode[] = [];
+  const stack: DirNode[] = [root];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    order.push(d);
+    for (const c of d.children) if (c.t === 'dir') stack.push(c);
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const d = order[i]!;
+    let size = 0;
+    const entries: TreeEntry[] = d.children.map((c) => {
+      if (c.t === 'file') {
+        size += c.size;
+        return { name: c.name, kind: c.exe ? 'exe' : 'file', size: c.size, id: c.id as Id };
+      }
+      if (c.t === 'link') return { name: c.name, kind: 'symlink', size: c.target.length, target: c.target };
+      size += c.size!;
+      return { name: c.name, kind: 'dir', size: c.size!, id: c.id as Id };
+    });
+    const { id, bytes } = treeId(entries);
+    d.id = id;
+    d.size = size;
+    treeBytes.set(id, bytes);
+  }
+  return treeBytes;
+}
+
+/** The store paths that `candidates` (32-character hash runs found in file bytes) name: the
+ * path being made itself (`self`, whose hash is its key's prefix) or one in `known`. Sorted. */
+export function resolveReferences(candidates: Iterable<string>, self: { path: string; key: Id }, known: readonly { path: string }[]): string[] {
+  const byHash = new Map<string, string>();
+  for (const r of known) byHash.set(r.path.slice(-HASH_LEN), r.path);
+  const out = new Set<string>();
+  for (const h of candidates) {
+    const p = h === self.key.slice(0, HASH_LEN) ? self.path : byHash.get(h);
+    if (p !== undefined) out.add(p);
+  }
+  return [...out].sort();
+}
