@@ -75,29 +75,19 @@ function bestAnchor(s: Series): { name: string; added: number } | undefined {
 
 const yes = (b: boolean | undefined) => (b === undefined ? 'n/a' : b ? '**yes**' : '**no**');
 
-export function renderReport(r: BenchResult, base: string): { markdown: string; charts: Record<string, string> } {
-  const charts: Record<string, string> = {};
-  const md: string[] = [];
-  const chart = (name: string, svg: string, alt: string) => {
-    charts[name] = svg;
-    md.push('', `![${alt}](${base}/${name})`);
-  };
-  const releaseSeries = r.series.filter((s) => s.name.startsWith('releases:'));
-  const security = find(r.series, 'security');
-  const full = find(r.series, 'full');
-  const ingest = find(r.series, 'ingest');
+/** What every report section shares: the Markdown lines so far, the charts, and the series the
+ * sections look at. */
+interface ReportCtx {
+  md: string[];
+  chart(name: string, svg: string, alt: string): void;
+  releaseSeries: Series[];
+  security: Series | undefined;
+  full: Series | undefined;
+  ingest: Series | undefined;
+}
 
-  md.push(`# miq dedup benchmark: ${r.date}, ${r.facts.host}${r.quick ? ' (quick slice)' : ''}`, '');
-  md.push(
-    `Written by \`miq bench${r.quick ? ' --quick' : ''}\`. Every figure is the median of ${r.runs} run${r.runs > 1 ? 's' : ''}; ` +
-      'tools run one after the other, interleaved and rotated between runs, on the same trees in the same run, ' +
-      'so compare ratios, not absolute times, across machines. Inputs are read warm from the page cache. ' +
-      'Wall time of a step is the command plus `sync -f` of the repository, so tools that flush and tools that ' +
-      'leave dirty pages pay the same. Stored bytes: apparent size of everything in the repository or image ' +
-      '(caches and config kept beside it are not counted).',
-  );
-
-  // --- headline ---------------------------------------------------------------------------
+function sectionHeadline(_r: BenchResult, c: ReportCtx): void {
+  const { md, full } = c;
   const fm = tool(full, 'miq');
   if (full && fm && ok(fm)) {
     const m = stepMedian(fm.steps[0]!);
@@ -110,8 +100,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
     }
     md.push('', `**Headline (full corpus, miq ÷ anchor):** ${parts.join('; ')}.`);
   }
+}
 
-  // --- targets ----------------------------------------------------------------------------
+function sectionTargets(_r: BenchResult, c: ReportCtx): void {
+  const { md, releaseSeries, security, full, ingest } = c;
   md.push('', '## Targets', '');
   const trows: string[][] = [];
   for (const s of [...releaseSeries, ...(security ? [security] : [])]) {
@@ -151,8 +143,11 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
     trows.push(['ingest: incremental (N+1 after N) ≤ ⅓ of full', `${fmtSec(i)} vs ${fmtSec(f)} (${fmtRatio(i / f)})`, yes(i <= f / 3)]);
   }
   md.push(table(['target', 'measured', 'holds'], trows.length ? trows : [['(no scenario ran)', '', 'n/a']]));
+}
 
-  // --- full corpus ------------------------------------------------------------------------
+function sectionFullCorpus(_r: BenchResult, c: ReportCtx): void {
+  const { md, chart, full } = c;
+  const fm = tool(full, 'miq');
   md.push('', '## Full corpus', '');
   if (full) {
     const st = full.steps[0]!;
@@ -195,8 +190,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       'wall time, full corpus',
     );
   } else md.push(table(['tool', 'stored', 'wall time'], [['(not run)', '', '']]));
+}
 
-  // --- releases ---------------------------------------------------------------------------
+function sectionReleases(_r: BenchResult, c: ReportCtx): void {
+  const { md, chart, releaseSeries } = c;
   md.push('', '## Release after release', '');
   md.push(
     'Each release added after the previous one to the same repository. The first column is the full ' +
@@ -236,8 +233,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       `added bytes per release, ${s.name}`,
     );
   }
+}
 
-  // --- security ---------------------------------------------------------------------------
+function sectionSecurity(_r: BenchResult, c: ReportCtx): void {
+  const { md, chart, security } = c;
   md.push('', '## Security update', '');
   if (security) {
     const [a, b] = security.steps as [typeof security.steps[0], typeof security.steps[0]];
@@ -275,8 +274,11 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       'added bytes, security update',
     );
   } else md.push(table(['tool', 'added'], [['(not run)', '']]));
+}
 
-  // --- ingest (issue 2) -------------------------------------------------------------------
+function sectionIngest(_r: BenchResult, c: ReportCtx): void {
+  const { md, ingest } = c;
+  const im = tool(ingest, 'miq');
   md.push('', '## Ingest', '');
   if (ingest) {
     const [n, n1] = ingest.steps as [typeof ingest.steps[0], typeof ingest.steps[0]];
@@ -307,8 +309,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       ),
     );
   } else md.push(table(['tool', 'wall time'], [['(not run)', '']]));
+}
 
-  // --- sweep ------------------------------------------------------------------------------
+function sectionSweep(r: BenchResult, c: ReportCtx): void {
+  const { md, chart } = c;
   md.push('', '## Chunk-size sweep', '');
   const sweeps = r.series.filter((s) => s.name.startsWith('sweep:'));
   if (sweeps.length) {
@@ -349,8 +353,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       );
     }
   } else md.push(table(['setting', 'added'], [['(not run)', '']]));
+}
 
-  // --- machine ----------------------------------------------------------------------------
+function sectionMachine(r: BenchResult, c: ReportCtx): void {
+  const { md } = c;
   md.push('', '## Machine', '');
   const f = r.facts;
   md.push(
@@ -367,8 +373,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
       ],
     ),
   );
+}
 
-  // --- corpus -----------------------------------------------------------------------------
+function sectionCorpus(r: BenchResult, c: ReportCtx): void {
+  const { md } = c;
   md.push('', '## Corpus', '');
   md.push('Fetched with `npm pack` and `apt-get download`, unpacked with `tar` and `dpkg-deb -x`; nothing is committed.', '');
   md.push(
@@ -384,8 +392,10 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
   if (sec.length) md.push('', `Debian security set (point → security): ${sec.map(([p, v]) => `${p} ${v.point} → ${v.security}`).join('; ')}.`);
   const baseP = Object.entries(r.manifest.debianVersions).filter(([, v]) => !v.security);
   if (baseP.length) md.push('', `Debian base packages: ${baseP.map(([p, v]) => `${p} ${v.point}`).join('; ')}.`);
+}
 
-  // --- commands ---------------------------------------------------------------------------
+function sectionCommands(r: BenchResult, c: ReportCtx): void {
+  const { md } = c;
   md.push('', '## Commands', '');
   const seen = new Map<string, ToolSeries>();
   for (const s of r.series) for (const ts of s.tools) if (!seen.has(ts.tool.name)) seen.set(ts.tool.name, ts);
@@ -408,5 +418,39 @@ export function renderReport(r: BenchResult, base: string): { markdown: string; 
   const errors = r.series.flatMap((s) => s.tools.filter((t) => t.error).map((t) => `- ${s.name} / ${t.tool.name}: ${t.error}`));
   if (errors.length) md.push('', '### Tools that did not run', '', ...errors);
   md.push('');
+}
+
+export function renderReport(r: BenchResult, base: string): { markdown: string; charts: Record<string, string> } {
+  const charts: Record<string, string> = {};
+  const md: string[] = [];
+  const chart = (name: string, svg: string, alt: string) => {
+    charts[name] = svg;
+    md.push('', `![${alt}](${base}/${name})`);
+  };
+  const releaseSeries = r.series.filter((s) => s.name.startsWith('releases:'));
+  const security = find(r.series, 'security');
+  const full = find(r.series, 'full');
+  const ingest = find(r.series, 'ingest');
+
+  md.push(`# miq dedup benchmark: ${r.date}, ${r.facts.host}${r.quick ? ' (quick slice)' : ''}`, '');
+  md.push(
+    `Written by \`miq bench${r.quick ? ' --quick' : ''}\`. Every figure is the median of ${r.runs} run${r.runs > 1 ? 's' : ''}; ` +
+      'tools run one after the other, interleaved and rotated between runs, on the same trees in the same run, ' +
+      'so compare ratios, not absolute times, across machines. Inputs are read warm from the page cache. ' +
+      'Wall time of a step is the command plus `sync -f` of the repository, so tools that flush and tools that ' +
+      'leave dirty pages pay the same. Stored bytes: apparent size of everything in the repository or image ' +
+      '(caches and config kept beside it are not counted).',
+  );
+  const c: ReportCtx = { md, chart, releaseSeries, security, full, ingest };
+  sectionHeadline(r, c);
+  sectionTargets(r, c);
+  sectionFullCorpus(r, c);
+  sectionReleases(r, c);
+  sectionSecurity(r, c);
+  sectionIngest(r, c);
+  sectionSweep(r, c);
+  sectionMachine(r, c);
+  sectionCorpus(r, c);
+  sectionCommands(r, c);
   return { markdown: md.join('\n'), charts };
 }

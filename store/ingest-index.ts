@@ -1,0 +1,58 @@
+/**
+ * Ingest's pack-then-index step: compressed chunks are appended to the pack in arrival order,
+ * and their index entries are written in batches, each only after the pack bytes it names are
+ * synced (a crash leaves unreferenced pack bytes at worst, never an index entry naming nothing).
+ */
+import type { Id } from './ids.js';
+import type { CompressedItem } from './ingest-worker.js';
+import { kChunk } from './keys.js';
+import type { Db } from './local-parts.js';
+import { ENTRY_HEADER, encodeLocation, type PackWriter } from './pack.js';
+
+const INDEX_FLUSH_ENTRIES = 4096;
+const INDEX_FLUSH_BYTES = 64 << 20;
+
+export class IndexWriter {
+  private pending: { key: string; value: Buffer }[] = [];
+  private pendingBytes = 0;
+  private chain: Promise<void> = Promise.resolve();
+  /** Bytes this ingest added to the store (bodies, headers, index entries). */
+  newBytes = 0;
+  newChunks = 0;
+
+  constructor(private readonly db: Db, private readonly writer: PackWriter) {}
+
+  /** Appends compressed chunks to the pack; their index entries follow in a later batch. */
+  append(compressed: readonly CompressedItem[]): Promise<void> {
+    const items = compressed.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth }));
+    const run = this.chain.then(async () => {
+      const locs = await this.writer.append(items);
+      locs.forEach((loc, i) => {
+        const key = kChunk(items[i]!.id);
+        const it = items[i]!;
+        const value = encodeLocation(it.refs ? { ...loc, refs: it.refs, depth: it.depth } : loc);
+        this.pending.push({ key, value });
+        this.newBytes += loc.stored + ENTRY_HEADER + key.length + value.length;
+        this.pendingBytes += loc.stored;
+      });
+      this.newChunks += items.length;
+      if (this.pending.length >= INDEX_FLUSH_ENTRIES || this.pendingBytes >= INDEX_FLUSH_BYTES) await this.flush();
+    });
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Waits for every append so far. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.writer.sync(); // bodies on disk before the index names them
+    await this.db.batch(batch.map((o) => ({ type: 'put' as const, key: o.key, value: o.value })));
+  }
+}

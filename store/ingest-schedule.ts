@@ -1,0 +1,91 @@
+/**
+ * Ingest's scheduling: which files go to the workers together, and whether a file is first only
+ * hashed. Pure (no I/O): the pipeline feeds it files as the walk finds them and asks for the
+ * next task when a worker is free.
+ *
+ * Small files travel in batches (one worker task per few hundred files: a task costs a message
+ * hop and a promise each way). Files bigger than HASH_FIRST_MIN are first only hashed when the
+ * store already has files: on a re-ingest or an update most are known, and hashing skips
+ * chunking them; if most turn out new, scheduling switches to chunking directly (the hash pass
+ * would be wasted work).
+ */
+export const SMALL_BATCH_FILES = 256;
+export const SMALL_BATCH_BYTES = 8 << 20;
+/** A file this big is a task of its own. */
+export const ALONE_BYTES = 1 << 20;
+export const HASH_FIRST_MIN = 64 * 1024;
+export const HASH_BATCH_BYTES = 32 << 20;
+/** Hashed bytes after which hash-first is judged (and dropped when most were new). */
+export const ADAPT_AFTER_BYTES = 64 << 20;
+
+export interface Sized {
+  readonly size: number;
+}
+
+/** The files from `pos` on that make one task: up to `maxFiles` and `maxBytes`, and a file over
+ * ALONE_BYTES only ever alone. */
+export function takeBatch<T extends Sized>(list: readonly T[], pos: number, maxFiles: number, maxBytes: number): T[] {
+  const files: T[] = [];
+  let bytes = 0;
+  while (pos + files.length < list.length) {
+    const f = list[pos + files.length]!;
+    if (files.length > 0 && (f.size > ALONE_BYTES || files.length >= maxFiles || bytes + f.size > maxBytes)) break;
+    files.push(f);
+    bytes += f.size;
+    if (f.size > ALONE_BYTES) break;
+  }
+  return files;
+}
+
+export interface Planned<T> {
+  kind: 'scan' | 'hash';
+  files: T[];
+}
+
+export class ScanSchedule<T extends Sized> {
+  private readonly small: T[] = [];
+  private readonly large: T[] = [];
+  private readonly again: T[] = [];
+  private smallPos = 0;
+  private largePos = 0;
+  private hashedBytes = 0;
+  private knownBytes = 0;
+  /** Files handed to `add` (the ones that will be read). */
+  queued = 0;
+
+  constructor(public hashFirst: boolean) {}
+
+  add(f: T): void {
+    (f.size <= HASH_FIRST_MIN ? this.small : this.large).push(f);
+    this.queued++;
+  }
+
+  /** A hashed file the store did not know: it is scanned after all. */
+  rescan(f: T): void {
+    this.again.push(f);
+  }
+
+  /** Hash results came back: `bytes` hashed, `known` of them already in the store. */
+  hashed(bytes: number, known: number): void {
+    this.hashedBytes += bytes;
+    this.knownBytes += known;
+    if (this.hashFirst && this.hashedBytes >= ADAPT_AFTER_BYTES && this.knownBytes < this.hashedBytes / 2) this.hashFirst = false;
+  }
+
+  /** The next task, or undefined when nothing is ready (more may come while the walk runs). */
+  next(walkDone: boolean): Planned<T> | undefined {
+    if (this.again.length > 0) return { kind: 'scan', files: this.again.splice(0, takeBatch(this.again, 0, SMALL_BATCH_FILES, SMALL_BATCH_BYTES).length) };
+    if (this.largePos < this.large.length) {
+      const files = takeBatch(this.large, this.largePos, SMALL_BATCH_FILES, this.hashFirst ? HASH_BATCH_BYTES : SMALL_BATCH_BYTES);
+      this.largePos += files.length;
+      return { kind: this.hashFirst ? 'hash' : 'scan', files };
+    }
+    // While the walk runs, wait until a batch of small files is worth a task.
+    if (this.smallPos < this.small.length && (walkDone || this.small.length - this.smallPos >= SMALL_BATCH_FILES / 4)) {
+      const files = takeBatch(this.small, this.smallPos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
+      this.smallPos += files.length;
+      return { kind: 'scan', files };
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Unit tests of the store's small modules: ingest's planning (scheduling, delta bases, trees,
+ * references), the range and chunk-read modules, packs, the codec, the LRU and the walk.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { PackFds, decodeVerified, preadStored } from '../store/chunkread.js';
+import { FLAG_RAW, FLAG_ZSTD, FLAG_ZSTD_DICT, decodeChunk, encodeChunk, encodeChunkWithDict } from '../store/codec.js';
+import { isMiqError } from '../store/errors.js';
+import { type Id, idOf } from '../store/ids.js';
+import { basesFor, deltaRefs, DeltaPlanner, DELTA_MAX_DEPTH, DELTA_MAX_REFS, type Base } from '../store/ingest-delta.js';
+import { ALONE_BYTES, ADAPT_AFTER_BYTES, SMALL_BATCH_FILES, SMALL_BATCH_BYTES, ScanSchedule, takeBatch } from '../store/ingest-schedule.js';
+import { buildTrees, resolveReferences } from '../store/ingest-trees.js';
+import type { BaseChunk } from '../store/ingest-worker.js';
+import { ByteLru, Lru, Mutex } from '../store/lru.js';
+import { decodeTree } from '../store/objects.js';
+import { decodeLocation, encodeLocation, packFileName, PackReader, PackWriter } from '../store/pack.js';
+import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
+import { walk, type DirNode, type FileNode } from '../store/walk.js';
+
+const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
+after(() => rm(tmp, { recursive: true, force: true }));
+const code = (c: string) => (e: unknown) => isMiqError(e) && e.code === c;
+const sized = (...sizes: number[]) => sizes.map((size, i) => ({ size, i }));
+
+describe('ingest scheduling', () => {
+  it('takeBatch: up to the file and byte limits; a big file only ever alone', () => {
+    assert.deepEqual(takeBatch(sized(1, 2, 3), 0, 2, 100).map((f) => f.i), [0, 1]);
+    assert.deepEqual(takeBatch(sized(60, 50, 3), 0, 10, 100).map((f) => f.i), [0], 'the byte limit');
+    assert.deepEqual(takeBatch(sized(200), 0, 10, 100).map((f) => f.i), [0], 'one file over the limit still goes');
+    assert.deepEqual(takeBatch(sized(1, ALONE_BYTES + 1, 1), 0, 10, 1 << 30).map((f) => f.i), [0]);
+    assert.deepEqual(takeBatch(sized(1, ALONE_BYTES + 1, 1), 1, 10, 1 << 30).map((f) => f.i), [1]);
+    assert.deepEqual(takeBatch(sized(1, 2), 2, 10, 100), []);
+  });
+
+  it('small files wait for a worthwhile batch while the walk runs, and go in batches', () => {
+    const s = new ScanSchedule<{ size: number; i: number }>(false);
+    for (const f of sized(...Array<number>(SMALL_BATCH_FILES / 4 - 1).fill(100))) s.add(f);
+    assert.equal(s.next(false), undefined, 'not yet worth a task');
+    assert.equal(s.next(true)?.files.length, SMALL_BATCH_FILES / 4 - 1, 'the walk is done: what there is');
+    for (let i = 0; i < SMALL_BATCH_FILES * 2 + 5; i++) s.add({ size: 10, i });
+    const a = s.next(false)!, b = s.next(false)!, c = s.next(true)!;
+    assert.deepEqual([a.kind, a.files.length, b.files.length, c.files.length], ['scan', SMALL_BATCH_FILES, SMALL_BATCH_FILES, 5]);
+    assert.equal(s.next(true), undefined);
+    assert.equal(s.queued, SMALL_BATCH_FILES / 4 - 1 + SMALL_BATCH_FILES * 2 + 5);
+  });
+
+  it('hash-first for large files into a store with files; unknown ones are rescanned first; mostly-new turns it off', () => {
+    const s = new ScanSchedule<{ size: number; i: number }>(true);
+    const big = 40 << 20;
+    for (let i = 0; i < 6; i++) s.add({ size: big, i });
+    s.add({ size: 100, i: 99 });
+    const h = s.next(false)!;
+    assert.equal(h.kind, 'hash');
+    s.rescan(h.files[0]!);
+    const again = s.next(false)!;
+    assert.deepEqual([again.kind, again.files[0]!.i], ['scan', h.files[0]!.i], 'a rescan goes before anything else');
+    s.hashed(ADAPT_AFTER_BYTES, 0);
+    assert.equal(s.hashFirst, false, 'mostly new: chunk directly');
+    assert.equal(s.next(false)!.kind, 'scan');
+    const s2 = new ScanSchedule<{ size: number }>(true);
+    s2.hashed(ADAPT_AFTER_BYTES, ADAPT_AFTER_BYTES);
+    assert.equal(s2.hashFirst, true, 'mostly known: keep hashing first');
+    assert.ok(SMALL_BATCH_BYTES < big);
+  });
+});
+
+describe('ingest delta planning', () => {
+  const base: Base = { chunks: [{ id: 'a', start: 0, end: 100, depth: 0 }, { id: 'b', start: 100, end: 250, depth: 2 }, { id: 'c', start: 250, end: 400, depth: 1 }] };
+
+  it('deltaRefs: the old chunks overlapping the new chunk, their deepest depth and their bytes', () => {
+    assert.deepEqual(deltaRefs(base, 90, 20), { refs: ['a', 'b'], refDepth: 2, bytes: 250 });
+    assert.deepEqual(deltaRefs(base, 260, 10), { refs: ['c'], refDepth: 1, bytes: 150 });
+    assert.equal(deltaRefs(base, 400, 10), undefined, 'past the old file');
+    const many: Base = { chunks: Array.from({ length: 20 }, (_, i) => ({ id: `x${i}`, start: i, end: i + 1, depth: 0 })) };
+    assert.equal(deltaRefs(many, 0, 20)!.refs.length, DELTA_MAX_REFS);
+  });
+
+  it('basesFor: every ref of the items and the refs of those, each once', () => {
+    const loc = (id: string, refs?: string[]): BaseChunk => ({ id, pack: 1, offset: 0, stored: 1, plain: 1, flags: 1, ...(refs ? { refs } : {}) });
+    const known = new Map([['a', loc('a', ['b'])], ['b', loc('b', ['c'])], ['c', loc('c')], ['d', loc('d')]]);
+    assert.deepEqual(basesFor([{ id: 'n1', length: 1, refs: ['a'] }, { id: 'n2', length: 1, refs: ['c', 'zz'] }], known)!.map((b) => b.id).sort(), ['a', 'b', 'c']);
+    assert.equal(basesFor([{ id: 'n', length: 1 }], known), undefined);
+  });
+
+  it('DeltaPlanner.base: the previous version at the path, skipping chunks too deep in a chain', async () => {
+    const old = { id: 'f0' as Id, size: 30, chunks: [{ id: 'o1' as Id, length: 10 }, { id: 'o2' as Id, length: 10 }, { id: 'o3' as Id, length: 10 }] };
+    const locs: Record<string, { pack: number; offset: number; stored: number; plain: number; flags: number; refs?: string[]; depth?: number }> = {
+      o1: { pack: 1, offset: 0, stored: 5, plain: 10, flags: 1 },
+      o2: { pack: 1, offset: 5, stored: 5, plain: 10, flags: 2, refs: ['p'], depth: DELTA_MAX_DEPTH },
+      o3: { pack: 1, offset: 10, stored: 5, plain: 10, flags: 2, refs: ['p'], depth: 1 },
+      p: { pack: 1, offset: 15, stored: 5, plain: 10, flags: 1 },
+    };
+    const d = new DeltaPlanner({ locations: async (ids) => ids.map((i) => locs[i]), lastFileAt: async (k) => (k === 'l/x' ? 'f0' : undefined), getFile: async (id) => (id === 'f0' ? old : undefined) });
+    assert.equal(await d.base('l/y', 'new'), undefined, 'no previous version');
+    assert.equal(await d.base('l/x', 'f0'), undefined, 'the same file');
+    const b = (await d.base('l/x', 'new'))!;
+    assert.deepEqual(b.chunks.map((c) => [c.id, c.start, c.end]), [['o1', 0, 10], ['o3', 20, 30]]);
+    assert.deepEqual([...d.locs.keys()].sort(), ['o1', 'o3', 'p'], 'the chain base is learnt too');
+  });
+});
+
+describe('ingest trees and references', () => {
+  it('buildTrees: bottom-up ids and sizes; references resolve to known paths and to itself', () => {
+    const file = (name: string, size: number, id: string): FileNode => ({ t: 'file', name: Buffer.from(name), path: Buffer.from(name), size, exe: false, stat: {} as never, id });
+    const sub: DirNode = { t: 'dir', name: Buffer.from('sub'), path: Buffer.from('sub'), children: [file('b', 5, idOf(Buffer.from('b')))] };
+    const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from('.'), children: [file('a', 3, idOf(Buffer.from('a'))), sub, { t: 'link', name: Buffer.from('l'), target: Buffer.from('a') }] };
+    const trees = buildTrees(root);
+    assert.equal(trees.size, 2);
+    assert.equal(root.size, 8);
+    assert.equal(sub.size, 5);
+    const t = decodeTree(trees.get(root.id as Id)!, root.id as Id);
+    assert.deepEqual(t.entries.map((e) => [e.name.toString(), e.kind]), [['a', 'file'], ['l', 'symlink'], ['sub', 'dir']]);
+    const key = 'f'.repeat(64) as Id;
+    const refs = resolveReferences(['a'.repeat(32), 'f'.repeat(32), 'c'.repeat(32)], { path: `me-${'f'.repeat(32)}`, key }, [{ path: `lib-${'a'.repeat(32)}` }]);
+    assert.deepEqual(refs, [`lib-${'a'.repeat(32)}`, `me-${'f'.repeat(32)}`]);
+  });
+});
+
+describe('range', () => {
+  const f = { id: 'f' as Id, size: 25, chunks: [{ id: 'a' as Id, length: 10 }, { id: 'b' as Id, length: 10 }, { id: 'c' as Id, length: 5 }] };
+  it('chunkStarts, chunkAt, chunkSpan at the edges', () => {
+    assert.deepEqual([...chunkStarts(f)], [0, 10, 20, 25]);
+    assert.equal(chunkStarts(f), chunkStarts(f), 'computed once per record');
+    const s = chunkStarts(f);
+    assert.deepEqual([0, 9, 10, 24].map((p) => chunkAt(s, 3, p)), [0, 0, 1, 2]);
+    assert.deepEqual(chunkSpan(s, 3, 25, 5, 10), { lo: 0, hi: 2, end: 15 });
+    assert.deepEqual(chunkSpan(s, 3, 25, 20, 100), { lo: 2, hi: 3, end: 25 });
+    assert.equal(chunkSpan(s, 3, 25, 25, 10).hi, 0);
+    assert.equal(chunkSpan(s, 3, 25, 3, 0).hi, 0);
+  });
+  it('readRange: assembles verified pieces; a missing chunk or a wrong length is an error', async () => {
+    const bodies: Record<string, Buffer> = { a: Buffer.from('0123456789'), b: Buffer.from('abcdefghij'), c: Buffer.from('VWXYZ') };
+    const get = async (id: Id) => bodies[id];
+    assert.equal((await readRange(f, 8, 15, get)).toString(), '89abcdefghijVWX');
+    assert.equal((await readRange(f, 22, 10, get)).toString(), 'XYZ');
+    assert.equal((await readRange(f, 30, 10, get)).length, 0);
+    await assert.rejects(readRange(f, 0, 25, async (id) => (id === 'b' ? undefined : bodies[id])), code('MIQ_MISSING'));
+    await assert.rejects(readRange(f, 0, 25, async (id) => (id === 'c' ? Buffer.from('VW') : bodies[id])), code('MIQ_CORRUPT'));
+  });
+});
+
+describe('codec, packs and chunk reads', () => {
+  it('codec: raw for incompressible, zstd for text, dictionary deltas; junk is MIQ_CORRUPT', () => {
+    const noise = randomBytes(4000);
+    assert.equal(encodeChunk(noise).flags, FLAG_RAW);
+    const text = Buffer.from('the same line again\n'.repeat(500));
+    const z = encodeChunk(text);
+    assert.equal(z.flags, FLAG_ZSTD);
+    assert.ok(z.body.length < text.length / 10);
+    assert.ok(decodeChunk(z.flags, z.body, text.length).equals(text));
+    const v2 = Buffer.concat([noise.subarray(0, 2000), Buffer.from('changed'), noise.subarray(2000)]);
+    const d = encodeChunkWithDict(v2, noise);
+    assert.ok(d.length < 200, `a delta against the old version is small (${d.length})`);
+    assert.ok(decodeChunk(FLAG_ZSTD_DICT, d, v2.length, noise).equals(v2));
+    assert.throws(() => decodeChunk(FLAG_ZSTD_DICT, d, v2.length), code('MIQ_CORRUPT'));
+    assert.throws(() => decodeChunk(9, d, 1), code('MIQ_CORRUPT'));
+    assert.throws(() => decodeVerified(idOf(text), FLAG_ZSTD, Buffer.from(z.body.subarray(0, z.body.length - 3)), text.length), code('MIQ_CORRUPT'));
+    assert.throws(() => decodeVerified(idOf(noise), FLAG_RAW, Buffer.from(v2.subarray(0, 4000)), 4000), code('MIQ_CORRUPT'));
+  });
+
+  it('locations round-trip, delta entries included; a wrong length is MIQ_CORRUPT', () => {
+    const plain = { pack: 7, offset: 2 ** 33 + 5, stored: 100, plain: 200, flags: 1 };
+    assert.deepEqual(decodeLocation(encodeLocation(plain)), plain);
+    const delta = { ...plain, flags: 2, refs: ['a'.repeat(64), 'b'.repeat(64)], depth: 2 };
+    assert.deepEqual(decodeLocation(encodeLocation(delta)), delta);
+    assert.throws(() => decodeLocation(Buffer.alloc(20)), code('MIQ_CORRUPT'));
+  });
+
+  it('packs: appended bodies read back by location (async and sync readers); a torn tail is MIQ_CORRUPT; empty packs vanish', async () => {
+    const dir = join(tmp, 'packs');
+    const w = new PackWriter(dir);
+    await w.open();
+    const bodies = [randomBytes(1000), randomBytes(10), randomBytes(5000)];
+    const locs = await w.append(bodies.map((b) => ({ id: idOf(b), flags: FLAG_RAW, plain: b.length, body: b })));
+    await w.sync();
+    const r = new PackReader(dir);
+    for (let i = 0; i < 3; i++) assert.ok((await r.read(locs[i]!, 'x')).equals(bodies[i]!));
+    const fds = new PackFds(1);
+    const path = join(dir, packFileName(locs[0]!.pack));
+    assert.ok(decodeVerified(idOf(bodies[2]!), FLAG_RAW, preadStored(fds, path, locs[2]!.offset, locs[2]!.stored, 'x'), 5000).equals(bodies[2]!));
+    assert.throws(() => preadStored(fds, join(dir, 'nope.pack'), 0, 1, 'x'), code('MIQ_IO'));
+    await w.close();
+    await truncate(path, locs[2]!.offset + 10);
+    await r.drop(locs[0]!.pack);
+    await assert.rejects(r.read(locs[2]!, 'x'), code('MIQ_CORRUPT'));
+    assert.throws(() => preadStored(new PackFds(), path, locs[2]!.offset, locs[2]!.stored, 'x'), code('MIQ_CORRUPT'));
+    await r.close();
+    fds.close();
+    const w2 = new PackWriter(dir);
+    await w2.open();
+    assert.equal(w2.current, locs[0]!.pack + 1, 'a new session starts a new pack');
+    await w2.close();
+  });
+});
+
+describe('lru', () => {
+  it('Lru evicts least recently used by weight; ByteLru by length; too-heavy values are not kept', () => {
+    const l = new Lru<string, number>(3, () => 1);
+    l.set('a', 1); l.set('b', 2); l.set('c', 3);
+    l.get('a');
+    l.set('d', 4);
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((k) => l.get(k)), [1, undefined, 3, 4]);
+    const b = new ByteLru<string, Buffer>(10);
+    b.set('x', Buffer.alloc(6)); b.set('y', Buffer.alloc(6));
+    assert.equal(b.get('x'), undefined);
+    assert.equal(b.weight, 6);
+    b.set('z', Buffer.alloc(11));
+    assert.equal(b.get('z'), undefined);
+    b.clear();
+    assert.equal(b.weight, 0);
+  });
+  it('Mutex runs sections one at a time in call order, also after a failure', async () => {
+    const m = new Mutex();
+    const log: string[] = [];
+    const sec = (n: string, ms: number, fail = false) => m.run(async () => {
+      log.push(`${n}+`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`${n}-`);
+      if (fail) throw new Error('boom');
+    });
+    await Promise.allSettled([sec('a', 20), sec('b', 1, true), sec('c', 1)]);
+    assert.deepEqual(log, ['a+', 'a-', 'b+', 'b-', 'c+', 'c-']);
+  });
+});
+
+describe('walk', () => {
+  it('records files, dirs and links (never following them) with raw names; refuses a fifo unless lenient', async () => {
+    const d = join(tmp, 'walk');
+    await mkdir(join(d, 'sub/deeper'), { recursive: true });
+    await writeFile(join(d, 'sub/deeper/f'), 'hello');
+    await writeFile(join(d, Buffer.from([0x66, 0xff]).toString('latin1')), 'x');
+    await symlink('/etc', join(d, 'link'));
+    const w = await walk(d, false);
+    assert.deepEqual([w.files.length, w.dirs, w.links, w.bytes], [2, 3, 1, 6]);
+    execFileSync('mkfifo', [join(d, 'fifo')]);
+    await assert.rejects(walk(d, false), code('MIQ_BAD_INPUT'));
+    const l = await walk(d, true);
+    assert.deepEqual(l.skipped.map((s) => s.why), ['a fifo']);
+  });
+});
