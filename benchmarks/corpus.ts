@@ -60,7 +60,25 @@ export const QUICK: CorpusSpec = {
   debianSecurity: ['libaom3', 'bind9-libs'],
 };
 
-export const SPECS: Record<string, CorpusSpec> = { full: FULL, quick: QUICK };
+/** Many small files (issue 13): nine consecutive releases of a small-file npm package, eight of a
+ * large one, forty Debian packages rich in small files (scripts, docs, locale data, Python and
+ * Ruby libraries) and the older versions of twenty of them. Per-file costs dominate here, where
+ * the full corpus is dominated by large binaries. */
+export const SMALL: CorpusSpec = {
+  name: 'small',
+  npm: [
+    { pkg: 'lodash', versions: ['4.17.13', '4.17.14', '4.17.15', '4.17.16', '4.17.17', '4.17.18', '4.17.19', '4.17.20', '4.17.21'] },
+    { pkg: 'typescript', versions: ['5.6.2', '5.6.3', '5.7.2', '5.7.3', '5.8.2', '5.8.3', '5.9.2', '5.9.3'] },
+  ],
+  debianBase: [
+    'vim-runtime', 'tzdata', 'manpages', 'manpages-dev', 'git-man', 'python3-numpy', 'python3-setuptools', 'python3-pip',
+    'emacs-common', 'ruby3.1', 'libruby3.1', 'tex-common', 'locales', 'icu-devtools', 'python3-lib2to3', 'python3-distutils',
+    'python3-yaml', 'python3-requests', 'python3-pygments', 'python3-docutils',
+  ],
+  debianSecurity: SECURITY_SET.filter((p) => !['inkscape', 'xvfb', 'xserver-xorg-core'].includes(p)),
+};
+
+export const SPECS: Record<string, CorpusSpec> = { full: FULL, quick: QUICK, small: SMALL };
 
 export interface TreeEntry {
   /** `npm:typescript@5.9.3`, `deb:libaom3=3.6.0-1+deb12u3` */
