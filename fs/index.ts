@@ -4,3 +4,4 @@ export { createOps, statOf, XATTR_ID, XATTR_PATH, type FsOps, type OpsHandle, ty
 export { ChunkReader, openFile, type ChunkReaderOptions, type OpenFile } from './reader.js';
 export { TreeCache, displayName, entryByName, escapedKey, nameKey, type IndexedTree } from './trees.js';
 export * from './views.js';
+export { Inodes, OP, ROOT_INO, type InodeOptions, type Replier, type UsrSource } from './inodes.js';
