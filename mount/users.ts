@@ -131,7 +131,10 @@ export function userOps(store: Store, all: Record<string, ControlOp>, who: Accou
   ops['store.unpin'] = async ([rootOrPath]: [string]) => store.unpin(rootName(rootOrPath));
   ops['store.ingest'] = async ([dir, opts]: [string, Record<string, unknown> | null], emit) => {
     if (typeof dir !== 'string' || !dir.startsWith('/')) throw new MiqError('MIQ_BAD_INPUT', 'ingest over the control socket needs an absolute directory');
-    const { key: _k, made: _m, statCacheSession: _s, pin, ...rest } = opts ?? {};
+    const { key, made, statCacheSession: _s, pin, ...rest } = opts ?? {};
+    // A chosen key (builds, packages, trigger outputs) names a path by what it claims to be, not
+    // by its bytes: a user could plant anything there. Only root stores those.
+    if (key !== undefined || made !== undefined) refuse('store a path under a chosen key (packages, builds, trigger outputs); root installs or builds it, then any user can use it');
     const tmp = await mkdtemp(join(await privateDir(runDirOf(store.dir)), `ingest-${who.name}-`));
     try {
       await copyAsUser(dir, who, tmp);

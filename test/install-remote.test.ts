@@ -38,6 +38,9 @@ after(async () => {
 type Result = { packages: number; tree: string; fetched: number; downloadedBytes: number; triggers: { name: string; cached: boolean }[] };
 
 test('a machine with only the remote and its key installs python3 and runs it from the lazy mount', { skip: skip ?? false, timeout: 1_200_000 }, async (t) => {
+  const t0 = performance.now();
+  const lap = (): string => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
+  const laps: string[] = [];
   const A = (...a: string[]) => miq(['--store', join(T.dir, 'a'), ...a], { env: { MIQ_CACHE: CACHE } });
   let r = A('repo', 'add', 'debian', '--from-apt');
   assert.equal(r.code, 0, r.stderr);
@@ -46,10 +49,12 @@ test('a machine with only the remote and its key installs python3 and runs it fr
   r = A('install', 'python3', '--json');
   assert.equal(r.code, 0, r.stderr);
   const fromDebian = json<Result>(r);
+  laps.push(`publisher installed at ${lap()}`);
   const k = json<{ publicText: string }>(A('key', 'generate', 'site', '--dir', join(T.dir, 'keys'), '--json'));
   r = A('push', join(T.dir, 'remote'), '--profile', 'system', '--repo', 'debian', '--sign-key', join(T.dir, 'keys', 'site.key'), '--json');
   assert.equal(r.code, 0, r.stderr);
   nginx = await startNginx(join(T.dir, 'remote'));
+  laps.push(`pushed at ${lap()}`);
 
   // The second machine: nothing of Debian's is reachable.
   const closed = await freePort();
@@ -79,10 +84,12 @@ test('a machine with only the remote and its key installs python3 and runs it fr
   r = B('repo', 'pull', 'debian', '--remote', nginx.url, '--trusted-key', k.publicText, '--json');
   assert.equal(r.code, 0, r.stderr + err);
   assert.equal(json<{ lazy: boolean }>(r).lazy, true);
+  laps.push(`mounted and pulled at ${lap()}`);
   r = B('install', '--profile', 'mine', 'python3', '--json');
   assert.equal(r.code, 0, r.stderr + err);
   const fromRemote = json<Result>(r);
   const atInstall = await origin();
+  laps.push(`installed from the remote at ${lap()}`);
   assert.equal(fromRemote.downloadedBytes, 0, 'nothing came from Debian');
   assert.equal(fromRemote.packages, fromDebian.packages);
   assert.equal(fromRemote.tree, fromDebian.tree, 'the same env tree as installing from Debian');
@@ -96,6 +103,8 @@ test('a machine with only the remote and its key installs python3 and runs it fr
   assert.equal(py.status, 0, py.stderr + err);
   assert.deepEqual(JSON.parse(py.stdout), [3, 42]);
   const atRun = await origin();
+  laps.push(`ran at ${lap()}`);
+  t.diagnostic(laps.join('; '));
   const pushed = Number((await sh(`du -sb --exclude=bundles ${join(T.dir, 'remote')} | cut -f1`)).stdout.trim());
   t.diagnostic(`${fromRemote.packages} packages, env tree ${fromRemote.tree.slice(0, 16)}… (same as from Debian); install from the remote: ${atInstall.requests} requests, ${atInstall.bytes} bytes; first python3 run: ${atRun.requests} requests, ${atRun.bytes} bytes; remote holds ${pushed} bytes (without bundles)`);
 });
