@@ -174,7 +174,8 @@ function sectionFullCorpus(_r: BenchResult, c: ReportCtx): void {
     chart(
       'full-stored.svg',
       barChart({
-        title: 'Full corpus: stored bytes',
+        title: 'Full corpus, one ingest into an empty repository: bytes stored',
+        subtitle: `lower is better · median of ${full.runs} runs (stored bytes do not vary between runs)`,
         bars: okRows.filter((t) => !t.tool.timeOnly).map((t) => ({ label: t.tool.name, value: stepMedian(t.steps[0]!).total, accent: !!t.tool.env?.MIQ })),
         format: fmtBytes,
       }),
@@ -183,8 +184,9 @@ function sectionFullCorpus(_r: BenchResult, c: ReportCtx): void {
     chart(
       'full-time.svg',
       barChart({
-        title: 'Full corpus: wall time',
-        bars: okRows.map((t) => ({ label: t.tool.name, value: stepMedian(t.steps[0]!).seconds, accent: !!t.tool.env?.MIQ })),
+        title: 'Full corpus, one ingest into an empty repository: wall time',
+        subtitle: `lower is better · bar: median of ${full.runs} runs; whisker: fastest to slowest run`,
+        bars: okRows.map((t) => ({ label: t.tool.name, value: stepMedian(t.steps[0]!).seconds, min: Math.min(...t.steps[0]!.seconds), max: Math.max(...t.steps[0]!.seconds), accent: !!t.tool.env?.MIQ })),
         format: fmtSec,
       }),
       'wall time, full corpus',
@@ -222,7 +224,8 @@ function sectionReleases(_r: BenchResult, c: ReportCtx): void {
     chart(
       `${s.name.replace(/[^A-Za-z0-9]+/g, '-')}.svg`,
       lineChart({
-        title: `${s.name.replace('releases:', '')}: bytes added per release (log scale)`,
+        title: `${s.name.replace('releases:', '')}: bytes each release adds to the repository (log scale)`,
+        subtitle: 'lower is better · median of the runs; first point: the whole first release',
         xLabels: s.steps.map((st) => st.label),
         lines: s.tools
           .filter((t) => ok(t) && !t.tool.timeOnly)
@@ -265,7 +268,8 @@ function sectionSecurity(_r: BenchResult, c: ReportCtx): void {
     chart(
       'security-added.svg',
       barChart({
-        title: 'Security update: bytes added',
+        title: 'Security update ingested after the release: bytes added',
+        subtitle: 'lower is better · median of the runs',
         bars: security.tools
           .filter((t) => ok(t) && !t.tool.timeOnly)
           .map((t) => ({ label: t.tool.name, value: addedAfterFirst(t), accent: !!t.tool.env?.MIQ })),
@@ -346,6 +350,7 @@ function sectionSweep(r: BenchResult, c: ReportCtx): void {
         `${s.name.replace(/[^A-Za-z0-9]+/g, '-')}.svg`,
         barChart({
           title: `Chunk-size sweep, ${s.name.replace('sweep:', '')}: bytes added by updates`,
+          subtitle: 'lower is better · median of the runs',
           bars: s.tools.filter(ok).map((t) => ({ label: t.tool.name.replace('miq ', ''), value: addedAfterFirst(t), accent: true })),
           format: fmtBytes,
         }),

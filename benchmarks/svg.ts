@@ -25,32 +25,56 @@ export interface Bar {
   /** Drawn in the accent colour (miq). */
   accent?: boolean;
   note?: string;
+  /** Spread of the runs behind `value` (a median): drawn as a whisker from min to max. */
+  min?: number;
+  max?: number;
 }
 
-export function barChart(opts: { title: string; bars: Bar[]; format: (v: number) => string }): string {
+/** Markers that tell lines apart without colour (print, colour blindness) and overlap less. */
+const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 4', '10 4'];
+const MARKS = ['circle', 'square', 'diamond', 'triangle'];
+
+function mark(kind: string, x: number, y: number, color: string): string {
+  if (kind === 'square') return `<rect x="${(x - 3).toFixed(1)}" y="${(y - 3).toFixed(1)}" width="6" height="6" fill="${color}"/>`;
+  if (kind === 'diamond') return `<path d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,4 l-4,4 l-4,-4 z" fill="${color}"/>`;
+  if (kind === 'triangle') return `<path d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,7 l-8,0 z" fill="${color}"/>`;
+  return `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${color}"/>`;
+}
+
+/** `subtitle` says how to read it: the operation, "lower is better", what the whiskers are. */
+export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; format: (v: number) => string }): string {
   const bars = opts.bars.filter((b) => Number.isFinite(b.value));
   const rowH = 22;
   const labelW = 170;
   const plotW = 480;
   const valueW = 140;
-  const top = 34;
+  const top = opts.subtitle ? 50 : 34;
   const width = labelW + plotW + valueW + 10;
   const height = top + bars.length * rowH + 12;
-  const max = niceMax(Math.max(...bars.map((b) => b.value), 0));
+  const max = niceMax(Math.max(...bars.map((b) => Math.max(b.value, b.max ?? 0)), 0));
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="8" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
   );
+  if (opts.subtitle) parts.push(`<text x="8" y="38" fill="#444">${esc(opts.subtitle)}</text>`);
   bars.forEach((b, i) => {
     const y = top + i * rowH;
     const w = Math.max(1, (b.value / max) * plotW);
     parts.push(
       `<text x="${labelW - 6}" y="${y + 15}" text-anchor="end">${esc(b.label)}</text>`,
       `<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${b.accent ? PALETTE[0] : PALETTE[1]}"/>`,
-      `<text x="${(labelW + w + 5).toFixed(1)}" y="${y + 15}">${esc(opts.format(b.value))}${b.note ? ` ${esc(b.note)}` : ''}</text>`,
     );
+    let end = labelW + w;
+    if (b.min !== undefined && b.max !== undefined && b.max > b.min) {
+      const x0 = labelW + (b.min / max) * plotW;
+      const x1 = labelW + (b.max / max) * plotW;
+      const cy = y + rowH / 2;
+      parts.push(`<path d="M${x0.toFixed(1)},${cy} H${x1.toFixed(1)} M${x0.toFixed(1)},${cy - 5} v10 M${x1.toFixed(1)},${cy - 5} v10" stroke="#222" stroke-width="1.2" fill="none"/>`);
+      end = Math.max(end, x1);
+    }
+    parts.push(`<text x="${(end + 5).toFixed(1)}" y="${y + 15}">${esc(opts.format(b.value))}${b.note ? ` ${esc(b.note)}` : ''}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -64,6 +88,7 @@ export interface Line {
 /** One line per tool across steps. `logY` suits added bytes, which span orders of magnitude. */
 export function lineChart(opts: {
   title: string;
+  subtitle?: string;
   xLabels: string[];
   lines: Line[];
   format: (v: number) => string;
@@ -72,7 +97,7 @@ export function lineChart(opts: {
   const left = 80;
   const plotW = 560;
   const plotH = 260;
-  const top = 34;
+  const top = opts.subtitle ? 50 : 34;
   const legendW = 170;
   const bottom = 50;
   const width = left + plotW + legendW;
@@ -97,6 +122,7 @@ export function lineChart(opts: {
     `<text x="8" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
     `<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`,
   );
+  if (opts.subtitle) parts.push(`<text x="8" y="38" fill="#444">${esc(opts.subtitle)}</text>`);
   const ticks: number[] = [];
   if (opts.logY) for (let v = lo; v <= hi * 1.0001; v *= 10) ticks.push(v);
   else for (let k = 0; k <= 4; k++) ticks.push(lo + ((hi - lo) * k) / 4);
@@ -115,15 +141,18 @@ export function lineChart(opts: {
     const pts = line.values
       .map((v, i) => (Number.isFinite(v) && (!opts.logY || v > 0) ? `${xOf(i).toFixed(1)},${yOf(v).toFixed(1)}` : ''))
       .filter(Boolean);
-    if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${k === 0 ? 3 : 1.5}" points="${pts.join(' ')}"/>`);
+    const dash = DASHES[k % DASHES.length]!;
+    const kind = MARKS[Math.floor(k / DASHES.length + k) % MARKS.length]!;
+    if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${k === 0 ? 3 : 1.8}"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${pts.join(' ')}"/>`);
     for (const p of pts) {
       const [x, y] = p.split(',');
-      parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${color}"/>`);
+      parts.push(mark(kind, Number(x), Number(y), color));
     }
     const ly = top + 10 + k * 18;
     parts.push(
-      `<rect x="${left + plotW + 12}" y="${ly - 8}" width="12" height="10" fill="${color}"/>`,
-      `<text x="${left + plotW + 30}" y="${ly + 1}">${esc(line.name)}</text>`,
+      `<line x1="${left + plotW + 8}" x2="${left + plotW + 28}" y1="${ly - 3}" y2="${ly - 3}" stroke="${color}" stroke-width="${k === 0 ? 3 : 1.8}"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+      mark(kind, left + plotW + 18, ly - 3, color),
+      `<text x="${left + plotW + 32}" y="${ly + 1}">${esc(line.name)}</text>`,
     );
   });
   parts.push('</svg>');
