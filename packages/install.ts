@@ -12,7 +12,7 @@ import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { mkdirp } from '../store/mkdirp.js';
 import * as P from '../store/profiles.js';
-import { installDeb, type UnpackedDeb } from './deb.js';
+import { debStorePath, installDeb, type UnpackedDeb } from './deb.js';
 import { explain, resolve, type Resolution } from './resolve.js';
 import { runTriggers, type TriggerResult } from './triggers.js';
 import { listRepos } from './repo.js';
@@ -150,6 +150,16 @@ export async function applyWorld(store: Store, profile: string, world: string[],
   const r: Resolution = await cachedResolve(store, world, essential, o);
   const t1 = performance.now();
   const before = await P.current(store, profile);
+  // The same request, resolved to packages the current generation already holds: nothing to
+  // do, and nothing is read or merged (a repeated install returns at once, as apt's does).
+  const had = before ? await readWorld(store, profile) : undefined;
+  if (before && had && had.essential === essential && JSON.stringify(had.world) === JSON.stringify(world) && r.packages.every((p) => before.paths.includes(debStorePath(p)))) {
+    const t = (performance.now() - t0) / 1000;
+    return {
+      profile, generation: before.generation, previous: before.generation, world, packages: had.packages.length, added: [], removed: [], fetched: 0, downloadedBytes: 0,
+      triggers: [], uncoveredScripts: [], tree: before.tree, env: before.env, seconds: { resolve: (t1 - t0) / 1000, fetch: 0, triggers: 0, total: t },
+    };
+  }
   let done = 0;
   const total = r.packages.length;
   const debs: UnpackedDeb[] = await pool(r.packages, o.jobs ?? 6, async (p) => {
