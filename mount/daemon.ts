@@ -287,12 +287,8 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   let userSockets: ControlServer[] = [];
   try {
     if (x.control) {
+      // gc, verify and stats use the store's maintenance capability (a layered store's local part).
       const ops = controlOps(store, { onProfileChange: refresh, status });
-      const local = (store as { local?: Store }).local;
-      if (local) {
-        const lops = controlOps(local, { onProfileChange: refresh, status });
-        for (const k of ['gc', 'verify', 'stats']) ops[k] = lops[k]!;
-      }
       for (const k of Object.keys(ops)) {
         if (!CHANGING_OPS.has(k)) continue;
         const op = ops[k]!;

@@ -179,6 +179,17 @@ test('layers: imports point down, cross folders only through faces, never from s
   assert.equal(bad.length, 0, `layer violations:\n${bad.join('\n')}`);
 });
 
+test('layers: no code outside store/ reaches for the local store class or a layered store\'s parts', () => {
+  const bad: string[] = [];
+  for (const f of sources(ROOT)) {
+    if (f.startsWith('store/') || f.startsWith('test/')) continue;
+    readFileSync(join(ROOT, f), 'utf8').split('\n').forEach((l, i) => {
+      if (/\bLocalStore\b|local\.ts'|\{ local\?: Store \}|\.local as\b/.test(l)) bad.push(`${f}:${i + 1}: ${l.trim()}`);
+    });
+  }
+  assert.equal(bad.length, 0, `use the Store interface (store.maintenance, store.writer, openStore):\n${bad.join('\n')}`);
+});
+
 test('layers: no import cycle in the project', () => {
   const { edges } = graph(ROOT, sources(ROOT));
   const c = cycles(edges);
