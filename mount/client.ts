@@ -152,7 +152,7 @@ export async function withStore<T>(dir: string, fn: (store: Store) => Promise<T>
   if (uid !== undefined && uid !== 0) {
     const owner = await stat(dir).then((s) => s.uid, () => undefined);
     if (owner !== undefined && owner !== uid) {
-      throw new MiqError('MIQ_PERMISSION', `the store at ${dir} belongs to another user and no mount serves you a socket (${join(dir, 'users', userInfo().username, SOCKET_NAME)}); ask its owner to run \`miq mount DIR --users ${userInfo().username}\`, or use a store of your own (--store)`);
+      throw new MiqError('MIQ_PERMISSION', `permission denied: cannot open the store at ${dir}: it belongs to uid ${owner}, and no mount serves you a socket (${join(dir, 'users', userInfo().username, SOCKET_NAME)}); ask its owner to run \`miq mount DIR --users ${userInfo().username}\`, or use a store of your own (--store)`);
     }
   }
   const store = await openStore(dir);
