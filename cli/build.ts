@@ -6,7 +6,7 @@ import { MiqError } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import { loadTrustedKeys, localSink, openRemote } from '../store/remote/index.js';
 import { type BuildEvent, type Substituter, build } from '../builder/build.js';
-import { loadRecipe } from '../builder/load.js';
+import { loadRecipes } from '../builder/load.js';
 import type { Recipe } from '../builder/recipe.js';
 import { remoteSubstituter, storeSubstituter } from '../builder/substitute.js';
 import { globals, printJson, storeDir, withStore } from './context.js';
@@ -95,8 +95,8 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'no progress lines on stderr')
     .action(async (files: string[], o: BuildCliOptions, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
-      const recipes: Recipe[] = [];
-      for (const f of files) recipes.push(await loadRecipe(f));
+      // One sandboxed evaluation for all files, so a recipe they share is one object.
+      const recipes: Recipe[] = await loadRecipes(files);
       const locations = [...(o.substituter ?? []), ...(process.env.MIQ_SUBSTITUTERS ?? '').split(/\s+/).filter(Boolean)];
       const dir = storeDir(g);
       const opened: { close(): Promise<void> }[] = [];
