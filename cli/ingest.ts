@@ -9,6 +9,10 @@ import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from 
 function summary(r: IngestResult): string {
   const extras: string[] = [];
   if (r.droppedModeBits) extras.push(`${r.droppedModeBits} setuid/setgid/sticky bits dropped`);
+  if (r.notWorldReadable) {
+    const more = r.notWorldReadable - r.notWorldReadablePaths.length;
+    extras.push(`${r.notWorldReadable} files or directories were not world-readable; in the store every user can read them: ${r.notWorldReadablePaths.join(', ')}${more > 0 ? ` (and ${more} more)` : ''}`);
+  }
   if (r.skipped.length) extras.push(`${r.skipped.length} special files skipped: ${r.skipped.map((s) => `${s.path} (${s.why})`).join(', ')}`);
   if (r.references.length) extras.push(`references: ${r.references.join(' ')}`);
   return `${r.files} files, ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s; ${fmtBytes(r.newBytes)} new in the store${extras.length ? `\n${extras.join('\n')}` : ''}`;

@@ -157,6 +157,10 @@ export interface IngestResult {
   seconds: number;
   references: string[];
   droppedModeBits: number;
+  /** Files and directories in DIR other users could not read (the store is readable by all);
+   * the first 100 are named. */
+  notWorldReadable: number;
+  notWorldReadablePaths: string[];
   skipped: { path: string; why: string }[];
 }
 

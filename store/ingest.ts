@@ -379,6 +379,8 @@ class IngestRun {
       seconds: (performance.now() - this.t0) / 1000,
       references: [...record.references],
       droppedModeBits: w.droppedModeBits,
+      notWorldReadable: w.notWorldReadable,
+      notWorldReadablePaths: w.notWorldReadablePaths,
       skipped: w.skipped,
     };
   }

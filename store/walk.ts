@@ -37,8 +37,15 @@ export interface WalkResult {
   links: number;
   bytes: number;
   droppedModeBits: number;
+  /** Files and directories other users could not read here (no o+r, or a directory without
+   * o+rx): the store serves everything to every user, so ingest names them. */
+  notWorldReadable: number;
+  notWorldReadablePaths: string[];
   skipped: { path: string; why: string }[];
 }
+
+/** How many such paths are named; the count is always exact. */
+export const NOT_WORLD_READABLE_NAMED = 100;
 
 const SLASH = Buffer.from('/');
 const LSTAT_PARALLEL = 64;
@@ -54,7 +61,7 @@ function kindOf(st: Stats): string {
 /** `onFile` sees each regular file as soon as it is found, so reading can start during the walk. */
 export async function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
   const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from(rootPath), children: [] };
-  const res: WalkResult = { root, files: [], dirs: 1, links: 0, bytes: 0, droppedModeBits: 0, skipped: [] };
+  const res: WalkResult = { root, files: [], dirs: 1, links: 0, bytes: 0, droppedModeBits: 0, notWorldReadable: 0, notWorldReadablePaths: [], skipped: [] };
   const stack: DirNode[] = [root];
   while (stack.length > 0) {
     const dir = stack.pop()!;
@@ -78,6 +85,9 @@ export async function walk(rootPath: string, lenient: boolean, onFile?: (f: File
       );
       for (const { name, path, st } of stats) {
         if (st.mode & 0o7000) res.droppedModeBits++;
+        if ((st.isFile() && !(st.mode & 0o004)) || (st.isDirectory() && (st.mode & 0o005) !== 0o005)) {
+          if (res.notWorldReadable++ < NOT_WORLD_READABLE_NAMED) res.notWorldReadablePaths.push(path.toString());
+        }
         if (st.isFile()) {
           const f: FileNode = { t: 'file', name, path, size: st.size, exe: (st.mode & 0o111) !== 0, stat: st };
           dir.children.push(f);
