@@ -1,6 +1,6 @@
 /** miq's command line: parses, calls one module function per command, prints. */
 import { CommanderError, type Command } from 'commander';
-import { MiqError } from '../store/errors.js';
+import { MiqError, isNoSpace } from '../store/errors.js';
 import { buildProgram } from './program.js';
 
 const EXIT: Record<string, number> = {
@@ -32,6 +32,11 @@ export async function main(argv: string[]): Promise<number> {
       return e.details?.source === 'remote' ? 7 : EXIT[e.code] ?? 1;
     }
     const err = e as Error;
+    if (isNoSpace(e)) {
+      // A full disk is the machine's state, not a bug in miq: say so, and what to do.
+      process.stderr.write(`miq: no space left on the device (${err?.message ?? String(e)}); free space there (\`miq gc\` removes what no root reaches), then retry\n`);
+      return 1;
+    }
     process.stderr.write(`miq: internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}\n`);
     if (debug) process.stderr.write(`${err?.stack}\n`);
     return 70;

@@ -96,7 +96,10 @@ export function register(program: Command): void {
       const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
-        const h = await startMount(store, dir, { profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend, users: o.users ? o.users.split(',').map((u) => u.trim()).filter(Boolean) : [] }).catch((e: unknown) => { throw whyNoMount(dir, e); });
+        // A read-only store (its index a private copy) cannot hold a control socket, and needs
+        // none: nothing can change it, and other commands open it directly, side by side.
+        const readOnly = (store as { readOnly?: string }).readOnly;
+        const h = await startMount(store, dir, { control: !readOnly, profile: o.profile, cacheBytes: lazy ? undefined : cacheBytes, debug: o.debugFuse, backend, users: o.users ? o.users.split(',').map((u) => u.trim()).filter(Boolean) : [] }).catch((e: unknown) => { throw whyNoMount(dir, e); });
         lazy?.started(h);
         const s = h.status();
         const cleared = [...pre.cleared, ...h.cleared];

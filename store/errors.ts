@@ -58,6 +58,20 @@ export function fromRemote(e: unknown): unknown {
   return m;
 }
 
+/** Whether `e` is the file system being full (Node's errno, or LevelDB's text, which has none). */
+export function isNoSpace(e: unknown): boolean {
+  const err = e as { code?: string; message?: string; cause?: unknown } | undefined;
+  if (!err) return false;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT') return true;
+  if (/no space left on device|disk quota exceeded/i.test(err.message ?? '')) return true;
+  return err.cause !== undefined && err.cause !== e && isNoSpace(err.cause);
+}
+
+/** The full-disk error, with what to do about it. */
+export function noSpaceError(e: unknown, storeDir: string, doing: string): MiqError {
+  return new MiqError('MIQ_IO', `no space left on the device holding the store at ${storeDir} (${doing}); nothing half-written was kept. Free space there: \`miq gc\` removes what no root reaches (\`miq gc --dry-run\` shows how much), then retry`, { cause: e, details: { path: storeDir, errno: 'ENOSPC' } });
+}
+
 /** Turns a Node system error on a user-given path into a readable MiqError. */
 export function ioError(e: unknown, what: string, path: string): MiqError {
   const err = e as NodeJS.ErrnoException;

@@ -20,7 +20,12 @@ export class IndexWriter {
   newBytes = 0;
   newChunks = 0;
 
-  constructor(private readonly db: Db, private readonly writer: PackWriter) {}
+  /** Pack bytes up to here are named by the index; a failed ingest cuts the pack back to it. */
+  private indexed: ReturnType<PackWriter['mark']>;
+
+  constructor(private readonly db: Db, private readonly writer: PackWriter) {
+    this.indexed = writer.mark();
+  }
 
   /** Appends compressed chunks to the pack; their index entries follow in a later batch. */
   append(compressed: readonly CompressedItem[]): Promise<void> {
@@ -54,5 +59,17 @@ export class IndexWriter {
     this.pendingBytes = 0;
     await this.writer.sync(); // bodies on disk before the index names them
     await this.db.batch(batch.map((o) => ({ type: 'put' as const, key: o.key, value: o.value })));
+    this.indexed = this.writer.mark();
+  }
+
+  /**
+   * A failed ingest: what no index entry names yet is cut off the pack, so a full disk gets its
+   * space back and no torn entry is left at the tail. Entries already indexed stay (garbage for
+   * gc). The store's write lock is held for the whole ingest, so nothing else appended since.
+   */
+  async abandon(): Promise<void> {
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.writer.truncateTo(this.indexed);
   }
 }

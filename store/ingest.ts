@@ -13,7 +13,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { IngestOptions, IngestResult } from './api.js';
 import { ROOT_PREFIX } from './api.js';
-import { MiqError, ioError } from './errors.js';
+import { MiqError, ioError, isNoSpace, noSpaceError } from './errors.js';
 import type { Id } from './ids.js';
 import { DELTA_MIN, DeltaPlanner, deltaRefs, type Base } from './ingest-delta.js';
 import { IndexWriter } from './ingest-index.js';
@@ -117,11 +117,17 @@ class IngestRun {
     await walkP;
     await this.index.settled();
     if (this.failure) {
-      // Chunks already indexed stay as unreferenced garbage for gc; no file, tree or path names them.
-      await this.index.flush().catch(() => {});
+      // Chunks already indexed stay as unreferenced garbage for gc; no file, tree or path names
+      // them. The rest is cut off the pack (see IndexWriter.abandon).
+      await this.index.abandon().catch(() => {});
       throw this.failure;
     }
-    await this.index.flush();
+    try {
+      await this.index.flush();
+    } catch (e) {
+      await this.index.abandon().catch(() => {});
+      throw isNoSpace(e) ? noSpaceError(e, this.store.dir, 'writing the index') : e;
+    }
     return this.commit(this.walked!);
   }
 
@@ -188,7 +194,7 @@ class IngestRun {
       else if (res.type === 'hashed') await this.onHashed(files!, res.files);
       else await this.onCompressed(res);
     } catch (e) {
-      this.failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `ingest failed: ${(e as Error).message}`, { cause: e });
+      this.failure ??= e instanceof MiqError ? e : isNoSpace(e) ? noSpaceError(e, this.store.dir, 'ingesting') : new MiqError('MIQ_IO', `ingest failed: ${(e as Error).message}`, { cause: e });
     } finally {
       this.compressQueuedBytes -= bytes;
     }
@@ -369,7 +375,9 @@ class IngestRun {
     if ((await db.get(kPath(path))) === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
     if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
     for (const o of ops) this.index.newBytes += o.key.length + o.value.length;
-    await db.batch(ops, { sync: true });
+    await db.batch(ops, { sync: true }).catch((e: unknown) => {
+      throw isNoSpace(e) ? noSpaceError(e, this.store.dir, 'writing the index') : e;
+    });
     this.progress(true);
 
     return {

@@ -6,7 +6,6 @@
 import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import type { ChunkInfo, ChunkLocator, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
 import { decodeVerified } from './chunkread.js';
@@ -22,6 +21,7 @@ import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, t
 import { mkdirp } from './mkdirp.js';
 import { describeHolder, recordHolder, releaseHolder } from './holder.js';
 import { readRange } from './range.js';
+import { openIndex } from './open-index.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -51,6 +51,9 @@ export class LocalStore implements Store, PruneStore, WriteStore {
   #header!: FormatHeader;
   #packs!: PackReader;
   #writer: PackWriter | undefined;
+  /** Why this store is read-only in this process (a read-only or full disk), if it is. */
+  #readOnly: string | undefined;
+  #cleanupIndex: () => Promise<void> = async () => {};
   readonly #writeLock = new Mutex();
   readonly #parts: LocalParts;
   private readonly cache: ByteLru<string, Buffer>;
@@ -103,10 +106,14 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     } catch (e) {
       throw new MiqError('MIQ_IO', `cannot create the store at ${this.dir}: ${(e as Error).message}; pass --store DIR or set MIQ_HOME to a writable directory`, { cause: e });
     }
-    const db: Db = new ClassicLevel<string, Buffer>(join(this.dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    let db: Db;
     try {
-      await db.open();
+      const idx = await openIndex(this.dir, (l) => process.stderr.write(`miq: warning: ${l}\n`));
+      db = idx.db;
+      this.#readOnly = idx.readOnly;
+      this.#cleanupIndex = idx.cleanup;
     } catch (e) {
+      if (e instanceof MiqError) throw e;
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') {
         const who = await describeHolder(this.dir);
@@ -153,10 +160,17 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       await releaseHolder(this.dir);
       await this.#db.close();
     }
+    await this.#cleanupIndex().catch(() => {});
+  }
+
+  /** Set when the index could only be opened from a private read-only copy (see open-index.ts). */
+  get readOnly(): string | undefined {
+    return this.#readOnly;
   }
 
   /** The pack writer, created on first write so read-only sessions make no pack. */
   private async packWriter(): Promise<PackWriter> {
+    if (this.#readOnly) throw new MiqError('MIQ_READ_ONLY', this.#readOnly);
     if (!this.#writer) {
       const w = new PackWriter(this.packDir);
       await w.open();
@@ -372,6 +386,8 @@ export class LocalStore implements Store, PruneStore, WriteStore {
   }
 
   async prune(mark: () => Promise<LiveSet>, opts?: PruneOptions): Promise<PruneReport> {
+    // The index is a private copy: deleting packs by it would be deleting by a stale picture.
+    if (this.#readOnly && !opts?.dryRun) throw new MiqError('MIQ_READ_ONLY', `cannot collect garbage: ${this.#readOnly}`);
     const { pruneLocal } = await import('./local-prune.js');
     const report = await pruneLocal(this.#parts, mark, opts);
     this.cache.clear();

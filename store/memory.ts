@@ -165,7 +165,7 @@ export class MemoryStore implements Store, WriteStore, PruneStore {
     if (opts.pin ?? true) this.meta.set(ROOT_PREFIX + path, Buffer.from(path));
     return {
       path, tree, key, files: w.files.length, scanned: w.files.length, dirs: w.dirs, symlinks: w.links, bytes: w.bytes, newBytes, newChunks, chunks,
-      seconds: (performance.now() - t0) / 1000, references: [], droppedModeBits: w.droppedModeBits, skipped: w.skipped,
+      seconds: (performance.now() - t0) / 1000, references: [], droppedModeBits: w.droppedModeBits, notWorldReadable: w.notWorldReadable, notWorldReadablePaths: w.notWorldReadablePaths, skipped: w.skipped,
     };
   }
 

@@ -6,9 +6,9 @@
  *   'MQCK' | flags u8 | 3 zero bytes | plainLen u32 | storedLen u32 | id 32 bytes | body
  * The index stores the offset of the body.
  */
-import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { MiqError } from './errors.js';
+import { open, readdir, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MiqError, isNoSpace, noSpaceError } from './errors.js';
 import { idToBytes, type Id } from './ids.js';
 import { mkdirp } from './mkdirp.js';
 import type { ChunkLocation } from './api.js';
@@ -117,9 +117,17 @@ export class PackWriter {
     }
     const buf = Buffer.concat(parts);
     let written = 0;
-    while (written < buf.length) {
-      const { bytesWritten } = await this.fh!.write(buf, written, buf.length - written, this.size + written);
-      written += bytesWritten;
+    try {
+      while (written < buf.length) {
+        const { bytesWritten } = await this.fh!.write(buf, written, buf.length - written, this.size + written);
+        written += bytesWritten;
+      }
+    } catch (e) {
+      // A short write (a full disk) leaves a torn entry at the tail: cut it off, so the pack ends
+      // on an entry boundary and the space is free again. Truncating needs no new blocks.
+      await this.fh!.truncate(this.size).catch(() => {});
+      if (isNoSpace(e)) throw noSpaceError(e, dirname(this.dir), 'writing a pack');
+      throw e;
     }
     this.size += buf.length;
     this.dirty = true;
@@ -143,6 +151,31 @@ export class PackWriter {
         this.packNo++;
       }
     }
+    this.size = 0;
+  }
+
+  /** Where the next append goes: a failed writer session returns here with `truncateTo`. */
+  mark(): { pack: number; size: number; open: boolean } {
+    return { pack: this.packNo, size: this.size, open: this.fh !== undefined };
+  }
+
+  /**
+   * Drops everything appended since `m` (bytes no index entry names: the caller failed before
+   * indexing them). The caller holds the store's write lock, so nothing else appended since.
+   */
+  async truncateTo(m: { pack: number; size: number; open: boolean }): Promise<void> {
+    const cur = this.packNo;
+    if (this.fh) await this.fh.close().catch(() => {});
+    this.fh = undefined;
+    this.dirty = false;
+    // Packs begun after the mark hold only unindexed bytes: remove them whole.
+    for (let n = m.open ? m.pack + 1 : m.pack; n <= cur; n++) await unlink(join(this.dir, packFileName(n))).catch(() => {});
+    if (m.open) {
+      if (m.size === 0) await unlink(join(this.dir, packFileName(m.pack))).catch(() => {});
+      else await truncate(join(this.dir, packFileName(m.pack)), m.size);
+    }
+    // The next append starts a fresh pack (roll skips numbers that exist).
+    this.packNo = m.open ? m.pack + 1 : m.pack;
     this.size = 0;
   }
 
