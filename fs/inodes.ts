@@ -236,7 +236,14 @@ export class Inodes {
   private lookup(slot: number, parent: number, name: string): void {
     const pe = this.entry(parent);
     const answer = (c: Child | undefined): void => {
-      if (!c) return void this.r.replyErr(slot, ERRNO.ENOENT);
+      if (!c) {
+        // A miss inside a tree never turns into a hit (the tree is immutable; `usr` drops every
+        // name a switch adds), so the kernel may remember it: program start-up probes many
+        // names that do not exist (search paths). Elsewhere (store/, profiles/) names appear.
+        const n = this.nodeOf(pe);
+        if (n.type === 'dir' && n.tree) return void this.r.replyEntry(slot, 0, 0, 0, pe.childTimeout, 0);
+        return void this.r.replyErr(slot, ERRNO.ENOENT);
+      }
       const e = this.intern(pe, c);
       e.nlookup++;
       e.parent = pe;
