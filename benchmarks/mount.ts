@@ -114,7 +114,7 @@ async function main(): Promise<void> {
   }
   const img = join(WORK, 'tree.squashfs');
   if (!existsSync(img)) must(`mksquashfs ${tree} ${img} -comp zstd -noappend -quiet -no-progress`);
-  const storeBytes = Number(must(`du -sb ${store} | cut -f1`).trim());
+  const storeBytes = Number(must(`du -sb --exclude=reserve ${store} | cut -f1`).trim()); // the full-disk reserve is not stored data
   const imgBytes = Number(must(`stat -c %s ${img}`).trim());
 
   const mnt = join(WORK, 'mnt');
