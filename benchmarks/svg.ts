@@ -34,11 +34,12 @@ export interface Bar {
 const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 4', '10 4'];
 const MARKS = ['circle', 'square', 'diamond', 'triangle'];
 
-function mark(kind: string, x: number, y: number, color: string): string {
-  if (kind === 'square') return `<rect x="${(x - 3).toFixed(1)}" y="${(y - 3).toFixed(1)}" width="6" height="6" fill="${color}"/>`;
-  if (kind === 'diamond') return `<path d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,4 l-4,4 l-4,-4 z" fill="${color}"/>`;
-  if (kind === 'triangle') return `<path d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,7 l-8,0 z" fill="${color}"/>`;
-  return `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${color}"/>`;
+function mark(kind: string, x: number, y: number, color: string, cls = ''): string {
+  const c = cls ? ` class="${cls}"` : '';
+  if (kind === 'square') return `<rect${c} x="${(x - 3).toFixed(1)}" y="${(y - 3).toFixed(1)}" width="6" height="6" fill="${color}"/>`;
+  if (kind === 'diamond') return `<path${c} d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,4 l-4,4 l-4,-4 z" fill="${color}"/>`;
+  if (kind === 'triangle') return `<path${c} d="M${x.toFixed(1)},${(y - 4).toFixed(1)} l4,7 l-8,0 z" fill="${color}"/>`;
+  return `<circle${c} cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${color}"/>`;
 }
 
 /** `subtitle` says how to read it: the operation, "lower is better", what the whiskers are. */
@@ -146,7 +147,7 @@ export function lineChart(opts: {
     if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${k === 0 ? 3 : 1.8}"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${pts.join(' ')}"/>`);
     for (const p of pts) {
       const [x, y] = p.split(',');
-      parts.push(mark(kind, Number(x), Number(y), color));
+      parts.push(mark(kind, Number(x), Number(y), color, 'pt'));
     }
     const ly = top + 10 + k * 18;
     parts.push(

@@ -58,7 +58,7 @@ test('charts are self-contained SVG with one bar or point per value', () => {
     format: String,
     logY: true,
   });
-  assert.equal((line.match(/<circle /g) ?? []).length, 6);
+  assert.equal((line.match(/ class="pt"/g) ?? []).length, 6);
   assert.equal((line.match(/<polyline /g) ?? []).length, 2);
 });
 
