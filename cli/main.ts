@@ -22,7 +22,12 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return Number(process.exitCode ?? 0);
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0;
+      // The one error shape of --json, for parser errors too (the message went to stderr).
+      if (argv.includes('--json')) process.stdout.write(`${JSON.stringify({ error: { code: 'MIQ_BAD_INPUT', message: e.message.replace(/^error: /, '') } })}\n`);
+      return 2;
+    }
     const debug = argv.includes('--debug');
     const json = argv.includes('--json');
     if (e instanceof MiqError) {
