@@ -4,8 +4,9 @@
  * name it ("in use by pid 4242: miq ingest /data, since 02:10:05 UTC") instead of guessing.
  * Best effort: a read-only store records nothing, and a record whose pid is gone is ignored.
  */
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { privateDir, runDirOf } from './private-dir.js';
 
 export interface Holder { pid: number; command: string; cwd: string; since: string }
 
@@ -14,12 +15,13 @@ const fileOf = (dir: string): string => join(dir, 'run', 'holder.json');
 export async function recordHolder(dir: string): Promise<void> {
   const h: Holder = { pid: process.pid, command: ['miq', ...process.argv.slice(2)].join(' '), cwd: process.cwd(), since: new Date().toISOString() };
   try {
-    await mkdir(join(dir, 'run'), { recursive: true, mode: 0o700 });
+    await privateDir(runDirOf(dir));
     const tmp = `${fileOf(dir)}.${process.pid}`;
-    await writeFile(tmp, JSON.stringify(h));
+    await writeFile(tmp, JSON.stringify(h), { flag: 'wx', mode: 0o600 });
     await rename(tmp, fileOf(dir));
   } catch {
-    // A read-only store: the lock message then cannot name the holder.
+    // A read-only store (or a run directory that is not ours, refused by privateDir): the lock
+    // message then cannot name the holder.
   }
 }
 

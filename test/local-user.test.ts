@@ -7,11 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, json, miq, spawnMiq } from './helpers/cli.js';
+import { MIQ, ROOT, json, miq, spawnMiq } from './helpers/cli.js';
 import { cleanup, fixtureTree, tmp, waitExit } from './helpers/fuse.js';
 
 const USER = 'miqlocaluser';
@@ -106,8 +106,10 @@ test('root refuses a planted runtime directory: a symlink or a foreign owner at 
   // filesystem, or one a user was once allowed into, from being steered.
   const target = join(T, 'elsewhere');
   mkdirSync(target);
-  spawnSync('ln', ['-s', target, join(base, 'store2', 'run')]);
-  const r = miq([...other, 'mount', mnt], { env: { TMPDIR: T } });
+  rmSync(join(base, 'store2', 'run'), { recursive: true, force: true });
+  symlinkSync(target, join(base, 'store2', 'run'));
+  const s = spawnSync(process.execPath, [MIQ, ...other, 'mount', mnt], { encoding: 'utf8', env: { ...process.env, TMPDIR: T }, timeout: 60_000, killSignal: 'SIGTERM' });
+  const r = { code: s.status ?? 1, stderr: s.stderr };
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^miq: .*run is not a directory miq made \(it is a symbolic link\)/);
   assert.deepEqual(mountsUnder(mnt), []);
