@@ -14,6 +14,7 @@ export const MODULES: [Loader, string[]][] = [
   [() => import('./inspect.js'), ['paths', 'ls', 'cat', 'export']],
   [() => import('./stats.js'), ['stats']],
   [() => import('./verify.js'), ['verify']],
+  [() => import('./repair.js'), ['repair']],
   [() => import('./gc.js'), ['gc', 'pin', 'unpin', 'roots']], // store (issue 2)
   [() => import('./build.js'), ['build']],
   [() => import('./recipe.js'), ['recipe']],

@@ -46,6 +46,10 @@ export interface ObjectBatch {
   chunks?: readonly { id: Id; plain: Buffer }[];
   files?: readonly FileRecord[];
   trees?: readonly { id: Id; entries: readonly TreeEntry[] }[];
+  /** Write these chunks even where the index already names them, and point the index at the
+   * new copy (`miq repair`: the indexed copy failed its hash). The old body stays in its pack,
+   * unnamed, until gc rewrites the pack. */
+  replace?: boolean;
 }
 
 /** The write capability (desync's WriteStore): batched, crash-safe object writes. */

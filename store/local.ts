@@ -349,7 +349,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       const seen = new Set<Id>();
       const known = chunks.length ? await this.#db.getMany(chunks.map((c) => kChunk(c.id))) : [];
       chunks.forEach((c, i) => {
-        if (known[i] !== undefined || seen.has(c.id)) return;
+        if ((known[i] !== undefined && !batch.replace) || seen.has(c.id)) return;
         seen.add(c.id);
         const { flags, body } = encodeChunk(c.plain);
         fresh.push({ id: c.id, flags, plain: c.plain.length, body: Buffer.from(body) });

@@ -90,7 +90,7 @@ export class MemoryStore implements Store, WriteStore, PruneStore {
       return { id: t.id, b };
     });
     await this.lock.run(async () => {
-      for (const c of batch.chunks ?? []) if (!this.chunkMap.has(c.id)) this.chunkMap.set(c.id, Buffer.from(c.plain));
+      for (const c of batch.chunks ?? []) if (batch.replace || !this.chunkMap.has(c.id)) this.chunkMap.set(c.id, Buffer.from(c.plain));
       for (const f of batch.files ?? []) this.fileMap.set(f.id, f);
       for (const t of trees) this.treeMap.set(t.id, t.b);
     });
