@@ -75,7 +75,7 @@ async function runToolOnce(t: Tool, steps: Step[], repo: string, log: Log): Prom
     }
     const total = t.timeOnly ? NaN : await storedBytes(repo);
     out.push({ seconds: [seconds], added: [total - before], total: [total], reported: [reported] });
-    log(`  ${t.name} ${s.label}: ${seconds.toFixed(2)} s, +${((total - before) / 1e6).toFixed(2)} MB`);
+    log(`  ${t.name} ${s.label}: ${seconds.toFixed(2)} s${t.timeOnly ? '' : `, +${((total - before) / 1e6).toFixed(2)} MB`}`);
     before = total;
   }
   let probe: unknown;

@@ -80,6 +80,11 @@ export function progressLine(opts: GlobalOptions): { update(text: string): void;
   };
 }
 
+/** "1 store path", "2 store paths": a count with its noun (plural: the noun + s unless given). */
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}
+
 export function fmtBytes(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;

@@ -4,7 +4,7 @@ import { MiqError } from '../store/errors.js';
 import { controlOf } from '../mount/client.js';
 import { loadTrustedKeys, localSink, openRemote, prefetch } from '../store/remote/index.js';
 import { switchTo, current } from '../store/profiles.js';
-import { fmtBytes, globals, printJson, progressLine, storeDir, trustedKeyFiles, withStore } from './context.js';
+import { count, fmtBytes, globals, printJson, progressLine, storeDir, trustedKeyFiles, withStore } from './context.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
@@ -31,7 +31,7 @@ export function register(program: Command): void {
           const bar = progressLine(g);
           let res;
           try {
-            res = await prefetch(remote, { paths, profile: o.profile }, sink, 16, (p) => bar.update(`fetch: ${p.files}/${p.filesTotal} files, ${fmtBytes(p.bytes)}`));
+            res = await prefetch(remote, { paths, profile: o.profile }, sink, 16, (p) => bar.update(`fetch: ${p.files} of ${count(p.filesTotal, 'file')}, ${fmtBytes(p.bytes)}`));
           } finally {
             bar.done();
           }
@@ -52,7 +52,7 @@ export function register(program: Command): void {
         });
         const seconds = (performance.now() - t0) / 1000;
         if (o.json) return printJson({ ...r, seconds, transport: remote.stats().transport });
-        process.stdout.write(`${r.paths.length} store paths, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) fetched in ${seconds.toFixed(2)} s\n`);
+        process.stdout.write(`${count(r.paths.length, 'store path')}, ${count(r.files, 'file')}, ${count(r.chunks, 'chunk')} (${fmtBytes(r.bytes)}) fetched in ${seconds.toFixed(2)} s\n`);
         if (r.profile) process.stdout.write(`profile ${r.profile.name}: remote generation ${r.profile.generation} (sequence ${r.profile.sequence}, tree ${r.profile.tree.slice(0, 16)}…) is ${r.local!.changed ? 'now' : 'already'} the local generation ${r.local!.generation}\n`);
       } finally {
         await remote.close();

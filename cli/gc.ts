@@ -3,7 +3,7 @@ import { MiqError } from '../store/errors.js';
 import { gcStore } from '../store/gc.js';
 import { resolveStorePath } from '../store/resolve.js';
 import { checkKeyName } from './args.js';
-import { fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
+import { count, fmtBytes, globals, onLocal, printJson, progressLine, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -22,7 +22,7 @@ export function register(program: Command): void {
       bar.done();
       if (o.json) return printJson(r);
       const verb = r.dryRun ? 'would free' : 'freed';
-      process.stdout.write(`${r.livePaths} live store paths from ${r.roots} roots; ${verb} ${r.deadPaths.length} store paths, ${r.deadTrees} trees, ${r.deadFiles} files, ${r.deadChunks} chunks, ${fmtBytes(r.freedBytes)} on disk${r.dryRun ? '' : ` (${r.repackedPacks} packs repacked, ${r.removedPacks} removed)`}\n`);
+      process.stdout.write(`${count(r.livePaths, 'live store path')} from ${count(r.roots, 'root')}; ${verb} ${count(r.deadPaths.length, 'store path')}, ${count(r.deadTrees, 'tree')}, ${count(r.deadFiles, 'file')}, ${count(r.deadChunks, 'chunk')}, ${fmtBytes(r.freedBytes)} on disk${r.dryRun ? '' : ` (${r.repackedPacks} packs repacked, ${r.removedPacks} removed)`}\n`);
       for (const p of r.deadPaths) process.stdout.write(`  ${r.dryRun ? 'would delete' : 'deleted'} ${p}\n`);
     });
 

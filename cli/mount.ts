@@ -53,7 +53,7 @@ export function register(program: Command): void {
     .description('serve the store, the profile views and generations by FUSE (foreground)')
     .argument('<dir>', 'an empty directory to mount on')
     .option('--profile <name>', 'profile shown at DIR/usr', 'system')
-    .option('--cache-size <size>', 'decompressed-chunk cache, e.g. 512M or 2G; a bare number is MiB (with --remote: the disk cache of remote chunks; default 1G)', '128')
+    .option('--cache-size <size>', 'e.g. 512M or 2G, a bare number is MiB: the decompressed-chunk cache in memory (default 128M), or with --remote the disk cache of remote chunks (default 1G)')
     .option('--json', 'print one JSON status line once mounted')
     .option('--debug-fuse', 'trace every FUSE operation (libfuse debug)')
     .option('--backend <name>', 'fuse3 (default when built) or fuse-native (libfuse 2)')
@@ -66,9 +66,9 @@ export function register(program: Command): void {
     .option('--record-hints <file>', 'with --remote: when stopped, write the chunks read (first read first) as a prefetch list for `miq push --hints`')
     .option('--background', 'return once mounted, serving from a detached process (stop it with `miq umount DIR`)')
     .addHelpText('after', HELP)
-    .action(async (dir: string, o: { profile: string; cacheSize: string; json?: boolean; debugFuse?: boolean; backend?: string; users?: string } & LazyOptions, cmd: Command) => {
+    .action(async (dir: string, o: { profile: string; cacheSize?: string; json?: boolean; debugFuse?: boolean; backend?: string; users?: string } & LazyOptions, cmd: Command) => {
       // Bad numbers before anything is opened or mounted: they are the cheapest mistake to report.
-      const cacheBytes = parseSize(o.cacheSize, '--cache-size', { bare: 'M', min: 1 << 20 });
+      const cacheBytes = parseSize(o.cacheSize ?? '128', '--cache-size', { bare: 'M', min: 1 << 20 });
       if (o.pullInterval !== undefined) parseSeconds(o.pullInterval, '--pull-interval');
       const rights = mountRightsProblem();
       if (rights) throw noMountRights(resolve(dir), rights);
@@ -93,7 +93,7 @@ export function register(program: Command): void {
         throw new MiqError('MIQ_BAD_INPUT', `${o.recordHints ? '--record-hints' : '--pull-interval'} needs --remote URL (it is about a lazy mount of a remote)`);
       }
       // --remote: --cache-size bounds the on-disk cache of remote chunks (SIZE, bare number = MiB).
-      const lazy = o.remote ? await openLazy(store, o, cmd.getOptionValueSource('cacheSize') === 'default' ? undefined : o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
+      const lazy = o.remote ? await openLazy(store, o, o.cacheSize).catch(async (e: unknown) => { await store.close(); throw e; }) : undefined;
       if (lazy) store = lazy.store;
       try {
         // A read-only store (its index a private copy) cannot hold a control socket, and needs

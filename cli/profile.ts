@@ -5,7 +5,7 @@ import { MiqError } from '../store/errors.js';
 import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
 import { resolveStorePath } from '../store/resolve.js';
-import { globals, printJson, storeDir } from './context.js';
+import { count, globals, printJson, storeDir } from './context.js';
 import { parseCount } from './args.js';
 import { openRemoteFor, rememberRemote, rememberedRemote } from './lazy.js';
 import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
@@ -39,7 +39,7 @@ async function members(cmd: Command, paths: string[], priority: string | undefin
 function printChange(r: P.ChangeResult, o: G): void {
   if (o.json) return printJson(r);
   const was = r.previous === undefined ? '' : ` (was ${r.previous})`;
-  process.stdout.write(`${r.profile}: ${r.reused ? 'now at' : 'created'} generation ${r.generation}${was}: ${r.paths.length} store paths, tree ${r.tree.slice(0, 16)}…\n`);
+  process.stdout.write(`${r.profile}: ${r.reused ? 'now at' : 'created'} generation ${r.generation}${was}: ${count(r.paths.length, 'store path')}, tree ${r.tree.slice(0, 16)}…\n`);
 }
 
 export function register(program: Command): void {
@@ -81,7 +81,13 @@ export function register(program: Command): void {
     .option('--json', 'one JSON object')
     .action(async (name: string, o: G & { to?: string }, cmd: Command) => {
       const to = o.to === undefined ? undefined : intArg(o.to, '--to');
-      printChange(await op(cmd, 'rollback', { profile: name, to }, (s) => P.rollback(s, name, to)), o);
+      const r = await op(cmd, 'rollback', { profile: name, to }, (s) => P.rollback(s, name, to));
+      printChange(r, o);
+      // As in Nix, rollback moves to the generation before the current one; a second rollback
+      // does not undo the first. Say so, and give the way back.
+      if (!o.json && r.previous !== undefined && r.previous !== r.generation) {
+        process.stdout.write(`(another rollback goes further back, to the generation before ${r.generation}; \`miq profile rollback ${name} --to ${r.previous}\` returns to ${r.previous}; \`miq profile generations ${name}\` lists them all)\n`);
+      }
     });
 
   prof.command('pull')

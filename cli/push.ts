@@ -8,7 +8,7 @@ import { loadSigningKey, publishRepo, push, type PushProfile } from '../store/re
 import { requireRepo } from '../packages/index.js';
 import { decodeHints } from '../store/remote/layout.js';
 import { resolveStorePath } from '../store/resolve.js';
-import { fmtBytes, globals, keyFile, printJson, progressLine, withStore } from './context.js';
+import { count, fmtBytes, globals, keyFile, printJson, progressLine, withStore } from './context.js';
 
 /** The current generation of a local profile. */
 async function currentGeneration(store: Store, name: string): Promise<PushProfile> {
@@ -58,7 +58,7 @@ export function register(program: Command): void {
         try {
           return await push(store, dest, {
             paths, profile, key, durable: o.fsync, bundles: o.bundles, hints,
-            onProgress: (p) => bar.update(`push: ${p.paths}/${p.closure} store paths, ${p.chunks} chunks, ${fmtBytes(p.bytes)}`),
+            onProgress: (p) => bar.update(`push: ${p.paths} of ${count(p.closure, 'store path')}, ${count(p.chunks, 'chunk')}, ${fmtBytes(p.bytes)}`),
           });
         } finally {
           bar.done();
@@ -67,7 +67,7 @@ export function register(program: Command): void {
       const published = repo ? { repo: o.repo!, index: repo.index, ...(await publishRepo(dest, o.repo!, repo.index, repo.state, key!, o.fsync)) } : undefined;
       if (o.json) return printJson(published ? { ...r, repo: published } : r);
       if (published) process.stdout.write(`repository ${published.repo}: index ${published.index}, pointer sequence ${published.sequence}${published.written ? '' : ' (unchanged)'}\n`);
-      process.stdout.write(`${r.closure} store paths in the closure, ${r.pathsWritten.length} new; ${r.chunksWritten} chunks, ${r.objectsWritten} objects, ${r.bundlesWritten} bundles and ${r.treePacksWritten} tree packs written, ${fmtBytes(r.bytesWritten)}\n`);
+      process.stdout.write(`${count(r.closure, 'store path')} in the closure, ${r.pathsWritten.length} new; ${count(r.chunksWritten, 'chunk')}, ${count(r.objectsWritten, 'object')}, ${count(r.bundlesWritten, 'bundle')} and ${count(r.treePacksWritten, 'tree pack')} written, ${fmtBytes(r.bytesWritten)}\n`);
       if (r.hintsWritten !== undefined) process.stdout.write(`prefetch list: ${r.hintsWritten} chunk ids\n`);
       if (r.pointer) process.stdout.write(`profile ${r.pointer.profile}: pointer sequence ${r.pointer.sequence}${r.pointer.written ? '' : ' (unchanged)'}\n`);
     });

@@ -9,7 +9,7 @@ import { MiqError, isMiqError, verifyStore, type Damage, type Id, type PruneStor
 import { localSink, prefetch, type RemoteReader } from '../store/remote/index.js';
 import { controlOf } from '../mount/client.js';
 import { openRemoteFor, rememberedRemote } from './lazy.js';
-import { fmtBytes, globals, printJson, progressLine, storeDir, trustedKeyFiles, withStore } from './context.js';
+import { count, fmtBytes, globals, printJson, progressLine, storeDir, trustedKeyFiles, withStore } from './context.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
@@ -58,7 +58,7 @@ async function repairOne(store: Store, remote: RemoteReader, d: Damage): Promise
 
 async function repair(store: Store, remote: RemoteReader, onProgress: (text: string) => void): Promise<Omit<RepairReport, 'remote' | 'seconds'>> {
   const m: PruneStore = store.maintenance!;
-  const verify = (what: string): Promise<VerifyReport> => verifyStore(m, (p) => onProgress(`${what}: ${p.paths} of ${p.total} store paths, ${fmtBytes(p.bytes)}`));
+  const verify = (what: string): Promise<VerifyReport> => verifyStore(m, (p) => onProgress(`${what}: ${p.paths} of ${count(p.total, 'store path')}, ${fmtBytes(p.bytes)}`));
   const before = await verify('verify');
   const repaired: RepairReport['repaired'] = [];
   const notRepaired: RepairReport['notRepaired'] = [];
@@ -67,7 +67,7 @@ async function repair(store: Store, remote: RemoteReader, onProgress: (text: str
   const order = [...before.damaged].sort((a, b) => (a.kind === 'chunk' ? 0 : 1) - (b.kind === 'chunk' ? 0 : 1));
   let n = 0;
   for (const d of order) {
-    onProgress(`repair: ${++n} of ${order.length} damaged objects, ${fmtBytes(bytes)} fetched`);
+    onProgress(`repair: ${++n} of ${count(order.length, 'damaged object')}, ${fmtBytes(bytes)} fetched`);
     try {
       bytes += await repairOne(store, remote, d);
       repaired.push({ kind: d.kind, id: d.id });
@@ -116,9 +116,9 @@ export function register(program: Command): void {
       if (o.json) printJson(rep);
       else {
         if (rep.damaged === 0) process.stdout.write('nothing damaged: nothing to repair\n');
-        else process.stdout.write(`${rep.damaged} damaged objects found; ${rep.repaired.length} repaired from ${rep.remote} (${fmtBytes(rep.bytes)} fetched) in ${rep.seconds.toFixed(2)} s\n`);
+        else process.stdout.write(`${count(rep.damaged, 'damaged object')} found; ${rep.repaired.length} repaired from ${rep.remote} (${fmtBytes(rep.bytes)} fetched) in ${rep.seconds.toFixed(2)} s\n`);
         for (const n of rep.notRepaired) process.stdout.write(`NOT REPAIRED ${n.kind} ${n.id}: ${n.reason}\n`);
-        process.stdout.write(rep.ok ? 'ok: nothing missing or corrupt\n' : `FAILED: ${rep.damagedAfter} damaged objects remain (\`miq verify\` names the store paths using them)\n`);
+        process.stdout.write(rep.ok ? 'ok: nothing missing or corrupt\n' : `FAILED: ${count(rep.damagedAfter, 'damaged object')} remain (\`miq verify\` names the store paths using them)\n`);
       }
       if (!rep.ok) process.exitCode = 3;
     });

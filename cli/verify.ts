@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { verifyStore } from '../store/verify.js';
 import { join } from 'node:path';
 import { checkCache } from '../store/remote/index.js';
-import { fmtBytes, globals, onLocal, printJson, progressLine, storeDir, withStore } from './context.js';
+import { count, fmtBytes, globals, onLocal, printJson, progressLine, storeDir, withStore } from './context.js';
 
 export function register(program: Command): void {
   program
@@ -14,7 +14,7 @@ export function register(program: Command): void {
       const bar = progressLine(g);
       const show = (e: unknown): void => {
         const p = e as { paths: number; total: number; bytes: number };
-        bar.update(`verify: ${p.paths}/${p.total} store paths, ${fmtBytes(p.bytes)}`);
+        bar.update(`verify: ${p.paths} of ${count(p.total, 'store path')}, ${fmtBytes(p.bytes)}`);
       };
       const v = await withStore(g, (s) => onLocal(s, 'verify', null, (ls) => verifyStore(ls, show), show));
       bar.done();
@@ -22,9 +22,13 @@ export function register(program: Command): void {
       // it) and self-healing (every load is re-checked), so a bad entry is reported, not a failure.
       const cache = await checkCache(join(storeDir(g), 'remote-cache'));
       const r = { ...v, ...(cache.chunks + cache.bad.length + cache.temps > 0 ? { remoteCache: cache } : {}) };
-      if (o.json) printJson(r);
+      if (o.json) {
+        // One vocabulary: `paths` is a list everywhere; the count is storePaths.
+        const { paths, ...rest } = r;
+        printJson({ storePaths: paths, ...rest });
+      }
       else {
-        process.stdout.write(`checked ${r.paths} store paths, ${r.trees} trees, ${r.files} files, ${r.chunks} chunks (${fmtBytes(r.bytes)}) in ${r.seconds.toFixed(2)} s\n`);
+        process.stdout.write(`checked ${count(r.paths, 'store path')}, ${count(r.trees, 'tree')}, ${count(r.files, 'file')}, ${count(r.chunks, 'chunk')} (${fmtBytes(r.bytes)}) in ${r.seconds.toFixed(2)} s\n`);
         if (r.unreferenced.chunks > 0) process.stdout.write(`unreferenced: ${r.unreferenced.chunks} chunks (${fmtBytes(r.unreferenced.storedBytes)} stored) that no store path uses; \`miq gc\` reclaims them\n`);
         for (const d of r.damaged) process.stdout.write(`DAMAGED ${d.kind} ${d.id}: ${d.problem} (${d.detail}); used by ${d.paths.join(', ') || 'no store path'}\n`);
         if (r.remoteCache) {

@@ -349,7 +349,7 @@ export function rollback(store: Store, profile: string, to?: number): Promise<Ch
     const cur = await currentNumber(store, profile);
     if (gens.length === 0) throw new MiqError('MIQ_NOT_FOUND', `profile ${profile} has no generations`);
     const target = to !== undefined ? gens.find((g) => g.generation === to) : [...gens].reverse().find((g) => cur === undefined || g.generation < cur);
-    if (!target) throw new MiqError('MIQ_NOT_FOUND', to !== undefined ? `profile ${profile} has no generation ${to}; \`miq profile generations ${profile}\` lists them` : `profile ${profile} has no generation before ${cur}`);
+    if (!target) throw new MiqError('MIQ_NOT_FOUND', to !== undefined ? `profile ${profile} has no generation ${to}; \`miq profile generations ${profile}\` lists them` : `profile ${profile} has no generation before ${cur} (rollback moves back, not forward: \`miq profile rollback ${profile} --to N\` goes to any generation \`miq profile generations ${profile}\` lists)`);
     await store.batchMeta([{ key: curKey(profile), value: Buffer.from(String(target.generation)) }]);
     return { profile, generation: target.generation, previous: cur, paths: [...target.paths], tree: target.tree, env: target.env, reused: true };
   });

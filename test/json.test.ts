@@ -46,6 +46,10 @@ function check(v: unknown, where: string): void {
     const at = `${where}.${k}`;
     if (/Bytes$|^bytes$|^size$/.test(k) && typeof x === 'number') assert.ok(Number.isInteger(x) && x >= 0, `${at} = ${x}: sizes are whole bytes`);
     if (/Bytes$|^seconds$|Seconds$|Ratio$/.test(k)) assert.notEqual(x, null, `${at} is null (NaN or Infinity?)`);
+    // A field named paths is always a list (of store paths or of objects naming one); a count
+    // of store paths is storePaths, or *Paths with a qualifier (livePaths).
+    if (k === 'paths') assert.ok(Array.isArray(x), `${at} = ${JSON.stringify(x)}: paths is a list; a count is storePaths`);
+    if (/^(created|since)$|At$/.test(k) && x !== undefined && x !== null) assert.ok(k === 'created' ? Number.isInteger(x) : typeof x === 'string' && !Number.isNaN(Date.parse(x)), `${at} = ${String(x)}: created is epoch ms, since/*At ISO 8601`);
     if (/^seconds$|Seconds$/.test(k) && x !== undefined) assert.ok(typeof x === 'number' && Number.isFinite(x) && x >= 0, `${at} = ${String(x)}`);
     check(x, at);
   }

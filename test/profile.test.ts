@@ -144,7 +144,16 @@ describe('profiles', () => {
       const gens = json<{ current: number; generations: unknown[] }>(miq([...S, 'profile', 'generations', 'cli', '--json']));
       assert.equal(gens.current, 3);
       assert.equal(gens.generations.length, 3);
+      // Rollback goes back, as in Nix (a second one does not undo the first): the text says so
+      // and names the way forward; from the oldest, the refusal names --to.
+      const rb = miq([...S, 'profile', 'rollback', 'cli']);
+      assert.equal(rb.code, 0, rb.stderr);
+      assert.match(rb.stdout, /now at generation 2 \(was 3\): 2 store paths/);
+      assert.match(rb.stdout, /another rollback goes further back.*`miq profile rollback cli --to 3` returns to 3/);
       assert.equal(json(miq([...S, 'profile', 'rollback', 'cli', '--to', '1', '--json'])).generation, 1);
+      const oldest = miq([...S, 'profile', 'rollback', 'cli']);
+      assert.equal(oldest.code, 2);
+      assert.match(oldest.stderr, /^miq: profile cli has no generation before 1 \(rollback moves back, not forward: `miq profile rollback cli --to N`/);
       const list = json<{ name: string; current: number }[]>(miq([...S, 'profile', 'list', '--json']));
       assert.equal(list.find((p) => p.name === 'cli')!.current, 1);
       const diff = json<{ added: string[] }>(miq([...S, 'profile', 'diff', 'cli', '1', '2', '--json']));
