@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { lookup } from 'node:dns/promises';
 import { homedir, tmpdir } from 'node:os';
@@ -25,6 +25,8 @@ import { storeSubstituter } from '../builder/substitute.js';
 import type { Store } from '../store/api.js';
 import { isMiqError } from '../store/errors.js';
 import { openStore } from '../store/open.js';
+import { ROOT, json, miqAsync, spawnMiq } from './helpers/cli.js';
+import { cleanup, sh as fuseSh, tmp as fuseTmp, waitExit } from './helpers/fuse.js';
 
 const run = promisify(execFile);
 /** Downloads from the archive are cached outside the repo so reruns do not fetch again. */
@@ -356,27 +358,59 @@ test('substitution: a path another store has is fetched, not built', async () =>
   });
 });
 
-test('GNU hello from the Debian archive: same path and tree in two empty stores, and it runs', { timeout: 600_000 }, async () => {
+// The suite's only real autotools build, done twice at once: once through the API and once as a
+// user runs it (`miq build`), each into an empty store. The same path and tree from both is the
+// reproducibility check; the CLI's store then serves the program from its store path and through
+// a mounted profile (what test/build-mount did with a third compile of its own).
+test('GNU hello from the Debian archive: same path and tree in two empty stores; it runs from its store path and through a mounted profile', { timeout: 600_000 }, async () => {
   const hello = await loadRecipe('hello');
-  const results: { path: string; tree: string }[] = [];
-  for (let i = 0; i < 2; i++) {
-    await withStore(async (store) => {
-      const [o] = await build(store, [hello], opts({ jobs: 1 }));
-      results.push({ path: o!.path, tree: o!.tree });
-      if (i === 0) {
-        const dir = tmp('hello');
-        try {
-          const root = await materialize(store, o!.path, dir);
-          const { stdout } = await run(join(root, 'bin/hello'));
-          assert.equal(stdout, 'Hello, world!\n');
-        } finally {
-          await rmTree(dir);
-        }
-      }
+  const b = await fuseTmp('miq-build-hello-');
+  let child: ReturnType<typeof spawnMiq> | undefined;
+  try {
+    const S = ['--store', join(b, 'store')];
+    const [api, cli] = await Promise.all([
+      withStore(async (store) => {
+        const [o] = await build(store, [hello], opts({ jobs: 1 }));
+        return { path: o!.path, tree: o!.tree };
+      }),
+      miqAsync([...S, 'build', join(ROOT, 'recipes', 'hello.ts'), '--json']),
+    ]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const built = json<{ results: { path: string; tree: string }[] }>(cli).results[0]!;
+    assert.match(built.path, /^hello-2\.10-[0-9a-f]{32}$/);
+    assert.equal(api.path, built.path);
+    assert.equal(api.tree, built.tree, 'hello builds reproducibly');
+
+    // From the store path, exported as a user would run it without a mount.
+    const out = join(b, 'out');
+    assert.equal((await miqAsync([...S, 'export', built.path, out])).code, 0);
+    assert.equal((await fuseSh(`${out}/bin/hello`)).stdout, 'Hello, world!\n');
+
+    // Through a mounted profile.
+    assert.equal((await miqAsync([...S, 'profile', 'switch', 'system', built.path])).code, 0);
+    const mnt = join(b, 'mnt');
+    mkdirSync(mnt);
+    child = spawnMiq([...S, 'mount', mnt, '--json']);
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    await new Promise<void>((resolve, reject) => {
+      let o = '';
+      child!.stdout!.on('data', (d) => {
+        o += d;
+        if (o.includes('\n')) resolve();
+      });
+      child!.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
     });
+    const viaUsr = await fuseSh(`${mnt}/usr/bin/hello`);
+    assert.equal(viaUsr.stdout, 'Hello, world!\n', viaUsr.stderr);
+    const viaStore = await fuseSh(`${mnt}/store/${built.path}/bin/hello --greeting=miq`);
+    assert.equal(viaStore.stdout, 'miq\n', viaStore.stderr);
+    child.kill('SIGTERM');
+    assert.equal(await waitExit(child), 0);
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await cleanup(b);
   }
-  assert.equal(results[0]!.path, results[1]!.path);
-  assert.equal(results[0]!.tree, results[1]!.tree, 'hello builds reproducibly');
 });
 
 test('CLI: build, log, recipe show; failures exit non-zero with a readable message', async () => {
