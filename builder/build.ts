@@ -65,6 +65,9 @@ export interface BuildOptions {
   /** Lines of log shown in a failure message (default 25). */
   tailLines?: number;
   onEvent?: (e: BuildEvent) => void;
+  /** Called with a build's log file once it exists, before its script starts (`miq build -L`
+   * follows it; the file goes when the build's work directory does). */
+  onLogFile?: (path: string, file: string) => void;
 }
 
 /** Semaphore that stops handing out slots after the first failure (make without -k). */
@@ -216,6 +219,7 @@ export async function build(store: Store, recipes: readonly Recipe[], opts: Buil
       });
       Object.assign(env, r.env);
       await writeFile(logFile, `miq: building ${n.path}\nmiq: key ${n.key}\n`);
+      opts.onLogFile?.(n.path, logFile);
       const res = await runSandbox({
         buildDir, outDir, outPath: n.path, deps, sources, scriptFile, etcDir, toolchain, env,
         ...(shellFrom ? { shellFrom } : {}),

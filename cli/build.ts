@@ -11,6 +11,10 @@ import type { Recipe } from '../builder/recipe.js';
 import { remoteSubstituter, storeSubstituter } from '../builder/substitute.js';
 import { globals, printJson, storeDir, withStore } from './context.js';
 import { parseCount } from './args.js';
+import { followFile, type Follower } from './follow.js';
+import { leaseStore } from './lease.js';
+import { connectControl } from '../mount/client.js';
+import type { Store } from '../store/api.js';
 
 interface BuildCliOptions {
   json?: boolean;
@@ -23,6 +27,7 @@ interface BuildCliOptions {
   keepFailed?: boolean;
   pin: boolean;
   quiet?: boolean;
+  printBuildLogs?: boolean;
 }
 
 function collect(v: string, prev: string[]): string[] {
@@ -78,6 +83,33 @@ async function buildStateDirs(dir: string): Promise<{ tmpDir: string; cacheDir: 
   return { tmpDir, cacheDir: join(dir, 'cache', 'sources') };
 }
 
+/** Build logs streamed to stderr line by line, each line prefixed with its recipe's name. */
+function logStreams(): { start(path: string, file: string): void; stop(path: string): void; close(): Promise<void> } {
+  const live = new Map<string, { f: Follower; rest(): void }>();
+  const stop = (path: string): void => {
+    const l = live.get(path);
+    live.delete(path);
+    l?.f.stop();
+    l?.rest();
+  };
+  return {
+    start(path, file) {
+      const name = path.replace(/-[0-9a-f]{32}$/, '');
+      let part = '';
+      const f = followFile(file, (b) => {
+        const lines = (part + b.toString('utf8')).split('\n');
+        part = lines.pop()!;
+        for (const l of lines) process.stderr.write(`${name}> ${l}\n`);
+      });
+      live.set(path, { f, rest: () => { if (part) process.stderr.write(`${name}> ${part}\n`); } });
+    },
+    stop,
+    async close() {
+      for (const p of [...live.keys()]) stop(p);
+    },
+  };
+}
+
 export function register(program: Command): void {
   program
     .command('build')
@@ -93,12 +125,14 @@ export function register(program: Command): void {
     .option('--keep-failed', 'keep the work directory of a failed build')
     .option('--no-pin', 'do not make built paths GC roots')
     .option('-q, --quiet', 'no progress lines on stderr')
+    .option('-L, --print-build-logs', 'stream each build\'s log to stderr as it runs, its lines prefixed with NAME> (`miq log -f NAME` follows one from another terminal)')
     .action(async (files: string[], o: BuildCliOptions, cmd: Command) => {
       const g = { ...globals(cmd), json: o.json };
       // One sandboxed evaluation for all files, so a recipe they share is one object.
       const recipes: Recipe[] = await loadRecipes(files);
       const locations = [...(o.substituter ?? []), ...(process.env.MIQ_SUBSTITUTERS ?? '').split(/\s+/).filter(Boolean)];
       const dir = storeDir(g);
+      const logs = logStreams();
       const opened: { close(): Promise<void> }[] = [];
       const substituters: Substituter[] = [];
       try {
@@ -115,7 +149,15 @@ export function register(program: Command): void {
           }
         }
         const state = await buildStateDirs(dir);
-        const results = await withStore(g, (store) => build(store, recipes, {
+        opened.push(logs);
+        // Mounted: calls go through the serving process, which holds the store anyway. Else the
+        // store is opened only while the build uses it (never while a script runs).
+        const mounted = await connectControl(dir);
+        mounted?.close();
+        const lease = mounted ? undefined : leaseStore(dir, (e) => { if (!o.json && !o.quiet) process.stderr.write(`miq: waiting: ${e.message}\n`); });
+        if (lease) opened.push(lease);
+        const using = <T>(fn: (s: Store) => Promise<T>): Promise<T> => (lease ? fn(lease.store) : withStore(g, fn));
+        const results = await using((store) => build(store, recipes, {
           tmpDir: state.tmpDir,
           ...(process.env.MIQ_CACHE || process.env.XDG_CACHE_HOME ? {} : { cacheDir: state.cacheDir }),
           jobs: positiveInt(o.jobs, '--jobs'),
@@ -125,7 +167,9 @@ export function register(program: Command): void {
           ...(o.storeView ? { storeView: o.storeView } : {}),
           keepFailed: o.keepFailed === true,
           pin: o.pin,
+          ...(o.printBuildLogs ? { onLogFile: (path: string, file: string) => logs.start(path, file) } : {}),
           onEvent: (e) => {
+            if (e.type === 'built' || e.type === 'failed') logs.stop(e.path);
             if (o.json || o.quiet) return;
             const line = describe(e);
             if (line) process.stderr.write(`miq: ${line}\n`);

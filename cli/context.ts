@@ -85,10 +85,22 @@ export function count(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`;
 }
 
+/** "3 s left", "2 min left": an estimate from the rate so far; empty until there is a rate. */
+export function eta(done: number, total: number, seconds: number): string {
+  if (!(done > 0) || !(seconds > 0.5) || !(total > done)) return '';
+  const left = ((total - done) / done) * seconds;
+  return left < 90 ? `, ${Math.ceil(left)} s left` : left < 5400 ? `, ${Math.round(left / 60)} min left` : `, ${(left / 3600).toFixed(1)} h left`;
+}
+
+/** Bytes per second so far, as "12 MiB/s" (empty before half a second has passed). */
+export function rate(bytes: number, seconds: number): string {
+  return seconds > 0.5 ? `, ${fmtBytes(bytes / seconds)}/s` : '';
+}
+
 export function fmtBytes(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
   while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
-  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${u[i]}`;
+  return `${i === 0 ? Math.round(v) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${u[i]}`;
 }

@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { basename, join, resolve } from 'node:path';
 import { stageUsrMerged } from '../store/usrmerge.js';
 import { MiqError } from '../store/errors.js';
-import type { IngestResult } from '../store/api.js';
+import type { IngestProgress, IngestResult } from '../store/api.js';
 import { watchIngest } from '../store/watch.js';
-import { fmtBytes, globals, printJson, progressLine, storeDir, withStore } from './context.js';
+import { count, eta, fmtBytes, globals, rate, printJson, progressLine, storeDir, withStore } from './context.js';
 
 function summary(r: IngestResult): string {
   const extras: string[] = [];
@@ -16,6 +16,20 @@ function summary(r: IngestResult): string {
   if (r.skipped.length) extras.push(`${r.skipped.length} special files skipped: ${r.skipped.map((s) => `${s.path} (${s.why})`).join(', ')}`);
   if (r.references.length) extras.push(`references: ${r.references.join(' ')}`);
   return `${r.files} files, ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s; ${fmtBytes(r.newBytes)} new in the store${extras.length ? `\n${extras.join('\n')}` : ''}`;
+}
+
+/**
+ * One progress line per phase: while the walk still finds files the totals grow, so only counts
+ * are shown; once they are final, a percentage of bytes, the rate and an estimate of the time
+ * left; then the commit (index, trees, store path), which reads nothing more.
+ */
+function ingestLine(p: IngestProgress, seconds: number): string {
+  const found = `${count(p.totalFiles ?? p.files, 'file')}, ${fmtBytes(p.totalBytes ?? p.bytes)}`;
+  if (p.phase === 'commit') return `ingest: committing ${found} (${fmtBytes(p.newBytes)} new) to the index`;
+  if (p.phase === 'scan') return `ingest: scanning: ${found} found so far; ${fmtBytes(p.bytes)} read${rate(p.bytes, seconds)}`;
+  const total = p.totalBytes ?? 0;
+  const pct = total > 0 ? Math.floor((100 * p.bytes) / total) : 100;
+  return `ingest: ${pct}% of ${found}${rate(p.bytes, seconds)}${eta(p.bytes, total, seconds)}; ${fmtBytes(p.newBytes)} new`;
 }
 
 export function register(program: Command): void {
@@ -49,10 +63,11 @@ export function register(program: Command): void {
       }
       const staged = o.usrmerge ? await stageUsrMerged(dir, join(storeDir(g), 'tmp')) : undefined;
       const bar = progressLine(g);
+      const t0 = performance.now();
       const r = await withStore(g, (store) =>
         store.ingest(staged?.dir ?? dir, {
           name: o.name ?? (staged ? basename(dir) : undefined), lenient: o.lenient, pin: o.pin,
-          onProgress: (p) => bar.update(`ingest: ${p.files}/${p.totalFiles} files, ${fmtBytes(p.bytes)}/${fmtBytes(p.totalBytes ?? 0)}, ${fmtBytes(p.newBytes)} new`),
+          onProgress: (p) => bar.update(ingestLine(p, (performance.now() - t0) / 1000)),
         }),
       ).finally(() => staged?.cleanup());
       bar.done();

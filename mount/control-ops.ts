@@ -44,7 +44,7 @@ export function controlOps(store: Store, hooks: { onProfileChange(): Promise<voi
       ...(statCache ? { statCache } : {}),
       onProgress: (p) => {
         const now = Date.now();
-        if (now - last > 200) {
+        if (now - last > 200 || p.phase === 'commit') {
           last = now;
           emit(p);
         }

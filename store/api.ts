@@ -138,6 +138,10 @@ export interface IngestOptions {
 }
 
 export interface IngestProgress {
+  /** scan: the walk is still finding files (totals grow); store: totals are final, files are
+   * being chunked and written; commit: everything is read, the index, trees and store path are
+   * being written. */
+  phase?: 'scan' | 'store' | 'commit';
   files: number;
   bytes: number;
   totalFiles?: number;

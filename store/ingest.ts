@@ -122,6 +122,7 @@ class IngestRun {
       await this.index.abandon().catch(() => {});
       throw this.failure;
     }
+    this.opts.onProgress?.({ phase: 'commit', files: this.doneFiles, bytes: this.doneBytes, totalFiles: this.walked?.files.length, totalBytes: this.walked?.bytes, newBytes: this.index.newBytes });
     try {
       await this.index.flush();
     } catch (e) {
@@ -136,7 +137,7 @@ class IngestRun {
     const now = performance.now();
     if (!force && now - this.lastProgress < 100) return;
     this.lastProgress = now;
-    this.opts.onProgress({ files: this.doneFiles, bytes: this.doneBytes, totalFiles: this.walked?.files.length ?? this.filesSeen, totalBytes: this.walked?.bytes ?? this.bytesSeen, newBytes: this.index.newBytes });
+    this.opts.onProgress({ phase: this.walked ? 'store' : 'scan', files: this.doneFiles, bytes: this.doneBytes, totalFiles: this.walked?.files.length ?? this.filesSeen, totalBytes: this.walked?.bytes ?? this.bytesSeen, newBytes: this.index.newBytes });
   }
 
   private queueFile(f: FileNode): void {

@@ -25,33 +25,74 @@ function recipeFile(name: string, script: string): string {
   return f;
 }
 
-test('a running build holds the store: the lock message names it; a killed build leaves nothing the next build keeps', async () => {
-  assert.equal(miq([...S, 'ingest', join(ROOT, 'node_modules', 'commander'), '--name', 'commander']).code, 0);
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.MIQ_CACHE;
-  delete env.XDG_CACHE_HOME;
-  const slow = spawn(process.execPath, [MIQ, ...S, 'build', recipeFile('slow', 'sleep 60; mkdir -p "$out"')], { env, stdio: 'ignore', detached: true });
+/** What a run left where miq must not keep state: the private TMPDIR every miq process of this
+ * file gets (os.tmpdir() users land there), and miq-named entries of /tmp and /var/cache (paths
+ * written into the code; other sessions' tests may add other names there at the same time). */
+const TMPDIR = join(tmp.dir, 'tmpdir');
+mkdirSync(TMPDIR);
+const outside = (): string[] => [
+  ...readdirSync(TMPDIR).map((n) => `$TMPDIR/${n}`),
+  ...readdirSync('/tmp').filter((n) => /^miq-(build|views)|^miq$/.test(n)).map((n) => `/tmp/${n}`),
+  ...(existsSync('/var/cache') ? readdirSync('/var/cache').filter((n) => n === 'miq').map((n) => `/var/cache/${n}`) : []),
+];
+const before = outside();
+const ENV: NodeJS.ProcessEnv = { ...process.env, TMPDIR };
+delete ENV.MIQ_CACHE;
+delete ENV.XDG_CACHE_HOME;
+
+function collect(c: ReturnType<typeof spawn>): { text: () => string; done: Promise<number> } {
+  let out = '';
+  c.stdout?.on('data', (d) => (out += d));
+  c.stderr?.on('data', (d) => (out += d));
+  return { text: () => out, done: new Promise((r) => c.once('close', (code) => r(code ?? 128))) };
+}
+
+test('a build holds the store only while it uses it: other commands run during its script; -L streams its log, log -f follows it; a killed build leaves nothing the next build keeps', async () => {
+  assert.equal(miq([...S, 'ingest', join(ROOT, 'node_modules', 'commander'), '--name', 'commander'], { env: ENV }).code, 0);
+  const b = spawn(process.execPath, [MIQ, ...S, 'build', '-L', recipeFile('slow', 'echo first line; sleep 3; echo second line; mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const build = collect(b);
+  const slow = spawn(process.execPath, [MIQ, ...S, 'build', recipeFile('slower', 'sleep 60; mkdir -p "$out"')], { env: ENV, stdio: 'ignore', detached: true });
   try {
+    const logDir = join(store, 'tmp', `build-${b.pid}`);
+    for (let i = 0; i < 150 && !build.text().includes('slow-1> first line'); i++) await sleep(100);
+    assert.match(build.text(), /slow-1> first line/, 'the script has started and -L shows its output');
+    assert.ok(existsSync(logDir), 'the build directory is under the store');
+    const follow = collect(spawn(process.execPath, [MIQ, ...S, 'log', '-f', 'slow'], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
+    // The store is free while the script sleeps: a command that opens it directly works.
+    const paths = miq([...S, 'paths', '--json'], { env: ENV });
+    assert.equal(paths.code, 0, paths.stderr);
+    assert.equal(await build.done, 0, build.text());
+    assert.match(build.text(), /slow-1> second line\n[^]*\nslow-1-[0-9a-f]{32}\n$/);
+    assert.equal(await follow.done, 0, follow.text());
+    assert.match(follow.text(), /^miq: building slow-1-[0-9a-f]{32}\n[^]*first line\nsecond line\n$/);
+
+    // Who holds the store, when one does: an ingest --watch keeps it open.
+    const w = spawn(process.execPath, [MIQ, ...S, 'ingest', '--watch', join(ROOT, 'node_modules', 'commander'), '--name', 'cw'], { env: ENV, stdio: 'ignore' });
+    try {
+      let locked = miq([...S, 'paths'], { env: ENV });
+      for (let i = 0; i < 50 && locked.code === 0; i++) { await sleep(100); locked = miq([...S, 'paths'], { env: ENV }); }
+      assert.ok(isCleanError(locked) && locked.code === 4, locked.stderr);
+      assert.match(locked.stderr, new RegExp(`in use by another miq process: pid ${w.pid} \\(\`miq --store \\S+ ingest --watch \\S+commander --name cw\`, since \\d\\d:\\d\\d:\\d\\d UTC\\)`));
+      const st = json<{ lock: { free: boolean; holder: { pid: number } } }>(miq([...S, 'status', '--json'], { env: ENV }));
+      assert.deepEqual([st.lock.free, st.lock.holder.pid], [false, w.pid]);
+    } finally {
+      w.kill('SIGTERM');
+      await new Promise((r) => w.once('exit', r));
+    }
+
     const mine = join(store, 'tmp', `build-${slow.pid}`);
     for (let i = 0; i < 100 && !existsSync(mine); i++) await sleep(100);
-    assert.ok(existsSync(mine), 'the build directory is under the store');
-    await sleep(1500);
-    const locked = miq([...S, 'paths']);
-    assert.ok(isCleanError(locked) && locked.code === 4, locked.stderr);
-    assert.match(locked.stderr, new RegExp(`in use by another miq process: pid ${slow.pid} \\(\`miq --store \\S+ build \\S+slow\\.mjs\`, since \\d\\d:\\d\\d:\\d\\d UTC\\)`));
-    const st = json<{ lock: { free: boolean; holder: { pid: number } } }>(miq([...S, 'status', '--json']));
-    assert.equal(st.lock.free, false);
-    assert.equal(st.lock.holder.pid, slow.pid);
     process.kill(-slow.pid!, 'SIGKILL');
     await new Promise((r) => slow.once('exit', r));
     assert.ok(existsSync(mine), 'SIGKILL leaves the directory (nothing can clean up after a SIGKILL)');
-    const tiny = miq([...S, 'build', recipeFile('quick', 'mkdir -p "$out"; echo ok > "$out/ok"')], { env });
+    const tiny = miq([...S, 'build', recipeFile('quick', 'mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV });
     assert.equal(tiny.code, 0, tiny.stderr);
     assert.deepEqual(readdirSync(join(store, 'tmp')), [], 'the next build swept the dead one, and removed its own');
     assert.ok(!existsSync(join(store, 'run', 'holder.json')), 'the holder record goes with the lock');
-    assert.equal(json<{ lock: { free: boolean } }>(miq([...S, 'status', '--json'])).lock.free, true);
+    assert.equal(json<{ lock: { free: boolean } }>(miq([...S, 'status', '--json'], { env: ENV })).lock.free, true);
+    assert.deepEqual(outside(), before, 'nothing new in TMPDIR, /tmp or /var/cache after builds and a killed build');
   } finally {
-    try { process.kill(-slow.pid!, 'SIGKILL'); } catch { /* gone */ }
+    for (const c of [b, slow]) try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* gone */ }
   }
 });
 
@@ -59,7 +100,7 @@ test('mount --background, status, umount; umount also clears a killed server\'s 
   const mnt = join(tmp.dir, 'mnt');
   mkdirSync(mnt);
   try {
-    const bg = miq([...S, 'mount', mnt, '--background', '--json']);
+    const bg = miq([...S, 'mount', mnt, '--background', '--json'], { env: ENV });
     assert.equal(bg.code, 0, bg.stderr);
     const pid = json<{ pid: number; dir: string }>(bg).pid;
     assert.ok(readdirSync(join(mnt, 'store')).some((n) => n.startsWith('commander-')), 'it serves once the command returns');
@@ -73,7 +114,7 @@ test('mount --background, status, umount; umount also clears a killed server\'s 
     assert.deepEqual(json(um), { dir: mnt, result: 'stopped', pid });
     assert.deepEqual(mounted(), []);
 
-    const bg2 = miq([...S, 'mount', mnt, '--background', '--json']);
+    const bg2 = miq([...S, 'mount', mnt, '--background', '--json'], { env: ENV });
     assert.equal(bg2.code, 0, bg2.stderr);
     process.kill(json<{ pid: number }>(bg2).pid, 'SIGKILL');
     await sleep(300);
@@ -83,6 +124,7 @@ test('mount --background, status, umount; umount also clears a killed server\'s 
     assert.deepEqual(mounted().filter((l) => l.includes(` ${mnt} `)), []);
     const not = miq([...S, 'umount', mnt]);
     assert.ok(isCleanError(not) && /is not a miq mount/.test(not.stderr), not.stderr);
+    assert.deepEqual(outside(), before, 'nothing new in TMPDIR, /tmp or /var/cache after mounts, a killed one included');
   } finally {
     for (const l of mounted().reverse()) spawn('umount', ['-l', l.split(' ')[1]!]);
     await sleep(200);
