@@ -2,13 +2,13 @@
  * Piscina worker: CPU work only (read, chunk, hash, compress). The main thread owns the database
  * and the pack files. Messages are a discriminated union on `type`.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Chunker, type ChunkParams } from './chunker.js';
 import { PackFds, decodeVerified, preadStored } from './chunkread.js';
 import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
-import { IdHasher, idOf } from './ids.js';
+import { EMPTY_ID, IdHasher, idOf } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
 import { scanRefs } from './refscan.js';
 
@@ -91,7 +91,7 @@ type Failed = { ok: false; error: { code: string; message: string; details?: Rec
 
 /** Runs `body` on the file opened without following links (a swap for a link or fifo since the
  * walk is refused), closing it after; any error becomes a per-file failure. */
-function withRegularFile<T>(f: ScanFile, body: (fd: number) => T): T | Failed {
+function withRegularFile<T>(f: ScanFile, body: (fd: number, st: Stats) => T): T | Failed {
   const pathBuf = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
   let fd: number;
   try {
@@ -100,8 +100,9 @@ function withRegularFile<T>(f: ScanFile, body: (fd: number) => T): T | Failed {
     return { ok: false, error: errJson(ioError(e, 'cannot read', pathStr(f.path))) };
   }
   try {
-    if (!fstatSync(fd).isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
-    return body(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed into something that is not a regular file during ingest`);
+    return body(fd, st);
   } catch (e) {
     return { ok: false, error: errJson(e) };
   } finally {
@@ -129,13 +130,30 @@ function claim(table: BigInt64Array, id: string): boolean {
   return false;
 }
 
+/**
+ * A short read that reaches the size fstat gave at open is the end of a regular file: a small
+ * file costs one read instead of two (a file that grew since was not at that size, so it is
+ * still read to the real end and refused for changing).
+ */
+function readMore(fd: number, buf: Buffer, at: number, total: number, size: number, path: Uint8Array): { n: number; eof: boolean } {
+  let n: number;
+  try {
+    n = readSync(fd, buf, at, buf.length - at, null);
+  } catch (e) {
+    throw ioError(e, 'cannot read', pathStr(path));
+  }
+  return { n, eof: n === 0 || (n < buf.length - at && total + n === size) };
+}
+
 function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: BigInt64Array): ScannedFile {
-  return withRegularFile(f, (fd): ScannedFile => {
+  return withRegularFile(f, (fd, st): ScannedFile => {
     if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
     const want = Math.max(4 << 20, params.max * 2);
     if (!readBuf || readBuf.length < want) readBuf = Buffer.allocUnsafe(want);
     const buf = readBuf;
-    const hasher = new IdHasher();
+    // Most small files are one chunk, whose id is the file's: the streaming hasher only starts
+    // at a second chunk (its construction was ~5% of a worker's profile on small files).
+    let hasher: IdHasher | undefined;
     const chunks: { id: string; length: number }[] = [];
     const refs = new Set<string>();
     let have = 0; // bytes valid in buf
@@ -149,15 +167,10 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
     const compressHere = claims !== undefined && f.size <= SCAN_COMPRESS_MAX;
     while (!eof || have > 0) {
       while (!eof && have < buf.length) {
-        let n: number;
-        try {
-          n = readSync(fd, buf, have, buf.length - have, null);
-        } catch (e) {
-          throw ioError(e, 'cannot read', pathStr(f.path));
-        }
-        if (n === 0) eof = true;
-        have += n;
-        total += n;
+        const r = readMore(fd, buf, have, total, st.size, f.path);
+        eof = r.eof;
+        have += r.n;
+        total += r.n;
       }
       // Cut while a full max-size window is available (or everything at EOF).
       let s = 0;
@@ -167,7 +180,7 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
         const id = idOf(piece);
         // A file that is one chunk has the chunk's id: hash it once.
         if (eof && s === 0 && len === have && chunks.length === 0) wholeId = id;
-        else hasher.update(piece);
+        else (hasher ??= new IdHasher()).update(piece);
         scanRefs(buf, s, s + len, have, refs);
         chunks.push({ id, length: len });
         if (compressHere) {
@@ -185,7 +198,7 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
       if (eof && have === 0) break;
     }
     if (total !== f.size) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed size during ingest (${f.size} → ${total} bytes); ingest it again once it is stable`);
-    const id = wholeId ?? hasher.digest();
+    const id = wholeId ?? hasher?.digest() ?? EMPTY_ID;
     const out: ScannedFile = { ok: true, id, size: total, chunks, refs: [...refs] };
     if (small && chunks.length === 1) out.data = small;
     if (bodies.length > 0) out.bodies = bodies;
@@ -196,20 +209,15 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
 /** Whole-file BLAKE3 only: on a re-ingest most files are already in the store, and hashing
  * (native, ~4 GB/s) is far cheaper than chunking them again. */
 function hashOne(f: ScanFile): HashedFile {
-  return withRegularFile(f, (fd): HashedFile => {
+  return withRegularFile(f, (fd, st): HashedFile => {
     if (!readBuf || readBuf.length < 4 << 20) readBuf = Buffer.allocUnsafe(4 << 20);
     const h = new IdHasher();
     let total = 0;
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(fd, readBuf, 0, readBuf.length, null);
-      } catch (e) {
-        throw ioError(e, 'cannot read', pathStr(f.path));
-      }
-      if (n === 0) break;
-      h.update(readBuf.subarray(0, n));
-      total += n;
+    for (let eof = false; !eof;) {
+      const r = readMore(fd, readBuf, 0, total, st.size, f.path);
+      eof = r.eof;
+      if (r.n > 0) h.update(readBuf.subarray(0, r.n));
+      total += r.n;
     }
     if (total !== f.size) throw new MiqError('MIQ_BAD_INPUT', `${pathStr(f.path)} changed size during ingest (${f.size} → ${total} bytes); ingest it again once it is stable`);
     return { ok: true, id: h.digest(), size: total };

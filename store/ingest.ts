@@ -20,6 +20,7 @@ import { IndexWriter } from './ingest-index.js';
 import { ScanSchedule, type Planned } from './ingest-schedule.js';
 import { buildTrees, resolveReferences } from './ingest-trees.js';
 import type { CompressedItem, CompressItem, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryId, statKey } from './ingest-statcache.js';
 import { kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
 import { encodeFileRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
@@ -35,6 +36,8 @@ const COMPRESS_QUEUE_LIMIT = 64 << 20;
 /** Slots of the scan's shared claim table (8 bytes each); a fuller table only means more chunks
  * take the separate compress step. */
 const CLAIM_SLOTS = 1 << 20;
+/** Walked files looked up in the stat cache together (one getMany each). */
+const STAT_BATCH = 512;
 
 interface StatKey {
   dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number; id: string;
@@ -67,6 +70,13 @@ export async function ingestTree(store: LocalParts, dirArg: string, opts: Ingest
 /** One ingest: the state its steps share. */
 class IngestRun {
   private readonly t0 = performance.now();
+  private readonly startMs = Date.now();
+  /** Whether walked files are first looked up in the stat cache (a store that has files). */
+  private readonly statLookup: boolean;
+  private statPending: FileNode[] = [];
+  private statChain: Promise<void> = Promise.resolve();
+  /** Delta bases exist only in a store that has files: into a new one no file is looked up. */
+  private readonly deltaOn: boolean;
   private readonly db;
   private readonly keepSmall: number;
   private readonly statCache: Map<string, StatKey> | undefined;
@@ -99,6 +109,8 @@ class IngestRun {
     this.statCache = opts.statCache as Map<string, StatKey> | undefined;
     // With a stat cache (--watch) the walk finishes first so unchanged files are never queued.
     this.walkDone = this.statCache !== undefined;
+    this.statLookup = hashFirst && STAT_CACHE_ON && this.statCache === undefined;
+    this.deltaOn = DELTA_ON && hashFirst;
     this.schedule = new ScanSchedule<FileNode>(hashFirst);
     this.claims = hashFirst || process.env.MIQ_NO_SCAN_COMPRESS === '1' ? undefined : new BigInt64Array(new SharedArrayBuffer(8 * CLAIM_SLOTS));
     this.rootLen = Buffer.byteLength(dir) + 1;
@@ -152,16 +164,53 @@ class IngestRun {
     return walk(this.dir, this.opts.lenient ?? false, (f) => {
       this.filesSeen++;
       this.bytesSeen += f.size;
-      this.queueFile(f);
+      if (!this.statLookup) return this.queueFile(f);
+      this.statPending.push(f);
+      if (this.statPending.length >= STAT_BATCH) this.flushStatLookups();
     }).then(
       (r) => { this.walked = r; },
       (e: unknown) => { this.failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot walk ${this.dir}: ${(e as Error).message}`, { cause: e }); },
-    ).finally(() => {
+    ).finally(async () => {
+      this.flushStatLookups();
+      await this.statChain;
       this.walkDone = true;
       const wk = this.wake;
       this.wake = undefined;
       wk?.();
     });
+  }
+
+  private flushStatLookups(): void {
+    if (this.statPending.length === 0) return;
+    const batch = this.statPending;
+    this.statPending = [];
+    this.statChain = this.statChain.then(() => this.lookupStats(batch)).catch((e: unknown) => {
+      this.failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot read the index: ${(e as Error).message}`, { cause: e });
+    });
+  }
+
+  /** Files whose stat cache entry still matches and whose record the store has keep their id
+   * unread; the others are queued. */
+  private async lookupStats(files: FileNode[]): Promise<void> {
+    const got = await this.db.getMany(files.map((f) => statKey(f.stat)));
+    const cand: { f: FileNode; id: string }[] = [];
+    files.forEach((f, i) => {
+      const id = statEntryId(got[i], f.stat);
+      if (id) cand.push({ f, id });
+      else this.queueFile(f);
+    });
+    if (cand.length === 0) return;
+    const have = await this.db.getMany(cand.map((c) => kFile(c.id)));
+    const known: string[] = [];
+    cand.forEach(({ f, id }, i) => {
+      if (have[i] === undefined) return this.queueFile(f);
+      f.id = id;
+      f.statHit = true;
+      known.push(id);
+      this.markDone(f);
+    });
+    await this.addKnownRefs(known);
+    this.progress();
   }
 
   /** The whole walk first; files whose (dev, ino, size, mtime, ctime) did not change keep their
@@ -314,7 +363,7 @@ class IngestRun {
     const direct: CompressedItem[] = [];
     for (const { f, r } of need) {
       let off = 0;
-      const base: Base | undefined = DELTA_ON && r.size >= DELTA_MIN && r.chunks.some((c) => !this.seen.has(c.id)) ? await this.delta.base(this.relKey(f), r.id) : undefined;
+      const base: Base | undefined = this.deltaOn && r.size >= DELTA_MIN && r.chunks.some((c) => !this.seen.has(c.id)) ? await this.delta.base(this.relKey(f), r.id) : undefined;
       for (const c of r.chunks) {
         if (!this.seen.has(c.id)) {
           this.seen.add(c.id);
@@ -373,6 +422,9 @@ class IngestRun {
     const treeIds = [...treeBytes.keys()];
     const treeHave = await db.getMany(treeIds.map(kTree));
     treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });
+    if (STAT_CACHE_ON) {
+      for (const f of w.files) if (f.id !== undefined && !f.statHit && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id) });
+    }
     if ((await db.get(kPath(path))) === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
     if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
     for (const o of ops) this.index.newBytes += o.key.length + o.value.length;

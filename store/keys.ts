@@ -10,6 +10,8 @@
  *                  reading a known file still find its references.
  *   l/<rel path>   the last file id ingested at that path relative to an ingest root (latin1 of
  *                  the raw path bytes): the base for delta compression of its next version
+ *   s/<dev>.<ino>  stat cache: fingerprint of (dev, ino, size, mtime, ctime) and the file id last
+ *                  read from that inode (ingest-statcache.ts); lets an ingest skip unchanged files
  *   m/<key>        small mutable records: roots, profiles, pointers (MetaStore)
  */
 export const K_FORMAT = 'F';
@@ -18,6 +20,7 @@ export const kFile = (id: string): string => `f/${id}`;
 export const kTree = (id: string): string => `t/${id}`;
 export const kRefs = (id: string): string => `r/${id}`;
 export const kLast = (rel: string): string => `l/${rel}`;
+export const kStat = (inode: string): string => `s/${inode}`;
 export const kPath = (p: string): string => `p/${p}`;
 export const kMeta = (k: string): string => `m/${k}`;
 export { ROOT_PREFIX } from './api.js';

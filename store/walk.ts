@@ -14,6 +14,8 @@ export interface FileNode {
   readonly exe: boolean;
   readonly stat: Stats;
   id?: string;
+  /** The id came from the stat cache (the file was not read). */
+  statHit?: boolean;
 }
 export interface LinkNode {
   readonly t: 'link';

@@ -1,0 +1,58 @@
+/**
+ * Ingest's stat cache: `s/<dev>.<ino>` names the file id last read from that inode, with a
+ * fingerprint of what stat said then (dev, ino, size, mtime, ctime). An ingest into a store that
+ * has files looks each walked file up first and never opens one whose fingerprint matches and
+ * whose file record is still there (git's index and restic's parent snapshot do the same).
+ *
+ * Why it is safe: ctime cannot be set by users, so any write to the inode after the entry was
+ * made changes the fingerprint. The racy case (a write within the timestamp's granularity of
+ * the read) is avoided as git does: an entry is written only for files whose mtime and ctime
+ * are older than the ingest's start by RACY_MS, so a later write always moves ctime past them.
+ *
+ * Cost: 8 bytes of fingerprint + the 32-byte id per file (about 1 MB of index per 20k files);
+ * on the many-small-files corpus the unchanged files of release N+1 are then not read at all.
+ * MIQ_NO_STAT_CACHE=1 turns it off (every file is read, as content decides).
+ */
+import type { Stats } from 'node:fs';
+import { blake3 } from '@napi-rs/blake-hash';
+import type { Id } from './ids.js';
+import { kStat } from './keys.js';
+
+export const STAT_CACHE_ON = process.env.MIQ_NO_STAT_CACHE !== '1';
+/** Files changed this recently before the ingest started get no entry (see above). */
+export const RACY_MS = 2000;
+const FP_BYTES = 8;
+const VALUE_BYTES = FP_BYTES + 32;
+
+export function statKey(st: Stats): string {
+  return kStat(`${st.dev.toString(36)}.${st.ino.toString(36)}`);
+}
+
+function fingerprint(st: Stats): Buffer {
+  const f = new Float64Array([st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs]);
+  return blake3(Buffer.from(f.buffer)).subarray(0, FP_BYTES);
+}
+
+export function encodeStatEntry(st: Stats, id: string): Buffer {
+  const out = Buffer.allocUnsafe(VALUE_BYTES);
+  fingerprint(st).copy(out, 0);
+  out.write(id, FP_BYTES, 'hex');
+  return out;
+}
+
+/** The id an entry names when it still matches `st`, else undefined. */
+export function statEntryId(v: Buffer | undefined, st: Stats): Id | undefined {
+  if (v === undefined || v.length !== VALUE_BYTES) return undefined;
+  if (!v.subarray(0, FP_BYTES).equals(fingerprint(st))) return undefined;
+  return v.toString('hex', FP_BYTES) as Id;
+}
+
+/** The id an entry names, whatever the file looks like now (gc keeps entries of live files). */
+export function statEntryFile(v: Buffer): string | undefined {
+  return v.length === VALUE_BYTES ? v.toString('hex', FP_BYTES) : undefined;
+}
+
+/** Whether a file read now may get an entry: not changed within RACY_MS before `startMs`. */
+export function cacheable(st: Stats, startMs: number): boolean {
+  return st.mtimeMs < startMs - RACY_MS && st.ctimeMs < startMs - RACY_MS;
+}
