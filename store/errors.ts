@@ -1,6 +1,16 @@
 /**
  * One error type for the whole tool. Code branches on `code`, never on message text.
  * `toJSON` keeps the code and message across a worker hop.
+ *
+ * Absent things have two codes, and they mean different things:
+ *  - MIQ_NOT_FOUND: what the user named does not exist (a store path, profile, generation, key,
+ *    recipe, repository, or a path a store path does not contain). A sound store answers it; the
+ *    fix is a different name. Exit 2; ENOENT through the mount.
+ *  - MIQ_MISSING: something a record names is absent (a file's chunk, a path's tree, a
+ *    referenced store path, a delta base): the store (or remote, details.source) is incomplete
+ *    or damaged, whatever the user asked. The fix is `miq verify` / a refetch. Exit 3 (7 for a
+ *    remote); EIO through the mount, never an empty or short file. A layered store falls back
+ *    to its remote on MIQ_MISSING only.
  */
 export type MiqErrorCode =
   | 'MIQ_NOT_FOUND'

@@ -4,7 +4,7 @@
  * after the paths it references), so an interrupted fetch leaves nothing that names a missing
  * object. Without a sink it only warms the reader's cache.
  */
-import { MiqError } from '../errors.js';
+import { fromRemote, MiqError } from '../errors.js';
 import type { Id } from '../ids.js';
 import type { FileRecord, StorePathRecord, Tree } from '../objects.js';
 import { forEachLimit, Limiter } from './limit.js';
@@ -47,6 +47,7 @@ export async function prefetch(
 ): Promise<FetchResult> {
   const res: FetchResult = { paths: [], files: 0, chunks: 0, bytes: 0 };
   const roots = [...(what.paths ?? [])];
+  const named = new Set(what.paths ?? []);
   let mergedTree: Id | undefined;
   if (what.profile) {
     const ptr = await remote.getProfile(what.profile);
@@ -63,7 +64,9 @@ export async function prefetch(
     const next = new Set<string>();
     await forEachLimit(level, concurrency, async (p) => {
       const rec = await remote.getStorePath(p);
-      if (!rec) throw new MiqError('MIQ_NOT_FOUND', `the remote has no store path ${p}`, { details: { path: p } });
+      // A root the caller named is NOT_FOUND; a reference or a profile's member the remote's own
+      // records name is MISSING: the remote is incomplete (errors.ts).
+      if (!rec) throw named.has(p) ? new MiqError('MIQ_NOT_FOUND', `the remote has no store path ${p}`, { details: { path: p } }) : fromRemote(new MiqError('MIQ_MISSING', `the remote has no store path ${p}, which its own records name; the remote is incomplete (push the closure again)`, { details: { path: p } }));
       recs.set(p, rec);
     });
     for (const p of level) for (const r of recs.get(p)!.references) if (!recs.has(r)) next.add(r);
