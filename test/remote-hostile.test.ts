@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { isMiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { FileRecord, StorePathRecord } from '../store/objects.js';
-import { generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, push, type HttpOptions, type RemoteReader, type SigningKey } from '../store/remote/index.js';
+import { generateKey, ingestToMemory, loadSigningKey, openRemote, push, type HttpOptions, type RemoteReader, type SigningKey } from '../store/remote/index.js';
+import { MemoryStore } from '../store/memory.js';
 import { chunkPath, decodeChunk, objectPath, pathDocPath, profilePath } from '../store/remote/layout.js';
 import { startBadServer, type BadServer } from './helpers/badserver.js';
 
@@ -49,7 +50,7 @@ async function cachedFiles(dir: string): Promise<string[]> {
 
 describe('hostile or broken servers', () => {
   let tmp: string;
-  let src: MemorySource;
+  let src: MemoryStore;
   let lib: StorePathRecord;
   let app: StorePathRecord;
   let key: SigningKey;
@@ -67,7 +68,7 @@ describe('hostile or broken servers', () => {
   before(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'miq-hostile-'));
     const fx = await makeFixture(join(tmp, 'src'));
-    src = new MemorySource();
+    src = new MemoryStore();
     lib = await ingestToMemory(src, fx.lib, 'libfoo');
     app = await ingestToMemory(src, fx.app, 'hello', { references: [lib.path] });
     const k = await generateKey(join(tmp, 'keys'), 'k1');
@@ -184,7 +185,7 @@ describe('hostile or broken servers', () => {
 
   it('a record signed with an untrusted key is refused', async () => {
     const rogue = loadSigningKey((await generateKey(join(tmp, 'keys'), 'rogue')).secretFile);
-    const evil = new MemorySource();
+    const evil = new MemoryStore();
     const fx = await makeFixture(join(tmp, 'evil'));
     const rec = await ingestToMemory(evil, fx.lib, 'libfoo');
     await push(evil, join(tmp, 'evilremote'), { paths: [rec.path], key: rogue });

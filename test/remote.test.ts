@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import type { FileRecord, StorePathRecord, Tree } from '../store/objects.js';
-import { checkCache, generateKey, ingestToMemory, loadSigningKey, MemorySource, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
+import { checkCache, generateKey, ingestToMemory, loadSigningKey, localSink, mergeTrees, openRemote, parseTrustedKey, prefetch, push, type RemoteReader, type SigningKey } from '../store/remote/index.js';
+import { MemoryStore } from '../store/memory.js';
 import { BUNDLE_FILE_MAX, bundleParts, bundlePath, chunkPath, decodeChunk, encodeChunk, encodeHints, hintsPath, objectPath, treePackPath, type BundlePart } from '../store/remote/layout.js';
 import { idOf } from '../store/ids.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
@@ -69,7 +70,7 @@ async function listAll(dir: string): Promise<Map<string, number>> {
 
 describe('remote store over nginx', () => {
   let tmp: string;
-  let src: MemorySource;
+  let src: MemoryStore;
   let libRec: StorePathRecord;
   let appRec: StorePathRecord;
   let remoteDir: string;
@@ -82,10 +83,10 @@ describe('remote store over nginx', () => {
   before(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'miq-remote-'));
     fixture = await makeFixture(join(tmp, 'src'));
-    src = new MemorySource();
+    src = new MemoryStore();
     libRec = await ingestToMemory(src, fixture.lib, 'libfoo');
     appRec = await ingestToMemory(src, fixture.app, 'hello', { references: [libRec.path] });
-    merged = src.mergeTrees([libRec.tree, appRec.tree]);
+    merged = await mergeTrees(src, [libRec.tree, appRec.tree]);
     const k = await generateKey(join(tmp, 'keys'), 'test-1');
     key = loadSigningKey(k.secretFile);
     pub = k.publicText;
@@ -164,9 +165,11 @@ describe('remote store over nginx', () => {
 
   it('miq fetch pulls the whole profile closure, equal to the source', async () => {
     const r = await openRemote(nginx.url, { cacheDir: join(tmp, 'cache3'), trustedKeys: [pub] });
-    const sink = new MemorySource();
+    const sink = new MemoryStore();
     try {
-      const res = await prefetch(r, { profile: 'system' }, sink);
+      const to = localSink(sink);
+      const res = await prefetch(r, { profile: 'system' }, to);
+      await to.flush();
       assert.deepEqual(res.paths.sort(), [appRec.path, libRec.path].sort());
       assert.deepEqual([...sink.chunkMap.keys()].sort(), [...src.chunkMap.keys()].sort());
       assert.deepEqual([...sink.treeMap.keys()].sort(), [...src.treeMap.keys()].sort());
@@ -307,11 +310,11 @@ describe('bundles and whole-file fetches', () => {
     const bigBytes = randomBytes(600 * 1024);
     await writeFile(join(pkg, 'lib', 'big.bin'), bigBytes);
     big = { id: idOf(bigBytes), bytes: bigBytes };
-    const src = new MemorySource();
+    const src = new MemoryStore();
     rec = await ingestToMemory(src, pkg, 'mods');
-    const lib = src.treeMap.get(rec.tree)!.entries.find((e) => e.name.toString() === 'lib')!;
-    modsTree = src.treeMap.get(lib.id!)!.entries.find((e) => e.name.toString() === 'mods')!.id!;
-    parts = bundleParts(src.treeMap.get(modsTree)!.entries);
+    const lib = (await src.getTree(rec.tree))!.entries.find((e) => e.name.toString() === 'lib')!;
+    modsTree = (await src.getTree(lib.id!))!.entries.find((e) => e.name.toString() === 'mods')!.id!;
+    parts = bundleParts((await src.getTree(modsTree))!.entries);
     const k = await generateKey(join(tmp, 'keys'), 'bundle-1');
     pub = k.publicText;
     remoteDir = join(tmp, 'remote');

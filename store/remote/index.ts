@@ -5,10 +5,11 @@ export { generateKey, loadSigningKey, loadTrustedKeys, parseTrustedKey, type Sig
 export { push, type PushSource, type PushProfile, type PushOptions, type PushResult } from './push.js';
 export { prefetch, type FetchSink, type FetchResult } from './fetch.js';
 export type { HttpOptions } from './transport.js';
-export { MemorySource, ingestToMemory } from './memory.js';
+export { ingestToMemory, mergeTrees } from './memory.js';
 export { localSink, writeSink } from './localsink.js';
 export { layeredStore, REMOTE_URL_KEY, type LayeredStore } from './layered.js';
 export { pullProfile, generationPaths, pulledKey, type PullResult } from './pull.js';
 export { checkCache, type CacheCheck } from './checkcache.js';
 export { encodeHints, decodeHints } from './layout.js';
 export { publishRepo, fetchRepo, repoDocPath, type RepoDoc } from './repodoc.js';
+export { openRemoteFor, rememberRemote, rememberedRemote } from './stored.js';
