@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { addRepo, configFromApt, getRepo, listRepos, makeConfig, removeRepo, requireRepo, updateRepo, type RepoState } from '../packages/repo.js';
+import { loadUniverse } from '../packages/packed.js';
 import { MiqError } from '../store/errors.js';
 import { globals, printJson, progressLine, withStore } from './context.js';
 import { registerPull } from './repo-pull.js';
@@ -62,6 +63,10 @@ export function register(program: Command): void {
           if (o.json) printJson(r);
           else process.stdout.write(`${n}: ${r.suites.map((x) => `${x.suite} (${x.dateText}, ${x.packages} packages)`).join(', ')} -> ${r.index}${r.changed ? '' : ' (unchanged)'}\n`);
         }
+        // The ready universe of the new state, so the first resolve or install does not build it.
+        bar.update('repo update: preparing the package universe');
+        await loadUniverse(s);
+        bar.done();
       });
     });
 

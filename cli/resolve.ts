@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { explain, resolve, toDot } from '../packages/resolve.js';
-import { loadUniverse } from '../packages/universe.js';
+import { loadUniverse } from '../packages/packed.js';
 import { ioError, MiqError } from '../store/errors.js';
 import { globals, printJson, withStore } from './context.js';
 

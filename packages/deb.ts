@@ -116,6 +116,81 @@ export interface UnpackedDeb {
   scripts: string[];
   downloaded: number;
   cached: boolean;
+  /** The unpacked tree on disk, while the install that unpacked it runs (triggers read it). */
+  staged?: string;
+}
+
+/** A package unpacked on disk, not yet in the store. */
+export interface StagedDeb {
+  pkg: Pkg;
+  dir: string;
+  scripts: string[];
+  downloaded: number;
+}
+
+/** Fetched (or reused), checked, unpacked and usr-merged into `dir` (which must not exist):
+ * `dpkg-deb -R` gives the tree and the control files in one process; the control files go to
+ * var/lib/miq/deb/NAME, where installDeb puts them. */
+export async function stageDeb(p: Pkg, dir: string, o: MirrorOptions & { cacheDir?: string } = {}): Promise<StagedDeb> {
+  const { file, downloaded } = await fetchDeb(p, o);
+  return unpackDeb(p, file, dir, downloaded);
+}
+
+export async function unpackDeb(p: Pkg, file: string, dir: string, downloaded: number): Promise<StagedDeb> {
+  await run('dpkg-deb', ['-R', file, dir]);
+  const meta = join(dir, 'var', 'lib', 'miq', 'deb');
+  await mkdirp(meta);
+  await rename(join(dir, 'DEBIAN'), join(meta, p.name));
+  const scripts = (await readdir(join(meta, p.name))).filter((n) => SCRIPTS.includes(n)).sort();
+  const dropped: string[] = [];
+  await usrMerge(dir, dropped);
+  return { pkg: p, dir, scripts, downloaded };
+}
+
+async function sizeOf(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const f = join(dir, e.name);
+    if (e.isDirectory()) {
+      const s = await sizeOf(f);
+      files += s.files;
+      bytes += s.bytes;
+    } else if (e.isFile()) {
+      files++;
+      bytes += (await lstat(f)).size;
+    }
+  }
+  return { files, bytes };
+}
+
+/** Many staged packages into the store at once: one ingest of `batch` (whose children are
+ * the staged folders), then one store path per package on its subtree, with the key installDeb
+ * gives it. Ingest has per-call costs (a synced index batch, pack syncs, a reference scan):
+ * python3's 41 packages ingested one by one took ~5x as long as their bytes in one ingest. */
+export async function ingestStaged(store: Store, batch: string, staged: readonly StagedDeb[]): Promise<UnpackedDeb[]> {
+  if (staged.length === 0) return [];
+  const r = await store.ingest(batch, { name: 'miq-unpacked', lenient: true, pin: false });
+  if (r.references.length) {
+    // A package whose bytes name a store path: ingest it on its own so its record lists them.
+    return Promise.all(staged.map(async (s) => {
+      const path = debStorePath(s.pkg);
+      const one = await store.ingest(s.dir, { name: debPathName(s.pkg), key: debKey(s.pkg), lenient: true, pin: false });
+      if (one.path !== path) throw new MiqError('MIQ_CORRUPT', `ingest made ${one.path}, expected ${path}`);
+      return { pkg: s.pkg, path, scripts: s.scripts, downloaded: s.downloaded, cached: false, staged: s.dir };
+    }));
+  }
+  const root = await store.getTree(r.tree);
+  const byName = new Map((root?.entries ?? []).map((e) => [e.name.toString(), e]));
+  return Promise.all(staged.map(async (s) => {
+    const e = byName.get(s.dir.slice(batch.length + 1));
+    if (!e || e.kind !== 'dir') throw new MiqError('MIQ_CORRUPT', `${s.dir} is not in the ingested batch ${r.path}`);
+    const key = debKey(s.pkg);
+    const path = storePathName(debPathName(s.pkg), key);
+    const { files, bytes } = await sizeOf(s.dir);
+    await store.putStorePath({ path, name: debPathName(s.pkg), key, tree: e.id!, references: [], size: bytes, files, made: { kind: 'ingest' }, signatures: [] });
+    return { pkg: s.pkg, path, scripts: s.scripts, downloaded: s.downloaded, cached: false, staged: s.dir };
+  }));
 }
 
 /** Into the store: fetch (or reuse), check, unpack, usr-merge, ingest under the .deb's key. */
@@ -123,26 +198,22 @@ export async function installDeb(store: Store, p: Pkg, o: MirrorOptions & { cach
   const key = debKey(p);
   const path = storePathName(debPathName(p), key);
   const have = await store.getStorePath(path);
-  if (have) return { pkg: p, path, scripts: await scriptsOf(store, path, p), downloaded: 0, cached: true };
-  const { file, downloaded } = await fetchDeb(p, o);
+  if (have) return inStore(store, p);
   const tmp = await mkdtemp(join(tmpdir(), 'miq-deb-'));
   try {
-    const root = join(tmp, 'root');
-    await mkdirp(root);
-    await run('dpkg-deb', ['-x', file, root]);
-    const meta = join(root, 'var', 'lib', 'miq', 'deb', p.name);
-    await mkdirp(meta);
-    const ctl = join(tmp, 'control');
-    await run('dpkg-deb', ['-e', file, ctl]);
-    for (const f of await readdir(ctl)) await rename(join(ctl, f), join(meta, f));
-    const dropped: string[] = [];
-    await usrMerge(root, dropped);
-    const r = await store.ingest(root, { name: debPathName(p), key, lenient: true, pin: false });
+    const s = await stageDeb(p, join(tmp, 'root'), o);
+    const r = await store.ingest(s.dir, { name: debPathName(p), key, lenient: true, pin: false });
     if (r.path !== path) throw new MiqError('MIQ_CORRUPT', `ingest made ${r.path}, expected ${path}`);
-    return { pkg: p, path, scripts: await scriptsOf(store, path, p), downloaded, cached: false };
+    return { pkg: p, path, scripts: s.scripts, downloaded: s.downloaded, cached: false };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** A package already in the store. */
+export async function inStore(store: Store, p: Pkg): Promise<UnpackedDeb> {
+  const path = debStorePath(p);
+  return { pkg: p, path, scripts: await scriptsOf(store, path, p), downloaded: 0, cached: true };
 }
 
 const SCRIPTS = ['preinst', 'postinst', 'prerm', 'postrm', 'triggers'];

@@ -12,11 +12,12 @@ import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { mkdirp } from '../store/mkdirp.js';
 import * as P from '../store/profiles.js';
-import { debStorePath, installDeb, type UnpackedDeb } from './deb.js';
+import { debPathName, debStorePath, fetchDeb, inStore, ingestStaged, unpackDeb, type UnpackedDeb } from './deb.js';
 import { explain, resolve, type Resolution } from './resolve.js';
 import { runTriggers, type TriggerResult } from './triggers.js';
 import { listRepos } from './repo.js';
-import { loadUniverse, readStoreFile, type Pkg, type Universe } from './universe.js';
+import { loadUniverse } from './packed.js';
+import { readStoreFile, type Pkg, type Universe } from './universe.js';
 import { idOf } from '../store/ids.js';
 
 export const WORLD_NAME = 'miq-world';
@@ -162,11 +163,48 @@ export async function applyWorld(store: Store, profile: string, world: string[],
   }
   let done = 0;
   const total = r.packages.length;
-  const debs: UnpackedDeb[] = await pool(r.packages, o.jobs ?? 6, async (p) => {
-    const d = await installDeb(store, p, o);
-    o.onEvent?.({ phase: 'fetch', done: ++done, total, name: p.name });
-    return d;
-  });
+  const present = await Promise.all(r.packages.map((p) => store.getStorePath(debStorePath(p))));
+  const batch = await mkdtemp(join(tmpdir(), 'miq-debs-'));
+  try {
+    const have = await Promise.all(r.packages.filter((_, i) => present[i]).map(async (p) => {
+      const d = await inStore(store, p);
+      o.onEvent?.({ phase: 'fetch', done: ++done, total, name: p.name });
+      return d;
+    }));
+    // Downloads overlap; unpacking (CPU) runs two at a time behind them.
+    const unpacking = limiter(2);
+    const staged = await pool(r.packages.filter((_, i) => !present[i]), o.jobs ?? 6, async (p) => {
+      const { file, downloaded } = await fetchDeb(p, o);
+      const s = await unpacking(() => unpackDeb(p, file, join(batch, debPathName(p)), downloaded));
+      o.onEvent?.({ phase: 'fetch', done: ++done, total, name: p.name });
+      return s;
+    });
+    if (staged.length) o.onEvent?.({ phase: 'unpack' });
+    const fresh = await ingestStaged(store, batch, staged);
+    const byPkg = new Map([...have, ...fresh].map((d) => [d.pkg, d]));
+    return await finish(store, profile, world, essential, o, r, before, r.packages.map((p) => byPkg.get(p)!), { t0, t1 });
+  } finally {
+    await rm(batch, { recursive: true, force: true });
+  }
+}
+
+/** At most n of the calls run at once. */
+function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(f: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((res) => waiting.push(res));
+    active++;
+    try {
+      return await f();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+async function finish(store: Store, profile: string, world: string[], essential: boolean, o: ApplyOptions, r: Resolution, before: P.GenerationRecord | undefined, debs: UnpackedDeb[], { t0, t1 }: { t0: number; t1: number }): Promise<InstallResult> {
   const t2 = performance.now();
   const why = explain(r);
   const pkgs: WorldPackage[] = debs.map((d) => {

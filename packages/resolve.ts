@@ -58,7 +58,7 @@ export function satisfiers(u: Universe, r: Relation, chosen: (name: string) => P
   const out: Pkg[] = [];
   const real = chosen(r.name);
   if (real && (!r.op || satisfies(real.version, r.op, r.version!))) out.push(real);
-  const provs = (u.providers.get(r.name) ?? [])
+  const provs = u.providersOf(r.name)
     .filter((x) => (r.op ? x.version !== undefined && satisfies(x.version, r.op, r.version!) : true))
     .map((x) => chosen(x.pkg.name) === x.pkg ? x.pkg : undefined)
     .filter((x): x is Pkg => x !== undefined && x !== real);
@@ -91,13 +91,13 @@ export function encode(u: Universe, req: ResolveRequest): Encoding {
       continue;
     }
     // A virtual name asked for directly: apt refuses it unless one package provides it.
-    const prov = [...new Set((u.providers.get(spec) ?? []).map((x) => x.pkg))];
+    const prov = [...new Set(u.providersOf(spec).map((x) => x.pkg))];
     if (prov.length === 1) roots.push(prov[0]!);
     else missing.push(prov.length ? `${spec} is a virtual package provided by ${prov.map((x) => x.name).slice(0, 6).join(', ')}: name one of them` : `no package ${spec} in the repositories`);
   }
   if (missing.length) throw new MiqError('MIQ_NOT_FOUND', missing.join('; '), { details: { missing } });
   if (req.essential) {
-    for (const [name, l] of u.byName) if (isEssential(l[0]!) || name === 'apt') roots.push(l[0]!);
+    roots.push(...u.essentials());
   }
   const chosen = (name: string): Pkg | undefined => pinned.get(name) ?? u.candidate(name);
 
@@ -152,7 +152,7 @@ export function encode(u: Universe, req: ResolveRequest): Encoding {
           const hits = new Set<Pkg>();
           const real = chosen(alt.name);
           if (real && index.has(real) && (!alt.op || satisfies(real.version, alt.op, alt.version!))) hits.add(real);
-          for (const x of u.providers.get(alt.name) ?? []) {
+          for (const x of u.providersOf(alt.name)) {
             if (!index.has(x.pkg)) continue;
             if (alt.op ? x.version !== undefined && satisfies(x.version, alt.op, alt.version!) : true) hits.add(x.pkg);
           }

@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Store } from '../store/api.js';
@@ -54,16 +54,34 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
   });
 }
 
+/** Files of packages unpacked by this install, by path in the generation: the same bytes as
+ * the store holds (checked by file id), linked instead of exported from the store. */
+type Staged = Map<string, { id: Id; abs: string }>;
+
+async function indexStaged(store: Store, tree: Id, dir: string, rel: string, out: Staged): Promise<void> {
+  const t = await store.getTree(tree);
+  await Promise.all((t?.entries ?? []).map(async (e: TreeEntry) => {
+    const name = e.name.toString();
+    if (e.kind === 'dir') await indexStaged(store, e.id!, join(dir, name), `${rel}/${name}`, out);
+    else if (e.kind === 'file' || e.kind === 'exe') out.set(`${rel}/${name}`, { id: e.id!, abs: join(dir, name) });
+  }));
+}
+
 /** Writes a tree to disk (files, exec bits, symlinks), merging into what is there. */
-async function materialise(store: Store, tree: Id, dest: string): Promise<void> {
+async function materialise(store: Store, tree: Id, dest: string, staged: Staged, rel = ''): Promise<void> {
   const t = await store.getTree(tree);
   if (!t) throw new MiqError('MIQ_MISSING', `tree ${tree} is missing from the store; run \`miq verify\``);
   await mkdir(dest, { recursive: true });
   await Promise.all(t.entries.map(async (e: TreeEntry) => {
-    const to = join(dest, e.name.toString());
-    if (e.kind === 'dir') await materialise(store, e.id!, to);
+    const name = e.name.toString();
+    const to = join(dest, name);
+    if (e.kind === 'dir') await materialise(store, e.id!, to, staged, `${rel}/${name}`);
     else if (e.kind === 'symlink') await symlink(e.target!.toString(), to);
-    else await exportFile(store, e.id!, to, e.kind === 'exe');
+    else {
+      const s = staged.get(`${rel}/${name}`);
+      if (s && s.id === e.id && (await link(s.abs, to).then(() => true, () => false))) return;
+      await exportFile(store, e.id!, to, e.kind === 'exe');
+    }
   }));
 }
 
@@ -122,7 +140,12 @@ export async function runTriggers(store: Store, members: readonly string[], debs
   let genDir: Promise<string> | undefined;
   const generation = (): Promise<string> => (genDir ??= (async () => {
     gen = await mkdtemp(join(tmpdir(), 'miq-gen-'));
-    await materialise(store, tree, join(gen, 'root'));
+    const staged: Staged = new Map();
+    for (const d of debs) {
+      const rec = d.staged ? await store.getStorePath(d.path) : undefined;
+      if (rec) await indexStaged(store, rec.tree, d.staged!, '', staged);
+    }
+    await materialise(store, tree, join(gen, 'root'), staged);
     return join(gen, 'root');
   })());
   const keyed = (name: string, extra: string): { key: Id; path: string } => {

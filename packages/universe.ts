@@ -7,7 +7,7 @@ import type { Store } from '../store/api.js';
 import { isMiqError, MiqError } from '../store/errors.js';
 import { resolveStoreArg } from '../store/resolve.js';
 import { parseParagraphs, parseRelations, type Paragraph, type Relation } from './deb822.js';
-import { getRepo, listRepos, type RepoState, type SuiteState } from './repo.js';
+import type { RepoState, SuiteState } from './repo.js';
 import { compareVersions } from './version.js';
 
 export interface Pkg {
@@ -45,11 +45,33 @@ export function fieldOf(p: Pkg, f: string): string | undefined {
 
 export const pkgId = (p: Pkg): string => `${p.name}=${p.version}`;
 
-export class Universe {
-  readonly all: Pkg[] = [];
+/** The package universe as resolution, install and search see it. */
+export interface Universe {
+  readonly repos: RepoState[];
   /** Every version of a name, highest first. */
-  readonly byName = new Map<string, Pkg[]>();
+  versions(name: string): readonly Pkg[];
+  candidate(name: string): Pkg | undefined;
+  /** A package by `name` or `name=version`. */
+  find(spec: string): Pkg | undefined;
   /** Candidates that provide a name, with the provided version if any. */
+  providersOf(name: string): readonly Provide[];
+  names(): Iterable<string>;
+  /** The Essential set as apt treats it: candidates marked Essential: yes, and apt itself;
+   * in index order. */
+  essentials(): Pkg[];
+}
+
+function findIn(u: Universe, spec: string): Pkg | undefined {
+  const eq = spec.indexOf('=');
+  if (eq < 0) return u.candidate(spec);
+  const v = spec.slice(eq + 1);
+  return u.versions(spec.slice(0, eq)).find((p) => p.version === v);
+}
+
+/** A universe built from package objects (the verified index's columns, or a test's stanzas). */
+export class MemUniverse implements Universe {
+  readonly all: Pkg[] = [];
+  readonly byName = new Map<string, Pkg[]>();
   readonly providers = new Map<string, Provide[]>();
   readonly repos: RepoState[];
 
@@ -75,17 +97,30 @@ export class Universe {
     }
   }
 
+  versions(name: string): readonly Pkg[] {
+    return this.byName.get(name) ?? [];
+  }
+
   candidate(name: string): Pkg | undefined {
     return this.byName.get(name)?.[0];
   }
 
-  /** A package by `name` or `name=version`. */
   find(spec: string): Pkg | undefined {
-    const eq = spec.indexOf('=');
-    if (eq < 0) return this.candidate(spec);
-    const name = spec.slice(0, eq);
-    const v = spec.slice(eq + 1);
-    return this.byName.get(name)?.find((p) => p.version === v);
+    return findIn(this, spec);
+  }
+
+  providersOf(name: string): readonly Provide[] {
+    return this.providers.get(name) ?? [];
+  }
+
+  names(): Iterable<string> {
+    return this.byName.keys();
+  }
+
+  essentials(): Pkg[] {
+    const out: Pkg[] = [];
+    for (const [name, l] of this.byName) if (fieldOf(l[0]!, 'Essential') === 'yes' || name === 'apt') out.push(l[0]!);
+    return out;
   }
 }
 
@@ -190,12 +225,4 @@ export async function loadRepoPackages(store: Store, state: RepoState): Promise<
     return { s, compact };
   })));
   return parts.flatMap(({ s, compact }) => packagesOf(compact, state.config.name, s, state.config.arch));
-}
-
-/** Loads every repository (or the named ones). */
-export async function loadUniverse(store: Store, names?: readonly string[]): Promise<Universe> {
-  const repos = names && names.length ? await Promise.all(names.map(async (n) => { const r = await getRepo(store, n); if (!r) throw new MiqError('MIQ_NOT_FOUND', `no repository "${n}"; \`miq repo list\` shows them`); return r; })) : await listRepos(store);
-  if (repos.length === 0) throw new MiqError('MIQ_NOT_FOUND', 'no package repository is configured; add one with `miq repo add debian --from-apt` and `miq repo update`');
-  const pkgs = (await Promise.all(repos.map((r) => loadRepoPackages(store, r)))).flat();
-  return new Universe(pkgs, repos);
 }
