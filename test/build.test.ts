@@ -364,7 +364,7 @@ test('substitution: a path another store has is fetched, not built', async () =>
 // a mounted profile (what test/build-mount did with a third compile of its own).
 test('GNU hello from the Debian archive: same path and tree in two empty stores; it runs from its store path and through a mounted profile', { timeout: 600_000 }, async () => {
   const hello = await loadRecipe('hello');
-  const b = await fuseTmp('miq-build-hello-');
+  const b = await fuseTmp('miq-hello-');
   let child: ReturnType<typeof spawnMiq> | undefined;
   try {
     const S = ['--store', join(b, 'store')];
