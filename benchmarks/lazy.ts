@@ -8,7 +8,7 @@
  * to at least --size MB. The program: `python3.11 -c "import json, email.parser"`, run from DIR/usr of
  * a real `miq mount --remote` started on an empty store.
  *
- *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10] [--runs 3] [--work DIR] [--trace PREFIX] [--json]
+ *   node dist/benchmarks/lazy.js [--size 320] [--mbit 100] [--rtt 10 | --rtts 2,10,30,60] [--runs 3] [--work DIR] [--trace PREFIX] [--json]
  *
  * --no-hints skips the runs with a recorded prefetch list (miq mount --record-hints, push --hints).
  * --pyc unchecked recompiles the profile's .pyc files as unchecked-hash pycs before ingest (the
@@ -19,7 +19,8 @@
  * PREFIX.<link>.log.
  *
  * Runs twice: straight at nginx on loopback, and through an emulated link (--mbit, --rtt; see
- * lazy-link.ts; --mbit 0 skips it).
+ * lazy-link.ts; --mbit 0 skips it); --rtts measures one emulated link per RTT, same bandwidth, in one
+ * run (the data of report.ts's lazy-against-RTT chart).
  */
 import { spawn } from 'node:child_process';
 import { copyFile, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -83,7 +84,7 @@ async function stage(dir: string, minBytes: number, uncheckedPyc: boolean): Prom
   return total;
 }
 
-export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; trace?: string; runs: number; hints: boolean; uncheckedPyc?: boolean }): Promise<Record<string, unknown>> {
+export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number; rttMs: number; rtts?: number[]; trace?: string; runs: number; hints: boolean; uncheckedPyc?: boolean }): Promise<Record<string, unknown>> {
   const work = o.work ?? (await mkdtemp(join(tmpdir(), 'miq-lazy-')));
   const staging = join(work, 'profile');
   const remoteDir = join(work, 'remote');
@@ -205,11 +206,13 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
   try {
     links.loopback = await measure('loopback', nginx.url);
     if (o.mbit > 0) {
-      const link = await emulateLink(nginx.port, { mbit: o.mbit, rttMs: o.rttMs });
-      try {
-        links[`${o.mbit}mbit-${o.rttMs}ms`] = await measure('link', link.url);
-      } finally {
-        await link.close();
+      for (const rtt of o.rtts ?? [o.rttMs]) {
+        const link = await emulateLink(nginx.port, { mbit: o.mbit, rttMs: rtt });
+        try {
+          links[`${o.mbit}mbit-${rtt}ms`] = await measure(`link-${rtt}ms`, link.url);
+        } finally {
+          await link.close();
+        }
       }
     }
   } finally {
@@ -231,7 +234,7 @@ export async function lazyBench(o: { sizeMB: number; work?: string; mbit: number
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const arg = (n: string): string | undefined => { const i = process.argv.indexOf(n); return i > 0 ? process.argv[i + 1] : undefined; };
-  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1), hints: !process.argv.includes('--no-hints'), uncheckedPyc: arg('--pyc') === 'unchecked' });
+  const r = await lazyBench({ sizeMB: Number(arg('--size') ?? 320), work: arg('--work'), mbit: Number(arg('--mbit') ?? 100), rttMs: Number(arg('--rtt') ?? 10), ...(arg('--rtts') ? { rtts: arg('--rtts')!.split(',').map(Number) } : {}), trace: arg('--trace'), runs: Number(arg('--runs') ?? 1), hints: !process.argv.includes('--no-hints'), uncheckedPyc: arg('--pyc') === 'unchecked' });
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
     const pb = r.profileBytes as number;

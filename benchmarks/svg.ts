@@ -28,6 +28,8 @@ export interface Bar {
   /** Spread of the runs behind `value` (a median): drawn as a whisker from min to max. */
   min?: number;
   max?: number;
+  /** Bars that share a group are drawn under one heading row (the first bar of a group starts it). */
+  group?: string;
 }
 
 /** Markers that tell lines apart without colour (print, colour blindness) and overlap less. */
@@ -46,12 +48,14 @@ function mark(kind: string, x: number, y: number, color: string, cls = ''): stri
 export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; format: (v: number) => string }): string {
   const bars = opts.bars.filter((b) => Number.isFinite(b.value));
   const rowH = 22;
-  const labelW = 170;
+  // Wide enough for the longest label (about 7 px a character at 12 px sans-serif).
+  const labelW = Math.max(170, 12 + 7 * Math.max(0, ...bars.map((b) => b.label.length)));
   const plotW = 480;
   const valueW = 140;
   const top = opts.subtitle ? 50 : 34;
   const width = labelW + plotW + valueW + 10;
-  const height = top + bars.length * rowH + 12;
+  const groups = bars.filter((b, i) => b.group !== undefined && (i === 0 || bars[i - 1]!.group !== b.group)).length;
+  const height = top + (bars.length + groups) * rowH + 12;
   const max = niceMax(Math.max(...bars.map((b) => Math.max(b.value, b.max ?? 0)), 0));
   const parts: string[] = [];
   parts.push(
@@ -60,8 +64,13 @@ export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; 
     `<text x="8" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
   );
   if (opts.subtitle) parts.push(`<text x="8" y="38" fill="#444">${esc(opts.subtitle)}</text>`);
+  let row = 0;
   bars.forEach((b, i) => {
-    const y = top + i * rowH;
+    if (b.group !== undefined && (i === 0 || bars[i - 1]!.group !== b.group)) {
+      parts.push(`<text x="8" y="${top + row * rowH + 15}" font-weight="bold">${esc(b.group)}</text>`);
+      row++;
+    }
+    const y = top + row++ * rowH;
     const w = Math.max(1, (b.value / max) * plotW);
     parts.push(
       `<text x="${labelW - 6}" y="${y + 15}" text-anchor="end">${esc(b.label)}</text>`,
@@ -84,6 +93,8 @@ export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; 
 export interface Line {
   name: string;
   values: number[];
+  /** Spread of the runs behind each value (a median): a vertical whisker from min to max. */
+  spread?: ({ min: number; max: number } | undefined)[];
 }
 
 /** One line per tool across steps. `logY` suits added bytes, which span orders of magnitude. */
@@ -91,6 +102,10 @@ export function lineChart(opts: {
   title: string;
   subtitle?: string;
   xLabels: string[];
+  /** Numeric positions of the x labels (an axis in proportion, e.g. milliseconds); else evenly spaced. */
+  xValues?: number[];
+  /** Under the x axis: what it is. */
+  xTitle?: string;
   lines: Line[];
   format: (v: number) => string;
   logY?: boolean;
@@ -103,7 +118,7 @@ export function lineChart(opts: {
   const bottom = 50;
   const width = left + plotW + legendW;
   const height = top + plotH + bottom;
-  const all = opts.lines.flatMap((l) => l.values).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
+  const all = opts.lines.flatMap((l) => [...l.values, ...(l.spread ?? []).flatMap((sp) => (sp ? [sp.min, sp.max] : []))]).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
   let lo = 0;
   let hi = niceMax(Math.max(...all, 0));
   if (opts.logY) {
@@ -115,7 +130,9 @@ export function lineChart(opts: {
     return top + plotH - f * plotH;
   };
   const n = opts.xLabels.length;
-  const xOf = (i: number) => left + (n <= 1 ? plotW / 2 : (i / (n - 1)) * plotW);
+  const xv = opts.xValues;
+  const xSpan = xv ? Math.max(...xv) - Math.min(...xv) || 1 : 1;
+  const xOf = (i: number) => left + (xv ? ((xv[i]! - Math.min(...xv)) / xSpan) * plotW : n <= 1 ? plotW / 2 : (i / (n - 1)) * plotW);
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
@@ -137,8 +154,14 @@ export function lineChart(opts: {
   opts.xLabels.forEach((l, i) => {
     parts.push(`<text x="${xOf(i).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle">${esc(l)}</text>`);
   });
+  if (opts.xTitle) parts.push(`<text x="${left + plotW / 2}" y="${top + plotH + 38}" text-anchor="middle" fill="#444">${esc(opts.xTitle)}</text>`);
   opts.lines.forEach((line, k) => {
     const color = PALETTE[k % PALETTE.length]!;
+    line.spread?.forEach((sp, i) => {
+      if (!sp || !(sp.max > sp.min) || (opts.logY && !(sp.min > 0))) return;
+      const x = xOf(i);
+      parts.push(`<path d="M${x.toFixed(1)},${yOf(sp.min).toFixed(1)} V${yOf(sp.max).toFixed(1)} M${(x - 4).toFixed(1)},${yOf(sp.min).toFixed(1)} h8 M${(x - 4).toFixed(1)},${yOf(sp.max).toFixed(1)} h8" stroke="${color}" stroke-width="1.2" fill="none"/>`);
+    });
     const pts = line.values
       .map((v, i) => (Number.isFinite(v) && (!opts.logY || v > 0) ? `${xOf(i).toFixed(1)},${yOf(v).toFixed(1)}` : ''))
       .filter(Boolean);

@@ -15,6 +15,7 @@ import type { Manifest } from '../benchmarks/corpus.js';
 import { renderReport, SECTIONS } from '../benchmarks/report.js';
 import type { Series, StepRuns } from '../benchmarks/runner.js';
 import { barChart, lineChart } from '../benchmarks/svg.js';
+import { lazyRttChart, mountFromMarkdown, mountReadChart } from '../benchmarks/report-charts.js';
 import { ANCHORS, miqTool } from '../benchmarks/tools.js';
 import { median } from '../benchmarks/util.js';
 
@@ -60,6 +61,27 @@ test('charts are self-contained SVG with one bar or point per value', () => {
   });
   assert.equal((line.match(/ class="pt"/g) ?? []).length, 6);
   assert.equal((line.match(/<polyline /g) ?? []).length, 2);
+});
+
+test('mount read and lazy-against-RTT charts say how to read them and show every system and link', () => {
+  // The committed quiet mount run (Markdown form): four systems, cold and warm, throughput.
+  const m = mountFromMarkdown(readFileSync(join(root, 'benchmarks', 'results', '2026-11-22-mount-quiet-all.md'), 'utf8'));
+  assert.deepEqual(m.systems.map((s) => s.label), ['plain directory', 'miq mount, store/ view', 'miq mount, usr/ view (pointer, direct_io)', 'squashfuse (zstd image)']);
+  assert.equal(m.systems[0]!.results.readCold!.median, 2.55);
+  const mc = mountReadChart(m);
+  assert.match(mc, /higher is better/);
+  assert.match(mc, /cold read/);
+  assert.equal((mc.match(/<rect x=/g) ?? []).length, 8, 'a bar per system, cold and warm');
+  assert.match(mc, /0\.71 GB\/s/, '1.80 GB in 2.55 s');
+  // Lazy: three links with three runs each; whiskers drawn, x in proportion to the RTT.
+  const row = (s: number) => ({ seconds: s, bytes: 1, requests: 1, all: [s * 0.9, s, s * 1.2] });
+  const links = { loopback: { results: { lazy: row(0.6), curlTar: row(0.4) } }, '100mbit-10ms': { results: { lazy: row(1.4), curlTar: row(8) } }, '100mbit-30ms': { results: { lazy: row(2.1), curlTar: row(8.2) } } };
+  const lc = lazyRttChart({ profileBytes: 160 * 2 ** 20, links });
+  assert.match(lc, /lower is better/);
+  assert.match(lc, /round-trip time/);
+  assert.equal((lc.match(/class="pt"/g) ?? []).length, 6);
+  assert.ok(lc.indexOf('>loopback<') < lc.indexOf('>10 ms<') && lc.indexOf('>10 ms<') < lc.indexOf('>30 ms<'));
+  assert.equal((lc.match(/<path d="M[\d.]+,[\d.]+ V/g) ?? []).length, 6, 'a whisker per point');
 });
 
 test('report has every table and judges the targets from the figures', () => {
