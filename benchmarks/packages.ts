@@ -11,8 +11,8 @@
  *   node dist/benchmarks/packages.js [--runs 3] [--meta task-gnome-desktop] [--work DIR] [--json]
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   const meta = arg('meta', 'task-gnome-desktop');
   const work = await mkdtemp(join(arg('work', tmpdir()), 'miq-bench-pkgs-'));
   const asJson = process.argv.includes('--json');
+  const load0 = loadavg();
   const log = (s: string): void => void (asJson ? process.stderr : process.stdout).write(`${s}\n`);
   try {
     // One store with the verified index, for the resolve timings.
@@ -65,7 +66,12 @@ async function main(): Promise<void> {
       const j = JSON.parse(r.out) as { packages: { name: string; version: string }[]; seconds: number };
       return { solve: j.seconds, wall: r.seconds, n: j.packages.length, set: j.packages.map((p) => `${p.name}=${p.version}`) };
     };
+    // Anchors for the wall times: node starting and exiting, and miq's start-up alone.
+    const nodeT: number[] = [];
+    for (let i = 0; i < 5; i++) nodeT.push((await must(process.execPath, ['-e', '0'])).seconds);
+    log(`node -e 0: median ${median(nodeT).toFixed(2)} s`);
     const timesPy: number[] = [];
+    const wallMeta: number[] = [];
     const timesMeta: number[] = [];
     const wallPy: number[] = [];
     let nPy = 0, nMeta = 0;
@@ -78,23 +84,27 @@ async function main(): Promise<void> {
       set = a.set;
       const b = await resolveOnce(meta);
       timesMeta.push(b.solve);
+      wallMeta.push(b.wall);
       nMeta = b.n;
     }
     const loadS = median(wallPy) - median(timesPy);
     log(`miq resolve python3 wall: median ${median(wallPy).toFixed(2)} s (loading the index and starting node: ~${loadS.toFixed(2)} s)`);
     log(`resolve python3 (${nPy} packages): median ${median(timesPy).toFixed(2)} s [${timesPy.map((x) => x.toFixed(2)).join(', ')}]`);
-    log(`resolve ${meta} (${nMeta} packages): median ${median(timesMeta).toFixed(2)} s [${timesMeta.map((x) => x.toFixed(2)).join(', ')}]`);
+    log(`resolve ${meta} (${nMeta} packages): median ${median(timesMeta).toFixed(2)} s [${timesMeta.map((x) => x.toFixed(2)).join(', ')}]; miq resolve wall ${median(wallMeta).toFixed(2)} s`);
 
     // Install end to end vs apt-get download + dpkg-deb -x, order alternating.
-    const miqT: number[] = [], aptT: number[] = [], againT: number[] = [], otherProfileT: number[] = [];
+    const miqT: number[] = [], aptT: number[] = [], againT: number[] = [], againIn: number[] = [], otherProfileT: number[] = [];
+    const phases: unknown[] = [];
     for (let i = 0; i < runs; i++) {
       const st = join(work, `s${i}`);
       const cache = join(work, `cache${i}`);
-      await must(process.execPath, [MIQ, '--store', st, 'repo', 'add', 'debian', '--from-apt']);
-      await must(process.execPath, [MIQ, '--store', st, 'repo', 'update']);
+      // An empty store with the verified index: a copy of the one made above (repo update
+      // is not part of an install; apt's anchor does not update its lists either).
+      await cp(base, st, { recursive: true });
       const doMiq = async (): Promise<void> => {
         const r = await must(process.execPath, [MIQ, '--store', st, 'install', '--profile', 'b', 'python3', '--json'], { env: { MIQ_CACHE: cache } });
         miqT.push(r.seconds);
+        phases.push((JSON.parse(r.out) as { seconds: unknown }).seconds);
       };
       const doApt = async (): Promise<void> => {
         const d = join(work, `apt${i}`);
@@ -107,19 +117,22 @@ async function main(): Promise<void> {
       if (i % 2 === 0) { await doMiq(); await doApt(); } else { await doApt(); await doMiq(); }
       const again = await must(process.execPath, [MIQ, '--store', st, 'install', '--profile', 'b', 'python3', '--json'], { env: { MIQ_CACHE: cache } });
       againT.push(again.seconds);
+      againIn.push((JSON.parse(again.out) as { seconds: { total: number } }).seconds.total);
       const other = await must(process.execPath, [MIQ, '--store', st, 'install', '--profile', 'c', 'python3', '--json'], { env: { MIQ_CACHE: cache } });
       otherProfileT.push(other.seconds);
-      log(`run ${i + 1}: miq install ${miqT.at(-1)!.toFixed(2)} s, apt-get download + dpkg-deb -x ${aptT.at(-1)!.toFixed(2)} s, again ${again.seconds.toFixed(2)} s, same set into a new profile ${other.seconds.toFixed(2)} s`);
+      log(`run ${i + 1} (load ${loadavg()[0]!.toFixed(1)}): miq install ${miqT.at(-1)!.toFixed(2)} s ${JSON.stringify(phases.at(-1))}, apt-get download + dpkg-deb -x ${aptT.at(-1)!.toFixed(2)} s, again ${again.seconds.toFixed(2)} s wall (${againIn.at(-1)!.toFixed(3)} s in the command), same set into a new profile ${other.seconds.toFixed(2)} s`);
       await rm(join(work, `apt${i}`), { recursive: true, force: true });
     }
     const result = {
       packages: nPy, meta, metaPackages: nMeta, loadSeconds: loadS,
       resolvePython3: median(timesPy), resolveMeta: median(timesMeta),
       installMiq: median(miqT), installApt: median(aptT), ratio: median(miqT) / median(aptT),
-      secondInstall: median(againT), secondInstallNewProfile: median(otherProfileT), runs,
-      raw: { timesPy, timesMeta, miqT, aptT, againT, otherProfileT },
+      secondInstall: median(againT), secondInstallInCommand: median(againIn), secondInstallNewProfile: median(otherProfileT), nodeStart: median(nodeT), runs,
+      resolvePython3Wall: median(wallPy), resolveMetaWall: median(wallMeta), loadAverage: { start: load0, end: loadavg() },
+      raw: { timesPy, timesMeta, wallPy, wallMeta, miqT, aptT, againT, againIn, otherProfileT, nodeT, phases },
     };
-    log(`install python3 end to end: miq ${result.installMiq.toFixed(2)} s vs apt-get download + dpkg-deb -x ${result.installApt.toFixed(2)} s: ${result.ratio.toFixed(2)}x; second install ${result.secondInstall.toFixed(2)} s (new profile ${result.secondInstallNewProfile.toFixed(2)} s)`);
+    log(`install python3 end to end: miq ${result.installMiq.toFixed(2)} s vs apt-get download + dpkg-deb -x ${result.installApt.toFixed(2)} s: ${result.ratio.toFixed(2)}x; second install ${result.secondInstall.toFixed(2)} s wall, ${result.secondInstallInCommand.toFixed(3)} s in the command (node -e 0: ${result.nodeStart.toFixed(2)} s; new profile ${result.secondInstallNewProfile.toFixed(2)} s)`);
+    log(`load average: start ${load0.map((x) => x.toFixed(1)).join(' ')}, end ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
     if (asJson) process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     await rm(work, { recursive: true, force: true });

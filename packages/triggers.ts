@@ -27,7 +27,7 @@ import * as P from '../store/profiles.js';
 import type { UnpackedDeb } from './deb.js';
 import { readStoreFile } from './universe.js';
 
-const VERSION = 'miq-triggers-1';
+const VERSION = 'miq-triggers-2';
 
 export interface TriggerResult {
   name: string;
@@ -83,6 +83,17 @@ async function materialise(store: Store, tree: Id, dest: string, staged: Staged,
       await exportFile(store, e.id!, to, e.kind === 'exe');
     }
   }));
+}
+
+async function dirOf(store: Store, tree: Id, parts: string[]): Promise<{ entries: readonly TreeEntry[] } | undefined> {
+  let id = tree;
+  for (const p of parts) {
+    const t = await store.getTree(id);
+    const e = t?.entries.find((x) => x.name.toString() === p);
+    if (!e || e.kind !== 'dir') return undefined;
+    id = e.id!;
+  }
+  return store.getTree(id);
 }
 
 async function hasPath(store: Store, tree: Id, parts: string[]): Promise<boolean> {
@@ -148,8 +159,8 @@ export async function runTriggers(store: Store, members: readonly string[], debs
     await materialise(store, tree, join(gen, 'root'), staged);
     return join(gen, 'root');
   })());
-  const keyed = (name: string, extra: string): { key: Id; path: string } => {
-    const key = idOf(Buffer.from(`${VERSION}\n${name}\n${extra}\n${paths.join('\n')}\n`));
+  const keyed = (name: string, extra: string, inputs: readonly string[] = paths): { key: Id; path: string } => {
+    const key = idOf(Buffer.from(`${VERSION}\n${name}\n${extra}\n${inputs.join('\n')}\n`));
     return { key, path: storePathName(`trigger-${name}`, key) };
   };
   const out: TriggerResult[] = [];
@@ -192,7 +203,18 @@ export async function runTriggers(store: Store, members: readonly string[], debs
       const pyDirs = usrLib ? ((await store.getTree(usrLib.id!))?.entries ?? []).filter((e) => e.kind === 'dir' && /^python3(\.\d+)?$/.test(e.name.toString())).map((e) => e.name.toString()) : [];
       const hasPython = await hasPath(store, tree, ['usr', 'bin']) && pyDirs.length > 0;
       if (hasPython) {
-        const k = keyed('python', `${pyDirs.join(',')}\n${createHash('sha256').update(PYC_SCRIPT).digest('hex')}`);
+        // The pycs depend only on the sources under usr/lib/python3* and the interpreter that
+        // compiles them (usr/bin/python3*): adding a package without either (mawk, say) must not
+        // byte-compile everything again.
+        const inputs: string[] = [];
+        for (const m of paths) {
+          const rec = await store.getStorePath(m);
+          if (!rec) continue;
+          const bin = await dirOf(store, rec.tree, ['usr', 'bin']);
+          const hasPy = (await Promise.all(pyDirs.map((d) => hasPath(store, rec.tree, ['usr', 'lib', d])))).some(Boolean) || (bin?.entries ?? []).some((e) => /^python3(\.\d+)?$/.test(e.name.toString()));
+          if (hasPy) inputs.push(m);
+        }
+        const k = keyed('python', `${pyDirs.join(',')}\n${createHash('sha256').update(PYC_SCRIPT).digest('hex')}`, inputs);
         const cached = !!(await store.getStorePath(k.path));
         let note: string | undefined;
         if (!cached) {

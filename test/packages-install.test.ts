@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { noAptLists } from './helpers/apt.js';
+import { debianStore, noAptLists } from './helpers/apt.js';
 import { json, miq, spawnMiq, tempDir } from './helpers/cli.js';
 import { CACHE } from './helpers/corpus.js';
 import { resolveStoreArg } from '../store/index.js';
@@ -26,19 +26,15 @@ const at = (store: string) => (...a: string[]) => miq(['--store', join(T.dir, st
 
 type Result = { generation: number; packages: number; tree: string; env: string; added: string[]; removed: string[]; triggers: { name: string; path?: string; cached: boolean }[]; uncoveredScripts: string[] };
 
-function setup(m: ReturnType<typeof at>): void {
-  let r = m('repo', 'add', 'debian', '--from-apt');
-  assert.equal(r.code, 0, r.stderr);
-  r = m('repo', 'update');
-  assert.equal(r.code, 0, r.stderr);
-}
+/** An empty store with the verified Debian index (packages-repo.test.ts tests making it). */
+const setup = (store: string): void => debianStore(join(T.dir, store), miq);
 
 let first: Result;
 const A = at('a');
 
 before(() => {
   if (skip) return;
-  setup(A);
+  setup('a');
   const r = A('install', '--profile', 't', 'python3', 'perl', '--json');
   assert.equal(r.code, 0, r.stderr);
   first = json<Result>(r);
@@ -90,7 +86,7 @@ test('installed into an empty store: mounted, python3 and perl run in a sandbox 
 
 test('the same request in a second empty store gives the same env tree id; installing again is a no-op', { skip: skip ?? false, timeout: 600_000 }, async () => {
   const B = at('b');
-  setup(B);
+  setup('b');
   const r = B('install', '--profile', 't', 'python3', 'perl', '--json');
   assert.equal(r.code, 0, r.stderr);
   const second = json<Result>(r);

@@ -13,7 +13,7 @@ import { resolve, violations } from '../packages/resolve.js';
 import { loadUniverse } from '../packages/packed.js';
 import type { Universe } from '../packages/universe.js';
 import { openStore } from '../store/open.js';
-import { aptSet, noAptLists } from './helpers/apt.js';
+import { aptSet, debianStore, noAptLists } from './helpers/apt.js';
 import { isCleanError, json, miq, tempDir } from './helpers/cli.js';
 
 const skip = noAptLists();
@@ -25,10 +25,7 @@ let u: Universe;
 
 before(async () => {
   if (skip) return;
-  let r = m('repo', 'add', 'debian', '--from-apt');
-  assert.equal(r.code, 0, r.stderr);
-  r = m('repo', 'update');
-  assert.equal(r.code, 0, r.stderr);
+  debianStore(store, miq);
   const s = await openStore(store);
   try {
     u = await loadUniverse(s);

@@ -1,8 +1,10 @@
 /** This machine's apt lists (the real, signed Debian indexes) and apt itself as an oracle. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const LISTS = '/var/lib/apt/lists';
 
@@ -61,4 +63,50 @@ export function aptSet(pkgs: readonly string[], mode: 'install' | 'dist-upgrade'
 
 export function hasApt(): boolean {
   return existsSync('/usr/bin/apt-get');
+}
+
+/**
+ * A store with `debian` added from this machine's apt sources and updated from its lists, as
+ * `miq repo add debian --from-apt && miq repo update` make it, copied into `dir`. The first
+ * call of a test run makes it (through the CLI) and keeps it in the test cache; later calls,
+ * in this file or another, copy it (a verified index and its ready universe: ~15-75 s of
+ * `repo update` each on a loaded machine). Keyed by apt's lists and miq's compiled packages/
+ * and store/ code, so a change to either makes it again. packages-repo.test.ts runs the real
+ * `repo update` itself.
+ */
+export function debianStore(dir: string, miq: (args: string[]) => { code: number; stderr: string }): void {
+  const h = createHash('sha256');
+  for (const n of readdirSync(LISTS).sort()) {
+    if (!/_(InRelease|Packages(\.\w+)?)$/.test(n)) continue;
+    const st = statSync(join(LISTS, n));
+    h.update(`${n} ${st.size} ${st.mtimeMs}\n`);
+  }
+  const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  for (const sub of ['packages', 'store']) {
+    for (const f of readdirSync(join(dist, sub)).filter((x) => x.endsWith('.js')).sort()) h.update(`${sub}/${f}\n`).update(readFileSync(join(dist, sub, f)));
+  }
+  const key = h.digest('hex').slice(0, 24);
+  const top = join(process.env.MIQ_TEST_CACHE ?? '/var/cache/miq-test', 'debian-store');
+  const ready = join(top, key);
+  if (!existsSync(ready)) {
+    mkdirSync(top, { recursive: true });
+    const tmp = mkdtempSync(join(top, `.${key}-`));
+    try {
+      for (const args of [['repo', 'add', 'debian', '--from-apt'], ['repo', 'update']]) {
+        const r = miq(['--store', tmp, ...args]);
+        if (r.code !== 0) throw new Error(`miq ${args.join(' ')} failed: ${r.stderr}`);
+      }
+      // Another test process may have made it meanwhile: either copy is as good.
+      try {
+        renameSync(tmp, ready);
+      } catch {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      for (const old of readdirSync(top)) if (old !== key && !old.startsWith('.')) rmSync(join(top, old), { recursive: true, force: true });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  const r = spawnSync('cp', ['-a', '--reflink=auto', ready, dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cp ${ready} ${dir}: ${r.stderr}`);
 }
