@@ -1,7 +1,8 @@
 /**
- * The mount benchmark (issue 3): on a tree of at least 1 GB, in one run,
- *   - cold sequential read of every file (page cache dropped; a fresh server),
- *   - warm re-read,
+ * The mount benchmark (issues 3 and 11): on a tree of at least 1 GB of many small files, in one
+ * run of interleaved rounds (each round measures every system once, so a load swing on the shared
+ * machine hits them alike),
+ *   - cold read of every file (page cache dropped; a fresh server) and the warm re-read,
  *   - metadata walks (`find`, `du -s`), cold and warm,
  *   - one large file, cold (dd bs=1M),
  * for the plain directory, `miq mount` on both backends (fuse3: our libfuse 3 addon; fuse-native:
@@ -9,21 +10,24 @@
  * the same tree; and program start (`python3 -c 'import json, sqlite3, ssl'` in the same bwrap
  * wrapper) with the tree as /usr, from ext4 and from each usr view. Run as root (drop_caches):
  *
- *   node dist/benchmarks/mount.js [--src DIR] [--work DIR] [--runs N] [--out FILE] [--only NAME,…]
- *                                 [--env K=V,…]
+ *   node dist/benchmarks/mount.js [--src DIR] [--work DIR] [--runs N] [--out FILE.md] [--json FILE]
+ *                                 [--only NAME,…] [--env K=V,…]
  *
  * --env passes variables to the serving process, to compare its knobs in one run (e.g.
- * MIQ_MOUNT_THREADS, MIQ_MOUNT_INLINE, MIQ_MOUNT_READAHEAD, MIQ_MOUNT_READAHEAD_KB: fs/reader.ts,
- * mount/fuse.ts).
+ * MIQ_MOUNT_THREADS, MIQ_MOUNT_READAHEAD, MIQ_MOUNT_READAHEAD_KB: fs/reader.ts, mount/fuse3.ts).
+ * The JSON's shape is described in .notes/fuse-needs.md §9.
  *
  * The tree is copied once into the work dir ($MIQ_MOUNT_BENCH, default /var/cache/miq-mount-bench)
  * so the plain directory is on the same disk as the store and the image. Without --src (or when
  * it does not exist) the tree is a copy of this machine's own /usr (share, include,
  * lib/x86_64-linux-gnu, lib/python3*, lib64, bin/python3*: ~1.5 GB, mostly small files), which also
- * holds the python3 (and its libraries) the start-up figure runs.
+ * holds the python3 (and its libraries) the start-up figure runs. Its .pyc files are rewritten once
+ * as unchecked-hash pycs (what `miq install`'s trigger makes): the mount serves every file with
+ * mtime 1, so timestamp pycs never validate there and python would compile from source on every
+ * start while ext4 loads the pycs; both sides then load the same pycs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MiqError } from '../store/errors.js';
@@ -41,9 +45,12 @@ const SRC = arg('src', '') ? resolve(arg('src', '')) : '';
 const USR_PARTS = ['share', 'include', 'lib/x86_64-linux-gnu', 'lib/python3', 'lib/python3.11', 'lib64', 'bin/python3', 'bin/python3.11'];
 const RUNS = Number(arg('runs', '1'));
 const OUT = arg('out', join(ROOT, 'benchmarks', 'mount-results.md'));
-/** Comma-separated substrings of target names to run (the plain directory always runs). */
+const JSON_OUT = arg('json', OUT.replace(/\.md$/, '') + '.json');
+/** Comma-separated substrings of system names to run (the plain directory always runs). */
 const ONLY = arg('only', '').split(',').filter(Boolean);
 const ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+/** Python start-ups per round: cold ones (each after a drop and a restart) and warm ones. */
+const PY_COLD = 3, PY_WARM = 15;
 
 function sh(cmd: string): { code: number; out: string } {
   const r = spawnSync('/bin/bash', ['-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -61,13 +68,33 @@ function timed(cmd: string): number {
 }
 const dropCaches = (): void => void must('sync; echo 3 > /proc/sys/vm/drop_caches');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const loadavg = (): number[] => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
-interface Target {
-  name: string;
+type MetricId = 'readCold' | 'readWarm' | 'findCold' | 'findWarm' | 'duCold' | 'duWarm' | 'largeCold' | 'pyCold' | 'pyWarm';
+interface Metric { id: MetricId; label: string; unit: 's'; better: 'higher-throughput' | 'lower-time'; target?: number; targetNote?: string }
+const METRICS: Metric[] = [
+  { id: 'readCold', label: 'cold read of every file', unit: 's', better: 'higher-throughput', target: 0.5, targetNote: 'moonshot 0.75×' },
+  { id: 'readWarm', label: 'warm re-read of every file', unit: 's', better: 'higher-throughput', target: 0.9 },
+  { id: 'findCold', label: 'find, cold', unit: 's', better: 'lower-time', target: 2 },
+  { id: 'findWarm', label: 'find, warm', unit: 's', better: 'lower-time', target: 1.2 },
+  { id: 'duCold', label: 'du -s, cold', unit: 's', better: 'lower-time', target: 2 },
+  { id: 'duWarm', label: 'du -s, warm', unit: 's', better: 'lower-time', target: 1.2 },
+  { id: 'largeCold', label: 'largest file, cold (dd bs=1M)', unit: 's', better: 'higher-throughput', target: 0.9 },
+  { id: 'pyCold', label: "python3 -c 'import json, sqlite3, ssl', cold", unit: 's', better: 'lower-time', target: 1.5 },
+  { id: 'pyWarm', label: "python3 -c 'import json, sqlite3, ssl', warm", unit: 's', better: 'lower-time', target: 1.15 },
+];
+
+interface System {
+  id: string;
+  label: string;
+  kind: 'plain' | 'miq' | 'squashfuse';
+  backend?: 'fuse3' | 'fuse-native';
+  view?: 'store' | 'usr';
   dir: () => string;
   /** (Re)start the server so no user-space cache survives; no-op for the plain directory. */
   restart: () => Promise<void>;
   stop: () => Promise<void>;
+  runs: Partial<Record<MetricId, number[]>>;
 }
 
 function waitLine(c: ChildProcess): Promise<string> {
@@ -82,8 +109,10 @@ function waitLine(c: ChildProcess): Promise<string> {
   });
 }
 
-async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new MiqError('MIQ_BAD_INPUT', 'the mount benchmark must run as root (it drops the page cache and mounts); run it with sudo');
+interface Prepared { tree: string; store: string; path: string; img: string; bytes: number; files: number; storeBytes: number; imgBytes: number; ingestSeconds?: number }
+
+/** The tree, its store (ingested once) and its squashfs image (made once). */
+function prepare(): Prepared {
   mkdirSync(WORK, { recursive: true });
   const tree = join(WORK, 'tree');
   if (!existsSync(join(WORK, 'tree.done'))) {
@@ -94,12 +123,20 @@ async function main(): Promise<void> {
     }
     writeFileSync(join(WORK, 'tree.done'), '');
   }
+  const store = join(WORK, 'store');
+  const img = join(WORK, 'tree.squashfs');
+  if (!existsSync(join(WORK, 'tree.pyc-unchecked')) && existsSync(join(tree, 'bin', 'python3'))) {
+    // Rewrite the pycs (see the head comment); the store and the image follow the tree.
+    for (const d of ['lib/python3.11', 'lib/python3/dist-packages']) {
+      if (existsSync(join(tree, d))) sh(`python3 -m compileall -q -f -j 1 --invalidation-mode unchecked-hash ${join(tree, d)}`);
+    }
+    rmSync(join(WORK, 'store.path'), { force: true });
+    rmSync(img, { force: true });
+    writeFileSync(join(WORK, 'tree.pyc-unchecked'), '');
+  }
   const bytes = Number(must(`du -sb --apparent-size ${tree} | cut -f1`).trim());
   const files = Number(must(`find ${tree} -type f | wc -l`).trim());
-  if (bytes < 1e9) throw new MiqError('MIQ_BAD_INPUT', `the tree at ${tree} has ${bytes} bytes; the mount benchmark wants at least 1 GB: give a bigger --tree`);
-
-  // The store (made once) and the image (made once).
-  const store = join(WORK, 'store');
+  if (bytes < 1e9) throw new MiqError('MIQ_BAD_INPUT', `the tree at ${tree} has ${bytes} bytes; the mount benchmark wants at least 1 GB: give a bigger --src`);
   let path: string;
   let ingestSeconds: number | undefined;
   if (!existsSync(join(WORK, 'store.path'))) {
@@ -110,13 +147,15 @@ async function main(): Promise<void> {
     must(`${process.execPath} ${MIQ} --store ${store} profile switch system ${path}`);
     writeFileSync(join(WORK, 'store.path'), path);
   } else {
-    path = must(`cat ${join(WORK, 'store.path')}`).trim();
+    path = readFileSync(join(WORK, 'store.path'), 'utf8').trim();
   }
-  const img = join(WORK, 'tree.squashfs');
   if (!existsSync(img)) must(`mksquashfs ${tree} ${img} -comp zstd -noappend -quiet -no-progress`);
   const storeBytes = Number(must(`du -sb --exclude=reserve ${store} | cut -f1`).trim()); // the full-disk reserve is not stored data
   const imgBytes = Number(must(`stat -c %s ${img}`).trim());
+  return { tree, store, path, img, bytes, files, storeBytes, imgBytes, ingestSeconds };
+}
 
+function systems(p: Prepared): System[] {
   const mnt = join(WORK, 'mnt');
   const sq = join(WORK, 'sq');
   for (const d of [mnt, sq]) {
@@ -134,88 +173,141 @@ async function main(): Promise<void> {
   };
   const startMiq = async (backend: string): Promise<void> => {
     await stopMiq();
-    miq = spawn(process.execPath, [MIQ, '--store', store, 'mount', mnt, '--json', '--backend', backend], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...ENV } });
+    miq = spawn(process.execPath, [MIQ, '--store', p.store, 'mount', mnt, '--json', '--backend', backend], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...ENV } });
     await waitLine(miq);
   };
-  const targets: Target[] = [
-    { name: 'plain directory', dir: () => tree, restart: async () => {}, stop: async () => {} },
-    { name: 'miq fuse3, store/ view', dir: () => join(mnt, 'store', path), restart: () => startMiq('fuse3'), stop: stopMiq },
-    { name: 'miq fuse3, usr/ view', dir: () => join(mnt, 'usr'), restart: () => startMiq('fuse3'), stop: stopMiq },
-    { name: 'miq fuse-native, store/ view', dir: () => join(mnt, 'store', path), restart: () => startMiq('fuse-native'), stop: stopMiq },
-    { name: 'miq fuse-native, usr/ view (direct_io)', dir: () => join(mnt, 'usr'), restart: () => startMiq('fuse-native'), stop: stopMiq },
+  const view = (backend: 'fuse3' | 'fuse-native', v: 'store' | 'usr', note = ''): System => ({
+    id: `${backend}-${v}`, label: `miq ${backend}, ${v}/ view${note}`, kind: 'miq', backend, view: v,
+    dir: () => (v === 'store' ? join(mnt, 'store', p.path) : join(mnt, 'usr')),
+    restart: () => startMiq(backend), stop: stopMiq, runs: {},
+  });
+  return [
+    { id: 'plain', label: 'plain directory (ext4)', kind: 'plain', dir: () => p.tree, restart: async () => {}, stop: async () => {}, runs: {} },
+    view('fuse3', 'store'),
+    view('fuse3', 'usr'),
+    view('fuse-native', 'store'),
+    view('fuse-native', 'usr', ' (direct_io)'),
     {
-      name: 'squashfuse (zstd image)', dir: () => sq,
-      restart: async () => { sh(`umount ${sq} 2>/dev/null`); must(`squashfuse ${img} ${sq}`); },
-      stop: async () => void sh(`umount ${sq}`),
+      id: 'squashfuse', label: 'squashfuse (zstd image)', kind: 'squashfuse', dir: () => sq,
+      restart: async () => { sh(`umount ${sq} 2>/dev/null`); must(`squashfuse ${p.img} ${sq}`); },
+      stop: async () => void sh(`umount ${sq}`), runs: {},
     },
   ];
+}
+
+/** One round of every measurement on one system; each cold figure after a restart and a drop. */
+async function measure(t: System, p: Prepared, list: string, bigPath: string): Promise<void> {
+  const put = (m: MetricId, s: number): void => void (t.runs[m] ??= []).push(s);
+  const cold = async (): Promise<void> => { await t.restart(); dropCaches(); };
+  const readAll = `cd ${t.dir()} && xargs -0 cat < ${list} > /dev/null`;
+  await cold();
+  put('findCold', timed(`find ${t.dir()} > /dev/null`));
+  put('findWarm', timed(`find ${t.dir()} > /dev/null`));
+  await cold();
+  put('duCold', timed(`du -s ${t.dir()} > /dev/null`));
+  put('duWarm', timed(`du -s ${t.dir()} > /dev/null`));
+  await cold();
+  put('largeCold', timed(`dd if=${t.dir()}/${bigPath} of=/dev/null bs=1M status=none`));
+  await cold();
+  put('readCold', timed(readAll));
+  put('readWarm', timed(readAll));
+  if ((t.kind === 'plain' || t.view === 'usr') && existsSync(join(p.tree, 'bin', 'python3'))) {
+    // The same bwrap wrapper for both, the tree (or a usr view) as /usr.
+    const py = `bwrap --ro-bind ${t.dir()} /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --symlink usr/sbin /sbin --ro-bind /etc /etc --proc /proc --dev /dev --tmpfs /tmp /usr/bin/python3 -c 'import json, sqlite3, ssl'`;
+    for (let k = 0; k < PY_COLD; k++) {
+      await cold();
+      put('pyCold', timed(py));
+    }
+    timed(py);
+    for (let k = 0; k < PY_WARM; k++) put('pyWarm', timed(py));
+  }
+  const f = (m: MetricId): string => (t.runs[m]?.at(-1) ?? NaN).toFixed(2);
+  process.stderr.write(`${t.label}: read ${f('readCold')}/${f('readWarm')} s, find ${f('findCold')}/${f('findWarm')} s, du ${f('duCold')}/${f('duWarm')} s, large ${f('largeCold')} s, py ${f('pyCold')}/${f('pyWarm')} s\n`);
+}
+
+function ratioOf(m: Metric, s: number, plain: number): number {
+  return m.better === 'higher-throughput' ? plain / s : s / plain;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new MiqError('MIQ_BAD_INPUT', 'the mount benchmark must run as root (it drops the page cache and mounts); run it with sudo');
+  const load0 = loadavg();
+  const p = prepare();
+  const all = systems(p);
+  const run = all.filter((t, i) => i === 0 || ONLY.length === 0 || ONLY.some((o) => t.label.includes(o) || t.id.includes(o)));
   // The read measures reading: the file list is made once, on the plain tree, so the walk is
   // not part of it (the walk is measured by find and du).
   const list = join(WORK, 'files.list');
-  must(`cd ${tree} && find . -type f -print0 > ${list}`);
-  const readAll = (d: string): string => `cd ${d} && xargs -0 cat < ${list} > /dev/null`;
-  const big = must(`cd ${tree} && find . -type f -printf '%s %p\\n' | sort -n | tail -1`).trim();
+  must(`cd ${p.tree} && find . -type f -print0 > ${list}`);
+  const big = must(`cd ${p.tree} && find . -type f -printf '%s %p\\n' | sort -n | tail -1`).trim();
   const bigPath = big.slice(big.indexOf(' ') + 1);
   const bigBytes = Number(big.slice(0, big.indexOf(' ')));
-  // Program start: the same bwrap wrapper, the tree (or a usr view) as /usr.
-  const py = (usr: string): string => `bwrap --ro-bind ${usr} /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --symlink usr/sbin /sbin --ro-bind /etc /etc --proc /proc --dev /dev --tmpfs /tmp /usr/bin/python3 -c 'import json, sqlite3, ssl'`;
-  const rows: { name: string; cold: number; warm: number; findCold: number; findWarm: number; duCold: number; duWarm: number; bigCold: number; pyCold?: number; pyWarm?: number }[] = [];
-  for (const t of targets) {
-    if (t !== targets[0] && ONLY.length > 0 && !ONLY.some((o) => t.name.includes(o))) continue;
-    const r = { cold: [] as number[], warm: [] as number[], findCold: [] as number[], findWarm: [] as number[], duCold: [] as number[], duWarm: [] as number[], bigCold: [] as number[], pyCold: [] as number[], pyWarm: [] as number[] };
-    const usrLike = t.name === 'plain directory' || t.name.includes('usr/');
-    for (let i = 0; i < RUNS; i++) {
-      await t.restart();
-      dropCaches();
-      r.findCold.push(timed(`find ${t.dir()} > /dev/null`));
-      r.findWarm.push(timed(`find ${t.dir()} > /dev/null`));
-      await t.restart();
-      dropCaches();
-      r.duCold.push(timed(`du -s ${t.dir()} > /dev/null`));
-      r.duWarm.push(timed(`du -s ${t.dir()} > /dev/null`));
-      await t.restart();
-      dropCaches();
-      r.bigCold.push(timed(`dd if=${t.dir()}/${bigPath} of=/dev/null bs=1M status=none`));
-      await t.restart();
-      dropCaches();
-      r.cold.push(timed(readAll(t.dir())));
-      r.warm.push(timed(readAll(t.dir())));
-      if (usrLike && existsSync(join(tree, 'bin', 'python3'))) {
-        for (let k = 0; k < 3; k++) {
-          await t.restart();
-          dropCaches();
-          r.pyCold.push(timed(py(t.dir())));
-        }
-        timed(py(t.dir()));
-        for (let k = 0; k < 15; k++) r.pyWarm.push(timed(py(t.dir())));
+  const perRound: number[][] = [];
+  for (let i = 0; i < RUNS; i++) {
+    for (const t of run) {
+      try {
+        await measure(t, p, list, bigPath);
+      } finally {
+        await t.stop();
       }
-      process.stderr.write(`${t.name}: run ${i + 1}: cold ${r.cold.at(-1)!.toFixed(2)} s, warm ${r.warm.at(-1)!.toFixed(2)} s, find ${r.findCold.at(-1)!.toFixed(2)}/${r.findWarm.at(-1)!.toFixed(2)} s, du ${r.duCold.at(-1)!.toFixed(2)}/${r.duWarm.at(-1)!.toFixed(2)} s\n`);
     }
-    await t.stop();
-    rows.push({ name: t.name, cold: median(r.cold), warm: median(r.warm), findCold: median(r.findCold), findWarm: median(r.findWarm), duCold: median(r.duCold), duWarm: median(r.duWarm), bigCold: median(r.bigCold), pyCold: r.pyCold.length ? median(r.pyCold) : undefined, pyWarm: r.pyWarm.length ? median(r.pyWarm) : undefined });
+    perRound.push(loadavg());
+    process.stderr.write(`round ${i + 1}/${RUNS} done, load ${perRound.at(-1)!.join(' ')}\n`);
   }
-  const plain = rows[0]!;
-  const gbps = (s: number): string => `${(bytes / s / 1e9).toFixed(2)} GB/s`;
-  const ratio = (x: number, p: number, inverse: boolean): string => `${(inverse ? p / x : x / p).toFixed(2)}×`;
-  const lines = [
-    `# Mount benchmark (${new Date().toISOString().slice(0, 10)})`,
+  const plain = run[0]!;
+  const result = {
+    kind: 'mount' as const,
+    date: new Date().toISOString(),
+    commit: process.env.MIQ_BENCH_COMMIT ?? (sh(`git -C ${ROOT} rev-parse --short HEAD`).code === 0 ? sh(`git -C ${ROOT} rev-parse --short HEAD`).out.trim() : 'unknown'),
+    machine: { cores: Number(must('nproc').trim()), kernel: must('uname -r').trim() },
+    tree: { bytes: p.bytes, files: p.files, largestBytes: bigBytes, source: SRC || `a copy of this machine's /usr: ${USR_PARTS.join(', ')}`, storeBytes: p.storeBytes, imageBytes: p.imgBytes },
+    rounds: RUNS,
+    loadavg: { start: load0, end: loadavg(), perRound },
+    env: ENV,
+    ingestSeconds: p.ingestSeconds,
+    metrics: METRICS,
+    systems: run.map((t) => ({
+      id: t.id, label: t.label, kind: t.kind, backend: t.backend, view: t.view,
+      results: Object.fromEntries(METRICS.filter((m) => t.runs[m.id]?.length && plain.runs[m.id]?.length).map((m) => {
+        const med = median(t.runs[m.id]!);
+        const ratio = ratioOf(m, med, median(plain.runs[m.id]!));
+        const met = m.target === undefined || t === plain ? undefined : m.better === 'higher-throughput' ? ratio >= m.target : ratio <= m.target;
+        return [m.id, { runs: t.runs[m.id]!, median: med, ratio, met }];
+      })),
+    })),
+  };
+  writeFileSync(JSON_OUT, JSON.stringify(result, null, 1) + '\n');
+  const md = renderMarkdown(result, bigBytes);
+  writeFileSync(OUT, md);
+  process.stdout.write(md);
+}
+
+type Result = { date: string; commit: string; machine: { cores: number; kernel: string }; tree: { bytes: number; files: number; source: string; storeBytes: number; imageBytes: number }; rounds: number; loadavg: { start: number[]; end: number[]; perRound: number[][] }; env: Record<string, string>; ingestSeconds?: number; systems: { label: string; results: Partial<Record<MetricId, { median: number; ratio: number; met?: boolean }>> }[] };
+
+function renderMarkdown(r: Result, bigBytes: number): string {
+  const cell = (s: Result['systems'][number], m: Metric): string => {
+    const x = s.results[m.id];
+    if (!x) return '–';
+    const v = m.id.startsWith('py') ? `${(x.median * 1000).toFixed(0)} ms` : `${x.median.toFixed(x.median < 1 ? 3 : 2)} s`;
+    return `${v} (${x.ratio.toFixed(2)}×${x.met === undefined ? '' : x.met ? ' ✓' : ' ✗'})`;
+  };
+  const head = `| system | ${METRICS.map((m) => m.label).join(' | ')} |`;
+  return [
+    `# Mount benchmark (${r.date.slice(0, 10)}, commit ${r.commit})`,
     '',
-    `Tree: ${(bytes / 1e9).toFixed(2)} GB, ${files} files (${SRC || 'a copy of this machine\'s /usr: ' + USR_PARTS.join(', ')}); largest file ${(bigBytes / 1e6).toFixed(0)} MB; store ${(storeBytes / 1e9).toFixed(2)} GB on disk, squashfs image ${(imgBytes / 1e9).toFixed(2)} GB.`,
-    `Machine: ${must('nproc').trim()} cores, kernel ${must('uname -r').trim()}, load average ${must('cut -d" " -f1-3 /proc/loadavg').trim()} at the end. Median of ${RUNS} run(s). Cold = page cache dropped and the server restarted.`,
-    Object.keys(ENV).length > 0 ? `Serving process environment: ${Object.entries(ENV).map(([k, v]) => `${k}=${v}`).join(' ')}.` : '',
-    ingestSeconds !== undefined ? `Ingest of the tree: ${ingestSeconds.toFixed(1)} s.` : '',
+    `Tree: ${(r.tree.bytes / 1e9).toFixed(2)} GB, ${r.tree.files} files (${r.tree.source}); largest file ${(bigBytes / 1e6).toFixed(0)} MB; store ${(r.tree.storeBytes / 1e9).toFixed(2)} GB on disk, squashfs image ${(r.tree.imageBytes / 1e9).toFixed(2)} GB.`,
+    `Machine: ${r.machine.cores} cores, kernel ${r.machine.kernel}; load average ${r.loadavg.start.join(' ')} at the start, after each round ${r.loadavg.perRound.map((l) => l.join(' ')).join(' / ')}. ${r.rounds} interleaved round(s), medians. Cold = page cache dropped and the server restarted before each.`,
+    Object.keys(r.env).length > 0 ? `Serving process environment: ${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(' ')}.` : '',
+    r.ingestSeconds !== undefined ? `Ingest of the tree: ${r.ingestSeconds.toFixed(1)} s.` : '',
     '',
-    '| target | cold read | vs plain | warm re-read | vs plain | find cold / warm | vs plain (cold / warm) | du cold / warm | vs plain (cold / warm) | large file cold | vs plain | python start cold / warm | vs ext4 (cold / warm) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.name} | ${r.cold.toFixed(2)} s (${gbps(r.cold)}) | ${ratio(r.cold, plain.cold, true)} | ${r.warm.toFixed(2)} s (${gbps(r.warm)}) | ${ratio(r.warm, plain.warm, true)} | ${r.findCold.toFixed(2)} / ${r.findWarm.toFixed(3)} s | ${ratio(r.findCold, plain.findCold, false)} / ${ratio(r.findWarm, plain.findWarm, false)} | ${r.duCold.toFixed(2)} / ${r.duWarm.toFixed(3)} s | ${ratio(r.duCold, plain.duCold, false)} / ${ratio(r.duWarm, plain.duWarm, false)} | ${r.bigCold.toFixed(2)} s | ${ratio(r.bigCold, plain.bigCold, true)} | ${r.pyCold !== undefined ? `${(r.pyCold * 1000).toFixed(0)} / ${(r.pyWarm! * 1000).toFixed(0)} ms` : '–'} | ${r.pyCold !== undefined && plain.pyCold !== undefined ? `${ratio(r.pyCold, plain.pyCold, false)} / ${ratio(r.pyWarm!, plain.pyWarm!, false)}` : '–'} |`),
+    head,
+    `| --- | ${METRICS.map(() => '---').join(' | ')} |`,
+    ...r.systems.map((s) => `| ${s.label} | ${METRICS.map((m) => cell(s, m)).join(' | ')} |`),
     '',
-    'Read columns (all files, and the largest file with dd bs=1M): throughput relative to the plain directory (higher is better; issue 11 targets: cold ≥ 0.5×, warm ≥ 0.9×, large file cold ≥ 0.9×).',
-    'find/du columns: time relative to the plain directory (lower is better; targets ≤ 2× cold, ≤ 1.2× warm).',
-    'Python start: the same bwrap wrapper with the tree (ext4) or the view as /usr, time relative to ext4 (targets ≤ 1.15× warm, ≤ 1.5× cold; cold = caches dropped and server restarted, median of 3; warm = median of 15).',
+    'Each cell: median, then the ratio to the plain directory in the same rounds. Reads (every file, and the largest file) give a throughput ratio (plain time ÷ time, higher is better; issue 11 targets: cold ≥ 0.5× (moonshot 0.75×), warm ≥ 0.9×, large file cold ≥ 0.9×); find, du and python start a time ratio (lower is better; ≤ 2× cold and ≤ 1.2× warm for find/du, python ≤ 1.5× cold and ≤ 1.15× warm). ✓/✗: target met or not.',
+    'Python start: the same bwrap wrapper with the tree (ext4) or the view as /usr; cold = caches dropped and server restarted (3 a round), warm = 15 a round.',
     '',
-  ];
-  writeFileSync(OUT, lines.join('\n'));
-  process.stdout.write(lines.join('\n'));
+  ].join('\n');
 }
 
 main().catch((e) => {
