@@ -243,6 +243,13 @@ async function main(): Promise<void> {
   const bigPath = big.slice(big.indexOf(' ') + 1);
   const bigBytes = Number(big.slice(0, big.indexOf(' ')));
   const perRound: number[][] = [];
+  // Written after every system of every round: a run cut short (the shared machine is slow)
+  // still leaves what it measured.
+  const write = (): void => {
+    const result = summarise(run, { p, bigBytes, load0, perRound });
+    writeFileSync(JSON_OUT, JSON.stringify(result, null, 1) + '\n');
+    writeFileSync(OUT, renderMarkdown(result, bigBytes));
+  };
   for (let i = 0; i < RUNS; i++) {
     for (const t of run) {
       try {
@@ -250,19 +257,26 @@ async function main(): Promise<void> {
       } finally {
         await t.stop();
       }
+      write();
     }
     perRound.push(loadavg());
+    write();
     process.stderr.write(`round ${i + 1}/${RUNS} done, load ${perRound.at(-1)!.join(' ')}\n`);
   }
+  process.stdout.write(readFileSync(OUT, 'utf8'));
+}
+
+function summarise(run: System[], c: { p: Prepared; bigBytes: number; load0: number[]; perRound: number[][] }): Result {
   const plain = run[0]!;
-  const result = {
+  const { p } = c;
+  return {
     kind: 'mount' as const,
     date: new Date().toISOString(),
     commit: process.env.MIQ_BENCH_COMMIT ?? (sh(`git -C ${ROOT} rev-parse --short HEAD`).code === 0 ? sh(`git -C ${ROOT} rev-parse --short HEAD`).out.trim() : 'unknown'),
     machine: { cores: Number(must('nproc').trim()), kernel: must('uname -r').trim() },
-    tree: { bytes: p.bytes, files: p.files, largestBytes: bigBytes, source: SRC || `a copy of this machine's /usr: ${USR_PARTS.join(', ')}`, storeBytes: p.storeBytes, imageBytes: p.imgBytes },
-    rounds: RUNS,
-    loadavg: { start: load0, end: loadavg(), perRound },
+    tree: { bytes: p.bytes, files: p.files, largestBytes: c.bigBytes, source: SRC || `a copy of this machine's /usr: ${USR_PARTS.join(', ')}`, storeBytes: p.storeBytes, imageBytes: p.imgBytes },
+    rounds: Math.max(...run.map((t) => t.runs.readCold?.length ?? 0)),
+    loadavg: { start: c.load0, end: loadavg(), perRound: c.perRound },
     env: ENV,
     ingestSeconds: p.ingestSeconds,
     metrics: METRICS,
@@ -276,13 +290,9 @@ async function main(): Promise<void> {
       })),
     })),
   };
-  writeFileSync(JSON_OUT, JSON.stringify(result, null, 1) + '\n');
-  const md = renderMarkdown(result, bigBytes);
-  writeFileSync(OUT, md);
-  process.stdout.write(md);
 }
 
-type Result = { date: string; commit: string; machine: { cores: number; kernel: string }; tree: { bytes: number; files: number; source: string; storeBytes: number; imageBytes: number }; rounds: number; loadavg: { start: number[]; end: number[]; perRound: number[][] }; env: Record<string, string>; ingestSeconds?: number; systems: { label: string; results: Partial<Record<MetricId, { median: number; ratio: number; met?: boolean }>> }[] };
+type Result = { kind: 'mount'; date: string; commit: string; machine: { cores: number; kernel: string }; tree: { bytes: number; files: number; largestBytes: number; source: string; storeBytes: number; imageBytes: number }; rounds: number; loadavg: { start: number[]; end: number[]; perRound: number[][] }; env: Record<string, string>; ingestSeconds?: number; metrics: Metric[]; systems: { id: string; label: string; kind: string; backend?: string; view?: string; results: Partial<Record<MetricId, { median: number; ratio: number; met?: boolean }>> }[] };
 
 function renderMarkdown(r: Result, bigBytes: number): string {
   const cell = (s: Result['systems'][number], m: Metric): string => {
@@ -296,7 +306,7 @@ function renderMarkdown(r: Result, bigBytes: number): string {
     `# Mount benchmark (${r.date.slice(0, 10)}, commit ${r.commit})`,
     '',
     `Tree: ${(r.tree.bytes / 1e9).toFixed(2)} GB, ${r.tree.files} files (${r.tree.source}); largest file ${(bigBytes / 1e6).toFixed(0)} MB; store ${(r.tree.storeBytes / 1e9).toFixed(2)} GB on disk, squashfs image ${(r.tree.imageBytes / 1e9).toFixed(2)} GB.`,
-    `Machine: ${r.machine.cores} cores, kernel ${r.machine.kernel}; load average ${r.loadavg.start.join(' ')} at the start, after each round ${r.loadavg.perRound.map((l) => l.join(' ')).join(' / ')}. ${r.rounds} interleaved round(s), medians. Cold = page cache dropped and the server restarted before each.`,
+    `Machine: ${r.machine.cores} cores, kernel ${r.machine.kernel}; load average ${r.loadavg.start.join(' ')} at the start, after each round ${r.loadavg.perRound.map((l) => l.join(' ')).join(' / ') || '–'}, ${r.loadavg.end.join(' ')} when written. ${r.rounds} interleaved round(s), medians. Cold = page cache dropped and the server restarted before each.`,
     Object.keys(r.env).length > 0 ? `Serving process environment: ${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(' ')}.` : '',
     r.ingestSeconds !== undefined ? `Ingest of the tree: ${r.ingestSeconds.toFixed(1)} s.` : '',
     '',
