@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { parseCount, parseSeconds, parseSize } from '../cli/args.js';
 import { isMiqError } from '../store/errors.js';
-import { isCleanError, json, miq, spawnMiq, tempDir } from './helpers/cli.js';
-import { cleanup } from './helpers/fuse.js';
+import { isCleanError, json, miq, tempDir } from './helpers/cli.js';
+import { cleanup, startMiqMount, type MiqMount } from './helpers/fuse.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -55,23 +55,13 @@ test('miq mount refuses a nonsense --cache-size or --pull-interval with exit 2 a
 test('miq mount accepts --cache-size 2G (the help\'s own example) and serves', async () => {
   const b = join(tmp.dir, 'm2');
   mkdirSync(join(b, 'mnt'), { recursive: true });
-  const c = spawnMiq([...S, 'mount', join(b, 'mnt'), '--cache-size', '2G', '--json']);
+  let m: MiqMount | undefined;
   try {
-    let out = '', err = '';
-    c.stderr!.on('data', (d) => (err += d));
-    const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      c.stdout!.on('data', (d) => {
-        out += d;
-        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as Record<string, unknown>);
-      });
-      c.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
-    });
-    assert.equal(status.mounted, true);
-    c.kill('SIGTERM');
-    const code = await new Promise<number | null>((res) => (c.exitCode !== null ? res(c.exitCode) : c.once('exit', (x) => res(x))));
-    assert.equal(code, 0, err);
+    m = await startMiqMount([...S, 'mount', join(b, 'mnt'), '--cache-size', '2G', '--json']);
+    assert.equal(m.status.mounted, true);
+    assert.equal(await m.stop(), 0, m.stderr());
   } finally {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    if (m && m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
     await cleanup(b);
   }
 });

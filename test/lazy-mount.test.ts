@@ -14,8 +14,8 @@ import { openStore } from '../store/open.js';
 import { checkCache } from '../store/remote/index.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
-import { isCleanError, json, miq, miqAsync, spawnMiq } from './helpers/cli.js';
-import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
+import { isCleanError, json, miq, miqAsync } from './helpers/cli.js';
+import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startBadServer } from './helpers/badserver.js';
 
@@ -41,18 +41,10 @@ async function mountLazy(store: string, url: string, extra: string[] = []): Prom
   // A killed mount's directory answers ENOTCONN until the next `miq mount` clears it.
   await mkdir(dir, { recursive: true }).catch(() => undefined);
   // url '': no --remote (a store mounted lazily before remembers its remote).
-  const child = spawnMiq(['mount', dir, ...(url ? ['--remote', url, '--trusted-key', pub] : []), '--json', ...extra], { env: home(store) });
-  let out = '', err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  await new Promise<void>((res, rej) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('"mounted":true')) res();
-    });
-    child.once('exit', (c) => rej(new Error(`miq mount exited ${c}: ${err}`)));
-  });
+  const mm = await startMiqMount(['mount', dir, ...(url ? ['--remote', url, '--trusted-key', pub] : []), '--json', ...extra], { env: home(store) });
+  const child = mm.child;
   const m: Mounted = {
-    child, dir, stderr: () => err,
+    child, dir, stderr: mm.stderr,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -9,8 +9,8 @@ import { mkdir, readFile, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chooseBackend } from '../mount/daemon.js';
-import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
-import { json, miqAsync, spawnMiq } from './helpers/cli.js';
+import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
+import { json, miqAsync } from './helpers/cli.js';
 
 const TRIALS = Number(process.env.MIQ_SIGTERM_TRIALS ?? 10);
 
@@ -20,18 +20,9 @@ const children: ChildProcess[] = [];
 const mounted = async (dir: string): Promise<number> => (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir)).length;
 
 async function start(extra: string[] = []): Promise<ChildProcess> {
-  const c = spawnMiq([...S, 'mount', mnt, '--json', ...extra]);
-  children.push(c);
-  let out = '', err = '';
-  c.stderr!.on('data', (d) => (err += d));
-  await new Promise<void>((res, rej) => {
-    c.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) res();
-    });
-    c.on('exit', (code) => rej(new Error(`miq mount exited ${code}: ${err}`)));
-  });
-  return c;
+  const m = await startMiqMount([...S, 'mount', mnt, '--json', ...extra]);
+  children.push(m.child);
+  return m.child;
 }
 
 // fuse-native (the fallback) has no teardown of its own to speak of: it unmounts with fusermount

@@ -13,7 +13,7 @@ import { flipChunkByte } from './helpers/packs.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
 import type { Id } from '../store/ids.js';
-import { cleanup, fixtureTree, sh, tmp, waitExit } from './helpers/fuse.js';
+import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
 import { json, miqAsync, spawnMiq } from './helpers/cli.js';
 
 let base: string, mnt: string, srcA: string, srcB: string;
@@ -310,18 +310,9 @@ describe('corruption and crashes', () => {
       await miqAsync([...S, 'profile', 'switch', 'system', p]);
       await mkdir(join(b, 'mnt'));
       const start = async (): Promise<{ c: ReturnType<typeof spawnMiq>; status: Record<string, unknown> }> => {
-        const c = spawnMiq([...S, 'mount', join(b, 'mnt'), '--json']);
-        children.push(c);
-        let out = '', err = '';
-        c.stderr!.on('data', (d) => (err += d));
-        const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
-          c.stdout!.on('data', (d) => {
-            out += d;
-            if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as Record<string, unknown>);
-          });
-          c.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
-        });
-        return { c, status };
+        const m = await startMiqMount([...S, 'mount', join(b, 'mnt'), '--json']);
+        children.push(m.child);
+        return { c: m.child, status: m.status };
       };
       const first = await start();
       assert.equal((await sh(`cat ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 3\n');

@@ -16,8 +16,8 @@ import { openStore } from '../store/open.js';
 import { proxyFor } from '../store/remote/transport.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
-import { json, miq, spawnMiq } from './helpers/cli.js';
-import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
+import { json, miq } from './helpers/cli.js';
+import { cleanup, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startSquid, type Squid } from './helpers/squid.js';
 
@@ -46,18 +46,10 @@ const home = (n: string): NodeJS.ProcessEnv => ({ MIQ_HOME: join(base, n), http_
 async function mountLazy(store: string, proxy: string): Promise<Mounted> {
   const dir = join(base, `mnt-${store}`);
   await mkdir(dir, { recursive: true });
-  const child = spawnMiq(['mount', dir, '--remote', nginx!.url, '--trusted-key', pub, '--proxy', proxy, '--no-hints', '--json'], { env: home(store) });
-  let out = '', err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  await new Promise<void>((res, rej) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('"mounted":true')) res();
-    });
-    child.once('exit', (c) => rej(new Error(`miq mount exited ${c}: ${err}`)));
-  });
+  const mm = await startMiqMount(['mount', dir, '--remote', nginx!.url, '--trusted-key', pub, '--proxy', proxy, '--no-hints', '--json'], { env: home(store) });
+  const child = mm.child;
   const m: Mounted = {
-    child, dir, stderr: () => err,
+    child, dir, stderr: mm.stderr,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -3,11 +3,12 @@
  * process or through async fs: the test process serves the mount itself, so a synchronous call
  * on the mount would deadlock it.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir, symlink, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lazyUnmount, mountsUnder } from '../../mount/mountinfo.js';
+import { spawnMiq } from './cli.js';
 
 export interface Sh { code: number; stdout: string; stderr: string }
 
@@ -57,4 +58,41 @@ export function waitExit(c: ReturnType<typeof spawn>): Promise<number | null> {
     if (c.exitCode !== null || c.signalCode !== null) return r(c.exitCode);
     c.once('exit', (code) => r(code));
   });
+}
+
+/** A `miq mount … --json` child that has started serving. */
+export interface MiqMount {
+  child: ChildProcess;
+  /** Its status line (`mounted`, `dir`, `cleared`, …). */
+  status: Record<string, unknown>;
+  stderr: () => string;
+  /** SIGTERM, then its exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Runs `miq ARGS` (a `mount … --json`, in the foreground) and resolves once its status line
+ * (`"mounted":…`) is printed (the mount serves then), or rejects with its stderr if it exits first.
+ */
+export async function startMiqMount(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<MiqMount> {
+  const child = spawnMiq(args, opts);
+  let out = '', err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      // The status line says `mounted`; a lazy mount may print other lines before it.
+      for (const line of out.split('\n').slice(0, -1)) {
+        if (line.includes('"mounted"')) return resolve(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`miq ${args.join(' ')} exited ${code}: ${err}`)));
+  });
+  return {
+    child, status, stderr: () => err,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return waitExit(child);
+    },
+  };
 }
