@@ -34,7 +34,7 @@ import { listenUserSockets } from './users.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from './fuse3.js';
 import { Inodes } from '../fs/inodes.js';
-import { lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
+import { fuseDeviceAt, fuseMountsOf, lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
 import { viewsDir } from '../store/private-dir.js';
 
 export interface MountOptions {
@@ -190,18 +190,40 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
       done.push(() => control!.close());
       for (const s of await listenUserSockets(store, opts.users ?? [], ops, log)) done.push(() => s.close());
     }
+    // Binds of DIR/usr or DIR made by others keep both devices mounted after our own unmounts
+    // (and fusermount cannot see them): detach every mount of them first (`done` is undone last
+    // to first), so that nothing is left in the mount table when we exit.
+    const devices = (await Promise.all([fuseDeviceAt(dir), fuseDeviceAt(viewDir)])).filter((d): d is string => d !== undefined);
+    done.push(async () => {
+      for (const m of await fuseMountsOf(devices)) if (m !== dir && m !== viewDir && m !== usr) await lazyUnmount(m).catch(() => {});
+    });
   } catch (e) {
     await undo();
     throw e;
   }
 
   let closing: Promise<void> | undefined;
+  // libfuse 2 tells us nothing when someone runs `umount DIR`: watch the mount table (cheap,
+  // twice a second) so that miq mount ends then, as it does on the fuse3 backend.
+  let watch: NodeJS.Timeout | undefined;
+  const lost = new Promise<void>((resolveLost) => {
+    watch = setInterval(() => {
+      void fuseDeviceAt(dir).then((d) => {
+        if (d !== undefined || closing) return;
+        clearInterval(watch);
+        resolveLost();
+      }, () => {});
+    }, 500);
+    watch.unref();
+  });
   return {
     dir,
     cleared,
     status: () => ({ dir, store: store.dir, profile, generation: pointer?.generation, tree: pointer?.tree, pid: process.pid, openHandles: main.openHandles() + ptr.openHandles(), backend }),
     refresh,
+    lost,
     close() {
+      clearInterval(watch);
       closing ??= undo();
       return closing;
     },

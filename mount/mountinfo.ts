@@ -11,6 +11,8 @@ export interface MountEntry {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** major:minor of the file system (a bind shows its source's). */
+  device: string;
 }
 
 const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -23,7 +25,7 @@ export async function mounts(): Promise<MountEntry[]> {
     const [left, right] = line.split(' - ');
     const f = left!.split(' ');
     const r = (right ?? '').split(' ');
-    out.push({ mountpoint: unescape(f[4]!), fstype: r[0] ?? '', source: unescape(r[1] ?? '') });
+    out.push({ mountpoint: unescape(f[4]!), fstype: r[0] ?? '', source: unescape(r[1] ?? ''), device: f[2] ?? '' });
   }
   return out;
 }
@@ -32,6 +34,17 @@ export async function mounts(): Promise<MountEntry[]> {
 export async function mountsUnder(dir: string): Promise<MountEntry[]> {
   const all = await mounts();
   return all.filter((m) => m.mountpoint === dir || m.mountpoint.startsWith(`${dir}/`)).sort((a, b) => b.mountpoint.length - a.mountpoint.length);
+}
+
+/** The device of the FUSE mount at `mountpoint` (the last one mounted there), if any. */
+export async function fuseDeviceAt(mountpoint: string): Promise<string | undefined> {
+  return (await mounts()).filter((m) => m.mountpoint === mountpoint && m.fstype.startsWith('fuse')).pop()?.device;
+}
+
+/** Every FUSE mountpoint showing one of these devices (the mounts and any bind of them, also
+ * binds made by others), deepest first. */
+export async function fuseMountsOf(devices: readonly string[]): Promise<string[]> {
+  return (await mounts()).filter((m) => devices.includes(m.device) && m.fstype.startsWith('fuse')).map((m) => m.mountpoint).sort((a, b) => b.length - a.length);
 }
 
 export function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {

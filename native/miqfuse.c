@@ -358,36 +358,45 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 }
 
 #define SESSION_ARGS(k) napi_value argv[k]; if (!get_args(env, info, k, argv)) return NULL; session_t *s = get_session(env, argv[0]); if (!s) return NULL;
+/* Every reply: its arguments (session, slot, ...), then the request the slot holds (a slot is
+ * taken once: a second reply to it is refused, never a use-after-free). Arguments that can be
+ * refused are checked before the take, so a type error leaves the request to be answered. */
+#define TAKE_REQ fuse_req_t r = take(env, s, argv[1]); if (!r) return NULL;
+#define REQ_ARGS(k) SESSION_ARGS(k) TAKE_REQ
+
+static bool buffer_arg(napi_env env, napi_value v, void **data, size_t *len) {
+  if (napi_get_buffer_info(env, v, data, len) == napi_ok) return true;
+  napi_throw_type_error(env, NULL, "miqfuse: not a buffer");
+  return false;
+}
+
+static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at) {
+  memset(e, 0, sizeof *e);
+  e->ino = (fuse_ino_t)ino;
+  fill_attr(&e->attr, ino, mode, size);
+  e->entry_timeout = et;
+  e->attr_timeout = at;
+}
 
 static napi_value ret_int(napi_env env, int v) { napi_value r; napi_create_int32(env, v, &r); return r; }
 
 /* replyErr(s, slot, errno) */
 static napi_value js_reply_err(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(3);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  REQ_ARGS(3);
   return ret_int(env, fuse_reply_err(r, (int)num(env, argv[2])));
 }
 
 /* replyEntry(s, slot, ino, mode, size, entryTimeout, attrTimeout); ino 0 is a cacheable miss */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(7);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  REQ_ARGS(7);
   struct fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  e.ino = (fuse_ino_t)num(env, argv[2]);
-  fill_attr(&e.attr, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]));
-  e.entry_timeout = num(env, argv[5]);
-  e.attr_timeout = num(env, argv[6]);
+  fill_entry(&e, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]), num(env, argv[5]), num(env, argv[6]));
   return ret_int(env, fuse_reply_entry(r, &e));
 }
 
 /* replyAttr(s, slot, ino, mode, size, attrTimeout) */
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(6);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  REQ_ARGS(6);
   struct stat st;
   fill_attr(&st, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]));
   return ret_int(env, fuse_reply_attr(r, &st, num(env, argv[5])));
@@ -398,11 +407,10 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   SESSION_ARGS(4);
   void *data = NULL;
   size_t len = 0;
-  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
+  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
   double want = num(env, argv[3]);
   if (want >= 0 && want < (double)len) len = (size_t)want;
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  TAKE_REQ
   return ret_int(env, fuse_reply_buf(r, data, len));
 }
 
@@ -411,9 +419,8 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   SESSION_ARGS(3);
   void *data = NULL;
   size_t len = 0;
-  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
+  TAKE_REQ
   char *t = malloc(len + 1);
   memcpy(t, data, len);
   t[len] = 0;
@@ -424,17 +431,13 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
 
 /* replyXattrSize(s, slot, n) */
 static napi_value js_reply_xattr(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(3);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  REQ_ARGS(3);
   return ret_int(env, fuse_reply_xattr(r, (size_t)num(env, argv[2])));
 }
 
 /* replyStatfs(s, slot, blocks, files) */
 static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(4);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  REQ_ARGS(4);
   struct statvfs v;
   memset(&v, 0, sizeof v);
   v.f_bsize = v.f_frsize = 4096;
@@ -458,11 +461,10 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   size_t size = (size_t)num(env, argv[3]);
   uint8_t *p = NULL;
   size_t plen = 0;
-  if (napi_get_buffer_info(env, argv[4], (void **)&p, &plen) != napi_ok) { napi_throw_type_error(env, NULL, "miqfuse: not a buffer"); return NULL; }
+  if (!buffer_arg(env, argv[4], (void **)&p, &plen)) return NULL;
   uint32_t count = (uint32_t)num(env, argv[5]);
   double first = num(env, argv[6]), et = num(env, argv[7]), at = num(env, argv[8]);
-  fuse_req_t r = take(env, s, argv[1]);
-  if (!r) return NULL;
+  TAKE_REQ
   char *buf = malloc(size ? size : 1);
   size_t used = 0, at_p = 0;
   uint32_t sent = 0;
@@ -481,11 +483,7 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
     size_t need;
     if (plus) {
       struct fuse_entry_param e;
-      memset(&e, 0, sizeof e);
-      e.ino = (fuse_ino_t)ino;
-      fill_attr(&e.attr, ino, mode, fsize);
-      e.entry_timeout = et;
-      e.attr_timeout = at;
+      fill_entry(&e, ino, mode, fsize, et, at);
       need = fuse_add_direntry_plus(r, buf + used, size - used, name, &e, off);
     } else {
       struct stat st;
