@@ -78,6 +78,7 @@ export interface LazyResult {
 const METHODS: [string, string][] = [
   ['lazy', 'miq lazy mount + first run'],
   ['lazyWithHints', 'the same, with a prefetch list'],
+  ['lazyMountReady', 'of which: mount ready'],
   ['miqFetch', 'miq fetch (whole profile)'],
   ['curlTar', 'curl + zstd + tar (whole profile)'],
 ];

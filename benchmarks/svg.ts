@@ -44,6 +44,35 @@ function mark(kind: string, x: number, y: number, color: string, cls = ''): stri
   return `<circle${c} cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${color}"/>`;
 }
 
+/** A subtitle broken at its " · " separators into lines of at most `width` pixels (about 6.5 px a
+ * character at 12 px sans-serif): a long one ran off the right edge. */
+function subtitleLines(sub: string | undefined, width: number): string[] {
+  if (!sub) return [];
+  const max = Math.floor((width - 16) / 6.5);
+  const lines: string[] = [];
+  for (const part of sub.split(' · ')) {
+    const last = lines.length ? lines[lines.length - 1]! : undefined;
+    if (last !== undefined && last.length + 3 + part.length <= max) lines[lines.length - 1] = `${last} · ${part}`;
+    else lines.push(part);
+  }
+  return lines;
+}
+
+function subtitleSvg(lines: string[]): string[] {
+  return lines.map((l, i) => `<text x="8" y="${38 + i * 16}" fill="#444">${esc(l)}</text>`);
+}
+
+/** Ticks from 0 to `hi` at a round step (4 or 5 intervals): "12.5 s" steps read badly. */
+function linearTicks(lo: number, hi: number): number[] {
+  const span = hi - lo;
+  for (const n of [5, 4, 2]) {
+    const step = span / n;
+    const m = step / 10 ** Math.floor(Math.log10(step));
+    if ([1, 2, 5].some((x) => Math.abs(m - x) < 1e-9)) return Array.from({ length: n + 1 }, (_, k) => lo + step * k);
+  }
+  return Array.from({ length: 5 }, (_, k) => lo + (span * k) / 4);
+}
+
 /** `subtitle` says how to read it: the operation, "lower is better", what the whiskers are. */
 export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; format: (v: number) => string }): string {
   const bars = opts.bars.filter((b) => Number.isFinite(b.value));
@@ -52,8 +81,9 @@ export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; 
   const labelW = Math.max(170, 12 + 7 * Math.max(0, ...bars.map((b) => b.label.length)));
   const plotW = 480;
   const valueW = 140;
-  const top = opts.subtitle ? 50 : 34;
   const width = labelW + plotW + valueW + 10;
+  const sub = subtitleLines(opts.subtitle, width);
+  const top = 34 + sub.length * 16;
   const groups = bars.filter((b, i) => b.group !== undefined && (i === 0 || bars[i - 1]!.group !== b.group)).length;
   const height = top + (bars.length + groups) * rowH + 12;
   const max = niceMax(Math.max(...bars.map((b) => Math.max(b.value, b.max ?? 0)), 0));
@@ -63,7 +93,7 @@ export function barChart(opts: { title: string; subtitle?: string; bars: Bar[]; 
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="8" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
   );
-  if (opts.subtitle) parts.push(`<text x="8" y="38" fill="#444">${esc(opts.subtitle)}</text>`);
+  parts.push(...subtitleSvg(sub));
   let row = 0;
   bars.forEach((b, i) => {
     if (b.group !== undefined && (i === 0 || bars[i - 1]!.group !== b.group)) {
@@ -113,10 +143,11 @@ export function lineChart(opts: {
   const left = 80;
   const plotW = 560;
   const plotH = 260;
-  const top = opts.subtitle ? 50 : 34;
-  const legendW = 170;
+  const legendW = Math.max(170, 44 + 7 * Math.max(0, ...opts.lines.map((l) => l.name.length)));
   const bottom = 50;
   const width = left + plotW + legendW;
+  const sub = subtitleLines(opts.subtitle, width);
+  const top = 34 + sub.length * 16;
   const height = top + plotH + bottom;
   const all = opts.lines.flatMap((l) => [...l.values, ...(l.spread ?? []).flatMap((sp) => (sp ? [sp.min, sp.max] : []))]).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
   let lo = 0;
@@ -140,10 +171,10 @@ export function lineChart(opts: {
     `<text x="8" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
     `<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`,
   );
-  if (opts.subtitle) parts.push(`<text x="8" y="38" fill="#444">${esc(opts.subtitle)}</text>`);
+  parts.push(...subtitleSvg(sub));
   const ticks: number[] = [];
   if (opts.logY) for (let v = lo; v <= hi * 1.0001; v *= 10) ticks.push(v);
-  else for (let k = 0; k <= 4; k++) ticks.push(lo + ((hi - lo) * k) / 4);
+  else ticks.push(...linearTicks(lo, hi));
   for (const v of ticks) {
     const y = yOf(v);
     parts.push(
