@@ -175,10 +175,48 @@ export function encode(u: Universe, req: ResolveRequest): Encoding {
   return { pkgs, index, problem, rules, roots, groups };
 }
 
+/**
+ * The answer without a solver, when there is an obvious one. With no penalty, every chosen
+ * package's every group has its preferred satisfier chosen (its penalty clause says so), so
+ * every penalty-free answer contains G, the closure of the request under preferred satisfiers.
+ * If G itself breaks no rule it is therefore the one optimum (no penalty, fewest packages), the
+ * same set the solver would return; most requests are like that, and they skip loading MiniSat
+ * (0.5-1.5 s). Pure.
+ */
+export function preferredAnswer(enc: Encoding): Set<number> | undefined {
+  const byFrom = new Map<Pkg, Pkg[]>();
+  for (const g of enc.groups) {
+    // An unsatisfiable group of a chosen package breaks its rule: the check below says so.
+    if (g.sats.length === 0) continue;
+    let l = byFrom.get(g.from);
+    if (!l) byFrom.set(g.from, (l = []));
+    l.push(g.sats[0]!);
+  }
+  const chosen = new Set<number>();
+  const queue = [...enc.roots];
+  for (const r of enc.roots) chosen.add(enc.index.get(r)!);
+  while (queue.length) {
+    const p = queue.pop()!;
+    for (const s of byFrom.get(p) ?? []) {
+      const v = enc.index.get(s)!;
+      if (!chosen.has(v)) {
+        chosen.add(v);
+        queue.push(s);
+      }
+    }
+  }
+  // Variables past the packages are penalties: all false here.
+  const holds = (c: readonly number[]): boolean => c.some((l) => (l > 0 ? chosen.has(l) : !chosen.has(-l)));
+  if (!enc.problem.hard.every(holds)) return undefined;
+  if (!enc.problem.rules.every((cs) => cs.every(holds))) return undefined;
+  return chosen;
+}
+
 export function resolve(u: Universe, req: ResolveRequest, solver: SatSolver = logicSolver): Resolution {
   const t0 = performance.now();
   const enc = encode(u, req);
-  const ans = solver.solve(enc.problem, { core: true });
+  const quick = preferredAnswer(enc);
+  const ans = quick ? { sat: true as const, trueVars: quick } : solver.solve(enc.problem, { core: true });
   if (!ans.sat) {
     const core = ans.core.map((i) => enc.rules[i]!);
     throw new MiqError('MIQ_CONFLICT', `no set of packages satisfies the request; these rules cannot all hold:\n${core.map((r) => `  - ${r.text}`).join('\n')}`, { details: { unsatisfiable: core } });

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { resolve, violations } from '../packages/resolve.js';
+import { encode, preferredAnswer, resolve, violations } from '../packages/resolve.js';
+import { logicSolver } from '../packages/solver.js';
 import { loadUniverse } from '../packages/packed.js';
 import type { Universe } from '../packages/universe.js';
 import { openStore } from '../store/open.js';
@@ -91,4 +92,20 @@ test('--dot writes a graph that Graphviz renders; --explain says why', { skip: s
   assert.match(svg.stdout, /<svg/);
   assert.equal(got.packages.find((p) => p.name === 'python3')?.why, 'requested');
   assert.ok(got.packages.every((p) => p.why !== undefined), 'every package has a reason');
+});
+
+test("the answer found without the solver, when there is one, is the solver's answer", { skip: skip ?? false }, () => {
+  let quick = 0;
+  for (const req of [['python3'], ['python3', 'perl', 'bash', 'coreutils'], ['build-essential'], ['git'], ['vim'], ['openssh-server'], ['curl', 'ca-certificates']]) {
+    const enc = encode(u, { packages: req });
+    const mine = preferredAnswer(enc);
+    const ans = logicSolver.solve(enc.problem);
+    assert.ok(ans.sat, req.join(' '));
+    const solved = [...ans.trueVars].filter((v) => v <= enc.pkgs.length).sort((a, b) => a - b);
+    if (mine) {
+      quick++;
+      assert.deepEqual([...mine].sort((a, b) => a - b), solved, req.join(' '));
+    }
+  }
+  assert.ok(quick >= 3, `only ${quick} requests had an answer without the solver`);
 });

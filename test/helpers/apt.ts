@@ -70,9 +70,9 @@ export function hasApt(): boolean {
  * `miq repo add debian --from-apt && miq repo update` make it, copied into `dir`. The first
  * call of a test run makes it (through the CLI) and keeps it in the test cache; later calls,
  * in this file or another, copy it (a verified index and its ready universe: ~15-75 s of
- * `repo update` each on a loaded machine). Keyed by apt's lists and miq's compiled packages/
- * and store/ code, so a change to either makes it again. packages-repo.test.ts runs the real
- * `repo update` itself.
+ * `repo update` each on a loaded machine). Keyed by apt's lists and the compiled code that
+ * makes it (store/, and the index's modules in packages/), so a change to either makes it
+ * again. packages-repo.test.ts runs the real `repo update` itself.
  */
 export function debianStore(dir: string, miq: (args: string[]) => { code: number; stderr: string }): void {
   const h = createHash('sha256');
@@ -82,9 +82,9 @@ export function debianStore(dir: string, miq: (args: string[]) => { code: number
     h.update(`${n} ${st.size} ${st.mtimeMs}\n`);
   }
   const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-  for (const sub of ['packages', 'store']) {
-    for (const f of readdirSync(join(dist, sub)).filter((x) => x.endsWith('.js')).sort()) h.update(`${sub}/${f}\n`).update(readFileSync(join(dist, sub, f)));
-  }
+  // The code that decides what such a store holds: the store itself and the index's making.
+  const code = [...readdirSync(join(dist, 'store')).filter((x) => x.endsWith('.js')).map((f) => `store/${f}`), ...['repo', 'release', 'fetch', 'deb822', 'universe', 'packed'].map((f) => `packages/${f}.js`)];
+  for (const f of code.sort()) h.update(`${f}\n`).update(readFileSync(join(dist, f)));
   const key = h.digest('hex').slice(0, 24);
   const top = join(process.env.MIQ_TEST_CACHE ?? '/var/cache/miq-test', 'debian-store');
   const ready = join(top, key);
