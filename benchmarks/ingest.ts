@@ -7,8 +7,11 @@
  * `--small` (issue 13) adds the many-small-files corpus (corpus.ts SMALL) in the same run: its
  * whole tree into a new repository, then its release N and N+1 the same way.
  *
- * Usage: `node dist/benchmarks/ingest.js [--quick] [--small|--small-only] [--runs N]` (after
- * `npm run build`). Prints a table of medians and the ratios the targets are judged by.
+ * Usage: `node dist/benchmarks/ingest.js [--quick] [--small|--small-only] [--runs N]
+ * [--tools miq,casync] [--before BIN]` (after `npm run build`). `--tools` keeps only the named
+ * tools (a loaded machine cannot afford all five); `--before BIN` adds `miq before`, another
+ * build's bin/miq, in the same run, so a change is judged against the code before it. Prints a
+ * table of medians and the ratios the targets are judged by.
  */
 import { join } from 'node:path';
 import { fetchCorpus, findSet, FULL, QUICK, SMALL, type CorpusSpec } from './corpus.js';
@@ -17,6 +20,17 @@ import { anchor, ensureAnchors, miqTool, type Tool } from './tools.js';
 import { fmtBytes, fmtRatio, fmtSec, type Log } from './util.js';
 
 export const INGEST_TOOLS = (): Tool[] => [miqTool(), anchor('b3sum'), anchor('tar+zstd'), anchor('casync'), anchor('restic')];
+
+/** Another build of miq as a tool of the same run (`--before BIN`). */
+export function miqBefore(bin: string): Tool {
+  const t = miqTool();
+  return { ...t, name: 'miq before', about: `miq ingest from ${bin} (the code before a change)`, env: { ...t.env, MIQ: bin } };
+}
+
+/** `tools` narrowed to the names in `keep` (all when undefined), plus `extra`. */
+export function pickTools(tools: Tool[], keep: string[] | undefined, extra: Tool[]): Tool[] {
+  return [...(keep ? tools.filter((t) => keep.includes(t.name)) : tools), ...extra];
+}
 
 export async function runIngestBench(opts: { quick?: boolean; runs?: number; log?: Log; spec?: CorpusSpec; tools?: Tool[] }): Promise<Series> {
   const log = opts.log ?? (() => {});
@@ -38,12 +52,12 @@ export async function runIngestBench(opts: { quick?: boolean; runs?: number; log
 
 /** The many-small-files corpus: its whole tree into a new repository (the full-ingest figure),
  * with miq and casync (and b3sum as a floor) in the same run. */
-export async function runSmallFullBench(opts: { runs?: number; log?: Log }): Promise<Series> {
+export async function runSmallFullBench(opts: { runs?: number; log?: Log; tools?: Tool[] }): Promise<Series> {
   const log = opts.log ?? (() => {});
   await ensureAnchors(log);
   const m = await fetchCorpus(SMALL, { log });
   const full = findSet(m, 'full');
-  return runSeries('ingest-small-full', [miqTool(), anchor('b3sum'), anchor('casync')], [{ label: 'all', dir: full.dir, bytes: full.stats.bytes, files: full.stats.files }], { runs: opts.runs ?? 3, work: join(m.cache, 'work'), log });
+  return runSeries('ingest-small-full', opts.tools ?? [miqTool(), anchor('b3sum'), anchor('casync')], [{ label: 'all', dir: full.dir, bytes: full.stats.bytes, files: full.stats.files }], { runs: opts.runs ?? 3, work: join(m.cache, 'work'), log });
 }
 
 /** One-step series (a whole tree into a new repository): miq against each anchor. */
@@ -58,7 +72,8 @@ export function formatFull(s: Series): string {
     const m = med(t.tool.name);
     out.push(m ? `${t.tool.name.padEnd(12)}${fmtSec(m.m.seconds).padEnd(12)}${m.timeOnly ? '—' : fmtBytes(m.m.total)}` : `${t.tool.name.padEnd(12)}${t.error ?? 'n/a'}`);
   }
-  const miq = med('miq'), c = med('casync');
+  const miq = med('miq'), c = med('casync'), before = med('miq before');
+  if (miq && before) out.push(`miq ÷ miq before: time ${fmtRatio(miq.m.seconds / before.m.seconds)}, stored ${fmtRatio(miq.m.total / before.m.total)}`);
   if (miq && c) {
     out.push(`target: miq time ≤ 0.4× casync: ${miq.m.seconds <= 0.4 * c.m.seconds ? 'holds' : 'not met'} (${fmtRatio(miq.m.seconds / c.m.seconds)})`);
     out.push(`target: miq stored ≤ casync: ${miq.m.total <= c.m.total ? 'holds' : 'not met'} (${fmtRatio(miq.m.total / c.m.total)})`);
@@ -92,7 +107,7 @@ export function formatIngest(s: Series): string {
   const miq = med('miq');
   if (miq) {
     out.push('');
-    for (const name of ['b3sum', 'tar+zstd', 'casync', 'restic']) {
+    for (const name of ['miq before', 'b3sum', 'tar+zstd', 'casync', 'restic']) {
       const a = med(name);
       if (!a) continue;
       const bytes = a.timeOnly ? '' : `, stored ${fmtRatio(miq.a.total / a.a.total)}`;
@@ -105,6 +120,8 @@ export function formatIngest(s: Series): string {
     }
     const inc = miq.b.seconds / miq.a.seconds;
     out.push(`target: incremental N+1 ≤ ⅓ of full: ${inc <= 1 / 3 ? 'holds' : 'not met'} (${fmtRatio(inc)})`);
+    const before = med('miq before');
+    if (before) out.push(`miq before: N+1 at ${fmtRatio(before.b.seconds / before.a.seconds)} of full; miq ÷ miq before: N ${fmtRatio(miq.a.seconds / before.a.seconds)}, N+1 ${fmtRatio(miq.b.seconds / before.b.seconds)}, N+1 added ${fmtRatio(miq.b.added / before.b.added)}`);
   }
   return out.join('\n');
 }
@@ -113,13 +130,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const ri = args.indexOf('--runs');
   const runs = ri >= 0 ? { runs: Number(args[ri + 1]) } : {};
+  const ti = args.indexOf('--tools');
+  const keep = ti >= 0 ? args[ti + 1]!.split(',') : undefined;
+  const bi = args.indexOf('--before');
+  const extra = bi >= 0 ? [miqBefore(args[bi + 1]!)] : [];
   const log = (l: string) => process.stderr.write(`${l}\n`);
   (async () => {
     const out: string[] = [];
-    if (!args.includes('--small-only')) out.push(formatIngest(await runIngestBench({ quick: args.includes('--quick'), ...runs, log })));
+    if (!args.includes('--small-only')) out.push(formatIngest(await runIngestBench({ quick: args.includes('--quick'), ...runs, log, tools: pickTools(INGEST_TOOLS(), keep, extra) })));
     if (args.includes('--small') || args.includes('--small-only')) {
-      out.push(formatFull(await runSmallFullBench({ ...runs, log })));
-      out.push(formatIngest(await runIngestBench({ spec: SMALL, ...runs, log, tools: [miqTool(), anchor('casync')] })));
+      out.push(formatFull(await runSmallFullBench({ ...runs, log, tools: pickTools([miqTool(), anchor('b3sum'), anchor('casync')], keep, extra) })));
+      out.push(formatIngest(await runIngestBench({ spec: SMALL, ...runs, log, tools: pickTools([miqTool(), anchor('casync')], keep, extra) })));
     }
     return out.join('\n\n');
   })().then(

@@ -105,7 +105,9 @@ export async function treeStats(root: string): Promise<TreeStats> {
 export async function storedBytes(path: string): Promise<number> {
   const st = await lstat(path);
   if (!st.isDirectory()) return st.size;
-  return (await treeStats(path)).inodeBytes;
+  // A miq store's full-disk reserve (<store>/reserve, 8 MiB) is held-back free space, not data.
+  const reserve = await lstat(join(path, 'reserve')).then((r) => (r.isFile() ? r.size : 0), () => 0);
+  return (await treeStats(path)).inodeBytes - reserve;
 }
 
 export function median(xs: number[]): number {
