@@ -130,6 +130,13 @@ export function storeConformance(impl: Impl, tmpRoot: () => string): void {
       assert.equal(await s.getStorePath(`nothing-${'0'.repeat(32)}`), undefined);
     });
 
+    it('absent: a chunk a file record names is MIQ_MISSING (damage, EIO), not NOT_FOUND and never short bytes', async () => {
+      const nobody = idOf(Buffer.from(`chunk in no store ${impl.name}`));
+      const f = await fileAt(s, tree, 'a.txt');
+      // The record names a chunk nobody has: the store cannot serve what it says it holds.
+      await assert.rejects(s.readFile({ id: f.id, size: f.size, chunks: [{ id: nobody, length: f.size }] }, 0, f.size), rejectsWith('MIQ_MISSING'));
+    });
+
     it('concurrency: many overlapping reads at once all return the right bytes', async () => {
       const big = files.get('share/big.bin')!;
       const f = await fileAt(s, tree, 'share/big.bin');
