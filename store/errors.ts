@@ -10,7 +10,9 @@
  *    referenced store path, a delta base): the store (or remote, details.source) is incomplete
  *    or damaged, whatever the user asked. The fix is `miq verify` / a refetch. Exit 3 (7 for a
  *    remote); EIO through the mount, never an empty or short file. A layered store falls back
- *    to its remote on MIQ_MISSING only.
+ *    to its remote on MIQ_MISSING only. A remote that lacks what its own records name is
+ *    MIQ_MISSING with details.source 'remote'; MIQ_REMOTE is the remote failing to answer
+ *    (unreachable, an HTTP error status, a truncated body, a refused redirect).
  */
 export type MiqErrorCode =
   | 'MIQ_NOT_FOUND'

@@ -154,7 +154,7 @@ describe('hostile or broken servers', () => {
   it('404 and 500', async () => {
     const { served } = await failingChunk({ kind: 'status', status: 500 }, code('MIQ_REMOTE', /500/));
     assert.equal(served, FAST.attempts, '5xx is retried');
-    const r404 = await failingChunk({ kind: 'status', status: 404 }, code('MIQ_REMOTE', /lacks chunk/));
+    const r404 = await failingChunk({ kind: 'status', status: 404 }, code('MIQ_MISSING', /lacks chunk/));
     assert.equal(r404.served, 1, '404 is an answer, not retried');
     const { r } = await open();
     try {

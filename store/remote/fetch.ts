@@ -94,7 +94,7 @@ export async function prefetch(
     const next = new Set<Id>();
     await forEachLimit(level, concurrency, async (id) => {
       const t = await remote.getTree(id);
-      if (!t) throw new MiqError('MIQ_REMOTE', `the remote lacks tree ${id}`, { details: { id } });
+      if (!t) throw new MiqError('MIQ_MISSING', `the remote lacks tree ${id}`, { details: { id, source: 'remote' } });
       trees.set(id, t);
     });
     for (const id of level) {
@@ -114,11 +114,11 @@ export async function prefetch(
   let lastShown = 0;
   await forEachLimit(files.keys(), concurrency, async (fid) => {
     const rec = await remote.getFile(fid);
-    if (!rec) throw new MiqError('MIQ_REMOTE', `the remote lacks file ${fid}`, { details: { id: fid } });
+    if (!rec) throw new MiqError('MIQ_MISSING', `the remote lacks file ${fid}`, { details: { id: fid, source: 'remote' } });
     await Promise.all(rec.chunks.map((c) => chunkLimit.run(async () => {
       if (sink && (await sink.hasChunk(c.id))) return;
       const b = await remote.chunks.getSized(c.id, c.length);
-      if (!b) throw new MiqError('MIQ_REMOTE', `the remote lacks chunk ${c.id}`, { details: { id: c.id } });
+      if (!b) throw new MiqError('MIQ_MISSING', `the remote lacks chunk ${c.id}`, { details: { id: c.id, source: 'remote' } });
       await sink?.putChunk(c.id, b);
       res.chunks++;
       res.bytes += b.length;

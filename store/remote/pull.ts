@@ -72,7 +72,7 @@ export async function prefetchTrees(reader: Pick<ObjectReader, 'getTree'> & Part
     const next: Id[] = [];
     await forEachLimit(level, concurrency, async (id) => {
       const t = await reader.getTree(id);
-      if (!t) throw new MiqError('MIQ_REMOTE', `the remote lacks tree ${id}`, { details: { id } });
+      if (!t) throw new MiqError('MIQ_MISSING', `the remote lacks tree ${id}`, { details: { id, source: 'remote' } });
       for (const e of t.entries) if (e.kind === 'dir' && !seen.has(e.id!)) { seen.add(e.id!); next.push(e.id!); }
     });
     level = next;

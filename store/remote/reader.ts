@@ -400,7 +400,7 @@ class Reader implements RemoteReader {
         if (idOf(b) !== rh) throw new MiqError('MIQ_CORRUPT', `file record ${id} from the remote does not match the signed index`, { details: { id } });
         return decodeFileRecord(b, id);
       });
-      if (!rec) throw new MiqError('MIQ_REMOTE', `the remote lacks file record ${id} that its index names`, { details: { id } });
+      if (!rec) throw new MiqError('MIQ_MISSING', `the remote lacks file record ${id} that its index names`, { details: { id, source: 'remote' } });
       for (const c of rec.chunks) this.owner.set(c.id, rec);
     } else if (id === EMPTY_ID) {
       rec = { id, size: 0, chunks: [] };
@@ -425,7 +425,7 @@ class Reader implements RemoteReader {
     if (!doc) return undefined;
     if (doc.index) {
       const idx = await this.load(objectPath(doc.index), MAX_OBJECT_BYTES, (b) => decodeFileIndex(b, doc.index!));
-      if (!idx) throw new MiqError('MIQ_REMOTE', `the remote lacks the file index of ${path}`, { details: { path } });
+      if (!idx) throw new MiqError('MIQ_MISSING', `the remote lacks the file index of ${path}`, { details: { path, source: 'remote' } });
       for (const [f, h] of idx) this.recordHashes.set(f, h);
     }
     this.paths.set(path, doc.record);
@@ -440,7 +440,7 @@ class Reader implements RemoteReader {
     const { lo, hi } = chunkSpan(chunkStarts(file), file.chunks.length, file.size, offset, length);
     for (let i = lo; i < hi; i++) this.note(file.chunks[i]!.id);
     return readRange(file, offset, length, (id, len) => this.readLimit.run(() => this.chunk(id, len)),
-      (id) => new MiqError('MIQ_REMOTE', `the remote lacks chunk ${id} of file ${file.id}`, { details: { id, file: file.id } }));
+      (id) => new MiqError('MIQ_MISSING', `the remote lacks chunk ${id} of file ${file.id}`, { details: { id, file: file.id, source: 'remote' } }));
   }
 
   async getProfile(name: string): Promise<(Pointer & { stale: boolean }) | undefined> {
@@ -464,7 +464,7 @@ class Reader implements RemoteReader {
     }
     const lim = new Limiter(8);
     await Promise.all(ptr.paths.map((path) => lim.run(async () => {
-      if (!(await this.getStorePath(path))) throw new MiqError('MIQ_REMOTE', `profile ${name} names ${path}, which the remote lacks`, { details: { path } });
+      if (!(await this.getStorePath(path))) throw new MiqError('MIQ_MISSING', `profile ${name} names ${path}, which the remote lacks`, { details: { path, source: 'remote' } });
     })));
     return { ...ptr, stale };
   }
