@@ -9,8 +9,9 @@
  * the read) is avoided as git does: an entry is written only for files whose mtime and ctime
  * are older than the ingest's start by RACY_MS, so a later write always moves ctime past them.
  *
- * Cost: 8 bytes of fingerprint + the 32-byte id per file (about 1 MB of index per 20k files);
- * on the many-small-files corpus the unchanged files of release N+1 are then not read at all.
+ * Entries are written for files whose content the ingest stored (see ingest.ts). Cost: 8 bytes
+ * of fingerprint + the 32-byte id per such file (about 1 MB of index per 20k files); on the
+ * many-small-files corpus the unchanged files of release N+1 are then not read at all.
  * MIQ_NO_STAT_CACHE=1 turns it off (every file is read, as content decides).
  */
 import type { Stats } from 'node:fs';
