@@ -96,10 +96,20 @@ const keyOf = (parent: number, c: Child): string => {
 };
 
 const PREFETCH = 8;
+/** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
+const LOADED_FILES = 16_384;
 
 export class Inodes {
   private readonly byIno = new Map<number, Entry>();
   private readonly byKey = new Map<string, Entry>();
+  /**
+   * File records loaded ahead (a directory's files on its first read, the sibling window), by
+   * content id, bounded (Map order = age). A file looked up later starts with its record in hand,
+   * so its first READ is answered from the decoded cache without a database round trip on the
+   * libuv pool (measured on a cold read of include/: fuse-native's path table did this and read
+   * 25 % faster than fuse3 without it).
+   */
+  private readonly loadedFiles = new Map<Id, OpenFile>();
   private next = ROOT_INO + 1;
   private readonly log: Logger;
   readonly usrIno: number;
@@ -292,6 +302,11 @@ export class Inodes {
     if (!e.file) {
       const n = e.node;
       if (n.type !== 'file') return Promise.reject(new FsError(n.type === 'dir' ? 'EISDIR' : 'EINVAL'));
+      const ahead = this.loadedFiles.get(n.id);
+      if (ahead) {
+        e.opened = ahead;
+        return (e.file = Promise.resolve(ahead));
+      }
       e.file = this.o.reader.getFile(n.id).then((rec) => {
         if (!rec) throw new MiqError('MIQ_MISSING', `file record ${n.id} is missing from the store`, { details: { id: n.id } });
         return (e.opened = openFile(rec));
@@ -301,8 +316,22 @@ export class Inodes {
     return e.file;
   }
 
+  /** A file's record, loaded ahead of its lookup (see loadedFiles). */
+  private loadAhead(id: Id): Promise<OpenFile | undefined> {
+    const hit = this.loadedFiles.get(id);
+    if (hit) return Promise.resolve(hit);
+    return this.o.reader.getFile(id).then((rec) => {
+      if (!rec) return undefined;
+      const f = openFile(rec);
+      this.loadedFiles.set(id, f);
+      if (this.loadedFiles.size > LOADED_FILES) this.loadedFiles.delete(this.loadedFiles.keys().next().value as Id);
+      return f;
+    }, () => undefined);
+  }
+
   private read(slot: number, ino: number, size: number, off: number): void {
     const e = this.entry(ino);
+    if (!e.opened && !e.file && e.node.type === 'file' && this.loadedFiles.has(e.node.id)) void this.fileOf(e);
     const f0 = e.opened;
     if (f0) {
       const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, f0.rec.size - off)));
@@ -340,7 +369,7 @@ export class Inodes {
       for (const c of p.listing.slice(0, 4096)) {
         if (c.node.type !== 'file' || c.node.size === 0) continue;
         const s = this.byKey.get(keyOf(p.ino, c));
-        recs.push(s ? this.fileOf(s).catch(() => undefined) : this.o.reader.getFile(c.node.id).then((r) => (r ? openFile(r) : undefined), () => undefined));
+        recs.push(s ? this.fileOf(s).catch(() => undefined) : this.loadAhead(c.node.id));
       }
       void Promise.all(recs).then((fs) => this.o.chunks.locateAll(fs.filter((f): f is OpenFile => f !== undefined)));
     }
@@ -357,8 +386,7 @@ export class Inodes {
       const s = this.byKey.get(keyOf(p.ino, c));
       if (s?.opened) this.o.chunks.prefetch(s.opened);
       else {
-        const id = c.node.id;
-        void this.o.reader.getFile(id).then((rec) => rec && this.o.chunks.prefetch(openFile(rec)), () => {});
+        void this.loadAhead(c.node.id).then((f) => f && this.o.chunks.prefetch(f));
       }
     }
   }
