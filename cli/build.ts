@@ -9,7 +9,7 @@ import { type BuildEvent, type Substituter, build } from '../builder/build.js';
 import { loadRecipes } from '../builder/load.js';
 import type { Recipe } from '../builder/recipe.js';
 import { remoteSubstituter, storeSubstituter } from '../builder/substitute.js';
-import { globals, printJson, storeDir, withStore } from './context.js';
+import { globals, printJson, storeDir, trustedKeyFiles, withStore } from './context.js';
 import { parseCount } from './args.js';
 import { followFile, type Follower } from './follow.js';
 import { leaseStore } from './lease.js';
@@ -143,7 +143,7 @@ export function register(program: Command): void {
             opened.push(other);
             substituters.push(storeSubstituter(loc, other));
           } else {
-            const remote = await openRemote(loc, { trustedKeys: loadTrustedKeys(dir, o.trustedKey ?? []), seenFile: join(dir, 'remote-seen.json') });
+            const remote = await openRemote(loc, { trustedKeys: loadTrustedKeys(dir, trustedKeyFiles(g, o.trustedKey ?? [])), seenFile: join(dir, 'remote-seen.json') });
             opened.push(remote);
             substituters.push(remoteSubstituter(remote, (store) => localSink(store)));
           }

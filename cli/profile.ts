@@ -5,7 +5,7 @@ import { MiqError } from '../store/errors.js';
 import { controlOf, withStore } from '../mount/client.js';
 import * as P from '../store/profiles.js';
 import { resolveStorePath } from '../store/resolve.js';
-import { count, globals, printJson, storeDir } from './context.js';
+import { count, globals, printJson, storeDir, trustedKeyFiles } from './context.js';
 import { parseCount } from './args.js';
 import { openRemoteFor, rememberRemote, rememberedRemote } from './lazy.js';
 import { layeredStore, pullProfile, type PullResult } from '../store/remote/index.js';
@@ -95,10 +95,11 @@ export function register(program: Command): void {
     .argument('<name>', 'profile')
     .option('--remote <url>', 'remote (default: the one this store was last mounted from)')
     .option('--proxy <url>', 'fetch through this HTTP proxy (default: $http_proxy / $https_proxy, minus $no_proxy)')
-    .option('--trusted-key <key>', 'NAME:BASE64 or a .pub file; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--trusted-key <key>', 'NAME:BASE64, a .pub file, or NAME of <store>/keys/NAME.pub; repeatable (also read: <store>/trusted-keys)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--json', 'one JSON object')
     .action(async (name: string, o: G & { remote?: string; trustedKey: string[]; proxy?: string }, cmd: Command) => {
       const dir = storeDir(globals(cmd));
+      o.trustedKey = trustedKeyFiles(globals(cmd), o.trustedKey); // NAME of <store>/keys/NAME.pub too
       const r = await withStore(dir, async (s): Promise<PullResult> => {
         // Without --remote: the remote this store is (was) mounted from, with the keys given there.
         const known = o.remote ? { url: o.remote, trustedKeys: [] as string[] } : await rememberedRemote(s);

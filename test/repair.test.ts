@@ -31,10 +31,11 @@ describe('miq repair', () => {
 
   before(async () => {
     // Files under the 32 KiB minimum chunk are one chunk each, whose id is the file's.
-    const pushed = ingest('pushed', { a: randomBytes(20_000), b: randomBytes(24_000), big: randomBytes(600_000) });
+    const pushed = ingest('pushed', { a: randomBytes(20_000), b: randomBytes(24_000), d: randomBytes(18_000), big: randomBytes(600_000) });
     ingest('local-only', { c: randomBytes(16_000) });
     assert.equal(miq(['key', 'generate', 'k'], { env }).code, 0);
-    const p = miq(['push', join(t.dir, 'remote'), pushed, '--sign-key', 'k', '--json'], { env });
+    assert.equal(miq(['profile', 'switch', 'p', pushed], { env }).code, 0);
+    const p = miq(['push', join(t.dir, 'remote'), '--profile', 'p', '--sign-key', 'k', '--json'], { env });
     assert.equal(p.code, 0, p.stderr);
     nginx = await startNginx(join(t.dir, 'remote'));
   });
@@ -79,5 +80,15 @@ describe('miq repair', () => {
     const txt = miq(['repair', '--remote', nginx.url], { env });
     assert.equal(txt.code, 3);
     assert.match(txt.stdout, new RegExp(`NOT REPAIRED chunk ${ids['local-only/c']}`));
+  });
+
+  it('without --remote, uses the remote this store remembered (profile pull --remote, mount --remote)', () => {
+    const pull = miq(['profile', 'pull', 'p', '--remote', nginx.url, '--trusted-key', 'k'], { env });
+    assert.equal(pull.code, 0, pull.stderr);
+    flipChunkByte(store, ids['pushed/d']!);
+    const r = miq(['repair', '--json'], { env });
+    assert.equal(r.code, 3, 'the unpushed chunk stays damaged');
+    const rep = json<{ remote: string; repaired: { id: string }[]; notRepaired: { id: string }[]; damagedAfter: number }>(r);
+    assert.deepEqual([rep.remote, rep.repaired.map((x) => x.id), rep.notRepaired.map((x) => x.id), rep.damagedAfter], [nginx.url, [ids['pushed/d']], [ids['local-only/c']], 1]);
   });
 });
