@@ -63,9 +63,9 @@ export function mountReadChart(r: MountBenchResult): string {
   const load = r.loadavg ? ` · load ${r.loadavg.end[0]!.toFixed(1)} at the end` : '';
   return barChart({
     title: `Reading every file of a ${(r.tree.bytes / GB).toFixed(2)} GB tree (${r.tree.files} files) through the mount`,
-    subtitle: `higher is better · GB/s, median of ${r.rounds} round${r.rounds > 1 ? 's' : ''}${r.systems.some((s) => (s.results.readCold?.runs.length ?? 0) > 1) ? '; whisker: slowest to fastest round' : ''}${load} · ${r.date.slice(0, 10)}`,
+    subtitle: `higher is better · the tree's bytes ÷ seconds, median of ${r.rounds} round${r.rounds > 1 ? 's' : ''}${r.systems.some((s) => (s.results.readCold?.runs.length ?? 0) > 1) ? '; whisker: slowest to fastest round' : ''}${load} · ${r.date.slice(0, 10)}`,
     bars,
-    format: (v) => `${v.toFixed(2)} GB/s`,
+    format: (v) => (v >= 1 ? `${v.toFixed(2)} GB/s` : `${(v * 1000).toFixed(v < 0.1 ? 1 : 0)} MB/s`),
   });
 }
 
