@@ -1,6 +1,6 @@
 /** Runs the real `bin/miq` as a subprocess, as a user would. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,9 +41,16 @@ export function json<T = Record<string, unknown>>(r: RunResult): T {
   }
 }
 
+/** `rm -rf`, not fs.rmSync: Node 20's recursive removal costs ~2 ms per entry in a folder of
+ * 100 000 files (220 s, measured here, against 4 s for rm; hostile.test.ts makes two such
+ * folders). `--one-file-system` leaves a mount someone forgot inside the folder alone. */
+export function removeTree(dir: string): void {
+  spawnSync('rm', ['-rf', '--one-file-system', dir], { stdio: 'ignore' });
+}
+
 export function tempDir(prefix = 'miq-test-'): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, cleanup: () => removeTree(dir) };
 }
 
 /** A user mistake must be one readable line, never a stack trace. */
