@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/api.js';
+import { TempRoots } from '../store/index.js';
 import { MiqError, isMiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { defaultCacheDir, fetchSource } from './fetch.js';
@@ -108,6 +109,36 @@ function envName(name: string): string {
 /** Builds `recipes` and everything they need. Resolves to one outcome per requested recipe. */
 export async function build(store: Store, recipes: readonly Recipe[], opts: BuildOptions = {}): Promise<BuildOutcome[]> {
   const g = analyse(recipes);
+  // Rooted before anything is checked for presence (Nix's order): from here until the results are
+  // pinned, a gc in another process keeps every node's path and its closure. Paths a substituter
+  // ingests (references of a substituted path) are added as they appear.
+  const temp = new TempRoots(store);
+  await temp.add(g.nodes.map((n) => n.path));
+  try {
+    return await buildRooted(rootingIngest(store, temp), g, opts);
+  } finally {
+    await temp.release().catch(() => undefined);
+  }
+}
+
+/** `store` whose ingest adds each result to `temp` before returning it. */
+function rootingIngest(store: Store, temp: TempRoots): Store {
+  return new Proxy(store, {
+    get(t, key) {
+      const v = Reflect.get(t, key) as unknown;
+      if (key === 'ingest') {
+        return async (...a: Parameters<Store['ingest']>) => {
+          const r = await t.ingest(...a);
+          await temp.add([r.path]);
+          return r;
+        };
+      }
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
+
+async function buildRooted(store: Store, g: ReturnType<typeof analyse>, opts: BuildOptions): Promise<BuildOutcome[]> {
   const jobs = Math.max(1, Math.floor(opts.jobs ?? 1));
   const cores = opts.cores ?? Math.max(1, Math.floor(availableParallelism() / jobs));
   const cacheDir = opts.cacheDir ?? defaultCacheDir();

@@ -5,8 +5,8 @@
  * flight for IDLE_MS, the store is closed again (lock and holder record released). A call that
  * finds the store held by another process waits for it, up to WAIT_MS.
  *
- * Known gap (as without temporary roots in Nix): while the lock is free, a `miq gc` may remove a
- * store path the build materialised but no root keeps; the build's ingest then fails on it.
+ * While the lock is free a `miq gc` may run: a build keeps what it uses with temporary roots
+ * (store/temproots.ts, written in builder/build.ts), which gc honours.
  */
 import { isMiqError, MiqError, openStore, type Store } from '../store/index.js';
 

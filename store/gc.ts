@@ -6,12 +6,15 @@
 import type { LiveSet, PruneReport, PruneStore } from './api.js';
 import type { Id } from './ids.js';
 import { addDeltaBases, closure, rootPaths, visitTree } from './reach.js';
+import { cleanTempRoots, liveTempRoots } from './temproots.js';
 
 export type GcReport = PruneReport;
 
 /** Everything the roots reach, with the delta bases of reached chunks. */
 export async function markLive(store: PruneStore): Promise<LiveSet> {
   const roots = await rootPaths(store);
+  // Running builds' temporary roots (store/temproots.ts); those of dead processes are ignored.
+  for (const p of await liveTempRoots(store)) roots.add(p);
   const live = await closure(store, roots);
   const trees = new Set<string>();
   const files = new Set<string>();
@@ -26,5 +29,8 @@ export async function markLive(store: PruneStore): Promise<LiveSet> {
 }
 
 export async function gcStore(store: PruneStore, opts: { dryRun?: boolean; onProgress?: (phase: string, done: number) => void } = {}): Promise<GcReport> {
+  // Stale temporary roots go first: they are ignored by the mark anyway, and this keeps prune's
+  // write-locked section free of meta writes.
+  if (!opts.dryRun) await cleanTempRoots(store);
   return store.prune(() => markLive(store), opts);
 }

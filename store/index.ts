@@ -12,6 +12,7 @@ export { findStorePath, miqMountpoints, resolveStoreArg, resolveStorePath, split
 export { stageUsrMerged } from './usrmerge.js';
 export { describeHolder, readHolder, type Holder } from './holder.js';
 export { gcStore, markLive, type GcReport } from './gc.js';
+export { TempRoots, TEMP_ROOT_PREFIX, tempRootOwnerAlive } from './temproots.js';
 export { verifyStore, type Damage, type VerifyReport } from './verify.js';
 export { storeStats, type PathStats, type StoreStats } from './stats.js';
 export { exportFile, exportTree, type ExportStats } from './export.js';
