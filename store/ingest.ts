@@ -422,15 +422,18 @@ class IngestRun {
     const treeIds = [...treeBytes.keys()];
     const treeHave = await db.getMany(treeIds.map(kTree));
     treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });
+    if ((await db.get(kPath(path))) === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
+    if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
+    for (const o of ops) this.index.newBytes += o.key.length + o.value.length;
+    // Stat-cache entries are not counted in newBytes: they are a cache, and whether a file gets
+    // one depends on the clock (the racy rule in cacheable), so the same tree ingested twice
+    // reported different added bytes (tests comparing two ingests failed at random).
     if (STAT_CACHE_ON) {
       // Only where this ingest stored the content: a known file at a new inode (a copy, the
       // unchanged files of an unpacked update) is cheap to hash again, and an entry for each
       // cost release N+1 of the full corpus 5% more added bytes.
       for (const f of w.files) if (f.id !== undefined && !f.statHit && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id) });
     }
-    if ((await db.get(kPath(path))) === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
-    if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
-    for (const o of ops) this.index.newBytes += o.key.length + o.value.length;
     await db.batch(ops, { sync: true }).catch((e: unknown) => {
       throw isNoSpace(e) ? noSpaceError(e, this.store.dir, 'writing the index') : e;
     });
