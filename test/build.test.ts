@@ -25,8 +25,8 @@ import { storeSubstituter } from '../builder/substitute.js';
 import type { Store } from '../store/api.js';
 import { isMiqError } from '../store/errors.js';
 import { openStore } from '../store/open.js';
-import { ROOT, json, miqAsync, spawnMiq } from './helpers/cli.js';
-import { cleanup, sh as fuseSh, tmp as fuseTmp, waitExit } from './helpers/fuse.js';
+import { ROOT, json, miqAsync } from './helpers/cli.js';
+import { type MiqMount, cleanup, sh as fuseSh, startMiqMount, tmp as fuseTmp } from './helpers/fuse.js';
 
 const run = promisify(execFile);
 /** Downloads from the archive are cached outside the repo so reruns do not fetch again. */
@@ -365,7 +365,7 @@ test('substitution: a path another store has is fetched, not built', async () =>
 test('GNU hello from the Debian archive: same path and tree in two empty stores; it runs from its store path and through a mounted profile', { timeout: 600_000 }, async () => {
   const hello = await loadRecipe('hello');
   const b = await fuseTmp('miq-hello-');
-  let child: ReturnType<typeof spawnMiq> | undefined;
+  let mount: MiqMount | undefined;
   try {
     const S = ['--store', join(b, 'store')];
     const [api, cli] = await Promise.all([
@@ -390,25 +390,14 @@ test('GNU hello from the Debian archive: same path and tree in two empty stores;
     assert.equal((await miqAsync([...S, 'profile', 'switch', 'system', built.path])).code, 0);
     const mnt = join(b, 'mnt');
     mkdirSync(mnt);
-    child = spawnMiq([...S, 'mount', mnt, '--json']);
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    await new Promise<void>((resolve, reject) => {
-      let o = '';
-      child!.stdout!.on('data', (d) => {
-        o += d;
-        if (o.includes('\n')) resolve();
-      });
-      child!.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
-    });
+    mount = await startMiqMount([...S, 'mount', mnt, '--json']);
     const viaUsr = await fuseSh(`${mnt}/usr/bin/hello`);
     assert.equal(viaUsr.stdout, 'Hello, world!\n', viaUsr.stderr);
     const viaStore = await fuseSh(`${mnt}/store/${built.path}/bin/hello --greeting=miq`);
     assert.equal(viaStore.stdout, 'miq\n', viaStore.stderr);
-    child.kill('SIGTERM');
-    assert.equal(await waitExit(child), 0);
+    assert.equal(await mount.stop(), 0, mount.stderr());
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (mount && mount.child.exitCode === null && mount.child.signalCode === null) mount.child.kill('SIGKILL');
     await cleanup(b);
   }
 });
