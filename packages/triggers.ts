@@ -85,7 +85,8 @@ async function materialise(store: Store, tree: Id, dest: string, staged: Staged,
   }));
 }
 
-async function dirOf(store: Store, tree: Id, parts: string[]): Promise<{ entries: readonly TreeEntry[] } | undefined> {
+/** The id of the directory at `parts` under `tree`, or undefined where a step is missing or not a directory. */
+async function dirIdOf(store: Store, tree: Id, parts: string[]): Promise<Id | undefined> {
   let id = tree;
   for (const p of parts) {
     const t = await store.getTree(id);
@@ -93,18 +94,16 @@ async function dirOf(store: Store, tree: Id, parts: string[]): Promise<{ entries
     if (!e || e.kind !== 'dir') return undefined;
     id = e.id!;
   }
-  return store.getTree(id);
+  return id;
+}
+
+async function dirOf(store: Store, tree: Id, parts: string[]): Promise<{ entries: readonly TreeEntry[] } | undefined> {
+  const id = await dirIdOf(store, tree, parts);
+  return id === undefined ? undefined : store.getTree(id);
 }
 
 async function hasPath(store: Store, tree: Id, parts: string[]): Promise<boolean> {
-  let id = tree;
-  for (const p of parts) {
-    const t = await store.getTree(id);
-    const e = t?.entries.find((x) => x.name.toString() === p);
-    if (!e || e.kind !== 'dir') return false;
-    id = e.id!;
-  }
-  return true;
+  return (await dirIdOf(store, tree, parts)) !== undefined;
 }
 
 async function postinst(store: Store, d: UnpackedDeb): Promise<string> {
