@@ -4,12 +4,11 @@
  * candidates. Also the key lookup (`--sign-key NAME`) and `fetch --profile` making the profile.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isCleanError, json, miq, miqAsync, spawnMiq, tempDir } from './helpers/cli.js';
-import { waitExit } from './helpers/fuse.js';
+import { isCleanError, json, miq, miqAsync, tempDir } from './helpers/cli.js';
+import { startMiqMount } from './helpers/fuse.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -71,27 +70,14 @@ test('the resolver: exact name, NAME-HASH, hash prefix, unique prefix, ambiguity
 test('a path under a running miq mountpoint names its store path', async () => {
   const mnt = join(tmp.dir, 'mnt');
   mkdirSync(mnt);
-  let child: ChildProcess | undefined;
+  const m = await startMiqMount([...S, 'mount', mnt, '--profile', 'p', '--json']);
   try {
-    child = spawnMiq([...S, 'mount', mnt, '--profile', 'p', '--json']);
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    await new Promise<void>((resolve, reject) => {
-      let o = '';
-      child!.stdout!.on('data', (d) => { o += d; if (o.includes('\n')) resolve(); });
-      child!.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
-    });
     const r = await miqAsync([...S, 'cat', `${mnt}/store/${paths.site2}/sub/site2.txt`]);
     assert.equal(r.stdout, 'site2\n', r.stderr);
     const ls = await miqAsync([...S, 'ls', `${mnt}/store/${paths.site}/sub`, '--json']);
     assert.equal(json<{ name: string }[]>(ls)[0]!.name, 'site.txt', ls.stderr);
   } finally {
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child!.kill('SIGKILL'), 10_000);
-      await waitExit(child);
-      clearTimeout(t);
-    }
+    await m.stop();
   }
 });
 

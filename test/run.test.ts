@@ -4,13 +4,12 @@
  * without a mount (a private one for the command) and through a running `miq mount`.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { debianPackage } from './helpers/corpus.js';
-import { isCleanError, json, miq, miqAsync, spawnMiq, tempDir } from './helpers/cli.js';
-import { waitExit } from './helpers/fuse.js';
+import { isCleanError, json, miq, miqAsync, tempDir } from './helpers/cli.js';
+import { startMiqMount } from './helpers/fuse.js';
 
 const PKGS = ['python3-minimal', 'python3.11-minimal', 'libpython3.11-minimal', 'libc6', 'libgcc-s1', 'zlib1g', 'libexpat1', 'libssl3', 'bash', 'libtinfo6'];
 const tmp = tempDir();
@@ -64,28 +63,15 @@ test('miq shell gives the profile\'s bash; --store-view shows /miq/store; throug
 
   const mnt = join(tmp.dir, 'mnt');
   mkdirSync(mnt);
-  let child: ChildProcess | undefined;
+  const m = await startMiqMount([...S, 'mount', mnt, '--json']);
   try {
-    child = spawnMiq([...S, 'mount', mnt, '--json']);
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    await new Promise<void>((resolve, reject) => {
-      let o = '';
-      child!.stdout!.on('data', (d) => { o += d; if (o.includes('\n')) resolve(); });
-      child!.on('exit', (code) => reject(new Error(`miq mount exited ${code}: ${err}`)));
-    });
     const r = await miqAsync([...S, 'run', '--', 'python3', '-c', 'print(1)']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '1\n');
     const none = await miqAsync([...S, 'run', '--profile', 'nothing', '--', 'true']);
     assert.ok(isCleanError(none) && /profile nothing has no current generation/.test(none.stderr), none.stderr);
   } finally {
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child!.kill('SIGKILL'), 10_000);
-      await waitExit(child);
-      clearTimeout(t);
-    }
+    await m.stop();
   }
   assert.deepEqual(mounted(), []);
 });

@@ -67,7 +67,7 @@ export interface MiqMount {
   /** Its status line (`mounted`, `dir`, `cleared`, …). */
   status: Record<string, unknown>;
   stderr: () => string;
-  /** SIGTERM, then its exit code. */
+  /** SIGTERM (SIGKILL after 10 s), then its exit code. */
   stop(): Promise<number | null>;
 }
 
@@ -93,7 +93,9 @@ export async function startMiqMount(args: string[], opts: { env?: NodeJS.Process
     child, status, stderr: () => err,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return waitExit(child);
+      // Never wait forever on a server that does not end (a test's `after` would hang the suite).
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      try { return await waitExit(child); } finally { clearTimeout(t); }
     },
   };
 }
