@@ -20,7 +20,7 @@ import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { XATTR_ID, XATTR_PATH, statOf } from './ops.js';
-import { ChunkReader, openFile, type OpenFile } from './reader.js';
+import { ChunkReader, WHOLE_BYTES, openFile, type OpenFile } from './reader.js';
 import { entryNode, type Node, type View } from './views.js';
 import type { TreeCache } from './trees.js';
 
@@ -37,6 +37,9 @@ export interface Replier {
   replyXattr(slot: number, size: number): number;
   replyStatfs(slot: number, blocks: number, files: number): number;
   replyDir(slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, entryTimeout: number, attrTimeout: number): number;
+  /** Hands the whole, verified content of file node `ino` to the binding, which then answers its
+   * READs itself (native/miqfuse.c); optional. */
+  offer?(ino: number, bytes: Buffer): void;
 }
 
 const DAY = 86_400;
@@ -63,6 +66,10 @@ interface Entry {
   name?: Buffer;
   /** The records and chunk locations of this directory's files were loaded together. */
   loaded?: boolean;
+  /** This directory's small files were started whole (loadDir). */
+  wholeLoaded?: boolean;
+  /** A file whose bytes were offered to the binding or read through JS already. */
+  offered?: boolean;
 }
 
 interface Child {
@@ -96,6 +103,10 @@ const keyOf = (parent: number, c: Child): string => {
 };
 
 const PREFETCH = 8;
+/** A directory's small files read ahead together, at most this many bytes. */
+const DIR_WHOLE_BYTES = 32 << 20;
+/** Subdirectories' trees loaded ahead when a directory is listed (each level). */
+const TREE_AHEAD = 256;
 /** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
 const LOADED_FILES = 16_384;
 
@@ -167,6 +178,9 @@ export class Inodes {
       if (e.listing && e.ino !== this.usrIno) return e.listing;
       const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
       const out = t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) }));
+      // A listed directory is mostly walked next (find, du, ls -R): its subdirectories' trees
+      // are loaded ahead, two levels, instead of one database round trip per step down.
+      this.o.trees.prefetch(t.tree.entries.filter((x) => x.kind === 'dir').slice(0, TREE_AHEAD).map((x) => x.id!), 1);
       if (e.ino !== this.usrIno) e.listing = out;
       return out;
     }
@@ -257,7 +271,10 @@ export class Inodes {
       const e = this.intern(pe, c);
       e.nlookup++;
       e.parent = pe;
-      if (e.node.type === 'dir') e.name = c.name;
+      if (e.node.type === 'dir') {
+        e.name = c.name;
+        if (e.node.tree) this.o.trees.prefetch([e.node.tree], 0);
+      } else if (e.node.type === 'file') this.fileLooked(pe, e);
       const st = statOf(e.ino === this.usrIno ? this.usrNode() : e.node);
       const t = pe.childTimeout;
       // A failed reply (the lookup was interrupted) was not counted by the kernel.
@@ -270,6 +287,55 @@ export class Inodes {
       if (parent === this.usrIno && this.o.usr?.()?.tree !== treeBefore) c = await this.child(pe, name);
       answer(c);
     }).catch((e) => this.fail(slot, 'lookup', parent, e));
+  }
+
+  /**
+   * A file was looked up: if its bytes are in memory, hand them to the binding before the entry
+   * is answered (its READ then never reaches JS); else start it, and its directory's other small
+   * files, whole (a reader of one file of a directory mostly reads the others too: cp -r, tar,
+   * cat of a list), offered as they arrive.
+   */
+  private fileLooked(pe: Entry, e: Entry): void {
+    const n = e.node;
+    if (n.type !== 'file' || n.size === 0 || n.size > WHOLE_BYTES || e.offered) return;
+    const b = this.o.chunks.cachedWhole(n);
+    if (b) {
+      if (this.r.offer) {
+        e.offered = true;
+        this.r.offer(e.ino, b);
+      }
+      return;
+    }
+    void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
+    this.loadDir(pe);
+  }
+
+  /** Offers a small file that arrived whole to every node of it the kernel knows. */
+  private readonly onWhole = (id: Id, b: Buffer): void => {
+    if (!this.r.offer) return;
+    for (const k of [`f0${id}`, `f1${id}`]) {
+      const e = this.byKey.get(k);
+      if (!e || e.nlookup <= 0 || e.offered) continue;
+      e.offered = true;
+      this.r.offer(e.ino, b);
+    }
+  };
+
+  /** Starts a directory's small files whole, once (see fileLooked). */
+  private loadDir(pe: Entry): void {
+    if (pe.wholeLoaded) return;
+    const n = this.nodeOf(pe);
+    const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
+    if (!t) return;
+    pe.wholeLoaded = true;
+    const files: { id: Id; size: number }[] = [];
+    let bytes = 0;
+    for (const x of t.tree.entries) {
+      if ((x.kind !== 'file' && x.kind !== 'exe') || x.size === 0 || x.size > WHOLE_BYTES) continue;
+      if ((bytes += x.size) > DIR_WHOLE_BYTES) break;
+      files.push({ id: x.id!, size: x.size });
+    }
+    this.o.chunks.loadWhole(files, this.onWhole);
   }
 
   private unref(e: Entry, n: number): void {
@@ -329,8 +395,28 @@ export class Inodes {
     }, () => undefined);
   }
 
+  private replySlice(slot: number, b: Buffer, off: number, size: number): void {
+    this.r.replyBuf(slot, off === 0 ? b : b.subarray(Math.min(off, b.length)), Math.max(0, Math.min(size, b.length - off)));
+  }
+
   private read(slot: number, ino: number, size: number, off: number): void {
     const e = this.entry(ino);
+    const n = e.node;
+    if (n.type === 'file' && n.size <= WHOLE_BYTES && !e.opened) {
+      // Small files are read whole, without their record when they are one chunk (wholeOf).
+      e.offered = true;
+      if (e.parent) this.loadDir(e.parent);
+      const b = this.o.chunks.cachedWhole(n);
+      if (b) return this.replySlice(slot, b, off, size);
+      this.o.chunks.wholeOf(n)
+        .then((w) => (w ? this.replySlice(slot, w, off, size) : this.readRecord(slot, e, ino, size, off)))
+        .catch((err) => this.fail(slot, 'read', ino, err));
+      return;
+    }
+    this.readRecord(slot, e, ino, size, off);
+  }
+
+  private readRecord(slot: number, e: Entry, ino: number, size: number, off: number): void {
     if (!e.opened && !e.file && e.node.type === 'file' && this.loadedFiles.has(e.node.id)) void this.fileOf(e);
     const f0 = e.opened;
     if (f0) {
@@ -367,7 +453,7 @@ export class Inodes {
       p.loaded = true;
       const recs: Promise<OpenFile | undefined>[] = [];
       for (const c of p.listing.slice(0, 4096)) {
-        if (c.node.type !== 'file' || c.node.size === 0) continue;
+        if (c.node.type !== 'file' || c.node.size <= WHOLE_BYTES) continue;
         const s = this.byKey.get(keyOf(p.ino, c));
         recs.push(s ? this.fileOf(s).catch(() => undefined) : this.loadAhead(c.node.id));
       }
@@ -381,7 +467,7 @@ export class Inodes {
     let n = 0;
     for (let k = i + 1; k < p.listing.length && n < PREFETCH; k++) {
       const c = p.listing[k]!;
-      if (c.node.type !== 'file' || c.node.size === 0) continue;
+      if (c.node.type !== 'file' || c.node.size <= WHOLE_BYTES) continue;
       n++;
       const s = this.byKey.get(keyOf(p.ino, c));
       if (s?.opened) this.o.chunks.prefetch(s.opened);

@@ -58,6 +58,20 @@ const BATCH_BYTES = 384 << 10;
 /** Chunks up to this size are decoded on the serving thread (MIQ_MOUNT_INLINE to measure). */
 const INLINE_BYTES = envNum('MIQ_MOUNT_INLINE') ?? 128 << 10;
 
+/** Files up to this size are read whole: their one chunk (whose id is the file's id) is located
+ * and decoded without the file record (see wholeOf). */
+export const WHOLE_BYTES = 256 << 10;
+/** Gaps up to this many bytes between chunks of one pack are read through in one pread; a span
+ * stops growing at SPAN_BYTES. */
+const SPAN_GAP = 64 << 10;
+const SPAN_BYTES = 1 << 20;
+const SPANS = process.env.MIQ_MOUNT_SPANS !== '0';
+
+export interface WholeFile {
+  readonly id: Id;
+  readonly size: number;
+}
+
 function isLocator(s: ChunkSource): s is ChunkSource & ChunkLocator {
   return typeof (s as Partial<ChunkLocator>).locate === 'function' && typeof (s as Partial<ChunkLocator>).packPath === 'function';
 }
@@ -79,6 +93,9 @@ export class ChunkReader {
   private readonly readahead: number;
   private pool: Piscina<DecodeTask, DecodeResult> | undefined;
   private queue: { p: Pending; it: DecodeItem }[] = [];
+  /** Whole files whose chunk location is being looked up (loadWhole): bytes, or undefined when
+   * the file is not a single chunk. */
+  private readonly locating = new Map<Id, Promise<Buffer | undefined>>();
   private queued = 0;
   private flushing = false;
 
@@ -166,10 +183,19 @@ export class ChunkReader {
     const locator = this.locator;
     f.locs ??= locator.locate(chunks.map((c) => c.id)).catch(() => undefined);
     void f.locs.then((locs) => {
+      // Several chunks at once (a large READ, readahead): neighbours in a pack are read in one
+      // pread and decoded on the pool, in spans.
+      const spans = SPANS && todo.length > 1 ? new Map<number, { p: Pending; loc: ChunkLocation }[]>() : undefined;
       for (const { p, i } of todo) {
         const loc = locs?.[i];
         if (!loc || loc.plain !== p.length) {
           this.viaSource(p);
+          continue;
+        }
+        if (spans && !loc.refs && (loc.flags === FLAG_RAW || loc.flags === FLAG_ZSTD)) {
+          let l = spans.get(loc.pack);
+          if (!l) spans.set(loc.pack, (l = []));
+          l.push({ p, loc });
           continue;
         }
         // Chunks up to INLINE_BYTES are cheaper to decode here than to send: measured, a piscina
@@ -184,6 +210,7 @@ export class ChunkReader {
         this.queue.push({ p, it: { id: p.id, path: locator.packPath(loc.pack), offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } });
         this.queued += loc.plain;
       }
+      if (spans) for (const [pack, l] of spans) this.decodeSpans(locator.packPath(pack), l);
       if (!this.flushing && this.queue.length > 0) {
         this.flushing = true;
         setImmediate(this.flush);
@@ -218,8 +245,8 @@ export class ChunkReader {
     if (batch.length > 0) this.decode(batch);
   };
 
-  private decode(batch: { p: Pending; it: DecodeItem }[]): void {
-    this.decodePool().run({ type: 'decode', items: batch.map((b) => b.it) }).then(
+  private decode(batch: { p: Pending; it: DecodeItem }[], span?: DecodeTask['span']): void {
+    this.decodePool().run({ type: 'decode', items: batch.map((b) => b.it), span }).then(
       (r) => {
         r.items.forEach((d, k) => {
           const p = batch[k]!.p;
@@ -232,6 +259,95 @@ export class ChunkReader {
       // A pool failure (a worker died) is not a fact about the chunk: read it the old way.
       () => batch.forEach((b) => this.viaSource(b.p)),
     );
+  }
+
+  /**
+   * A file's whole content when it is one chunk: a chunk's id is the BLAKE3 of its bytes and a
+   * file's id the BLAKE3 of its content, so a chunk whose id is the file's id holds exactly that
+   * content (verified like every chunk), and the file record need not be read. Small files are
+   * one chunk (below the chunker's minimum always, and mostly up to its average).
+   */
+  cachedWhole(f: WholeFile): Buffer | undefined {
+    const b = this.lru.get(f.id);
+    return b && b.length === f.size ? b : undefined;
+  }
+
+  /** The whole content of `f` if it is one chunk, else undefined (read it through its record). */
+  wholeOf(f: WholeFile): Promise<Buffer | undefined> {
+    if (f.size === 0) return Promise.resolve(Buffer.alloc(0));
+    const hit = this.lru.get(f.id);
+    if (hit) return Promise.resolve(hit.length === f.size ? hit : undefined);
+    let p = this.inflight.get(f.id) ?? this.locating.get(f.id);
+    if (!p) {
+      this.loadWhole([f], undefined, true);
+      p = this.locating.get(f.id);
+      if (!p) return Promise.resolve(undefined);
+    }
+    return p.then((b) => (b && b.length === f.size ? b : undefined));
+  }
+
+  /**
+   * Starts reading several small files whole (a directory's, when a reader starts on it): their
+   * chunk locations in one database call, then the chunks of each pack in offset order, read in
+   * spans (one pread for neighbours) and decoded and verified on the pool. `onReady` hears of
+   * each file whose bytes are in the cache; files that are not one chunk are skipped (undefined
+   * from wholeOf). `inline`: decode on this thread (one file someone waits for: not behind a
+   * directory's batch on the pool).
+   */
+  loadWhole(files: readonly WholeFile[], onReady?: (id: Id, b: Buffer) => void, inline = false): void {
+    const locator = this.locator;
+    if (!locator) return;
+    const todo: WholeFile[] = [];
+    const seen = new Set<Id>();
+    for (const f of files) {
+      if (f.size === 0 || seen.has(f.id) || this.lru.get(f.id) || this.inflight.has(f.id) || this.locating.has(f.id)) continue;
+      seen.add(f.id);
+      todo.push(f);
+    }
+    if (todo.length === 0) return;
+    const located = locator.locate(todo.map((f) => f.id)).catch(() => undefined);
+    // Registered first, so it runs (and registers the chunks' fetches) before the waiters below.
+    void located.then((locs) => {
+      const byPack = new Map<number, { p: Pending; loc: ChunkLocation }[]>();
+      todo.forEach((f, k) => {
+        this.locating.delete(f.id);
+        const loc = locs?.[k];
+        if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
+        const d = this.pending(f.id, f.size, f.id);
+        if (onReady) d.promise.then((b) => onReady(f.id, b), () => {});
+        if (inline || loc.refs || (loc.flags !== FLAG_RAW && loc.flags !== FLAG_ZSTD)) {
+          locator.readAt(f.id, loc).then(d.pending.resolve, () => this.viaSource(d.pending));
+          return;
+        }
+        let l = byPack.get(loc.pack);
+        if (!l) byPack.set(loc.pack, (l = []));
+        l.push({ p: d.pending, loc });
+      });
+      for (const [pack, l] of byPack) this.decodeSpans(locator.packPath(pack), l);
+    });
+    for (const f of todo) {
+      const w = located.then(() => this.lru.get(f.id) ?? this.inflight.get(f.id));
+      w.catch(() => {});
+      this.locating.set(f.id, w);
+    }
+  }
+
+  /** Decodes chunks of one pack on the pool, in offset order, neighbours read in one pread. */
+  private decodeSpans(path: string, l: { p: Pending; loc: ChunkLocation }[]): void {
+    l.sort((a, b) => a.loc.offset - b.loc.offset);
+    let i = 0;
+    while (i < l.length) {
+      const start = l[i]!.loc.offset;
+      let end = start + l[i]!.loc.stored;
+      let j = i + 1;
+      while (j < l.length && l[j]!.loc.offset - end <= SPAN_GAP && l[j]!.loc.offset + l[j]!.loc.stored - start <= SPAN_BYTES) {
+        end = Math.max(end, l[j]!.loc.offset + l[j]!.loc.stored);
+        j++;
+      }
+      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } }));
+      this.decode(batch, batch.length > 1 ? { path, offset: start, length: end - start } : undefined);
+      i = j;
+    }
   }
 
   /** Starts readahead when a read [pos, end) of `f` continues the previous one. */

@@ -67,6 +67,17 @@ export class TreeCache {
     return this.map.get(id);
   }
 
+  /** Loads trees ahead without waiting (errors are for whoever asks later); `depth` more levels
+   * of their subdirectories follow as each arrives, up to `width` per tree. */
+  prefetch(ids: readonly Id[], depth: number, width = 256): void {
+    for (const id of ids) {
+      if (this.map.has(id) || this.inflight.has(id)) continue;
+      this.get(id).then((t) => {
+        if (depth > 0) this.prefetch(t.tree.entries.filter((x) => x.kind === 'dir').slice(0, width).map((x) => x.id!), depth - 1, width);
+      }, () => {});
+    }
+  }
+
   get(id: Id): Promise<IndexedTree> {
     const hit = this.map.get(id);
     if (hit) {

@@ -32,6 +32,7 @@ export interface Native {
   replyXattr(s: NativeSession, slot: number, size: number): number;
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
+  offer(s: NativeSession, ino: number, bytes: Buffer): void;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
   detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
   stop(s: NativeSession): void;
@@ -114,6 +115,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     setTimeout(() => void raise(), 250).unref();
   }
   const grace = o.graceMs ?? (Number(process.env.MIQ_MOUNT_GRACE_MS) || 2000);
+  let destroyed = false;
   const replier: Replier = {
     replyErr: (slot, errno) => native.replyErr(s, slot, errno),
     replyEntry: (slot, ino, mode, size, et, at) => native.replyEntry(s, slot, ino, mode, size, et, at),
@@ -123,6 +125,8 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replyXattr: (slot, n) => native.replyXattr(s, slot, n),
     replyStatfs: (slot, b, f) => native.replyStatfs(s, slot, b, f),
     replyDir: (slot, plus, size, packed, count, first, et, at) => native.replyDir(s, slot, plus, size, packed, count, first, et, at),
+    // Offers come from decodes that finish at any time, also after the session is gone.
+    offer: (ino, bytes) => void (destroyed || native.offer(s, ino, bytes)),
   };
   let unmounting: Promise<void> | undefined;
   return {
@@ -134,6 +138,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     unmount() {
       unmounting ??= (async () => {
         if (native.state(s).destroyed) return;
+        if (process.env.MIQ_DEBUG_COUNTS) process.stderr.write(`miq mount: requests ${JSON.stringify(native.state(s).counts)}\n`);
         const points = dev ? await fuseMountsOf([dev]).catch(() => [mountpoint]) : [mountpoint];
         if (!points.includes(mountpoint)) points.push(mountpoint);
         const failed = await new Promise<string>((r) => native.detach(s, points, (n, msg) => r(n ? msg : '')));
@@ -148,7 +153,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
         // whatever has not been answered in a second is answered EIO here.
         for (const end = Date.now() + 1000; (native.state(s).pending ?? 0) > 0 && Date.now() < end;) await sleep(10);
         if ((native.state(s).pending ?? 0) > 0) native.drop(s);
-        for (const end = Date.now() + 5000; !native.destroy(s);) {
+        for (const end = Date.now() + 5000; !(destroyed = native.destroy(s));) {
           if (Date.now() > end) throw new MiqError('MIQ_IO', `cannot finish the FUSE session of ${mountpoint}: requests still pending`);
           await sleep(10);
         }

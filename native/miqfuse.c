@@ -11,6 +11,13 @@
  * Cache invalidations (notify_inval_entry / notify_inval_inode) run on the libuv pool, never on
  * the JS thread: the kernel may hold the parent's lock for a lookup that only JS can answer.
  *
+ * Small files whose verified content JavaScript already holds are handed to C (offer) by node
+ * id, and their READs are answered here on the loop thread, never reaching JavaScript: a cold
+ * read of many small files then pays one round trip to JavaScript per file (the LOOKUP) instead
+ * of two. Only bytes JavaScript has checked against their BLAKE3 id are ever offered. An entry
+ * leaves once as many bytes as it holds have been served (the kernel keeps the pages), when the kernel
+ * forgets the node, or when the table is over its byte budget (oldest first).
+ *
  * Teardown: stop() wakes the loop (an eventfd beside /dev/fuse in poll), and when the loop ends,
  * for whatever reason, /dev/fuse is replaced by /dev/null under the same descriptor (dup2): that
  * drops the last device reference, so the kernel aborts the connection (every waiting process
@@ -47,6 +54,17 @@ typedef struct msg {
   char data[];
 } msg_t;
 
+/* One offered file: its whole content. */
+typedef struct ready {
+  uint64_t ino;
+  size_t len;
+  size_t served; /* bytes answered so far: the entry leaves once they cover the file */
+  struct ready *hnext, *prev, *next; /* hash chain; age list (head = oldest) */
+  char data[];
+} ready_t;
+
+#define RBUCKETS 4096
+
 typedef struct session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
@@ -67,6 +85,12 @@ typedef struct session {
   atomic_ullong counts[OP_COUNT];
   /* What the kernel offered and what we took (for status and tests). */
   unsigned max_write, max_readahead, want;
+  /* Offered files (loop thread reads, JS thread writes). */
+  pthread_mutex_t rmu;
+  ready_t *rb[RBUCKETS];
+  ready_t *rhead, *rtail;
+  size_t rbytes, rcap;
+  atomic_ullong rserved, roffered;
 } session_t;
 
 #define NAPI(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "miqfuse: " #call " failed"); return NULL; } } while (0)
@@ -100,6 +124,45 @@ static void send_req(fuse_req_t req, int op, uint64_t ino, uint64_t a, int64_t b
   post(s, m);
 }
 
+static ready_t **rfind(session_t *s, uint64_t ino) {
+  ready_t **p = &s->rb[ino % RBUCKETS];
+  while (*p && (*p)->ino != ino) p = &(*p)->hnext;
+  return p;
+}
+
+/* With rmu held: unlinks and frees the entry *pp points at. */
+static void rdrop(session_t *s, ready_t **pp) {
+  ready_t *r = *pp;
+  *pp = r->hnext;
+  if (r->prev) r->prev->next = r->next; else s->rhead = r->next;
+  if (r->next) r->next->prev = r->prev; else s->rtail = r->prev;
+  s->rbytes -= r->len;
+  free(r);
+}
+
+static void rforget(session_t *s, uint64_t ino) {
+  pthread_mutex_lock(&s->rmu);
+  ready_t **pp = rfind(s, ino);
+  if (*pp) rdrop(s, pp);
+  pthread_mutex_unlock(&s->rmu);
+}
+
+/* Answers a READ from an offered file; false when the node has none. */
+static int rserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  pthread_mutex_lock(&s->rmu);
+  ready_t **pp = rfind(s, ino);
+  if (!*pp) { pthread_mutex_unlock(&s->rmu); return 0; }
+  ready_t *r = *pp;
+  size_t at = off < 0 ? 0 : (size_t)off;
+  size_t n = at >= r->len ? 0 : (r->len - at < size ? r->len - at : size);
+  fuse_reply_buf(req, r->data + at, n);
+  r->served += n;
+  if (r->served >= r->len || n == 0) rdrop(s, pp);
+  pthread_mutex_unlock(&s->rmu);
+  atomic_fetch_add(&s->rserved, 1);
+  return 1;
+}
+
 static void ll_init(void *ud, struct fuse_conn_info *c) {
   session_t *s = ud;
   /* Everything served is immutable per node id: let the kernel keep it. */
@@ -118,7 +181,11 @@ static void ll_init(void *ud, struct fuse_conn_info *c) {
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) { send_req(req, OP_LOOKUP, parent, 0, 0, name); }
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
-static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READ, ino, size, off, NULL); }
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  if (rserve(fuse_req_userdata(req), req, ino, size, off)) return;
+  send_req(req, OP_READ, ino, size, off, NULL);
+}
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIRPLUS, ino, size, off, NULL); }
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIR, ino, size, off, NULL); }
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_STATFS, ino, 0, 0, NULL); }
@@ -134,6 +201,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
   session_t *s = fuse_req_userdata(req);
   fuse_reply_none(req);
+  rforget(s, ino);
   msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
   if (m) post(s, m);
 }
@@ -141,6 +209,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
   session_t *s = fuse_req_userdata(req);
   msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
+  for (size_t k = 0; k < count; k++) rforget(s, f[k].ino);
   fuse_reply_none(req);
   if (m) post(s, m);
 }
@@ -322,6 +391,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   struct fuse_args fa = FUSE_ARGS_INIT((int)na + 1, args);
   session_t *s = calloc(1, sizeof *s);
   s->evfd = -1;
+  pthread_mutex_init(&s->rmu, NULL);
+  s->rcap = 64u << 20;
   s->se = fuse_session_new(&fa, &OPS, sizeof OPS, s);
   fuse_opt_free_args(&fa);
   if (!s->se) { free(s); napi_throw_error(env, "EINVAL", "miqfuse: bad FUSE options"); return NULL; }
@@ -624,6 +695,37 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* offer(s, ino, buffer): the whole, verified content of file node `ino`; its READs are answered
+ * here from now on (see the head comment). A copy is kept: the buffer may be reused. */
+static napi_value js_offer(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  if (ino == 0 || len > s->rcap / 4) return NULL;
+  ready_t *r = malloc(sizeof *r + (len ? len : 1));
+  if (!r) return NULL;
+  r->ino = ino;
+  r->len = len;
+  r->served = 0;
+  memcpy(r->data, data, len);
+  pthread_mutex_lock(&s->rmu);
+  ready_t **pp = rfind(s, ino);
+  if (*pp) rdrop(s, pp);
+  r->hnext = s->rb[ino % RBUCKETS];
+  s->rb[ino % RBUCKETS] = r;
+  r->next = NULL;
+  r->prev = s->rtail;
+  if (s->rtail) s->rtail->next = r; else s->rhead = r;
+  s->rtail = r;
+  s->rbytes += len;
+  while (s->rbytes > s->rcap && s->rhead && s->rhead != r) rdrop(s, rfind(s, s->rhead->ino));
+  pthread_mutex_unlock(&s->rmu);
+  atomic_fetch_add(&s->roffered, 1);
+  return NULL;
+}
+
 /* stop(s): ends the loop; the connection is aborted once it has. */
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
@@ -669,6 +771,8 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
     napi_create_double(env, (double)atomic_load(&s->counts[k]), &v);
     napi_set_named_property(env, c, names[k], v);
   }
+  napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
+  napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
   napi_set_named_property(env, o, "counts", c);
   return o;
 }
@@ -688,6 +792,9 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   close(s->evfd);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
   free(s->slots); free(s->gens); free(s->free_list);
+  pthread_mutex_lock(&s->rmu);
+  while (s->rhead) rdrop(s, rfind(s, s->rhead->ino));
+  pthread_mutex_unlock(&s->rmu);
   s->slots = NULL; s->gens = NULL; s->free_list = NULL;
   /* The session struct itself stays (the external may still be referenced): a few bytes. */
   napi_get_boolean(env, true, &r);
@@ -706,6 +813,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyStatfs", 0, js_reply_statfs, 0, 0, 0, napi_default, 0 },
     { "replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0 },
     { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
+    { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
     { "detach", 0, js_detach, 0, 0, 0, napi_default, 0 },
     { "stop", 0, js_stop, 0, 0, 0, napi_default, 0 },
     { "drop", 0, js_drop, 0, 0, 0, napi_default, 0 },

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,9 +18,11 @@ const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 
 describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFuse3().error}` }, () => {
   let base: string, mnt: string, m: Fuse3Mount | undefined;
-  // ino 2 = "hello" (its content switchable), ino 3 = "big" (1.5 MiB).
+  // ino 2 = "hello" (its content switchable), ino 3 = "big" (1.5 MiB), ino 4 = "given" (offered
+  // to the addon at its lookup: its READs are answered in C).
   let content = Buffer.from('hi\n');
   const big = Buffer.alloc(1536 * 1024, 7);
+  const given = Buffer.from('x'.repeat(300_000) + 'end\n');
   const reads: number[] = [];
   let doubleReply = '';
   before(async () => {
@@ -27,7 +30,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     mnt = join(base, 'mnt');
     await mkdir(mnt);
     const r = () => m!.replier;
-    const files: Record<string, { ino: number; data: () => Buffer }> = { hello: { ino: 2, data: () => content }, big: { ino: 3, data: () => big } };
+    const files: Record<string, { ino: number; data: () => Buffer }> = { hello: { ino: 2, data: () => content }, big: { ino: 3, data: () => big }, given: { ino: 4, data: () => given } };
     const byIno = new Map(Object.values(files).map((f) => [f.ino, f]));
     let early: [number, number, number, unknown, unknown][] = [];
     const handler = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
@@ -35,6 +38,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
       if (op === OP.LOOKUP) {
         const f = ino === 1 ? files[a as string] : undefined;
         if (!f) return void r().replyErr(slot, 2);
+        if (f.ino === 4) r().offer!(4, Buffer.from(given));
         r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data().length, 86400, 86400);
         return;
       }
@@ -58,6 +62,8 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         return;
       }
       if (op === OP.READDIRPLUS || op === OP.READDIR) {
+        // The kernel may never look "given" up after this listing: offer it here too.
+        r().offer!(4, Buffer.from(given));
         const names = Object.keys(files).slice(b as number);
         const parts = names.map((n) => {
           const rec = Buffer.alloc((24 + n.length + 7) & ~7);
@@ -87,7 +93,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     // A 1 MiB read(2) asks the kernel for a 1 MiB window at once (cat's 128 KiB reads only grow
     // into one, and did not always within 1.5 MiB on a loaded machine).
     const r = await sh(`ls ${mnt}; cat ${mnt}/hello; dd if=${mnt}/big of=/dev/null bs=1M status=none; cmp ${mnt}/big <(head -c ${big.length} /dev/zero | tr '\\0' '\\7') && echo same`);
-    assert.equal(r.stdout, 'big\nhello\nhi\nsame\n', r.stderr);
+    assert.equal(r.stdout, 'big\ngiven\nhello\nhi\nsame\n', r.stderr);
     assert.ok(Math.max(...reads) > 128 * 1024, `largest READ ${Math.max(...reads)} bytes`);
     assert.match(doubleReply, /already answered/);
     const n = m!.state().counts!.read!;
@@ -96,6 +102,16 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     assert.equal(m!.state().counts!.read, n, 'warm: served from the page cache');
     const st = m!.state();
     assert.equal(st.maxWrite, 1 << 20);
+  });
+
+  it('an offered node is read from the addon, never from JS', async () => {
+    const st0 = m!.state().counts!;
+    const r = await sh(`dd if=${mnt}/given bs=1M status=none | md5sum`);
+    assert.equal(r.stdout.split(' ')[0], createHash('md5').update(given).digest('hex'), r.stderr);
+    const st1 = m!.state().counts!;
+    assert.equal(st1.read, st0.read, 'no READ reached JS');
+    assert.ok(st1.readServed! > st0.readServed!, JSON.stringify(st1));
+    assert.ok(st1.offered! >= 1, JSON.stringify(st1));
   });
 
   it('an invalidated node is read again (and only then)', async () => {

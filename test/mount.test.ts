@@ -3,7 +3,7 @@
  * processes (this process serves the mount; a synchronous call on it here would deadlock).
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMount, type MountHandle } from '../mount/daemon.js';
@@ -292,6 +292,49 @@ describe('corruption and crashes', () => {
       assert.match(r.stdout, /rc=1\n/);
       assert.equal(r.stdout.split('\n')[1], String(before), 'chunks before the bad one still read');
       assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+
+  it('a damaged small file is never handed to the kernel: EIO on every read, its neighbours read whole', async () => {
+    // Small files are read whole with their directory (fs/inodes.ts loadDir: one pread for
+    // neighbours in a pack, decoded on the pool) and handed to the addon, which answers their
+    // READs without asking JS: a file whose chunk fails its hash must never get there.
+    const b = await tmp();
+    const logs: string[] = [];
+    let s: Store | undefined, m: MountHandle | undefined;
+    try {
+      const dir = join(b, 'src', 'small');
+      await mkdir(dir, { recursive: true });
+      const body = (k: number): string => `small file ${k}\n`.repeat(40 + k);
+      for (let k = 0; k < 24; k++) await writeFile(join(dir, `f${String(k).padStart(2, '0')}`), body(k));
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+      const rec = await s.getStorePath(p);
+      const small = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'small')!;
+      const victim = (await s.getTree(small.id!))!.entries.find((e) => e.name.toString() === 'f12')!;
+      assert.equal((await s.getFile(victim.id!))!.chunks.length, 1);
+      await s.close();
+      flipChunkByte(join(b, 'store'), victim.id!);
+      s = await openStore(join(b, 'store'));
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      const d = `${b}/mnt/store/${p}/small`;
+      const good = Array.from({ length: 24 }, (_, k) => k).filter((k) => k !== 12);
+      // The first file starts the whole directory; the rest are read after it arrived.
+      assert.equal((await sh(`cat ${d}/f00`)).stdout, body(0));
+      await new Promise((r) => setTimeout(r, 300));
+      for (let t = 0; t < 2; t++) {
+        const r = await sh(`LC_ALL=C cat ${d}/f12 > /dev/null; echo rc=$?`);
+        assert.match(r.stderr, /Input\/output error/);
+        assert.match(r.stdout, /rc=1\n/);
+      }
+      const all = await sh(`cat ${good.map((k) => `${d}/f${String(k).padStart(2, '0')}`).join(' ')}`);
+      assert.equal(all.stdout, good.map(body).join(''));
+      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id!)), logs.join('\n'));
     } finally {
       await m?.close();
       await s?.close();
