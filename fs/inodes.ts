@@ -25,7 +25,7 @@ import { entryNode, type Node, type View } from './views.js';
 import type { TreeCache } from './trees.js';
 
 /** Request codes of native/miqfuse.c. */
-export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11 } as const;
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12 } as const;
 
 /** What the operations need from the binding (replies by request slot). */
 export interface Replier {
@@ -40,6 +40,9 @@ export interface Replier {
   /** Hands the whole, verified content of file node `ino` to the binding, which then answers its
    * READs itself (native/miqfuse.c); optional. */
   offer?(ino: number, bytes: Buffer): void;
+  /** Registers the entries of an immutable directory (packed as for replyDir) with the binding,
+   * which then answers their LOOKUPs itself and tells us after (OP.LOOKED); optional. */
+  names?(parent: number, packed: Buffer, count: number, timeout: number): void;
 }
 
 const DAY = 86_400;
@@ -70,6 +73,11 @@ interface Entry {
   wholeLoaded?: boolean;
   /** A file whose bytes were offered to the binding or read through JS already. */
   offered?: boolean;
+  /** This directory's entries are registered with the binding (register). */
+  registered?: boolean;
+  /** Registered with the binding under its parent: stays in the table (the binding may answer
+   * a lookup of it at any time). */
+  kept?: boolean;
 }
 
 interface Child {
@@ -237,6 +245,7 @@ export class Inodes {
       switch (op) {
         case OP.LOOKUP: return this.lookup(slot, ino, a as string);
         case OP.FORGET: return this.forget(ino, a as number);
+        case OP.LOOKED: return this.looked(ino);
         case OP.GETATTR: return this.getattr(slot, ino);
         case OP.READLINK: return this.readlink(slot, ino);
         case OP.READ: return this.read(slot, ino, a as number, b as number);
@@ -273,7 +282,7 @@ export class Inodes {
       e.parent = pe;
       if (e.node.type === 'dir') {
         e.name = c.name;
-        if (e.node.tree) this.o.trees.prefetch([e.node.tree], 0);
+        this.dirLooked(e);
       } else if (e.node.type === 'file') this.fileLooked(pe, e);
       const st = statOf(e.ino === this.usrIno ? this.usrNode() : e.node);
       const t = pe.childTimeout;
@@ -286,6 +295,7 @@ export class Inodes {
       // invalidation may already have run and would not cover an answer sent after it).
       if (parent === this.usrIno && this.o.usr?.()?.tree !== treeBefore) c = await this.child(pe, name);
       answer(c);
+      this.register(pe);
     }).catch((e) => this.fail(slot, 'lookup', parent, e));
   }
 
@@ -310,12 +320,63 @@ export class Inodes {
     this.loadDir(pe);
   }
 
-  /** Offers a small file that arrived whole to every node of it the kernel knows. */
+  /** A LOOKUP the binding answered from a registered name: count it, and do what a lookup here
+   * would have done. */
+  private looked(ino: number): void {
+    const e = this.byIno.get(ino);
+    if (!e) return;
+    e.nlookup++;
+    if (e.node.type === 'dir') this.dirLooked(e);
+    else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e);
+  }
+
+  /** A directory was looked up: load its tree, then register its entries (a reader inside looks
+   * names up next). */
+  private dirLooked(e: Entry): void {
+    const n = e.node;
+    if (n.type !== 'dir' || !n.tree || e.registered || !this.r.names) return;
+    const t = this.o.trees.peek(n.tree);
+    if (t) return this.register(e);
+    this.o.trees.get(n.tree).then(() => this.register(e), () => {});
+  }
+
+  /**
+   * Registers an immutable directory's entries with the binding (see Replier.names), once. Its
+   * children are interned now (node ids fixed) and kept: the binding may hand out their ids at
+   * any time. Never `usr` (its entries change on a switch) nor the directories outside trees.
+   */
+  private register(pe: Entry): void {
+    if (pe.registered || !this.r.names || pe.pinned || pe.ino === this.usrIno) return;
+    const n = pe.node;
+    const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
+    if (!t || n.type !== 'dir') return;
+    pe.registered = true;
+    const parts: Buffer[] = [];
+    for (const x of t.tree.entries) {
+      const c: Child = { name: x.name, node: entryNode(x, n.storePath) };
+      const ce = this.intern(pe, c);
+      ce.kept = true;
+      ce.parent ??= pe;
+      if (ce.node.type === 'dir') ce.name ??= c.name;
+      const st = statOf(ce.node);
+      const rec = Buffer.alloc((24 + c.name.length + 7) & ~7);
+      rec.writeDoubleLE(ce.ino, 0);
+      rec.writeDoubleLE(st.size, 8);
+      rec.writeUInt32LE(st.mode, 16);
+      rec.writeUInt32LE(c.name.length, 20);
+      c.name.copy(rec, 24);
+      parts.push(rec);
+    }
+    this.r.names(pe.ino, Buffer.concat(parts), parts.length, pe.childTimeout);
+  }
+
+  /** Offers a small file that arrived whole to every node of it the kernel knows or may learn
+   * from the binding (a registered name). */
   private readonly onWhole = (id: Id, b: Buffer): void => {
     if (!this.r.offer) return;
     for (const k of [`f0${id}`, `f1${id}`]) {
       const e = this.byKey.get(k);
-      if (!e || e.nlookup <= 0 || e.offered) continue;
+      if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
       e.offered = true;
       this.r.offer(e.ino, b);
     }
@@ -340,7 +401,7 @@ export class Inodes {
 
   private unref(e: Entry, n: number): void {
     e.nlookup -= n;
-    if (e.nlookup <= 0 && !e.pinned) {
+    if (e.nlookup <= 0 && !e.pinned && !e.kept) {
       e.nlookup = 0;
       this.byIno.delete(e.ino);
       this.byKey.delete(e.key);

@@ -18,6 +18,12 @@
  * leaves once as many bytes as it holds have been served (the kernel keeps the pages), when the kernel
  * forgets the node, or when the table is over its byte budget (oldest first).
  *
+ * Likewise the names of immutable directories (JS registers a directory's entries, node ids
+ * included, once it knows them): a LOOKUP of a registered name is answered here, and JS only
+ * hears of it afterwards (OP_LOOKED, in order with FORGETs, so its lookup counts stay right).
+ * A registered name never changes: only directories whose content is fixed by their node id
+ * are registered (never `usr`, whose entries change on a switch).
+ *
  * Teardown: stop() wakes the loop (an eventfd beside /dev/fuse in poll), and when the loop ends,
  * for whatever reason, /dev/fuse is replaced by /dev/null under the same descriptor (dup2): that
  * drops the last device reference, so the kernel aborts the connection (every waiting process
@@ -42,7 +48,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_COUNT };
+/* OP_LOOKED: a LOOKUP answered here from a registered name (no reply needed: JS counts it). */
+enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_LOOKED, OP_COUNT };
 
 typedef struct msg {
   int op;
@@ -64,6 +71,18 @@ typedef struct ready {
 } ready_t;
 
 #define RBUCKETS 4096
+
+/* One registered name: (parent, name) -> the entry to answer. */
+typedef struct named {
+  uint64_t parent, ino;
+  double size, timeout;
+  uint32_t mode, len;
+  struct named *hnext;
+  char name[];
+} named_t;
+
+#define NBUCKETS (1u << 16)
+#define NMAX (4u << 20)
 
 typedef struct session {
   struct fuse_session *se;
@@ -91,7 +110,14 @@ typedef struct session {
   ready_t *rhead, *rtail;
   size_t rbytes, rcap;
   atomic_ullong rserved, roffered;
+  /* Registered names (loop thread reads, JS thread writes). */
+  pthread_mutex_t nmu;
+  named_t **nb;
+  size_t nnames;
+  atomic_ullong nserved;
 } session_t;
+
+static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
 
 #define NAPI(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "miqfuse: " #call " failed"); return NULL; } } while (0)
 
@@ -178,7 +204,40 @@ static void ll_init(void *ud, struct fuse_conn_info *c) {
   s->max_write = c->max_write; s->max_readahead = c->max_readahead; s->want = c->want;
 }
 
-static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) { send_req(req, OP_LOOKUP, parent, 0, 0, name); }
+static uint32_t nhash(uint64_t parent, const char *name, size_t len) {
+  uint64_t h = 1469598103934665603ull ^ (parent * 0x9e3779b97f4a7c15ull);
+  for (size_t k = 0; k < len; k++) h = (h ^ (unsigned char)name[k]) * 1099511628211ull;
+  return (uint32_t)(h ^ (h >> 32)) & (NBUCKETS - 1);
+}
+
+static named_t **nfind(session_t *s, uint64_t parent, const char *name, size_t len) {
+  named_t **p = &s->nb[nhash(parent, name, len)];
+  while (*p && !((*p)->parent == parent && (*p)->len == len && memcmp((*p)->name, name, len) == 0)) p = &(*p)->hnext;
+  return p;
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  session_t *s = fuse_req_userdata(req);
+  struct fuse_entry_param e;
+  int hit = 0;
+  size_t len = strlen(name);
+  pthread_mutex_lock(&s->nmu);
+  if (s->nb) {
+    named_t *n = *nfind(s, parent, name, len);
+    if (n) {
+      fill_entry(&e, (double)n->ino, n->mode, n->size, n->timeout, n->timeout);
+      hit = 1;
+    }
+  }
+  pthread_mutex_unlock(&s->nmu);
+  if (!hit) { send_req(req, OP_LOOKUP, parent, 0, 0, name); return; }
+  atomic_fetch_add(&s->nserved, 1);
+  /* An entry the kernel did not take (the lookup was interrupted) was not counted by it. */
+  if (fuse_reply_entry(req, &e) == 0) {
+    msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
+    if (m) post(s, m);
+  }
+}
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -392,6 +451,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   session_t *s = calloc(1, sizeof *s);
   s->evfd = -1;
   pthread_mutex_init(&s->rmu, NULL);
+  pthread_mutex_init(&s->nmu, NULL);
   s->rcap = 64u << 20;
   s->se = fuse_session_new(&fa, &OPS, sizeof OPS, s);
   fuse_opt_free_args(&fa);
@@ -695,6 +755,43 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* names(s, parent, packed, count, timeout): registers the entries of immutable directory
+ * `parent` (packed as for replyDir); LOOKUPs of them are answered here from now on. */
+static napi_value js_names(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  uint64_t parent = (uint64_t)num(env, argv[1]);
+  uint8_t *p = NULL;
+  size_t plen = 0;
+  if (!buffer_arg(env, argv[2], (void **)&p, &plen)) return NULL;
+  uint32_t count = (uint32_t)num(env, argv[3]);
+  double timeout = num(env, argv[4]);
+  pthread_mutex_lock(&s->nmu);
+  if (!s->nb) s->nb = calloc(NBUCKETS, sizeof(named_t *));
+  size_t at = 0;
+  for (uint32_t k = 0; s->nb && k < count && at + 24 <= plen && s->nnames < NMAX; k++) {
+    double ino, size;
+    uint32_t mode, nl;
+    memcpy(&ino, p + at, 8);
+    memcpy(&size, p + at + 8, 8);
+    memcpy(&mode, p + at + 16, 4);
+    memcpy(&nl, p + at + 20, 4);
+    if (at + 24 + nl > plen) break;
+    const char *name = (const char *)p + at + 24;
+    at += (24 + nl + 7) & ~(size_t)7;
+    named_t **pp = nfind(s, parent, name, nl);
+    if (*pp) continue;
+    named_t *n = malloc(sizeof *n + nl);
+    if (!n) break;
+    n->parent = parent; n->ino = (uint64_t)ino; n->size = size; n->timeout = timeout; n->mode = mode; n->len = nl;
+    memcpy(n->name, name, nl);
+    n->hnext = NULL;
+    *pp = n;
+    s->nnames++;
+  }
+  pthread_mutex_unlock(&s->nmu);
+  return NULL;
+}
+
 /* offer(s, ino, buffer): the whole, verified content of file node `ino`; its READs are answered
  * here from now on (see the head comment). A copy is kept: the buffer may be reused. */
 static napi_value js_offer(napi_env env, napi_callback_info info) {
@@ -764,7 +861,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
   napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
   napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
-  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end" };
+  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked" };
   napi_value c;
   napi_create_object(env, &c);
   for (int k = 1; k < OP_COUNT; k++) {
@@ -773,6 +870,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   }
   napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
+  napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
   napi_set_named_property(env, o, "counts", c);
   return o;
 }
@@ -795,6 +893,14 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&s->rmu);
   while (s->rhead) rdrop(s, rfind(s, s->rhead->ino));
   pthread_mutex_unlock(&s->rmu);
+  pthread_mutex_lock(&s->nmu);
+  for (uint32_t b = 0; s->nb && b < NBUCKETS; b++) {
+    for (named_t *n = s->nb[b], *nx; n; n = nx) { nx = n->hnext; free(n); }
+  }
+  free(s->nb);
+  s->nb = NULL;
+  s->nnames = 0;
+  pthread_mutex_unlock(&s->nmu);
   s->slots = NULL; s->gens = NULL; s->free_list = NULL;
   /* The session struct itself stays (the external may still be referenced): a few bytes. */
   napi_get_boolean(env, true, &r);
@@ -814,6 +920,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0 },
     { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
     { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
+    { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
     { "detach", 0, js_detach, 0, 0, 0, napi_default, 0 },
     { "stop", 0, js_stop, 0, 0, 0, napi_default, 0 },
     { "drop", 0, js_drop, 0, 0, 0, napi_default, 0 },

@@ -24,6 +24,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   const big = Buffer.alloc(1536 * 1024, 7);
   const given = Buffer.from('x'.repeat(300_000) + 'end\n');
   const reads: number[] = [];
+  const looked: number[] = [];
   let doubleReply = '';
   before(async () => {
     base = await tmp();
@@ -77,6 +78,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         r().replyDir(slot, op === OP.READDIRPLUS, a as number, Buffer.concat(parts), parts.length, b as number, 86400, 86400);
         return;
       }
+      if (op === OP.LOOKED) return void looked.push(ino);
       if (op === OP.FORGET || op === OP.END) return;
       r().replyErr(slot, 38);
     };
@@ -112,6 +114,25 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     assert.equal(st1.read, st0.read, 'no READ reached JS');
     assert.ok(st1.readServed! > st0.readServed!, JSON.stringify(st1));
     assert.ok(st1.offered! >= 1, JSON.stringify(st1));
+  });
+
+  it('a registered name is answered by the addon, which tells JS after (OP.LOOKED)', async () => {
+    const name = Buffer.from('alias');
+    const rec = Buffer.alloc((24 + name.length + 7) & ~7);
+    rec.writeDoubleLE(4, 0);
+    rec.writeDoubleLE(given.length, 8);
+    rec.writeUInt32LE(S_IFREG | 0o444, 16);
+    rec.writeUInt32LE(name.length, 20);
+    name.copy(rec, 24);
+    m!.replier.names!(1, rec, 1, 86400);
+    const st0 = m!.state().counts!;
+    const r = await sh(`md5sum < ${mnt}/alias; stat -c %i ${mnt}/alias`);
+    assert.equal(r.stdout, `${createHash('md5').update(given).digest('hex')}  -\n4\n`, r.stderr);
+    const st1 = m!.state().counts!;
+    assert.equal(st1.lookup, st0.lookup, 'no LOOKUP reached JS');
+    assert.equal(st1.lookupServed! - st0.lookupServed!, 1);
+    for (const end = Date.now() + 2000; !looked.includes(4) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    assert.deepEqual(looked, [4]);
   });
 
   it('an invalidated node is read again (and only then)', async () => {
