@@ -38,8 +38,9 @@ export interface Replier {
   replyStatfs(slot: number, blocks: number, files: number): number;
   replyDir(slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, entryTimeout: number, attrTimeout: number): number;
   /** Hands the whole, verified content of file node `ino` to the binding, which then answers its
-   * READs itself (native/miqfuse.c); optional. */
-  offer?(ino: number, bytes: Buffer): void;
+   * READs itself (native/miqfuse.c), and with `push` (the kernel knows the node) puts it into
+   * the page cache at once; optional. */
+  offer?(ino: number, bytes: Buffer, push?: boolean): void;
   /** Registers the entries of an immutable directory (packed as for replyDir) with the binding,
    * which then answers their LOOKUPs itself and tells us after (OP.LOOKED); optional. */
   names?(parent: number, packed: Buffer, count: number, timeout: number): void;
@@ -75,6 +76,8 @@ interface Entry {
   offered?: boolean;
   /** This directory's entries are registered with the binding (register). */
   registered?: boolean;
+  /** Its subdirectories' entries were registered ahead (dirLooked). */
+  ahead?: boolean;
   /** Registered with the binding under its parent: stays in the table (the binding may answer
    * a lookup of it at any time). */
   kept?: boolean;
@@ -305,14 +308,15 @@ export class Inodes {
    * files, whole (a reader of one file of a directory mostly reads the others too: cp -r, tar,
    * cat of a list), offered as they arrive.
    */
-  private fileLooked(pe: Entry, e: Entry): void {
+  private fileLooked(pe: Entry, e: Entry, answered = false): void {
     const n = e.node;
     if (n.type !== 'file' || n.size === 0 || n.size > WHOLE_BYTES || e.offered) return;
     const b = this.o.chunks.cachedWhole(n);
     if (b) {
       if (this.r.offer) {
         e.offered = true;
-        this.r.offer(e.ino, b);
+        // Answered already (by the binding): the kernel knows the node, push now.
+        this.r.offer(e.ino, b, answered);
       }
       return;
     }
@@ -327,17 +331,25 @@ export class Inodes {
     if (!e) return;
     e.nlookup++;
     if (e.node.type === 'dir') this.dirLooked(e);
-    else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e);
+    else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e, true);
   }
 
-  /** A directory was looked up: load its tree, then register its entries (a reader inside looks
-   * names up next). */
+  /** A directory was looked up: load its tree and register its entries, and its subdirectories'
+   * (a reader inside looks names up next, and steps down: one level ahead, the names below are
+   * answered by the binding too). */
   private dirLooked(e: Entry): void {
     const n = e.node;
-    if (n.type !== 'dir' || !n.tree || e.registered || !this.r.names) return;
-    const t = this.o.trees.peek(n.tree);
-    if (t) return this.register(e);
-    this.o.trees.get(n.tree).then(() => this.register(e), () => {});
+    if (n.type !== 'dir' || !n.tree || e.ahead || !this.r.names) return;
+    e.ahead = true;
+    this.o.trees.get(n.tree).then((t) => {
+      this.register(e);
+      let k = 0;
+      for (const x of t.tree.entries) {
+        if (x.kind !== 'dir' || k++ >= TREE_AHEAD) continue;
+        const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, n.storePath) }));
+        if (ce && !ce.registered) this.o.trees.get(x.id!).then(() => this.register(ce), () => {});
+      }
+    }, () => {});
   }
 
   /**
@@ -378,7 +390,7 @@ export class Inodes {
       const e = this.byKey.get(k);
       if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
       e.offered = true;
-      this.r.offer(e.ino, b);
+      this.r.offer(e.ino, b, e.nlookup > 0);
     }
   };
 

@@ -269,7 +269,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     replyXattr: (...a: [number, number]) => m!.replier.replyXattr(...a),
     replyStatfs: (...a: [number, number, number]) => m!.replier.replyStatfs(...a),
     replyDir: (...a: [number, boolean, number, Buffer, number, number, number, number]) => m!.replier.replyDir(...a),
-    offer: (...a: [number, Buffer]) => m!.replier.offer?.(...a),
+    offer: (...a: [number, Buffer, boolean?]) => m!.replier.offer?.(...a),
     names: (...a: [number, Buffer, number, number]) => m!.replier.names?.(...a),
   };
   const inodes = new Inodes({ view, trees: x.trees, reader: store, chunks: x.chunks, usr, log: x.log }, replier);

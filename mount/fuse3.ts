@@ -32,7 +32,7 @@ export interface Native {
   replyXattr(s: NativeSession, slot: number, size: number): number;
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
-  offer(s: NativeSession, ino: number, bytes: Buffer): void;
+  offer(s: NativeSession, ino: number, bytes: Buffer, push: boolean): void;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): void;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
   detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
@@ -127,7 +127,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replyStatfs: (slot, b, f) => native.replyStatfs(s, slot, b, f),
     replyDir: (slot, plus, size, packed, count, first, et, at) => native.replyDir(s, slot, plus, size, packed, count, first, et, at),
     // Offers come from decodes that finish at any time, also after the session is gone.
-    offer: (ino, bytes) => void (destroyed || native.offer(s, ino, bytes)),
+    offer: (ino, bytes, push) => void (destroyed || native.offer(s, ino, bytes, push === true)),
     names: (parent, packed, count, timeout) => void (destroyed || native.names(s, parent, packed, count, timeout)),
   };
   let unmounting: Promise<void> | undefined;

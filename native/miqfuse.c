@@ -18,6 +18,11 @@
  * leaves once as many bytes as it holds have been served (the kernel keeps the pages), when the kernel
  * forgets the node, or when the table is over its byte budget (oldest first).
  *
+ * And once the kernel knows a node whose bytes are offered (its LOOKUP answered), a separate
+ * thread pushes them into the page cache (notify_store), so the READ mostly never comes. Never
+ * from the loop thread: notify_store waits for page locks that a READ in flight holds, and only
+ * the loop thread (or JS) answers that READ.
+ *
  * Likewise the names of immutable directories (JS registers a directory's entries, node ids
  * included, once it knows them): a LOOKUP of a registered name is answered here, and JS only
  * hears of it afterwards (OP_LOOKED, in order with FORGETs, so its lookup counts stay right).
@@ -115,6 +120,14 @@ typedef struct session {
   named_t **nb;
   size_t nnames;
   atomic_ullong nserved;
+  /* Nodes whose offered bytes are to be pushed (notify thread). */
+  pthread_mutex_t qmu;
+  pthread_cond_t qcv;
+  uint64_t *q;
+  size_t qhead, qlen, qcap;
+  int qstop, qstarted, qoff;
+  pthread_t qthread;
+  atomic_ullong pushed, pushfail;
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
@@ -189,6 +202,69 @@ static int rserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t
   return 1;
 }
 
+static int rhas(session_t *s, uint64_t ino) {
+  pthread_mutex_lock(&s->rmu);
+  int r = *rfind(s, ino) != NULL;
+  pthread_mutex_unlock(&s->rmu);
+  return r;
+}
+
+/* Queues a push of node `ino`'s offered bytes (any thread). */
+static void qpush(session_t *s, uint64_t ino) {
+  if (s->qoff || !s->qstarted) return;
+  pthread_mutex_lock(&s->qmu);
+  if (s->qlen == s->qcap) {
+    size_t nc = s->qcap ? s->qcap * 2 : 1024;
+    uint64_t *nq = malloc(nc * sizeof *nq);
+    if (!nq) { pthread_mutex_unlock(&s->qmu); return; }
+    for (size_t k = 0; k < s->qlen; k++) nq[k] = s->q[(s->qhead + k) % s->qcap];
+    free(s->q);
+    s->q = nq; s->qcap = nc; s->qhead = 0;
+  }
+  s->q[(s->qhead + s->qlen++) % s->qcap] = ino;
+  pthread_cond_signal(&s->qcv);
+  pthread_mutex_unlock(&s->qmu);
+}
+
+static void *pusher(void *arg) {
+  session_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->qmu);
+    while (!s->qlen && !s->qstop) pthread_cond_wait(&s->qcv, &s->qmu);
+    if (s->qstop) { pthread_mutex_unlock(&s->qmu); break; }
+    uint64_t ino = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    pthread_mutex_unlock(&s->qmu);
+    /* A copy, so the table's lock is not held while the kernel may wait on a page lock. */
+    char *copy = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&s->rmu);
+    ready_t *r = *rfind(s, ino);
+    if (r && r->len > 0 && (copy = malloc(r->len))) { memcpy(copy, r->data, r->len); len = r->len; }
+    pthread_mutex_unlock(&s->rmu);
+    if (!copy) continue;
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+    bv.buf[0].mem = copy;
+    int rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0);
+    /* Right after its LOOKUP is answered, the node is often not in the kernel yet (the looking
+     * process makes it when it wakes up): try again a few times, while no READ took it. */
+    for (int k = 0; rc == -ENOENT && k < 8 && !s->qstop && rhas(s, ino); k++) {
+      usleep(25);
+      rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0);
+    }
+    free(copy);
+    if (rc == 0) {
+      atomic_fetch_add(&s->pushed, 1);
+      rforget(s, ino);
+    } else {
+      /* The kernel does not know the node (yet): its READ is answered from the table. */
+      atomic_fetch_add(&s->pushfail, 1);
+    }
+  }
+  return NULL;
+}
+
 static void ll_init(void *ud, struct fuse_conn_info *c) {
   session_t *s = ud;
   /* Everything served is immutable per node id: let the kernel keep it. */
@@ -234,6 +310,7 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   atomic_fetch_add(&s->nserved, 1);
   /* An entry the kernel did not take (the lookup was interrupted) was not counted by it. */
   if (fuse_reply_entry(req, &e) == 0) {
+    if (rhas(s, e.ino)) qpush(s, e.ino);
     msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
     if (m) post(s, m);
   }
@@ -452,6 +529,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->evfd = -1;
   pthread_mutex_init(&s->rmu, NULL);
   pthread_mutex_init(&s->nmu, NULL);
+  pthread_mutex_init(&s->qmu, NULL);
+  pthread_cond_init(&s->qcv, NULL);
+  const char *nv = getenv("MIQ_MOUNT_NOTIFY");
+  s->qoff = nv && strcmp(nv, "0") == 0;
   s->rcap = 64u << 20;
   s->se = fuse_session_new(&fa, &OPS, sizeof OPS, s);
   fuse_opt_free_args(&fa);
@@ -483,6 +564,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->thread_started = 1;
+  if (!s->qoff && pthread_create(&s->qthread, NULL, pusher, s) == 0) s->qstarted = 1;
   napi_value ext;
   NAPI(napi_create_external(env, s, NULL, NULL, &ext));
   return ext;
@@ -522,7 +604,9 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   REQ_ARGS(7);
   struct fuse_entry_param e;
   fill_entry(&e, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]), num(env, argv[5]), num(env, argv[6]));
-  return ret_int(env, fuse_reply_entry(r, &e));
+  int rc = fuse_reply_entry(r, &e);
+  if (rc == 0 && e.ino && rhas(s, e.ino)) qpush(s, e.ino);
+  return ret_int(env, rc);
 }
 
 /* replyAttr(s, slot, ino, mode, size, attrTimeout) */
@@ -792,10 +876,13 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* offer(s, ino, buffer): the whole, verified content of file node `ino`; its READs are answered
- * here from now on (see the head comment). A copy is kept: the buffer may be reused. */
+/* offer(s, ino, buffer, push): the whole, verified content of file node `ino`; its READs are
+ * answered here from now on (see the head comment). A copy is kept: the buffer may be reused.
+ * push: the kernel knows the node already, so push the bytes into its page cache now. */
 static napi_value js_offer(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(3);
+  SESSION_ARGS(4);
+  bool push = false;
+  napi_get_value_bool(env, argv[3], &push);
   void *data = NULL;
   size_t len = 0;
   if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
@@ -820,6 +907,7 @@ static napi_value js_offer(napi_env env, napi_callback_info info) {
   while (s->rbytes > s->rcap && s->rhead && s->rhead != r) rdrop(s, rfind(s, s->rhead->ino));
   pthread_mutex_unlock(&s->rmu);
   atomic_fetch_add(&s->roffered, 1);
+  if (push) qpush(s, ino);
   return NULL;
 }
 
@@ -871,6 +959,8 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
   napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
+  napi_create_double(env, (double)atomic_load(&s->pushed), &v); napi_set_named_property(env, c, "pushed", v);
+  napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
   napi_set_named_property(env, o, "counts", c);
   return o;
 }
@@ -884,6 +974,16 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
     return r;
   }
   pthread_join(s->thread, NULL);
+  if (s->qstarted) {
+    pthread_mutex_lock(&s->qmu);
+    s->qstop = 1;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    pthread_join(s->qthread, NULL);
+    s->qstarted = 0;
+    free(s->q);
+    s->q = NULL;
+  }
   s->destroyed = 1;
   fuse_session_destroy(s->se);
   s->se = NULL;

@@ -135,6 +135,19 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     assert.deepEqual(looked, [4]);
   });
 
+  it('offered bytes of a node the kernel knows are pushed into its page cache: no READ at all', async () => {
+    await m!.invalidate([3], [null]);
+    const st0 = m!.state().counts!;
+    m!.replier.offer!(3, big, true);
+    for (const end = Date.now() + 2000; m!.state().counts!.pushed === st0.pushed && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    const r = await sh(`cmp ${mnt}/big <(head -c ${big.length} /dev/zero | tr '\\0' '\\7') && echo same`);
+    assert.equal(r.stdout, 'same\n', r.stderr);
+    const st1 = m!.state().counts!;
+    assert.equal(st1.pushed! - st0.pushed!, 1, JSON.stringify(st1));
+    assert.equal(st1.read, st0.read, 'no READ reached JS');
+    assert.equal(st1.readServed, st0.readServed, 'nor the addon');
+  });
+
   it('an invalidated node is read again (and only then)', async () => {
     content = Buffer.from('ho\n');
     const st0 = m!.state();
