@@ -25,6 +25,9 @@ export interface ChunkLocation {
    * dictionary, and its chain depth (1 + the deepest ref). */
   refs?: string[];
   depth?: number;
+  /** For a chunk inside a shared frame (flags 3): the stored body is one zstd frame holding
+   * several small chunks; this chunk is `plain` bytes at `off` of the frame's `size` plain bytes. */
+  frame?: { off: number; size: number };
 }
 
 /** Raw access for readers that decode chunks off their serving thread (the mount's reader): where

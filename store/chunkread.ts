@@ -5,7 +5,8 @@
  * bases) all read through it; the synchronous half runs unchanged in worker threads.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { decodeChunk } from './codec.js';
+import type { ChunkLocation } from './api.js';
+import { FLAG_ZSTD, decodeChunk } from './codec.js';
 import { MiqError } from './errors.js';
 import { idOf } from './ids.js';
 
@@ -20,6 +21,33 @@ export function decodeVerified(id: string, flags: number, body: Buffer, plain: n
   }
   if (idOf(out) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
   return out;
+}
+
+/** The plain bytes of a shared frame (flags 3) from its stored body: MIQ_CORRUPT when it does
+ * not decode to `size` bytes. Not verified as a whole: each chunk sliced from it is. */
+export function decodeFrame(body: Buffer, size: number, id: string): Buffer {
+  try {
+    return decodeChunk(FLAG_ZSTD, body, size);
+  } catch (e) {
+    throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its frame ${(e as Error).message.replace(/^chunk /, '')}`, { details: { id, kind: 'chunk' } });
+  }
+}
+
+/** A framed chunk's plain bytes, cut from its frame's and checked against its id. A copy: a
+ * view would keep the whole frame alive in every cache that holds the chunk. */
+export function sliceVerified(id: string, frame: Buffer, off: number, len: number): Buffer {
+  const view = frame.subarray(off, off + len);
+  if (view.length !== len || idOf(view) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
+  const out = Buffer.allocUnsafeSlow(len);
+  view.copy(out);
+  return out;
+}
+
+/** Plain bytes of the chunk at `loc` from its stored body (a frame's whole body for a framed
+ * chunk), verified. */
+export function decodeAt(id: string, loc: ChunkLocation, body: Buffer, dict?: Uint8Array): Buffer {
+  if (loc.frame) return sliceVerified(id, decodeFrame(body, loc.frame.size, id), loc.frame.off, loc.plain);
+  return decodeVerified(id, loc.flags, body, loc.plain, dict);
 }
 
 /** Open pack descriptors, least recently used closed first. A pack removed by gc stays readable

@@ -10,6 +10,11 @@ export const FLAG_ZSTD = 1;
 /** zstd with a raw-content dictionary: the plain bytes of the chunks listed in the index entry
  * (old chunks of the same path's previous version), like `zstd --patch-from` per chunk. */
 export const FLAG_ZSTD_DICT = 2;
+/** A chunk stored inside a shared frame: the body is one zstd frame of several small chunks'
+ * plain bytes concatenated (the index entry says where in it this chunk lies). Small files
+ * compressed together store ~10-15% less than each alone and cost one zstd call, one pack
+ * entry header and one read per frame instead of per file. */
+export const FLAG_FRAME = 3;
 export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
 
 let cctx: Compressor | undefined;

@@ -33,7 +33,7 @@ export interface Base {
   chunks: { id: string; start: number; end: number; depth: number }[];
 }
 
-export const toBase = (id: string, l: ChunkLocation): BaseChunk => ({ id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}) });
+export const toBase = (id: string, l: ChunkLocation): BaseChunk => ({ id, pack: l.pack, offset: l.offset, stored: l.stored, plain: l.plain, flags: l.flags, ...(l.refs ? { refs: l.refs } : {}), ...(l.frame ? { frame: l.frame } : {}) });
 
 /** The old chunks a new chunk at [off, off+len) is tried against: those overlapping it (within
  * DELTA_WINDOW), at most DELTA_MAX_REFS; undefined when none. */

@@ -19,6 +19,8 @@ export class IndexWriter {
   /** Bytes this ingest added to the store (bodies, headers, index entries). */
   newBytes = 0;
   newChunks = 0;
+  /** Of newBytes, the index entries' keys and values. */
+  indexBytes = 0;
 
   /** Pack bytes up to here are named by the index; a failed ingest cuts the pack back to it. */
   private indexed: ReturnType<PackWriter['mark']>;
@@ -29,18 +31,26 @@ export class IndexWriter {
 
   /** Appends compressed chunks to the pack; their index entries follow in a later batch. */
   append(compressed: readonly CompressedItem[]): Promise<void> {
-    const items = compressed.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth }));
+    const items = compressed.map((it) => ({ id: it.id as Id, flags: it.flags, plain: it.plainLen, body: it.body, refs: it.refs, depth: it.depth, members: it.members }));
     const run = this.chain.then(async () => {
       const locs = await this.writer.append(items);
       locs.forEach((loc, i) => {
-        const key = kChunk(items[i]!.id);
         const it = items[i]!;
-        const value = encodeLocation(it.refs ? { ...loc, refs: it.refs, depth: it.depth } : loc);
-        this.pending.push({ key, value });
-        this.newBytes += loc.stored + ENTRY_HEADER + key.length + value.length;
+        this.newBytes += loc.stored + ENTRY_HEADER;
         this.pendingBytes += loc.stored;
+        // A shared frame is one pack entry; the index names each chunk in it.
+        const named = it.members
+          ? it.members.map((m) => ({ id: m.id, loc: { ...loc, plain: m.len, frame: { off: m.off, size: loc.plain } } }))
+          : [{ id: it.id, loc: it.refs ? { ...loc, refs: it.refs, depth: it.depth } : loc }];
+        for (const n of named) {
+          const key = kChunk(n.id);
+          const value = encodeLocation(n.loc);
+          this.pending.push({ key, value });
+          this.newBytes += key.length + value.length;
+          this.indexBytes += key.length + value.length;
+        }
+        this.newChunks += named.length;
       });
-      this.newChunks += items.length;
       if (this.pending.length >= INDEX_FLUSH_ENTRIES || this.pendingBytes >= INDEX_FLUSH_BYTES) await this.flush();
     });
     this.chain = run.catch(() => {});

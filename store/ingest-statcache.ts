@@ -14,10 +14,10 @@
  * many-small-files corpus the unchanged files of release N+1 are then not read at all.
  * MIQ_NO_STAT_CACHE=1 turns it off (every file is read, as content decides).
  */
-import type { Stats } from 'node:fs';
 import { blake3 } from '@napi-rs/blake-hash';
 import type { Id } from './ids.js';
 import { kStat } from './keys.js';
+import type { FileStat } from './walk.js';
 
 export const STAT_CACHE_ON = process.env.MIQ_NO_STAT_CACHE !== '1';
 /** Files changed this recently before the ingest started get no entry (see above). */
@@ -25,16 +25,16 @@ export const RACY_MS = 2000;
 const FP_BYTES = 8;
 const VALUE_BYTES = FP_BYTES + 32;
 
-export function statKey(st: Stats): string {
+export function statKey(st: FileStat): string {
   return kStat(`${st.dev.toString(36)}.${st.ino.toString(36)}`);
 }
 
-function fingerprint(st: Stats): Buffer {
+function fingerprint(st: FileStat): Buffer {
   const f = new Float64Array([st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs]);
   return blake3(Buffer.from(f.buffer)).subarray(0, FP_BYTES);
 }
 
-export function encodeStatEntry(st: Stats, id: string): Buffer {
+export function encodeStatEntry(st: FileStat, id: string): Buffer {
   const out = Buffer.allocUnsafe(VALUE_BYTES);
   fingerprint(st).copy(out, 0);
   out.write(id, FP_BYTES, 'hex');
@@ -42,7 +42,7 @@ export function encodeStatEntry(st: Stats, id: string): Buffer {
 }
 
 /** The id an entry names when it still matches `st`, else undefined. */
-export function statEntryId(v: Buffer | undefined, st: Stats): Id | undefined {
+export function statEntryId(v: Buffer | undefined, st: FileStat): Id | undefined {
   if (v === undefined || v.length !== VALUE_BYTES) return undefined;
   if (!v.subarray(0, FP_BYTES).equals(fingerprint(st))) return undefined;
   return v.toString('hex', FP_BYTES) as Id;
@@ -54,6 +54,6 @@ export function statEntryFile(v: Buffer): string | undefined {
 }
 
 /** Whether a file read now may get an entry: not changed within RACY_MS before `startMs`. */
-export function cacheable(st: Stats, startMs: number): boolean {
+export function cacheable(st: FileStat, startMs: number): boolean {
   return st.mtimeMs < startMs - RACY_MS && st.ctimeMs < startMs - RACY_MS;
 }

@@ -4,13 +4,15 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
 import { Chunker, type ChunkParams } from './chunker.js';
-import { PackFds, decodeVerified, preadStored } from './chunkread.js';
-import { encodeChunk, encodeChunkWithDict, FLAG_ZSTD_DICT } from './codec.js';
+import { PackFds, decodeAt, preadStored } from './chunkread.js';
+import { encodeChunk, encodeChunkWithDict, FLAG_FRAME, FLAG_ZSTD, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
 import { EMPTY_ID, IdHasher, idOf } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
 import { scanRefs } from './refscan.js';
+import { walkToPort } from './walk-sync.js';
 
 const DELTA_KEEP_RATIO = 0.8;
 /** A delta under this share of the chunk is kept without trying plain compression. At 0.2 (was
@@ -23,6 +25,11 @@ const BASE_CACHE_BYTES = 32 << 20;
  * chunks travel back with the scan result, so this bounds what one result holds. Bigger files
  * take the separate, bounded compress tasks. */
 const SCAN_COMPRESS_MAX = 8 << 20;
+/** Chunks up to FRAME_ITEM_MAX stored plainly are compressed together, in shared frames of about
+ * FRAME_BYTES (codec.ts FLAG_FRAME); measured on the many-small-files corpus (see the issue 13
+ * note in .notes/store-interface.md). */
+export const FRAME_BYTES = 256 << 10;
+export const FRAME_ITEM_MAX = 64 << 10;
 
 export interface ScanFile {
   path: Uint8Array;
@@ -31,7 +38,8 @@ export interface ScanFile {
 export type WorkerTask =
   | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: BigInt64Array }
   | { type: 'hash'; files: ScanFile[] }
-  | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[] };
+  | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[] }
+  | { type: 'walk'; root: string; port: MessagePort };
 
 /** Where an old chunk that a delta is tried against lies in the store's packs. The worker reads
  * and decodes it itself (and its own references, for a chain), so dictionaries never cross the
@@ -52,7 +60,7 @@ export interface CompressItem {
 }
 
 export type ScannedFile =
-  | { ok: true; id: string; size: number; chunks: { id: string; length: number }[]; refs: string[]; data?: Uint8Array; bodies?: CompressedItem[] }
+  | { ok: true; id: string; size: number; chunks: { id: string; length: number }[]; refs: string[]; data?: Uint8Array }
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 export interface CompressedItem {
@@ -62,6 +70,14 @@ export interface CompressedItem {
   body: Uint8Array;
   refs?: string[];
   depth?: number;
+  /** A shared frame (flags FLAG_FRAME; `id` is the hash of its plain bytes): the chunks in it. */
+  members?: FrameMember[];
+}
+
+export interface FrameMember {
+  id: string;
+  off: number;
+  len: number;
 }
 
 export type HashedFile =
@@ -69,9 +85,10 @@ export type HashedFile =
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 export type WorkerResult =
-  | { type: 'scanned'; files: ScannedFile[] }
+  | { type: 'scanned'; files: ScannedFile[]; bodies?: CompressedItem[] }
   | { type: 'hashed'; files: HashedFile[] }
   | { type: 'compressed'; items: CompressedItem[] }
+  | { type: 'walked' }
   | { type: 'error'; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -88,6 +105,50 @@ function errJson(e: unknown): { code: string; message: string; details?: Record<
 }
 
 type Failed = { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+/**
+ * Collects small chunks' plain bytes and compresses them together once about FRAME_BYTES are
+ * in (or at `seal`). A frame that would hold one chunk, or whose bytes do not compress, is
+ * stored as separate chunks instead, as before frames.
+ */
+export class FrameBuilder {
+  private readonly buf = Buffer.allocUnsafe(FRAME_BYTES + FRAME_ITEM_MAX);
+  private len = 0;
+  private members: FrameMember[] = [];
+
+  constructor(private readonly out: CompressedItem[]) {}
+
+  add(id: string, plain: Uint8Array): void {
+    if (plain.length > FRAME_ITEM_MAX) {
+      const { flags, body } = encodeChunk(plain);
+      this.out.push({ id, plainLen: plain.length, flags, body: Buffer.from(body) });
+      return;
+    }
+    this.buf.set(plain, this.len);
+    this.members.push({ id, off: this.len, len: plain.length });
+    this.len += plain.length;
+    if (this.len >= FRAME_BYTES) this.seal();
+  }
+
+  seal(): void {
+    const members = this.members;
+    if (members.length === 0) return;
+    const plain = this.buf.subarray(0, this.len);
+    this.members = [];
+    this.len = 0;
+    if (members.length > 1) {
+      const { flags, body } = encodeChunk(plain);
+      if (flags === FLAG_ZSTD) {
+        this.out.push({ id: idOf(plain), plainLen: plain.length, flags: FLAG_FRAME, body: Buffer.from(body), members });
+        return;
+      }
+    }
+    for (const m of members) {
+      const { flags, body } = encodeChunk(plain.subarray(m.off, m.off + m.len));
+      this.out.push({ id: m.id, plainLen: m.len, flags, body: Buffer.from(body) });
+    }
+  }
+}
 
 /** Runs `body` on the file opened without following links (a swap for a link or fifo since the
  * walk is refused), closing it after; any error becomes a per-file failure. */
@@ -145,7 +206,13 @@ function readMore(fd: number, buf: Buffer, at: number, total: number, size: numb
   return { n, eof: n === 0 || (n < buf.length - at && total + n === size) };
 }
 
-function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: BigInt64Array): ScannedFile {
+/** Where a scan puts the chunks it compressed (into a new store): alone, or into shared frames. */
+interface ScanSink {
+  bodies: CompressedItem[];
+  frames: FrameBuilder;
+}
+
+function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: BigInt64Array, sink?: ScanSink): ScannedFile {
   return withRegularFile(f, (fd, st): ScannedFile => {
     if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
     const want = Math.max(4 << 20, params.max * 2);
@@ -163,8 +230,7 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
     let wholeId: string | undefined;
     // Into a new store (claims given): compress each chunk no other file of this ingest has
     // claimed while its bytes are here, instead of reading and hashing it again later.
-    const bodies: CompressedItem[] = [];
-    const compressHere = claims !== undefined && f.size <= SCAN_COMPRESS_MAX;
+    const compressHere = claims !== undefined && sink !== undefined && f.size <= SCAN_COMPRESS_MAX;
     while (!eof || have > 0) {
       while (!eof && have < buf.length) {
         const r = readMore(fd, buf, have, total, st.size, f.path);
@@ -185,8 +251,12 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
         chunks.push({ id, length: len });
         if (compressHere) {
           if (claim(claims!, id)) {
-            const { flags, body } = encodeChunk(piece);
-            bodies.push({ id, plainLen: len, flags, body: Buffer.from(body) });
+            if (len <= FRAME_ITEM_MAX) {
+              sink!.frames.add(id, piece);
+            } else {
+              const { flags, body } = encodeChunk(piece);
+              sink!.bodies.push({ id, plainLen: len, flags, body: Buffer.from(body) });
+            }
           }
         } else if (total <= keepSmall && eof) small = Buffer.from(piece);
         s += len;
@@ -201,7 +271,6 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: B
     const id = wholeId ?? hasher?.digest() ?? EMPTY_ID;
     const out: ScannedFile = { ok: true, id, size: total, chunks, refs: [...refs] };
     if (small && chunks.length === 1) out.data = small;
-    if (bodies.length > 0) out.bodies = bodies;
     return out;
   });
 }
@@ -250,7 +319,7 @@ function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fd
       }
       dict = Buffer.concat(parts);
     }
-    const plain = decodeVerified(id, loc.flags, body, loc.plain, dict);
+    const plain = decodeAt(id, loc, body, dict);
     baseCache.set(id, plain);
     baseCacheBytes += plain.length;
     for (const [k, v] of baseCache) {
@@ -266,6 +335,7 @@ function loadBase(id: string, table: Map<string, BaseChunk>, packDir: string, fd
 
 function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChunk[]): CompressedItem[] {
   const out: CompressedItem[] = [];
+  const frames = new FrameBuilder(out);
   let fd = -1;
   let fdPath: Buffer | undefined;
   const table = new Map((bases ?? []).map((b) => [b.id, b]));
@@ -316,10 +386,15 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
           continue;
         }
       }
+      if (plain.length <= FRAME_ITEM_MAX) {
+        frames.add(it.id, plain);
+        continue;
+      }
       const { flags, body } = encodeChunk(plain);
       // Copy out of zstd's scratch (or the caller's view) so the result owns its memory.
       out.push({ id: it.id, plainLen: plain.length, flags, body: flags === 0 && it.data ? plain : Buffer.from(body) });
     }
+    frames.seal();
   } finally {
     if (fd >= 0) closeSync(fd);
     packFds.close();
@@ -330,12 +405,23 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
 export default function run(task: WorkerTask): WorkerResult {
   try {
     switch (task.type) {
-      case 'scan':
-        return { type: 'scanned', files: task.files.map((f) => scanOne(f, task.params, task.keepSmall, task.claims)) };
+      case 'scan': {
+        let sink: ScanSink | undefined;
+        if (task.claims) {
+          const bodies: CompressedItem[] = [];
+          sink = { bodies, frames: new FrameBuilder(bodies) };
+        }
+        const files = task.files.map((f) => scanOne(f, task.params, task.keepSmall, task.claims, sink));
+        sink?.frames.seal();
+        return sink && sink.bodies.length > 0 ? { type: 'scanned', files, bodies: sink.bodies } : { type: 'scanned', files };
+      }
       case 'hash':
         return { type: 'hashed', files: task.files.map(hashOne) };
       case 'compress':
         return { type: 'compressed', items: compressItems(task.items, task.packDir, task.bases) };
+      case 'walk':
+        walkToPort(task.root, task.port);
+        return { type: 'walked' };
     }
   } catch (e) {
     return { type: 'error', error: errJson(e) };

@@ -6,7 +6,8 @@
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LiveSet, PruneOptions, PruneReport } from './api.js';
-import type { Id } from './ids.js';
+import { decodeFrame } from './chunkread.js';
+import { idOf, type Id } from './ids.js';
 import { statEntryFile } from './ingest-statcache.js';
 import { kChunk, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
@@ -32,21 +33,29 @@ async function deadRecords(parts: LocalParts, live: LiveSet): Promise<Dead> {
   return dead;
 }
 
-/** Live and dead chunk bytes per pack (dead chunk keys go into `dead.c`). */
+/** Live and dead chunk bytes per pack (dead chunk keys go into `dead.c`). A shared frame's
+ * bytes count once: live while any chunk in it is (dead chunks inside a live frame stay until
+ * the frame is rewritten). */
 async function packUse(parts: LocalParts, live: LiveSet, dead: Dead): Promise<Map<number, PackUse>> {
   const byPack = new Map<number, PackUse>();
+  const frames = new Map<string, boolean>(); // pack.offset → live
   for await (const [k, v] of parts.db.iterator(range('c/'))) {
     const id = k.slice(2);
     const loc = decodeLocation(v);
     let p = byPack.get(loc.pack);
     if (!p) byPack.set(loc.pack, (p = { live: [], liveBytes: 0, deadBytes: 0 }));
-    if (live.chunks.has(id)) {
-      p.live.push({ id, loc });
-      p.liveBytes += loc.stored + ENTRY_HEADER;
-    } else {
-      dead.c.push(k);
-      p.deadBytes += loc.stored + ENTRY_HEADER;
+    const isLive = live.chunks.has(id);
+    if (isLive) p.live.push({ id, loc });
+    else dead.c.push(k);
+    if (loc.frame) {
+      const key = `${loc.pack}.${loc.offset}`;
+      const was = frames.get(key);
+      if (was === true || (was === false && !isLive)) continue;
+      if (was === false) p.deadBytes -= loc.stored + ENTRY_HEADER;
+      frames.set(key, isLive);
     }
+    if (isLive) p.liveBytes += loc.stored + ENTRY_HEADER;
+    else p.deadBytes += loc.stored + ENTRY_HEADER;
   }
   return byPack;
 }
@@ -77,10 +86,25 @@ async function repack(parts: LocalParts, plan: RepackPlan[], report: PruneReport
     for (const p of plan) {
       if (p.live.length > 0) {
         const moved: { key: string; value: Buffer }[] = [];
+        // A shared frame is copied once; each live chunk in it is named at the copy.
+        const frames = new Map<number, ChunkLocation>();
         for (const { id, loc } of p.live) {
-          const body = await parts.packs.read(loc, id);
-          const [nl] = await rw.append([{ id: id as Id, flags: loc.flags, plain: loc.plain, body }]);
-          moved.push({ key: kChunk(id), value: encodeLocation(loc.refs ? { ...nl!, refs: loc.refs, depth: loc.depth } : nl!) });
+          let nl = loc.frame ? frames.get(loc.offset) : undefined;
+          if (!nl) {
+            const body = await parts.packs.read(loc, id);
+            // The frame's entry header names the hash of its plain bytes, as ingest wrote it; a
+            // frame that no longer decodes is copied as it is (its chunks fail their hash on read).
+            let headerId = id;
+            if (loc.frame) {
+              try {
+                headerId = idOf(decodeFrame(body, loc.frame.size, id));
+              } catch { /* copied as it is */ }
+            }
+            [nl] = await rw.append([{ id: headerId as Id, flags: loc.flags, plain: loc.frame ? loc.frame.size : loc.plain, body }]);
+            if (loc.frame) frames.set(loc.offset, nl!);
+          }
+          const at: ChunkLocation = loc.frame ? { ...nl!, plain: loc.plain, frame: loc.frame } : loc.refs ? { ...nl!, refs: loc.refs, depth: loc.depth } : nl!;
+          moved.push({ key: kChunk(id), value: encodeLocation(at) });
         }
         await rw.sync();
         await parts.db.batch(moved.map((m) => ({ type: 'put' as const, key: m.key, value: m.value })), { sync: true });

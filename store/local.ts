@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChunkInfo, ChunkLocator, ChunkSource, IngestOptions, IngestResult, LiveSet, ObjectBatch, PruneOptions, PruneReport, PruneStore, Store, WriteStore } from './api.js';
 import { CHUNKER_ALGO, DEFAULT_CHUNK_PARAMS, checkChunkParams, parseChunkParams, type ChunkParams } from './chunker.js';
-import { decodeVerified } from './chunkread.js';
+import { decodeFrame, decodeVerified, sliceVerified } from './chunkread.js';
 import { encodeChunk } from './codec.js';
 import { MiqError } from './errors.js';
 import { type Id, idOf } from './ids.js';
@@ -57,6 +57,10 @@ export class LocalStore implements Store, PruneStore, WriteStore {
   readonly #writeLock = new Mutex();
   readonly #parts: LocalParts;
   private readonly cache: ByteLru<string, Buffer>;
+  /** Decoded shared frames by pack and offset: a directory's small files share a few frames, and
+   * reading them one by one should decode each frame once. Bounded, and dropped by prune. */
+  private readonly frames = new ByteLru<string, Buffer>(8 << 20);
+  private readonly frameReads = new Map<string, Promise<Buffer>>();
   private opened: Promise<void> | undefined;
   private closed = false;
 
@@ -201,7 +205,21 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     return plain;
   }
 
+  private async frameAt(id: Id, loc: ChunkLocation & { frame: { size: number } }): Promise<Buffer> {
+    const key = `${loc.pack}.${loc.offset}`;
+    const hit = this.frames.get(key);
+    if (hit) return hit;
+    let p = this.frameReads.get(key);
+    if (!p) {
+      p = this.#packs.read(loc, id).then((body) => decodeFrame(body, loc.frame.size, id));
+      this.frameReads.set(key, p);
+      p.then((f) => this.frames.set(key, f), () => {}).finally(() => this.frameReads.delete(key));
+    }
+    return p;
+  }
+
   private async readChunkAt(id: Id, loc: ChunkLocation): Promise<Buffer> {
+    if (loc.frame) return sliceVerified(id, await this.frameAt(id, loc as ChunkLocation & { frame: { size: number } }), loc.frame.off, loc.plain);
     const body = await this.#packs.read(loc, id);
     let dict: Buffer | undefined;
     if (loc.refs) {
@@ -376,7 +394,9 @@ export class LocalStore implements Store, PruneStore, WriteStore {
         yield { id, stored: v.length, plain: 0 };
         continue;
       }
-      yield loc.refs ? { id, stored: loc.stored, plain: loc.plain, bases: loc.refs as Id[] } : { id, stored: loc.stored, plain: loc.plain };
+      // A chunk in a shared frame is counted at its share of the frame's stored bytes.
+      const stored = loc.frame ? Math.round((loc.stored * loc.plain) / Math.max(1, loc.frame.size)) : loc.stored;
+      yield loc.refs ? { id, stored, plain: loc.plain, bases: loc.refs as Id[] } : { id, stored, plain: loc.plain };
     }
   }
 
@@ -391,6 +411,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     const { pruneLocal } = await import('./local-prune.js');
     const report = await pruneLocal(this.#parts, mark, opts);
     this.cache.clear();
+    this.frames.clear();
     return report;
   }
 

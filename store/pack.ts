@@ -8,6 +8,7 @@
  */
 import { open, readdir, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { FLAG_FRAME } from './codec.js';
 import { MiqError, isNoSpace, noSpaceError } from './errors.js';
 import { idToBytes, type Id } from './ids.js';
 import { mkdirp } from './mkdirp.js';
@@ -20,17 +21,25 @@ const MAGIC = Buffer.from('MQCK');
 export const PACK_ROLL_BYTES = 1 << 30;
 
 
-/** 21 bytes; a delta chunk adds depth u8, count u8 and the 32-byte ref ids. */
+/** A framed chunk's entry: the 21 bytes, then its offset in the frame and the frame's plain
+ * size (u32 each). */
+const FRAME_ENTRY = 29;
+
+/** 21 bytes; a delta chunk adds depth u8, count u8 and the 32-byte ref ids; a framed chunk
+ * (flags 3) adds its offset in the frame and the frame's size. */
 export function encodeLocation(l: ChunkLocation): Buffer {
   const n = l.refs?.length ?? 0;
-  const b = Buffer.allocUnsafe(21 + (n > 0 ? 2 + 32 * n : 0));
+  const b = Buffer.allocUnsafe(l.frame ? FRAME_ENTRY : 21 + (n > 0 ? 2 + 32 * n : 0));
   b.writeUInt32BE(l.pack, 0);
   b.writeUInt32BE(Math.floor(l.offset / 0x100000000), 4);
   b.writeUInt32BE(l.offset >>> 0, 8);
   b.writeUInt32BE(l.stored, 12);
   b.writeUInt32BE(l.plain, 16);
   b[20] = l.flags;
-  if (n > 0) {
+  if (l.frame) {
+    b.writeUInt32BE(l.frame.off, 21);
+    b.writeUInt32BE(l.frame.size, 25);
+  } else if (n > 0) {
     b[21] = l.depth ?? 1;
     b[22] = n;
     l.refs!.forEach((r, i) => b.write(r, 23 + 32 * i, 'hex'));
@@ -39,6 +48,11 @@ export function encodeLocation(l: ChunkLocation): Buffer {
 }
 
 export function decodeLocation(b: Buffer): ChunkLocation {
+  if (b.length === FRAME_ENTRY && b[20] === FLAG_FRAME) {
+    const loc: ChunkLocation = { pack: b.readUInt32BE(0), offset: b.readUInt32BE(4) * 0x100000000 + b.readUInt32BE(8), stored: b.readUInt32BE(12), plain: b.readUInt32BE(16), flags: FLAG_FRAME, frame: { off: b.readUInt32BE(21), size: b.readUInt32BE(25) } };
+    if (loc.frame!.off + loc.plain > loc.frame!.size) throw new MiqError('MIQ_CORRUPT', `chunk index entry names bytes ${loc.frame!.off}+${loc.plain} of a ${loc.frame!.size}-byte frame`);
+    return loc;
+  }
   if (b.length < 21 || (b.length > 21 && b.length !== 23 + 32 * b[22]!)) throw new MiqError('MIQ_CORRUPT', `chunk index entry has ${b.length} bytes, expected 21 or a delta entry`);
   const loc: ChunkLocation = { pack: b.readUInt32BE(0), offset: b.readUInt32BE(4) * 0x100000000 + b.readUInt32BE(8), stored: b.readUInt32BE(12), plain: b.readUInt32BE(16), flags: b[20]! };
   if (b.length > 21) {
@@ -115,12 +129,18 @@ export class PackWriter {
       locs.push({ pack: this.packNo, offset: off + ENTRY_HEADER, stored: it.body.length, plain: it.plain, flags: it.flags });
       off += ENTRY_HEADER + it.body.length;
     }
-    const buf = Buffer.concat(parts);
+    const total = off - this.size;
     let written = 0;
     try {
-      while (written < buf.length) {
-        const { bytesWritten } = await this.fh!.write(buf, written, buf.length - written, this.size + written);
-        written += bytesWritten;
+      // writev hands the bodies to the kernel as they are: concatenating them first was ~0.45 s
+      // of the main thread's CPU on 422 MB of small files. A short write finishes by copy.
+      written = (await this.fh!.writev(parts, this.size)).bytesWritten;
+      if (written < total) {
+        const buf = Buffer.concat(parts);
+        while (written < total) {
+          const { bytesWritten } = await this.fh!.write(buf, written, total - written, this.size + written);
+          written += bytesWritten;
+        }
       }
     } catch (e) {
       // A short write (a full disk) leaves a torn entry at the tail: cut it off, so the pack ends
@@ -129,7 +149,7 @@ export class PackWriter {
       if (isNoSpace(e)) throw noSpaceError(e, dirname(this.dir), 'writing a pack');
       throw e;
     }
-    this.size += buf.length;
+    this.size += total;
     this.dirty = true;
     return locs;
   }

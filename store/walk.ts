@@ -3,8 +3,21 @@
  * are recorded, never followed; special files are refused (or skipped with `lenient`).
  */
 import { lstat, readdir, readlink } from 'node:fs/promises';
+import { MessageChannel } from 'node:worker_threads';
 import type { Stats } from 'node:fs';
 import { MiqError, ioError } from './errors.js';
+import { ingestPool } from './pool.js';
+import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, type WalkMessage } from './walk-sync.js';
+
+/** What a walk keeps of a file's lstat (a Stats has it all; the pool walk sends just this). */
+export interface FileStat {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+}
 
 export interface FileNode {
   readonly t: 'file';
@@ -12,7 +25,7 @@ export interface FileNode {
   readonly path: Buffer;
   readonly size: number;
   readonly exe: boolean;
-  readonly stat: Stats;
+  readonly stat: FileStat;
   id?: string;
   /** The id came from the stat cache (the file was not read). */
   statHit?: boolean;
@@ -51,20 +64,57 @@ export const NOT_WORLD_READABLE_NAMED = 100;
 
 const SLASH = Buffer.from('/');
 const LSTAT_PARALLEL = 64;
+const S_IFMT = 0o170000;
 
-function kindOf(st: Stats): string {
-  if (st.isFIFO()) return 'a fifo';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  return 'an unsupported file type';
+function kindOf(mode: number): string {
+  switch (mode & S_IFMT) {
+    case 0o010000: return 'a fifo';
+    case 0o140000: return 'a socket';
+    case 0o020000: return 'a character device';
+    case 0o060000: return 'a block device';
+    default: return 'an unsupported file type';
+  }
+}
+
+function newResult(rootPath: string): WalkResult {
+  const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from(rootPath), children: [] };
+  return { root, files: [], dirs: 1, links: 0, bytes: 0, droppedModeBits: 0, notWorldReadable: 0, notWorldReadablePaths: [], skipped: [] };
+}
+
+/** Records one entry of `dir`; returns the new node when it is a directory (to walk into). */
+function record(res: WalkResult, dir: DirNode, name: Buffer, path: Buffer, st: FileStat, target: Buffer | undefined, lenient: boolean, onFile?: (f: FileNode) => void): DirNode | undefined {
+  const fmt = st.mode & S_IFMT;
+  const isFile = fmt === 0o100000, isDir = fmt === 0o040000;
+  if (st.mode & 0o7000) res.droppedModeBits++;
+  if ((isFile && !(st.mode & 0o004)) || (isDir && (st.mode & 0o005) !== 0o005)) {
+    if (res.notWorldReadable++ < NOT_WORLD_READABLE_NAMED) res.notWorldReadablePaths.push(path.toString());
+  }
+  if (isFile) {
+    const f: FileNode = { t: 'file', name, path, size: st.size, exe: (st.mode & 0o111) !== 0, stat: st };
+    dir.children.push(f);
+    res.files.push(f);
+    res.bytes += st.size;
+    onFile?.(f);
+  } else if (isDir) {
+    const d: DirNode = { t: 'dir', name, path, children: [] };
+    dir.children.push(d);
+    res.dirs++;
+    return d;
+  } else if (fmt === 0o120000) {
+    dir.children.push({ t: 'link', name, target: target! });
+    res.links++;
+  } else {
+    const why = `${path.toString()} is ${kindOf(st.mode)}`;
+    if (!lenient) throw new MiqError('MIQ_BAD_INPUT', `${why}; miq stores only regular files, directories and symlinks (use --lenient to skip such entries)`, { details: { path: path.toString() } });
+    res.skipped.push({ path: path.toString(), why: kindOf(st.mode) });
+  }
+  return undefined;
 }
 
 /** `onFile` sees each regular file as soon as it is found, so reading can start during the walk. */
 export async function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
-  const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from(rootPath), children: [] };
-  const res: WalkResult = { root, files: [], dirs: 1, links: 0, bytes: 0, droppedModeBits: 0, notWorldReadable: 0, notWorldReadablePaths: [], skipped: [] };
-  const stack: DirNode[] = [root];
+  const res = newResult(rootPath);
+  const stack: DirNode[] = [res.root];
   while (stack.length > 0) {
     const dir = stack.pop()!;
     let names: Buffer[];
@@ -78,45 +128,69 @@ export async function walk(rootPath: string, lenient: boolean, onFile?: (f: File
       const stats = await Promise.all(
         slice.map(async (name) => {
           const path = Buffer.concat([dir.path, SLASH, name]);
+          let st: Stats;
           try {
-            return { name, path, st: await lstat(path) };
+            st = await lstat(path);
           } catch (e) {
             throw ioError(e, 'cannot stat', path.toString());
           }
-        }),
-      );
-      for (const { name, path, st } of stats) {
-        if (st.mode & 0o7000) res.droppedModeBits++;
-        if ((st.isFile() && !(st.mode & 0o004)) || (st.isDirectory() && (st.mode & 0o005) !== 0o005)) {
-          if (res.notWorldReadable++ < NOT_WORLD_READABLE_NAMED) res.notWorldReadablePaths.push(path.toString());
-        }
-        if (st.isFile()) {
-          const f: FileNode = { t: 'file', name, path, size: st.size, exe: (st.mode & 0o111) !== 0, stat: st };
-          dir.children.push(f);
-          res.files.push(f);
-          res.bytes += st.size;
-          onFile?.(f);
-        } else if (st.isDirectory()) {
-          const d: DirNode = { t: 'dir', name, path, children: [] };
-          dir.children.push(d);
-          stack.push(d);
-          res.dirs++;
-        } else if (st.isSymbolicLink()) {
-          let target: Buffer;
+          if (!st.isSymbolicLink()) return { name, path, st };
           try {
-            target = await readlink(path, { encoding: 'buffer' });
+            return { name, path, st, target: await readlink(path, { encoding: 'buffer' }) };
           } catch (e) {
             throw ioError(e, 'cannot read symlink', path.toString());
           }
-          dir.children.push({ t: 'link', name, target });
-          res.links++;
-        } else {
-          const why = `${path.toString()} is ${kindOf(st)}`;
-          if (!lenient) throw new MiqError('MIQ_BAD_INPUT', `${why}; miq stores only regular files, directories and symlinks (use --lenient to skip such entries)`, { details: { path: path.toString() } });
-          res.skipped.push({ path: path.toString(), why: kindOf(st) });
-        }
+        }),
+      );
+      for (const { name, path, st, target } of stats) {
+        const d = record(res, dir, name, path, st, target, lenient, onFile);
+        if (d) stack.push(d);
       }
     }
   }
   return res;
+}
+
+/**
+ * The same walk with its traversal in an ingest worker (walk-sync.ts): the main thread only
+ * assembles the skeleton from packed batches. Used by ingest, whose pool is running anyway.
+ */
+export function walkInPool(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
+  const res = newResult(rootPath);
+  const dirs: DirNode[] = [res.root];
+  const { port1, port2 } = new MessageChannel();
+  return new Promise<WalkResult>((resolve, reject) => {
+    const done = (e?: unknown): void => {
+      port1.close();
+      if (e === undefined) resolve(res);
+      else reject(e);
+    };
+    port1.on('message', (m: WalkMessage) => {
+      try {
+        if (m.type === 'end') return done();
+        if (m.type === 'error') return done(MiqError.fromJSON(m.error as never));
+        const paths = Buffer.from(m.paths.buffer, m.paths.byteOffset, m.paths.byteLength);
+        const targets = Buffer.from(m.targets.buffer, m.targets.byteOffset, m.targets.byteLength);
+        let start = 0, link = 0;
+        for (let i = 0; i < m.count; i++) {
+          const end = m.ends[i]!;
+          const parent = dirs[m.parent[i]!]!;
+          const path = paths.subarray(start, end);
+          start = end;
+          const n = i * NUMS;
+          const st: FileStat = { size: m.num[n]!, mode: m.num[n + 1]!, dev: m.num[n + 2]!, ino: m.num[n + 3]!, mtimeMs: m.num[n + 4]!, ctimeMs: m.num[n + 5]! };
+          let target: Buffer | undefined;
+          if (m.kind[i] === KIND_LINK) {
+            target = targets.subarray(link === 0 ? 0 : m.targetEnds[link - 1]!, m.targetEnds[link]!);
+            link++;
+          }
+          const d = record(res, parent, path.subarray(parent.path.length + 1), path, st, target, lenient, m.kind[i] === KIND_FILE ? onFile : undefined);
+          if (m.kind[i] === KIND_DIR) dirs.push(d!);
+        }
+      } catch (e) {
+        done(e);
+      }
+    });
+    ingestPool().run({ type: 'walk', root: rootPath, port: port2 }, { transferList: [port2] }).catch((e: unknown) => done(e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot walk ${rootPath}: ${(e as Error).message}`, { cause: e })));
+  });
 }

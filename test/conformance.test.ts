@@ -79,30 +79,36 @@ storeConformance({
   },
 }, () => root);
 
+/** A harness over a served remote: damage flips a byte of the chunk's file in the remote folder
+ * (and runs `forget`, to drop what the store cached of it) and reopens. */
+async function remoteHarness(r: { dir: string; path: string; nginx: Nginx }, open: () => Promise<Store>, writable: boolean, forget?: () => Promise<void>): Promise<Harness> {
+  const h: Harness = {
+    store: await open(),
+    path: r.path, writable,
+    async damage(id: Id) {
+      await h.store.close();
+      await flipFileByte(join(r.dir, chunkPath(id)));
+      await forget?.();
+      return open();
+    },
+    async reopen() {
+      await h.store.close();
+      return open();
+    },
+    async cleanup() {
+      await h.store.close();
+      await r.nginx.stop();
+    },
+  };
+  return h;
+}
+
 storeConformance({
   name: 'http',
   async setup(fixture) {
     const r = await servedRemote(fixture);
     const seenFile = join(fresh('seen'), 'seen.json');
-    const open = () => openStore(r.nginx.url, { remote: { seenFile, trustedKeys: [r.trusted] } });
-    const h: Harness = {
-      store: await open(),
-      path: r.path, writable: false,
-      async damage(id: Id) {
-        await h.store.close();
-        await flipFileByte(join(r.dir, chunkPath(id)));
-        return open();
-      },
-      async reopen() {
-        await h.store.close();
-        return open();
-      },
-      async cleanup() {
-        await h.store.close();
-        await r.nginx.stop();
-      },
-    };
-    return h;
+    return remoteHarness(r, () => openStore(r.nginx.url, { remote: { seenFile, trustedKeys: [r.trusted] } }), false);
   },
 }, () => root);
 
@@ -111,26 +117,7 @@ storeConformance({
   async setup(fixture) {
     const r = await servedRemote(fixture);
     const dir = fresh('lazy');
-    const open = () => openStore(dir, { lazy: r.nginx.url, remote: { trustedKeys: [r.trusted] } });
-    const h: Harness = {
-      store: await open(),
-      path: r.path, writable: true,
-      async damage(id: Id) {
-        await h.store.close();
-        await flipFileByte(join(r.dir, chunkPath(id)));
-        await rm(join(dir, 'remote-cache'), { recursive: true, force: true });
-        return open();
-      },
-      async reopen() {
-        await h.store.close();
-        return open();
-      },
-      async cleanup() {
-        await h.store.close();
-        await r.nginx.stop();
-      },
-    };
-    return h;
+    return remoteHarness(r, () => openStore(dir, { lazy: r.nginx.url, remote: { trustedKeys: [r.trusted] } }), true, () => rm(join(dir, 'remote-cache'), { recursive: true, force: true }));
   },
 }, () => root);
 

@@ -129,7 +129,7 @@ test('user mistakes: one readable line and a non-zero exit', () => {
   assert.ok(statSync(join(tmp.dir, 'mistakes')).isDirectory());
 });
 
-test('into a new store the scan compresses each chunk once, even when many files share it: the same store as the separate compress step', () => {
+test('into a new store the scan compresses each chunk once, even when many files share it: the same chunks as the separate compress step', () => {
   // Two npm releases side by side: most files appear twice, so workers race to claim chunks.
   const src = join(tmp.dir, 'twins');
   execFileSync('mkdir', ['-p', src]);
@@ -141,7 +141,9 @@ test('into a new store the scan compresses each chunk once, even when many files
   const viaStep = json<R>(miq(['--store', join(tmp.dir, 'twins-step'), 'ingest', src, '--json'], { env: { MIQ_NO_SCAN_COMPRESS: '1' } }));
   assert.equal(viaScan.tree, viaStep.tree);
   assert.equal(viaScan.newChunks, viaStep.newChunks, 'no chunk stored twice');
-  assert.equal(viaScan.newBytes, viaStep.newBytes);
+  // Not byte-equal: the scan and the compress step group small files into shared frames
+  // (codec.ts FLAG_FRAME) by task, and their tasks differ; a chunk stored twice would show above.
+  assert.ok(Math.abs(viaScan.newBytes - viaStep.newBytes) <= viaStep.newBytes * 0.01, `${viaScan.newBytes} vs ${viaStep.newBytes}`);
   const s = json<{ uniqueChunks: number; storedBytes: number }>(miq(['--store', join(tmp.dir, 'twins-scan'), 'stats', '--json']));
   assert.equal(s.uniqueChunks, viaScan.newChunks);
   assert.equal(miq(['--store', join(tmp.dir, 'twins-scan'), 'verify']).code, 0);

@@ -1,0 +1,185 @@
+/**
+ * Shared frames (codec.ts FLAG_FRAME): small files compressed together into one pack entry, each
+ * still its own chunk in the index. A local store really ingests, reads, verifies, damages and
+ * collects them here; after a flipped byte in a frame each chunk in it reads back exactly or is
+ * MIQ_CORRUPT (its own hash decides), never wrong bytes; gc's repack copies a frame once and
+ * keeps its live chunks readable.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Store } from '../store/api.js';
+import { FLAG_FRAME } from '../store/codec.js';
+import { isMiqError } from '../store/errors.js';
+import { gcStore } from '../store/gc.js';
+import { type Id, idOf } from '../store/ids.js';
+import { FRAME_BYTES, FRAME_ITEM_MAX, FrameBuilder, type CompressedItem } from '../store/ingest-worker.js';
+import type { FileRecord, Tree } from '../store/objects.js';
+import { openStore } from '../store/open.js';
+import { decodeLocation, encodeLocation } from '../store/pack.js';
+import { verifyStore } from '../store/verify.js';
+
+const tmp = await mkdtemp(join(tmpdir(), 'miq-frames-'));
+after(() => rm(tmp, { recursive: true, force: true }));
+const code = (c: string) => (e: unknown) => isMiqError(e) && e.code === c;
+
+/** Small text files, each different (a counter and some random words), compressible together. */
+function smallFiles(prefix: string, n: number): Map<string, Buffer> {
+  const words = ['store', 'chunk', 'frame', 'index', 'pack', 'tree', 'file', 'hash'];
+  const out = new Map<string, Buffer>();
+  for (let i = 0; i < n; i++) {
+    const lines: string[] = [];
+    for (let l = 0; l < 40 + (i % 30); l++) lines.push(`${prefix} ${i} line ${l}: ${words[(i * 7 + l) % 8]} ${randomBytes(3).toString('hex')}`);
+    out.set(`${prefix}/f${i}.txt`, Buffer.from(lines.join('\n')));
+  }
+  return out;
+}
+
+async function writeTree(dir: string, files: Map<string, Buffer>): Promise<void> {
+  for (const [rel, b] of files) {
+    await mkdir(join(dir, rel, '..'), { recursive: true });
+    await writeFile(join(dir, rel), b);
+  }
+}
+
+async function fileAt(s: Store, tree: Id, rel: string): Promise<FileRecord> {
+  let t: Tree | undefined = await s.getTree(tree);
+  const parts = rel.split('/');
+  for (const [i, p] of parts.entries()) {
+    const e = t!.entries.find((x) => x.name.toString() === p)!;
+    if (i === parts.length - 1) return (await s.getFile(e.id!))!;
+    t = await s.getTree(e.id!);
+  }
+  throw new Error('unreachable');
+}
+
+/** Pack entries of `flags` in a store's packs: [pack file, body offset, stored length]. */
+function entries(storeDir: string, flags: number): [string, number, number][] {
+  const out: [string, number, number][] = [];
+  const dir = join(storeDir, 'packs');
+  for (const p of readdirSync(dir)) {
+    const data = readFileSync(join(dir, p));
+    for (let at = 0; at + 48 <= data.length;) {
+      assert.equal(data.subarray(at, at + 4).toString(), 'MQCK', 'packs hold whole entries');
+      const stored = data.readUInt32BE(at + 12);
+      if (data[at + 4] === flags) out.push([join(dir, p), at + 48, stored]);
+      at += 48 + stored;
+    }
+  }
+  return out;
+}
+
+describe('shared frames', () => {
+  it('locations of framed chunks round-trip; a slice beyond its frame is MIQ_CORRUPT', () => {
+    const loc = { pack: 3, offset: 4096, stored: 900, plain: 120, flags: FLAG_FRAME, frame: { off: 300, size: 2000 } };
+    assert.deepEqual(decodeLocation(encodeLocation(loc)), loc);
+    assert.throws(() => decodeLocation(encodeLocation({ ...loc, frame: { off: 1950, size: 2000 } })), code('MIQ_CORRUPT'));
+  });
+
+  it('FrameBuilder: small chunks share a frame; one chunk alone or incompressible bytes stay separate', () => {
+    const out: CompressedItem[] = [];
+    const fb = new FrameBuilder(out);
+    const texts = [...smallFiles('t', 5).values()];
+    for (const t of texts) fb.add(idOf(t), t);
+    fb.seal();
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.flags, FLAG_FRAME);
+    assert.deepEqual(out[0]!.members!.map((m) => m.id), texts.map(idOf));
+    const noise = [randomBytes(5000), randomBytes(7000)];
+    for (const n of noise) fb.add(idOf(n), n);
+    fb.seal();
+    fb.add(idOf(texts[0]!), texts[0]!);
+    fb.seal();
+    assert.deepEqual(out.slice(1).map((o) => [o.id, o.flags, o.members]), [[idOf(noise[0]!), 0, undefined], [idOf(noise[1]!), 0, undefined], [idOf(texts[0]!), 1, undefined]]);
+    // A frame closes once FRAME_BYTES are in.
+    const many: CompressedItem[] = [];
+    const fb2 = new FrameBuilder(many);
+    const big = Buffer.from('x'.repeat(FRAME_ITEM_MAX));
+    for (let i = 0; i < (2 * FRAME_BYTES) / FRAME_ITEM_MAX; i++) {
+      const b = Buffer.concat([big.subarray(8), Buffer.from(String(i).padStart(8))]);
+      fb2.add(idOf(b), b);
+    }
+    fb2.seal();
+    assert.equal(many.length, 2);
+  });
+
+  it('ingest frames small files; they read back, reopen, verify; gc repack keeps the live ones', async () => {
+    const dir = join(tmp, 'store');
+    const src = join(tmp, 'src');
+    const a = smallFiles('a', 60), b = smallFiles('b', 60);
+    await writeTree(src, new Map([...a, ...b, ['a/dead.bin', randomBytes(400_000)]]));
+    let s = await openStore(dir);
+    const all = await s.ingest(src, { name: 'all' });
+    const frames = entries(dir, FLAG_FRAME).length;
+    assert.ok(frames >= 1 && frames <= 10, `120 small files went into a few frames (${frames})`);
+    for (const [rel, want] of [...a, ...b]) {
+      const f = await fileAt(s, all.tree, rel);
+      assert.ok((await s.readFile(f, 0, f.size)).equals(want), rel);
+    }
+    await s.close();
+    s = await openStore(dir);
+    const f = await fileAt(s, all.tree, 'b/f7.txt');
+    assert.ok((await s.chunks.get(f.chunks[0]!.id))!.equals(b.get('b/f7.txt')!));
+    assert.equal((await verifyStore(s.maintenance!)).ok, true);
+
+    // Only b/ stays live: its frames (shared with a/'s chunks) are copied by the repack.
+    const onlyB = join(tmp, 'only-b');
+    await writeTree(onlyB, new Map([...b].map(([k, v]) => [k.slice(2), v])));
+    const bp = await s.ingest(onlyB, { name: 'b' });
+    assert.equal(bp.newChunks, 0, 'b/ was all known');
+    await s.unpin(all.path);
+    const g = await gcStore(s.maintenance!);
+    assert.ok(g.repackedPacks >= 1, 'the pack was rewritten');
+    for (const [rel, want] of b) {
+      const ff = await fileAt(s, bp.tree, rel.slice(2));
+      assert.ok((await s.readFile(ff, 0, ff.size)).equals(want), rel);
+    }
+    const v = await verifyStore(s.maintenance!);
+    assert.equal(v.ok, true);
+    assert.equal(v.unreferenced.chunks, 0);
+    await s.close();
+  });
+
+  it('a flipped byte in a frame: a chunk reads back exactly or is MIQ_CORRUPT, never wrong bytes; verify names the bad ones', async () => {
+    const dir = join(tmp, 'damaged');
+    const src = join(tmp, 'src-damaged');
+    const files = smallFiles('d', 30);
+    await writeTree(src, files);
+    let s = await openStore(dir);
+    const r = await s.ingest(src, { name: 'd' });
+    await s.close();
+    const frames = entries(dir, FLAG_FRAME);
+    assert.equal(frames.length, 1, 'one frame holds the 30 files');
+    const [pack, body, stored] = frames[0]!;
+    const fd = openSync(pack, 'r+');
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, body + (stored >> 1));
+    one[0]! ^= 0x20;
+    writeSync(fd, one, 0, 1, body + (stored >> 1));
+    closeSync(fd);
+    s = await openStore(dir);
+    // zstd frames carry no checksum here: the flip changes the bytes from some point of the
+    // frame on (or breaks its decoding), so chunks before it may still be sound. Each chunk's own
+    // hash decides.
+    const bad: string[] = [];
+    for (const [rel, want] of files) {
+      const f = await fileAt(s, r.tree, rel);
+      try {
+        assert.ok((await s.readFile(f, 0, f.size)).equals(want), `${rel} read back wrong bytes`);
+      } catch (e) {
+        if (!code('MIQ_CORRUPT')(e)) throw e;
+        await assert.rejects(s.chunks.get(f.chunks[0]!.id), code('MIQ_CORRUPT'));
+        bad.push(f.chunks[0]!.id);
+      }
+    }
+    assert.ok(bad.length >= 1, 'the flip is detected');
+    const v = await verifyStore(s.maintenance!);
+    assert.equal(v.ok, false);
+    assert.deepEqual(v.damaged.filter((d) => d.kind === 'chunk').map((d) => d.id).sort(), bad.sort());
+    await s.close();
+  });
+});
