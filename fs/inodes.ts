@@ -33,6 +33,8 @@ export interface Replier {
   replyEntry(slot: number, ino: number, mode: number, size: number, entryTimeout: number, attrTimeout: number): number;
   replyAttr(slot: number, ino: number, mode: number, size: number, attrTimeout: number): number;
   replyBuf(slot: number, buf: Buffer, len: number): number;
+  /** A READ's data as several buffers (one writev); optional (else one copy and replyBuf). */
+  replyBufs?(slot: number, bufs: Buffer[]): number;
   replyReadlink(slot: number, target: Buffer): number;
   replyXattr(slot: number, size: number): number;
   replyStatfs(slot: number, blocks: number, files: number): number;
@@ -504,22 +506,26 @@ export class Inodes {
     if (!e.opened && !e.file && e.node.type === 'file' && this.loadedFiles.has(e.node.id)) void this.fileOf(e);
     const f0 = e.opened;
     if (f0) {
-      const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, f0.rec.size - off)));
-      const n = this.o.chunks.readCached(f0, off, size, buf);
-      if (n !== undefined) {
+      const parts = this.o.chunks.cachedParts(f0, off, size);
+      if (parts) {
         if (off === 0) this.prefetchSiblings(e);
-        this.r.replyBuf(slot, buf, n);
+        this.replyParts(slot, parts);
         return;
       }
     }
     if (off === 0) this.prefetchSiblings(e);
     this.fileOf(e)
-      .then(async (f) => {
-        const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, f.rec.size - off)));
-        const n = await this.o.chunks.readInto(f, off, size, buf);
-        this.r.replyBuf(slot, buf, n);
-      })
+      .then(async (f) => this.replyParts(slot, await this.o.chunks.readParts(f, off, size)))
       .catch((err) => this.fail(slot, 'read', ino, err));
+  }
+
+  private replyParts(slot: number, parts: Buffer[]): void {
+    if (parts.length === 1) this.r.replyBuf(slot, parts[0]!, parts[0]!.length);
+    else if (this.r.replyBufs && parts.length <= 256) this.r.replyBufs(slot, parts);
+    else {
+      const b = Buffer.concat(parts);
+      this.r.replyBuf(slot, b, b.length);
+    }
   }
 
   /**

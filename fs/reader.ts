@@ -432,6 +432,50 @@ export class ChunkReader {
     return n;
   }
 
+  /** Like readCached, as views of the cached chunks (no copy), or undefined. */
+  cachedParts(f: OpenFile, pos: number, len: number): Buffer[] | undefined {
+    const size = f.rec.size;
+    if (pos >= size || len <= 0) return [];
+    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
+    const chunks = f.rec.chunks;
+    const got: Buffer[] = [];
+    for (let i = lo; i < hi; i++) {
+      const b = this.lru.get(chunks[i]!.id);
+      if (!b) return undefined;
+      got.push(b);
+    }
+    this.aheadOf(f, pos, end, hi - 1);
+    return this.parts(f, lo, got, pos, end);
+  }
+
+  /** Bytes [pos, pos+len) of the file as views of its chunks (short at EOF): what a READ
+   * answers with one writev, without copying into one buffer. */
+  async readParts(f: OpenFile, pos: number, len: number): Promise<Buffer[]> {
+    const size = f.rec.size;
+    if (pos >= size || len <= 0) return [];
+    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
+    const chunks = f.rec.chunks;
+    this.start(f, lo, hi);
+    this.aheadOf(f, pos, end, hi - 1);
+    const bufs: (Buffer | Promise<Buffer>)[] = [];
+    for (let i = lo; i < hi; i++) {
+      const id = chunks[i]!.id;
+      bufs.push(this.lru.get(id) ?? this.inflight.get(id) ?? this.chunk(id, chunks[i]!.length, f.rec.id));
+    }
+    return this.parts(f, lo, bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs), pos, end);
+  }
+
+  private parts(f: OpenFile, lo: number, got: Buffer[], pos: number, end: number): Buffer[] {
+    const out: Buffer[] = [];
+    for (let k = 0; k < got.length; k++) {
+      const start = f.starts[lo + k]!;
+      const b = got[k]!;
+      const from = Math.max(0, pos - start), to = Math.min(b.length, end - start);
+      if (to > from) out.push(from === 0 && to === b.length ? b : b.subarray(from, to));
+    }
+    return out;
+  }
+
   private copyOne(f: OpenFile, i: number, b: Buffer, pos: number, end: number, out: Buffer, at: number): number {
     return copyPart(b, f.starts[i]!, pos, end, out, at);
   }

@@ -265,6 +265,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     replyEntry: (...a: [number, number, number, number, number, number]) => m!.replier.replyEntry(...a),
     replyAttr: (...a: [number, number, number, number, number]) => m!.replier.replyAttr(...a),
     replyBuf: (...a: [number, Buffer, number]) => m!.replier.replyBuf(...a),
+    replyBufs: (...a: [number, Buffer[]]) => m!.replier.replyBufs!(...a),
     replyReadlink: (...a: [number, Buffer]) => m!.replier.replyReadlink(...a),
     replyXattr: (...a: [number, number]) => m!.replier.replyXattr(...a),
     replyStatfs: (...a: [number, number, number]) => m!.replier.replyStatfs(...a),

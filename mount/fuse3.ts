@@ -28,6 +28,7 @@ export interface Native {
   replyEntry(s: NativeSession, slot: number, ino: number, mode: number, size: number, et: number, at: number): number;
   replyAttr(s: NativeSession, slot: number, ino: number, mode: number, size: number, at: number): number;
   replyBuf(s: NativeSession, slot: number, buf: Buffer, len: number): number;
+  replyBufs(s: NativeSession, slot: number, bufs: Buffer[]): number;
   replyReadlink(s: NativeSession, slot: number, target: Buffer): number;
   replyXattr(s: NativeSession, slot: number, size: number): number;
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
@@ -122,6 +123,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replyEntry: (slot, ino, mode, size, et, at) => native.replyEntry(s, slot, ino, mode, size, et, at),
     replyAttr: (slot, ino, mode, size, at) => native.replyAttr(s, slot, ino, mode, size, at),
     replyBuf: (slot, buf, len) => native.replyBuf(s, slot, buf, len),
+    replyBufs: (slot, bufs) => native.replyBufs(s, slot, bufs),
     replyReadlink: (slot, t) => native.replyReadlink(s, slot, t),
     replyXattr: (slot, n) => native.replyXattr(s, slot, n),
     replyStatfs: (slot, b, f) => native.replyStatfs(s, slot, b, f),
