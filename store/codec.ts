@@ -3,6 +3,7 @@
  * its size; otherwise raw (flag 0), so incompressible data costs no decompression on read.
  */
 import { Compressor, Decompressor } from 'zstd-napi';
+import zstd from 'zstd-napi/binding.js';
 import { MiqError } from './errors.js';
 
 export const FLAG_RAW = 0;
@@ -32,17 +33,21 @@ export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } 
   return { flags: FLAG_RAW, body: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) };
 }
 
-let cctxDict: Compressor | undefined;
+let cctxDict: InstanceType<typeof zstd.CCtx> | undefined;
 let dctxDict: Decompressor | undefined;
 
-/** Compresses against `dict`; the caller keeps it only when it beats plain compression. */
+/**
+ * Compresses against `dict`; the caller keeps it only when it beats plain compression. One-shot
+ * ZSTD_compress_usingDict: loading the dictionary into a CCtx (ZSTD_CCtx_loadDictionary) builds
+ * a CDict for every chunk, and was 2.5x slower for 1.6% smaller output (128 KiB chunks of three
+ * rebuilt libraries against 256 KiB of their old versions: 3.2 ms vs ~1.3 ms a chunk). A raw
+ * content dictionary has no id, so the frame names none; it decodes as before.
+ */
 export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array): Buffer {
-  if (!cctxDict) {
-    cctxDict = new Compressor();
-    cctxDict.setParameters({ compressionLevel: ZSTD_LEVEL, checksumFlag: false, contentSizeFlag: true, dictIDFlag: false });
-  }
-  cctxDict.loadDictionary(dict);
-  return Buffer.from(cctxDict.compress(plain));
+  cctxDict ??= new zstd.CCtx();
+  const dst = Buffer.allocUnsafe(zstd.compressBound(plain.length));
+  const n = cctxDict.compressUsingDict(dst, plain, dict, ZSTD_LEVEL);
+  return Buffer.from(dst.subarray(0, n));
 }
 
 /** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT. */
