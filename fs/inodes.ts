@@ -74,6 +74,10 @@ interface Entry {
   loaded?: boolean;
   /** This directory's small files were started whole (loadDir). */
   wholeLoaded?: boolean;
+  /** Files of this directory looked up so far (fileLooked). */
+  looks?: number;
+  /** A file looked up by name (not only listed). */
+  looked?: boolean;
   /** A file whose bytes were offered to the binding or read through JS already. */
   offered?: boolean;
   /** This directory's entries are registered with the binding (register). */
@@ -131,6 +135,9 @@ const keyOf = (parent: number, c: Child): string => {
 const PREFETCH = 8;
 /** A directory's small files read ahead together, at most this many bytes. */
 const DIR_WHOLE_BYTES = 32 << 20;
+/** Files of a directory looked up before its other small files are read ahead (and at least
+ * one in fifty of them). */
+const DIR_LOOKS = 3;
 /** Subdirectories' trees loaded ahead when a directory is listed (each level). */
 const TREE_AHEAD = 256;
 /** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
@@ -320,13 +327,17 @@ export class Inodes {
 
   /**
    * A file was looked up: if its bytes are in memory, hand them to the binding before the entry
-   * is answered (its READ then never reaches JS); else start it, and its directory's other small
-   * files, whole (a reader of one file of a directory mostly reads the others too: cp -r, tar,
-   * cat of a list), offered as they arrive.
+   * is answered (its READ then never reaches JS); else start it. Once a reader has looked up
+   * several files of a directory (cp -r, tar, cat of a list: it reads them all), its other small
+   * files are started whole too, offered as they arrive. Not on the first: a program starting
+   * up looks up a few libraries in a directory of thousands (measured: python's cold start
+   * through usr spent more CPU on a directory batch of 1000 files it never read than before).
    */
   private fileLooked(pe: Entry, e: Entry, answered = false): void {
     const n = e.node;
+    e.looked = true;
     if (n.type !== 'file' || n.size === 0 || n.size > WHOLE_BYTES || e.offered) return;
+    pe.looks = (pe.looks ?? 0) + 1;
     const b = this.o.chunks.cachedWhole(n);
     if (b) {
       if (this.r.offer) {
@@ -337,7 +348,9 @@ export class Inodes {
       return;
     }
     void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
-    this.loadDir(pe);
+    const pn = this.nodeOf(pe);
+    const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.entries.length ?? 0) : 0;
+    if (pe.looks >= Math.max(DIR_LOOKS, files / 50)) this.loadDir(pe);
   }
 
   /** A LOOKUP the binding answered from a registered name: count it, and do what a lookup here
@@ -403,7 +416,9 @@ export class Inodes {
       const e = this.byKey.get(k);
       if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
       e.offered = true;
-      this.r.offer(e.ino, b, e.nlookup > 0);
+      // Pushed into the page cache only for a node looked up (about to be read), not for one the
+      // kernel knows from a listing.
+      this.r.offer(e.ino, b, e.nlookup > 0 && e.looked === true);
     }
   };
 
@@ -491,7 +506,6 @@ export class Inodes {
     if (n.type === 'file' && n.size <= WHOLE_BYTES && !e.opened) {
       // Small files are read whole, without their record when they are one chunk (wholeOf).
       e.offered = true;
-      if (e.parent) this.loadDir(e.parent);
       const b = this.o.chunks.cachedWhole(n);
       if (b) return this.replySlice(slot, b, off, size);
       this.o.chunks.wholeOf(n)

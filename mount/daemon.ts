@@ -16,7 +16,7 @@
  * root, not a generation, so switches show through it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
@@ -247,6 +247,32 @@ interface Fuse3Parts {
 /** Control operations after which the store's listings (store/, profiles/) may have changed. */
 const CHANGING_OPS = new Set(['store.ingest', 'store.putStorePath', 'store.batchMeta', 'store.pin', 'store.unpin', 'gc']);
 
+/** The index is read ahead whole when it is at most this big. */
+const WARM_INDEX_BYTES = 128 << 20;
+
+/**
+ * Keeps the store's index (LevelDB's tables, ~3 % of the packs' size here) in the page cache while
+ * the mount is used: on a request, at most every 5 s, the kernel is asked to read the table files
+ * (posix_fadvise WILLNEED, one sequential read each; pages already cached cost nothing). A cold
+ * walk or program start otherwise waits on one random disk read per tree, file record and chunk
+ * location, in sequence (measured: python's cold start through usr, 3x the plain tree's time).
+ * Skipped for an index over WARM_INDEX_BYTES.
+ */
+function indexWarmer(db: string, willneed: (paths: string[]) => Promise<void>): () => void {
+  let last = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last < 5000) return;
+    last = now;
+    void (async () => {
+      const names = (await readdir(db)).filter((n) => n.endsWith('.ldb') || n.endsWith('.log') || n.startsWith('MANIFEST-'));
+      const paths = names.map((n) => join(db, n));
+      const sizes = await Promise.all(paths.map((p) => stat(p).then((st) => st.size, () => 0)));
+      if (sizes.reduce((a, b) => a + b, 0) <= WARM_INDEX_BYTES) await willneed(paths);
+    })().catch(() => {});
+  };
+}
+
 /**
  * The libfuse 3 backend: one mount. `usr` is a directory of it whose entries are the current
  * generation's; every node below is content-named (fs/inodes.ts), so everything is cached by the
@@ -277,7 +303,9 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   // Requests can arrive before fuse3Mount returns (the kernel sends them as soon as it is
   // mounted): hold them until the replier exists.
   const early: Parameters<typeof inodes.handle>[] = [];
+  const warm = indexWarmer(join(store.dir, 'db'), (paths) => m?.willneed(paths) ?? Promise.resolve());
   const handler = (...a: Parameters<typeof inodes.handle>): void => {
+    warm();
     if (m) inodes.handle(...a);
     else early.push(a);
   };

@@ -37,6 +37,7 @@ export interface Native {
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): void;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
   detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
+  willneed(s: NativeSession, paths: string[], cb: (failed: number) => void): void;
   stop(s: NativeSession): void;
   drop(s: NativeSession): void;
   state(s: NativeSession): NativeState;
@@ -75,6 +76,8 @@ export interface Fuse3Mount {
   /** Drops cached entries (ino + name) or nodes (ino + null), off the JS thread. */
   invalidate(inos: number[], names: (Buffer | null)[]): Promise<number>;
   state(): NativeState;
+  /** Asks the kernel to read these files into the page cache (off the JS thread). */
+  willneed(paths: string[]): Promise<void>;
   /** Resolves when the connection has ended: after unmount(), or when someone else unmounted
    * it (`umount DIR`) or aborted it. */
   readonly ended: Promise<void>;
@@ -138,6 +141,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replier,
     invalidate: (inos, names) => (inos.length === 0 || native.state(s).destroyed ? Promise.resolve(0) : new Promise((r) => native.notifyInval(s, inos, names, r))),
     state: () => native.state(s),
+    willneed: (paths) => (paths.length === 0 || native.state(s).destroyed ? Promise.resolve() : new Promise((r) => native.willneed(s, paths, () => r()))),
     ended,
     unmount() {
       unmounting ??= (async () => {

@@ -838,6 +838,38 @@ static void umount_exec(napi_env env, void *data) {
   }
 }
 
+static void willneed_exec(napi_env env, void *data) {
+  (void)env;
+  work_t *w = data;
+  for (size_t k = 0; k < w->npaths; k++) {
+    int fd = open(w->paths[k], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED) != 0) w->failed++;
+    close(fd);
+  }
+}
+
+/* willneed(s, paths[], cb(failed)): asks the kernel to read whole files into the page cache
+ * (posix_fadvise WILLNEED), on the pool. */
+static napi_value js_willneed(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  uint32_t n = 0;
+  NAPI(napi_get_array_length(env, argv[1], &n));
+  work_t *w = new_work(env, s, argv[2]);
+  w->paths = calloc(n ? n : 1, sizeof(char *));
+  w->npaths = n;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e;
+    char buf[4096];
+    size_t l;
+    napi_get_element(env, argv[1], k, &e);
+    napi_get_value_string_utf8(env, e, buf, sizeof buf, &l);
+    w->paths[k] = strdup(buf);
+  }
+  queue_work(env, w, willneed_exec, "miqfuse.willneed");
+  return NULL;
+}
+
 /* detach(s, paths[], cb(failed, message)): lazy unmounts on the pool (the mount syscall on our
  * own mount must not wait on the thread that answers it). */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
@@ -1087,6 +1119,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
     { "zstdDecompress", 0, js_zstd, 0, 0, 0, napi_default, 0 },
+    { "willneed", 0, js_willneed, 0, 0, 0, napi_default, 0 },
     { "detach", 0, js_detach, 0, 0, 0, napi_default, 0 },
     { "stop", 0, js_stop, 0, 0, 0, napi_default, 0 },
     { "drop", 0, js_drop, 0, 0, 0, napi_default, 0 },
