@@ -415,7 +415,7 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
   return out;
 }
 
-export default function run(task: WorkerTask): WorkerResult {
+export default function run(task: WorkerTask): WorkerResult | Promise<WorkerResult> {
   try {
     switch (task.type) {
       case 'scan': {
@@ -433,8 +433,7 @@ export default function run(task: WorkerTask): WorkerResult {
       case 'compress':
         return { type: 'compressed', items: compressItems(task.items, task.packDir, task.bases) };
       case 'walk':
-        walkToPort(task.root, task.port);
-        return { type: 'walked' };
+        return walkToPort(task.root, task.port).then(() => ({ type: 'walked' }));
     }
   } catch (e) {
     return { type: 'error', error: errJson(e) };
