@@ -23,7 +23,14 @@ import { describeHolder, recordHolder, releaseHolder } from './holder.js';
 import { readRange } from './range.js';
 import { openIndex } from './open-index.js';
 
-export const FORMAT_VERSION = 1;
+/**
+ * 2: packs may hold shared zstd frames of small chunks (codec.ts FLAG_FRAME). A version-1 miq
+ * would take a framed chunk for a damaged one, so this miq raises a version-1 store's header to 2
+ * as soon as it opens it writable (it may add frames from then on); the older miq then refuses
+ * the store with "upgrade miq" instead of reporting damage. Version 1 stores read unchanged.
+ */
+export const FORMAT_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 
 export interface FormatHeader {
   format: 'miq-store';
@@ -139,10 +146,14 @@ export class LocalStore implements Store, PruneStore, WriteStore {
         await db.close();
         throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has an unreadable format header`, { cause: e });
       }
-      if (h.format !== 'miq-store' || h.version !== FORMAT_VERSION || h.chunker?.algo !== CHUNKER_ALGO) {
+      if (h.format !== 'miq-store' || !READABLE_VERSIONS.includes(h.version) || h.chunker?.algo !== CHUNKER_ALGO) {
         await db.close();
         const newer = typeof h.version === 'number' && h.version > FORMAT_VERSION;
-        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads version ${FORMAT_VERSION}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
+        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads versions ${READABLE_VERSIONS.join(' and ')}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
+      }
+      if (h.version < FORMAT_VERSION && !this.#readOnly) {
+        h = { ...h, version: FORMAT_VERSION };
+        await db.put(K_FORMAT, Buffer.from(JSON.stringify(h)), { sync: true });
       }
       this.#header = h;
     }

@@ -183,3 +183,35 @@ describe('shared frames', () => {
     await s.close();
   });
 });
+
+describe('format version', () => {
+  it('a version-1 store reads and is raised to 2 when opened writable, so a miq without frames refuses it instead of calling frames damage', async () => {
+    const { ClassicLevel } = await import('classic-level');
+    const dir = join(tmp, 'v1');
+    const src = join(tmp, 'v1-src');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'a.txt'), 'version one\n');
+    let s = await openStore(dir);
+    const p = (await s.ingest(src, { name: 'v1' })).path;
+    await s.close();
+    const header = async (v?: number): Promise<number> => {
+      const db = new ClassicLevel<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      const h = JSON.parse((await db.get('F'))!.toString()) as { version: number };
+      if (v !== undefined) await db.put('F', Buffer.from(JSON.stringify({ ...h, version: v })), { sync: true });
+      await db.close();
+      return h.version;
+    };
+    assert.equal(await header(1), 2, 'a new store is written as version 2');
+    s = await openStore(dir);
+    try {
+      const t = await s.getTree((await s.getStorePath(p))!.tree);
+      const f = (await s.getFile(t!.entries.find((e) => e.name.toString() === 'a.txt')!.id!))!;
+      assert.equal((await s.readFile(f, 0, f.size)).toString(), 'version one\n');
+    } finally {
+      await s.close();
+    }
+    assert.equal(await header(), 2, 'opening a version-1 store writable raises its header');
+    await header(3);
+    await assert.rejects(openStore(dir), (e: unknown) => isMiqError(e) && e.code === 'MIQ_FORMAT' && /format version 3.*upgrade miq/.test(e.message));
+  });
+});
