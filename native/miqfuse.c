@@ -849,24 +849,32 @@ static void willneed_exec(napi_env env, void *data) {
   }
 }
 
-/* willneed(s, paths[], cb(failed)): asks the kernel to read whole files into the page cache
- * (posix_fadvise WILLNEED), on the pool. */
-static napi_value js_willneed(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(3);
+/* Copies a JS array of path strings into a new work item and queues `exec` over them on the pool. */
+static void queue_paths(napi_env env, session_t *s, napi_value arr, napi_value cb, napi_async_execute_callback exec, const char *what) {
   uint32_t n = 0;
-  NAPI(napi_get_array_length(env, argv[1], &n));
-  work_t *w = new_work(env, s, argv[2]);
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "miqfuse: expected an array of paths");
+    return;
+  }
+  work_t *w = new_work(env, s, cb);
   w->paths = calloc(n ? n : 1, sizeof(char *));
   w->npaths = n;
   for (uint32_t k = 0; k < n; k++) {
     napi_value e;
     char buf[4096];
     size_t l;
-    napi_get_element(env, argv[1], k, &e);
+    napi_get_element(env, arr, k, &e);
     napi_get_value_string_utf8(env, e, buf, sizeof buf, &l);
     w->paths[k] = strdup(buf);
   }
-  queue_work(env, w, willneed_exec, "miqfuse.willneed");
+  queue_work(env, w, exec, what);
+}
+
+/* willneed(s, paths[], cb(failed)): asks the kernel to read whole files into the page cache
+ * (posix_fadvise WILLNEED), on the pool. */
+static napi_value js_willneed(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  queue_paths(env, s, argv[1], argv[2], willneed_exec, "miqfuse.willneed");
   return NULL;
 }
 
@@ -874,20 +882,7 @@ static napi_value js_willneed(napi_env env, napi_callback_info info) {
  * own mount must not wait on the thread that answers it). */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
   SESSION_ARGS(3);
-  uint32_t n = 0;
-  NAPI(napi_get_array_length(env, argv[1], &n));
-  work_t *w = new_work(env, s, argv[2]);
-  w->paths = calloc(n ? n : 1, sizeof(char *));
-  w->npaths = n;
-  for (uint32_t k = 0; k < n; k++) {
-    napi_value e;
-    char buf[4096];
-    size_t l;
-    napi_get_element(env, argv[1], k, &e);
-    napi_get_value_string_utf8(env, e, buf, sizeof buf, &l);
-    w->paths[k] = strdup(buf);
-  }
-  queue_work(env, w, umount_exec, "miqfuse.detach");
+  queue_paths(env, s, argv[1], argv[2], umount_exec, "miqfuse.detach");
   return NULL;
 }
 
