@@ -415,8 +415,18 @@ export class ChunkReader {
 
   /** Copies bytes [pos, pos+len) of the file into `out`; returns the count (short at EOF). */
   async readInto(f: OpenFile, pos: number, len: number, out: Buffer): Promise<number> {
+    const span = await this.fetchSpan(f, pos, len);
+    if (!span) return 0;
+    let n = 0;
+    for (let i = 0; i < span.got.length; i++) n += this.copyOne(f, span.lo + i, span.got[i]!, pos, span.end, out, n);
+    return n;
+  }
+
+  /** The chunks covering [pos, pos+len) (from the cache, a read in flight, or the store), with
+   * the read-ahead of what follows started; undefined past EOF. */
+  private async fetchSpan(f: OpenFile, pos: number, len: number): Promise<{ lo: number; end: number; got: Buffer[] } | undefined> {
     const size = f.rec.size;
-    if (pos >= size || len <= 0) return 0;
+    if (pos >= size || len <= 0) return undefined;
     const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
     const chunks = f.rec.chunks;
     this.start(f, lo, hi);
@@ -426,10 +436,7 @@ export class ChunkReader {
       const id = chunks[i]!.id;
       bufs.push(this.lru.get(id) ?? this.inflight.get(id) ?? this.chunk(id, chunks[i]!.length, f.rec.id));
     }
-    const got = bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs);
-    let n = 0;
-    for (let i = lo; i < hi; i++) n += this.copyOne(f, i, got[i - lo]!, pos, end, out, n);
-    return n;
+    return { lo, end, got: bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs) };
   }
 
   /** Like readCached, as views of the cached chunks (no copy), or undefined. */
@@ -451,18 +458,8 @@ export class ChunkReader {
   /** Bytes [pos, pos+len) of the file as views of its chunks (short at EOF): what a READ
    * answers with one writev, without copying into one buffer. */
   async readParts(f: OpenFile, pos: number, len: number): Promise<Buffer[]> {
-    const size = f.rec.size;
-    if (pos >= size || len <= 0) return [];
-    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
-    const chunks = f.rec.chunks;
-    this.start(f, lo, hi);
-    this.aheadOf(f, pos, end, hi - 1);
-    const bufs: (Buffer | Promise<Buffer>)[] = [];
-    for (let i = lo; i < hi; i++) {
-      const id = chunks[i]!.id;
-      bufs.push(this.lru.get(id) ?? this.inflight.get(id) ?? this.chunk(id, chunks[i]!.length, f.rec.id));
-    }
-    return this.parts(f, lo, bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs), pos, end);
+    const span = await this.fetchSpan(f, pos, len);
+    return span ? this.parts(f, span.lo, span.got, pos, span.end) : [];
   }
 
   private parts(f: OpenFile, lo: number, got: Buffer[], pos: number, end: number): Buffer[] {
