@@ -127,7 +127,13 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       if (e instanceof MiqError) throw e;
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') {
-        const who = await describeHolder(this.dir);
+        // The holder writes its record just after it takes the lock: a miq that arrives in between
+        // waits a moment for the record instead of naming nobody.
+        let who = await describeHolder(this.dir);
+        for (let i = 0; i < 10 && who === undefined; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          who = await describeHolder(this.dir);
+        }
         throw new MiqError('MIQ_STORE_LOCKED', `the store at ${this.dir} is in use by another miq process: ${who ?? 'a running ingest, gc, build or mount; wait for it to finish, or stop it'}`, { cause: e });
       }
       throw dbOpenError(this.dir, e);
