@@ -192,8 +192,9 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       const cached = join(m.dir, 'store', bash, 'bin', 'bash');
       assert.equal((await sh(`cmp ${cached} ${join(sources.get(bash)!, 'bin', 'bash')}`)).code, 0);
       // Trees of the python path are loaded now; its file contents are not.
-      const files = (await sh(`cd ${join(m.dir, 'store', py)} && find . -type f -size +64k | head -3`)).stdout.trim().split('\n');
-      assert.ok(files.length >= 2 && files[0], 'python has large files');
+      const found = await sh(`cd ${join(m.dir, 'store', py)} && find . -type f -size +64k | head -3`);
+      const files = found.stdout.trim().split('\n');
+      assert.ok(files.length >= 2 && files[0], `python has large files; find said ${JSON.stringify(found)}; mount said: ${m.stderr().slice(-2000)}`);
       await nginx!.stop();
       nginx = undefined;
       const bad = await sh(`cat ${join(m.dir, 'store', py, files[0]!)} > /dev/null`, { timeoutMs: 60_000 });
