@@ -133,6 +133,7 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
 
   const trees = new TreeCache(store);
   const chunks = new ChunkReader(store.chunks, opts.cacheBytes);
+  chunks.warm();
   const profiles: ProfileSource = {
     profiles: async () => (await P.listProfiles(store)).map((p) => p.name),
     generations: async (p) => {

@@ -176,6 +176,15 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     }
     // A flipped byte may still decode (to other bytes): the caller's hash check catches that.
     assert.ok(!r || !r.equals(plain));
+    // The decode workers' form: into the caller's buffer, with one kept context per thread.
+    const into = (native as unknown as { zstdDecompressInto(b: Buffer, o: Buffer): boolean }).zstdDecompressInto;
+    for (let k = 0; k < 2; k++) {
+      const o = Buffer.alloc(plain.length, 7);
+      assert.equal(into(body, o), true);
+      assert.ok(o.equals(plain));
+    }
+    assert.throws(() => into(body, Buffer.alloc(plain.length - 1)), /expected size/);
+    assert.throws(() => into(body, Buffer.alloc(plain.length + 1)), /expected size/);
   });
 
   it('unmounts within the grace period while a shell sits inside; nothing left mounted', async () => {
