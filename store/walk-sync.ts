@@ -1,15 +1,24 @@
 /**
- * The walk's traversal, run in an ingest worker (walk.ts `walkInPool`): readdir, lstat and
- * readlink, sent to the main thread in packed batches over a MessagePort.
+ * The walk's traversal (readdir, lstat, readlink), shared by `walk` (on the calling thread) and
+ * `walkToPort` (in an ingest worker, walk.ts `walkInPool`, posting packed batches to the main
+ * thread over a MessagePort).
  *
  * Why a worker: on the many-small-files corpus (25k entries) the walk through fs/promises cost
  * the main thread ~0.9 s of CPU (a promise and a thread-pool hop per entry), and the main thread
  * was what held the scanning workers up. Here that cost falls on a worker.
  *
+ * Synchronous calls while the tree is in the page cache, concurrent ones while it is not: on
+ * the small corpus's release N (25k entries, warm) the concurrent walk cost 1.6 s of CPU (user
+ * + sys: a thread-pool hop, a futex wake and a promise per entry) against 0.45 s synchronous;
+ * but one lstat at a time serialised the disk reads of a cold tree (the full corpus's first
+ * ingest: 67 s against 30 with the concurrent walk). A directory is walked synchronously until
+ * lstat calls turn slow (disk reads); then the walk goes concurrent for a while and tries again.
+ *
  * A batch is a few typed arrays (paths, numbers, link targets) rather than an object per entry,
  * so that posting it costs one copy of each array.
  */
 import type { Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import type { MessagePort } from 'node:worker_threads';
 import { MiqError, ioError } from './errors.js';
@@ -23,6 +32,22 @@ export const NUMS = 6;
 const BATCH_ENTRIES = 512;
 const LSTAT_PARALLEL = 64;
 const DIRS_PARALLEL = 4;
+/** An lstat slower than this read the disk (a cached one takes ~10-50 µs here, under load). */
+const SLOW_NS = 1_000_000n;
+/** Slow calls in one directory after which the walk turns concurrent. */
+const SLOW_CALLS = 3;
+/** Directories walked concurrently before synchronous calls are tried again. */
+const COLD_DIRS = 32;
+
+/** One entry as the traversal finds it. Directories are numbered in the order their entries are
+ * handed out (the root is 0): `parent` is that number. */
+export interface Entry {
+  path: Buffer;
+  parent: number;
+  kind: number;
+  st: Stats;
+  target?: Buffer;
+}
 
 export interface WalkBatch {
   type: 'batch';
@@ -51,12 +76,13 @@ class Batcher {
 
   constructor(private readonly port: MessagePort) {}
 
-  add(path: Buffer, parent: number, kind: number, st: Stats, target?: Buffer): void {
-    this.paths.push(path);
-    this.parent.push(parent);
-    this.kind.push(kind);
+  add(e: Entry): void {
+    const st = e.st;
+    this.paths.push(e.path);
+    this.parent.push(e.parent);
+    this.kind.push(e.kind);
     this.num.push(st.size, st.mode, st.dev, st.ino, st.mtimeMs, st.ctimeMs);
-    if (target) this.targets.push(target);
+    if (e.target) this.targets.push(e.target);
     if (this.paths.length >= BATCH_ENTRIES) this.flush();
   }
 
@@ -83,24 +109,67 @@ class Batcher {
   }
 }
 
+function kindOf(st: Stats, target: Buffer | undefined): number {
+  return st.isFile() ? KIND_FILE : st.isDirectory() ? KIND_DIR : target ? KIND_LINK : KIND_OTHER;
+}
+
+interface Dir { path: Buffer; index: number }
+
 /**
- * Walks `root`, posting batches and then `end` (or `error`) on `port`. Several directories and
- * up to LSTAT_PARALLEL entries of each at once: on a tree not in the page cache every lstat is a
- * disk read, and one at a time (synchronous calls) the full corpus's first ingest took 67 s
- * instead of 30 (2026-12-02, cold). The promises cost this worker, not the main thread.
+ * Walks `root`, handing every entry to `onEntry` (a directory before anything in it). With
+ * `sync`, warm directories are read with synchronous calls (see the top of this file); without,
+ * every call is concurrent and asynchronous (the calling thread's event loop stays free).
+ * `slowNs` (tests) is the time from which an lstat counts as slow.
  */
-export async function walkToPort(root: string, port: MessagePort): Promise<void> {
-  const out = new Batcher(port);
-  const stack: { path: Buffer; index: number }[] = [{ path: Buffer.from(root), index: 0 }];
+export async function traverse(root: string, onEntry: (e: Entry) => void, opts: { sync: boolean; slowNs?: bigint }): Promise<void> {
+  const slowNs = opts.slowNs ?? SLOW_NS;
+  const stack: Dir[] = [{ path: Buffer.from(root), index: 0 }];
   let dirs = 0;
-  const visit = async (dir: { path: Buffer; index: number }): Promise<void> => {
+  /** Directories left to walk concurrently before synchronous calls are tried again. */
+  let cold = opts.sync ? 0 : Infinity;
+  const emit = (parent: number, path: Buffer, st: Stats, target?: Buffer): void => {
+    const kind = kindOf(st, target);
+    onEntry({ path, parent, kind, st, ...(target ? { target } : {}) });
+    // Indices follow the order entries are handed out: the receiver numbers them the same way.
+    if (kind === KIND_DIR) stack.push({ path, index: ++dirs });
+  };
+  /** The entries of `dir`, synchronously; returns how many were done (fewer once calls turn slow). */
+  const visitSync = (dir: Dir, names: Buffer[]): number => {
+    let slow = 0;
+    for (let i = 0; i < names.length; i++) {
+      const path = Buffer.concat([dir.path, SLASH, names[i]!]);
+      const t = process.hrtime.bigint();
+      let st: Stats, target: Buffer | undefined;
+      try {
+        st = lstatSync(path);
+      } catch (e) {
+        throw ioError(e, 'cannot stat', path.toString());
+      }
+      if (st.isSymbolicLink()) {
+        try {
+          target = readlinkSync(path, { encoding: 'buffer' });
+        } catch (e) {
+          throw ioError(e, 'cannot read symlink', path.toString());
+        }
+      }
+      emit(dir.index, path, st, target);
+      if (process.hrtime.bigint() - t >= slowNs && ++slow >= SLOW_CALLS) {
+        cold = COLD_DIRS;
+        return i + 1;
+      }
+    }
+    return names.length;
+  };
+  const visit = async (dir: Dir): Promise<void> => {
+    const warm = cold === 0;
+    if (!warm) cold--;
     let names: Buffer[];
     try {
-      names = await readdir(dir.path, { encoding: 'buffer' });
+      names = warm ? readdirSync(dir.path, { encoding: 'buffer' }) : await readdir(dir.path, { encoding: 'buffer' });
     } catch (e) {
       throw ioError(e, 'cannot read directory', dir.path.toString());
     }
-    for (let i = 0; i < names.length; i += LSTAT_PARALLEL) {
+    for (let i = warm ? visitSync(dir, names) : 0; i < names.length; i += LSTAT_PARALLEL) {
       const got = await Promise.all(names.slice(i, i + LSTAT_PARALLEL).map(async (name) => {
         const path = Buffer.concat([dir.path, SLASH, name]);
         let st: Stats;
@@ -116,38 +185,35 @@ export async function walkToPort(root: string, port: MessagePort): Promise<void>
           throw ioError(e, 'cannot read symlink', path.toString());
         }
       }));
-      for (const { path, st, target } of got) {
-        if (st.isFile()) {
-          out.add(path, dir.index, KIND_FILE, st);
-        } else if (st.isDirectory()) {
-          // Indices follow the order entries are sent: the main thread numbers them the same way.
-          out.add(path, dir.index, KIND_DIR, st);
-          stack.push({ path, index: ++dirs });
-        } else {
-          out.add(path, dir.index, target ? KIND_LINK : KIND_OTHER, st, target);
-        }
-      }
+      for (const { path, st, target } of got) emit(dir.index, path, st, target);
     }
   };
+  await new Promise<void>((resolve, reject) => {
+    let active = 0;
+    let failed = false;
+    const pump = (): void => {
+      // Synchronous directories one at a time (they block anyway); cold ones several at once.
+      while (!failed && active < (cold === 0 ? 1 : DIRS_PARALLEL) && stack.length > 0) {
+        active++;
+        visit(stack.pop()!).then(() => {
+          active--;
+          pump();
+        }, (e: unknown) => {
+          failed = true;
+          reject(e);
+        });
+      }
+      if (!failed && active === 0 && stack.length === 0) resolve();
+    };
+    pump();
+  });
+}
+
+/** Walks `root` (see traverse), posting batches and then `end` (or `error`) on `port`. */
+export async function walkToPort(root: string, port: MessagePort): Promise<void> {
+  const out = new Batcher(port);
   try {
-    await new Promise<void>((resolve, reject) => {
-      let active = 0;
-      let failed = false;
-      const pump = (): void => {
-        while (!failed && active < DIRS_PARALLEL && stack.length > 0) {
-          active++;
-          visit(stack.pop()!).then(() => {
-            active--;
-            pump();
-          }, (e: unknown) => {
-            failed = true;
-            reject(e);
-          });
-        }
-        if (!failed && active === 0 && stack.length === 0) resolve();
-      };
-      pump();
-    });
+    await traverse(root, (e) => out.add(e), { sync: true });
     out.flush();
     port.postMessage({ type: 'end' } satisfies WalkMessage);
   } catch (e) {

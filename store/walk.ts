@@ -2,12 +2,10 @@
  * Walks a directory into an in-memory skeleton (no file contents). Names are raw bytes; links
  * are recorded, never followed; special files are refused (or skipped with `lenient`).
  */
-import { lstat, readdir, readlink } from 'node:fs/promises';
 import { MessageChannel } from 'node:worker_threads';
-import type { Stats } from 'node:fs';
-import { MiqError, ioError } from './errors.js';
+import { MiqError } from './errors.js';
 import { ingestPool } from './pool.js';
-import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, type WalkMessage } from './walk-sync.js';
+import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, traverse, type WalkMessage } from './walk-sync.js';
 
 /** What a walk keeps of a file's lstat (a Stats has it all; the pool walk sends just this). */
 export interface FileStat {
@@ -62,8 +60,6 @@ export interface WalkResult {
 /** How many such paths are named; the count is always exact. */
 export const NOT_WORLD_READABLE_NAMED = 100;
 
-const SLASH = Buffer.from('/');
-const LSTAT_PARALLEL = 64;
 const S_IFMT = 0o170000;
 
 function kindOf(mode: number): string {
@@ -111,43 +107,16 @@ function record(res: WalkResult, dir: DirNode, name: Buffer, path: Buffer, st: F
   return undefined;
 }
 
-/** `onFile` sees each regular file as soon as it is found, so reading can start during the walk. */
+/** `onFile` sees each regular file as soon as it is found, so reading can start during the walk.
+ * On the calling thread, with asynchronous calls only (its event loop stays free). */
 export async function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
   const res = newResult(rootPath);
-  const stack: DirNode[] = [res.root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    let names: Buffer[];
-    try {
-      names = await readdir(dir.path, { encoding: 'buffer' });
-    } catch (e) {
-      throw ioError(e, 'cannot read directory', dir.path.toString());
-    }
-    for (let i = 0; i < names.length; i += LSTAT_PARALLEL) {
-      const slice = names.slice(i, i + LSTAT_PARALLEL);
-      const stats = await Promise.all(
-        slice.map(async (name) => {
-          const path = Buffer.concat([dir.path, SLASH, name]);
-          let st: Stats;
-          try {
-            st = await lstat(path);
-          } catch (e) {
-            throw ioError(e, 'cannot stat', path.toString());
-          }
-          if (!st.isSymbolicLink()) return { name, path, st };
-          try {
-            return { name, path, st, target: await readlink(path, { encoding: 'buffer' }) };
-          } catch (e) {
-            throw ioError(e, 'cannot read symlink', path.toString());
-          }
-        }),
-      );
-      for (const { name, path, st, target } of stats) {
-        const d = record(res, dir, name, path, st, target, lenient, onFile);
-        if (d) stack.push(d);
-      }
-    }
-  }
+  const dirs: DirNode[] = [res.root];
+  await traverse(rootPath, (e) => {
+    const parent = dirs[e.parent]!;
+    const d = record(res, parent, e.path.subarray(parent.path.length + 1), e.path, e.st, e.target, lenient, e.kind === KIND_FILE ? onFile : undefined);
+    if (e.kind === KIND_DIR) dirs.push(d!);
+  }, { sync: false });
   return res;
 }
 

@@ -22,6 +22,7 @@ import { decodeTree } from '../store/objects.js';
 import { decodeLocation, encodeLocation, packFileName, PackReader, PackWriter } from '../store/pack.js';
 import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
 import { walk, type DirNode, type FileNode } from '../store/walk.js';
+import { KIND_DIR, traverse, type Entry } from '../store/walk-sync.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
 after(() => rm(tmp, { recursive: true, force: true }));
@@ -242,5 +243,30 @@ describe('walk', () => {
     await assert.rejects(walk(d, false), code('MIQ_BAD_INPUT'));
     const l = await walk(d, true);
     assert.deepEqual(l.skipped.map((s) => s.why), ['a fifo']);
+  });
+
+  it('finds the same entries, each under its numbered directory, synchronously, concurrently and switching between them', async () => {
+    const d = join(tmp, 'walk-modes');
+    for (let i = 0; i < 40; i++) {
+      await mkdir(join(d, `d${i}`, 'x'), { recursive: true });
+      for (let j = 0; j < 5; j++) await writeFile(join(d, `d${i}`, j % 2 ? `x/f${j}` : `f${j}`), `${i}.${j}`);
+    }
+    await symlink('d0', join(d, 'l'));
+    const seen = async (opts: Parameters<typeof traverse>[2]): Promise<string[]> => {
+      const dirs = [d];
+      const out: string[] = [];
+      await traverse(d, (e: Entry) => {
+        const p = e.path.toString();
+        assert.ok(p.startsWith(`${dirs[e.parent]}/`), `${p} is under directory ${e.parent}`);
+        if (e.kind === KIND_DIR) dirs.push(p);
+        out.push(`${p.slice(d.length)} ${e.kind} ${e.st.size} ${e.target?.toString() ?? ''}`);
+      }, opts);
+      return out.sort();
+    };
+    const warm = await seen({ sync: true });
+    assert.equal(warm.length, 40 * 7 + 1);
+    assert.deepEqual(await seen({ sync: false }), warm);
+    // Every lstat counts as slow: three per directory synchronously, the rest concurrently.
+    assert.deepEqual(await seen({ sync: true, slowNs: 0n }), warm);
   });
 });
