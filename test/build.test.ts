@@ -395,7 +395,7 @@ test('GNU hello from the Debian archive: same path and tree in two empty stores;
     assert.equal(viaUsr.stdout, 'Hello, world!\n', viaUsr.stderr);
     const viaStore = await fuseSh(`${mnt}/store/${built.path}/bin/hello --greeting=miq`);
     assert.equal(viaStore.stdout, 'miq\n', viaStore.stderr);
-    assert.equal(await mount.stop(), 0, mount.stderr());
+    assert.equal(await mount.stop(), 0, `miq mount ended by ${mount.child.signalCode ?? "exit"}; stderr: ${mount.stderr()}`);
   } finally {
     if (mount && mount.child.exitCode === null && mount.child.signalCode === null) mount.child.kill('SIGKILL');
     await cleanup(b);

@@ -59,7 +59,7 @@ test('miq mount accepts --cache-size 2G (the help\'s own example) and serves', a
   try {
     m = await startMiqMount([...S, 'mount', join(b, 'mnt'), '--cache-size', '2G', '--json']);
     assert.equal(m.status.mounted, true);
-    assert.equal(await m.stop(), 0, m.stderr());
+    assert.equal(await m.stop(), 0, `miq mount ended by ${m.child.signalCode ?? "exit"}; stderr: ${m.stderr()}`);
   } finally {
     if (m && m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
     await cleanup(b);
