@@ -18,6 +18,7 @@
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
+import type { TreeEntry } from '../store/objects.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { XATTR_ID, XATTR_PATH, statOf } from './ops.js';
 import { ChunkReader, WHOLE_BYTES, openFile, type OpenFile } from './reader.js';
@@ -25,7 +26,7 @@ import { entryNode, type Node, type View } from './views.js';
 import type { TreeCache } from './trees.js';
 
 /** Request codes of native/miqfuse.c. */
-export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12 } as const;
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15 } as const;
 
 /** What the operations need from the binding (replies by request slot). */
 export interface Replier {
@@ -43,9 +44,12 @@ export interface Replier {
    * READs itself (native/miqfuse.c), and with `push` (the kernel knows the node) puts it into
    * the page cache at once; optional. */
   offer?(ino: number, bytes: Buffer, push?: boolean): void;
-  /** Registers the entries of an immutable directory (packed as for replyDir) with the binding,
-   * which then answers their LOOKUPs itself and tells us after (OP.LOOKED); optional. */
-  names?(parent: number, packed: Buffer, count: number, timeout: number): void;
+  /** Registers the listing of an immutable directory (packed as for replyDir) with the binding,
+   * which then answers its LOOKUPs and READDIR(PLUS)es itself and tells us (OP.LOOKED,
+   * OP.LISTED); false when it was not taken. Optional. */
+  names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
+  /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
+  unnames?(parent: number): boolean;
 }
 
 const DAY = 86_400;
@@ -82,11 +86,13 @@ interface Entry {
   offered?: boolean;
   /** This directory's entries are registered with the binding (register). */
   registered?: boolean;
+  /** While registered: its children's entries, in listing order. */
+  kids?: Entry[];
   /** Its subdirectories' entries were registered ahead (dirLooked). */
   ahead?: boolean;
-  /** Registered with the binding under its parent: stays in the table (the binding may answer
-   * a lookup of it at any time). */
-  kept?: boolean;
+  /** Registered listings that hold it (the binding may hand out its id at any time): it stays
+   * in the table while this is above 0. */
+  kept?: number;
 }
 
 interface Child {
@@ -140,6 +146,9 @@ const DIR_WHOLE_BYTES = 32 << 20;
 const DIR_LOOKS = 3;
 /** Subdirectories' trees loaded ahead when a directory is listed (each level). */
 const TREE_AHEAD = 256;
+/** Entries of registered listings kept at most (MIQ_MOUNT_NAMES): beyond, the least recently used
+ * directories are unregistered. ~250 bytes an entry between the binding and this table. */
+const MAX_NAMES = Number(process.env.MIQ_MOUNT_NAMES) > 0 ? Number(process.env.MIQ_MOUNT_NAMES) : 1 << 18;
 /** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
 const LOADED_FILES = 16_384;
 
@@ -155,6 +164,11 @@ export class Inodes {
    */
   private readonly loadedFiles = new Map<Id, OpenFile>();
   private next = ROOT_INO + 1;
+  /** Registered directories, least recently used first, and their entry counts (see MAX_NAMES). */
+  private readonly registered = new Map<number, { e: Entry; count: number }>();
+  private registeredNames = 0;
+  /** Unregistered listings whose OP.UNNAMED has not come yet, in order. */
+  private readonly unnamed: { ino: number; kids: Entry[] }[] = [];
   private scratch = Buffer.alloc(0);
   private readonly log: Logger;
   readonly usrIno: number;
@@ -272,6 +286,9 @@ export class Inodes {
         case OP.LOOKUP: return this.lookup(slot, ino, a as string);
         case OP.FORGET: return this.forget(ino, a as number);
         case OP.LOOKED: return this.looked(ino);
+        case OP.LISTED: return this.listed(ino, a as number, b as number, 1);
+        case OP.UNLISTED: return this.listed(ino, a as number, b as number, -1);
+        case OP.UNNAMED: return this.unnamedDone(ino);
         case OP.GETATTR: return this.getattr(slot, ino);
         case OP.READLINK: return this.readlink(slot, ino);
         case OP.READ: return this.read(slot, ino, a as number, b as number);
@@ -359,53 +376,127 @@ export class Inodes {
     const e = this.byIno.get(ino);
     if (!e) return;
     e.nlookup++;
+    if (e.parent) this.touch(e.parent);
     if (e.node.type === 'dir') this.dirLooked(e);
     else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e, true);
   }
 
-  /** A directory was looked up: load its tree and register its entries, and its subdirectories'
-   * (a reader inside looks names up next, and steps down: one level ahead, the names below are
-   * answered by the binding too). */
+  /** A directory was looked up or listed: load its tree and register its entries, and its
+   * subdirectories' (a reader inside looks names up next, or lists them: find, du, ls -R; one
+   * level ahead, the binding answers those too). */
   private dirLooked(e: Entry): void {
     const n = e.node;
     if (n.type !== 'dir' || !n.tree || e.ahead || !this.r.names) return;
     e.ahead = true;
     this.o.trees.get(n.tree).then((t) => {
       this.register(e);
-      let k = 0;
-      for (const x of t.tree.entries) {
-        if (x.kind !== 'dir' || k++ >= TREE_AHEAD) continue;
-        const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, n.storePath) }));
-        if (ce && !ce.registered) this.o.trees.get(x.id!).then(() => this.register(ce), () => {});
-      }
+      this.registerSubdirs(e, t.tree.entries, n.storePath);
     }, () => {});
   }
 
+  private registerSubdirs(e: Entry, entries: readonly TreeEntry[], storePath: string | undefined): void {
+    let k = 0;
+    for (const x of entries) {
+      if (x.kind !== 'dir' || k++ >= TREE_AHEAD) continue;
+      const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, storePath) }));
+      if (ce && !ce.registered) this.o.trees.get(x.id!).then(() => this.register(ce), () => {});
+    }
+  }
+
   /**
-   * Registers an immutable directory's entries with the binding (see Replier.names), once. Its
-   * children are interned now (node ids fixed) and kept: the binding may hand out their ids at
-   * any time. Never `usr` (its entries change on a switch) nor the directories outside trees.
+   * Registers an immutable directory's listing with the binding (see Replier.names), once. Its
+   * children are interned now (node ids fixed) and kept while it is registered: the binding may
+   * hand out their ids at any time. Never `usr` (its entries change on a switch) nor the
+   * directories outside trees. At most MAX_NAMES entries stay registered (least recently used
+   * directories are dropped): a walk of a huge store does not grow the mount without bound.
    */
   private register(pe: Entry): void {
-    if (pe.registered || !this.r.names || pe.pinned || pe.ino === this.usrIno) return;
+    if (pe.registered || !this.r.names || pe.pinned || pe.ino === this.usrIno || !this.byIno.has(pe.ino)) return;
     const n = pe.node;
     const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
     if (!t || n.type !== 'dir') return;
-    pe.registered = true;
-    const es = t.tree.entries;
+    const cs = (pe.listing ??= t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) })));
     let bytes = 0;
-    for (const x of es) bytes += (24 + x.name.length + 7) & ~7;
+    for (const c of cs) bytes += (24 + c.name.length + 7) & ~7;
     const out = Buffer.allocUnsafe(bytes);
     let at = 0;
-    for (const x of es) {
-      const c: Child = { name: x.name, node: entryNode(x, n.storePath) };
+    const kids: Entry[] = [];
+    for (const c of cs) {
       const ce = this.intern(pe, c);
-      ce.kept = true;
+      kids.push(ce);
       ce.parent ??= pe;
       if (ce.node.type === 'dir') ce.name ??= c.name;
       at = packEntry(out, at, ce.ino, ce.node, c.name);
     }
-    this.r.names(pe.ino, out, es.length, pe.childTimeout);
+    if (!this.r.names(pe.ino, out, cs.length, pe.childTimeout)) return;
+    for (const ce of kids) ce.kept = (ce.kept ?? 0) + 1;
+    pe.registered = true;
+    pe.kids = kids;
+    this.registered.set(pe.ino, { e: pe, count: cs.length });
+    this.registeredNames += cs.length;
+    for (const [ino, r] of this.registered) {
+      if (this.registeredNames <= MAX_NAMES || ino === pe.ino) break;
+      this.unregister(r.e);
+    }
+  }
+
+  /** Drops a directory's registration; its children are let go when OP.UNNAMED comes (after
+   * every lookup and listing the binding answered from it has been counted). */
+  private unregister(pe: Entry): void {
+    const r = this.registered.get(pe.ino);
+    if (!r) return;
+    this.registered.delete(pe.ino);
+    this.registeredNames -= r.count;
+    pe.registered = false;
+    pe.ahead = false;
+    const kids = pe.kids!;
+    pe.kids = undefined;
+    if (this.r.unnames?.(pe.ino)) this.unnamed.push({ ino: pe.ino, kids });
+  }
+
+  private unnamedDone(ino: number): void {
+    const u = this.unnamed.shift();
+    if (!u || u.ino !== ino) {
+      this.log(`miq mount: internal: unregistered listing ${ino} out of order`);
+      return;
+    }
+    for (const ce of u.kids) {
+      if (!ce.kept) continue;
+      ce.kept--;
+      if (ce.nlookup <= 0 && !ce.kept && !ce.pinned && this.byIno.get(ce.ino) === ce) this.drop(ce);
+    }
+  }
+
+  /** A registered directory was used: it is the last to be unregistered. */
+  private touch(pe: Entry): void {
+    const r = this.registered.get(pe.ino);
+    if (r) {
+      this.registered.delete(pe.ino);
+      this.registered.set(pe.ino, r);
+    }
+  }
+
+  /** The binding answered a READDIRPLUS of a registered directory: entries [first, first + n)
+   * were counted by the kernel (by = -1: they were not after all). */
+  private listed(ino: number, first: number, n: number, by: 1 | -1): void {
+    const pe = this.byIno.get(ino);
+    // Still registered, or unregistered with OP.UNNAMED still to come: its kids are kept.
+    const kids = pe?.kids ?? this.unnamed.find((u) => u.ino === ino)?.kids;
+    if (!pe || !kids) return;
+    for (let k = first; k < first + n && k < kids.length; k++) {
+      const ce = kids[k]!;
+      if (by < 0) {
+        this.unref(ce, 1);
+        continue;
+      }
+      ce.nlookup++;
+      ce.parent = pe;
+      ce.index = k;
+    }
+    if (by > 0) {
+      this.touch(pe);
+      this.dirLooked(pe);
+    }
   }
 
   /** Offers a small file that arrived whole to every node of it the kernel knows or may learn
@@ -443,9 +534,15 @@ export class Inodes {
     e.nlookup -= n;
     if (e.nlookup <= 0 && !e.pinned && !e.kept) {
       e.nlookup = 0;
-      this.byIno.delete(e.ino);
-      this.byKey.delete(e.key);
+      this.drop(e);
     }
+  }
+
+  private drop(e: Entry): void {
+    // Its node id is never handed out again: a registration of its listing is dead weight.
+    if (e.registered) this.unregister(e);
+    this.byIno.delete(e.ino);
+    this.byKey.delete(e.key);
   }
 
   private forget(ino: number, n: number): void {
@@ -592,6 +689,15 @@ export class Inodes {
       if (ino === this.usrIno && this.o.usr?.()?.tree !== treeBefore) cs = await this.children(e);
       if (e.pinned && e.ino !== this.usrIno) e.listing = cs;
       this.sendDir(slot, e, cs, size, off, plus);
+      // The rest of this listing (the kernel asks again until an empty answer) and the listings
+      // below it are answered by the binding: a cold find waited on two round trips to this
+      // thread per directory.
+      if (!plus) return;
+      if (e.ino === this.usrIno) {
+        const n = this.usrNode();
+        const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
+        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree.entries, n.storePath);
+      } else this.dirLooked(e);
     }).catch((err) => this.fail(slot, 'readdir', ino, err));
   }
 

@@ -298,7 +298,8 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     replyStatfs: (...a: [number, number, number]) => m!.replier.replyStatfs(...a),
     replyDir: (...a: [number, boolean, number, Buffer, number, number, number, number]) => m!.replier.replyDir(...a),
     offer: (...a: [number, Buffer, boolean?]) => m!.replier.offer?.(...a),
-    names: (...a: [number, Buffer, number, number]) => m!.replier.names?.(...a),
+    names: (...a: [number, Buffer, number, number]) => m!.replier.names?.(...a) ?? false,
+    unnames: (parent: number) => m!.replier.unnames?.(parent) ?? false,
   };
   const inodes = new Inodes({ view, trees: x.trees, reader: store, chunks: x.chunks, usr, log: x.log }, replier);
   // Requests can arrive before fuse3Mount returns (the kernel sends them as soon as it is

@@ -20,6 +20,10 @@ export interface NativeState {
   maxReadahead?: number;
   want?: number;
   counts?: Record<string, number>;
+  /** Registered names and directories in the binding, and their bytes. */
+  names?: number;
+  dirs?: number;
+  namesBytes?: number;
 }
 
 export interface Native {
@@ -34,7 +38,8 @@ export interface Native {
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
   offer(s: NativeSession, ino: number, bytes: Buffer, push: boolean): void;
-  names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): void;
+  names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
+  unnames(s: NativeSession, parent: number): boolean;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
   detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
   willneed(s: NativeSession, paths: string[], cb: (failed: number) => void): void;
@@ -133,7 +138,8 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replyDir: (slot, plus, size, packed, count, first, et, at) => native.replyDir(s, slot, plus, size, packed, count, first, et, at),
     // Offers come from decodes that finish at any time, also after the session is gone.
     offer: (ino, bytes, push) => void (destroyed || native.offer(s, ino, bytes, push === true)),
-    names: (parent, packed, count, timeout) => void (destroyed || native.names(s, parent, packed, count, timeout)),
+    names: (parent, packed, count, timeout) => !destroyed && native.names(s, parent, packed, count, timeout),
+    unnames: (parent) => !destroyed && native.unnames(s, parent),
   };
   let unmounting: Promise<void> | undefined;
   return {
@@ -146,7 +152,10 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     unmount() {
       unmounting ??= (async () => {
         if (native.state(s).destroyed) return;
-        if (process.env.MIQ_DEBUG_COUNTS) process.stderr.write(`miq mount: requests ${JSON.stringify(native.state(s).counts)}\n`);
+        if (process.env.MIQ_DEBUG_COUNTS) {
+          const st = native.state(s);
+          process.stderr.write(`miq mount: requests ${JSON.stringify({ ...st.counts, names: st.names, dirs: st.dirs, namesBytes: st.namesBytes })}\n`);
+        }
         const points = dev ? await fuseMountsOf([dev]).catch(() => [mountpoint]) : [mountpoint];
         if (!points.includes(mountpoint)) points.push(mountpoint);
         const failed = await new Promise<string>((r) => native.detach(s, points, (n, msg) => r(n ? msg : '')));

@@ -23,11 +23,14 @@
  * from the loop thread: notify_store waits for page locks that a READ in flight holds, and only
  * the loop thread (or JS) answers that READ.
  *
- * Likewise the names of immutable directories (JS registers a directory's entries, node ids
- * included, once it knows them): a LOOKUP of a registered name is answered here, and JS only
- * hears of it afterwards (OP_LOOKED, in order with FORGETs, so its lookup counts stay right).
- * A registered name never changes: only directories whose content is fixed by their node id
- * are registered (never `usr`, whose entries change on a switch).
+ * Likewise the listings of immutable directories (JS registers a directory's entries, node ids
+ * included, once it knows them): a LOOKUP of a registered name and a READDIR(PLUS) of a
+ * registered directory are answered here, and JS hears of them as messages (OP_LOOKED,
+ * OP_LISTED, in order with FORGETs, so its lookup counts stay right): a cold find paid two round
+ * trips to JS per directory. A registered listing never changes: only directories whose content
+ * is fixed by their node id are registered (never `usr`, whose entries change on a switch). JS
+ * bounds what is registered (unnames); OP_UNNAMED tells it when the nodes of a dropped listing
+ * can no longer be handed out.
  *
  * Teardown: stop() wakes the loop (an eventfd beside /dev/fuse in poll), and when the loop ends,
  * for whatever reason, /dev/fuse is replaced by /dev/null under the same descriptor (dup2): that
@@ -56,8 +59,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* OP_LOOKED: a LOOKUP answered here from a registered name (no reply needed: JS counts it). */
-enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_LOOKED, OP_COUNT };
+/* OP_LOOKED: a LOOKUP answered here from a registered name (no reply needed: JS counts it).
+ * OP_LISTED (ino, first, count): a READDIRPLUS of a registered directory answered here, whose
+ * entries [first, first + count) the kernel now counts as looked up; OP_UNLISTED the same
+ * entries when the reply did not reach the kernel after all. OP_UNNAMED (ino): a directory's
+ * registration is gone; everything this loop answered from it was posted before. */
+enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_LOOKED,
+       OP_LISTED, OP_UNLISTED, OP_UNNAMED, OP_COUNT };
 
 typedef struct msg {
   int op;
@@ -80,17 +88,31 @@ typedef struct ready {
 
 #define RBUCKETS 4096
 
-/* One registered name: (parent, name) -> the entry to answer. */
+/* A registered directory: its listing as JS packed it (see replyDir), kept whole; its names
+ * point into that copy. */
+struct named;
+typedef struct dirl {
+  uint64_t ino;
+  uint32_t count;
+  double timeout;
+  uint8_t *packed;
+  size_t plen;
+  uint32_t *offs;        /* byte offset of entry k in packed */
+  struct named *names;   /* count of them, one block */
+  struct dirl *hnext;
+} dirl_t;
+
+/* One registered name: (parent, name) -> entry k of its directory's listing. */
 typedef struct named {
-  uint64_t parent, ino;
-  double size, timeout;
-  uint32_t mode, len;
+  uint64_t parent;
+  const char *name;
+  uint32_t len, k;
+  dirl_t *dir;
   struct named *hnext;
-  char name[];
 } named_t;
 
 #define NBUCKETS (1u << 16)
-#define NMAX (4u << 20)
+#define DBUCKETS (1u << 14)
 
 typedef struct session {
   struct fuse_session *se;
@@ -121,8 +143,9 @@ typedef struct session {
   /* Registered names (loop thread reads, JS thread writes). */
   pthread_mutex_t nmu;
   named_t **nb;
-  size_t nnames;
-  atomic_ullong nserved;
+  dirl_t **db;
+  size_t nnames, ndirs, nbytes;
+  atomic_ullong nserved, dserved;
   /* Nodes whose offered bytes are to be pushed (notify thread). */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
@@ -295,6 +318,23 @@ static named_t **nfind(session_t *s, uint64_t parent, const char *name, size_t l
   return p;
 }
 
+static dirl_t **dfind(session_t *s, uint64_t ino) {
+  dirl_t **p = &s->db[ino & (DBUCKETS - 1)];
+  while (*p && (*p)->ino != ino) p = &(*p)->hnext;
+  return p;
+}
+
+/* Entry k of a registered listing: f64 ino, f64 size, u32 mode (as replyDir reads them). */
+static void dentry(const dirl_t *d, uint32_t k, struct fuse_entry_param *e) {
+  double ino, size;
+  uint32_t mode;
+  const uint8_t *p = d->packed + d->offs[k];
+  memcpy(&ino, p, 8);
+  memcpy(&size, p + 8, 8);
+  memcpy(&mode, p + 16, 4);
+  fill_entry(e, ino, mode, size, d->timeout, d->timeout);
+}
+
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   session_t *s = fuse_req_userdata(req);
   struct fuse_entry_param e;
@@ -304,20 +344,66 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   if (s->nb) {
     named_t *n = *nfind(s, parent, name, len);
     if (n) {
-      fill_entry(&e, (double)n->ino, n->mode, n->size, n->timeout, n->timeout);
+      dentry(n->dir, n->k, &e);
       hit = 1;
+      /* Posted before the lock is let go, so before the OP_UNNAMED of an unregistering that
+       * follows: JS counts this lookup before it may let the node go. */
+      msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
+      if (m) post(s, m);
     }
   }
   pthread_mutex_unlock(&s->nmu);
   if (!hit) { send_req(req, OP_LOOKUP, parent, 0, 0, name); return; }
   atomic_fetch_add(&s->nserved, 1);
-  /* An entry the kernel did not take (the lookup was interrupted) was not counted by it. */
   if (fuse_reply_entry(req, &e) == 0) {
     if (rhas(s, e.ino)) qpush(s, e.ino);
-    msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
+  } else {
+    /* The kernel did not take the entry (the lookup was interrupted): undo the count. */
+    msg_t *m = mk(OP_FORGET, NULL, e.ino, 1, 0, NULL, 0);
     if (m) post(s, m);
   }
 }
+
+/* READDIR(PLUS) of a registered directory, answered here; false when it is not registered. */
+static int dserve(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus) {
+  pthread_mutex_lock(&s->nmu);
+  dirl_t *d = s->db ? *dfind(s, ino) : NULL;
+  if (!d) { pthread_mutex_unlock(&s->nmu); return 0; }
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { pthread_mutex_unlock(&s->nmu); return 0; }
+  size_t used = 0;
+  uint32_t first = off < 0 ? 0 : (off > (off_t)d->count ? d->count : (uint32_t)off), k = first;
+  char name[1024];
+  for (; k < d->count; k++) {
+    const uint8_t *p = d->packed + d->offs[k];
+    uint32_t nl;
+    memcpy(&nl, p + 20, 4);
+    if (nl >= sizeof name) break;
+    memcpy(name, p + 24, nl);
+    name[nl] = 0;
+    struct fuse_entry_param e;
+    dentry(d, k, &e);
+    size_t need = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)k + 1)
+                       : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)k + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  uint32_t sent = k - first;
+  /* As for OP_LOOKED: counted in JS before any unregistering that follows can let them go. */
+  if (plus && sent) {
+    msg_t *m = mk(OP_LISTED, NULL, ino, first, sent, NULL, 0);
+    if (m) post(s, m);
+  }
+  pthread_mutex_unlock(&s->nmu);
+  atomic_fetch_add(&s->dserved, 1);
+  if (fuse_reply_buf(req, buf, used) != 0 && plus && sent) {
+    msg_t *m = mk(OP_UNLISTED, NULL, ino, first, sent, NULL, 0);
+    if (m) post(s, m);
+  }
+  free(buf);
+  return 1;
+}
+
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -325,8 +411,14 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (rserve(fuse_req_userdata(req), req, ino, size, off)) return;
   send_req(req, OP_READ, ino, size, off, NULL);
 }
-static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIRPLUS, ino, size, off, NULL); }
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_READDIR, ino, size, off, NULL); }
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  if (!dserve(fuse_req_userdata(req), req, ino, size, off, 1)) send_req(req, OP_READDIRPLUS, ino, size, off, NULL);
+}
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  if (!dserve(fuse_req_userdata(req), req, ino, size, off, 0)) send_req(req, OP_READDIR, ino, size, off, NULL);
+}
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_STATFS, ino, 0, 0, NULL); }
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) { send_req(req, OP_GETXATTR, ino, size, 0, name); }
 static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { send_req(req, OP_LISTXATTR, ino, size, 0, NULL); }
@@ -887,8 +979,9 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* names(s, parent, packed, count, timeout): registers the entries of immutable directory
- * `parent` (packed as for replyDir); LOOKUPs of them are answered here from now on. */
+/* names(s, parent, packed, count, timeout): registers the listing of immutable directory
+ * `parent` (packed as for replyDir); its LOOKUPs and READDIR(PLUS)es are answered here from now
+ * on, until unnames. Returns false when it was registered already (or on a malformed listing). */
 static napi_value js_names(napi_env env, napi_callback_info info) {
   SESSION_ARGS(5);
   uint64_t parent = (uint64_t)num(env, argv[1]);
@@ -897,31 +990,85 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
   if (!buffer_arg(env, argv[2], (void **)&p, &plen)) return NULL;
   uint32_t count = (uint32_t)num(env, argv[3]);
   double timeout = num(env, argv[4]);
+  napi_value res;
+  dirl_t *d = calloc(1, sizeof *d);
+  if (d) {
+    d->packed = malloc(plen ? plen : 1);
+    d->offs = malloc((count ? count : 1) * sizeof *d->offs);
+    d->names = calloc(count ? count : 1, sizeof *d->names);
+  }
+  if (!d || !d->packed || !d->offs || !d->names) {
+    if (d) { free(d->packed); free(d->offs); free(d->names); free(d); }
+    napi_get_boolean(env, false, &res);
+    return res;
+  }
+  memcpy(d->packed, p, plen);
+  d->plen = plen; d->ino = parent; d->count = count; d->timeout = timeout;
+  size_t at = 0;
+  uint32_t k = 0;
+  for (; k < count && at + 24 <= plen; k++) {
+    uint32_t nl;
+    memcpy(&nl, d->packed + at + 20, 4);
+    if (at + 24 + nl > plen) break;
+    d->offs[k] = (uint32_t)at;
+    at += (24 + nl + 7) & ~(size_t)7;
+  }
+  int ok = k == count;
   pthread_mutex_lock(&s->nmu);
   if (!s->nb) s->nb = calloc(NBUCKETS, sizeof(named_t *));
-  size_t at = 0;
-  for (uint32_t k = 0; s->nb && k < count && at + 24 <= plen && s->nnames < NMAX; k++) {
-    double ino, size;
-    uint32_t mode, nl;
-    memcpy(&ino, p + at, 8);
-    memcpy(&size, p + at + 8, 8);
-    memcpy(&mode, p + at + 16, 4);
-    memcpy(&nl, p + at + 20, 4);
-    if (at + 24 + nl > plen) break;
-    const char *name = (const char *)p + at + 24;
-    at += (24 + nl + 7) & ~(size_t)7;
-    named_t **pp = nfind(s, parent, name, nl);
-    if (*pp) continue;
-    named_t *n = malloc(sizeof *n + nl);
-    if (!n) break;
-    n->parent = parent; n->ino = (uint64_t)ino; n->size = size; n->timeout = timeout; n->mode = mode; n->len = nl;
-    memcpy(n->name, name, nl);
-    n->hnext = NULL;
-    *pp = n;
-    s->nnames++;
-  }
+  if (!s->db) s->db = calloc(DBUCKETS, sizeof(dirl_t *));
+  if (ok && s->nb && s->db && !*dfind(s, parent)) {
+    for (k = 0; k < count; k++) {
+      named_t *n = &d->names[k];
+      n->parent = parent; n->k = k; n->dir = d;
+      memcpy(&n->len, d->packed + d->offs[k] + 20, 4);
+      n->name = (const char *)d->packed + d->offs[k] + 24;
+      named_t **pp = nfind(s, parent, n->name, n->len);
+      if (*pp) { n->dir = NULL; continue; } /* a name twice: the first stays */
+      *pp = n;
+    }
+    d->hnext = NULL;
+    *dfind(s, parent) = d;
+    s->nnames += count; s->ndirs++; s->nbytes += plen + count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
+  } else ok = 0;
   pthread_mutex_unlock(&s->nmu);
-  return NULL;
+  if (!ok) { free(d->packed); free(d->offs); free(d->names); free(d); }
+  napi_get_boolean(env, ok, &res);
+  return res;
+}
+
+/* With nmu held: unlinks and frees a registered directory. */
+static void dfree(session_t *s, dirl_t **dp) {
+  dirl_t *d = *dp;
+  *dp = d->hnext;
+  for (uint32_t k = 0; k < d->count; k++) {
+    named_t *n = &d->names[k];
+    if (n->dir != d) continue;
+    named_t **pp = &s->nb[nhash(n->parent, n->name, n->len)];
+    while (*pp && *pp != n) pp = &(*pp)->hnext;
+    if (*pp) *pp = n->hnext;
+  }
+  s->nnames -= d->count; s->ndirs--; s->nbytes -= d->plen + d->count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
+  free(d->packed); free(d->offs); free(d->names); free(d);
+}
+
+/* unnames(s, parent): drops a directory's registration; OP_UNNAMED(parent) follows every
+ * OP_LOOKED / OP_LISTED answered from it. */
+static napi_value js_unnames(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(2);
+  uint64_t parent = (uint64_t)num(env, argv[1]);
+  pthread_mutex_lock(&s->nmu);
+  dirl_t **dp = s->db ? dfind(s, parent) : NULL;
+  int had = dp && *dp;
+  if (had) dfree(s, dp);
+  pthread_mutex_unlock(&s->nmu);
+  if (had) {
+    msg_t *m = mk(OP_UNNAMED, NULL, parent, 0, 0, NULL, 0);
+    if (m) post(s, m);
+  }
+  napi_value res;
+  napi_get_boolean(env, had, &res);
+  return res;
 }
 
 /* offer(s, ino, buffer, push): the whole, verified content of file node `ino`; its READs are
@@ -997,7 +1144,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
   napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
   napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
-  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked" };
+  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked", "listed", "unlisted", "unnamed" };
   napi_value c;
   napi_create_object(env, &c);
   for (int k = 1; k < OP_COUNT; k++) {
@@ -1007,6 +1154,12 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
   napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
+  napi_create_double(env, (double)atomic_load(&s->dserved), &v); napi_set_named_property(env, c, "readdirServed", v);
+  pthread_mutex_lock(&s->nmu);
+  napi_create_double(env, (double)s->nnames, &v); napi_set_named_property(env, o, "names", v);
+  napi_create_double(env, (double)s->ndirs, &v); napi_set_named_property(env, o, "dirs", v);
+  napi_create_double(env, (double)s->nbytes, &v); napi_set_named_property(env, o, "namesBytes", v);
+  pthread_mutex_unlock(&s->nmu);
   napi_create_double(env, (double)atomic_load(&s->pushed), &v); napi_set_named_property(env, c, "pushed", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
   napi_set_named_property(env, o, "counts", c);
@@ -1042,12 +1195,13 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   while (s->rhead) rdrop(s, rfind(s, s->rhead->ino));
   pthread_mutex_unlock(&s->rmu);
   pthread_mutex_lock(&s->nmu);
-  for (uint32_t b = 0; s->nb && b < NBUCKETS; b++) {
-    for (named_t *n = s->nb[b], *nx; n; n = nx) { nx = n->hnext; free(n); }
+  for (uint32_t b = 0; s->db && b < DBUCKETS; b++) {
+    while (s->db[b]) dfree(s, &s->db[b]);
   }
+  free(s->db);
   free(s->nb);
+  s->db = NULL;
   s->nb = NULL;
-  s->nnames = 0;
   pthread_mutex_unlock(&s->nmu);
   s->slots = NULL; s->gens = NULL; s->free_list = NULL;
   /* The session struct itself stays (the external may still be referenced): a few bytes. */
@@ -1171,6 +1325,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
     { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
+    { "unnames", 0, js_unnames, 0, 0, 0, napi_default, 0 },
     { "zstdDecompress", 0, js_zstd, 0, 0, 0, napi_default, 0 },
     { "zstdDecompressInto", 0, js_zstd_into, 0, 0, 0, napi_default, 0 },
     { "willneed", 0, js_willneed, 0, 0, 0, napi_default, 0 },

@@ -26,6 +26,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   const given = Buffer.from('x'.repeat(300_000) + 'end\n');
   const reads: number[] = [];
   const looked: number[] = [];
+  const events: [number, number, number, number][] = [];
   let doubleReply = '';
   before(async () => {
     base = await tmp();
@@ -80,6 +81,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         return;
       }
       if (op === OP.LOOKED) return void looked.push(ino);
+      if (op === OP.LISTED || op === OP.UNLISTED || op === OP.UNNAMED) return void events.push([op, ino, a as number, b as number]);
       if (op === OP.FORGET || op === OP.END) return;
       r().replyErr(slot, 38);
     };
@@ -134,6 +136,28 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     assert.equal(st1.lookupServed! - st0.lookupServed!, 1);
     for (const end = Date.now() + 2000; !looked.includes(4) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
     assert.deepEqual(looked, [4]);
+  });
+
+  it('a registered listing is answered by the addon (OP.LISTED after); unnames hands it back to JS (OP.UNNAMED)', async () => {
+    // Root is registered with the single name "alias" (the test above): its cached listing
+    // dropped, the addon lists it.
+    await m!.invalidate([1], [null]);
+    const st0 = m!.state().counts!;
+    assert.equal((await sh(`ls ${mnt}`)).stdout, 'alias\n');
+    const st1 = m!.state().counts!;
+    assert.equal(st1.readdirplus, st0.readdirplus, 'no READDIRPLUS reached JS');
+    assert.ok(st1.readdirServed! - st0.readdirServed! >= 2, JSON.stringify(st1));
+    for (const end = Date.now() + 2000; !events.length && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    assert.deepEqual(events, [[OP.LISTED, 1, 0, 1]]);
+    assert.equal(m!.state().names, 1);
+    assert.equal(m!.replier.unnames!(1), true);
+    assert.equal(m!.replier.unnames!(1), false, 'once');
+    for (const end = Date.now() + 2000; events.length < 2 && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    assert.deepEqual(events[1], [OP.UNNAMED, 1, 0, 0]);
+    assert.equal(m!.state().names, 0);
+    await m!.invalidate([1, 1], [Buffer.from('alias'), null]);
+    assert.equal((await sh(`ls ${mnt}; cat ${mnt}/alias 2>&1 >/dev/null | wc -l`)).stdout, 'big\ngiven\nhello\n1\n');
+    assert.ok(m!.state().counts!.readdirplus! > st1.readdirplus!);
   });
 
   it('offered bytes of a node the kernel knows are pushed into its page cache: no READ at all', async () => {

@@ -264,6 +264,43 @@ describe('names that are not UTF-8', () => {
   });
 });
 
+describe('registered listings (the binding answers LOOKUP and READDIRPLUS of immutable directories)', () => {
+  it('stay bounded (MIQ_MOUNT_NAMES): a walk of more entries than the bound, twice, with the kernel forgetting between, reads every byte right', async () => {
+    const b = await tmp();
+    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+    try {
+      const src = join(b, 'src');
+      for (let d = 0; d < 40; d++) {
+        await mkdir(join(src, `d${d}`, 'sub'), { recursive: true });
+        for (let f = 0; f < 12; f++) await writeFile(join(src, `d${d}`, f % 3 ? `f${f}` : `sub/f${f}`), `dir ${d} file ${f}\n`.repeat(f + 1));
+      }
+      const s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(src, { name: 'many' })).path;
+      await s.close();
+      await mkdir(join(b, 'mnt'));
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_MOUNT_NAMES: '60', MIQ_DEBUG_COUNTS: '1' } });
+      const walk = `cd DIR && find . | sort | md5sum && find . -type f | sort | xargs cat | md5sum`;
+      const want = (await sh(walk.replace('DIR', src))).stdout;
+      assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
+      // The kernel forgets its nodes (FORGETs reach the mount), then everything is walked again.
+      await sh('sync; echo 2 > /proc/sys/vm/drop_caches');
+      assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
+      assert.equal((await sh(`cat ${b}/mnt/store/${p}/d7/sub/f3`)).stdout, 'dir 7 file 3\n'.repeat(4));
+      assert.equal(await mm.stop(), 0);
+      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
+      assert.ok(line, mm.stderr());
+      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
+      assert.ok(c.unnamed! > 0, `the bound dropped registrations: ${line}`);
+      assert.ok(c.readdirServed! > 0 && c.lookupServed! >= 0, line);
+      // At most the bound, plus the one directory just registered (12 entries at most).
+      assert.ok(c.names! <= 60 + 12, line);
+    } finally {
+      await mm?.stop();
+      await cleanup(b);
+    }
+  });
+});
+
 describe('corruption and crashes', () => {
   it('a chunk that fails its hash gives EIO and a log line, never bytes', async () => {
     const b = await tmp();
