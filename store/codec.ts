@@ -2,7 +2,7 @@
  * Per-chunk compression. A chunk is stored zstd-compressed only when that saves at least 1/32 of
  * its size; otherwise raw (flag 0), so incompressible data costs no decompression on read.
  */
-import { Compressor, Decompressor } from 'zstd-napi';
+import { Decompressor } from 'zstd-napi';
 import zstd from 'zstd-napi/binding.js';
 import { MiqError } from './errors.js';
 
@@ -18,19 +18,39 @@ export const FLAG_ZSTD_DICT = 2;
 export const FLAG_FRAME = 3;
 export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
 
-let cctx: Compressor | undefined;
+let cctx: InstanceType<typeof zstd.CCtx> | undefined;
 let dctx: Decompressor | undefined;
+/** Where the compressors write; what is kept is copied out (see encodeChunkScratch). */
+let scratch = Buffer.allocUnsafeSlow(0);
 
-export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } {
+function scratchFor(n: number): Buffer {
+  const bound = zstd.compressBound(n);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(Math.max(bound, scratch.length * 2));
+  return scratch;
+}
+
+/** encodeChunk with the body in a buffer the next call reuses (for callers that copy it out
+ * anyway: the ingest workers copy every body into the result they hand over, and a fresh buffer
+ * per frame, copied twice, cost page faults and copies on the many-small-files corpus). A raw
+ * body is a view of `plain`. */
+export function encodeChunkScratch(plain: Uint8Array): { flags: number; body: Buffer } {
   if (!cctx) {
-    cctx = new Compressor();
-    cctx.setParameters({ compressionLevel: ZSTD_LEVEL, checksumFlag: false, contentSizeFlag: true });
+    cctx = new zstd.CCtx();
+    cctx.setParameter(zstd.CParameter.compressionLevel, ZSTD_LEVEL);
+    cctx.setParameter(zstd.CParameter.checksumFlag, 0);
+    cctx.setParameter(zstd.CParameter.contentSizeFlag, 1);
   }
   if (plain.length >= 64) {
-    const z = cctx.compress(plain);
-    if (z.length < plain.length - (plain.length >> 5)) return { flags: FLAG_ZSTD, body: z };
+    const dst = scratchFor(plain.length);
+    const n = cctx.compress2(dst, plain);
+    if (n < plain.length - (plain.length >> 5)) return { flags: FLAG_ZSTD, body: dst.subarray(0, n) };
   }
   return { flags: FLAG_RAW, body: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) };
+}
+
+export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } {
+  const r = encodeChunkScratch(plain);
+  return r.flags === FLAG_ZSTD ? { flags: FLAG_ZSTD, body: Buffer.from(r.body) } : r;
 }
 
 let cctxDict: InstanceType<typeof zstd.CCtx> | undefined;
@@ -41,13 +61,14 @@ let dctxDict: Decompressor | undefined;
  * ZSTD_compress_usingDict: loading the dictionary into a CCtx (ZSTD_CCtx_loadDictionary) builds
  * a CDict for every chunk, and was 2.5x slower for 1.6% smaller output (128 KiB chunks of three
  * rebuilt libraries against 256 KiB of their old versions: 3.2 ms vs ~1.3 ms a chunk). A raw
- * content dictionary has no id, so the frame names none; it decodes as before.
+ * content dictionary has no id, so the frame names none; it decodes as before. With `inScratch`
+ * the result is valid until the next call of this module (see encodeChunkScratch).
  */
-export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array): Buffer {
+export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array, inScratch = false): Buffer {
   cctxDict ??= new zstd.CCtx();
-  const dst = Buffer.allocUnsafe(zstd.compressBound(plain.length));
+  const dst = scratchFor(plain.length);
   const n = cctxDict.compressUsingDict(dst, plain, dict, ZSTD_LEVEL);
-  return Buffer.from(dst.subarray(0, n));
+  return inScratch ? dst.subarray(0, n) : Buffer.from(dst.subarray(0, n));
 }
 
 /** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT. */

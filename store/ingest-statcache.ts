@@ -29,9 +29,18 @@ export function statKey(st: FileStat): string {
   return kStat(`${st.dev.toString(36)}.${st.ino.toString(36)}`);
 }
 
+/** One scratch array for the fingerprinted numbers: a new one per file was most of the cost of
+ * checking 18 794 entries (release N+1 of the small corpus). Same bytes as before. */
+const fpNums = new Float64Array(5);
+const fpBytes = Buffer.from(fpNums.buffer);
+
 function fingerprint(st: FileStat): Buffer {
-  const f = new Float64Array([st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs]);
-  return blake3(Buffer.from(f.buffer)).subarray(0, FP_BYTES);
+  fpNums[0] = st.dev;
+  fpNums[1] = st.ino;
+  fpNums[2] = st.size;
+  fpNums[3] = st.mtimeMs;
+  fpNums[4] = st.ctimeMs;
+  return blake3(fpBytes).subarray(0, FP_BYTES);
 }
 
 export function encodeStatEntry(st: FileStat, id: string): Buffer {
@@ -44,7 +53,7 @@ export function encodeStatEntry(st: FileStat, id: string): Buffer {
 /** The id an entry names when it still matches `st`, else undefined. */
 export function statEntryId(v: Buffer | undefined, st: FileStat): Id | undefined {
   if (v === undefined || v.length !== VALUE_BYTES) return undefined;
-  if (!v.subarray(0, FP_BYTES).equals(fingerprint(st))) return undefined;
+  if (fingerprint(st).compare(v, 0, FP_BYTES) !== 0) return undefined;
   return v.toString('hex', FP_BYTES) as Id;
 }
 

@@ -33,7 +33,7 @@ const DELTA_ON = process.env.MIQ_NO_DELTA !== '1';
 const COMPRESS_TASK_BYTES = 8 << 20;
 /** Bytes of small-file contents waiting for compression before scanning pauses. */
 const COMPRESS_QUEUE_LIMIT = 64 << 20;
-/** Slots of the scan's shared claim table (8 bytes each); a fuller table only means more chunks
+/** Slots of the scan's shared claim table (4 bytes each); a fuller table only means more chunks
  * take the separate compress step. */
 const CLAIM_SLOTS = 1 << 20;
 /** Walked files looked up in the stat cache together (one getMany each). */
@@ -89,7 +89,7 @@ class IngestRun {
   private readonly delta: DeltaPlanner;
   /** Into a new store nearly every chunk is new: the scan compresses each chunk the first time
    * any worker meets it (a shared claim table), so its bytes are not read, hashed and sent again. */
-  private readonly claims: BigInt64Array | undefined;
+  private readonly claims: Int32Array | undefined;
   private readonly rootLen: number;
   private chunkCount = 0;
   private doneFiles = 0;
@@ -117,7 +117,7 @@ class IngestRun {
     this.statLookup = hashFirst && STAT_CACHE_ON && this.statCache === undefined;
     this.deltaOn = DELTA_ON && hashFirst;
     this.schedule = new ScanSchedule<FileNode>(hashFirst);
-    this.claims = hashFirst || process.env.MIQ_NO_SCAN_COMPRESS === '1' ? undefined : new BigInt64Array(new SharedArrayBuffer(8 * CLAIM_SLOTS));
+    this.claims = hashFirst || process.env.MIQ_NO_SCAN_COMPRESS === '1' ? undefined : new Int32Array(new SharedArrayBuffer(4 * CLAIM_SLOTS));
     this.rootLen = Buffer.byteLength(dir) + 1;
     this.delta = new DeltaPlanner({
       locations: async (ids) => (await this.db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
@@ -359,9 +359,13 @@ class IngestRun {
         need.push(x);
       }
     });
-    const ask = [...new Set(need.flatMap(({ r }) => r.chunks.map((c) => c.id)).filter((id) => !this.seen.has(id)))];
-    const have = ask.length ? await this.db.getMany(ask.map(kChunk)) : [];
-    ask.forEach((id, i) => { if (have[i] !== undefined) this.seen.add(id); });
+    // Into a store without file records every chunk there is garbage (no record names it):
+    // storing one again is harmless, and asking costs a lookup per chunk.
+    if (this.hashFirst) {
+      const ask = [...new Set(need.flatMap(({ r }) => r.chunks.map((c) => c.id)).filter((id) => !this.seen.has(id)))];
+      const have = ask.length ? await this.db.getMany(ask.map(kChunk)) : [];
+      ask.forEach((id, i) => { if (have[i] !== undefined) this.seen.add(id); });
+    }
     const direct = await this.planCompress(need, bodies);
     if (direct.length > 0) await this.index.append(direct);
     for (const { f } of ok) this.markDone(f);
@@ -450,13 +454,16 @@ class IngestRun {
       const refs = this.fileRefs.get(id);
       if (refs) ops.push({ type: 'put', key: kRefs(id), value: Buffer.from(refs.join('\n'), 'latin1') });
     }
+    // Into a store that had no files the lookups are skipped: what they could find (trees of
+    // file-less paths, last-file entries of collected files) is written again, the same bytes
+    // or a newer last file, instead of a lookup per file and tree.
     const lastFiles = w.files.filter((f) => f.size >= DELTA_MIN && f.id !== undefined);
-    const lastHave = lastFiles.length ? await db.getMany(lastFiles.map((f) => this.relKey(f))) : [];
+    const lastHave = lastFiles.length && this.hashFirst ? await db.getMany(lastFiles.map((f) => this.relKey(f))) : [];
     lastFiles.forEach((f, i) => {
       if (lastHave[i]?.toString('latin1') !== f.id) ops.push({ type: 'put', key: this.relKey(f), value: Buffer.from(f.id!, 'latin1') });
     });
     const treeIds = [...treeBytes.keys()];
-    const treeHave = await db.getMany(treeIds.map(kTree));
+    const treeHave = this.hashFirst ? await db.getMany(treeIds.map(kTree)) : [];
     treeIds.forEach((id, i) => { if (treeHave[i] === undefined) ops.push({ type: 'put', key: kTree(id), value: treeBytes.get(id)! }); });
     if ((await db.get(kPath(path))) === undefined) ops.push({ type: 'put', key: kPath(path), value: encodeStorePath(record) });
     if (opts.pin ?? true) ops.push({ type: 'put', key: kMeta(ROOT_PREFIX + path), value: Buffer.from(path) });
