@@ -34,7 +34,9 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ co
   });
 }
 
-const summary = (out: string): string => out.split('\n').filter((l) => /^# (tests|pass|fail|skipped)|not ok|error:/.test(l)).join('\n');
+/** The counts and failures, then the run's last lines: a failing hook shows only as the file's
+ * "not ok" with 'test failed', its reason further down. */
+const summary = (out: string): string => `${out.split('\n').filter((l) => /^# (tests|pass|fail|skipped)|not ok|error:/.test(l)).join('\n')}\n--- last lines of the child run ---\n${out.slice(-6000)}`;
 
 test('fuse-native: the core mount tests', { skip: loads }, async () => {
   const r = await run('mount.test.js', MOUNT_TESTS.map((n) => `--test-name-pattern=${n}`), {});
