@@ -13,7 +13,7 @@
 import { createRequire } from 'node:module';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { readSync } from 'node:fs';
-import { PackFds, decodeVerified } from '../store/chunkread.js';
+import { PackFds, decodeFrame, decodeVerified, sliceVerified } from '../store/chunkread.js';
 import { FLAG_ZSTD } from '../store/codec.js';
 import { MiqError } from '../store/errors.js';
 import { idOf } from '../store/ids.js';
@@ -52,6 +52,8 @@ export interface DecodeItem {
   stored: number;
   plain: number;
   flags: number;
+  /** A chunk inside a shared zstd frame (flags 3): `plain` bytes at `off` of the frame's `size`. */
+  frame?: { off: number; size: number };
 }
 
 /** `span`: one pread of [offset, offset + length) of `path` covers every item (neighbours in a
@@ -99,8 +101,49 @@ function own(b: Uint8Array): Uint8Array {
   return c;
 }
 
+/**
+ * Shared frames decoded lately, by pack and offset: a directory's small files mostly share a
+ * few frames (~256 KiB each), and each of its chunks would otherwise decode its whole frame.
+ * Until this, framed chunks were decoded on the serving thread (the store's readAt, zstd-napi).
+ */
+const frames = new Map<string, Buffer>();
+const FRAMES = 4;
+
+function frameOf(it: DecodeItem & { frame: { off: number; size: number } }, span?: { offset: number; bytes: Buffer }): Buffer {
+  const key = `${it.path}:${it.offset}`;
+  let f = frames.get(key);
+  if (f) return f;
+  const body = span ? span.bytes.subarray(it.offset - span.offset, it.offset - span.offset + it.stored) : preadScratch(it.path, it.offset, it.stored, it.id);
+  f = Buffer.allocUnsafeSlow(it.frame.size);
+  let ok = false;
+  try {
+    ok = zstdInto !== undefined && zstdInto(body, f);
+    if (!ok) f = decodeFrame(body, it.frame.size, it.id);
+  } catch (e) {
+    if (e instanceof MiqError) throw e;
+    throw new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: its frame ${(e as Error).message}`, { details: { id: it.id, kind: 'chunk' } });
+  }
+  frames.set(key, f);
+  if (frames.size > FRAMES) frames.delete(frames.keys().next().value as string);
+  return f;
+}
+
 function decodeOne(it: DecodeItem, span?: { offset: number; bytes: Buffer }): Decoded {
   try {
+    if (it.frame) {
+      // sliceVerified: a copy of the chunk's bytes, checked against its id. A frame remembered
+      // from an earlier task may be stale (a pack rewritten under the same name): a slice that
+      // fails its hash is tried once more from the pack before it is called corrupt.
+      const fit = it as DecodeItem & { frame: { off: number; size: number } };
+      const cached = frames.has(`${it.path}:${it.offset}`);
+      try {
+        return { ok: true, bytes: own(sliceVerified(it.id, frameOf(fit, span), it.frame.off, it.plain)) };
+      } catch (e) {
+        if (!cached) throw e;
+        frames.delete(`${it.path}:${it.offset}`);
+        return { ok: true, bytes: own(sliceVerified(it.id, frameOf(fit, span), it.frame.off, it.plain)) };
+      }
+    }
     const body = span ? span.bytes.subarray(it.offset - span.offset, it.offset - span.offset + it.stored) : preadScratch(it.path, it.offset, it.stored, it.id);
     return { ok: true, bytes: decodeChunkVerified(it.id, it.flags, body, it.plain) };
   } catch (e) {

@@ -399,7 +399,7 @@ export class Inodes {
     for (const x of entries) {
       if (x.kind !== 'dir' || k++ >= TREE_AHEAD) continue;
       const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, storePath) }));
-      if (ce && !ce.registered) this.o.trees.get(x.id!).then(() => this.register(ce), () => {});
+      if (ce && !ce.registered) this.o.trees.getAhead(x.id!).then(() => this.register(ce), () => {});
     }
   }
 

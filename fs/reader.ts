@@ -15,7 +15,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { ChunkLocation, ChunkLocator, ChunkSource } from '../store/api.js';
-import { FLAG_RAW, FLAG_ZSTD } from '../store/codec.js';
+import { FLAG_FRAME, FLAG_RAW, FLAG_ZSTD } from '../store/codec.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { ByteLru } from '../store/lru.js';
@@ -97,6 +97,10 @@ class ChunkCache {
     (stream ? this.stream : this.main).set(id, b);
   }
 }
+
+/** Chunks the decode pool reads itself: raw, plain zstd, and slices of shared frames (not deltas,
+ * whose dictionary is other chunks). */
+const pooled = (loc: ChunkLocation): boolean => !loc.refs && (loc.flags === FLAG_RAW || loc.flags === FLAG_ZSTD || (loc.flags === FLAG_FRAME && loc.frame !== undefined));
 
 function isLocator(s: ChunkSource): s is ChunkSource & ChunkLocator {
   return typeof (s as Partial<ChunkLocator>).locate === 'function' && typeof (s as Partial<ChunkLocator>).packPath === 'function';
@@ -225,7 +229,7 @@ export class ChunkReader {
           this.viaSource(p);
           continue;
         }
-        if (spans && !loc.refs && (loc.flags === FLAG_RAW || loc.flags === FLAG_ZSTD)) {
+        if (spans && pooled(loc)) {
           let l = spans.get(loc.pack);
           if (!l) spans.set(loc.pack, (l = []));
           l.push({ p, loc });
@@ -348,7 +352,7 @@ export class ChunkReader {
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
         const d = this.pending(f.id, f.size, f.id);
         if (onReady) d.promise.then((b) => onReady(f.id, b), () => {});
-        if (inline || loc.refs || (loc.flags !== FLAG_RAW && loc.flags !== FLAG_ZSTD)) {
+        if (inline || !pooled(loc)) {
           locator.readAt(f.id, loc).then(d.pending.resolve, () => this.viaSource(d.pending));
           return;
         }
@@ -377,7 +381,7 @@ export class ChunkReader {
         end = Math.max(end, l[j]!.loc.offset + l[j]!.loc.stored);
         j++;
       }
-      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } }));
+      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, frame: loc.frame } }));
       this.decode(batch, batch.length > 1 ? { path, offset: start, length: end - start } : undefined);
       i = j;
     }
