@@ -37,9 +37,9 @@ export interface ScanFile {
   size: number;
 }
 export type WorkerTask =
-  | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: Int32Array }
+  | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: Int32Array; spare?: ArrayBuffer[] }
   | { type: 'hash'; files: ScanFile[] }
-  | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[] }
+  | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[]; spare?: ArrayBuffer[] }
   | { type: 'walk'; root: string; port: MessagePort };
 
 /** Where an old chunk that a delta is tried against lies in the store's packs. The worker reads
@@ -95,8 +95,8 @@ export type WorkerResult =
 /**
  * The bodies a task hands back, copied into a few large buffers that are transferred to the main
  * thread, not cloned: each body was a buffer of its own (page faults on fresh memory) that
- * posting the result copied again. Buffers grow from 256 KiB to 4 MiB; a larger body gets its
- * own.
+ * posting the result copied again. Blocks of ARENA_BLOCK (a body is at most a chunk, 512 KiB
+ * by default, or a frame); a larger body gets a buffer of its own.
  */
 class Arena {
   readonly buffers: ArrayBuffer[] = [];
@@ -105,9 +105,9 @@ class Arena {
 
   keep(bytes: Uint8Array): Buffer {
     if (this.used + bytes.length > this.cur.length) {
-      const size = Math.min(4 << 20, Math.max(256 << 10, this.cur.length * 2));
-      if (bytes.length > size) return this.own(bytes);
-      this.cur = Buffer.allocUnsafeSlow(size);
+      if (bytes.length > ARENA_BLOCK) return this.own(bytes);
+      const old = spares.pop();
+      this.cur = old ? Buffer.from(old) : Buffer.allocUnsafeSlow(ARENA_BLOCK);
       this.buffers.push(this.cur.buffer as ArrayBuffer);
       this.used = 0;
     }
@@ -124,6 +124,16 @@ class Arena {
     return b;
   }
 }
+
+export const ARENA_BLOCK = 1 << 20;
+/**
+ * Arena buffers the main thread handed back (a task's `spare`) once their bodies were in the
+ * pack: written again instead of fresh memory. Each fresh page is a page fault, and on this
+ * project's VM (2 vCPUs, paravirtualised) faulting in the bodies' ~130 MB was ~1.7 s of the
+ * workers' samples on the small corpus's release N.
+ */
+const spares: ArrayBuffer[] = [];
+const SPARES_MAX = 8;
 
 /** The current task's arena (tasks run one at a time per worker). */
 let arena = new Arena();
@@ -148,8 +158,12 @@ type Failed = { ok: false; error: { code: string; message: string; details?: Rec
  * in (or at `seal`). A frame that would hold one chunk, or whose bytes do not compress, is
  * stored as separate chunks instead, as before frames.
  */
+/** One frame's plain bytes at a time per worker (a builder is sealed before the next one is
+ * made): a fresh 320 KiB per task was faulted in again each time. */
+let frameScratch: Buffer | undefined;
+
 export class FrameBuilder {
-  private readonly buf = Buffer.allocUnsafe(FRAME_BYTES + FRAME_ITEM_MAX);
+  private readonly buf = (frameScratch ??= Buffer.allocUnsafeSlow(FRAME_BYTES + FRAME_ITEM_MAX));
   private len = 0;
   private members: FrameMember[] = [];
 
@@ -508,6 +522,7 @@ function handOver(r: WorkerResult): WorkerResult {
 }
 
 export default function run(task: WorkerTask): WorkerResult | Promise<WorkerResult> {
+  if ('spare' in task && task.spare) for (const b of task.spare) if (b.byteLength === ARENA_BLOCK && spares.length < SPARES_MAX) spares.push(b);
   arena = new Arena();
   try {
     if (task.type === 'walk') return walkToPort(task.root, task.port).then(() => ({ type: 'walked' }));

@@ -19,7 +19,7 @@ import { DELTA_MIN, DeltaPlanner, deltaRefs, type Base } from './ingest-delta.js
 import { IndexWriter } from './ingest-index.js';
 import { ScanSchedule, type Planned } from './ingest-schedule.js';
 import { buildTrees, resolveReferences } from './ingest-trees.js';
-import type { CompressedItem, CompressItem, FrameMember, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
+import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
 import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryId, statKey } from './ingest-statcache.js';
 import { kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
@@ -38,6 +38,9 @@ const COMPRESS_QUEUE_LIMIT = 64 << 20;
 const CLAIM_SLOTS = 1 << 20;
 /** Walked files looked up in the stat cache together (one getMany each). */
 const STAT_BATCH = 512;
+/** Arena blocks waiting to be reused, and how many go with one task. */
+const SPARE_MAX = 16;
+const SPARE_PER_TASK = 4;
 /** Index bytes an ingest writes after which it turns LevelDB's log into a table (see commit). */
 const FLUSH_INDEX_BYTES = 4 << 20;
 /** MIQ_INGEST_TRACE=1: one line on stderr with when each phase ended (ms since start) and the
@@ -256,9 +259,24 @@ class IngestRun {
     return { type: 'scan', files, params: this.store.params, keepSmall: this.keepSmall, ...(this.claims ? { claims: this.claims } : {}) };
   }
 
+  /** Arena buffers of results whose bodies are in the pack, handed back to the workers with the
+   * next tasks that make bodies (ingest-worker.ts `spares`). */
+  private readonly spare: ArrayBuffer[] = [];
+
+  private recycle(items: readonly CompressedItem[]): void {
+    for (const it of items) {
+      const b = it.body.buffer as ArrayBuffer;
+      if (b.byteLength === ARENA_BLOCK && this.spare.length < SPARE_MAX && !this.spare.includes(b)) this.spare.push(b);
+    }
+  }
+
   private async runTask(task: WorkerTask, files?: FileNode[], bytes = 0): Promise<void> {
     try {
-      const res = await ingestPool().run(task);
+      let transferList: ArrayBuffer[] | undefined;
+      if ((task.type === 'compress' || (task.type === 'scan' && task.claims)) && this.spare.length > 0) {
+        task.spare = transferList = this.spare.splice(0, SPARE_PER_TASK);
+      }
+      const res = await ingestPool().run(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
       this.taskCount++;
       if (res.type === 'error') throw MiqError.fromJSON(res.error as never);
@@ -368,6 +386,7 @@ class IngestRun {
     }
     const direct = await this.planCompress(need, bodies);
     if (direct.length > 0) await this.index.append(direct);
+    this.recycle(direct);
     for (const { f } of ok) this.markDone(f);
     this.progress();
   }
@@ -434,6 +453,7 @@ class IngestRun {
 
   private async onCompressed(res: Extract<WorkerResult, { type: 'compressed' }>): Promise<void> {
     await this.index.append(res.items);
+    this.recycle(res.items);
     this.progress();
   }
 
