@@ -1230,12 +1230,18 @@ static zstd_iserror_fn zstd_iserror;
 static zstd_create_dctx_fn zstd_create_dctx;
 static zstd_decompress_dctx_fn zstd_decompress_dctx;
 static zstd_free_dctx_fn zstd_free_dctx;
-static pthread_key_t zstd_key;
 static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
-/* One decompression context per thread, kept (freed when the thread ends): ZSTD_decompress
- * makes and frees a ~160 KiB context per call, fresh memory whose page faults cost more than
- * the decode itself on these VMs. */
-static void zstd_dctx_free(void *d) { if (d && zstd_free_dctx) zstd_free_dctx(d); }
+/* One decompression context per thread, kept: ZSTD_decompress makes and frees a ~160 KiB
+ * context per call, fresh memory whose page faults cost more than the decode itself on these
+ * VMs. Freed by an environment cleanup hook, not a pthread key destructor: a worker's teardown
+ * may dlclose this addon (when no other thread loaded it: the fuse-native backend) before the
+ * thread exits, and a destructor in unmapped code crashed the process (SIGSEGV). */
+static __thread void *zstd_dctx;
+static void zstd_dctx_free(void *arg) {
+  (void)arg;
+  if (zstd_dctx && zstd_free_dctx) zstd_free_dctx(zstd_dctx);
+  zstd_dctx = NULL;
+}
 
 static void zstd_load(void) {
   void *h = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -1245,15 +1251,17 @@ static void zstd_load(void) {
   zstd_create_dctx = (zstd_create_dctx_fn)dlsym(h, "ZSTD_createDCtx");
   zstd_decompress_dctx = (zstd_decompress_dctx_fn)dlsym(h, "ZSTD_decompressDCtx");
   zstd_free_dctx = (zstd_free_dctx_fn)dlsym(h, "ZSTD_freeDCtx");
-  if (!zstd_create_dctx || !zstd_decompress_dctx || !zstd_free_dctx || pthread_key_create(&zstd_key, zstd_dctx_free) != 0) zstd_create_dctx = NULL;
+  if (!zstd_create_dctx || !zstd_decompress_dctx || !zstd_free_dctx) zstd_create_dctx = NULL;
   if (!zstd_decompress || !zstd_iserror) zstd_decompress = NULL;
 }
 
-static size_t zstd_run(void *out, size_t plain, const void *src, size_t len) {
+static size_t zstd_run(napi_env env, void *out, size_t plain, const void *src, size_t len) {
   if (zstd_create_dctx) {
-    void *d = pthread_getspecific(zstd_key);
-    if (!d && (d = zstd_create_dctx()) && pthread_setspecific(zstd_key, d) != 0) { zstd_free_dctx(d); d = NULL; }
-    if (d) return zstd_decompress_dctx(d, out, plain, src, len);
+    if (!zstd_dctx && (zstd_dctx = zstd_create_dctx()) && napi_add_env_cleanup_hook(env, zstd_dctx_free, NULL) != napi_ok) {
+      zstd_free_dctx(zstd_dctx);
+      zstd_dctx = NULL;
+    }
+    if (zstd_dctx) return zstd_decompress_dctx(zstd_dctx, out, plain, src, len);
   }
   return zstd_decompress(out, plain, src, len);
 }
@@ -1286,7 +1294,7 @@ static napi_value js_zstd(napi_env env, napi_callback_info info) {
   size_t plain = (size_t)want;
   void *out = NULL;
   NAPI(napi_create_buffer(env, plain, &out, &res));
-  size_t n = zstd_run(out, plain, src, len);
+  size_t n = zstd_run(env, out, plain, src, len);
   if (zstd_iserror(n) || n != plain) { napi_throw_error(env, "EZSTD", "miqfuse: the frame does not decode to the expected size"); return NULL; }
   return res;
 }
@@ -1304,7 +1312,7 @@ static napi_value js_zstd_into(napi_env env, napi_callback_info info) {
   size_t len = 0, plain = 0;
   if (!buffer_arg(env, argv[0], &src, &len) || !buffer_arg(env, argv[1], &out, &plain)) return NULL;
   prefault(out, plain);
-  size_t n = zstd_run(out, plain, src, len);
+  size_t n = zstd_run(env, out, plain, src, len);
   if (zstd_iserror(n) || n != plain) { napi_throw_error(env, "EZSTD", "miqfuse: the frame does not decode to the expected size"); return NULL; }
   napi_get_boolean(env, true, &res);
   return res;
