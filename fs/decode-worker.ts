@@ -12,8 +12,7 @@
  */
 import { createRequire } from 'node:module';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { readSync } from 'node:fs';
-import { PackFds, decodeFrame, decodeVerified, sliceVerified } from '../store/chunkread.js';
+import { PackFds, decodeFrame, decodeVerified, preadStored, sliceVerified } from '../store/chunkread.js';
 import { FLAG_ZSTD } from '../store/codec.js';
 import { MiqError } from '../store/errors.js';
 import { idOf } from '../store/ids.js';
@@ -77,19 +76,7 @@ let scratch = Buffer.allocUnsafeSlow(1 << 20);
 
 function preadScratch(path: string, offset: number, length: number, id: string): Buffer {
   if (scratch.length < length) scratch = Buffer.allocUnsafeSlow(Math.max(length, scratch.length * 2));
-  let n = 0;
-  try {
-    const fd = fds.fd(path);
-    while (n < length) {
-      const r = readSync(fd, scratch, n, length - n, offset + n);
-      if (r === 0) break;
-      n += r;
-    }
-  } catch (e) {
-    throw new MiqError('MIQ_IO', `chunk ${id}: cannot read pack ${path}: ${(e as Error).message}`, { details: { id } });
-  }
-  if (n !== length) throw new MiqError('MIQ_CORRUPT', `chunk ${id}: pack ${path} is truncated`, { details: { id } });
-  return scratch.subarray(0, length);
+  return preadStored(fds, path, offset, length, id, scratch);
 }
 
 /** A buffer that owns its whole ArrayBuffer, so it can be transferred (pooled Buffers, views of

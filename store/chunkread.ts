@@ -86,8 +86,9 @@ export class PackFds {
 /** The stored bytes of a chunk at `offset` of pack file `path`: MIQ_IO when the pack cannot be
  * opened or read (the caller may retry through the index: gc moves chunks), MIQ_CORRUPT when
  * it is shorter than the index says. */
-export function preadStored(fds: PackFds, path: string, offset: number, stored: number, id: string): Buffer {
-  const body = Buffer.allocUnsafeSlow(stored);
+export function preadStored(fds: PackFds, path: string, offset: number, stored: number, id: string, into?: Buffer): Buffer {
+  // `into`: a caller's reused scratch (the decode workers'), so a read faults no fresh memory.
+  const body = into && into.length >= stored ? into.subarray(0, stored) : Buffer.allocUnsafeSlow(stored);
   let n = 0;
   try {
     const fd = fds.fd(path);
