@@ -88,8 +88,8 @@ interface Entry {
   registered?: boolean;
   /** While registered: its children's entries, in listing order. */
   kids?: Entry[];
-  /** Its subdirectories' entries were registered ahead (dirLooked). */
-  ahead?: boolean;
+  /** Levels of subdirectories below it registered ahead so far (dirLooked). */
+  ahead?: number;
   /** Registered listings that hold it (the binding may hand out its id at any time): it stays
    * in the table while this is above 0. */
   kept?: number;
@@ -130,9 +130,10 @@ export interface InodeOptions {
   totals?: () => { bytes: number; files: number };
 }
 
+/** The table key of a child that is not a file (files are keyed by content id: Inodes.files). */
 const keyOf = (parent: number, c: Child): string => {
   const n = c.node;
-  if (n.type === 'file') return `f${n.exe ? 1 : 0}${n.id}`;
+  if (n.type === 'file') throw new Error('internal: files are keyed by content');
   if (n.type === 'symlink') return `l${n.target.toString('latin1')}`;
   if (c.path !== undefined) return `p${c.path}`;
   return `d${parent}/${n.tree ?? ''}/${c.name.toString('latin1')}`;
@@ -146,6 +147,10 @@ const DIR_WHOLE_BYTES = 32 << 20;
 const DIR_LOOKS = 3;
 /** Subdirectories' trees loaded ahead when a directory is listed (each level). */
 const TREE_AHEAD = 256;
+/** Listings after which a mount registers WALK_DEPTH levels ahead (see aheadDepth). */
+const WALK_LISTINGS = 64;
+const WALK_WIDTH = 8192;
+const WALK_DEPTH = Number(process.env.MIQ_MOUNT_WALK_DEPTH) > 0 ? Number(process.env.MIQ_MOUNT_WALK_DEPTH) : 3;
 /** Entries of registered listings kept at most (MIQ_MOUNT_NAMES): beyond, the least recently used
  * directories are unregistered. ~250 bytes an entry between the binding and this table. */
 const MAX_NAMES = Number(process.env.MIQ_MOUNT_NAMES) > 0 ? Number(process.env.MIQ_MOUNT_NAMES) : 1 << 18;
@@ -155,6 +160,9 @@ const LOADED_FILES = 16_384;
 export class Inodes {
   private readonly byIno = new Map<number, Entry>();
   private readonly byKey = new Map<string, Entry>();
+  /** File nodes by content id, without and with the exec bit: keyed by the id string the tree
+   * already holds (a key string made per listed file was the largest part of interning). */
+  private readonly files: [Map<Id, Entry>, Map<Id, Entry>] = [new Map(), new Map()];
   /**
    * File records loaded ahead (a directory's files on its first read, the sibling window), by
    * content id, bounded (Map order = age). A file looked up later starts with its record in hand,
@@ -167,6 +175,8 @@ export class Inodes {
   /** Registered directories, least recently used first, and their entry counts (see MAX_NAMES). */
   private readonly registered = new Map<number, { e: Entry; count: number }>();
   private registeredNames = 0;
+  /** Directories listed from the start so far (see aheadDepth). */
+  private listings = 0;
   /** Unregistered listings whose OP.UNNAMED has not come yet, in order. */
   private readonly unnamed: { ino: number; kids: Entry[] }[] = [];
   private scratch = Buffer.alloc(0);
@@ -198,7 +208,40 @@ export class Inodes {
     return path.startsWith('/profiles') ? 0 : 1;
   }
 
+  /** The node of a child if the table has it. */
+  private known(parent: number, c: Child): Entry | undefined {
+    const n = c.node;
+    if (n.type === 'file') return this.files[n.exe ? 1 : 0].get(n.id);
+    return this.byKey.get((c.key ??= keyOf(parent, c)));
+  }
+
+  /** The node of a tree entry, made if new (as intern, without a Child or a Node when known). */
+  private internEntry(parent: Entry, x: TreeEntry, storePath: string | undefined): Entry {
+    if (x.kind === 'file' || x.kind === 'exe') {
+      const m = this.files[x.kind === 'exe' ? 1 : 0];
+      let e = m.get(x.id!);
+      if (!e) {
+        e = { ino: this.next++, node: entryNode(x, storePath), key: '', nlookup: 0, childTimeout: 0 };
+        this.byIno.set(e.ino, e);
+        m.set(x.id!, e);
+      }
+      return e;
+    }
+    return this.intern(parent, { name: x.name, node: entryNode(x, storePath) });
+  }
+
   private intern(parent: Entry, c: Child): Entry {
+    const n = c.node;
+    if (n.type === 'file') {
+      const m = this.files[n.exe ? 1 : 0];
+      let e = m.get(n.id);
+      if (!e) {
+        e = { ino: this.next++, node: n, key: '', nlookup: 0, childTimeout: 0 };
+        this.byIno.set(e.ino, e);
+        m.set(n.id, e);
+      }
+      return e;
+    }
     const key = (c.key ??= keyOf(parent.ino, c));
     let e = this.byKey.get(key);
     if (!e) {
@@ -216,6 +259,17 @@ export class Inodes {
 
   private nodeOf(e: Entry): Node {
     return e.ino === this.usrIno && this.usrIno !== 0 ? this.usrNode() : e.node;
+  }
+
+  /** A directory's children as Child objects, made on first need from its cached tree
+   * (register does not keep them; reads use them for their sibling prefetch). */
+  private listingOf(e: Entry): Child[] | undefined {
+    if (e.listing) return e.listing;
+    const n = e.node;
+    if (e.ino === this.usrIno || n.type !== 'dir' || !n.tree) return undefined;
+    const t = this.o.trees.peek(n.tree);
+    if (!t) return undefined;
+    return (e.listing = t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) })));
   }
 
   /** The children of a directory, in order. */
@@ -383,23 +437,38 @@ export class Inodes {
 
   /** A directory was looked up or listed: load its tree and register its entries, and its
    * subdirectories' (a reader inside looks names up next, or lists them: find, du, ls -R; one
-   * level ahead, the binding answers those too). */
-  private dirLooked(e: Entry): void {
+   * level ahead, the binding answers those too; `depth` levels once a walk is seen). */
+  private dirLooked(e: Entry, depth = 1): void {
     const n = e.node;
-    if (n.type !== 'dir' || !n.tree || e.ahead || !this.r.names) return;
-    e.ahead = true;
+    if (n.type !== 'dir' || !n.tree || (e.ahead ?? 0) >= depth || !this.r.names) return;
+    e.ahead = depth;
     this.o.trees.get(n.tree).then((t) => {
       this.register(e);
-      this.registerSubdirs(e, t.tree.entries, n.storePath);
+      this.registerSubdirs(e, t.tree.entries, n.storePath, depth);
     }, () => {});
   }
 
-  private registerSubdirs(e: Entry, entries: readonly TreeEntry[], storePath: string | undefined): void {
+  /** How many levels of subdirectories a listing registers ahead: one, until this mount has
+   * listed WALK_LISTINGS directories (a walk: find, du, ls -R, cp -r). A walk goes depth first
+   * and, answered by the binding, outran a one-level lookahead at every first subdirectory (a
+   * cold find of the bench tree had ~1250 of its 4947 listings wait for this thread). A program
+   * start lists a few directories: it keeps the one level (registering deeper would keep this
+   * thread busy while its lookups wait). */
+  private aheadDepth(): number {
+    return this.listings > WALK_LISTINGS ? WALK_DEPTH : 1;
+  }
+
+  private registerSubdirs(e: Entry, entries: readonly TreeEntry[], storePath: string | undefined, depth = 1): void {
+    // A walk lists every subdirectory: all of them (share/doc has 734; the 478 past the first
+    // TREE_AHEAD each waited for this thread).
+    const width = depth > 1 ? WALK_WIDTH : TREE_AHEAD;
     let k = 0;
     for (const x of entries) {
-      if (x.kind !== 'dir' || k++ >= TREE_AHEAD) continue;
+      if (x.kind !== 'dir' || k++ >= width) continue;
       const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, storePath) }));
-      if (ce && !ce.registered) this.o.trees.getAhead(x.id!).then(() => this.register(ce), () => {});
+      if (!ce) continue;
+      if (depth > 1) this.o.trees.getAhead(x.id!).then(() => this.dirLooked(ce, depth - 1), () => {});
+      else if (!ce.registered) this.o.trees.getAhead(x.id!).then(() => this.register(ce), () => {});
     }
   }
 
@@ -415,19 +484,23 @@ export class Inodes {
     const n = pe.node;
     const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
     if (!t || n.type !== 'dir') return;
-    const cs = (pe.listing ??= t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) })));
+    // Straight from the tree (no listing of Child and Node objects: a cold find registers
+    // every directory, and what it kept per entry was most of the garbage collector's work).
+    const es = t.tree.entries;
     let bytes = 0;
-    for (const c of cs) bytes += (24 + c.name.length + 7) & ~7;
+    for (const x of es) bytes += (24 + x.name.length + 7) & ~7;
     const out = Buffer.allocUnsafe(bytes);
     let at = 0;
-    const kids: Entry[] = [];
-    for (const c of cs) {
-      const ce = this.intern(pe, c);
-      kids.push(ce);
+    const kids: Entry[] = new Array<Entry>(es.length);
+    for (let k = 0; k < es.length; k++) {
+      const x = es[k]!;
+      const ce = this.internEntry(pe, x, n.storePath);
+      kids[k] = ce;
       ce.parent ??= pe;
-      if (ce.node.type === 'dir') ce.name ??= c.name;
-      at = packEntry(out, at, ce.ino, ce.node, c.name);
+      if (ce.node.type === 'dir') ce.name ??= x.name;
+      at = packEntry(out, at, ce.ino, ce.node, x.name);
     }
+    const cs = es;
     if (!this.r.names(pe.ino, out, cs.length, pe.childTimeout)) return;
     for (const ce of kids) ce.kept = (ce.kept ?? 0) + 1;
     pe.registered = true;
@@ -448,7 +521,7 @@ export class Inodes {
     this.registered.delete(pe.ino);
     this.registeredNames -= r.count;
     pe.registered = false;
-    pe.ahead = false;
+    pe.ahead = 0;
     const kids = pe.kids!;
     pe.kids = undefined;
     if (this.r.unnames?.(pe.ino)) this.unnamed.push({ ino: pe.ino, kids });
@@ -495,7 +568,8 @@ export class Inodes {
     }
     if (by > 0) {
       this.touch(pe);
-      this.dirLooked(pe);
+      if (first === 0) this.listings++;
+      this.dirLooked(pe, this.aheadDepth());
     }
   }
 
@@ -503,8 +577,8 @@ export class Inodes {
    * from the binding (a registered name). */
   private readonly onWhole = (id: Id, b: Buffer): void => {
     if (!this.r.offer) return;
-    for (const k of [`f0${id}`, `f1${id}`]) {
-      const e = this.byKey.get(k);
+    for (const m of this.files) {
+      const e = m.get(id);
       if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
       e.offered = true;
       // Pushed into the page cache only for a node looked up (about to be read), not for one the
@@ -542,7 +616,10 @@ export class Inodes {
     // Its node id is never handed out again: a registration of its listing is dead weight.
     if (e.registered) this.unregister(e);
     this.byIno.delete(e.ino);
-    this.byKey.delete(e.key);
+    if (e.node.type === 'file') {
+      const m = this.files[e.node.exe ? 1 : 0];
+      if (m.get(e.node.id) === e) m.delete(e.node.id);
+    } else this.byKey.delete(e.key);
   }
 
   private forget(ino: number, n: number): void {
@@ -646,31 +723,33 @@ export class Inodes {
    */
   private prefetchSiblings(e: Entry): void {
     const p = e.parent;
-    if (!p?.listing) return;
+    const listing = p && this.listingOf(p);
+    if (!p || !listing) return;
     if (!p.loaded) {
       // The first read in a directory: its files' records and chunk locations in two database
       // round trips instead of two per file (a reader of the whole tree then waits only for
       // decodes, in whatever order it reads).
       p.loaded = true;
       const recs: Promise<OpenFile | undefined>[] = [];
-      for (const c of p.listing.slice(0, 4096)) {
+      for (const c of listing.slice(0, 4096)) {
         if (c.node.type !== 'file' || c.node.size <= WHOLE_BYTES) continue;
-        const s = this.byKey.get(keyOf(p.ino, c));
+        const s = this.known(p.ino, c);
         recs.push(s ? this.fileOf(s).catch(() => undefined) : this.loadAhead(c.node.id));
       }
       void Promise.all(recs).then((fs) => this.o.chunks.locateAll(fs.filter((f): f is OpenFile => f !== undefined)));
     }
     let i = e.index;
-    if (i === undefined || p.listing[i]?.node !== e.node) {
-      i = p.listing.findIndex((c) => c.node.type === 'file' && e.node.type === 'file' && c.node.id === e.node.id);
+    const at = i === undefined ? undefined : listing[i]?.node;
+    if (i === undefined || at?.type !== 'file' || e.node.type !== 'file' || at.id !== e.node.id) {
+      i = listing.findIndex((c) => c.node.type === 'file' && e.node.type === 'file' && c.node.id === e.node.id);
       if (i < 0) return;
     }
     let n = 0;
-    for (let k = i + 1; k < p.listing.length && n < PREFETCH; k++) {
-      const c = p.listing[k]!;
+    for (let k = i + 1; k < listing.length && n < PREFETCH; k++) {
+      const c = listing[k]!;
       if (c.node.type !== 'file' || c.node.size <= WHOLE_BYTES) continue;
       n++;
-      const s = this.byKey.get(keyOf(p.ino, c));
+      const s = this.known(p.ino, c);
       if (s?.opened) this.o.chunks.prefetch(s.opened);
       else {
         void this.loadAhead(c.node.id).then((f) => f && this.o.chunks.prefetch(f));
@@ -693,11 +772,12 @@ export class Inodes {
       // below it are answered by the binding: a cold find waited on two round trips to this
       // thread per directory.
       if (!plus) return;
+      if (off === 0) this.listings++;
       if (e.ino === this.usrIno) {
         const n = this.usrNode();
         const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
-        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree.entries, n.storePath);
-      } else this.dirLooked(e);
+        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree.entries, n.storePath, this.aheadDepth());
+      } else this.dirLooked(e, this.aheadDepth());
     }).catch((err) => this.fail(slot, 'readdir', ino, err));
   }
 
@@ -712,7 +792,7 @@ export class Inodes {
       const len = ((plus ? 152 : 24) + c.name.length + 7) & ~7;
       if (used + len > size) break;
       used += len;
-      const ce = plus ? this.intern(e, c) : this.byKey.get((c.key ??= keyOf(e.ino, c)));
+      const ce = plus ? this.intern(e, c) : this.known(e.ino, c);
       if (plus) {
         ce!.nlookup++;
         ce!.parent = e;

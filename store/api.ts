@@ -120,6 +120,8 @@ export interface PruneStore extends ObjectReader, MetaStore {
 export interface ObjectReader {
   getFile(id: Id): Promise<FileRecord | undefined>;
   getTree(id: Id): Promise<Tree | undefined>;
+  /** Optional: several trees in one index read (same answers as getTree, in order). */
+  getTrees?(ids: readonly Id[]): Promise<(Tree | undefined)[]>;
   getStorePath(path: string): Promise<StorePathRecord | undefined>;
   listStorePaths(): Promise<StorePathRecord[]>;
   /** Bytes [offset, offset+length) of a file, verified chunk by chunk; short at EOF. */

@@ -274,6 +274,13 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     return v === undefined ? undefined : decodeTree(v, id);
   }
 
+  /** Several trees in one index read (the mount loads a listed directory's subdirectories
+   * together: one pool job instead of one per tree). */
+  async getTrees(ids: readonly Id[]): Promise<(Tree | undefined)[]> {
+    const vs = await this.#db.getMany(ids.map(kTree));
+    return vs.map((v, i) => (v === undefined ? undefined : decodeTree(v, ids[i])));
+  }
+
   async getStorePath(path: string): Promise<StorePathRecord | undefined> {
     const v = await this.#db.get(kPath(path));
     return v === undefined ? undefined : decodeStorePath(v);
