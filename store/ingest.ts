@@ -21,9 +21,9 @@ import { ScanSchedule, type Planned } from './ingest-schedule.js';
 import { buildTrees, resolveReferences } from './ingest-trees.js';
 import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
 import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryId, statKey } from './ingest-statcache.js';
-import { kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
+import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
-import { encodeFileRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
+import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
 import { ingestPool, poolThreads } from './pool.js';
 import { walkInPool, type FileNode, type WalkResult } from './walk.js';
@@ -124,7 +124,7 @@ class IngestRun {
     this.rootLen = Buffer.byteLength(dir) + 1;
     this.delta = new DeltaPlanner({
       locations: async (ids) => (await this.db.getMany(ids.map(kChunk))).map((v) => (v === undefined ? undefined : decodeLocation(v))),
-      lastFileAt: async (key) => (await this.db.get(key))?.toString('latin1'),
+      lastFileAt: async (key) => decodeLastFile(await this.db.get(key)),
       getFile: (id) => store.objects.getFile(id),
     });
   }
@@ -470,7 +470,7 @@ class IngestRun {
 
     const ops: { type: 'put'; key: string; value: Buffer }[] = [];
     for (const [id, rec] of this.newFiles) {
-      ops.push({ type: 'put', key: kFile(id), value: encodeFileRecord(rec) });
+      ops.push({ type: 'put', key: kFile(id), value: encodeFileIndexRecord(rec) });
       const refs = this.fileRefs.get(id);
       if (refs) ops.push({ type: 'put', key: kRefs(id), value: Buffer.from(refs.join('\n'), 'latin1') });
     }
@@ -480,7 +480,7 @@ class IngestRun {
     const lastFiles = w.files.filter((f) => f.size >= DELTA_MIN && f.id !== undefined);
     const lastHave = lastFiles.length && this.hashFirst ? await db.getMany(lastFiles.map((f) => this.relKey(f))) : [];
     lastFiles.forEach((f, i) => {
-      if (lastHave[i]?.toString('latin1') !== f.id) ops.push({ type: 'put', key: this.relKey(f), value: Buffer.from(f.id!, 'latin1') });
+      if (decodeLastFile(lastHave[i]) !== f.id) ops.push({ type: 'put', key: this.relKey(f), value: encodeLastFile(f.id!) });
     });
     const treeIds = [...treeBytes.keys()];
     const treeHave = this.hashFirst ? await db.getMany(treeIds.map(kTree)) : [];

@@ -9,7 +9,7 @@ import type { LiveSet, PruneOptions, PruneReport } from './api.js';
 import { decodeFrame } from './chunkread.js';
 import { idOf, type Id } from './ids.js';
 import { statEntryFile } from './ingest-statcache.js';
-import { kChunk, range } from './keys.js';
+import { decodeLastFile, kChunk, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
 import { ENTRY_HEADER, decodeLocation, encodeLocation, listPacks, packFileName, packSize, PackWriter, type ChunkLocation } from './pack.js';
 
@@ -28,7 +28,7 @@ async function deadRecords(parts: LocalParts, live: LiveSet): Promise<Dead> {
   for await (const k of db.keys(range('t/'))) if (!live.trees.has(k.slice(2))) dead.t.push(k);
   for await (const k of db.keys(range('f/'))) if (!live.files.has(k.slice(2))) dead.f.push(k);
   for await (const k of db.keys(range('r/'))) if (!live.files.has(k.slice(2))) dead.f.push(k);
-  for await (const [k, v] of db.iterator(range('l/'))) if (!live.files.has(v.toString('latin1'))) dead.f.push(k);
+  for await (const [k, v] of db.iterator(range('l/'))) if (!live.files.has(decodeLastFile(v)!)) dead.f.push(k);
   for await (const [k, v] of db.iterator(range('s/'))) if (!live.files.has(statEntryFile(v) ?? '')) dead.f.push(k);
   return dead;
 }

@@ -15,7 +15,7 @@ import { type Id, idOf } from './ids.js';
 import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from './keys.js';
 import { ByteLru, Mutex } from './lru.js';
 import type { Db, LocalParts } from './local-parts.js';
-import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileIndexRecord, encodeStorePath, encodeTree, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
 import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 import { mkdirp } from './mkdirp.js';
@@ -29,8 +29,14 @@ import { openIndex } from './open-index.js';
  * as soon as it opens it writable (it may add frames from then on); the older miq then refuses
  * the store with "upgrade miq" instead of reporting damage. Version 1 stores read unchanged.
  */
-export const FORMAT_VERSION = 2;
-const READABLE_VERSIONS = [1, 2];
+export const FORMAT_VERSION = 3;
+/**
+ * 3: the index keeps a one-chunk file's record as its size only (objects.ts
+ * encodeFileIndexRecord), which a version-2 miq would report as a malformed record. Raised the
+ * same way as 2: versions 1 and 2 read unchanged, and their header becomes 3 when this miq opens
+ * them writable; an older miq then says "upgrade miq".
+ */
+const READABLE_VERSIONS = [1, 2, 3];
 
 export interface FormatHeader {
   format: 'miq-store';
@@ -155,7 +161,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       if (h.format !== 'miq-store' || !READABLE_VERSIONS.includes(h.version) || h.chunker?.algo !== CHUNKER_ALGO) {
         await db.close();
         const newer = typeof h.version === 'number' && h.version > FORMAT_VERSION;
-        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads versions ${READABLE_VERSIONS.join(' and ')}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
+        throw new MiqError('MIQ_FORMAT', `the store at ${this.dir} has format version ${String(h.version)} (${String(h.chunker?.algo)}); this miq reads versions ${READABLE_VERSIONS.slice(0, -1).join(', ')} and ${READABLE_VERSIONS.at(-1)}: ${newer ? 'upgrade miq to use it' : 'it was written by an older miq; migrate it with that version (export and re-ingest)'}`);
       }
       if (h.version < FORMAT_VERSION && !this.#readOnly) {
         h = { ...h, version: FORMAT_VERSION };
@@ -320,7 +326,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
         chunks.push({ id: cid, length: piece.length });
       }
       const rec: FileRecord = { id, size: bytes.length, chunks };
-      await this.#db.put(kFile(id), encodeFileRecord(rec));
+      await this.#db.put(kFile(id), encodeFileIndexRecord(rec));
       return rec;
     });
   }
@@ -385,7 +391,7 @@ export class LocalStore implements Store, PruneStore, WriteStore {
       if (idOf(b) !== t.id) throw new MiqError('MIQ_CORRUPT', `tree ${t.id} does not re-encode to its id`, { details: { id: t.id, kind: 'tree' } });
       ops.push({ type: 'put', key: kTree(t.id), value: b });
     }
-    for (const f of batch.files ?? []) ops.push({ type: 'put', key: kFile(f.id), value: encodeFileRecord(f) });
+    for (const f of batch.files ?? []) ops.push({ type: 'put', key: kFile(f.id), value: encodeFileIndexRecord(f) });
     await this.#writeLock.run(async () => {
       const fresh: { id: Id; flags: number; plain: number; body: Buffer }[] = [];
       const seen = new Set<Id>();

@@ -34,7 +34,14 @@ export interface OpenedIndex {
   cleanup(): Promise<void>;
 }
 
-const newDb = (loc: string): Db => new ClassicLevel<string, Buffer>(loc, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+/** Tables written from now on use 16 KiB blocks (LevelDB's default is 4 KiB): snappy then finds
+ * more of the repeats between neighbouring entries (the hex ids' namespaces, the zero bytes of
+ * locations and sizes); the index after the many-small-files corpus's release N and N+1 went
+ * 6.50 -> 6.27 MB (64 KiB: 5.92 MB, but a cold point lookup would decompress 64 KiB). Older
+ * tables keep their block size; every LevelDB reads both, so this is no format change. */
+const BLOCK_SIZE = 16 << 10;
+
+const newDb = (loc: string): Db => new ClassicLevel<string, Buffer>(loc, { keyEncoding: 'utf8', valueEncoding: 'buffer', blockSize: BLOCK_SIZE });
 
 export function isReadOnlyFs(e: unknown): boolean {
   const err = e as { code?: string; message?: string; cause?: unknown } | undefined;

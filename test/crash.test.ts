@@ -69,9 +69,9 @@ test('a flipped byte in a pack: verify names the chunk and its store path; cat/e
   const chunkIds: string[] = [];
   const db = new ClassicLevel<string, Buffer>(join(storeDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   return (async () => {
+    const { decodeFileRecord } = await import('../store/objects.js');
     for await (const [k, v] of db.iterator({ gte: 'f/', lt: 'f/\xff' })) {
-      const n = v.readUInt32BE(48);
-      for (let i = 0; i < n; i++) chunkIds.push(`${k.slice(2)}:${v.subarray(52 + i * 36, 52 + i * 36 + 32).toString('hex')}`);
+      for (const c of decodeFileRecord(v, k.slice(2) as never).chunks) chunkIds.push(`${k.slice(2)}:${c.id}`);
     }
     await db.close();
     const ids = (await import('../store/ids.js'));

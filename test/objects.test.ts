@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { idOf } from '../store/ids.js';
 import { kChunk, kFile, kMeta, kPath, kTree, K_FORMAT } from '../store/keys.js';
-import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, storePathName, type StorePathRecord, type TreeEntry } from '../store/objects.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileIndexRecord, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, storePathName, type StorePathRecord, type TreeEntry } from '../store/objects.js';
 import { decodeLocation, encodeLocation } from '../store/pack.js';
 import { isMiqError } from '../store/errors.js';
 
@@ -48,6 +48,24 @@ test('file record encoding is pinned (golden) and checks its sizes', () => {
   assert.throws(() => encodeFileRecord({ ...rec, size: 6 }), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
   assert.throws(() => decodeFileRecord(bytes.subarray(0, 60), A), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
   assert.throws(() => decodeFileRecord(bytes, B), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
+});
+
+test('the index keeps a one-chunk file as its size (format 3, golden); other records in full', () => {
+  const one = { id: A, size: 1, chunks: [{ id: A, length: 1 }] };
+  const bytes = encodeFileIndexRecord(one);
+  assert.equal(bytes.toString('hex'), '6d7166310000000000000001');
+  assert.deepEqual(decodeFileRecord(bytes, A), one);
+  assert.deepEqual(decodeFileRecord(encodeFileRecord(one), A), one, 'the full form of the same record still reads');
+  assert.throws(() => decodeFileRecord(bytes), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'), 'the id comes from the key');
+  const zero = Buffer.from(bytes);
+  zero[11] = 0;
+  assert.throws(() => decodeFileRecord(zero, A), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
+  const two = { id: A, size: 5, chunks: [{ id: A, length: 2 }, { id: B, length: 3 }] };
+  assert.deepEqual(encodeFileIndexRecord(two), encodeFileRecord(two));
+  const other = { id: A, size: 1, chunks: [{ id: B, length: 1 }] };
+  assert.deepEqual(encodeFileIndexRecord(other), encodeFileRecord(other), 'one chunk under another id: full');
+  const empty = { id: A, size: 0, chunks: [] };
+  assert.deepEqual(encodeFileIndexRecord(empty), encodeFileRecord(empty));
 });
 
 test('store path record is canonical JSON (golden)', () => {

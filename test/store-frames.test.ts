@@ -185,8 +185,16 @@ describe('shared frames', () => {
 });
 
 describe('format version', () => {
-  it('a version-1 store reads and is raised to 2 when opened writable, so a miq without frames refuses it instead of calling frames damage', async () => {
+  const header = async (dir: string, v?: number): Promise<number> => {
     const { ClassicLevel } = await import('classic-level');
+    const db = new ClassicLevel<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const h = JSON.parse((await db.get('F'))!.toString()) as { version: number };
+    if (v !== undefined) await db.put('F', Buffer.from(JSON.stringify({ ...h, version: v })), { sync: true });
+    await db.close();
+    return h.version;
+  };
+
+  it('an older store reads and is raised to the current version when opened writable, so an older miq refuses it instead of calling new records damage', async () => {
     const dir = join(tmp, 'v1');
     const src = join(tmp, 'v1-src');
     await mkdir(src, { recursive: true });
@@ -194,14 +202,7 @@ describe('format version', () => {
     let s = await openStore(dir);
     const p = (await s.ingest(src, { name: 'v1' })).path;
     await s.close();
-    const header = async (v?: number): Promise<number> => {
-      const db = new ClassicLevel<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-      const h = JSON.parse((await db.get('F'))!.toString()) as { version: number };
-      if (v !== undefined) await db.put('F', Buffer.from(JSON.stringify({ ...h, version: v })), { sync: true });
-      await db.close();
-      return h.version;
-    };
-    assert.equal(await header(1), 2, 'a new store is written as version 2');
+    assert.equal(await header(dir, 1), 3, 'a new store is written as version 3');
     s = await openStore(dir);
     try {
       const t = await s.getTree((await s.getStorePath(p))!.tree);
@@ -210,8 +211,88 @@ describe('format version', () => {
     } finally {
       await s.close();
     }
-    assert.equal(await header(), 2, 'opening a version-1 store writable raises its header');
-    await header(3);
-    await assert.rejects(openStore(dir), (e: unknown) => isMiqError(e) && e.code === 'MIQ_FORMAT' && /format version 3.*upgrade miq/.test(e.message));
+    assert.equal(await header(dir), 3, 'opening a version-1 store writable raises its header');
+    await header(dir, 4);
+    await assert.rejects(openStore(dir), (e: unknown) => isMiqError(e) && e.code === 'MIQ_FORMAT' && /format version 4.*upgrade miq/.test(e.message));
+  });
+
+  it('version 3 keeps a one-chunk file as its size in the index; a version-2 store with full records reads, verifies, collects and takes new ingests', async () => {
+    const { ClassicLevel } = await import('classic-level');
+    const { encodeFileRecord } = await import('../store/objects.js');
+    const dir = join(tmp, 'v2');
+    const src = join(tmp, 'v2-src');
+    const big = randomBytes(700 * 1024); // several chunks: keeps the full record
+    await writeTree(src, new Map([['one.txt', Buffer.from('one chunk\n')], ['big.bin', big], ['empty', Buffer.alloc(0)]]));
+    let s = await openStore(dir);
+    const p = (await s.ingest(src, { name: 'v2' })).path;
+    const t = (await s.getTree((await s.getStorePath(p))!.tree))!;
+    const idOfName = (n: string): Id => t.entries.find((e) => e.name.toString() === n)!.id!;
+    const recs = new Map<Id, FileRecord>();
+    for (const n of ['one.txt', 'big.bin', 'empty']) recs.set(idOfName(n), (await s.getFile(idOfName(n)))!);
+    await s.close();
+    assert.equal(recs.get(idOfName('one.txt'))!.chunks.length, 1);
+    assert.ok(recs.get(idOfName('big.bin'))!.chunks.length > 1);
+
+    // What this miq wrote: 12 bytes for the one-chunk file, the full record for the others.
+    let db = new ClassicLevel<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    assert.equal((await db.get(`f/${idOfName('one.txt')}`))!.length, 12);
+    assert.deepEqual(await db.get(`f/${idOfName('big.bin')}`), encodeFileRecord(recs.get(idOfName('big.bin'))!));
+    assert.deepEqual(await db.get(`f/${idOfName('empty')}`), encodeFileRecord(recs.get(idOfName('empty'))!));
+    // Made into what a version-2 miq writes: every record in full.
+    for (const [id, rec] of recs) await db.put(`f/${id}`, encodeFileRecord(rec));
+    assert.equal((await db.get('l/big.bin'))!.toString('hex'), idOfName('big.bin'), 'the last-file entry holds the id in 32 bytes');
+    await db.put('l/big.bin', Buffer.from(idOfName('big.bin'), 'latin1')); // format 2: the hex
+    await db.close();
+    await header(dir, 2);
+
+    s = await openStore(dir);
+    try {
+      for (const [id, rec] of recs) assert.deepEqual(await s.getFile(id), rec);
+      const one = (await s.getFile(idOfName('one.txt')))!;
+      assert.equal((await s.readFile(one, 0, one.size)).toString(), 'one chunk\n');
+      const b = (await s.getFile(idOfName('big.bin')))!;
+      assert.ok((await s.readFile(b, 0, b.size)).equals(big));
+      assert.equal((await verifyStore(s.maintenance!)).ok, true);
+      // A new one-chunk file beside the old full records, then gc of the old path.
+      const src2 = join(tmp, 'v2-src2');
+      await writeTree(src2, new Map([['two.txt', Buffer.from('two chunk\n')], ['one.txt', Buffer.from('one chunk\n')], ['big.bin', big]]));
+      const p2 = (await s.ingest(src2, { name: 'v2b' })).path;
+      await s.unpin(p);
+      await gcStore(s.maintenance!);
+      const t2 = (await s.getTree((await s.getStorePath(p2))!.tree))!;
+      for (const e of t2.entries) {
+        const f = (await s.getFile(e.id!))!;
+        const got = await s.readFile(f, 0, f.size);
+        if (e.name.toString() === 'big.bin') assert.ok(got.equals(big));
+        else assert.equal(got.toString(), `${e.name.toString().slice(0, 3)} chunk\n`);
+      }
+      const v = await verifyStore(s.maintenance!);
+      assert.equal(v.ok, true);
+      assert.equal(v.unreferenced.chunks, 0);
+    } finally {
+      await s.close();
+    }
+    assert.equal(await header(dir), 3, 'raised to 3 when opened writable');
+    db = new ClassicLevel<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    try {
+      // gc read the format-2 last-file entry as naming a live file: it is still there, as it was.
+      assert.equal((await db.get('l/big.bin'))!.toString('latin1'), idOfName('big.bin'));
+      // A flipped size in a one-chunk record is caught by the chunk's length, never served short.
+      const key = `f/${idOf(Buffer.from('two chunk\n'))}`;
+      const v = (await db.get(key))!;
+      assert.equal(v.length, 12);
+      v[11] ^= 1;
+      await db.put(key, v);
+    } finally {
+      await db.close();
+    }
+    s = await openStore(dir);
+    try {
+      const v = await verifyStore(s.maintenance!);
+      assert.equal(v.ok, false);
+      assert.ok(v.damaged.some((d) => d.id === idOf(Buffer.from('two chunk\n'))), JSON.stringify(v.damaged));
+    } finally {
+      await s.close();
+    }
   });
 });
