@@ -16,6 +16,7 @@ import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
 
 const native = loadFuse3().native;
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
+type Counts = Record<string, number>;
 
 describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFuse3().error}` }, () => {
   let base: string, mnt: string, m: Fuse3Mount | undefined;
@@ -94,6 +95,23 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     await cleanup(base);
   });
 
+  // Another process's `echo 3 > /proc/sys/vm/drop_caches` (a benchmark on a shared machine)
+  // makes the kernel forget nodes and pages at any moment. The checks of what the kernel does
+  // with what it holds therefore run at most three times: a failed attempt is repeated only if the
+  // kernel visibly let go meanwhile (a LOOKUP or FORGET reached us, or a push was refused for a
+  // node it no longer knew); the last attempt's failure, or any other, stands.
+  const dropped = (a: Counts, b: Counts): boolean => b.lookup! > a.lookup! || b.forget! > a.forget! || b.pushFailed! > a.pushFailed!;
+  async function whileKept(attempt: () => Promise<void>): Promise<void> {
+    for (let i = 0; ; i++) {
+      const st0 = m!.state().counts!;
+      try {
+        return await attempt();
+      } catch (e) {
+        if (i === 2 || !dropped(st0, m!.state().counts!)) throw e;
+      }
+    }
+  }
+
   it('serves through the kernel; a warm re-read never reaches us; 1 MiB reads', async () => {
     // A 1 MiB read(2) asks the kernel for a 1 MiB window at once (cat's 128 KiB reads only grow
     // into one, and did not always within 1.5 MiB on a loaded machine).
@@ -101,22 +119,27 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     assert.equal(r.stdout, 'big\ngiven\nhello\nhi\nsame\n', r.stderr);
     assert.ok(Math.max(...reads) > 128 * 1024, `largest READ ${Math.max(...reads)} bytes`);
     assert.match(doubleReply, /already answered/);
-    const n = m!.state().counts!.read!;
-    const again = await sh(`cat ${mnt}/hello ${mnt}/big | wc -c`);
-    assert.equal(again.stdout.trim(), String(3 + big.length));
-    assert.equal(m!.state().counts!.read, n, 'warm: served from the page cache');
+    await whileKept(async () => {
+      await sh(`cat ${mnt}/hello ${mnt}/big > /dev/null`);
+      const n = m!.state().counts!.read!;
+      const again = await sh(`cat ${mnt}/hello ${mnt}/big | wc -c`);
+      assert.equal(again.stdout.trim(), String(3 + big.length));
+      assert.equal(m!.state().counts!.read, n, 'warm: served from the page cache');
+    });
     const st = m!.state();
     assert.equal(st.maxWrite, 1 << 20);
   });
 
   it('an offered node is read from the addon, never from JS', async () => {
-    const st0 = m!.state().counts!;
-    const r = await sh(`dd if=${mnt}/given bs=1M status=none | md5sum`);
-    assert.equal(r.stdout.split(' ')[0], createHash('md5').update(given).digest('hex'), r.stderr);
-    const st1 = m!.state().counts!;
-    assert.equal(st1.read, st0.read, 'no READ reached JS');
-    assert.ok(st1.readServed! > st0.readServed!, JSON.stringify(st1));
-    assert.ok(st1.offered! >= 1, JSON.stringify(st1));
+    await whileKept(async () => {
+      const st0 = m!.state().counts!;
+      const r = await sh(`dd if=${mnt}/given bs=1M status=none | md5sum`);
+      assert.equal(r.stdout.split(' ')[0], createHash('md5').update(given).digest('hex'), r.stderr);
+      const st1 = m!.state().counts!;
+      assert.equal(st1.read, st0.read, 'no READ reached JS');
+      assert.ok(st1.readServed! > st0.readServed!, JSON.stringify(st1));
+      assert.ok(st1.offered! >= 1, JSON.stringify(st1));
+    });
   });
 
   it('a registered name is answered by the addon, which tells JS after (OP.LOOKED)', async () => {
@@ -161,22 +184,31 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   });
 
   it('offered bytes of a node the kernel knows are pushed into its page cache: no READ at all', async () => {
-    await m!.invalidate([3], [null]);
-    const st0 = m!.state().counts!;
-    m!.replier.offer!(3, big, true);
-    for (const end = Date.now() + 2000; m!.state().counts!.pushed === st0.pushed && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
-    const r = await sh(`cmp ${mnt}/big <(head -c ${big.length} /dev/zero | tr '\\0' '\\7') && echo same`);
-    assert.equal(r.stdout, 'same\n', r.stderr);
-    const st1 = m!.state().counts!;
-    assert.equal(st1.pushed! - st0.pushed!, 1, JSON.stringify(st1));
-    assert.equal(st1.read, st0.read, 'no READ reached JS');
-    assert.equal(st1.readServed, st0.readServed, 'nor the addon');
+    await whileKept(async () => {
+      await sh(`stat ${mnt}/big > /dev/null`);
+      await m!.invalidate([3], [null]);
+      const st0 = m!.state().counts!;
+      m!.replier.offer!(3, big, true);
+      const moved = (c: Counts): boolean => c.pushed !== st0.pushed || c.pushFailed !== st0.pushFailed;
+      for (const end = Date.now() + 2000; !moved(m!.state().counts!) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+      const r = await sh(`cmp ${mnt}/big <(head -c ${big.length} /dev/zero | tr '\\0' '\\7') && echo same`);
+      assert.equal(r.stdout, 'same\n', r.stderr);
+      const st1 = m!.state().counts!;
+      assert.equal(st1.pushed! - st0.pushed!, 1, JSON.stringify(st1));
+      assert.equal(st1.read, st0.read, 'no READ reached JS');
+      assert.equal(st1.readServed, st0.readServed, 'nor the addon');
+    });
   });
 
   it('an invalidated node is read again (and only then)', async () => {
-    content = Buffer.from('ho\n');
-    const st0 = m!.state();
-    assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'hi\n', `cached until invalidated: ${JSON.stringify(st0)} -> ${JSON.stringify(m!.state())}`);
+    await whileKept(async () => {
+      content = Buffer.from('hi\n');
+      await m!.invalidate([2], [null]); // a failed attempt may have left 'ho' cached
+      assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'hi\n');
+      content = Buffer.from('ho\n');
+      const st0 = m!.state();
+      assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'hi\n', `cached until invalidated: ${JSON.stringify(st0)} -> ${JSON.stringify(m!.state())}`);
+    });
     await m!.invalidate([2], [null]);
     assert.equal((await sh(`cat ${mnt}/hello`)).stdout, 'ho\n');
   });
