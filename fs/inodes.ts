@@ -76,6 +76,8 @@ interface Entry {
   name?: Buffer;
   /** The records and chunk locations of this directory's files were loaded together. */
   loaded?: boolean;
+  /** This directory's first file read through a record (prefetchSiblings). */
+  firstRead?: Id;
   /** This directory's small files were started whole (loadDir). */
   wholeLoaded?: boolean;
   /** Files of this directory looked up so far (fileLooked). */
@@ -724,7 +726,12 @@ export class Inodes {
   private prefetchSiblings(e: Entry): void {
     const p = e.parent;
     const listing = p && this.listingOf(p);
-    if (!p || !listing) return;
+    if (!p || !listing || e.node.type !== 'file') return;
+    // Not for the first file read: one large file read alone (dd of a library in a directory of
+    // thousands) had its own record and chunk locations wait behind its siblings' on a cold index
+    // and its chunks' decoding behind theirs; a reader of the whole directory comes back.
+    p.firstRead ??= e.node.id;
+    if (p.firstRead === e.node.id) return;
     if (!p.loaded) {
       // The first read in a directory: its files' records and chunk locations in two database
       // round trips instead of two per file (a reader of the whole tree then waits only for

@@ -29,6 +29,8 @@ export interface OpenFile {
   readonly starts: Float64Array;
   /** The chunks' pack locations, looked up together on the first cold read (local stores). */
   locs: Promise<readonly (ChunkLocation | undefined)[] | undefined> | undefined;
+  /** The first HEAD_CHUNKS of them, looked up on their own (see locsOf). */
+  head?: Promise<readonly (ChunkLocation | undefined)[] | undefined>;
   /** Where the last read ended: a read that starts there (or at 0) is sequential. */
   next: number;
   /** The last chunk index readahead has been started for. */
@@ -66,6 +68,8 @@ export const WHOLE_BYTES = 256 << 10;
 const SPAN_GAP = 64 << 10;
 const SPAN_BYTES = 1 << 20;
 const SPANS = process.env.MIQ_MOUNT_SPANS !== '0';
+/** A large file's first chunks are located on their own, beside the rest (see locsOf). */
+const HEAD_CHUNKS = 16;
 /** The stream cache's bound (ChunkCache): readahead and the READs of a few sequential readers. */
 const STREAM_BYTES = envNum('MIQ_MOUNT_STREAM_CACHE') ?? 16 << 20;
 
@@ -128,6 +132,12 @@ export class ChunkReader {
   private readonly locating = new Map<Id, Promise<Buffer | undefined>>();
   private queued = 0;
   private flushing = false;
+  /** Shared frames the store decoded lately for a read on this thread (readAt; its frame cache
+   * holds ~32 of them), by pack and offset. A directory's batch starts after a reader has read a
+   * few of its files that way, so its first frame is mostly among them: the batch takes those
+   * chunks from the store too (a slice and a hash here) instead of having the pool decode the
+   * frame a second time. */
+  private readonly storeFrames = new Set<string>();
 
   constructor(private readonly source: ChunkSource, cacheBytes = 128 << 20, o: ChunkReaderOptions = {}) {
     this.lru = new ChunkCache(cacheBytes);
@@ -218,8 +228,7 @@ export class ChunkReader {
       return;
     }
     const locator = this.locator;
-    f.locs ??= locator.locate(chunks.map((c) => c.id)).catch(() => undefined);
-    void f.locs.then((locs) => {
+    void this.locsOf(f, locator, to).then((locs) => {
       // Several chunks at once (a large READ, readahead): neighbours in a pack are read in one
       // pread and decoded on the pool, in spans.
       const spans = SPANS && todo.length > 1 ? new Map<number, { p: Pending; loc: ChunkLocation }[]>() : undefined;
@@ -239,9 +248,7 @@ export class ChunkReader {
         // task cost this thread ~40 µs and the worker as much again, on a 2-core machine under
         // load no gain at all. Delta chunks need other chunks' bytes (the store resolves them).
         if (loc.plain <= INLINE_BYTES || (loc.flags !== FLAG_RAW && loc.flags !== FLAG_ZSTD)) {
-          // On any failure ask the store again: gc may have moved the chunk; a real corruption
-          // fails there too and becomes EIO.
-          locator.readAt(p.id, loc).then(p.resolve, () => this.viaSource(p));
+          this.readAt(locator, loc, p);
           continue;
         }
         this.queue.push({ p, it: { id: p.id, path: locator.packPath(loc.pack), offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } });
@@ -253,6 +260,25 @@ export class ChunkReader {
         setImmediate(this.flush);
       }
     });
+  }
+
+  /**
+   * The pack locations of a file's chunks [0, to). A large file's are one database call of
+   * hundreds of keys (the bench tree's 117 MB file: ~700), which on a cold index waited for
+   * dozens of disk reads before the first READ could start its chunks (~0.25 s at load 10,
+   * strace): its first HEAD_CHUNKS are looked up in a call of their own, beside the rest.
+   */
+  private locsOf(f: OpenFile, locator: ChunkLocator, to: number): Promise<readonly (ChunkLocation | undefined)[] | undefined> {
+    if (!f.locs) {
+      const ids = f.rec.chunks.map((c) => c.id);
+      if (ids.length > 2 * HEAD_CHUNKS) {
+        const head = locator.locate(ids.slice(0, HEAD_CHUNKS)).catch(() => undefined);
+        const rest = locator.locate(ids.slice(HEAD_CHUNKS)).catch(() => undefined);
+        f.head = head;
+        f.locs = Promise.all([head, rest]).then(([h, r]) => (h && r ? [...h, ...r] : undefined));
+      } else f.locs = locator.locate(ids).catch(() => undefined);
+    }
+    return f.head && to <= HEAD_CHUNKS ? f.head : f.locs;
   }
 
   /**
@@ -352,8 +378,8 @@ export class ChunkReader {
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
         const d = this.pending(f.id, f.size, f.id);
         if (onReady) d.promise.then((b) => onReady(f.id, b), () => {});
-        if (inline || !pooled(loc)) {
-          locator.readAt(f.id, loc).then(d.pending.resolve, () => this.viaSource(d.pending));
+        if (inline || !pooled(loc) || (loc.frame && this.storeFrames.has(`${loc.pack}.${loc.offset}`))) {
+          this.readAt(locator, loc, d.pending);
           return;
         }
         let l = byPack.get(loc.pack);
@@ -367,6 +393,18 @@ export class ChunkReader {
       w.catch(() => {});
       this.locating.set(f.id, w);
     }
+  }
+
+  /** A chunk read by the store on this thread: on any failure ask the store again (gc may have
+   * moved the chunk; a real corruption fails there too and becomes EIO). */
+  private readAt(locator: ChunkLocator, loc: ChunkLocation, p: Pending): void {
+    if (loc.frame) {
+      const key = `${loc.pack}.${loc.offset}`;
+      this.storeFrames.delete(key);
+      this.storeFrames.add(key);
+      if (this.storeFrames.size > 16) this.storeFrames.delete(this.storeFrames.values().next().value as string);
+    }
+    locator.readAt(p.id, loc).then(p.resolve, () => this.viaSource(p));
   }
 
   /** Decodes chunks of one pack on the pool, in offset order, neighbours read in one pread. */
