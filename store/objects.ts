@@ -146,7 +146,11 @@ export function decodeTree(buf: Buffer, expect?: Id): Tree {
     const kind = CODE_KIND[buf[o++]!];
     if (!kind) fail('unknown kind');
     const nl = buf.readUInt16BE(o); o += 2;
-    const name = Buffer.from(buf.subarray(o, o + nl)); o += nl;
+    if (o + nl > buf.length) fail('truncated');
+    // A copy (the tree may outlive `buf`), made without an intermediate view: the mount decodes
+    // every tree a walk lists, and Buffer objects per entry were a third of that.
+    const name = Buffer.allocUnsafe(nl);
+    buf.copy(name, 0, o, o + nl); o += nl;
     if (prev && compareBytes(prev, name) >= 0) fail('entries not sorted');
     prev = name;
     const size = readU64(buf, o); o += 8;
@@ -155,7 +159,7 @@ export function decodeTree(buf: Buffer, expect?: Id): Tree {
       entries.push({ name, kind, size, target: Buffer.from(buf.subarray(o, o + tl)) }); o += tl;
     } else {
       if (o + 32 > buf.length) fail('truncated');
-      entries.push({ name, kind: kind!, size, id: idFromBytes(buf.subarray(o, o + 32)) }); o += 32;
+      entries.push({ name, kind: kind!, size, id: buf.toString('hex', o, o + 32) as Id }); o += 32;
     }
   }
   if (o !== buf.length) fail('trailing bytes');
