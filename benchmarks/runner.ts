@@ -68,6 +68,7 @@ async function runToolOnce(t: Tool, steps: Step[], repo: string, log: Log): Prom
     const r = await sh(t.step, { env: { ...env, DIR: s.dir, I: String(i) } });
     const f = await sh(`sync -f ${JSON.stringify(repo)}`, { check: false });
     const seconds = r.seconds + f.seconds;
+    if (t.settle) await sh(t.settle, { env: { ...env, DIR: s.dir, I: String(i) } });
     let reported = NaN;
     if (t.env?.MIQ) {
       const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
