@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startBadServer, type BadServer } from './helpers/badserver.js';
-import { isCleanError, json, miq, miqAsync, ROOT, spawnMiq, tempDir } from './helpers/cli.js';
+import { exited, isCleanError, json, miq, miqAsync, ROOT, spawnMiq, tempDir } from './helpers/cli.js';
 
 describe('miq key / push / fetch', () => {
   const t = tempDir('miq-remote-cli-');
@@ -90,7 +90,7 @@ describe('miq key / push / fetch', () => {
         await new Promise((res) => setTimeout(res, 10));
       }
       child.kill('SIGKILL');
-      await new Promise((res) => child.once('exit', res));
+      await exited(child);
     } finally {
       srv.rule('*', undefined);
     }

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
-import { MIQ, ROOT, isCleanError, json, miq, tempDir } from './helpers/cli.js';
+import { MIQ, ROOT, exited, isCleanError, json, miq, tempDir } from './helpers/cli.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -51,7 +51,7 @@ test('a build holds the store only while it uses it: other commands run during i
   assert.equal(miq([...S, 'ingest', join(ROOT, 'node_modules', 'commander'), '--name', 'commander'], { env: ENV }).code, 0);
   const b = spawn(process.execPath, [MIQ, ...S, 'build', '-L', recipeFile('slow', 'echo first line; sleep 3; echo second line; mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const build = collect(b);
-  const slow = spawn(process.execPath, [MIQ, ...S, 'build', recipeFile('slower', 'sleep 60; mkdir -p "$out"')], { env: ENV, stdio: 'ignore', detached: true });
+  const slow = spawn(process.execPath, [MIQ, ...S, 'build', recipeFile('slower', 'sleep 900; mkdir -p "$out"')], { env: ENV, stdio: 'ignore', detached: true });
   try {
     const logDir = join(store, 'tmp', `build-${b.pid}`);
     for (let i = 0; i < 150 && !build.text().includes('slow-1> first line'); i++) await sleep(100);
@@ -77,13 +77,14 @@ test('a build holds the store only while it uses it: other commands run during i
       assert.deepEqual([st.lock.free, st.lock.holder.pid], [false, w.pid]);
     } finally {
       w.kill('SIGTERM');
-      await new Promise((r) => w.once('exit', r));
+      await exited(w);
     }
 
     const mine = join(store, 'tmp', `build-${slow.pid}`);
     for (let i = 0; i < 100 && !existsSync(mine); i++) await sleep(100);
+    assert.equal(slow.exitCode, null, 'the slow build is still in its script');
     process.kill(-slow.pid!, 'SIGKILL');
-    await new Promise((r) => slow.once('exit', r));
+    await exited(slow);
     assert.ok(existsSync(mine), 'SIGKILL leaves the directory (nothing can clean up after a SIGKILL)');
     const tiny = miq([...S, 'build', recipeFile('quick', 'mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV });
     assert.equal(tiny.code, 0, tiny.stderr);

@@ -32,6 +32,13 @@ export function spawnMiq(args: string[], opts: { env?: NodeJS.ProcessEnv } = {})
 }
 
 /** Parses the last JSON line of stdout. */
+/** Resolves when the child has exited, also when it already had: an 'exit' listener added after
+ * the event waits forever, and node:test then cancels the test ("Promise resolution is still
+ * pending but the event loop has already resolved"), as a loaded clean-clone run showed. */
+export function exited(c: ChildProcess): Promise<void> {
+  return c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
+}
+
 export function json<T = Record<string, unknown>>(r: RunResult): T {
   const lines = r.stdout.trim().split('\n');
   try {
