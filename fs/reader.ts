@@ -42,7 +42,7 @@ export function openFile(rec: FileRecord): OpenFile {
 }
 
 export interface ChunkReaderOptions {
-  /** Decode threads (default: MIQ_MOUNT_THREADS, else cores - 1, at least 1); 0 decodes on the
+  /** Decode threads (default: MIQ_MOUNT_THREADS, else defaultThreads()); 0 decodes on the
    * serving thread. */
   threads?: number;
   /** Bytes past a sequential read to start fetching (default MIQ_MOUNT_READAHEAD or 2 MiB). */
@@ -111,6 +111,19 @@ function isLocator(s: ChunkSource): s is ChunkSource & ChunkLocator {
 }
 
 
+/**
+ * cores - 1, but 2 on a 2-core machine. Since shared frames went to the pool (7a1ce4f) every
+ * small file of a directory batch is decoded there, and one large file's chunks always were: with
+ * one thread the pool was the cold read's critical path while the other core waited (a dd of a
+ * 117 MB file: the decode thread busy from the first pack read to the last READ). Alternating at
+ * load 6-14 on a 20k-file subset of the bench tree, 2 threads vs 1: 24.2-45.0 s vs 29.5-45.5 s
+ * (faster in 4 of 5 pairs), the same mount CPU; one 117 MB file at load 9-13: no difference.
+ */
+function defaultThreads(): number {
+  const cores = availableParallelism();
+  return Math.min(Math.max(2, cores - 1), Math.max(1, cores));
+}
+
 interface Pending {
   id: Id;
   length: number;
@@ -141,7 +154,7 @@ export class ChunkReader {
 
   constructor(private readonly source: ChunkSource, cacheBytes = 128 << 20, o: ChunkReaderOptions = {}) {
     this.lru = new ChunkCache(cacheBytes);
-    this.threads = Math.max(0, o.threads ?? envNum('MIQ_MOUNT_THREADS') ?? Math.max(1, availableParallelism() - 1));
+    this.threads = Math.max(0, o.threads ?? envNum('MIQ_MOUNT_THREADS') ?? defaultThreads());
     this.locator = this.threads > 0 && isLocator(source) ? source : undefined;
     this.readahead = Math.max(0, o.readahead ?? envNum('MIQ_MOUNT_READAHEAD') ?? 2 << 20);
   }
