@@ -6,7 +6,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { ChunkLocation } from './api.js';
-import { FLAG_ZSTD, decodeChunk } from './codec.js';
+import { FLAG_ZSTD, decodeChunk, decodeChunkInto } from './codec.js';
 import { MiqError } from './errors.js';
 import { idOf } from './ids.js';
 
@@ -23,6 +23,27 @@ export function decodeVerified(id: string, flags: number, body: Buffer, plain: n
   return out;
 }
 
+/** decodeVerified into `out` (exactly the plain length), for callers that reuse memory. */
+export function decodeVerifiedInto(id: string, flags: number, body: Buffer, out: Buffer, dict?: Uint8Array): Buffer {
+  try {
+    decodeChunkInto(flags, body, out, dict);
+  } catch (e) {
+    throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: ${(e as Error).message}`, { details: { id, kind: 'chunk' } });
+  }
+  if (idOf(out) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
+  return out;
+}
+
+/** decodeFrame into `out` (exactly the frame's plain size). */
+export function decodeFrameInto(body: Buffer, out: Buffer, id: string): Buffer {
+  try {
+    decodeChunkInto(FLAG_ZSTD, body, out);
+  } catch (e) {
+    throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its frame ${(e as Error).message.replace(/^chunk /, '')}`, { details: { id, kind: 'chunk' } });
+  }
+  return out;
+}
+
 /** The plain bytes of a shared frame (flags 3) from its stored body: MIQ_CORRUPT when it does
  * not decode to `size` bytes. Not verified as a whole: each chunk sliced from it is. */
 export function decodeFrame(body: Buffer, size: number, id: string): Buffer {
@@ -35,10 +56,10 @@ export function decodeFrame(body: Buffer, size: number, id: string): Buffer {
 
 /** A framed chunk's plain bytes, cut from its frame's and checked against its id. A copy: a
  * view would keep the whole frame alive in every cache that holds the chunk. */
-export function sliceVerified(id: string, frame: Buffer, off: number, len: number): Buffer {
+export function sliceVerified(id: string, frame: Buffer, off: number, len: number, into?: (len: number) => Buffer): Buffer {
   const view = frame.subarray(off, off + len);
   if (view.length !== len || idOf(view) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
-  const out = Buffer.allocUnsafeSlow(len);
+  const out = into ? into(len) : Buffer.allocUnsafeSlow(len);
   view.copy(out);
   return out;
 }

@@ -71,6 +71,28 @@ export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array, inScrat
   return inScratch ? dst.subarray(0, n) : Buffer.from(dst.subarray(0, n));
 }
 
+let dctxInto: InstanceType<typeof zstd.DCtx> | undefined;
+
+/** decodeChunk into `out`, whose length is the plain length: no buffer per call (the ingest
+ * workers decode delta bases into reused memory; a fresh one per base faulted in its pages). */
+export function decodeChunkInto(flags: number, body: Buffer, out: Buffer, dict?: Uint8Array): void {
+  if (flags === FLAG_RAW) {
+    if (body.length !== out.length) throw new MiqError('MIQ_CORRUPT', `raw chunk of ${body.length} bytes, expected ${out.length}`);
+    body.copy(out);
+    return;
+  }
+  if (flags !== FLAG_ZSTD && flags !== FLAG_ZSTD_DICT) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
+  if (flags === FLAG_ZSTD_DICT && !dict) throw new MiqError('MIQ_CORRUPT', 'delta chunk without its dictionary');
+  dctxInto ??= new zstd.DCtx();
+  let n: number;
+  try {
+    n = flags === FLAG_ZSTD_DICT ? dctxInto.decompressUsingDict(out, body, dict!) : dctxInto.decompress(out, body);
+  } catch (e) {
+    throw new MiqError('MIQ_CORRUPT', `chunk does not decompress: ${(e as Error).message}`, { cause: e });
+  }
+  if (n !== out.length) throw new MiqError('MIQ_CORRUPT', `chunk decompressed to ${n} bytes, expected ${out.length}`);
+}
+
 /** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT. */
 export function decodeChunk(flags: number, body: Buffer, plainLen: number, dict?: Uint8Array): Buffer {
   if (flags === FLAG_RAW) return body;
