@@ -444,10 +444,13 @@ export class Inodes {
     const n = e.node;
     if (n.type !== 'dir' || !n.tree || (e.ahead ?? 0) >= depth || !this.r.names) return;
     e.ahead = depth;
-    this.o.trees.get(n.tree).then((t) => {
+    // Registered in a later turn: a LOOKUP that waits for the same tree is answered first
+    // (python's start had its lookup of ld-linux-x86-64.so.2 wait ~180 ms at load 14 behind the
+    // registration of lib/x86_64-linux-gnu's 1150 entries, whose tree both were waiting for).
+    this.o.trees.get(n.tree).then((t) => setImmediate(() => {
       this.register(e);
       this.registerSubdirs(e, t.tree.entries, n.storePath, depth);
-    }, () => {});
+    }), () => {});
   }
 
   /** How many levels of subdirectories a listing registers ahead: one, until this mount has
