@@ -1,0 +1,51 @@
+#!/bin/bash
+# A/B of the mount's cold reads, builds alternating in the same minutes (a loaded machine moves
+# wall time a lot; alternation, the serving process's CPU and request counts move less).
+#
+#   benchmarks/mount-ab.sh read|large ROUNDS SPEC...
+#
+# SPEC: `plain` (the bench tree on ext4), or a worktree with a built miq (dist/ and the addon),
+# optionally with environment for its mount: WT@MIQ_MOUNT_THREADS=1,MIQ_MOUNT_NOTIFY=0.
+# read: `xargs -0 cat` of every file in $LIST (default: the bench's files.list) through the store
+# view; large: `dd bs=1M` of $BIG. Before each: the mount restarted and the page cache dropped.
+# Prints per run: wall seconds, the serving process's CPU (user+sys) during the read, the CPU of
+# its busiest threads, the load average, and the request counts (MIQ_DEBUG_COUNTS).
+#
+# Needs root and the tree benchmarks/mount.ts prepares (/var/cache/miq-mount-bench). STORE
+# (default: that bench store) should be a COPY (cp -a) when old builds take part: a miq since
+# format 3 raises the store's version when it mounts it, and older builds then refuse it.
+set -u
+MODE=$1; R=$2; shift 2
+B=${BENCH:-/var/cache/miq-mount-bench}
+S=${STORE:-$B/store}; P=$(cat "$B/store.path"); L=${LIST:-$B/files.list}
+BIG=${BIG:-lib/x86_64-linux-gnu/libLLVM-15.so.1}
+M=$(mktemp -d /tmp/miq-ab.XXXXXX); OUT=$M.out; ERR=$M.err
+TCK=$(getconf CLK_TCK)
+cpu() { awk -v t="$TCK" '{print ($14+$15)/t}' "/proc/$1/stat"; }
+threads() { for t in /proc/$1/task/*; do awk -v t="$TCK" '{printf "%.2f\n", ($14+$15)/t}' "$t/stat"; done | sort -rn | head -4 | tr '\n' ' '; }
+run() { # DIR: the read, timed
+  local s e
+  s=$(date +%s.%N)
+  if [ "$MODE" = large ]; then dd if="$1/$BIG" of=/dev/null bs=1M status=none; else (cd "$1" && xargs -0 cat < "$L" > /dev/null); fi
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc
+}
+trap 'mountpoint -q "$M" && umount -l "$M"; rm -f "$OUT" "$ERR"; rmdir "$M" 2>/dev/null' EXIT
+for r in $(seq 1 "$R"); do
+  for spec in "$@"; do
+    if [ "$spec" = plain ]; then
+      sync; echo 3 > /proc/sys/vm/drop_caches
+      printf '%-16s %-34s %6.2f s load %s\n' plain '' "$(run "$B/tree")" "$(cut -d' ' -f1 /proc/loadavg)"
+      continue
+    fi
+    wt=${spec%%@*}; envs=''; [ "$spec" != "$wt" ] && envs=$(echo "${spec#*@}" | tr ',' ' ')
+    # shellcheck disable=SC2086
+    env $envs MIQ_DEBUG_COUNTS=1 node "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
+    for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    c0=$(cpu $pid); t=$(run "$M/store/$P"); c1=$(cpu $pid); th=$(threads $pid)
+    kill -TERM $pid; wait $pid
+    printf '%-16s %-34s %6.2f s cpu %5.2f s (threads %s) load %s %s\n' "$(basename "$wt")@$(git -C "$wt" rev-parse --short HEAD)" "$envs" "$t" \
+      "$(echo "$c1 - $c0" | bc)" "$th" "$(cut -d' ' -f1 /proc/loadavg)" "$(grep -o 'requests .*' "$ERR" | head -c 400)"
+  done
+done
