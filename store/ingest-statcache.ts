@@ -14,8 +14,7 @@
  * many-small-files corpus the unchanged files of release N+1 are then not read at all.
  * MIQ_NO_STAT_CACHE=1 turns it off (every file is read, as content decides).
  */
-import { blake3 } from '@napi-rs/blake-hash';
-import type { Id } from './ids.js';
+import { blake3Bytes, type Id } from './ids.js';
 import { kStat } from './keys.js';
 import type { FileStat } from './walk.js';
 
@@ -40,7 +39,7 @@ function fingerprint(st: FileStat): Buffer {
   fpNums[2] = st.size;
   fpNums[3] = st.mtimeMs;
   fpNums[4] = st.ctimeMs;
-  return blake3(fpBytes).subarray(0, FP_BYTES);
+  return blake3Bytes(fpBytes).subarray(0, FP_BYTES);
 }
 
 export function encodeStatEntry(st: FileStat, id: string): Buffer {
