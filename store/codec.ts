@@ -2,7 +2,6 @@
  * Per-chunk compression. A chunk is stored zstd-compressed only when that saves at least 1/32 of
  * its size; otherwise raw (flag 0), so incompressible data costs no decompression on read.
  */
-import { Decompressor } from 'zstd-napi';
 import zstd from 'zstd-napi/binding.js';
 import { MiqError } from './errors.js';
 
@@ -19,7 +18,6 @@ export const FLAG_FRAME = 3;
 export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
 
 let cctx: InstanceType<typeof zstd.CCtx> | undefined;
-let dctx: Decompressor | undefined;
 /** Where the compressors write; what is kept is copied out (see encodeChunkScratch). */
 let scratch = Buffer.allocUnsafeSlow(0);
 
@@ -54,7 +52,6 @@ export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } 
 }
 
 let cctxDict: InstanceType<typeof zstd.CCtx> | undefined;
-let dctxDict: Decompressor | undefined;
 
 /**
  * Compresses against `dict`; the caller keeps it only when it beats plain compression. One-shot
@@ -71,7 +68,7 @@ export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array, inScrat
   return inScratch ? dst.subarray(0, n) : Buffer.from(dst.subarray(0, n));
 }
 
-let dctxInto: InstanceType<typeof zstd.DCtx> | undefined;
+let dctx: InstanceType<typeof zstd.DCtx> | undefined;
 
 /** decodeChunk into `out`, whose length is the plain length: no buffer per call (the ingest
  * workers decode delta bases into reused memory; a fresh one per base faulted in its pages). */
@@ -83,36 +80,23 @@ export function decodeChunkInto(flags: number, body: Buffer, out: Buffer, dict?:
   }
   if (flags !== FLAG_ZSTD && flags !== FLAG_ZSTD_DICT) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
   if (flags === FLAG_ZSTD_DICT && !dict) throw new MiqError('MIQ_CORRUPT', 'delta chunk without its dictionary');
-  dctxInto ??= new zstd.DCtx();
+  dctx ??= new zstd.DCtx();
   let n: number;
   try {
-    n = flags === FLAG_ZSTD_DICT ? dctxInto.decompressUsingDict(out, body, dict!) : dctxInto.decompress(out, body);
+    n = flags === FLAG_ZSTD_DICT ? dctx.decompressUsingDict(out, body, dict!) : dctx.decompress(out, body);
   } catch (e) {
     throw new MiqError('MIQ_CORRUPT', `chunk does not decompress: ${(e as Error).message}`, { cause: e });
   }
   if (n !== out.length) throw new MiqError('MIQ_CORRUPT', `chunk decompressed to ${n} bytes, expected ${out.length}`);
 }
 
-/** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT. */
+/** Decodes a stored body; the caller verifies the hash. `dict` is needed for FLAG_ZSTD_DICT.
+ * A raw body is returned as is; otherwise a fresh buffer of `plainLen` (not from the shared
+ * pool: caches keep chunks, and a pooled slice would keep its whole slab alive). */
 export function decodeChunk(flags: number, body: Buffer, plainLen: number, dict?: Uint8Array): Buffer {
   if (flags === FLAG_RAW) return body;
-  if (flags !== FLAG_ZSTD && flags !== FLAG_ZSTD_DICT) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
-  let d: Decompressor;
-  if (flags === FLAG_ZSTD_DICT) {
-    if (!dict) throw new MiqError('MIQ_CORRUPT', 'delta chunk without its dictionary');
-    dctxDict ??= new Decompressor();
-    dctxDict.loadDictionary(dict);
-    d = dctxDict;
-  } else {
-    dctx ??= new Decompressor();
-    d = dctx;
-  }
-  let out: Buffer;
-  try {
-    out = d.decompress(body);
-  } catch (e) {
-    throw new MiqError('MIQ_CORRUPT', `chunk does not decompress: ${(e as Error).message}`, { cause: e });
-  }
-  if (out.length !== plainLen) throw new MiqError('MIQ_CORRUPT', `chunk decompressed to ${out.length} bytes, expected ${plainLen}`);
+  if (!Number.isSafeInteger(plainLen) || plainLen < 0 || plainLen > 0x7fffffff) throw new MiqError('MIQ_CORRUPT', `chunk of an impossible plain length ${plainLen}`);
+  const out = Buffer.allocUnsafeSlow(plainLen);
+  decodeChunkInto(flags, body, out, dict);
   return out;
 }
