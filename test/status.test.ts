@@ -69,8 +69,14 @@ test('a build holds the store only while it uses it: other commands run during i
     // Who holds the store, when one does: an ingest --watch keeps it open.
     const w = spawn(process.execPath, [MIQ, ...S, 'ingest', '--watch', join(ROOT, 'node_modules', 'commander'), '--name', 'cw'], { env: ENV, stdio: 'ignore' });
     try {
-      let locked = miq([...S, 'paths'], { env: ENV });
-      for (let i = 0; i < 50 && locked.code === 0; i++) { await sleep(100); locked = miq([...S, 'paths'], { env: ENV }); }
+      // Wait for the watcher's own holder record, not for a failing `miq paths`: a polling
+      // `miq paths` holds the lock for a moment itself, and a watcher whose open lands in that
+      // moment exits "in use" (CI at stop 21 saw exactly that: 50 polls, all free).
+      const holder = join(store, 'run', 'holder.json');
+      const holds = (): boolean => { try { return (JSON.parse(readFileSync(holder, 'utf8')) as { pid: number }).pid === w.pid; } catch { return false; } };
+      for (let i = 0; i < 600 && !holds() && w.exitCode === null; i++) await sleep(100);
+      assert.ok(holds(), `the watcher holds the store (it exited ${w.exitCode})`);
+      const locked = miq([...S, 'paths'], { env: ENV });
       assert.ok(isCleanError(locked) && locked.code === 4, locked.stderr);
       assert.match(locked.stderr, new RegExp(`in use by another miq process: pid ${w.pid} \\(\`miq --store \\S+ ingest --watch \\S+commander --name cw\`, since \\d\\d:\\d\\d:\\d\\d UTC\\)`));
       const st = json<{ lock: { free: boolean; holder: { pid: number } } }>(miq([...S, 'status', '--json'], { env: ENV }));
