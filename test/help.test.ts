@@ -1,7 +1,7 @@
 /** `miq completion` and `miq man` (issue 15): generated from the command tree, so checked against it. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ENV_VARS } from '../cli/env.js';
@@ -48,4 +48,22 @@ test('man ./miq.1 renders, naming every command and every environment variable',
     assert.ok(r.stdout.includes(k.replace(/-/g, '‐')) || r.stdout.includes(k), `${k} in the manual`);
     assert.ok(readme.includes(`\`${k}\``), `${k} in README.md`);
   }
+});
+
+test('every MIQ_ variable the shipped code reads is in the list that the manual and README.md print', () => {
+  const read = new Set<string>();
+  const scan = (dir: string): void => {
+    for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
+      const f = join(dir, e.name);
+      if (e.isDirectory()) scan(f);
+      else if (/\.(ts|c)$/.test(e.name)) {
+        const src = readFileSync(join(ROOT, f), 'utf8');
+        for (const m of src.matchAll(/(?:process\.env\.|process\.env\[['"]|getenv\("|envNum\(')(MIQ_[A-Z0-9_]+)/g)) read.add(m[1]!);
+      }
+    }
+  };
+  for (const d of ['cli', 'fs', 'mount', 'store', 'builder', 'packages', 'native']) scan(d);
+  assert.ok(read.has('MIQ_HOME') && read.has('MIQ_MOUNT_THREADS'), 'the scan finds the variables it must');
+  const listed = new Set(ENV_VARS.map(([k]) => k));
+  assert.deepEqual([...read].filter((v) => !listed.has(v)).sort(), [], 'read by the code but missing from cli/env.ts');
 });
