@@ -18,12 +18,12 @@
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { TreeEntry } from '../store/objects.js';
+import type { PackedTree } from '../store/objects.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { XATTR_ID, XATTR_PATH, statOf } from './ops.js';
 import { ChunkReader, WHOLE_BYTES, openFile, type OpenFile } from './reader.js';
-import { entryNode, type Node, type View } from './views.js';
-import type { TreeCache } from './trees.js';
+import { nodeAt, type Node, type View } from './views.js';
+import { subdirIds, type TreeCache } from './trees.js';
 
 /** Request codes of native/miqfuse.c. */
 export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15 } as const;
@@ -97,6 +97,23 @@ interface Entry {
   kept?: number;
 }
 
+/**
+ * A file node's entry, which is also its Node (`node` is the entry itself), with every field a
+ * walk sets declared when it is made. A cold `find` interns every file of every tree it lists
+ * (~69k of 74k entries in the bench tree); as an Entry, a Node and the property array the fields
+ * added later needed, that was three objects per file that all survive the young generation
+ * (copied by each scavenge, then promoted): notes §15.
+ */
+function fileEntry(ino: number, exe: boolean, id: Id, size: number, storePath: string | undefined): Entry {
+  const e = {
+    ino, node: undefined as unknown as Node, key: '', nlookup: 0, childTimeout: 0,
+    parent: undefined as Entry | undefined, index: undefined as number | undefined, kept: 0,
+    type: 'file' as const, exe, id, size, storePath,
+  };
+  e.node = e;
+  return e;
+}
+
 interface Child {
   name: Buffer;
   node: Node;
@@ -114,6 +131,16 @@ function packEntry(out: Buffer, at: number, ino: number, n: Node, name: Buffer):
   out.writeUInt32LE(name.length, at + 20);
   name.copy(out, at + 24);
   return at + ((24 + name.length + 7) & ~7);
+}
+
+/** packEntry of a packed tree's entry i (its name copied straight from the tree). */
+function packAt(out: Buffer, at: number, ino: number, n: Node, t: PackedTree, i: number): number {
+  out.writeDoubleLE(ino, at);
+  out.writeDoubleLE(n.type === 'dir' ? 4096 : n.type === 'symlink' ? n.target.length : n.size, at + 8);
+  out.writeUInt32LE(n.type === 'dir' ? 0o40555 : n.type === 'symlink' ? 0o120777 : n.exe ? 0o100555 : 0o100444, at + 16);
+  const nl = t.copyName(i, out, at + 24);
+  out.writeUInt32LE(nl, at + 20);
+  return at + ((24 + nl + 7) & ~7);
 }
 
 /** The `usr` directory: the current generation's tree, or nothing. */
@@ -140,6 +167,13 @@ const keyOf = (parent: number, c: Child): string => {
   if (c.path !== undefined) return `p${c.path}`;
   return `d${parent}/${n.tree ?? ''}/${c.name.toString('latin1')}`;
 };
+
+/** A directory's children as Child objects (names are views into the tree's encoding). */
+function childrenOf(t: PackedTree, storePath: string | undefined): Child[] {
+  const out = new Array<Child>(t.length);
+  for (let i = 0; i < t.length; i++) out[i] = { name: t.name(i), node: nodeAt(t, i, storePath) };
+  return out;
+}
 
 const PREFETCH = 8;
 /** A directory's small files read ahead together, at most this many bytes. */
@@ -217,19 +251,21 @@ export class Inodes {
     return this.byKey.get((c.key ??= keyOf(parent, c)));
   }
 
-  /** The node of a tree entry, made if new (as intern, without a Child or a Node when known). */
-  private internEntry(parent: Entry, x: TreeEntry, storePath: string | undefined): Entry {
-    if (x.kind === 'file' || x.kind === 'exe') {
-      const m = this.files[x.kind === 'exe' ? 1 : 0];
-      let e = m.get(x.id!);
+  /** The node of a tree's entry i, made if new (as intern, without a Child or a Node when known). */
+  private internAt(parent: Entry, t: PackedTree, i: number, storePath: string | undefined): Entry {
+    if (t.isFile(i)) {
+      const m = this.files[t.kind(i) === 'exe' ? 1 : 0];
+      const id = t.id(i)!;
+      let e = m.get(id);
       if (!e) {
-        e = { ino: this.next++, node: entryNode(x, storePath), key: '', nlookup: 0, childTimeout: 0 };
+        // The node keeps the key's string (one id string per file node, not two).
+        e = fileEntry(this.next++, m === this.files[1], id, t.size(i), storePath);
         this.byIno.set(e.ino, e);
-        m.set(x.id!, e);
+        m.set(id, e);
       }
       return e;
     }
-    return this.intern(parent, { name: x.name, node: entryNode(x, storePath) });
+    return this.intern(parent, { name: t.name(i), node: nodeAt(t, i, storePath) });
   }
 
   private intern(parent: Entry, c: Child): Entry {
@@ -238,7 +274,7 @@ export class Inodes {
       const m = this.files[n.exe ? 1 : 0];
       let e = m.get(n.id);
       if (!e) {
-        e = { ino: this.next++, node: n, key: '', nlookup: 0, childTimeout: 0 };
+        e = fileEntry(this.next++, n.exe, n.id, n.size, n.storePath);
         this.byIno.set(e.ino, e);
         m.set(n.id, e);
       }
@@ -271,7 +307,7 @@ export class Inodes {
     if (e.ino === this.usrIno || n.type !== 'dir' || !n.tree) return undefined;
     const t = this.o.trees.peek(n.tree);
     if (!t) return undefined;
-    return (e.listing = t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) })));
+    return (e.listing = childrenOf(t.tree, n.storePath));
   }
 
   /** The children of a directory, in order. */
@@ -281,10 +317,10 @@ export class Inodes {
     if (n.tree) {
       if (e.listing && e.ino !== this.usrIno) return e.listing;
       const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
-      const out = t.tree.entries.map((x) => ({ name: x.name, node: entryNode(x, n.storePath) }));
+      const out = childrenOf(t.tree, n.storePath);
       // A listed directory is mostly walked next (find, du, ls -R): its subdirectories' trees
       // are loaded ahead, two levels, instead of one database round trip per step down.
-      this.o.trees.prefetch(t.tree.entries.filter((x) => x.kind === 'dir').slice(0, TREE_AHEAD).map((x) => x.id!), 1);
+      this.o.trees.prefetch(subdirIds(t.tree, TREE_AHEAD), 1);
       if (e.ino !== this.usrIno) e.listing = out;
       return out;
     }
@@ -314,8 +350,8 @@ export class Inodes {
     if (n.type !== 'dir') throw new FsError('ENOTDIR');
     if (n.tree) {
       const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
-      const x = t.byName.get(name);
-      return x ? { name: x.name, node: entryNode(x, n.storePath) } : undefined;
+      const i = t.tree.find(Buffer.from(name, 'latin1'));
+      return i >= 0 ? { name: t.tree.name(i), node: nodeAt(t.tree, i, n.storePath) } : undefined;
     }
     if (n.names || e.path === undefined) return undefined;
     const utf8 = Buffer.from(name, 'latin1').toString('utf8');
@@ -422,7 +458,7 @@ export class Inodes {
     }
     void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
     const pn = this.nodeOf(pe);
-    const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.entries.length ?? 0) : 0;
+    const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.length ?? 0) : 0;
     if (pe.looks >= Math.max(DIR_LOOKS, files / 50)) this.loadDir(pe);
   }
 
@@ -449,7 +485,7 @@ export class Inodes {
     // registration of lib/x86_64-linux-gnu's 1150 entries, whose tree both were waiting for).
     this.o.trees.get(n.tree).then((t) => setImmediate(() => {
       this.register(e);
-      this.registerSubdirs(e, t.tree.entries, n.storePath, depth);
+      this.registerSubdirs(e, t.tree, n.storePath, depth);
     }), () => {});
   }
 
@@ -463,17 +499,18 @@ export class Inodes {
     return this.listings > WALK_LISTINGS ? WALK_DEPTH : 1;
   }
 
-  private registerSubdirs(e: Entry, entries: readonly TreeEntry[], storePath: string | undefined, depth = 1): void {
+  private registerSubdirs(e: Entry, t: PackedTree, storePath: string | undefined, depth = 1): void {
     // A walk lists every subdirectory: all of them (share/doc has 734; the 478 past the first
     // TREE_AHEAD each waited for this thread).
     const width = depth > 1 ? WALK_WIDTH : TREE_AHEAD;
     let k = 0;
-    for (const x of entries) {
-      if (x.kind !== 'dir' || k++ >= width) continue;
-      const ce = this.byKey.get(keyOf(e.ino, { name: x.name, node: entryNode(x, storePath) }));
+    for (let i = 0; i < t.length; i++) {
+      if (!t.isDir(i) || k++ >= width) continue;
+      const node = nodeAt(t, i, storePath) as Node & { type: 'dir' };
+      const ce = this.byKey.get(keyOf(e.ino, { name: t.name(i), node }));
       if (!ce) continue;
-      if (depth > 1) this.o.trees.getAhead(x.id!).then(() => this.dirLooked(ce, depth - 1), () => {});
-      else if (!ce.registered) this.o.trees.getAhead(x.id!).then(() => this.register(ce), () => {});
+      if (depth > 1) this.o.trees.getAhead(node.tree!).then(() => this.dirLooked(ce, depth - 1), () => {});
+      else if (!ce.registered) this.o.trees.getAhead(node.tree!).then(() => this.register(ce), () => {});
     }
   }
 
@@ -491,19 +528,18 @@ export class Inodes {
     if (!t || n.type !== 'dir') return;
     // Straight from the tree (no listing of Child and Node objects: a cold find registers
     // every directory, and what it kept per entry was most of the garbage collector's work).
-    const es = t.tree.entries;
+    const es = t.tree;
     let bytes = 0;
-    for (const x of es) bytes += (24 + x.name.length + 7) & ~7;
+    for (let k = 0; k < es.length; k++) bytes += (24 + es.nameLength(k) + 7) & ~7;
     const out = Buffer.allocUnsafe(bytes);
     let at = 0;
     const kids: Entry[] = new Array<Entry>(es.length);
     for (let k = 0; k < es.length; k++) {
-      const x = es[k]!;
-      const ce = this.internEntry(pe, x, n.storePath);
+      const ce = this.internAt(pe, es, k, n.storePath);
       kids[k] = ce;
       ce.parent ??= pe;
-      if (ce.node.type === 'dir') ce.name ??= x.name;
-      at = packEntry(out, at, ce.ino, ce.node, x.name);
+      if (ce.node.type === 'dir') ce.name ??= es.name(k);
+      at = packAt(out, at, ce.ino, ce.node, es, k);
     }
     const cs = es;
     if (!this.r.names(pe.ino, out, cs.length, pe.childTimeout)) return;
@@ -601,10 +637,13 @@ export class Inodes {
     pe.wholeLoaded = true;
     const files: { id: Id; size: number }[] = [];
     let bytes = 0;
-    for (const x of t.tree.entries) {
-      if ((x.kind !== 'file' && x.kind !== 'exe') || x.size === 0 || x.size > WHOLE_BYTES) continue;
-      if ((bytes += x.size) > DIR_WHOLE_BYTES) break;
-      files.push({ id: x.id!, size: x.size });
+    const es = t.tree;
+    for (let i = 0; i < es.length; i++) {
+      if (!es.isFile(i)) continue;
+      const size = es.size(i);
+      if (size === 0 || size > WHOLE_BYTES) continue;
+      if ((bytes += size) > DIR_WHOLE_BYTES) break;
+      files.push({ id: es.id(i)!, size });
     }
     this.o.chunks.loadWhole(files, this.onWhole);
   }
@@ -786,7 +825,7 @@ export class Inodes {
       if (e.ino === this.usrIno) {
         const n = this.usrNode();
         const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
-        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree.entries, n.storePath, this.aheadDepth());
+        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree, n.storePath, this.aheadDepth());
       } else this.dirLooked(e, this.aheadDepth());
     }).catch((err) => this.fail(slot, 'readdir', ino, err));
   }

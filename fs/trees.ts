@@ -6,28 +6,13 @@ import { isUtf8 } from 'node:buffer';
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import type { Tree, TreeEntry } from '../store/objects.js';
+import { packTree, type PackedTree, type Tree, type TreeEntry } from '../store/objects.js';
 
 export interface IndexedTree {
-  readonly tree: Tree;
-  /** latin1 of the raw name bytes → entry (latin1 is a 1:1 byte mapping). */
-  readonly byName: Map<string, TreeEntry>;
-}
-
-/** A tree whose name index is made on first use: a walk (find, du) loads thousands of trees
- * whose names are then only looked up by the binding (native names), never here; the index
- * was a string and a map slot per entry of every one. */
-class Indexed implements IndexedTree {
-  #byName: Map<string, TreeEntry> | undefined;
-  constructor(readonly tree: Tree) {}
-  get byName(): Map<string, TreeEntry> {
-    if (!this.#byName) {
-      const m = new Map<string, TreeEntry>();
-      for (const e of this.tree.entries) m.set(e.name.toString('latin1'), e);
-      this.#byName = m;
-    }
-    return this.#byName;
-  }
+  /** Packed (store/objects.ts PackedTree): the mount keeps thousands of trees, and entry objects
+   * per name were most of its heap and its garbage collector's work. Names are found by binary
+   * search (entries are sorted by name bytes), without an index. */
+  readonly tree: PackedTree;
 }
 
 /** FUSE hands names as UTF-8-decoded strings; tree names are raw bytes. */
@@ -64,12 +49,25 @@ export function escapedKey(component: string): string | undefined {
   return esc && !isUtf8(bytes) ? bytes.toString('latin1') : undefined;
 }
 
+/** The index of the entry a FUSE name component names in a tree, or -1. */
+export function indexByName(t: IndexedTree, component: string): number {
+  const i = t.tree.find(Buffer.from(component, 'utf8'));
+  if (i >= 0) return i;
+  const k = escapedKey(component);
+  return k === undefined ? -1 : t.tree.find(Buffer.from(k, 'latin1'));
+}
+
 /** The entry a FUSE name component names in a tree. */
 export function entryByName(t: IndexedTree, component: string): TreeEntry | undefined {
-  const e = t.byName.get(nameKey(component));
-  if (e) return e;
-  const k = escapedKey(component);
-  return k === undefined ? undefined : t.byName.get(k);
+  const i = indexByName(t, component);
+  return i < 0 ? undefined : t.tree.entry(i);
+}
+
+/** The tree ids of a tree's first `width` subdirectories. */
+export function subdirIds(t: PackedTree, width: number): Id[] {
+  const out: Id[] = [];
+  for (let i = 0; i < t.length && out.length < width; i++) if (t.isDir(i)) out.push(t.id(i)!);
+  return out;
 }
 
 /** Index reads of trees loaded ahead in flight at once (see getAhead). */
@@ -94,7 +92,7 @@ export class TreeCache {
     for (const id of ids) {
       if (this.map.has(id) || this.inflight.has(id)) continue;
       this.getAhead(id).then((t) => {
-        if (depth > 0) this.prefetch(t.tree.entries.filter((x) => x.kind === 'dir').slice(0, width).map((x) => x.id!), depth - 1, width);
+        if (depth > 0) this.prefetch(subdirIds(t.tree, width), depth - 1, width);
       }, () => {});
     }
   }
@@ -162,8 +160,9 @@ export class TreeCache {
   private async loadMany(ids: readonly Id[]): Promise<Promise<IndexedTree>[]> {
     const r = this.reader;
     const todo = ids.filter((id) => !this.map.has(id) && !this.inflight.has(id));
-    if (r.getTrees && todo.length > 1) {
-      const got = await r.getTrees(todo).catch(() => undefined);
+    const many = r.getTreesPacked ? r.getTreesPacked.bind(r) : r.getTrees ? r.getTrees.bind(r) : undefined;
+    if (many && todo.length > 1) {
+      const got = await many(todo).catch(() => undefined);
       // A batch that failed (a damaged tree) is read again one by one, so each gets its error.
       if (got) todo.forEach((id, i) => void (got[i] && !this.map.has(id) && !this.inflight.has(id) && this.add(id, got[i]!)));
     }
@@ -171,7 +170,7 @@ export class TreeCache {
   }
 
   private add(id: Id, tree: Tree): IndexedTree {
-    const it = new Indexed(tree);
+    const it: IndexedTree = { tree: packTree(tree) };
     this.map.set(id, it);
     if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as Id);
     return it;
@@ -196,7 +195,7 @@ export class TreeCache {
     }
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.reader.getTree(id).then((tree) => {
+      p = (this.reader.getTreePacked ? this.reader.getTreePacked(id) : this.reader.getTree(id)).then((tree) => {
         this.inflight.delete(id);
         if (!tree) throw new MiqError('MIQ_MISSING', `tree ${id} is missing from the store`, { details: { id, kind: 'tree' } });
         return this.add(id, tree);

@@ -13,8 +13,8 @@
 import type { ObjectReader } from '../store/api.js';
 import { FsError } from './errno.js';
 import type { Id } from '../store/ids.js';
-import type { TreeEntry } from '../store/objects.js';
-import { displayName, entryByName, TreeCache } from './trees.js';
+import type { PackedTree, TreeEntry } from '../store/objects.js';
+import { displayName, indexByName, TreeCache } from './trees.js';
 
 export type Node =
   | { readonly type: 'dir'; readonly tree?: Id; readonly names?: readonly string[]; readonly size: number; readonly storePath?: string }
@@ -46,6 +46,14 @@ export function entryNode(e: TreeEntry, storePath: string | undefined): Node {
   return { type: 'file', exe: e.kind === 'exe', id: e.id!, size: e.size, storePath };
 }
 
+/** entryNode of a packed tree's entry i, without the entry. */
+export function nodeAt(t: PackedTree, i: number, storePath: string | undefined): Node {
+  const k = t.kind(i);
+  if (k === 'dir') return { type: 'dir', tree: t.id(i)!, size: t.size(i), storePath };
+  if (k === 'symlink') return { type: 'symlink', target: t.target(i)!, storePath };
+  return { type: 'file', exe: k === 'exe', id: t.id(i)!, size: t.size(i), storePath };
+}
+
 /** Walks `parts` below a tree. A component under a file or symlink is ENOTDIR (the kernel
  * resolves symlinks itself, one component at a time). */
 export async function walk(trees: TreeCache, root: Id, size: number, parts: readonly string[], storePath: string | undefined): Promise<Node | undefined> {
@@ -53,9 +61,9 @@ export async function walk(trees: TreeCache, root: Id, size: number, parts: read
   for (const p of parts) {
     if (node.type !== 'dir') throw new FsError('ENOTDIR');
     const t = await trees.get(node.tree!);
-    const e = entryByName(t, p);
-    if (!e) return undefined;
-    node = entryNode(e, storePath);
+    const i = indexByName(t, p);
+    if (i < 0) return undefined;
+    node = nodeAt(t.tree, i, storePath);
   }
   return node;
 }
@@ -64,15 +72,22 @@ export function listCachedTree(trees: TreeCache, node: Node & { type: 'dir' }): 
   if (!node.tree) return undefined;
   const t = trees.peek(node.tree);
   if (!t) return undefined;
-  const es = t.tree.entries;
-  return { names: es.map((e) => displayName(e.name)), nodes: es.map((e) => entryNode(e, node.storePath)) };
+  return listingOf(t.tree, node.storePath);
+}
+
+function listingOf(t: PackedTree, storePath: string | undefined): Listing {
+  const names: string[] = [], nodes: Node[] = [];
+  for (let i = 0; i < t.length; i++) {
+    names.push(displayName(t.name(i)));
+    nodes.push(nodeAt(t, i, storePath));
+  }
+  return { names, nodes };
 }
 
 export async function listTree(trees: TreeCache, node: Node & { type: 'dir' }): Promise<Listing> {
   if (node.names) return { names: [...node.names] };
   if (!node.tree) return { names: [] };
-  const es = (await trees.get(node.tree)).tree.entries;
-  return { names: es.map((e) => displayName(e.name)), nodes: es.map((e) => entryNode(e, node.storePath)) };
+  return listingOf((await trees.get(node.tree)).tree, node.storePath);
 }
 
 /** What the main view needs to know about profiles (injected: store/profiles.ts in the daemon). */
@@ -173,7 +188,8 @@ export function mainView(reader: ObjectReader, profiles: ProfileSource, trees: T
     let size = rootSizes.get(g.tree);
     if (size === undefined) {
       const t = await trees.get(g.tree);
-      size = t.tree.entries.reduce((s, e) => s + (e.kind === 'symlink' ? 0 : e.size), 0);
+      size = 0;
+      for (let i = 0; i < t.tree.length; i++) if (t.tree.kind(i) !== 'symlink') size += t.tree.size(i);
       rootSizes.set(g.tree, size);
     }
     return walk(trees, g.tree, size, rest, g.env);

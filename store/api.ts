@@ -4,7 +4,7 @@
  */
 import { MiqError } from './errors.js';
 import type { Id } from './ids.js';
-import type { FileRecord, StorePathRecord, Tree, TreeEntry } from './objects.js';
+import type { FileRecord, PackedTree, StorePathRecord, Tree, TreeEntry } from './objects.js';
 
 /** Read-only chunk bodies. `get` resolves to undefined when absent and throws MIQ_CORRUPT when
  * the bytes do not hash to `id`: a caller never sees unverified bytes. */
@@ -122,6 +122,9 @@ export interface ObjectReader {
   getTree(id: Id): Promise<Tree | undefined>;
   /** Optional: several trees in one index read (same answers as getTree, in order). */
   getTrees?(ids: readonly Id[]): Promise<(Tree | undefined)[]>;
+  /** Optional: getTree/getTrees in packed form (the mount keeps thousands of trees). */
+  getTreePacked?(id: Id): Promise<PackedTree | undefined>;
+  getTreesPacked?(ids: readonly Id[]): Promise<(PackedTree | undefined)[]>;
   getStorePath(path: string): Promise<StorePathRecord | undefined>;
   listStorePaths(): Promise<StorePathRecord[]>;
   /** Bytes [offset, offset+length) of a file, verified chunk by chunk; short at EOF. */

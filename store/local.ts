@@ -15,7 +15,7 @@ import { type Id, idOf } from './ids.js';
 import { K_FORMAT, ROOT_PREFIX, kChunk, kFile, kMeta, kPath, kTree, range } from './keys.js';
 import { ByteLru, Mutex } from './lru.js';
 import type { Db, LocalParts } from './local-parts.js';
-import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileIndexRecord, encodeStorePath, encodeTree, parseStorePath, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, decodeTreePacked, encodeFileIndexRecord, encodeStorePath, encodeTree, parseStorePath, treeId, type FileRecord, type PackedTree, type StorePathRecord, type Tree, type TreeEntry } from './objects.js';
 import { destroyPool } from './pool.js';
 import { PackReader, PackWriter, decodeLocation, encodeLocation, packFileName, type ChunkLocation } from './pack.js';
 import { mkdirp } from './mkdirp.js';
@@ -285,6 +285,16 @@ export class LocalStore implements Store, PruneStore, WriteStore {
   async getTrees(ids: readonly Id[]): Promise<(Tree | undefined)[]> {
     const vs = await this.#db.getMany(ids.map(kTree));
     return vs.map((v, i) => (v === undefined ? undefined : decodeTree(v, ids[i])));
+  }
+
+  async getTreePacked(id: Id): Promise<PackedTree | undefined> {
+    const v = await this.#db.get(kTree(id));
+    return v === undefined ? undefined : decodeTreePacked(v, id);
+  }
+
+  async getTreesPacked(ids: readonly Id[]): Promise<(PackedTree | undefined)[]> {
+    const vs = await this.#db.getMany(ids.map(kTree));
+    return vs.map((v, i) => (v === undefined ? undefined : decodeTreePacked(v, ids[i])));
   }
 
   async getStorePath(path: string): Promise<StorePathRecord | undefined> {

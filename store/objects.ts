@@ -134,36 +134,154 @@ export function encodeTree(entries: readonly TreeEntry[]): Buffer {
 }
 
 export function decodeTree(buf: Buffer, expect?: Id): Tree {
+  return { entries: decodeTreePacked(buf, expect).entries };
+}
+
+/**
+ * A decoded tree kept as its canonical encoding plus where each entry starts; an entry's name,
+ * id and target are made only when asked. The mount decodes every tree a walk lists and keeps
+ * them: as TreeEntry objects (a Buffer name and a 64-character hex id each) a cold `find` of
+ * 74k entries held ~50 MB, nearly all of it surviving the young generation (issue 11, notes
+ * §14-15). Validated as decodeTree validates, when it is made.
+ */
+export class PackedTree implements Tree {
+  /** `bytes`: the encoding, owned by this tree; `at[i]`: offset of entry i's kind byte. */
+  constructor(readonly bytes: Buffer, private readonly at: Uint32Array) {}
+
+  get length(): number {
+    return this.at.length;
+  }
+
+  kind(i: number): EntryKind {
+    return CODE_KIND[this.bytes[this.at[i]!]!]!;
+  }
+
+  /** file or exe. */
+  isFile(i: number): boolean {
+    const k = this.bytes[this.at[i]!]!;
+    return k === 1 || k === 2;
+  }
+
+  isDir(i: number): boolean {
+    return this.bytes[this.at[i]!] === 4;
+  }
+
+  nameLength(i: number): number {
+    return this.bytes.readUInt16BE(this.at[i]! + 1);
+  }
+
+  /** The name's bytes: a view into the tree's encoding (never written to). */
+  name(i: number): Buffer {
+    const o = this.at[i]! + 3;
+    return this.bytes.subarray(o, o + this.bytes.readUInt16BE(o - 2));
+  }
+
+  /** Copies entry i's name into `out` at `to`; returns its length. */
+  copyName(i: number, out: Buffer, to: number): number {
+    const o = this.at[i]! + 3, b = this.bytes;
+    const n = b.readUInt16BE(o - 2);
+    // By hand: Buffer#copy makes a Uint8Array view per call (names are short; a cold find
+    // copies 74k of them).
+    for (let j = 0; j < n; j++) out[to + j] = b[o + j]!;
+    return n;
+  }
+
+  size(i: number): number {
+    const o = this.at[i]! + 3 + this.nameLength(i);
+    const hi = this.bytes.readUInt32BE(o), lo = this.bytes.readUInt32BE(o + 4);
+    // Below 4 GiB without the multiplication, whose result V8 keeps as a boxed double in every
+    // node that stores it (65k heap numbers in a cold find's heap).
+    return hi === 0 ? lo : hi * 0x100000000 + lo;
+  }
+
+  /** file/exe: file id; dir: tree id; symlink: undefined. */
+  id(i: number): Id | undefined {
+    const o = this.at[i]!;
+    if (this.bytes[o] === 3) return undefined;
+    const p = o + 11 + this.bytes.readUInt16BE(o + 1);
+    return this.bytes.toString('hex', p, p + 32) as Id;
+  }
+
+  /** symlink: the target's bytes (a view into the encoding). */
+  target(i: number): Buffer | undefined {
+    const o = this.at[i]!;
+    if (this.bytes[o] !== 3) return undefined;
+    const p = o + 11 + this.bytes.readUInt16BE(o + 1);
+    return this.bytes.subarray(p + 2, p + 2 + this.bytes.readUInt16BE(p));
+  }
+
+  /** Entry i as decodeTree gives it (own copies of the name and target). */
+  entry(i: number): TreeEntry {
+    const name = Buffer.from(this.name(i));
+    const kind = this.kind(i), size = this.size(i);
+    if (kind === 'symlink') return { name, kind, size, target: Buffer.from(this.target(i)!) };
+    return { name, kind, size, id: this.id(i)! };
+  }
+
+  /** Every entry as decodeTree gives them (made on each call). */
+  get entries(): TreeEntry[] {
+    const out = new Array<TreeEntry>(this.at.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.entry(i);
+    return out;
+  }
+
+  /** The index of the entry named `name` (raw bytes), or -1: entries are sorted by name bytes. */
+  find(name: Buffer): number {
+    let lo = 0, hi = this.at.length - 1;
+    const b = this.bytes;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const o = this.at[mid]! + 3;
+      const c = b.compare(name, 0, name.length, o, o + b.readUInt16BE(o - 2));
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+}
+
+/** Decodes and validates a tree into its packed form (see PackedTree); `buf` is not kept (a copy is,
+ * unless `buf` is a buffer of its own). */
+export function decodeTreePacked(buf: Buffer, expect?: Id): PackedTree {
   if (expect !== undefined && idOf(buf) !== expect) throw new MiqError('MIQ_CORRUPT', `tree ${expect} does not match its hash`, { details: { id: expect } });
   const fail = (why: string): never => { throw new MiqError('MIQ_CORRUPT', `tree ${expect ?? '?'} is malformed: ${why}`); };
   if (buf.length < 12 || !buf.subarray(0, 8).equals(TREE_MAGIC)) fail('bad magic (written by a newer miq?)');
   let o = 8;
   const n = buf.readUInt32BE(o); o += 4;
-  const entries: TreeEntry[] = [];
-  let prev: Buffer | undefined;
+  // Each entry takes at least 12 bytes: a count beyond that is a damaged tree, not an allocation.
+  if (n > (buf.length - 12) / 12) fail('truncated');
+  const at = new Uint32Array(n);
+  let prev = -1, prevLen = 0;
   for (let i = 0; i < n; i++) {
     if (o + 3 > buf.length) fail('truncated');
+    at[i] = o;
     const kind = CODE_KIND[buf[o++]!];
     if (!kind) fail('unknown kind');
     const nl = buf.readUInt16BE(o); o += 2;
     if (o + nl > buf.length) fail('truncated');
-    // A copy (the tree may outlive `buf`), made without an intermediate view: the mount decodes
-    // every tree a walk lists, and Buffer objects per entry were a third of that.
-    const name = Buffer.allocUnsafe(nl);
-    buf.copy(name, 0, o, o + nl); o += nl;
-    if (prev && compareBytes(prev, name) >= 0) fail('entries not sorted');
-    prev = name;
-    const size = readU64(buf, o); o += 8;
+    if (prev >= 0 && buf.compare(buf, o, o + nl, prev, prev + prevLen) >= 0) fail('entries not sorted');
+    prev = o; prevLen = nl;
+    o += nl;
+    if (o + 8 > buf.length) fail('truncated');
+    o += 8;
     if (kind === 'symlink') {
-      const tl = buf.readUInt16BE(o); o += 2;
-      entries.push({ name, kind, size, target: Buffer.from(buf.subarray(o, o + tl)) }); o += tl;
+      if (o + 2 > buf.length) fail('truncated');
+      const tl = buf.readUInt16BE(o); o += 2 + tl;
+      if (o > buf.length) fail('truncated');
     } else {
       if (o + 32 > buf.length) fail('truncated');
-      entries.push({ name, kind: kind!, size, id: buf.toString('hex', o, o + 32) as Id }); o += 32;
+      o += 32;
     }
   }
   if (o !== buf.length) fail('trailing bytes');
-  return { entries };
+  const own = buf.byteOffset === 0 && buf.buffer.byteLength === buf.length ? buf : Buffer.from(buf);
+  return new PackedTree(own, at);
+}
+
+/** The packed form of a tree decoded some other way. */
+export function packTree(t: Tree): PackedTree {
+  return t instanceof PackedTree ? t : decodeTreePacked(encodeTree(t.entries));
 }
 
 export function encodeFileRecord(f: FileRecord): Buffer {

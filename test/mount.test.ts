@@ -337,6 +337,46 @@ describe('corruption and crashes', () => {
     }
   });
 
+  it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async () => {
+    // Trees are read ahead in batches and kept packed (fs/trees.ts): a batch holding a damaged
+    // tree is read again one by one, so only that directory fails.
+    const b = await tmp();
+    const logs: string[] = [];
+    let s: Store | undefined, m: MountHandle | undefined;
+    try {
+      await fixtureTree(join(b, 'src'), 3);
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+      const rec = await s.getStorePath(p);
+      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+      const doc = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'doc')!;
+      await s.close();
+      const { ClassicLevel } = await import('classic-level');
+      const { kTree } = await import('../store/keys.js');
+      const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      const v = await db.get(kTree(doc.id! as Id));
+      const at = v!.indexOf('README');
+      assert.ok(at > 0);
+      v![at] ^= 1;
+      await db.put(kTree(doc.id! as Id), v!);
+      await db.close();
+      s = await openStore(join(b, 'store'));
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      const d = `${b}/mnt/store/${p}`;
+      const r = await sh(`LC_ALL=C ls ${d}/share/doc; echo rc=$?; LC_ALL=C cat ${d}/share/doc/README; echo rc=$?; ls ${d}/share; cat ${d}/bin/hello; LC_ALL=C find ${d} > ${b}/found; echo rc=$?`);
+      assert.match(r.stderr, /doc.*Input\/output error/);
+      assert.equal(r.stdout, 'rc=2\nrc=1\nbig.bin\ndoc\n#!/bin/sh\necho hello 3\nrc=1\n', r.stderr);
+      const found = (await sh(`sed 's|^${d}||' ${b}/found | sort`)).stdout.split('\n');
+      assert.ok(found.includes('/bin/hello') && found.includes('/share/doc') && !found.includes('/share/doc/README'), found.join(' '));
+      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(doc.id!)), logs.join('\n'));
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+
   it('a damaged small file is never handed to the kernel: EIO on every read, its neighbours read whole', async () => {
     // Small files are read whole with their directory (fs/inodes.ts loadDir: one pread for
     // neighbours in a pack, decoded on the pool) and handed to the addon, which answers their

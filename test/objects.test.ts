@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { idOf } from '../store/ids.js';
 import { kChunk, kFile, kMeta, kPath, kTree, K_FORMAT } from '../store/keys.js';
-import { decodeFileRecord, decodeStorePath, decodeTree, encodeFileIndexRecord, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, storePathName, type StorePathRecord, type TreeEntry } from '../store/objects.js';
+import { decodeFileRecord, decodeStorePath, decodeTree, decodeTreePacked, encodeFileIndexRecord, encodeFileRecord, encodeStorePath, encodeTree, parseStorePath, storePathName, type StorePathRecord, type TreeEntry } from '../store/objects.js';
 import { decodeLocation, encodeLocation } from '../store/pack.js';
 import { isMiqError } from '../store/errors.js';
 
@@ -38,6 +38,47 @@ test('tree decoding refuses damage and bad input is refused on encode', () => {
   for (const bad of ['a/b', '.', '..', '']) {
     assert.throws(() => encodeTree([{ name: Buffer.from(bad), kind: 'file', size: 0, id: A }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
   }
+});
+
+test('a packed tree (the mount\'s form) reads what decodeTree reads, finds names by bytes, and refuses the same damage', () => {
+  const big = { name: Buffer.from('huge'), kind: 'file' as const, size: 5 * 2 ** 32 + 7, id: A };
+  const bytes = encodeTree([...entries, big]);
+  const id = idOf(bytes);
+  const plain = decodeTree(bytes, id);
+  // Decoded from a view into a larger buffer that is then overwritten: the tree keeps its own copy.
+  const host = Buffer.concat([Buffer.from('xx'), bytes]);
+  const t = decodeTreePacked(host.subarray(2), id);
+  host.fill(0);
+  assert.equal(t.length, 5);
+  assert.deepEqual(t.entries, plain.entries);
+  for (let i = 0; i < t.length; i++) {
+    const e = plain.entries[i]!;
+    assert.deepEqual([t.name(i), t.kind(i), t.size(i), t.id(i), t.target(i)], [e.name, e.kind, e.size, e.id, e.target]);
+    assert.equal(t.isDir(i), e.kind === 'dir');
+    assert.equal(t.isFile(i), e.kind === 'file' || e.kind === 'exe');
+    assert.equal(t.find(e.name), i, `find ${e.name.toString('hex')}`);
+  }
+  assert.equal(t.size(t.find(Buffer.from('huge'))), 5 * 2 ** 32 + 7);
+  for (const miss of ['', 'a', 'bim', 'bio', 'zz', 'lin', 'linkk']) assert.equal(t.find(Buffer.from(miss)), -1, miss);
+  assert.equal(t.find(Buffer.from([0xff, 0xfe])), -1);
+  const out = Buffer.alloc(8);
+  assert.equal(t.copyName(t.find(Buffer.from('zeta')), out, 1), 4);
+  assert.equal(out.toString('latin1', 1, 5), 'zeta');
+
+  const isCorrupt = (e: unknown): boolean => isMiqError(e, 'MIQ_CORRUPT');
+  const flipped = Buffer.from(bytes);
+  flipped[40] ^= 1;
+  assert.throws(() => decodeTreePacked(flipped, id), isCorrupt);
+  assert.throws(() => decodeTreePacked(bytes.subarray(0, bytes.length - 1)), isCorrupt, 'truncated');
+  assert.throws(() => decodeTreePacked(Buffer.concat([bytes, Buffer.from([0])])), isCorrupt, 'trailing bytes');
+  const huge = Buffer.from(bytes);
+  huge.writeUInt32BE(0xffffffff, 8);
+  assert.throws(() => decodeTreePacked(huge), isCorrupt, 'an impossible count');
+  // Two entries swapped (names out of order), the hash not checked: still refused.
+  const one = encodeTree([entries[0]!]), two = encodeTree([entries[1]!]);
+  const swapped = Buffer.concat([one.subarray(0, 8), Buffer.from([0, 0, 0, 2]), one.subarray(12), two.subarray(12)]);
+  assert.throws(() => decodeTreePacked(swapped), (e: unknown) => isCorrupt(e) && /not sorted/.test((e as Error).message));
+  assert.equal(decodeTreePacked(Buffer.concat([two.subarray(0, 8), Buffer.from([0, 0, 0, 2]), two.subarray(12), one.subarray(12)])).length, 2);
 });
 
 test('file record encoding is pinned (golden) and checks its sizes', () => {
