@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
-import { packTree, type PackedTree, type Tree, type TreeEntry } from '../store/objects.js';
+import { packTree, type PackedTree, type Tree } from '../store/objects.js';
 
 export interface IndexedTree {
   /** Packed (store/objects.ts PackedTree): the mount keeps thousands of trees, and entry objects
@@ -14,9 +14,6 @@ export interface IndexedTree {
    * search (entries are sorted by name bytes), without an index. */
   readonly tree: PackedTree;
 }
-
-/** FUSE hands names as UTF-8-decoded strings; tree names are raw bytes. */
-export const nameKey = (component: string): string => Buffer.from(component, 'utf8').toString('latin1');
 
 /**
  * fuse-native passes names (and symlink targets) between the kernel and JS as UTF-8 strings, so
@@ -57,12 +54,6 @@ export function indexByName(t: IndexedTree, component: string): number {
   return k === undefined ? -1 : t.tree.find(Buffer.from(k, 'latin1'));
 }
 
-/** The entry a FUSE name component names in a tree. */
-export function entryByName(t: IndexedTree, component: string): TreeEntry | undefined {
-  const i = indexByName(t, component);
-  return i < 0 ? undefined : t.tree.entry(i);
-}
-
 /** The tree ids of a tree's first `width` subdirectories. */
 export function subdirIds(t: PackedTree, width: number): Id[] {
   const out: Id[] = [];
@@ -72,7 +63,7 @@ export function subdirIds(t: PackedTree, width: number): Id[] {
 
 /** Index reads of trees loaded ahead in flight at once (see getAhead). */
 const AHEAD_LOADS = 2;
-/** Trees loaded ahead in one index read (getTrees). */
+/** Trees loaded ahead in one index read (getTreesPacked). */
 const AHEAD_BATCH = 64;
 
 export class TreeCache {
@@ -160,9 +151,8 @@ export class TreeCache {
   private async loadMany(ids: readonly Id[]): Promise<Promise<IndexedTree>[]> {
     const r = this.reader;
     const todo = ids.filter((id) => !this.map.has(id) && !this.inflight.has(id));
-    const many = r.getTreesPacked ? r.getTreesPacked.bind(r) : r.getTrees ? r.getTrees.bind(r) : undefined;
-    if (many && todo.length > 1) {
-      const got = await many(todo).catch(() => undefined);
+    if (r.getTreesPacked && todo.length > 1) {
+      const got = await r.getTreesPacked(todo).catch(() => undefined);
       // A batch that failed (a damaged tree) is read again one by one, so each gets its error.
       if (got) todo.forEach((id, i) => void (got[i] && !this.map.has(id) && !this.inflight.has(id) && this.add(id, got[i]!)));
     }

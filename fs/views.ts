@@ -13,7 +13,7 @@
 import type { ObjectReader } from '../store/api.js';
 import { FsError } from './errno.js';
 import type { Id } from '../store/ids.js';
-import type { PackedTree, TreeEntry } from '../store/objects.js';
+import type { PackedTree } from '../store/objects.js';
 import { displayName, indexByName, TreeCache } from './trees.js';
 
 export type Node =
@@ -40,13 +40,7 @@ export function splitPath(path: string): string[] {
   return path.split('/').filter((p) => p.length > 0);
 }
 
-export function entryNode(e: TreeEntry, storePath: string | undefined): Node {
-  if (e.kind === 'dir') return { type: 'dir', tree: e.id!, size: e.size, storePath };
-  if (e.kind === 'symlink') return { type: 'symlink', target: e.target!, storePath };
-  return { type: 'file', exe: e.kind === 'exe', id: e.id!, size: e.size, storePath };
-}
-
-/** entryNode of a packed tree's entry i, without the entry. */
+/** The node of a packed tree's entry i. */
 export function nodeAt(t: PackedTree, i: number, storePath: string | undefined): Node {
   const k = t.kind(i);
   if (k === 'dir') return { type: 'dir', tree: t.id(i)!, size: t.size(i), storePath };

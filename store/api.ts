@@ -120,10 +120,9 @@ export interface PruneStore extends ObjectReader, MetaStore {
 export interface ObjectReader {
   getFile(id: Id): Promise<FileRecord | undefined>;
   getTree(id: Id): Promise<Tree | undefined>;
-  /** Optional: several trees in one index read (same answers as getTree, in order). */
-  getTrees?(ids: readonly Id[]): Promise<(Tree | undefined)[]>;
-  /** Optional: getTree/getTrees in packed form (the mount keeps thousands of trees). */
+  /** Optional: getTree in packed form (the mount keeps thousands of trees). */
   getTreePacked?(id: Id): Promise<PackedTree | undefined>;
+  /** Optional: several packed trees in one index read (same answers as getTreePacked, in order). */
   getTreesPacked?(ids: readonly Id[]): Promise<(PackedTree | undefined)[]>;
   getStorePath(path: string): Promise<StorePathRecord | undefined>;
   listStorePaths(): Promise<StorePathRecord[]>;

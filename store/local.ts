@@ -280,18 +280,13 @@ export class LocalStore implements Store, PruneStore, WriteStore {
     return v === undefined ? undefined : decodeTree(v, id);
   }
 
-  /** Several trees in one index read (the mount loads a listed directory's subdirectories
-   * together: one pool job instead of one per tree). */
-  async getTrees(ids: readonly Id[]): Promise<(Tree | undefined)[]> {
-    const vs = await this.#db.getMany(ids.map(kTree));
-    return vs.map((v, i) => (v === undefined ? undefined : decodeTree(v, ids[i])));
-  }
-
   async getTreePacked(id: Id): Promise<PackedTree | undefined> {
     const v = await this.#db.get(kTree(id));
     return v === undefined ? undefined : decodeTreePacked(v, id);
   }
 
+  /** Several trees in one index read (the mount loads a listed directory's subdirectories
+   * together: one pool job instead of one per tree). */
   async getTreesPacked(ids: readonly Id[]): Promise<(PackedTree | undefined)[]> {
     const vs = await this.#db.getMany(ids.map(kTree));
     return vs.map((v, i) => (v === undefined ? undefined : decodeTreePacked(v, ids[i])));
