@@ -44,7 +44,8 @@ export type WorkerTask =
   | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: Int32Array; spare?: ArrayBuffer[] }
   | { type: 'hash'; files: ScanFile[] }
   | { type: 'compress'; items: CompressItem[]; packDir?: string; bases?: BaseChunk[]; spare?: ArrayBuffer[] }
-  | { type: 'walk'; root: string; port: MessagePort };
+  | { type: 'walk'; root: string; port: MessagePort }
+  | { type: 'warm' };
 
 /** Where an old chunk that a delta is tried against lies in the store's packs. The worker reads
  * and decodes it itself (and its own references, for a chain), so dictionaries never cross the
@@ -94,6 +95,7 @@ export type WorkerResult =
   | { type: 'hashed'; files: HashedFile[] }
   | { type: 'compressed'; items: CompressedItem[] }
   | { type: 'walked' }
+  | { type: 'warmed' }
   | { type: 'error'; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 /**
@@ -597,6 +599,7 @@ export default function run(task: WorkerTask): WorkerResult | Promise<WorkerResu
   arena = new Arena();
   try {
     if (task.type === 'walk') return walkToPort(task.root, task.port).then(() => ({ type: 'walked' }));
+    if (task.type === 'warm') return { type: 'warmed' };
     return handOver(runTask(task));
   } catch (e) {
     arena = new Arena();
@@ -604,7 +607,7 @@ export default function run(task: WorkerTask): WorkerResult | Promise<WorkerResu
   }
 }
 
-function runTask(task: Exclude<WorkerTask, { type: 'walk' }>): WorkerResult {
+function runTask(task: Exclude<WorkerTask, { type: 'walk' } | { type: 'warm' }>): WorkerResult {
   switch (task.type) {
     case 'scan': {
       let sink: ScanSink | undefined;

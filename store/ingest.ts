@@ -2,8 +2,9 @@
  * The ingest pipeline (DESIGN §5). Main thread: walk, schedule, ask the index which chunks are
  * new, append to packs, write the index in batches. Workers: read, chunk, hash; then compress only
  * the new chunks. Commit order makes a crash harmless: pack bytes are synced before the index
- * batch that names them; file records, trees, the store path record and its root go in one final
- * atomic batch after every chunk they name is indexed.
+ * batch that names them; a file record goes in the batch of its last chunk's entry or a later
+ * one (recordEarly; the rest at the commit); trees, the store path record and its root go in one
+ * final atomic batch after every file and chunk they name is indexed.
  *
  * The steps live in their own modules: scheduling (ingest-schedule.ts), delta bases
  * (ingest-delta.ts), pack and index writes (ingest-index.ts), trees and references
@@ -25,7 +26,7 @@ import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRe
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
-import { ingestPool, poolThreads } from './pool.js';
+import { ingestPool, poolThreads, warmPool } from './pool.js';
 import { walkInPool, type FileNode, type WalkResult } from './walk.js';
 
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
@@ -60,6 +61,7 @@ export function defaultName(dir: string): string {
 
 export async function ingestTree(store: LocalParts, dirArg: string, opts: IngestOptions): Promise<IngestResult> {
   const dir = resolve(dirArg);
+  warmPool();
   let st;
   try {
     st = await stat(dir);
@@ -100,6 +102,13 @@ class IngestRun {
   private filesSeen = 0;
   private bytesSeen = 0;
   private readonly seen = new Set<string>();
+  /** Chunks this ingest will store whose index entries are not yet queued (their append's
+   * `queued` has not run): a file record naming one must wait (see recordEarly). */
+  private readonly unindexed = new Set<string>();
+  /** File ids whose record (and references) went into the index during the scan. */
+  private readonly recorded = new Set<string>();
+  /** Files whose stat-cache entry went into the index during the scan. */
+  private readonly statWritten = new Set<FileNode>();
   private readonly newFiles = new Map<string, FileRecord>();
   private readonly fileRefs = new Map<string, string[]>();
   private readonly refCandidates = new Set<string>();
@@ -160,11 +169,12 @@ class IngestRun {
     this.mark('flush');
     const r = await this.commit(this.walked!);
     this.mark('commit');
-    if (TRACE) process.stderr.write(`miq-ingest-trace ${JSON.stringify({ ...this.trace, resultMs: Math.round(this.resultMs), taskCount: this.taskCount })}\n`);
+    if (TRACE) process.stderr.write(`miq-ingest-trace ${JSON.stringify({ ...this.trace, resultMs: Math.round(this.resultMs), taskCount: this.taskCount, commitOps: this.commitOps, t0: Math.round(this.t0) })}\n`);
     return r;
   }
 
   private resultMs = 0;
+  private commitOps = 0;
   private taskCount = 0;
 
   private progress(force = false): void {
@@ -278,6 +288,7 @@ class IngestRun {
       }
       const res = await ingestPool().run(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
+      if (TRACE && this.taskCount === 0) this.mark('first');
       this.taskCount++;
       if (res.type === 'error') throw MiqError.fromJSON(res.error as never);
       if (res.type === 'scanned') await this.onScanned(files!, res.files, res.bodies ?? []);
@@ -385,10 +396,50 @@ class IngestRun {
       ask.forEach((id, i) => { if (have[i] !== undefined) this.seen.add(id); });
     }
     const direct = await this.planCompress(need, bodies);
-    if (direct.length > 0) await this.index.append(direct);
+    const queued = (): void => {
+      this.indexed(direct);
+      this.recordEarly(need, ok);
+    };
+    if (direct.length > 0) await this.index.append(direct, queued);
+    else queued();
     this.recycle(direct);
     for (const { f } of ok) this.markDone(f);
     this.progress();
+  }
+
+  /** Chunks whose index entries are now queued in the IndexWriter. */
+  private indexed(items: readonly CompressedItem[]): void {
+    for (const it of items) {
+      if (it.members) for (const m of it.members) this.unindexed.delete(m.id);
+      else this.unindexed.delete(it.id);
+    }
+  }
+
+  /**
+   * File records (and references) of `need` whose chunks' entries are all queued go into the
+   * index now, behind those entries (IndexWriter.put); the others wait for the commit, as all did
+   * before. So do the stat-cache entries of `ok`'s files whose content this ingest stores. A
+   * record written here and then orphaned by a crash or a failed ingest names only indexed chunks
+   * (gc collects it); a stat entry checks its file record before it is trusted (lookupStats).
+   */
+  private recordEarly(need: { f: FileNode; r: Scanned }[], ok: { f: FileNode; r: Scanned }[]): void {
+    for (const { r } of need) {
+      if (this.recorded.has(r.id) || r.chunks.some((c) => this.unindexed.has(c.id))) continue;
+      const rec = this.newFiles.get(r.id);
+      if (!rec) continue;
+      this.recorded.add(r.id);
+      const key = kFile(r.id);
+      this.index.put(key, encodeFileIndexRecord(rec), true);
+      const refs = this.fileRefs.get(r.id);
+      if (refs) this.index.put(kRefs(r.id), Buffer.from(refs.join('\n'), 'latin1'), true);
+    }
+    if (!STAT_CACHE_ON) return;
+    for (const { f } of ok) {
+      if (f.id !== undefined && !f.statHit && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) {
+        this.index.put(statKey(f.stat), encodeStatEntry(f.stat, f.id), false);
+        this.statWritten.add(f);
+      }
+    }
   }
 
   /** Queues compress tasks for the new chunks of `need`; returns the chunks the scan already
@@ -419,6 +470,7 @@ class IngestRun {
       for (const c of r.chunks) {
         if (!this.seen.has(c.id)) {
           this.seen.add(c.id);
+          this.unindexed.add(c.id);
           const done = ready.get(c.id);
           if (done) {
             if ('frame' in done) {
@@ -452,7 +504,7 @@ class IngestRun {
   }
 
   private async onCompressed(res: Extract<WorkerResult, { type: 'compressed' }>): Promise<void> {
-    await this.index.append(res.items);
+    await this.index.append(res.items, () => this.indexed(res.items));
     this.recycle(res.items);
     this.progress();
   }
@@ -461,6 +513,7 @@ class IngestRun {
   private async commit(w: WalkResult): Promise<IngestResult> {
     const { db, opts } = this;
     const treeBytes = buildTrees(w.root);
+    this.mark('trees');
     const rootTree = w.root.id as Id;
     // Every store path record is read only when some bytes held a candidate hash.
     const key = opts.key ?? rootTree;
@@ -470,6 +523,7 @@ class IngestRun {
 
     const ops: { type: 'put'; key: string; value: Buffer }[] = [];
     for (const [id, rec] of this.newFiles) {
+      if (this.recorded.has(id)) continue;
       ops.push({ type: 'put', key: kFile(id), value: encodeFileIndexRecord(rec) });
       const refs = this.fileRefs.get(id);
       if (refs) ops.push({ type: 'put', key: kRefs(id), value: Buffer.from(refs.join('\n'), 'latin1') });
@@ -495,11 +549,14 @@ class IngestRun {
       // Only where this ingest stored the content: a known file at a new inode (a copy, the
       // unchanged files of an unpacked update) is cheap to hash again, and an entry for each
       // cost release N+1 of the full corpus 5% more added bytes.
-      for (const f of w.files) if (f.id !== undefined && !f.statHit && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id) });
+      for (const f of w.files) if (f.id !== undefined && !f.statHit && !this.statWritten.has(f) && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id) });
     }
+    this.mark('ops');
+    this.commitOps = ops.length;
     await db.batch(ops, { sync: true }).catch((e: unknown) => {
       throw isNoSpace(e) ? noSpaceError(e, this.store.dir, 'writing the index') : e;
     });
+    this.mark('batch');
     // LevelDB keeps what was just written in its log, uncompressed, until the next open replays
     // it into a table. After a large ingest do that now: the table is ~10% smaller (7.8 -> 7.0 MB
     // after 422 MB of small files) and the next command opens without a replay. A range holding

@@ -3,11 +3,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { debianPackage, npmRelease } from './helpers/corpus.js';
-import { isCleanError, json, miq, tempDir } from './helpers/cli.js';
+import { ClassicLevel } from 'classic-level';
+import { decodeFileRecord } from '../store/objects.js';
+import { exited, isCleanError, json, miq, spawnMiq, tempDir } from './helpers/cli.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -150,4 +152,61 @@ test('into a new store the scan compresses each chunk once, even when many files
   const out = join(tmp.dir, 'twins-out');
   assert.equal(miq(['--store', join(tmp.dir, 'twins-scan'), 'export', viaScan.path, out]).code, 0);
   execFileSync('diff', ['-r', '--no-dereference', src, out]);
+});
+
+test('file records written during the scan name only indexed chunks, also after a SIGKILL right after an index batch', async () => {
+  // 6000 distinct small files (the first index batch comes at 4096 chunk entries, with the
+  // records of the files whose chunks it holds) and one file big enough for a compress task (its
+  // record waits for the commit), some content twice. Before 2026-12-02 every record waited for
+  // the commit: a kill before it left no record, so this test failed (`orphaned` stayed 0).
+  const src = join(tmp.dir, 'early-src');
+  for (let d = 0; d < 30; d++) {
+    mkdirSync(join(src, `d${d}`), { recursive: true });
+    for (let i = 0; i < 200; i++) writeFileSync(join(src, `d${d}`, `f${i}`), `file ${d}/${i}\n`.repeat(50 + ((d * 200 + i) % 90)));
+  }
+  writeFileSync(join(src, 'twin'), `file 3/7\n`.repeat(50 + ((3 * 200 + 7) % 90)));
+  writeFileSync(join(src, 'big'), Buffer.from(Array.from({ length: 300_000 }, (_, i) => `line ${i * 7919 % 100_003}\n`).join('')));
+  const dir = join(tmp.dir, 'early-store');
+  const db = join(dir, 'db');
+  const check = async (): Promise<{ records: number; paths: number }> => {
+    const l = new ClassicLevel<string, Buffer>(db, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    let records = 0, paths = 0;
+    try {
+      const files: [string, Buffer][] = [];
+      for await (const e of l.iterator({ gte: 'f/', lt: 'f/\xff' })) files.push(e);
+      for await (const _ of l.keys({ gte: 'p/', lt: 'p/\xff' })) paths++;
+      const chunkIds = [...new Set(files.flatMap(([k, v]) => decodeFileRecord(v, k.slice(2) as never).chunks.map((c) => c.id)))];
+      const got = await l.getMany(chunkIds.map((c) => `c/${c}`));
+      chunkIds.forEach((c, i) => assert.notEqual(got[i], undefined, `a file record names chunk ${c}, which the index lacks`));
+      records = files.length;
+    } finally {
+      await l.close();
+    }
+    return { records, paths };
+  };
+  let orphaned = 0;
+  for (let t = 0; t < 5 && orphaned === 0; t++) {
+    const before = existsSync(db) ? await check() : { records: 0, paths: 0 };
+    const child = spawnMiq(['--store', dir, 'ingest', src, '--name', `t${t}`, '--json']);
+    // The kill waits for a condition, not a time: LevelDB's log holding a whole batch (over
+    // 200 kB and no longer growing: a batch cut short by the kill is dropped whole on reopen).
+    const log = (): number => (existsSync(db) ? readdirSync(db).filter((f) => f.endsWith('.log')).reduce((a, f) => a + (statSync(join(db, f), { throwIfNoEntry: false })?.size ?? 0), 0) : 0);
+    const start = log();
+    for (let last = -1, still = 0; child.exitCode === null && still < 3;) {
+      await new Promise((r) => setTimeout(r, 2));
+      const n = log();
+      still = n >= start + 200_000 && n === last ? still + 1 : 0;
+      last = n;
+    }
+    child.kill('SIGKILL');
+    await exited(child);
+    const c = await check();
+    if (c.paths === before.paths && c.records > before.records) orphaned++;
+    miq(['--store', dir, 'gc', '--json']);
+  }
+  assert.ok(orphaned > 0, 'no kill landed between an index batch and the commit');
+  const r = miq(['--store', dir, 'ingest', src, '--name', 'whole', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  await check();
+  assert.equal(miq(['--store', dir, 'verify']).code, 0);
 });

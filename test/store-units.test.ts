@@ -16,6 +16,7 @@ import { type Id, idOf } from '../store/ids.js';
 import { basesFor, deltaRefs, DeltaPlanner, DELTA_MAX_DEPTH, DELTA_MAX_REFS, type Base } from '../store/ingest-delta.js';
 import { ALONE_BYTES, ADAPT_AFTER_BYTES, SMALL_BATCH_FILES, SMALL_BATCH_BYTES, ScanSchedule, takeBatch } from '../store/ingest-schedule.js';
 import { buildTrees, resolveReferences } from '../store/ingest-trees.js';
+import { encodeStatEntry, statEntryFile, statEntryId } from '../store/ingest-statcache.js';
 import type { BaseChunk } from '../store/ingest-worker.js';
 import { ByteLru, Lru, Mutex } from '../store/lru.js';
 import { decodeTree } from '../store/objects.js';
@@ -120,6 +121,31 @@ describe('ingest trees and references', () => {
     const key = 'f'.repeat(64) as Id;
     const refs = resolveReferences(['a'.repeat(32), 'f'.repeat(32), 'c'.repeat(32)], { path: `me-${'f'.repeat(32)}`, key }, [{ path: `lib-${'a'.repeat(32)}` }]);
     assert.deepEqual(refs, [`lib-${'a'.repeat(32)}`, `me-${'f'.repeat(32)}`]);
+  });
+});
+
+describe('ingest stat cache entries', () => {
+  it('an entry matches its stat only: any change of dev, ino, size, mtime or ctime misses', () => {
+    const id = idOf(Buffer.from('x'));
+    const st = { dev: 2049, ino: 1234567, size: 4096, mode: 0o100644, mtimeMs: 1764700000123.4567, ctimeMs: 1764700000456.789 };
+    const v = encodeStatEntry(st, id);
+    assert.equal(v.length, 40);
+    assert.equal(statEntryId(v, st), id);
+    assert.equal(statEntryFile(v), id);
+    assert.equal(statEntryId(v.subarray(0, 39), st), undefined, 'a short value is no entry');
+    // Neighbouring values of each field (the changes a file really sees) never match.
+    let tried = 0;
+    for (let d = 1; d <= 2000; d++) {
+      for (const ch of [{ dev: st.dev + d }, { ino: st.ino + d }, { ino: st.ino - d }, { size: st.size + d }, { size: st.size - d }, { mtimeMs: st.mtimeMs + d / 1e3 }, { mtimeMs: st.mtimeMs + d }, { ctimeMs: st.ctimeMs + d / 1e3 }, { ctimeMs: st.ctimeMs + d * 1000 }]) {
+        assert.equal(statEntryId(v, { ...st, ...ch }), undefined, JSON.stringify(ch));
+        tried++;
+      }
+    }
+    assert.equal(tried, 18000);
+    // And 64 bits are spread: 50k inodes of one directory give 50k different fingerprints.
+    const seen = new Set<string>();
+    for (let i = 0; i < 50_000; i++) seen.add(encodeStatEntry({ ...st, ino: st.ino + i }, id).toString('hex', 0, 8));
+    assert.equal(seen.size, 50_000);
   });
 });
 
