@@ -7,7 +7,8 @@
 # SPEC: `plain` (the bench tree on ext4), or a worktree with a built miq (dist/ and the addon),
 # optionally with environment for its mount: WT@MIQ_MOUNT_THREADS=1,MIQ_MOUNT_NOTIFY=0.
 # read: `xargs -0 cat` of every file in $LIST (default: the bench's files.list) through the store
-# view; large: `dd bs=1M` of $BIG. Before each: the mount restarted and the page cache dropped.
+# view; large: `dd bs=1M` of $BIG. Before each: the mount restarted and the page cache dropped
+# (NODROP=1: not dropped; the store's packs and index stay cached, the mount is still new).
 # Prints per run: wall seconds, the serving process's CPU (user+sys) during the read, the CPU of
 # its busiest threads, the load average, and the request counts (MIQ_DEBUG_COUNTS).
 #
@@ -34,7 +35,7 @@ trap 'mountpoint -q "$M" && umount -l "$M"; rm -f "$OUT" "$ERR"; rmdir "$M" 2>/d
 for r in $(seq 1 "$R"); do
   for spec in "$@"; do
     if [ "$spec" = plain ]; then
-      sync; echo 3 > /proc/sys/vm/drop_caches
+      [ "${NODROP:-0}" = 1 ] || { sync; echo 3 > /proc/sys/vm/drop_caches; }
       printf '%-16s %-34s %6.2f s load %s\n' plain '' "$(run "$B/tree")" "$(cut -d' ' -f1 /proc/loadavg)"
       continue
     fi
@@ -42,7 +43,7 @@ for r in $(seq 1 "$R"); do
     # shellcheck disable=SC2086
     env $envs MIQ_DEBUG_COUNTS=1 node "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
     for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done
-    sync; echo 3 > /proc/sys/vm/drop_caches
+    [ "${NODROP:-0}" = 1 ] || { sync; echo 3 > /proc/sys/vm/drop_caches; }
     c0=$(cpu $pid); t=$(run "$M/store/$P"); c1=$(cpu $pid); th=$(threads $pid)
     kill -TERM $pid; wait $pid
     printf '%-16s %-34s %6.2f s cpu %5.2f s (threads %s) load %s %s\n' "$(basename "$wt")@$(git -C "$wt" rev-parse --short HEAD)" "$envs" "$t" \

@@ -32,6 +32,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_NO_STAT_CACHE', 'tuning: 1: ingest reads every file, also one whose inode, size, mtime and ctime match its last ingest'],
   ['MIQ_INGEST_TRACE', 'diagnostics: 1: ingest prints when each of its phases ended'],
   ['MIQ_DEBUG_COUNTS', 'diagnostics: a libfuse 3 mount prints its request counts when it stops'],
+  ['MIQ_DEBUG_LATENCY', 'diagnostics: a libfuse 3 mount logs every request that reaches JavaScript (op, node, arguments, start, milliseconds to its answer)'],
   ['MIQ_DEBUG_SWITCH', 'diagnostics: a mount logs how long each switch took (pointer, diff, invalidation)'],
   ['MIQ_BENCH_VERBOSE', 'diagnostics: miq bench logs its steps also when stderr is not a terminal'],
   ['MIQ_TEST_CACHE', 'tests only: where fetched Debian and npm packages are cached (default /var/cache/miq-test)'],

@@ -76,8 +76,9 @@ interface Entry {
   name?: Buffer;
   /** The records and chunk locations of this directory's files were loaded together. */
   loaded?: boolean;
-  /** This directory's first file read through a record (prefetchSiblings). */
-  firstRead?: Id;
+  /** This directory's files read through a record so far, and the last one (prefetchSiblings). */
+  reads?: number;
+  lastRead?: Id;
   /** This directory's small files were started whole (loadDir). */
   wholeLoaded?: boolean;
   /** Files of this directory looked up so far (fileLooked). */
@@ -176,6 +177,11 @@ function childrenOf(t: PackedTree, storePath: string | undefined): Child[] {
 }
 
 const PREFETCH = 8;
+/** MIQ_DEBUG_LATENCY: log every request answered from JS with its latency (see traced). */
+const LATENCY = !!process.env.MIQ_DEBUG_LATENCY;
+/** Files of a directory read through a record before its siblings are loaded ahead (and at
+ * least one in fifty of its entries; see prefetchSiblings). */
+const SIBLING_READS = 2;
 /** A directory's small files read ahead together, at most this many bytes. */
 const DIR_WHOLE_BYTES = 32 << 20;
 /** Files of a directory looked up before its other small files are read ahead (and at least
@@ -221,6 +227,7 @@ export class Inodes {
 
   constructor(private readonly o: InodeOptions, private readonly r: Replier) {
     this.log = o.log ?? ((l) => process.stderr.write(`${l}\n`));
+    if (LATENCY) this.r = this.traced(r);
     this.put({ ino: ROOT_INO, node: { type: 'dir', size: 0 }, key: 'p/', nlookup: 1, path: '/', pinned: true, childTimeout: 1 });
     this.usrIno = o.usr ? this.special('/usr', DAY).ino : 0;
   }
@@ -371,8 +378,34 @@ export class Inodes {
     return e;
   }
 
+  private readonly pending = new Map<number, { op: number; ino: number; a: unknown; b: unknown; t: number }>();
+
+  /** MIQ_DEBUG_LATENCY: one log line per answered request (op, node, args, start, duration). */
+  private traced(r: Replier): Replier {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(Object.getPrototypeOf(r)).concat(Object.keys(r))) {
+      const f = (r as unknown as Record<string, unknown>)[k];
+      if (typeof f !== 'function') continue;
+      out[k] = (...args: unknown[]): unknown => {
+        if (k.startsWith('reply')) {
+          const p = this.pending.get(args[0] as number);
+          if (p) {
+            this.pending.delete(args[0] as number);
+            const now = performance.now();
+            const e = this.byIno.get(p.ino);
+            const what = e?.node.type === 'file' ? `${e.node.id.slice(0, 8)} size=${e.node.size}` : (e?.name?.toString() ?? '');
+            this.log(`lat op=${p.op} ino=${p.ino} a=${String(p.a)} b=${String(p.b)} at=${p.t.toFixed(1)} ms=${(now - p.t).toFixed(1)} ${what}`);
+          }
+        }
+        return (f as (...x: unknown[]) => unknown).apply(r, args);
+      };
+    }
+    return out as unknown as Replier;
+  }
+
   /** The dispatcher: (op, slot, ino, a, b) as native/miqfuse.c calls it. */
   readonly handle = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
+    if (LATENCY && slot) this.pending.set(slot, { op, ino, a, b, t: performance.now() });
     try {
       switch (op) {
         case OP.LOOKUP: return this.lookup(slot, ino, a as string);
@@ -772,8 +805,15 @@ export class Inodes {
     // Not for the first file read: one large file read alone (dd of a library in a directory of
     // thousands) had its own record and chunk locations wait behind its siblings' on a cold index
     // and its chunks' decoding behind theirs; a reader of the whole directory comes back.
-    p.firstRead ??= e.node.id;
-    if (p.firstRead === e.node.id) return;
+    // Nor while a program start-up reads a few libraries of a directory of thousands: python's
+    // second library read in lib/x86_64-linux-gnu (1150 entries) loaded the records and
+    // locations of its ~300 large files, and libm's first READ waited 135 ms behind them on the
+    // libuv pool. A reader of the whole directory reads one in fifty of it first.
+    if (p.lastRead !== e.node.id) {
+      p.lastRead = e.node.id;
+      p.reads = (p.reads ?? 0) + 1;
+    }
+    if (p.reads! < Math.max(SIBLING_READS, listing.length / 50)) return;
     if (!p.loaded) {
       // The first read in a directory: its files' records and chunk locations in two database
       // round trips instead of two per file (a reader of the whole tree then waits only for
