@@ -299,6 +299,42 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
       await cleanup(b);
     }
   });
+
+  it('a directory looked up by name has its own listing registered, not its subdirectories\' (a program start, not a walk)', async () => {
+    const b = await tmp();
+    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+    try {
+      const src = join(b, 'src');
+      for (const d of ['a', 'b', 'c']) {
+        await mkdir(join(src, 'top', d), { recursive: true });
+        for (let f = 0; f < 10; f++) await writeFile(join(src, 'top', d, `f${f}`), `${d} ${f}\n`);
+      }
+      await writeFile(join(src, 'top', 'f0'), 'zero\n');
+      await writeFile(join(src, 'top', 'f1'), 'one\n');
+      const s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(src, { name: 'named' })).path;
+      await s.close();
+      await mkdir(join(b, 'mnt'));
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1' } });
+      const top = `${b}/mnt/store/${p}/top`;
+      assert.equal((await sh(`cat ${top}/f0`)).stdout, 'zero\n');
+      // top was registered when f0's lookup was answered (by JS, or by the binding, which means
+      // it was registered before): f1's lookup is the binding's.
+      assert.equal((await sh(`cat ${top}/f1`)).stdout, 'one\n');
+      assert.equal((await sh(`cat ${top}/b/f3`)).stdout, 'b 3\n');
+      assert.equal(await mm.stop(), 0);
+      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
+      assert.ok(line, mm.stderr());
+      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
+      assert.ok(c.lookupServed! >= 1, line);
+      // The store path's root (1 entry), top (5) and b (10, looked up by name): a and c (20)
+      // were never registered ahead.
+      assert.ok(c.names! <= 16, line);
+    } finally {
+      await mm?.stop();
+      await cleanup(b);
+    }
+  });
 });
 
 describe('corruption and crashes', () => {
