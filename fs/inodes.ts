@@ -381,7 +381,10 @@ export class Inodes {
 
   private entry(ino: number): Entry {
     const e = this.byIno.get(ino);
-    if (!e) throw new FsError('ENOENT');
+    if (!e) {
+      this.outOfStep(`a request for node ${ino}`);
+      throw new FsError('ENOENT');
+    }
     return e;
   }
 
@@ -409,6 +412,14 @@ export class Inodes {
     }
     return out as unknown as Replier;
   }
+
+  /** The kernel named a node this table let go: its lookup counts and ours went out of step.
+   * That is a bug (it turns into ENOENT for a file that exists), so it is always said, a few
+   * times at most. */
+  private outOfStep(what: string): void {
+    if (this.stepLogs++ < 20) this.log(`miq mount: internal: ${what}, which this mount had let go (lookup counts out of step)`);
+  }
+  private stepLogs = 0;
 
   /** The dispatcher: (op, slot, ino, a, b) as native/miqfuse.c calls it. */
   readonly handle = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
@@ -723,6 +734,7 @@ export class Inodes {
   private forget(ino: number, n: number): void {
     const e = this.byIno.get(ino);
     if (e) this.unref(e, n);
+    else this.outOfStep(`a FORGET of node ${ino} (${n})`);
   }
 
   private getattr(slot: number, ino: number): void {

@@ -199,7 +199,15 @@ describe('miq mount --remote: lazy from an empty store over a real nginx', () =>
       nginx = undefined;
       const bad = await sh(`cat ${join(m.dir, 'store', py, files[0]!)} > /dev/null`, { timeoutMs: 60_000 });
       assert.notEqual(bad.code, 0);
-      assert.match(bad.stderr, /Input\/output error/);
+      if (!/Input\/output error/.test(bad.stderr)) {
+        // CI saw ENOENT here once (stop 22, not reproduced in ~40 local runs): say which part of
+        // the path the mount lost, whether the server still runs, and what it logged.
+        const parts = join('store', py, files[0]!).split('/').filter((x) => x && x !== '.');
+        const seen: string[] = [];
+        for (let k = 1; k <= parts.length; k++) seen.push((await sh(`stat -c '%i %F' ${join(m.dir, ...parts.slice(0, k))} 2>&1`)).stdout.trim());
+        const mounted = (await sh(`grep ${m.dir} /proc/mounts || true`)).stdout.trim();
+        assert.fail(`cat said ${bad.stderr.trim()}; path parts: ${seen.join(' / ')}; server exit ${m.child.exitCode} signal ${m.child.signalCode}; /proc/mounts: ${mounted}; mount said: ${m.stderr().slice(-3000)}`);
+      }
       assert.equal((await sh(`cmp ${cached} ${join(sources.get(bash)!, 'bin', 'bash')}`)).code, 0, 'a cached file still reads');
       assert.equal((await sh(`ls ${join(m.dir, 'store', py)}`)).code, 0, 'the mount still answers');
     } finally {
