@@ -373,6 +373,50 @@ describe('corruption and crashes', () => {
     }
   });
 
+  it('a file fetched whole from its first read (MIQ_MOUNT_WHOLE_AHEAD): a damaged chunk in it is EIO when read, never bytes; the rest reads right', async () => {
+    const b = await tmp();
+    const logs: string[] = [];
+    let s: Store | undefined, m: MountHandle | undefined;
+    try {
+      await fixtureTree(join(b, 'src'), 3);
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+      const rec = await s.getStorePath(p);
+      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+      const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+      const file = (await s.getFile(big.id!))!;
+      // 3 MiB: under the 8 MiB default, so its first READ (4 KiB at 0) starts every chunk.
+      assert.ok(file.size <= 8 << 20 && file.chunks.length > 3, 'fixture is a multi-chunk file under MIQ_MOUNT_WHOLE_AHEAD');
+      const vi = file.chunks.length - 2;
+      const victim = file.chunks[vi]!;
+      const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
+      await s.close();
+      flipChunkByte(join(b, 'store'), victim.id);
+      s = await openStore(join(b, 'store'));
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      const f = `${b}/mnt/store/${p}/share/big.bin`;
+      const src = `${b}/src/share/big.bin`;
+      // The first read starts the damaged chunk too (decoded and rejected on the pool with no
+      // reader waiting); a later READ of it must still be EIO, not empty or unchecked bytes.
+      assert.equal((await sh(`head -c 4096 ${f} | md5sum`)).stdout, (await sh(`head -c 4096 ${src} | md5sum`)).stdout);
+      const r = await sh(`LC_ALL=C dd if=${f} of=/dev/null bs=4096 skip=${Math.floor((before + 8192) / 4096)} count=1 status=none; echo rc=$?`);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.match(r.stdout, /rc=1\n/);
+      assert.equal((await sh(`head -c ${before} ${f} | md5sum`)).stdout, (await sh(`head -c ${before} ${src} | md5sum`)).stdout, 'chunks before the bad one read right');
+      const after = before + victim.length;
+      // Page-aligned ends (the fixture's chunks are 512 KiB): the kernel's reads of what follows
+      // never include a byte of the damaged chunk.
+      assert.equal(after % 4096, 0);
+      assert.equal((await sh(`tail -c +${after + 1} ${f} | md5sum`)).stdout, (await sh(`tail -c +${after + 1} ${src} | md5sum`)).stdout, 'chunks after it read right');
+      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+
   it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async () => {
     // Trees are read ahead in batches and kept packed (fs/trees.ts): a batch holding a damaged
     // tree is read again one by one, so only that directory fails.
