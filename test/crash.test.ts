@@ -147,7 +147,27 @@ test('write order on disk: pack data and the new pack\'s directory entry are syn
   const store = join(tmp.dir, 'order-store');
   const log = join(tmp.dir, 'order.strace');
   execFileSync('strace', ['-f', '-e', 'trace=openat,fsync,fdatasync', '-o', log, process.execPath, MIQ, '--store', store, 'ingest', src], { stdio: 'ignore' });
-  const calls = readFileSync(log, 'utf8').split('\n').map((l) => /^\d+\s+(openat|fsync|fdatasync)\((.*)\)\s+=\s+(-?\d+)/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => ({ call: m[1]!, args: m[2]!, ret: Number(m[3]) }));
+  // strace -f splits a call another thread interrupts into `PID call(args <unfinished ...>` and
+  // `PID <... call resumed>) = RET`: joined here at the resumed line (the call's end), else a
+  // pack sync that overlapped a worker's syscall was missed (seen once the ingest warmed its
+  // workers at its start, 2026-12-02).
+  const open = new Map<string, string>();
+  const joined: string[] = [];
+  for (const l of readFileSync(log, 'utf8').split('\n')) {
+    const u = /^(\d+)\s+(.*?)\s*<unfinished \.\.\.>$/.exec(l);
+    if (u) {
+      open.set(u[1]!, u[2]!);
+      continue;
+    }
+    const r = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(l);
+    if (r && open.has(r[1]!)) {
+      joined.push(`${r[1]} ${open.get(r[1]!)}${r[2]}`);
+      open.delete(r[1]!);
+      continue;
+    }
+    joined.push(l);
+  }
+  const calls = joined.map((l) => /^\d+\s+(openat|fsync|fdatasync)\((.*)\)\s+=\s+(-?\d+)/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => ({ call: m[1]!, args: m[2]!, ret: Number(m[3]) }));
   const iPack = calls.findIndex((c) => c.call === 'openat' && /\/packs\/pack-\d+\.pack"/.test(c.args) && c.args.includes('O_CREAT') && c.ret >= 0);
   assert.ok(iPack >= 0, 'a new pack file was created');
   const packFd = calls[iPack]!.ret;
