@@ -34,7 +34,7 @@ import { listenUserSockets } from './users.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from './fuse3.js';
 import { Inodes } from '../fs/inodes.js';
-import { fuseDeviceAt, fuseMountsOf, lazyUnmount, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
+import { fuseDeviceAt, fuseMountsOf, lazyUnmount, mounts, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
 import { viewsDir } from '../store/private-dir.js';
 
 export interface MountOptions {
@@ -194,9 +194,14 @@ export async function startMount(store: Store, dirArg: string, opts: MountOption
     // Binds of DIR/usr or DIR made by others keep both devices mounted after our own unmounts
     // (and fusermount cannot see them): detach every mount of them first (`done` is undone last
     // to first), so that nothing is left in the mount table when we exit.
-    const devices = (await Promise.all([fuseDeviceAt(dir), fuseDeviceAt(viewDir)])).filter((d): d is string => d !== undefined);
+    const owners = [dir, viewDir];
+    const devices = await Promise.all(owners.map((d) => fuseDeviceAt(d)));
     done.push(async () => {
-      for (const m of await fuseMountsOf(devices)) if (m !== dir && m !== viewDir && m !== usr) await lazyUnmount(m).catch(() => {});
+      // A device number is ours only while our own mount still shows it: after an outside
+      // `umount DIR` the kernel hands it to the next FUSE mount made anywhere (see fuse3.ts).
+      const all = await mounts().catch(() => []);
+      const live = devices.filter((d, i): d is string => d !== undefined && all.some((m) => m.mountpoint === owners[i] && m.device === d));
+      for (const m of await fuseMountsOf(live)) if (m !== dir && m !== viewDir && m !== usr) await lazyUnmount(m).catch(() => {});
     });
   } catch (e) {
     await undo();

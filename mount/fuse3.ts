@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { MiqError } from '../store/errors.js';
 import type { Replier } from '../fs/inodes.js';
-import { fuseDeviceAt, fuseMountsOf } from './mountinfo.js';
+import { fuseDeviceAt, mounts } from './mountinfo.js';
 
 export interface NativeSession { readonly __session: unique symbol }
 
@@ -156,7 +156,14 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
           const st = native.state(s);
           process.stderr.write(`miq mount: requests ${JSON.stringify({ ...st.counts, names: st.names, dirs: st.dirs, namesBytes: st.namesBytes })}\n`);
         }
-        const points = dev ? await fuseMountsOf([dev]).catch(() => [mountpoint]) : [mountpoint];
+        // The device number is ours only while our superblock lives. After an outside `umount
+        // DIR` the kernel frees it and hands it to the next FUSE mount made anywhere (the lowest
+        // free number is reused at once), so sweeping its mounts then detached someone else's
+        // mount: CI saw another test file's lazy mount vanish, its next path lookup ENOENT. Swept
+        // only while the connection is up or DIR itself still shows the number.
+        const all = dev ? await mounts().catch(() => []) : [];
+        const ours = dev !== undefined && (!native.state(s).ended || all.some((x) => x.mountpoint === mountpoint && x.device === dev));
+        const points = ours ? all.filter((x) => x.device === dev && x.fstype.startsWith('fuse')).map((x) => x.mountpoint).sort((a, b) => b.length - a.length) : [mountpoint];
         if (!points.includes(mountpoint)) points.push(mountpoint);
         const failed = await new Promise<string>((r) => native.detach(s, points, (n, msg) => r(n ? msg : '')));
         // Nothing inside: the kernel ends the connection at once and the loop sees it. Else

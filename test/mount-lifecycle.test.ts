@@ -83,6 +83,55 @@ describe(`miq mount lifecycle (${chooseBackend().backend})`, () => {
     assert.equal(await mounted(base), 0);
   });
 
+  it('after an outside unmount, the cleanup leaves alone the next FUSE mount, which got the freed device number', async (t) => {
+    // The kernel hands a freed device number to the next FUSE mount made anywhere; a server that
+    // swept the mounts of its old number detached that one (CI: another test file's lazy mount
+    // vanished, its next lookup ENOENT). The server is stopped while its mount goes, so the
+    // other mount is surely made before it cleans up.
+    const S2 = ['--store', join(base, 'store2')];
+    const ing = await miqAsync([...S2, 'ingest', join(base, 'src'), '--name', 'life', '--json']);
+    assert.equal(ing.code, 0, ing.stderr);
+    await miqAsync([...S2, 'profile', 'switch', 'system', json<{ path: string }>(ing).path]);
+    const mnt2 = join(base, 'mnt2');
+    await mkdir(mnt2, { recursive: true });
+    const devOf = async (dir: string): Promise<string | undefined> => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === dir)?.[2];
+    for (let attempt = 0; ; attempt++) {
+      const a = await start();
+      const pid = Number((await sh(`pgrep -f -- 'mount ${mnt} --json'`)).stdout.trim().split(/\s+/).pop());
+      assert.ok(pid > 0);
+      const dev = await devOf(mnt);
+      assert.ok(dev, 'A is mounted');
+      let b: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+      try {
+        process.kill(pid, 'SIGSTOP');
+        // -c: no path lookups of DIR (they would wait for the stopped server).
+        const u = await sh(`umount -l -c ${mnt}`);
+        assert.equal(u.code, 0, u.stderr);
+        b = await startMiqMount([...S2, 'mount', mnt2, '--json']);
+        const dev2 = await devOf(mnt2);
+        process.kill(pid, 'SIGCONT');
+        assert.equal(await Promise.race([waitExit(a), new Promise<string>((r) => setTimeout(() => r('hung'), 10_000))]), 0, 'A ends with exit 0');
+        if (dev2 !== dev) {
+          // Someone else's mount took the number first: no test of the sweep this time.
+          if (attempt < 2) continue;
+          t.skip(`the freed device ${dev} was not reused by the next mount (${dev2}) in 3 attempts`);
+          return;
+        }
+        assert.equal(await mounted(mnt2), fuse3 ? 1 : 2, `B is still mounted: ${await readFile('/proc/mounts', 'utf8')}`);
+        assert.equal((await sh(`ls ${mnt2}/store`)).code, 0, 'B still serves');
+        assert.equal(b.child.exitCode, null, 'B still runs');
+        return;
+      } finally {
+        try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+        if (b && b.child.exitCode === null && b.child.signalCode === null) {
+          b.child.kill('SIGTERM');
+          await waitExit(b.child);
+        }
+        await sh(`mountpoint -q ${mnt2}/usr && umount -l ${mnt2}/usr; mountpoint -q ${mnt2} && umount -l ${mnt2}; true`);
+      }
+    }
+  });
+
   it('mount -t fuse.miq from an fstab line (bin/mount.fuse.miq), SIGTERM ends it', async () => {
     const helper = '/sbin/mount.fuse.miq';
     const fstab = join(base, 'fstab');
