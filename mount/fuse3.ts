@@ -159,8 +159,9 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
         // The device number is ours only while our superblock lives. After an outside `umount
         // DIR` the kernel frees it and hands it to the next FUSE mount made anywhere (the lowest
         // free number is reused at once), so sweeping its mounts then detached someone else's
-        // mount: CI saw another test file's lazy mount vanish, its next path lookup ENOENT. Swept
-        // only while the connection is up or DIR itself still shows the number.
+        // mount (reproduced with a stopped server; the likely cause of lazy-mount's instant
+        // ENOENT in CI, beside mount-fallback's outside unmount). Swept only while the connection
+        // is up or DIR itself still shows the number.
         const all = dev ? await mounts().catch(() => []) : [];
         const ours = dev !== undefined && (!native.state(s).ended || all.some((x) => x.mountpoint === mountpoint && x.device === dev));
         const points = ours ? all.filter((x) => x.device === dev && x.fstype.startsWith('fuse')).map((x) => x.mountpoint).sort((a, b) => b.length - a.length) : [mountpoint];
