@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Chunker, GEAR, parseChunkParams } from '../store/chunker.js';
+import { Chunker, GEAR, NATIVE_CHUNKER, parseChunkParams } from '../store/chunker.js';
 import { idOf } from '../store/ids.js';
 import { isMiqError } from '../store/errors.js';
 
@@ -23,6 +23,34 @@ test('cut points are stable (golden) for default and small parameters', () => {
   assert.deepEqual(new Chunker({ min: 16384, avg: 65536, max: 262144 }).cutAll(prng(2 << 20)), [78233, 104717, 69857, 91392, 102320, 77186, 71608, 100327, 68827, 82388, 87300, 67364, 72379, 83442, 19694, 109600, 35664, 78525, 66477, 78316, 73873, 115896, 86481, 68685, 72084, 85460, 49057]);
   assert.deepEqual(new Chunker().cutAll(prng(2 << 20)), [260565, 138829, 154165, 198932, 148491, 157524, 163930, 136855, 169766, 213213, 150067, 204815], 'default 32/128/512 KiB');
   assert.deepEqual(new Chunker({ min: 2048, avg: 8192, max: 32768 }).cutAll(prng(100000, 7)), [8241, 9766, 8540, 10067, 10209, 8720, 14767, 11924, 8103, 5657, 4006]);
+});
+
+test('the native gear loop cuts where the JS loop does (views, offsets, windows shorter than max)', (t) => {
+  if (!NATIVE_CHUNKER) {
+    // Only when the addon did not build (no C compiler at install) or MIQ_JS_CHUNKER=1.
+    t.skip('native/miqchunk.c is not built: the JS loop is the only one');
+    return;
+  }
+  // Random bytes, runs of text-like bytes (low entropy), zeros; a view at an odd byte offset.
+  const text = Buffer.from('#!/bin/sh\nexec /nix/store/abc-hello/bin/hello "$@"\n'.repeat(40000));
+  const base = Buffer.concat([prng(3 << 20, 11), text, Buffer.alloc(600000), prng(1 << 20, 12)]);
+  const views = [base, base.subarray(7), new Uint8Array(base.buffer, base.byteOffset + 12345, base.length - 20000)];
+  const params = [{ min: 32768, avg: 131072, max: 524288 }, { min: 2048, avg: 8192, max: 32768 }, { min: 64, avg: 256, max: 1024 }, { min: 100000, avg: 1 << 20, max: 3 << 20 }];
+  let compared = 0;
+  for (const p of params) {
+    const c = new Chunker(p);
+    for (const v of views) {
+      for (let s = 0; s < v.length; ) {
+        // Windows that end before max too (the end of a read buffer or of a file).
+        const end = Math.min(v.length, s + ((s * 7919) % (p.max * 2)) + 1);
+        const want = c.cutJs(v, s, end);
+        assert.equal(c.cut(v, s, end), want, `params ${p.min}/${p.avg}/${p.max}, offset ${v.byteOffset}, window ${s}..${end}`);
+        compared++;
+        s += want;
+      }
+    }
+  }
+  assert.ok(compared > 1000, `${compared} cuts compared`);
 });
 
 test('every chunk respects min and max; lengths sum to the input', () => {
