@@ -45,8 +45,9 @@ export interface Replier {
    * the page cache at once; optional. */
   offer?(ino: number, bytes: Buffer, push?: boolean): void;
   /** Registers the listing of an immutable directory (packed as for replyDir) with the binding,
-   * which then answers its LOOKUPs and READDIR(PLUS)es itself and tells us (OP.LOOKED,
-   * OP.LISTED); false when it was not taken. Optional. */
+   * which then answers its LOOKUPs (a name not in it as a miss the kernel keeps, as lookup()
+   * does) and READDIR(PLUS)es itself and tells us (OP.LOOKED, OP.LISTED); false when it was not
+   * taken. Optional. */
   names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
   /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
   unnames?(parent: number): boolean;

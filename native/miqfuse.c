@@ -145,7 +145,7 @@ typedef struct session {
   named_t **nb;
   dirl_t **db;
   size_t nnames, ndirs, nbytes;
-  atomic_ullong nserved, dserved;
+  atomic_ullong nserved, dserved, nmissed;
   /* Nodes whose offered bytes are to be pushed (notify thread). */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
@@ -350,10 +350,25 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
        * follows: JS counts this lookup before it may let the node go. */
       msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
       if (m) post(s, m);
+    } else {
+      /* A registered listing is the whole of an immutable directory, so a name it lacks never
+       * exists there: answered as JS answers such a miss (no node, the kernel keeps the miss
+       * for the directory's timeout). A program start probes many (python: __init__.*.so per
+       * package, pyvenv.cfg, ._pth files), each a round trip to JS before. */
+      dirl_t *d = s->db ? *dfind(s, parent) : NULL;
+      if (d) {
+        fill_entry(&e, 0, 0, 0, d->timeout, 0);
+        hit = 2;
+      }
     }
   }
   pthread_mutex_unlock(&s->nmu);
   if (!hit) { send_req(req, OP_LOOKUP, parent, 0, 0, name); return; }
+  if (hit == 2) {
+    atomic_fetch_add(&s->nmissed, 1);
+    fuse_reply_entry(req, &e);
+    return;
+  }
   atomic_fetch_add(&s->nserved, 1);
   if (fuse_reply_entry(req, &e) == 0) {
     if (rhas(s, e.ino)) qpush(s, e.ino);
@@ -980,8 +995,8 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
 }
 
 /* names(s, parent, packed, count, timeout): registers the listing of immutable directory
- * `parent` (packed as for replyDir); its LOOKUPs and READDIR(PLUS)es are answered here from now
- * on, until unnames. Returns false when it was registered already (or on a malformed listing). */
+ * `parent` (packed as for replyDir); its LOOKUPs (hits and misses) and READDIR(PLUS)es are
+ * answered here from now on, until unnames. Returns false when it was registered already (or on a malformed listing). */
 static napi_value js_names(napi_env env, napi_callback_info info) {
   SESSION_ARGS(5);
   uint64_t parent = (uint64_t)num(env, argv[1]);
@@ -1154,6 +1169,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
   napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
+  napi_create_double(env, (double)atomic_load(&s->nmissed), &v); napi_set_named_property(env, c, "missServed", v);
   napi_create_double(env, (double)atomic_load(&s->dserved), &v); napi_set_named_property(env, c, "readdirServed", v);
   pthread_mutex_lock(&s->nmu);
   napi_create_double(env, (double)s->nnames, &v); napi_set_named_property(env, o, "names", v);

@@ -335,6 +335,51 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
       await cleanup(b);
     }
   });
+
+  it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async () => {
+    const b = await tmp();
+    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+    try {
+      const src = join(b, 'src');
+      await mkdir(join(src, 'top'), { recursive: true });
+      for (let f = 0; f < 5; f++) await writeFile(join(src, 'top', `f${f}`), `${f}\n`);
+      const s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(src, { name: 'misses' })).path;
+      await s.close();
+      await mkdir(join(b, 'mnt'));
+      // MIQ_DEBUG_LATENCY: every request answered from JS is logged (`lat op=1 … a=NAME` for a
+      // lookup) before its reply is sent, so the log says which lookups reached JS.
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' } });
+      const top = `${b}/mnt/store/${p}/top`;
+      // The lookup of top registers its listing (once its tree is loaded, in a later turn).
+      assert.equal((await sh(`cat ${top}/f0`)).stdout, '0\n');
+      const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
+      let inC = 0;
+      for (let k = 0; k < 50 && inC === 0; k++) {
+        // A new missing name each time (the kernel keeps a miss), then a lookup that always
+        // reaches JS (a store path that does not exist): once its log line is in, the miss's
+        // would be before it had JS answered it.
+        assert.equal((await sh(`test -e ${top}/nope${k}`)).code, 1);
+        assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker${k}`)).code, 1);
+        for (const end = Date.now() + 10_000; !logged(`zz-marker${k}`);) {
+          assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        if (!logged(`nope${k}`)) inC++;
+      }
+      assert.equal(inC, 1, 'a miss in a registered directory still reached JS');
+      // Names that are there still resolve after the misses.
+      assert.equal((await sh(`cat ${top}/f4`)).stdout, '4\n');
+      assert.equal(await mm.stop(), 0);
+      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
+      assert.ok(line, mm.stderr());
+      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
+      assert.ok(c.missServed! >= 1, line);
+    } finally {
+      await mm?.stop();
+      await cleanup(b);
+    }
+  });
 });
 
 describe('corruption and crashes', () => {
