@@ -97,14 +97,33 @@ export function compareBytes(a: Buffer, b: Buffer): number {
 }
 
 function checkEntryName(name: Buffer): void {
-  if (name.length === 0 || name.length > 65535 || name.includes(0x2f) || name.includes(0) || (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) {
-    throw new MiqError('MIQ_BAD_INPUT', `invalid entry name ${JSON.stringify(name.toString('latin1'))}`);
-  }
+  const n = name.length;
+  let bad = n === 0 || n > 65535 || (name[0] === 0x2e && (n === 1 || (n === 2 && name[1] === 0x2e)));
+  for (let i = 0; !bad && i < n; i++) bad = name[i] === 0x2f || name[i] === 0;
+  if (bad) throw new MiqError('MIQ_BAD_INPUT', `invalid entry name ${JSON.stringify(name.toString('latin1'))}`);
 }
 
-/** Sorts entries by name bytes and encodes; rejects duplicates. */
+/** 1 for the characters of a lowercase hex id. */
+const LOWER_HEX = new Uint8Array(128);
+for (const c of '0123456789abcdef') LOWER_HEX[c.charCodeAt(0)] = 1;
+
+/** Writes `id` (64 lowercase hex characters, as isId) as 32 bytes at `o`; false when it is not one. */
+function writeIdAt(out: Buffer, o: number, id: string | undefined): boolean {
+  if (id === undefined || id.length !== 64) return false;
+  for (let i = 0; i < 64; i++) if (LOWER_HEX[id.charCodeAt(i)] !== 1) return false;
+  return out.write(id, o, 32, 'hex') === 32;
+}
+
+const byName = (a: TreeEntry, b: TreeEntry): number => Buffer.compare(a.name, b.name);
+
+/**
+ * Sorts entries by name bytes and encodes; rejects duplicates. Written for ingest, which encodes
+ * every directory of a tree at its end with the workers done (buildTrees: 36k files in 7.8k
+ * directories were ~130 ms of that tail quiet, ~0.45 s at load 8): no Buffer per id (hex written
+ * in place), a byte loop instead of two native `includes` per name, no regular expression per id.
+ */
 export function encodeTree(entries: readonly TreeEntry[]): Buffer {
-  const sorted = [...entries].sort((a, b) => compareBytes(a.name, b.name));
+  const sorted = entries.length > 1 ? [...entries].sort(byName) : entries;
   let len = TREE_MAGIC.length + 4;
   for (let i = 0; i < sorted.length; i++) {
     const e = sorted[i]!;
@@ -117,17 +136,20 @@ export function encodeTree(entries: readonly TreeEntry[]): Buffer {
   out.writeUInt32BE(sorted.length, o); o += 4;
   for (const e of sorted) {
     out[o++] = KIND_CODE[e.kind];
-    out.writeUInt16BE(e.name.length, o); o += 2;
-    o += e.name.copy(out, o);
+    const n = e.name.length;
+    out[o++] = n >>> 8;
+    out[o++] = n & 0xff;
+    out.set(e.name, o); o += n;
     writeU64(out, o, e.size); o += 8;
     if (e.kind === 'symlink') {
       const t = e.target ?? Buffer.alloc(0);
       if (t.length === 0 || t.length > 4095) throw new MiqError('MIQ_BAD_INPUT', `symlink ${e.name.toString()} has an invalid target length ${t.length}`);
-      out.writeUInt16BE(t.length, o); o += 2;
-      o += t.copy(out, o);
+      out[o++] = t.length >>> 8;
+      out[o++] = t.length & 0xff;
+      out.set(t, o); o += t.length;
     } else {
-      if (!e.id || !isId(e.id)) throw new MiqError('MIQ_BAD_INPUT', `entry ${e.name.toString()} has no id`);
-      o += idToBytes(e.id).copy(out, o);
+      if (!writeIdAt(out, o, e.id)) throw new MiqError('MIQ_BAD_INPUT', `entry ${e.name.toString()} has no id`);
+      o += 32;
     }
   }
   return out;
@@ -377,8 +399,9 @@ export function decodeStorePath(buf: Buffer): StorePathRecord {
 
 function writeU64(buf: Buffer, o: number, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new MiqError('MIQ_BAD_INPUT', `size ${v} out of range`);
-  buf.writeUInt32BE(Math.floor(v / 0x100000000), o);
-  buf.writeUInt32BE(v >>> 0, o + 4);
+  const hi = Math.floor(v / 0x100000000), lo = v >>> 0;
+  buf[o] = hi >>> 24; buf[o + 1] = (hi >>> 16) & 0xff; buf[o + 2] = (hi >>> 8) & 0xff; buf[o + 3] = hi & 0xff;
+  buf[o + 4] = lo >>> 24; buf[o + 5] = (lo >>> 16) & 0xff; buf[o + 6] = (lo >>> 8) & 0xff; buf[o + 7] = lo & 0xff;
 }
 
 function readU64(buf: Buffer, o: number): number {

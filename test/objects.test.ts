@@ -35,9 +35,15 @@ test('tree decoding refuses damage and bad input is refused on encode', () => {
   flipped[40] ^= 1;
   assert.throws(() => decodeTree(flipped, idOf(bytes)), (e: unknown) => isMiqError(e, 'MIQ_CORRUPT'));
   assert.throws(() => encodeTree([entries[0]!, entries[0]!]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT') && /duplicate/.test((e as Error).message));
-  for (const bad of ['a/b', '.', '..', '']) {
-    assert.throws(() => encodeTree([{ name: Buffer.from(bad), kind: 'file', size: 0, id: A }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT'));
+  for (const bad of ['a/b', '.', '..', '', 'a\0b', '/', 'x/']) {
+    assert.throws(() => encodeTree([{ name: Buffer.from(bad), kind: 'file', size: 0, id: A }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT') && /invalid entry name/.test((e as Error).message), JSON.stringify(bad));
   }
+  for (const ok of ['...', '.a', '..b', 'a.', '\xff']) encodeTree([{ name: Buffer.from(ok), kind: 'file', size: 0, id: A }]);
+  // An id must be 64 lowercase hex characters (as isId): the hex is written in place now.
+  for (const bad of [undefined, A.toUpperCase(), A.slice(1), `${A}0`, `${A.slice(0, 63)}g`, `${A.slice(0, 10)} ${A.slice(11)}`]) {
+    assert.throws(() => encodeTree([{ name: Buffer.from('f'), kind: 'file', size: 0, id: bad as never }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT') && /has no id/.test((e as Error).message), String(bad));
+  }
+  assert.throws(() => encodeTree([{ name: Buffer.from('f'), kind: 'file', size: -1, id: A }]), (e: unknown) => isMiqError(e, 'MIQ_BAD_INPUT') && /out of range/.test((e as Error).message));
 });
 
 test('a packed tree (the mount\'s form) reads what decodeTree reads, finds names by bytes, and refuses the same damage', () => {
