@@ -22,6 +22,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_NAMES', 'directory entries the libfuse 3 mount answers itself at most (registered listings; default 262144, ~250 bytes each)'],
   ['MIQ_RECIPE_TIMEOUT', 'seconds a recipe file may take to load (evaluated in a sandbox; default 30)'],
   // Tuning and diagnostics, for measuring: the defaults are what the benchmarks run.
+  ['MIQ_MOUNT_WARM_DEPTH', 'tuning: levels of subdirectories of the profile\'s current generation whose trees the libfuse 3 mount loads before it reports mounted (default 2, at most 256 trees; -1: none)'],
   ['MIQ_MOUNT_WALK_DEPTH', 'tuning: levels of subdirectories a walked mount registers ahead of each listing (default 3)'],
   ['MIQ_MOUNT_READAHEAD', 'tuning: bytes past a sequential read that the mount starts fetching and decoding (default 2097152)'],
   ['MIQ_MOUNT_INLINE', 'tuning: chunks up to this many bytes are decoded on the serving thread (default 131072)'],

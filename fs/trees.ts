@@ -88,6 +88,20 @@ export class TreeCache {
     }
   }
 
+  /** Loads trees and `depth` levels of their subdirectories (the first `width` of each, `max`
+   * trees in all), breadth first, in batches; resolves with how many are in once they are (a
+   * tree that fails is left for whoever asks for it later). */
+  async warm(ids: readonly Id[], depth: number, width: number, max: number): Promise<number> {
+    let level = ids.slice(0, max), n = 0, asked = level.length;
+    for (let d = 0; d <= depth && level.length > 0; d++) {
+      const got = await Promise.all(level.map((id) => this.getAhead(id).catch(() => undefined)));
+      n += got.filter((t) => t !== undefined).length;
+      level = d < depth ? got.flatMap((t) => (t ? subdirIds(t.tree, width) : [])).slice(0, max - asked) : [];
+      asked += level.length;
+    }
+    return n;
+  }
+
   private readonly aheadQueue: Id[] = [];
   private readonly aheadWaiting = new Map<Id, { p: Promise<IndexedTree>; resolve: (t: IndexedTree) => void; reject: (e: unknown) => void }>();
   private aheadRunning = 0;

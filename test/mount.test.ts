@@ -336,6 +336,58 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     }
   });
 
+  it('the current generation\'s top trees are loaded before the mount reports mounted; a damaged one does not stop it', async () => {
+    const b = await tmp();
+    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+    try {
+      await fixtureTree(join(b, 'src'), 4);
+      const s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'warm' })).path;
+      await P.switchProfile(s, 'system', [{ path: p }]);
+      const gen = (await P.current(s, 'system'))!;
+      // The trees 0, 1 and 2 levels below the generation's root (MIQ_MOUNT_WARM_DEPTH's default).
+      const levels: Id[][] = [[gen.tree]];
+      for (let d = 1; d <= 3; d++) {
+        const next: Id[] = [];
+        for (const t of levels[d - 1]!) for (const e of (await s.getTree(t))!.entries) if (e.kind === 'dir') next.push(e.id! as Id);
+        levels.push(next);
+      }
+      const want = levels[0]!.length + levels[1]!.length + levels[2]!.length;
+      assert.ok(levels[2]!.length > 0 && levels[3]!.length > 0, 'the fixture has trees 2 and 3 levels down');
+      const share = (await s.getTree(gen.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+      const victim = (await s.getTree(share.id! as Id))!.entries.find((e) => e.name.toString() === 'doc')!;
+      await s.close();
+      const loaded = (err: string): number => Number(/miq mount: (-?\d+) trees of system loaded/.exec(err)?.[1] ?? NaN);
+      const env = { ...process.env, MIQ_DEBUG_COUNTS: '1' };
+      await mkdir(join(b, 'mnt'));
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env });
+      assert.equal(loaded(mm.stderr()), want, mm.stderr());
+      assert.equal((await sh(`cat ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 4\n');
+      assert.equal(await mm.stop(), 0);
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...env, MIQ_MOUNT_WARM_DEPTH: '-1' } });
+      assert.ok(Number.isNaN(loaded(mm.stderr())), mm.stderr());
+      assert.equal(await mm.stop(), 0);
+      // share/doc (2 levels down) damaged in the index: the mount starts with the others loaded,
+      // and the damaged directory is EIO when used, as it would be without the loading.
+      const { ClassicLevel } = await import('classic-level');
+      const { kTree } = await import('../store/keys.js');
+      const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      const v = await db.get(kTree(victim.id! as Id));
+      v![v!.indexOf('README')] ^= 1;
+      await db.put(kTree(victim.id! as Id), v!);
+      await db.close();
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env });
+      assert.equal(loaded(mm.stderr()), want - 1, mm.stderr());
+      const r = await sh(`LC_ALL=C ls ${b}/mnt/usr/share/doc; echo rc=$?; cat ${b}/mnt/usr/bin/hello`);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.equal(r.stdout, 'rc=2\n#!/bin/sh\necho hello 4\n', r.stderr);
+      assert.equal(await mm.stop(), 0);
+    } finally {
+      await mm?.stop();
+      await cleanup(b);
+    }
+  });
+
   it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async () => {
     const b = await tmp();
     let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
