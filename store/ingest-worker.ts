@@ -91,7 +91,7 @@ export type HashedFile =
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 export type WorkerResult =
-  | { type: 'scanned'; files: ScannedFile[]; bodies?: CompressedItem[] }
+  | { type: 'scanned'; files: ScannedFile[]; bodies?: CompressedItem[]; elsewhere?: string[] }
   | { type: 'hashed'; files: HashedFile[] }
   | { type: 'compressed'; items: CompressedItem[] }
   | { type: 'walked' }
@@ -235,17 +235,25 @@ function withRegularFile<T>(f: ScanFile, body: (fd: number, st: Stats) => T): T 
  * first 32 bits cost a second compression at most, never a wrong byte. (32 bits, not 64: a
  * BigInt parsed from hex per chunk was a visible share of the scan on small files.)
  */
-function claim(table: Int32Array, id: string): boolean {
-  const key = Number.parseInt(id.slice(0, 8), 16) | 0 || 1;
+const CLAIMED = 0, CLAIMED_ELSEWHERE = 1, TABLE_FULL = 2;
+/** Tests: every id gets the same claim key and slot, so every chunk but the first counts as
+ * claimed elsewhere by a colliding id (the main thread's fallback for that case). */
+const CLAIM_COLLIDE = process.env.MIQ_CLAIM_COLLIDE === '1';
+
+function claim(table: Int32Array, id: string): number {
+  const key = CLAIM_COLLIDE ? 1 : Number.parseInt(id.slice(0, 8), 16) | 0 || 1;
   const mask = table.length - 1;
-  let i = Number.parseInt(id.slice(8, 16), 16) & mask;
+  let i = CLAIM_COLLIDE ? 0 : Number.parseInt(id.slice(8, 16), 16) & mask;
   for (let probe = 0; probe < 32; probe++) {
     const prev = Atomics.compareExchange(table, i, 0, key);
-    if (prev === 0) return true;
-    if (prev === key) return false;
+    if (prev === 0) return CLAIMED;
+    // Most likely another file of this ingest claimed this chunk (its body comes with that
+    // file's result); rarely another id with the same 32 bits (the main thread then
+    // compresses it once the scans are done: ingest.ts `awaited`).
+    if (prev === key) return CLAIMED_ELSEWHERE;
     i = (i + 1) & mask;
   }
-  return false;
+  return TABLE_FULL;
 }
 
 /**
@@ -267,6 +275,8 @@ function readMore(fd: number, buf: Buffer, at: number, total: number, size: numb
 interface ScanSink {
   bodies: CompressedItem[];
   frames: FrameBuilder;
+  /** Chunks of this task another claim holds (see claim): not in `bodies` unless claimed here too. */
+  elsewhere: string[];
 }
 
 function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: Int32Array, sink?: ScanSink): ScannedFile {
@@ -307,13 +317,16 @@ function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: I
         scanRefs(buf, s, s + len, have, refs);
         chunks.push({ id, length: len });
         if (compressHere) {
-          if (claim(claims!, id)) {
+          const c = claim(claims!, id);
+          if (c === CLAIMED) {
             if (len <= FRAME_ITEM_MAX) {
               sink!.frames.add(id, piece);
             } else {
               const { flags, body } = encodeChunkScratch(piece);
               sink!.bodies.push({ id, plainLen: len, flags, body: arena.keep(body) });
             }
+          } else if (c === CLAIMED_ELSEWHERE) {
+            sink!.elsewhere.push(id);
           }
         } else if (total <= keepSmall && eof) small = Buffer.from(piece);
         s += len;
@@ -613,11 +626,12 @@ function runTask(task: Exclude<WorkerTask, { type: 'walk' } | { type: 'warm' }>)
       let sink: ScanSink | undefined;
       if (task.claims) {
         const bodies: CompressedItem[] = [];
-        sink = { bodies, frames: new FrameBuilder(bodies) };
+        sink = { bodies, frames: new FrameBuilder(bodies), elsewhere: [] };
       }
       const files = task.files.map((f) => scanOne(f, task.params, task.keepSmall, task.claims, sink));
       sink?.frames.seal();
-      return sink && sink.bodies.length > 0 ? { type: 'scanned', files, bodies: sink.bodies } : { type: 'scanned', files };
+      if (!sink) return { type: 'scanned', files };
+      return { type: 'scanned', files, ...(sink.bodies.length > 0 ? { bodies: sink.bodies } : {}), ...(sink.elsewhere.length > 0 ? { elsewhere: sink.elsewhere } : {}) };
     }
     case 'hash':
       return { type: 'hashed', files: task.files.map(hashOne) };

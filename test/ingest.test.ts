@@ -152,6 +152,18 @@ test('into a new store the scan compresses each chunk once, even when many files
   const out = join(tmp.dir, 'twins-out');
   assert.equal(miq(['--store', join(tmp.dir, 'twins-scan'), 'export', viaScan.path, out]).code, 0);
   execFileSync('diff', ['-r', '--no-dereference', src, out]);
+  // Every claim collides (MIQ_CLAIM_COLLIDE): each chunk but the first is reported as held by
+  // another claim that never brings it, so all of them take the fallback after the scans (read
+  // and compressed again from their files): still every chunk once, all readable.
+  const collide = join(tmp.dir, 'twins-collide');
+  const viaFallback = json<R>(miq(['--store', collide, 'ingest', src, '--json'], { env: { MIQ_CLAIM_COLLIDE: '1' } }));
+  assert.equal(viaFallback.tree, viaStep.tree);
+  assert.equal(viaFallback.newChunks, viaStep.newChunks, 'no chunk stored twice or missed');
+  assert.equal(json<{ uniqueChunks: number }>(miq(['--store', collide, 'stats', '--json'])).uniqueChunks, viaStep.newChunks);
+  assert.equal(miq(['--store', collide, 'verify']).code, 0);
+  const out2 = join(tmp.dir, 'twins-collide-out');
+  assert.equal(miq(['--store', collide, 'export', viaFallback.path, out2]).code, 0);
+  execFileSync('diff', ['-r', '--no-dereference', src, out2]);
 });
 
 test('file records written during the scan name only indexed chunks, also after a SIGKILL right after an index batch', async () => {
