@@ -996,7 +996,8 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
 
 /* names(s, parent, packed, count, timeout): registers the listing of immutable directory
  * `parent` (packed as for replyDir); its LOOKUPs (hits and misses) and READDIR(PLUS)es are
- * answered here from now on, until unnames. Returns false when it was registered already (or on a malformed listing). */
+ * answered here from now on, until unnames. Returns false when it was registered already (or
+ * on a malformed listing). */
 static napi_value js_names(napi_env env, napi_callback_info info) {
   SESSION_ARGS(5);
   uint64_t parent = (uint64_t)num(env, argv[1]);
