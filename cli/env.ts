@@ -38,5 +38,6 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_DEBUG_LATENCY', 'diagnostics: a libfuse 3 mount logs every request that reaches JavaScript (op, node, arguments, start, milliseconds to its answer)'],
   ['MIQ_DEBUG_SWITCH', 'diagnostics: a mount logs how long each switch took (pointer, diff, invalidation)'],
   ['MIQ_BENCH_VERBOSE', 'diagnostics: miq bench logs its steps also when stderr is not a terminal'],
+  ['MIQ_CLAIM_COLLIDE', 'tests only: 1: every chunk an ingest worker claims collides with another\'s claim (exercises the fallback for that case)'],
   ['MIQ_TEST_CACHE', 'tests only: where fetched Debian and npm packages are cached (default /var/cache/miq-test)'],
 ];
