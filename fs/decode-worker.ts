@@ -63,7 +63,11 @@ export type Decoded =
   | { ok: true; bytes: Uint8Array }
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
-export type DecodeResult = { type: 'decoded'; items: Decoded[] };
+/** timing (MIQ_DEBUG_DECODE only): when the worker started the task (ms since the epoch, as
+ * performance.timeOrigin + now) and how long it ran. */
+export type DecodeResult = { type: 'decoded'; items: Decoded[]; timing?: { start: number; run: number } };
+
+const TIMING = !!process.env.MIQ_DEBUG_DECODE;
 
 const fds = new PackFds(32);
 
@@ -140,6 +144,7 @@ function decodeOne(it: DecodeItem, span?: { offset: number; bytes: Buffer }): De
 }
 
 export default function decode(task: DecodeTask): unknown {
+  const t0 = TIMING ? performance.now() : 0;
   let span: { offset: number; bytes: Buffer } | undefined;
   if (task.span) {
     try {
@@ -150,6 +155,7 @@ export default function decode(task: DecodeTask): unknown {
   }
   const items = task.items.map((it) => decodeOne(it, span));
   const result: DecodeResult = { type: 'decoded', items };
+  if (TIMING) result.timing = { start: performance.timeOrigin + t0, run: performance.now() - t0 };
   const buffers = items.flatMap((d) => (d.ok ? [d.bytes.buffer as ArrayBuffer] : []));
   return move({ [transferableSymbol]: buffers, [valueSymbol]: result } as never);
 }

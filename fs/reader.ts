@@ -71,6 +71,9 @@ export const WHOLE_BYTES = 256 << 10;
 const SPAN_GAP = 64 << 10;
 const SPAN_BYTES = 1 << 20;
 const SPANS = process.env.MIQ_MOUNT_SPANS !== '0';
+/** MIQ_DEBUG_DECODE: one log line per decode task: how long it waited for a thread, ran, and
+ * took to come back (a hop to and from the pool is two thread wake-ups). */
+const DEBUG_DECODE = !!process.env.MIQ_DEBUG_DECODE;
 /** A large file's first chunks are located on their own, beside the rest (see locsOf). */
 const HEAD_CHUNKS = 16;
 /** The stream cache's bound (ChunkCache): readahead and the READs of a few sequential readers. */
@@ -329,8 +332,14 @@ export class ChunkReader {
   };
 
   private decode(batch: { p: Pending; it: DecodeItem }[], span?: DecodeTask['span']): void {
+    const posted = DEBUG_DECODE ? performance.now() : 0;
     this.decodePool().run({ type: 'decode', items: batch.map((b) => b.it), span }).then(
       (r) => {
+        if (DEBUG_DECODE && r.timing) {
+          const start = r.timing.start - performance.timeOrigin, now = performance.now();
+          const plain = batch.reduce((a, b) => a + b.it.plain, 0);
+          process.stderr.write(`decode at=${posted.toFixed(1)} queued=${(start - posted).toFixed(1)} run=${r.timing.run.toFixed(1)} back=${(now - start - r.timing.run).toFixed(1)} items=${batch.length} plain=${plain}\n`);
+        }
         r.items.forEach((d, k) => {
           const p = batch[k]!.p;
           if (d.ok) return p.resolve(Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength));
