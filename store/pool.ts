@@ -11,9 +11,23 @@ export function ingestPool(): Piscina<WorkerTask, WorkerResult> {
     minThreads: 1,
     maxThreads: poolThreads(),
     idleTimeout: 2000,
+    execArgv: WORKER_EXEC_ARGV,
   });
   return pool;
 }
+
+/**
+ * Piscina loads a worker's module with require() first and falls back to import(). On Node
+ * 20.19+ require() of an ES module succeeds (require(esm)), and a worker terminated while that
+ * require links the module aborts the whole process (`CreateRequiredModuleFacade: Assertion
+ * failed: facade->InstantiateModule(...)`): a clean-clone `npm test` lost an ingest to it when the
+ * pool was destroyed while a warming worker was still loading. With require(esm) off in the
+ * workers, require() throws ERR_REQUIRE_ESM at once and piscina uses import(), which a
+ * termination ends cleanly. Older Nodes have no such flag (and no require(esm)): nothing added.
+ */
+export const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--experimental-require-module')
+  ? [...process.execArgv, '--no-experimental-require-module']
+  : [...process.execArgv];
 
 /**
  * One worker more than cores: the main thread (walk, index lookups, pack writes) takes a share of

@@ -14,7 +14,12 @@ export function miq(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: str
   const r = spawnSync(process.execPath, [MIQ, ...args], {
     encoding: 'utf8', env: { ...process.env, ...opts.env }, input: opts.input, cwd: opts.cwd, maxBuffer: 1 << 30,
   });
-  return { code: r.status ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr: r.stderr };
+  return { code: r.status ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr: r.stderr + killedBy(r.signal) };
+}
+
+/** A child killed by a signal says which (a clean-clone run once showed only "128 !== 0"). */
+function killedBy(signal: NodeJS.Signals | null): string {
+  return signal ? `\n[miq was killed by ${signal}]` : '';
 }
 
 export function miqAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
@@ -23,7 +28,7 @@ export function miqAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {})
     let stdout = '', stderr = '';
     c.stdout.on('data', (d) => (stdout += d));
     c.stderr.on('data', (d) => (stderr += d));
-    c.on('close', (code, sig) => resolve({ code: code ?? (sig ? 128 : 1), stdout, stderr }));
+    c.on('close', (code, sig) => resolve({ code: code ?? (sig ? 128 : 1), stdout, stderr: stderr + killedBy(sig) }));
   });
 }
 
