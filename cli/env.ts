@@ -30,6 +30,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_SPANS', 'tuning: 0: one pread per chunk instead of one per run of nearby chunks in a pack'],
   ['MIQ_MOUNT_WHOLE_AHEAD', 'tuning: files up to this many bytes are fetched and decoded whole from their first read (default 8388608; 0: never)'],
   ['MIQ_MOUNT_NOTIFY', "tuning: 0: the libfuse 3 mount does not push decoded bytes into the kernel's page cache ahead of reads"],
+  ['MIQ_MOUNT_STREAMS', 'tuning: 0: every READ of a large file goes to JS (the libfuse 3 binding does not answer READs from chunks the decode threads offered it)'],
   ['MIQ_MOUNT_PREFAULT', 'tuning: 0: decode buffers are not made present in one call before zstd writes them'],
   ['MIQ_JS_CHUNKER', 'tuning: 1: ingest cuts chunks with the JavaScript loop instead of the C one (which it uses when the addon was built)'],
   ['MIQ_NO_STAT_CACHE', 'tuning: 1: ingest reads every file, also one whose inode, size, mtime and ctime match its last ingest'],

@@ -19,14 +19,16 @@ import { idOf } from '../store/ids.js';
 
 /** The addon's zstd (native/miqfuse.c zstdDecompressInto: the system's libzstd, ~4x less CPU
  * than zstd-napi here), or undefined where the addon or libzstd is missing. */
-const zstdInto = ((): ((body: Buffer, out: Buffer) => boolean) | undefined => {
+const addon = ((): { zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean; chunkOffer?: (h: number, ino: number, at: number, b: Uint8Array) => boolean } | undefined => {
   try {
-    const m = createRequire(import.meta.url)('../../build/Release/miqfuse.node') as { zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean };
-    return m.zstdDecompressInto;
+    return createRequire(import.meta.url)('../../build/Release/miqfuse.node') as never;
   } catch {
     return undefined;
   }
 })();
+const zstdInto = addon?.zstdDecompressInto;
+/** The binding's stream table (native/miqfuse.c chunkOffer): verified bytes only. */
+const chunkOffer = addon?.chunkOffer;
 
 /** decodeVerified, with plain zstd frames decoded by the addon: the same checks, the same errors.
  * The result always owns its memory (never a view of `body`, which may be the scratch buffer). */
@@ -53,14 +55,17 @@ export interface DecodeItem {
   flags: number;
   /** A chunk inside a shared zstd frame (flags 3): `plain` bytes at `off` of the frame's `size`. */
   frame?: { off: number; size: number };
+  /** Offer the verified bytes to the mount's stream table: session handle, file node, offset. */
+  sink?: { h: number; ino: number; at: number };
 }
 
 /** `span`: one pread of [offset, offset + length) of `path` covers every item (neighbours in a
  * pack: a directory's small files), instead of one per item. */
 export type DecodeTask = { type: 'decode'; items: DecodeItem[]; span?: { path: string; offset: number; length: number } };
 
+/** `bytes` undefined: offered to the mount's stream table (DecodeItem.sink), not sent back. */
 export type Decoded =
-  | { ok: true; bytes: Uint8Array }
+  | { ok: true; bytes?: Uint8Array }
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 /** timing (MIQ_DEBUG_DECODE only): when the worker started the task (ms since the epoch, as
@@ -119,6 +124,39 @@ function frameOf(it: DecodeItem & { frame: { off: number; size: number } }, span
   return f;
 }
 
+/** Plain bytes of chunks offered to the stream table: decoded into one buffer per worker, reused
+ * (the table copies them), not into fresh pages per chunk. */
+let plainScratch = Buffer.allocUnsafeSlow(1 << 20);
+
+/** A stream's chunk (it.sink): decoded, checked against its id, offered to the binding; its bytes
+ * come back only when the binding did not take them. */
+function decodeOffered(it: DecodeItem & { sink: { h: number; ino: number; at: number } }, span?: { offset: number; bytes: Buffer }): Decoded {
+  if (it.frame || it.flags !== FLAG_ZSTD || !zstdInto || !chunkOffer || it.plain < 1) {
+    const d = decodeOne(it, span);
+    if (d.ok && d.bytes && chunkOffer?.(it.sink.h, it.sink.ino, it.sink.at, d.bytes)) return { ok: true };
+    return d;
+  }
+  try {
+    const body = span ? span.bytes.subarray(it.offset - span.offset, it.offset - span.offset + it.stored) : preadScratch(it.path, it.offset, it.stored, it.id);
+    if (plainScratch.length < it.plain) plainScratch = Buffer.allocUnsafeSlow(Math.max(it.plain, plainScratch.length * 2));
+    const out = plainScratch.subarray(0, it.plain);
+    let ok: boolean;
+    try {
+      ok = zstdInto(body, out);
+    } catch (e) {
+      throw new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: ${(e as Error).message}`, { details: { id: it.id, kind: 'chunk' } });
+    }
+    if (!ok) return decodeOne(it, span);
+    if (idOf(out) !== it.id) throw new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: its bytes do not match its hash`, { details: { id: it.id, kind: 'chunk' } });
+    // Only bytes that matched their id reach the binding.
+    if (chunkOffer(it.sink.h, it.sink.ino, it.sink.at, out)) return { ok: true };
+    return { ok: true, bytes: own(Buffer.from(out)) };
+  } catch (e) {
+    if (e instanceof MiqError) return { ok: false, error: e.toJSON() };
+    return { ok: false, error: new MiqError('MIQ_IO', `chunk ${it.id}: ${(e as Error).message}`, { details: { id: it.id } }).toJSON() };
+  }
+}
+
 function decodeOne(it: DecodeItem, span?: { offset: number; bytes: Buffer }): Decoded {
   try {
     if (it.frame) {
@@ -153,9 +191,9 @@ export default function decode(task: DecodeTask): unknown {
       // Each item is read on its own below, and reports its own error.
     }
   }
-  const items = task.items.map((it) => decodeOne(it, span));
+  const items = task.items.map((it) => (it.sink ? decodeOffered(it as DecodeItem & { sink: NonNullable<DecodeItem['sink']> }, span) : decodeOne(it, span)));
   const result: DecodeResult = { type: 'decoded', items };
   if (TIMING) result.timing = { start: performance.timeOrigin + t0, run: performance.now() - t0 };
-  const buffers = items.flatMap((d) => (d.ok ? [d.bytes.buffer as ArrayBuffer] : []));
+  const buffers = items.flatMap((d) => (d.ok && d.bytes ? [d.bytes.buffer as ArrayBuffer] : []));
   return move({ [transferableSymbol]: buffers, [valueSymbol]: result } as never);
 }

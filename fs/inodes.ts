@@ -26,7 +26,7 @@ import { nodeAt, type Node, type View } from './views.js';
 import { subdirIds, type TreeCache } from './trees.js';
 
 /** Request codes of native/miqfuse.c. */
-export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15 } as const;
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15, STREAMED: 16 } as const;
 
 /** What the operations need from the binding (replies by request slot). */
 export interface Replier {
@@ -436,6 +436,7 @@ export class Inodes {
         case OP.GETATTR: return this.getattr(slot, ino);
         case OP.READLINK: return this.readlink(slot, ino);
         case OP.READ: return this.read(slot, ino, a as number, b as number);
+        case OP.STREAMED: return this.streamed(ino, a as number, b as number);
         case OP.READDIRPLUS: return this.readdir(slot, ino, a as number, b as number, true);
         case OP.READDIR: return this.readdir(slot, ino, a as number, b as number, false);
         case OP.STATFS: {
@@ -801,10 +802,17 @@ export class Inodes {
     this.readRecord(slot, e, ino, size, off);
   }
 
+  /** A READ the binding answered from its stream table: the readahead moves on. */
+  private streamed(ino: number, size: number, off: number): void {
+    const f = this.byIno.get(ino)?.opened;
+    if (f) this.o.chunks.progress(f, off, size);
+  }
+
   private readRecord(slot: number, e: Entry, ino: number, size: number, off: number): void {
     if (!e.opened && !e.file && e.node.type === 'file' && this.loadedFiles.has(e.node.id)) void this.fileOf(e);
     const f0 = e.opened;
     if (f0) {
+      f0.ino = ino;
       const parts = this.o.chunks.cachedParts(f0, off, size);
       if (parts) {
         if (off === 0) this.prefetchSiblings(e);
@@ -813,8 +821,15 @@ export class Inodes {
       }
     }
     if (off === 0) this.prefetchSiblings(e);
+    // A large file read in order: answered by the binding from the chunks the decode threads
+    // offer it (fs/reader.ts streamRead), else here.
+    if (f0 && this.o.chunks.streamRead(f0, slot, ino, off, size)) return;
     this.fileOf(e)
-      .then(async (f) => this.replyParts(slot, await this.o.chunks.readParts(f, off, size)))
+      .then(async (f) => {
+        if (f !== f0 && this.o.chunks.streamRead(f, slot, ino, off, size)) return;
+        f.ino = ino;
+        this.replyParts(slot, await this.o.chunks.readParts(f, off, size));
+      })
       .catch((err) => this.fail(slot, 'read', ino, err));
   }
 

@@ -36,7 +36,34 @@ export interface OpenFile {
   next: number;
   /** The last chunk index readahead has been started for. */
   ahead: number;
+  /** The file node whose READs its chunks are offered to the binding for (see StreamSink): the
+   * last one read through JS. */
+  ino?: number;
 }
+
+/**
+ * The binding's stream table (native/miqfuse.c, "Streams"): the decode threads offer a large
+ * file's verified chunks there by node and offset, and the loop thread answers the READs they
+ * cover without JS (READs of chunks still decoding wait there for them). `promise` before a chunk
+ * goes to the pool, `settle` once its result is in (offered or failed: READs waiting for a chunk
+ * that never came then reach JS, which answers them, EIO for a chunk that fails its hash).
+ */
+export interface StreamSink {
+  /** The number a decode thread names the session by (chunkOffer). */
+  readonly handle: number;
+  promise(ino: number, size: number, off: number, end: number): void;
+  /** With `bytes` (decoded on the serving thread, verified): the binding keeps a copy. */
+  settle(ino: number, off: number, end: number, bytes?: Buffer): void;
+  /** A READ that reached JS, answered from the table or left waiting there for its promised
+   * chunks; false when neither can be (the slot is still the caller's). */
+  wait(slot: number, ino: number, size: number, off: number): boolean;
+}
+
+/** What a stream's chunk settles with when a decode thread offered it to the binding: its bytes
+ * are there only (a reader in JS that needs them reads them again, fetchSpan). */
+const OFFERED = Buffer.alloc(0);
+/** Chunks that failed (their ids, bounded): READs of them are not left to wait in the binding. */
+const FAILED = 64;
 
 export function openFile(rec: FileRecord): OpenFile {
   return { rec, starts: chunkStarts(rec), locs: undefined, next: 0, ahead: -1 };
@@ -137,6 +164,8 @@ interface Pending {
   file: Id;
   resolve: (b: Buffer) => void;
   reject: (e: unknown) => void;
+  /** A stream's chunk: its node, offset and file size (see StreamSink). */
+  sink?: { ino: number; at: number; size: number };
 }
 
 export class ChunkReader {
@@ -159,6 +188,9 @@ export class ChunkReader {
    * chunks from the store too (a slice and a hash here) instead of having the pool decode the
    * frame a second time. */
   private readonly storeFrames = new Set<string>();
+  /** Where verified chunks of large files read in order are offered (a fuse3 mount). */
+  sink: StreamSink | undefined;
+  private readonly failed = new Set<Id>();
 
   constructor(private readonly source: ChunkSource, cacheBytes = 128 << 20, o: ChunkReaderOptions = {}) {
     this.lru = new ChunkCache(cacheBytes);
@@ -208,24 +240,44 @@ export class ChunkReader {
   }
 
   /** Registers an in-flight fetch whose settling fills the LRU. */
-  private pending(id: Id, length: number, file: Id, stream = false): { promise: Promise<Buffer>; pending: Pending } {
+  private pending(id: Id, length: number, file: Id, stream = false, sink?: Pending['sink']): { promise: Promise<Buffer>; pending: Pending } {
     let resolve!: (b: Buffer) => void, reject!: (e: unknown) => void;
+    const settle = sink && this.sink ? this.sink : undefined;
+    settle?.promise(sink!.ino, sink!.size, sink!.at, sink!.at + length);
     const promise = new Promise<Buffer>((res, rej) => {
       resolve = (b) => {
         this.inflight.delete(id);
+        if (b === OFFERED) {
+          settle?.settle(sink!.ino, sink!.at, sink!.at + length);
+          return res(b);
+        }
+        if (b.length === length) settle?.settle(sink!.ino, sink!.at, sink!.at + length, b);
+        else settle?.settle(sink!.ino, sink!.at, sink!.at + length);
         if (b.length !== length) return rej(new MiqError('MIQ_CORRUPT', `chunk ${id} has ${b.length} bytes, file ${file} expects ${length}`, { details: { id, file } }));
         this.lru.set(id, b, stream);
         res(b);
       };
       reject = (e) => {
         this.inflight.delete(id);
+        if (settle) {
+          this.failed.add(id);
+          if (this.failed.size > FAILED) this.failed.delete(this.failed.values().next().value as Id);
+          settle.settle(sink!.ino, sink!.at, sink!.at + length);
+        }
         rej(e);
       };
     });
     // Readahead fetches may fail with nobody waiting; a reader that does wait still sees it.
     promise.catch(() => {});
     this.inflight.set(id, promise);
-    return { promise, pending: { id, length, file, resolve, reject } };
+    return { promise, pending: { id, length, file, resolve, reject, sink } };
+  }
+
+  private async viaStore(id: Id, length: number, file: Id): Promise<Buffer> {
+    const b = this.lru.get(id) ?? (await this.source.get(id));
+    if (!b) throw new MiqError('MIQ_MISSING', `chunk ${id} of file ${file} is missing from the store`, { details: { id, file } });
+    if (b.length !== length) throw new MiqError('MIQ_CORRUPT', `chunk ${id} has ${b.length} bytes, file ${file} expects ${length}`, { details: { id, file } });
+    return b;
   }
 
   private viaSource(p: Pending): void {
@@ -242,10 +294,12 @@ export class ChunkReader {
     // Chunks of files fetched whole stay in the main cache: the stream cache (16 MiB) is for one
     // large file read in order, and a few libraries fetched whole would evict each other there.
     const stream = chunks.length > 1 && f.rec.size > this.wholeAhead;
+    const ino = stream && this.sink ? f.ino : undefined;
     for (let i = from; i < to; i++) {
       const c = chunks[i]!;
       if (this.inflight.has(c.id) || this.lru.get(c.id)) continue;
-      todo.push({ p: this.pending(c.id, c.length, f.rec.id, stream).pending, i });
+      const sink = ino === undefined || this.failed.has(c.id) ? undefined : { ino, at: f.starts[i]!, size: f.rec.size };
+      todo.push({ p: this.pending(c.id, c.length, f.rec.id, stream, sink).pending, i });
     }
     if (todo.length === 0) return;
     if (!this.locator) {
@@ -276,7 +330,7 @@ export class ChunkReader {
           this.readAt(locator, loc, p);
           continue;
         }
-        this.queue.push({ p, it: { id: p.id, path: locator.packPath(loc.pack), offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags } });
+        this.queue.push({ p, it: { id: p.id, path: locator.packPath(loc.pack), offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, sink: this.promised(p) } });
         this.queued += loc.plain;
       }
       if (spans) for (const [pack, l] of spans) this.decodeSpans(locator.packPath(pack), l);
@@ -344,7 +398,7 @@ export class ChunkReader {
         }
         r.items.forEach((d, k) => {
           const p = batch[k]!.p;
-          if (d.ok) return p.resolve(Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength));
+          if (d.ok) return p.resolve(d.bytes ? Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength) : OFFERED);
           // The pack may have been rewritten by gc since the location was read: the store knows.
           if (d.error.code === 'MIQ_IO') return this.viaSource(p);
           p.reject(new MiqError(d.error.code as MiqErrorCode, d.error.message, d.error.details ? { details: d.error.details } : undefined));
@@ -450,19 +504,58 @@ export class ChunkReader {
         end = Math.max(end, l[j]!.loc.offset + l[j]!.loc.stored);
         j++;
       }
-      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, frame: loc.frame } }));
+      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, frame: loc.frame, sink: this.promised(p) } }));
       this.decode(batch, batch.length > 1 ? { path, offset: start, length: end - start } : undefined);
       i = j;
     }
+  }
+
+  /** A stream's chunk on its way to the pool: its READs may wait for it in the binding, whom a
+   * decode thread offers it to. */
+  private promised(p: Pending): DecodeItem['sink'] {
+    const s = p.sink, sink = this.sink;
+    return s && sink ? { h: sink.handle, ino: s.ino, at: s.at } : undefined;
+  }
+
+  /**
+   * A READ [pos, pos + len) through node `ino` of a large file read in order: its chunks (and the
+   * readahead) are started for the binding's stream table, and the READ is left to it (answered
+   * or waiting there: `sink.wait`). False when it is JS's to answer (no table, a small file, a
+   * chunk that failed before: the ordinary path answers it, EIO for that chunk).
+   */
+  streamRead(f: OpenFile, slot: number, ino: number, pos: number, len: number): boolean {
+    const sink = this.sink;
+    const size = f.rec.size;
+    if (!sink || !this.locator || f.rec.chunks.length <= 1 || size <= this.wholeAhead || pos >= size || len <= 0) return false;
+    f.ino = ino;
+    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
+    for (let i = lo; i < hi; i++) if (this.failed.has(f.rec.chunks[i]!.id)) return false;
+    this.start(f, lo, hi);
+    this.aheadOf(f, pos, end, hi - 1);
+    return sink.wait(slot, ino, len, pos);
+  }
+
+  /** A READ [pos, pos + len) of `f` the binding answered from its stream table (OP.STREAMED):
+   * the readahead moves on as if it had reached JS. */
+  progress(f: OpenFile, pos: number, len: number): void {
+    const size = f.rec.size;
+    const end = Math.min(size, pos + len);
+    if (pos >= size || end <= f.next) return;
+    f.next = end;
+    this.extend(f, end, chunkAt(f.starts, f.rec.chunks.length, end - 1));
   }
 
   /** Starts readahead when a read [pos, end) of `f` continues the previous one. */
   private aheadOf(f: OpenFile, pos: number, end: number, last: number): void {
     const sequential = pos === 0 || pos === f.next;
     f.next = end;
+    if (sequential) this.extend(f, end, last);
+  }
+
+  private extend(f: OpenFile, end: number, last: number): void {
     // Only where chunks are decoded by the pool: through a plain source (a remote or layered
     // store) fetching ahead would be that store's own policy to make.
-    if (!sequential || this.readahead === 0 || !this.locator) return;
+    if (this.readahead === 0 || !this.locator) return;
     const n = f.rec.chunks.length;
     if (last + 1 >= n) return;
     // A file up to WHOLE_AHEAD is fetched whole from its first read: a program's libraries are
@@ -546,7 +639,11 @@ export class ChunkReader {
       const id = chunks[i]!.id;
       bufs.push(this.lru.get(id) ?? this.inflight.get(id) ?? this.chunk(id, chunks[i]!.length, f.rec.id));
     }
-    return { lo, end, got: bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs) };
+    const got = bufs.length === 1 ? [await bufs[0]!] : await Promise.all(bufs);
+    // Chunks a decode thread offered to the binding's stream table came back without bytes:
+    // read through the store (verified there), not through the table.
+    for (let k = 0; k < got.length; k++) if (got[k] === OFFERED) got[k] = await this.viaStore(chunks[lo + k]!.id, chunks[lo + k]!.length, f.rec.id);
+    return { lo, end, got };
   }
 
   /** Like readCached, as views of the cached chunks (no copy), or undefined. */

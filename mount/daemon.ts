@@ -76,6 +76,8 @@ export interface MountStatus {
   pid: number;
   openHandles: number;
   backend: Backend;
+  /** libfuse 3: the binding's request counts (native/miqfuse.c state()). */
+  requests?: Record<string, number>;
 }
 
 export interface MountHandle {
@@ -340,6 +342,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} trees of ${profile} loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   }
   m = await fuse3Mount(native, dir, handler, { fsname: 'miq', allowOther: x.isRoot, debug: x.debug });
+  x.chunks.sink = m.stream;
   for (const a of early.splice(0)) inodes.handle(...a);
   const mount = m;
 
@@ -364,7 +367,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   };
   const status = (): MountStatus => {
     const p = x.getPointer();
-    return { dir, store: store.dir, profile, generation: p?.generation, tree: p?.tree, pid: process.pid, openHandles: 0, backend: 'fuse3' };
+    return { dir, store: store.dir, profile, generation: p?.generation, tree: p?.tree, pid: process.pid, openHandles: 0, backend: 'fuse3', requests: m?.state().counts };
   };
   let control: ControlServer | undefined;
   let userSockets: ControlServer[] = [];

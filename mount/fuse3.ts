@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { MiqError } from '../store/errors.js';
 import type { Replier } from '../fs/inodes.js';
+import type { StreamSink } from '../fs/reader.js';
 import { fuseDeviceAt, mounts } from './mountinfo.js';
 
 export interface NativeSession { readonly __session: unique symbol }
@@ -38,6 +39,10 @@ export interface Native {
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
   offer(s: NativeSession, ino: number, bytes: Buffer, push: boolean): void;
+  streamHandle(s: NativeSession): number;
+  streamPromise(s: NativeSession, ino: number, size: number, off: number, end: number): void;
+  streamSettle(s: NativeSession, ino: number, off: number, end: number, bytes?: Buffer): void;
+  streamWait(s: NativeSession, slot: number, ino: number, size: number, off: number): boolean;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
   unnames(s: NativeSession, parent: number): boolean;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
@@ -78,6 +83,8 @@ export interface Fuse3Options {
 export interface Fuse3Mount {
   readonly mountpoint: string;
   readonly replier: Replier;
+  /** The binding's stream table, for the chunk reader (fs/reader.ts StreamSink). */
+  readonly stream: StreamSink | undefined;
   /** Drops cached entries (ino + name) or nodes (ino + null), off the JS thread. */
   invalidate(inos: number[], names: (Buffer | null)[]): Promise<number>;
   state(): NativeState;
@@ -142,9 +149,18 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     unnames: (parent) => !destroyed && native.unnames(s, parent),
   };
   let unmounting: Promise<void> | undefined;
+  // MIQ_MOUNT_STREAMS=0: every READ of a large file goes to JS, as before the stream table.
+  const handle = process.env.MIQ_MOUNT_STREAMS === '0' ? 0 : native.streamHandle(s);
+  const stream: StreamSink | undefined = handle > 0 ? {
+    handle,
+    promise: (ino, size, off, end) => void (destroyed || native.streamPromise(s, ino, size, off, end)),
+    settle: (ino, off, end, bytes) => void (destroyed || native.streamSettle(s, ino, off, end, bytes)),
+    wait: (slot, ino, size, off) => !destroyed && native.streamWait(s, slot, ino, size, off),
+  } : undefined;
   return {
     mountpoint,
     replier,
+    stream,
     invalidate: (inos, names) => (inos.length === 0 || native.state(s).destroyed ? Promise.resolve(0) : new Promise((r) => native.notifyInval(s, inos, names, r))),
     state: () => native.state(s),
     willneed: (paths) => (paths.length === 0 || native.state(s).destroyed ? Promise.resolve() : new Promise((r) => native.willneed(s, paths, () => r()))),

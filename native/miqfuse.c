@@ -63,9 +63,10 @@
  * OP_LISTED (ino, first, count): a READDIRPLUS of a registered directory answered here, whose
  * entries [first, first + count) the kernel now counts as looked up; OP_UNLISTED the same
  * entries when the reply did not reach the kernel after all. OP_UNNAMED (ino): a directory's
- * registration is gone; everything this loop answered from it was posted before. */
+ * registration is gone; everything this loop answered from it was posted before. OP_STREAMED
+ * (ino, size, off): a READ of a stream answered here (see "Streams"), for JS's readahead. */
 enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_LOOKED,
-       OP_LISTED, OP_UNLISTED, OP_UNNAMED, OP_COUNT };
+       OP_LISTED, OP_UNLISTED, OP_UNNAMED, OP_STREAMED, OP_COUNT };
 
 typedef struct msg {
   int op;
@@ -111,6 +112,30 @@ typedef struct named {
   struct named *hnext;
 } named_t;
 
+/* Streams: the verified chunks of a large file read in order, offered by the decode threads as
+ * they finish (chunkOffer), by node and file offset; READs they cover are answered here. */
+typedef struct seg {
+  uint64_t off;
+  size_t len, served, cap;
+  struct seg *next;          /* in its stream, by offset */
+  struct seg *aprev, *anext; /* age list (head = oldest) */
+  struct stream *st;
+  char *data;
+} seg_t;
+/* A range a decode thread is working on (JS registered it before sending the task). */
+typedef struct prom { uint64_t off, end; struct prom *next; } prom_t;
+/* A READ waiting for promised chunks. */
+typedef struct park { fuse_req_t req; uint64_t off; size_t size; struct park *next; } park_t;
+typedef struct stream {
+  uint64_t ino, size;
+  seg_t *segs;
+  prom_t *proms;
+  park_t *parked;
+  struct stream *hnext;
+} stream_t;
+#define SBUCKETS 256
+#define SFREE 48
+
 #define NBUCKETS (1u << 16)
 #define DBUCKETS (1u << 14)
 
@@ -154,6 +179,18 @@ typedef struct session {
   int qstop, qstarted, qoff;
   pthread_t qthread;
   atomic_ullong pushed, pushfail;
+  /* Streams (loop thread, decode threads and JS thread; smu). */
+  pthread_mutex_t smu;
+  stream_t *sb[SBUCKETS];
+  seg_t *shead, *stail;
+  size_t sbytes, scap;
+  char *sfree[SFREE];    /* blocks of freed segments, reused (no fresh pages to fault in) */
+  size_t sfreecap[SFREE];
+  int nsfree;
+  atomic_int nparked;
+  atomic_ullong sserved, sparked, sreposted, soffered;
+  int handle;            /* index in g_sess, for the decode threads */
+  atomic_int users;      /* decode threads inside chunkOffer */
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
@@ -233,6 +270,205 @@ static int rhas(session_t *s, uint64_t ino) {
   int r = *rfind(s, ino) != NULL;
   pthread_mutex_unlock(&s->rmu);
   return r;
+}
+
+/* ---- Streams (loop thread, decode threads, JS thread) ----
+ * A large file read in order (fs/reader.ts, the stream cache) has its chunks decoded ahead of the
+ * reader on the decode threads. Each thread, once a chunk's bytes matched its id, copies them
+ * here (chunkOffer); a READ they cover is answered on the loop thread, and a READ of chunks still
+ * being decoded (JS promised them before sending the task) waits here and is answered by the
+ * thread that offers the last of them: no hop through JS on a READ's way (measured before: loop
+ * thread -> JS -> decode thread -> JS -> reply, ~5 wake-ups a MiB). A chunk that fails its hash is
+ * never offered; JS settles its promise, and the READs waiting on it go to JS, which answers
+ * EIO. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+#define GSESS 64
+static session_t *g_sess[GSESS];
+/* Handles are index + GSESS * a count of sessions made: a task of a session gone cannot offer to
+ * a later session in the same index. */
+static int g_made;
+
+static stream_t **sfind(session_t *s, uint64_t ino) {
+  stream_t **p = &s->sb[ino % SBUCKETS];
+  while (*p && (*p)->ino != ino) p = &(*p)->hnext;
+  return p;
+}
+
+/* With smu held: a block of at least len bytes, reused when one is free. */
+static char *sblock(session_t *s, size_t len, size_t *cap) {
+  int best = -1;
+  for (int k = 0; k < s->nsfree; k++)
+    if (s->sfreecap[k] >= len && s->sfreecap[k] <= 2 * len + (64u << 10) && (best < 0 || s->sfreecap[k] < s->sfreecap[best])) best = k;
+  if (best >= 0) {
+    char *b = s->sfree[best];
+    *cap = s->sfreecap[best];
+    s->nsfree--;
+    s->sfree[best] = s->sfree[s->nsfree];
+    s->sfreecap[best] = s->sfreecap[s->nsfree];
+    return b;
+  }
+  *cap = (len + 0xffff) & ~(size_t)0xffff;
+  return malloc(*cap ? *cap : 1);
+}
+
+static void sunblock(session_t *s, char *b, size_t cap) {
+  if (s->nsfree < SFREE) { s->sfree[s->nsfree] = b; s->sfreecap[s->nsfree++] = cap; }
+  else free(b);
+}
+
+/* With smu held: unlinks segment g and keeps its block for reuse. */
+static void sunseg(session_t *s, seg_t *g) {
+  seg_t **pp = &g->st->segs;
+  while (*pp && *pp != g) pp = &(*pp)->next;
+  if (*pp) *pp = g->next;
+  if (g->aprev) g->aprev->anext = g->anext; else s->shead = g->anext;
+  if (g->anext) g->anext->aprev = g->aprev; else s->stail = g->aprev;
+  s->sbytes -= g->len;
+  sunblock(s, g->data, g->cap);
+  free(g);
+}
+
+/* Whether [from, to) lies inside the stream's promises (they are few: a readahead's tasks). */
+static int spromised(stream_t *st, uint64_t from, uint64_t to) {
+  while (from < to) {
+    prom_t *hit = NULL;
+    for (prom_t *p = st->proms; p; p = p->next) if (p->off <= from && p->end > from) { hit = p; break; }
+    if (!hit) return 0;
+    from = hit->end;
+  }
+  return 1;
+}
+
+#define SIOV 256
+/* With smu held: answers [off, off + size) from the stream's segments; 1 when answered. Else
+ * *waitable says whether every missing byte is promised. */
+static int stry(session_t *s, stream_t *st, fuse_req_t req, uint64_t off, size_t size, int *waitable) {
+  uint64_t end = off + size < st->size ? off + size : st->size;
+  *waitable = 1;
+  if (off >= end) { fuse_reply_buf(req, NULL, 0); return 1; }
+  struct iovec iov[SIOV];
+  seg_t *used[SIOV];
+  int n = 0, ok = 1;
+  uint64_t pos = off;
+  for (seg_t *g = st->segs; g && pos < end; g = g->next) {
+    if (g->off + g->len <= pos) continue;
+    if (g->off > pos) {
+      uint64_t to = g->off < end ? g->off : end;
+      ok = 0;
+      if (!spromised(st, pos, to)) { *waitable = 0; return 0; }
+      pos = to;
+      if (pos >= end) break;
+    }
+    uint64_t to = g->off + g->len < end ? g->off + g->len : end;
+    if (n == SIOV) { *waitable = 0; return 0; }
+    iov[n].iov_base = g->data + (pos - g->off);
+    iov[n].iov_len = to - pos;
+    used[n++] = g;
+    pos = to;
+  }
+  if (pos < end) {
+    ok = 0;
+    if (!spromised(st, pos, end)) *waitable = 0;
+  }
+  if (!ok) return 0;
+  fuse_reply_iov(req, iov, n);
+  /* Each byte is asked for once (the kernel keeps what it got): a segment leaves once read. */
+  for (int k = 0; k < n; k++) {
+    used[k]->served += iov[k].iov_len;
+    if (used[k]->served >= used[k]->len) sunseg(s, used[k]);
+  }
+  atomic_fetch_add(&s->sserved, 1);
+  return 1;
+}
+
+typedef struct sout { msg_t *m[64]; int n; } sout_t;
+static int sinsert(session_t *s, uint64_t ino, uint64_t off, const void *data, size_t len, sout_t *o);
+
+/* Collects a message to post once smu is released. */
+static void sout_add(session_t *s, sout_t *o, msg_t *m) {
+  if (!m) return;
+  if (o->n == 64) { post(s, m); return; }
+  o->m[o->n++] = m;
+}
+
+static void sout_post(session_t *s, sout_t *o) {
+  for (int k = 0; k < o->n; k++) post(s, o->m[k]);
+  o->n = 0;
+}
+
+/* With smu held: answers the waiting READs that can be now, and sends to JS those that can no
+ * longer be (a promise settled without its chunk: a hash failure, an error, an eviction). */
+static void srevisit(session_t *s, stream_t *st, sout_t *o) {
+  park_t **pp = &st->parked;
+  while (*pp) {
+    park_t *p = *pp;
+    int waitable;
+    if (stry(s, st, p->req, p->off, p->size, &waitable)) {
+      sout_add(s, o, mk(OP_STREAMED, NULL, st->ino, p->size, (int64_t)p->off, NULL, 0));
+    } else if (!waitable) {
+      atomic_fetch_add(&s->sreposted, 1);
+      sout_add(s, o, mk(OP_READ, p->req, st->ino, p->size, (int64_t)p->off, NULL, 0));
+    } else {
+      pp = &p->next;
+      continue;
+    }
+    *pp = p->next;
+    atomic_fetch_sub(&s->nparked, 1);
+    free(p);
+  }
+}
+
+/* With smu held: drops a stream; its waiting READs (none while the kernel holds the node) go to
+ * JS, or with `fail` are answered EIO. */
+static void sdrop(session_t *s, stream_t **pp, sout_t *o, int fail) {
+  stream_t *st = *pp;
+  *pp = st->hnext;
+  while (st->segs) sunseg(s, st->segs);
+  while (st->proms) { prom_t *p = st->proms; st->proms = p->next; free(p); }
+  while (st->parked) {
+    park_t *p = st->parked;
+    st->parked = p->next;
+    atomic_fetch_sub(&s->nparked, 1);
+    if (fail || !o) fuse_reply_err(p->req, EIO);
+    else sout_add(s, o, mk(OP_READ, p->req, st->ino, p->size, (int64_t)p->off, NULL, 0));
+    free(p);
+  }
+  free(st);
+}
+
+static void sforget(session_t *s, uint64_t ino) {
+  sout_t o = { .n = 0 };
+  pthread_mutex_lock(&s->smu);
+  stream_t **pp = sfind(s, ino);
+  if (*pp) sdrop(s, pp, &o, 0);
+  pthread_mutex_unlock(&s->smu);
+  sout_post(s, &o);
+}
+
+/* Loop thread: answers (or holds) a READ of a stream; false when JS is to answer it. */
+static int sserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  if (off < 0) return 0;
+  pthread_mutex_lock(&s->smu);
+  stream_t *st = *sfind(s, ino);
+  if (!st) { pthread_mutex_unlock(&s->smu); return 0; }
+  int waitable, done = stry(s, st, req, (uint64_t)off, size, &waitable);
+  if (!done && waitable) {
+    park_t *p = malloc(sizeof *p);
+    if (p) {
+      p->req = req; p->off = (uint64_t)off; p->size = size;
+      p->next = st->parked;
+      st->parked = p;
+      atomic_fetch_add(&s->nparked, 1);
+      atomic_fetch_add(&s->sparked, 1);
+      done = 2;
+    }
+  }
+  pthread_mutex_unlock(&s->smu);
+  if (done == 1) {
+    msg_t *m = mk(OP_STREAMED, NULL, ino, size, off, NULL, 0);
+    if (m) post(s, m);
+  }
+  return done != 0;
 }
 
 /* Queues a push of node `ino`'s offered bytes (any thread). */
@@ -423,7 +659,8 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
-  if (rserve(fuse_req_userdata(req), req, ino, size, off)) return;
+  session_t *s = fuse_req_userdata(req);
+  if (rserve(s, req, ino, size, off) || sserve(s, req, ino, size, off)) return;
   send_req(req, OP_READ, ino, size, off, NULL);
 }
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -448,6 +685,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
   session_t *s = fuse_req_userdata(req);
   fuse_reply_none(req);
   rforget(s, ino);
+  sforget(s, ino);
   msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
   if (m) post(s, m);
 }
@@ -455,7 +693,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
   session_t *s = fuse_req_userdata(req);
   msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
-  for (size_t k = 0; k < count; k++) rforget(s, f[k].ino);
+  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); }
   fuse_reply_none(req);
   if (m) post(s, m);
 }
@@ -641,6 +879,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->nmu, NULL);
   pthread_mutex_init(&s->qmu, NULL);
   pthread_cond_init(&s->qcv, NULL);
+  pthread_mutex_init(&s->smu, NULL);
+  s->scap = 48u << 20;
   const char *nv = getenv("MIQ_MOUNT_NOTIFY");
   s->qoff = nv && strcmp(nv, "0") == 0;
   s->rcap = 64u << 20;
@@ -675,6 +915,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   s->thread_started = 1;
   if (!s->qoff && pthread_create(&s->qthread, NULL, pusher, s) == 0) s->qstarted = 1;
+  pthread_mutex_lock(&g_mu);
+  for (int k = 1; k < GSESS; k++) if (!g_sess[k]) { g_sess[k] = s; s->handle = k + GSESS * (++g_made % (1 << 20)); break; }
+  pthread_mutex_unlock(&g_mu);
   napi_value ext;
   NAPI(napi_create_external(env, s, NULL, NULL, &ext));
   return ext;
@@ -1122,6 +1365,189 @@ static napi_value js_offer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* streamHandle(s) -> the number decode threads name this session by in chunkOffer. */
+static napi_value js_stream_handle(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(1);
+  return ret_int(env, s->handle);
+}
+
+/* streamPromise(s, ino, size, off, end): a decode thread will offer bytes [off, end) of file node
+ * `ino` (`size` bytes long); READs of them wait here until it does or JS settles the promise. */
+static napi_value js_stream_promise(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  uint64_t ino = (uint64_t)num(env, argv[1]), size = (uint64_t)num(env, argv[2]);
+  uint64_t off = (uint64_t)num(env, argv[3]), end = (uint64_t)num(env, argv[4]);
+  if (ino == 0 || end <= off || s->dropping) return NULL;
+  prom_t *p = malloc(sizeof *p);
+  if (!p) return NULL;
+  p->off = off; p->end = end;
+  pthread_mutex_lock(&s->smu);
+  stream_t **pp = sfind(s, ino);
+  if (!*pp) {
+    stream_t *st = calloc(1, sizeof *st);
+    if (!st) { pthread_mutex_unlock(&s->smu); free(p); return NULL; }
+    st->ino = ino;
+    *pp = st;
+  }
+  (*pp)->size = size;
+  p->next = (*pp)->proms;
+  (*pp)->proms = p;
+  pthread_mutex_unlock(&s->smu);
+  return NULL;
+}
+
+/* streamSettle(s, ino, off, end[, bytes]): the chunk at [off, end) was decoded (offered or not)
+ * or failed: its promise ends, and READs that were waiting for it and cannot be answered go to
+ * JS. With `bytes` (decoded on the JS thread) they are copied in first, like an offer. */
+static napi_value js_stream_settle(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  uint64_t ino = (uint64_t)num(env, argv[1]), off = (uint64_t)num(env, argv[2]), end = (uint64_t)num(env, argv[3]);
+  sout_t o = { .n = 0 };
+  /* With the bytes (decoded on this thread, verified): into the stream like an offer. */
+  size_t argc = 5;
+  napi_value a5[5];
+  napi_get_cb_info(env, info, &argc, a5, NULL, NULL);
+  void *data = NULL;
+  size_t len = 0;
+  if (argc >= 5 && napi_get_buffer_info(env, a5[4], &data, &len) == napi_ok && len == end - off && len > 0) sinsert(s, ino, off, data, len, &o);
+  pthread_mutex_lock(&s->smu);
+  stream_t *st = *sfind(s, ino);
+  if (st) {
+    for (prom_t **pp = &st->proms; *pp;) {
+      prom_t *p = *pp;
+      if (p->off >= off && p->end <= end) { *pp = p->next; free(p); }
+      else pp = &p->next;
+    }
+    srevisit(s, st, &o);
+  }
+  pthread_mutex_unlock(&s->smu);
+  sout_post(s, &o);
+  return NULL;
+}
+
+/* Copies bytes [off, off + len) of node `ino` into its stream (any thread, smu not held);
+ * false when nothing streams that node (any more). */
+static int sinsert(session_t *s, uint64_t ino, uint64_t off, const void *data, size_t len, sout_t *o) {
+  size_t cap = 0;
+  pthread_mutex_lock(&s->smu);
+  stream_t *st0 = *sfind(s, ino);
+  seg_t *have = NULL;
+  for (seg_t *g = st0 ? st0->segs : NULL; g && g->off <= off; g = g->next) if (g->off == off) have = g;
+  char *b = st0 && !have ? sblock(s, len, &cap) : NULL;
+  pthread_mutex_unlock(&s->smu);
+  if (have) return 1;
+  seg_t *g = b ? malloc(sizeof *g) : NULL;
+  if (!g) {
+    if (b) { pthread_mutex_lock(&s->smu); sunblock(s, b, cap); pthread_mutex_unlock(&s->smu); }
+    return 0;
+  }
+  memcpy(b, data, len);
+  g->off = off; g->len = len; g->served = 0; g->cap = cap; g->data = b;
+  int ok = 0;
+  pthread_mutex_lock(&s->smu);
+  stream_t *st = *sfind(s, ino);
+  seg_t **pp = st ? &st->segs : NULL;
+  while (pp && *pp && (*pp)->off < off) pp = &(*pp)->next;
+  if (!st || (*pp && (*pp)->off == off)) {
+    sunblock(s, b, cap);
+    free(g);
+    ok = st != NULL;
+  } else {
+    g->st = st;
+    g->next = *pp;
+    *pp = g;
+    g->anext = NULL;
+    g->aprev = s->stail;
+    if (s->stail) s->stail->anext = g; else s->shead = g;
+    s->stail = g;
+    s->sbytes += len;
+    for (prom_t **qq = &st->proms; *qq;) {
+      prom_t *q = *qq;
+      if (q->off >= off && q->end <= off + len) { *qq = q->next; free(q); }
+      else qq = &q->next;
+    }
+    while (s->sbytes > s->scap && s->shead && s->shead != g) {
+      stream_t *old = s->shead->st;
+      sunseg(s, s->shead);
+      if (old != st) srevisit(s, old, o);
+    }
+    srevisit(s, st, o);
+    atomic_fetch_add(&s->soffered, 1);
+    ok = 1;
+  }
+  pthread_mutex_unlock(&s->smu);
+  return ok;
+}
+
+/* chunkOffer(handle, ino, off, bytes) -> bool: from a decode thread, bytes [off, off + len) of
+ * file node `ino`, checked against their id by the caller; copied. False when nothing streams
+ * that node (any more): the caller returns the bytes to JS. */
+static napi_value js_chunk_offer(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  int h = (int)num(env, argv[0]);
+  uint64_t ino = (uint64_t)num(env, argv[1]), off = (uint64_t)num(env, argv[2]);
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_arg(env, argv[3], &data, &len)) return NULL;
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  if (h <= 0 || len == 0) return res;
+  pthread_mutex_lock(&g_mu);
+  session_t *s = g_sess[h % GSESS];
+  if (s && s->handle != h) s = NULL;
+  if (s) atomic_fetch_add(&s->users, 1);
+  pthread_mutex_unlock(&g_mu);
+  if (!s) return res;
+  sout_t o = { .n = 0 };
+  int ok = sinsert(s, ino, off, data, len, &o);
+  sout_post(s, &o);
+  atomic_fetch_sub(&s->users, 1);
+  napi_get_boolean(env, ok, &res);
+  return res;
+}
+
+/* streamWait(s, slot, ino, size, off) -> bool: a READ that reached JS, answered from the stream
+ * or left waiting there for its promised chunks; false (the slot still JS's) when neither can
+ * be. */
+static napi_value js_stream_wait(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  uint64_t ino = (uint64_t)num(env, argv[2]);
+  double size = num(env, argv[3]), off = num(env, argv[4]);
+  if (s->dropping || !(off >= 0) || !(size >= 0)) return res;
+  fuse_req_t r = slot_take(s, num(env, argv[1]));
+  if (!r) return res;
+  int done = 0;
+  pthread_mutex_lock(&s->smu);
+  stream_t *st = *sfind(s, ino);
+  if (st) {
+    int waitable;
+    done = stry(s, st, r, (uint64_t)off, (size_t)size, &waitable);
+    park_t *p = !done && waitable ? malloc(sizeof *p) : NULL;
+    if (p) {
+      p->req = r; p->off = (uint64_t)off; p->size = (size_t)size;
+      p->next = st->parked;
+      st->parked = p;
+      atomic_fetch_add(&s->nparked, 1);
+      atomic_fetch_add(&s->sparked, 1);
+      done = 2;
+    }
+  }
+  pthread_mutex_unlock(&s->smu);
+  if (!done) {
+    /* Back into its slot (slot_take just freed it, last on the free list). */
+    uint32_t i = (uint32_t)((uint64_t)num(env, argv[1]) & 0xffffffffu);
+    s->nfree--;
+    s->slots[i] = r;
+    s->used++;
+    return res;
+  }
+  napi_get_boolean(env, true, &res);
+  return res;
+}
+
 /* stop(s): ends the loop; the connection is aborted once it has. */
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
@@ -1134,6 +1560,9 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 static napi_value js_drop(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
   s->dropping = 1;
+  pthread_mutex_lock(&s->smu);
+  for (int b = 0; b < SBUCKETS; b++) while (s->sb[b]) sdrop(s, &s->sb[b], NULL, 1);
+  pthread_mutex_unlock(&s->smu);
   for (uint32_t i = 0; i < s->nslots; i++) {
     if (s->slots[i]) {
       fuse_reply_err(s->slots[i], EIO);
@@ -1156,11 +1585,11 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, s->destroyed, &v); napi_set_named_property(env, o, "destroyed", v);
   if (s->destroyed) return o;
   napi_get_boolean(env, s->ended, &v); napi_set_named_property(env, o, "ended", v);
-  napi_create_int32(env, atomic_load(&s->queued) + (int)s->used + atomic_load(&s->works), &v); napi_set_named_property(env, o, "pending", v);
+  napi_create_int32(env, atomic_load(&s->queued) + (int)s->used + atomic_load(&s->works) + atomic_load(&s->nparked), &v); napi_set_named_property(env, o, "pending", v);
   napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
   napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
   napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
-  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked", "listed", "unlisted", "unnamed" };
+  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked", "listed", "unlisted", "unnamed", "streamed" };
   napi_value c;
   napi_create_object(env, &c);
   for (int k = 1; k < OP_COUNT; k++) {
@@ -1178,6 +1607,10 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)s->nbytes, &v); napi_set_named_property(env, o, "namesBytes", v);
   pthread_mutex_unlock(&s->nmu);
   napi_create_double(env, (double)atomic_load(&s->pushed), &v); napi_set_named_property(env, c, "pushed", v);
+  napi_create_double(env, (double)atomic_load(&s->sserved), &v); napi_set_named_property(env, c, "streamServed", v);
+  napi_create_double(env, (double)atomic_load(&s->sparked), &v); napi_set_named_property(env, c, "streamWaited", v);
+  napi_create_double(env, (double)atomic_load(&s->sreposted), &v); napi_set_named_property(env, c, "streamToJs", v);
+  napi_create_double(env, (double)atomic_load(&s->soffered), &v); napi_set_named_property(env, c, "streamOffered", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
   napi_set_named_property(env, o, "counts", c);
   return o;
@@ -1187,7 +1620,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
   napi_value r;
-  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works)) {
+  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works) || atomic_load(&s->nparked)) {
     napi_get_boolean(env, false, &r);
     return r;
   }
@@ -1202,6 +1635,14 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
     free(s->q);
     s->q = NULL;
   }
+  pthread_mutex_lock(&g_mu);
+  if (s->handle) g_sess[s->handle % GSESS] = NULL;
+  pthread_mutex_unlock(&g_mu);
+  while (atomic_load(&s->users)) usleep(100);
+  pthread_mutex_lock(&s->smu);
+  for (int b = 0; b < SBUCKETS; b++) while (s->sb[b]) sdrop(s, &s->sb[b], NULL, 1);
+  while (s->nsfree) { s->nsfree--; free(s->sfree[s->nsfree]); }
+  pthread_mutex_unlock(&s->smu);
   s->destroyed = 1;
   fuse_session_destroy(s->se);
   s->se = NULL;
@@ -1353,6 +1794,11 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0 },
     { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
     { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
+    { "streamHandle", 0, js_stream_handle, 0, 0, 0, napi_default, 0 },
+    { "streamPromise", 0, js_stream_promise, 0, 0, 0, napi_default, 0 },
+    { "streamSettle", 0, js_stream_settle, 0, 0, 0, napi_default, 0 },
+    { "chunkOffer", 0, js_chunk_offer, 0, 0, 0, napi_default, 0 },
+    { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
     { "unnames", 0, js_unnames, 0, 0, 0, napi_default, 0 },
     { "zstdDecompress", 0, js_zstd, 0, 0, 0, napi_default, 0 },

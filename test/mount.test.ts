@@ -514,6 +514,63 @@ describe('corruption and crashes', () => {
     }
   });
 
+  it('a large file read in order is answered by the binding from chunks the decode threads verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right', async () => {
+    const b = await tmp();
+    const logs: string[] = [];
+    let s: Store | undefined, m: MountHandle | undefined;
+    try {
+      // Two 12 MiB files (over MIQ_MOUNT_WHOLE_AHEAD's 8 MiB: read as streams), of 16 letters
+      // (zstd chunks, decoded into the decode thread's scratch buffer before they are offered).
+      await mkdir(join(b, 'src'), { recursive: true });
+      for (const [name, seed] of [['good.bin', 7], ['bad.bin', 9]] as const) {
+        let x = seed * 2654435761;
+        const big = Buffer.alloc(12 * 1024 * 1024 + 777);
+        for (let i = 0; i < big.length; i++) {
+          x = (x * 1103515245 + 12345) >>> 0;
+          big[i] = 97 + (x >>> 28);
+        }
+        await writeFile(join(b, 'src', name), big);
+      }
+      s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+      const rec = await s.getStorePath(p);
+      const bad = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'bad.bin')!;
+      const file = (await s.getFile(bad.id!))!;
+      assert.ok(file.chunks.length > 6, `fixture has many chunks (${file.chunks.length})`);
+      const vi = Math.floor(file.chunks.length / 2);
+      const victim = file.chunks[vi]!;
+      const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
+      const after = before + victim.length;
+      await s.close();
+      flipChunkByte(join(b, 'store'), victim.id);
+      s = await openStore(join(b, 'store'));
+      await mkdir(join(b, 'mnt'));
+      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      const d = `${b}/mnt/store/${p}`;
+      const good = await sh(`dd if=${d}/good.bin bs=1M status=none | md5sum; md5sum < ${b}/src/good.bin`);
+      const [got, want] = good.stdout.trim().split('\n');
+      assert.equal(got, want, 'the undamaged file reads right');
+      const served = m.status().requests?.streamServed ?? 0;
+      assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(m.status().requests)}`);
+      const r = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=1M status=none; echo rc=$?`);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.match(r.stdout, /rc=1\n/);
+      // A second time (the damaged chunk failed once): EIO again, not bytes.
+      const r2 = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=4096 skip=${Math.floor(before / 4096) + 1} count=1 status=none; echo rc=$?`);
+      assert.match(r2.stdout, /rc=1\n/, r2.stderr);
+      assert.equal((await sh(`head -c ${before} ${d}/bad.bin | md5sum`)).stdout, (await sh(`head -c ${before} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks before the bad one read right');
+      // From the first page boundary past it: the kernel's reads there hold no byte of it.
+      const from = Math.ceil(after / 4096) * 4096;
+      assert.equal((await sh(`tail -c +${from + 1} ${d}/bad.bin | md5sum`)).stdout, (await sh(`tail -c +${from + 1} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks after it read right');
+      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
+      assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
+    } finally {
+      await m?.close();
+      await s?.close();
+      await cleanup(b);
+    }
+  });
+
   it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async () => {
     // Trees are read ahead in batches and kept packed (fs/trees.ts): a batch holding a damaged
     // tree is read again one by one, so only that directory fails.
