@@ -137,14 +137,17 @@ function packEntry(out: Buffer, at: number, ino: number, n: Node, name: Buffer):
   return at + ((24 + name.length + 7) & ~7);
 }
 
-/** packEntry of a packed tree's entry i (its name copied straight from the tree). */
+/** packEntry of a packed tree's entry i (its name copied straight from the tree), as names()
+ * reads it: a symlink's target (its size's worth of bytes) follows its name (the binding answers
+ * its READLINKs). */
 function packAt(out: Buffer, at: number, ino: number, n: Node, t: PackedTree, i: number): number {
   out.writeDoubleLE(ino, at);
   out.writeDoubleLE(n.type === 'dir' ? 4096 : n.type === 'symlink' ? n.target.length : n.size, at + 8);
   out.writeUInt32LE(n.type === 'dir' ? 0o40555 : n.type === 'symlink' ? 0o120777 : n.exe ? 0o100555 : 0o100444, at + 16);
   const nl = t.copyName(i, out, at + 24);
   out.writeUInt32LE(nl, at + 20);
-  return at + ((24 + nl + 7) & ~7);
+  const tl = n.type === 'symlink' ? n.target.copy(out, at + 24 + nl) : 0;
+  return at + ((24 + nl + tl + 7) & ~7);
 }
 
 /** The `usr` directory: the current generation's tree, or nothing. */
@@ -597,7 +600,7 @@ export class Inodes {
     // every directory, and what it kept per entry was most of the garbage collector's work).
     const es = t.tree;
     let bytes = 0;
-    for (let k = 0; k < es.length; k++) bytes += (24 + es.nameLength(k) + 7) & ~7;
+    for (let k = 0; k < es.length; k++) bytes += (24 + es.nameLength(k) + (es.kind(k) === 'symlink' ? es.target(k)!.length : 0) + 7) & ~7;
     const out = Buffer.allocUnsafe(bytes);
     let at = 0;
     const kids: Entry[] = new Array<Entry>(es.length);
@@ -619,6 +622,53 @@ export class Inodes {
       if (this.registeredNames <= MAX_NAMES || ino === pe.ino) break;
       this.unregister(r.e);
     }
+  }
+
+  /**
+   * Registers with the binding the listings of `usr`'s directories whose trees are in the cache
+   * already (mount/daemon.ts loads the top levels before the mount is announced): `depth` levels
+   * below usr (1: usr/bin, usr/lib, …; 2: also usr/lib/x86_64-linux-gnu, usr/share/locale, …), at
+   * most `max` names. A program's first lookups there are then answered by the binding instead
+   * of each a round trip to this thread (python's cold start: python3, ld-linux-x86-64.so.2 twice,
+   * x86_64-linux-gnu, python3.11, locale, …), and the registrations (interning every entry) are
+   * not made on this thread while the program waits for its READs. Nothing is read here. The
+   * entries below usr are interned as a lookup there would intern them (same keys), so the
+   * kernel's later LOOKUP of usr/bin, answered here, finds the registered node. Returns the
+   * number of names registered.
+   */
+  preregister(depth: number, max: number): number {
+    const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    const un = this.usrNode();
+    const ut = ue && un.type === 'dir' && un.tree ? this.o.trees.peek(un.tree) : undefined;
+    if (!ue || !ut || !this.r.names || depth < 1 || un.type !== 'dir') return 0;
+    // Half of what may stay registered at most: what a program or walk registers later must not
+    // push these out at once.
+    max = Math.min(max, MAX_NAMES / 2);
+    let level: Entry[] = [];
+    for (let i = 0; i < ut.tree.length; i++) {
+      if (!ut.tree.isDir(i)) continue;
+      const e = this.internAt(ue, ut.tree, i, un.storePath);
+      e.parent ??= ue;
+      e.name ??= ut.tree.name(i);
+      level.push(e);
+    }
+    let names = 0;
+    for (let d = 0; d < depth && level.length > 0; d++) {
+      const next: Entry[] = [];
+      for (const e of level) {
+        const n = e.node;
+        const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
+        if (!t || names + t.tree.length > max) continue;
+        if (!e.registered) {
+          this.register(e);
+          if (!e.registered) continue;
+          names += t.tree.length;
+        }
+        if (d + 1 < depth) for (const k of e.kids!) if (k.node.type === 'dir') next.push(k);
+      }
+      level = next;
+    }
+    return names;
   }
 
   /** Drops a directory's registration; its children are let go when OP.UNNAMED comes (after

@@ -45,6 +45,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -100,6 +101,8 @@ typedef struct dirl {
   size_t plen;
   uint32_t *offs;        /* byte offset of entry k in packed */
   struct named *names;   /* count of them, one block */
+  struct linkn *links;   /* its symlinks' targets, nlinks of them, one block */
+  uint32_t nlinks;
   struct dirl *hnext;
 } dirl_t;
 
@@ -136,6 +139,16 @@ typedef struct stream {
 #define SBUCKETS 256
 #define SFREE 48
 
+/* A registered symlink: node -> its target (in its directory's packed copy, after the name). */
+typedef struct linkn {
+  uint64_t ino;
+  const char *target;
+  uint32_t len;
+  dirl_t *dir;
+  struct linkn *hnext;
+} linkn_t;
+
+#define LBUCKETS (1u << 12)
 #define NBUCKETS (1u << 16)
 #define DBUCKETS (1u << 14)
 
@@ -169,8 +182,9 @@ typedef struct session {
   pthread_mutex_t nmu;
   named_t **nb;
   dirl_t **db;
+  linkn_t **lb;
   size_t nnames, ndirs, nbytes;
-  atomic_ullong nserved, dserved, nmissed;
+  atomic_ullong nserved, dserved, nmissed, lserved;
   /* Nodes whose offered bytes are to be pushed (notify thread). */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
@@ -656,7 +670,27 @@ static int dserve(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off
 }
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
-static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { send_req(req, OP_READLINK, ino, 0, 0, NULL); }
+/* A symlink of a registered listing: its target is answered here (the node's target never
+ * changes: symlink nodes are keyed by target, and node ids are never reused). */
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
+  session_t *s = fuse_req_userdata(req);
+  char t[PATH_MAX + 1];
+  int hit = 0;
+  pthread_mutex_lock(&s->nmu);
+  if (s->lb) {
+    linkn_t *l = s->lb[ino & (LBUCKETS - 1)];
+    while (l && l->ino != ino) l = l->hnext;
+    if (l && l->len <= PATH_MAX) {
+      memcpy(t, l->target, l->len);
+      t[l->len] = 0;
+      hit = 1;
+    }
+  }
+  pthread_mutex_unlock(&s->nmu);
+  if (!hit) { send_req(req, OP_READLINK, ino, 0, 0, NULL); return; }
+  atomic_fetch_add(&s->lserved, 1);
+  fuse_reply_readlink(req, t);
+}
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   session_t *s = fuse_req_userdata(req);
@@ -1238,9 +1272,10 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
 }
 
 /* names(s, parent, packed, count, timeout): registers the listing of immutable directory
- * `parent` (packed as for replyDir); its LOOKUPs (hits and misses) and READDIR(PLUS)es are
- * answered here from now on, until unnames. Returns false when it was registered already (or
- * on a malformed listing). */
+ * `parent` (packed as for replyDir, except that a symlink's record also holds its target, `size`
+ * bytes, after its name); its LOOKUPs (hits and misses), READDIR(PLUS)es and its symlinks'
+ * READLINKs are answered here from now on, until unnames. Returns false when it was registered
+ * already (or on a malformed listing). */
 static napi_value js_names(napi_env env, napi_callback_info info) {
   SESSION_ARGS(5);
   uint64_t parent = (uint64_t)num(env, argv[1]);
@@ -1265,23 +1300,46 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
   d->plen = plen; d->ino = parent; d->count = count; d->timeout = timeout;
   size_t at = 0;
   uint32_t k = 0;
+  uint32_t nlinks = 0;
   for (; k < count && at + 24 <= plen; k++) {
-    uint32_t nl;
+    uint32_t nl, mode;
+    double size;
     memcpy(&nl, d->packed + at + 20, 4);
-    if (at + 24 + nl > plen) break;
+    memcpy(&mode, d->packed + at + 16, 4);
+    memcpy(&size, d->packed + at + 8, 8);
+    size_t tl = S_ISLNK(mode) ? (size >= 0 && size <= 65535 ? (size_t)size : plen + 1) : 0;
+    if (at + 24 + nl + tl > plen) break;
     d->offs[k] = (uint32_t)at;
-    at += (24 + nl + 7) & ~(size_t)7;
+    if (tl) nlinks++;
+    at += (24 + nl + tl + 7) & ~(size_t)7;
   }
   int ok = k == count;
+  if (ok && nlinks && !(d->links = calloc(nlinks, sizeof *d->links))) ok = 0;
   pthread_mutex_lock(&s->nmu);
   if (!s->nb) s->nb = calloc(NBUCKETS, sizeof(named_t *));
   if (!s->db) s->db = calloc(DBUCKETS, sizeof(dirl_t *));
-  if (ok && s->nb && s->db && !*dfind(s, parent)) {
+  if (!s->lb) s->lb = calloc(LBUCKETS, sizeof(linkn_t *));
+  if (ok && s->nb && s->db && s->lb && !*dfind(s, parent)) {
     for (k = 0; k < count; k++) {
       named_t *n = &d->names[k];
       n->parent = parent; n->k = k; n->dir = d;
       memcpy(&n->len, d->packed + d->offs[k] + 20, 4);
       n->name = (const char *)d->packed + d->offs[k] + 24;
+      uint32_t mode;
+      memcpy(&mode, d->packed + d->offs[k] + 16, 4);
+      if (S_ISLNK(mode)) {
+        double size;
+        memcpy(&size, d->packed + d->offs[k] + 8, 8);
+        double ino;
+        memcpy(&ino, d->packed + d->offs[k], 8);
+        linkn_t *l = &d->links[d->nlinks++];
+        l->ino = (uint64_t)ino; l->len = (uint32_t)size; l->dir = d;
+        l->target = n->name + n->len;
+        linkn_t **lp = &s->lb[l->ino & (LBUCKETS - 1)];
+        while (*lp && (*lp)->ino != l->ino) lp = &(*lp)->hnext;
+        if (*lp) l->dir = NULL; /* the node is another directory's already: that one stays */
+        else { l->hnext = NULL; *lp = l; }
+      }
       named_t **pp = nfind(s, parent, n->name, n->len);
       if (*pp) { n->dir = NULL; continue; } /* a name twice: the first stays */
       *pp = n;
@@ -1291,7 +1349,7 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
     s->nnames += count; s->ndirs++; s->nbytes += plen + count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
   } else ok = 0;
   pthread_mutex_unlock(&s->nmu);
-  if (!ok) { free(d->packed); free(d->offs); free(d->names); free(d); }
+  if (!ok) { free(d->packed); free(d->offs); free(d->names); free(d->links); free(d); }
   napi_get_boolean(env, ok, &res);
   return res;
 }
@@ -1307,8 +1365,15 @@ static void dfree(session_t *s, dirl_t **dp) {
     while (*pp && *pp != n) pp = &(*pp)->hnext;
     if (*pp) *pp = n->hnext;
   }
+  for (uint32_t k = 0; k < d->nlinks; k++) {
+    linkn_t *l = &d->links[k];
+    if (l->dir != d) continue;
+    linkn_t **lp = &s->lb[l->ino & (LBUCKETS - 1)];
+    while (*lp && *lp != l) lp = &(*lp)->hnext;
+    if (*lp) *lp = l->hnext;
+  }
   s->nnames -= d->count; s->ndirs--; s->nbytes -= d->plen + d->count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
-  free(d->packed); free(d->offs); free(d->names); free(d);
+  free(d->packed); free(d->offs); free(d->names); free(d->links); free(d);
 }
 
 /* unnames(s, parent): drops a directory's registration; OP_UNNAMED(parent) follows every
@@ -1600,6 +1665,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
   napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
   napi_create_double(env, (double)atomic_load(&s->nmissed), &v); napi_set_named_property(env, c, "missServed", v);
+  napi_create_double(env, (double)atomic_load(&s->lserved), &v); napi_set_named_property(env, c, "readlinkServed", v);
   napi_create_double(env, (double)atomic_load(&s->dserved), &v); napi_set_named_property(env, c, "readdirServed", v);
   pthread_mutex_lock(&s->nmu);
   napi_create_double(env, (double)s->nnames, &v); napi_set_named_property(env, o, "names", v);
@@ -1658,8 +1724,10 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   }
   free(s->db);
   free(s->nb);
+  free(s->lb);
   s->db = NULL;
   s->nb = NULL;
+  s->lb = NULL;
   pthread_mutex_unlock(&s->nmu);
   s->slots = NULL; s->gens = NULL; s->free_list = NULL;
   /* The session struct itself stays (the external may still be referenced): a few bytes. */

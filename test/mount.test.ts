@@ -388,6 +388,51 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     }
   });
 
+  it('the listings of the loaded trees below usr are registered before the mount reports mounted: lookups and their symlinks\' READLINKs there never reach JS', async () => {
+    const b = await tmp();
+    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
+    try {
+      await fixtureTree(join(b, 'src'), 5);
+      const s = await openStore(join(b, 'store'));
+      const p = (await s.ingest(join(b, 'src'), { name: 'prereg' })).path;
+      await P.switchProfile(s, 'system', [{ path: p }]);
+      await s.close();
+      await mkdir(join(b, 'mnt'));
+      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' } });
+      // usr's subdirectories' listings (bin 2, empty 0, share 2: 1 level) and theirs (share/doc 3).
+      assert.match(mm.stderr(), /miq mount: 7 names below usr registered/, mm.stderr());
+      const u = `${b}/mnt/usr`;
+      // share is looked up in usr (JS: usr is never registered), doc in share's listing and
+      // README in doc's: the binding's, from the first lookup on (on a mount without this, doc's
+      // listing was registered only after the kernel's LOOKUP of doc, so README's reached JS).
+      // bin/readme-link's target is the binding's too (a symlink's record carries its target).
+      assert.equal((await sh(`cat ${u}/share/doc/README; cat ${u}/bin/readme-link; readlink ${u}/bin/readme-link`)).stdout, 'readme 5\nreadme 5\n../share/doc/README\n');
+      assert.equal((await sh(`LC_ALL=C ls ${u}/share/doc; ls ${u}/bin; stat -c %s ${u}/share/big.bin`)).stdout,
+        `README\ndeep\nempty\nhello\nreadme-link\n${3 * 1024 * 1024 + 12345}\n`);
+      // A lookup that always reaches JS (a store path that does not exist): once its log line is
+      // in, those of the lookups before it would be too, had JS answered them.
+      const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
+      assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker`)).code, 1);
+      for (const end = Date.now() + 10_000; !logged('zz-marker');) {
+        assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(logged('share') && logged('bin'), mm.stderr());
+      for (const name of ['doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+      assert.doesNotMatch(mm.stderr(), /lat op=4 /, 'a READLINK reached JS');
+      // Deeper than the loaded levels: as before (JS, then registered).
+      assert.equal((await sh(`cat ${u}/share/doc/deep/er/bl\u00e5b\u00e6r`)).stdout, 'berries\n');
+      assert.equal(await mm.stop(), 0);
+      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
+      assert.ok(line, mm.stderr());
+      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
+      assert.ok(c.lookupServed! >= 4 && c.readlinkServed! >= 1, line);
+    } finally {
+      await mm?.stop();
+      await cleanup(b);
+    }
+  });
+
   it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async () => {
     const b = await tmp();
     let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
