@@ -191,6 +191,8 @@ export class ChunkReader {
   /** Where verified chunks of large files read in order are offered (a fuse3 mount). */
   sink: StreamSink | undefined;
   private readonly failed = new Set<Id>();
+  /** Chunks in flight whose settling reaches the table (pending with a sink). */
+  private readonly offering = new Set<Id>();
 
   constructor(private readonly source: ChunkSource, cacheBytes = 128 << 20, o: ChunkReaderOptions = {}) {
     this.lru = new ChunkCache(cacheBytes);
@@ -243,10 +245,14 @@ export class ChunkReader {
   private pending(id: Id, length: number, file: Id, stream = false, sink?: Pending['sink']): { promise: Promise<Buffer>; pending: Pending } {
     let resolve!: (b: Buffer) => void, reject!: (e: unknown) => void;
     const settle = sink && this.sink ? this.sink : undefined;
-    settle?.promise(sink!.ino, sink!.size, sink!.at, sink!.at + length);
+    if (settle) {
+      settle.promise(sink!.ino, sink!.size, sink!.at, sink!.at + length);
+      this.offering.add(id);
+    }
     const promise = new Promise<Buffer>((res, rej) => {
       resolve = (b) => {
         this.inflight.delete(id);
+        this.offering.delete(id);
         if (b === OFFERED) {
           settle?.settle(sink!.ino, sink!.at, sink!.at + length);
           return res(b);
@@ -259,6 +265,7 @@ export class ChunkReader {
       };
       reject = (e) => {
         this.inflight.delete(id);
+        this.offering.delete(id);
         if (settle) {
           this.failed.add(id);
           if (this.failed.size > FAILED) this.failed.delete(this.failed.values().next().value as Id);
@@ -294,7 +301,9 @@ export class ChunkReader {
     // Chunks of files fetched whole stay in the main cache: the stream cache (16 MiB) is for one
     // large file read in order, and a few libraries fetched whole would evict each other there.
     const stream = chunks.length > 1 && f.rec.size > this.wholeAhead;
-    const ino = stream && this.sink ? f.ino : undefined;
+    // Every file of more than one chunk once a READ went through JS (streamRead set f.ino); a
+    // sibling's first chunk fetched ahead (prefetch) stays in JS until a READ wants it.
+    const ino = chunks.length > 1 && this.sink ? f.ino : undefined;
     for (let i = from; i < to; i++) {
       const c = chunks[i]!;
       if (this.inflight.has(c.id) || this.lru.get(c.id)) continue;
@@ -526,12 +535,26 @@ export class ChunkReader {
   streamRead(f: OpenFile, slot: number, ino: number, pos: number, len: number): boolean {
     const sink = this.sink;
     const size = f.rec.size;
-    if (!sink || !this.locator || f.rec.chunks.length <= 1 || size <= this.wholeAhead || pos >= size || len <= 0) return false;
+    if (!sink || !this.locator || f.rec.chunks.length <= 1 || pos >= size || len <= 0) return false;
     f.ino = ino;
-    const { lo, hi, end } = chunkSpan(f.starts, f.rec.chunks.length, size, pos, len);
-    for (let i = lo; i < hi; i++) if (this.failed.has(f.rec.chunks[i]!.id)) return false;
+    const chunks = f.rec.chunks;
+    const { lo, hi, end } = chunkSpan(f.starts, chunks.length, size, pos, len);
+    for (let i = lo; i < hi; i++) if (this.failed.has(chunks[i]!.id)) return false;
     this.start(f, lo, hi);
     this.aheadOf(f, pos, end, hi - 1);
+    // Chunks of this READ that JS holds or is fetching for itself (a sibling's first chunk fetched
+    // ahead, a chunk decoded before the file was a stream) go to the table too.
+    for (let i = lo; i < hi; i++) {
+      const c = chunks[i]!, at = f.starts[i]!, e = at + c.length;
+      const b = this.lru.get(c.id);
+      if (b) sink.settle(ino, at, e, b);
+      else if (!this.offering.has(c.id)) {
+        const p = this.inflight.get(c.id);
+        if (!p) continue;
+        sink.promise(ino, size, at, e);
+        p.then((got) => sink.settle(ino, at, e, got === OFFERED ? undefined : got), () => sink.settle(ino, at, e));
+      }
+    }
     return sink.wait(slot, ino, len, pos);
   }
 
