@@ -587,13 +587,14 @@ export class Inodes {
   /**
    * Registers an immutable directory's listing with the binding (see Replier.names), once. Its
    * children are interned now (node ids fixed) and kept while it is registered: the binding may
-   * hand out their ids at any time. Never `usr` (its entries change on a switch) nor the
+   * hand out their ids at any time. `usr` too, as its current generation's tree (a switch
+   * registers it again before the kernel's entries are invalidated: usrSwitched); never the
    * directories outside trees. At most MAX_NAMES entries stay registered (least recently used
    * directories are dropped): a walk of a huge store does not grow the mount without bound.
    */
   private register(pe: Entry): void {
-    if (pe.registered || !this.r.names || pe.pinned || pe.ino === this.usrIno || !this.byIno.has(pe.ino)) return;
-    const n = pe.node;
+    if (pe.registered || !this.r.names || (pe.pinned && pe.ino !== this.usrIno) || !this.byIno.has(pe.ino)) return;
+    const n = this.nodeOf(pe);
     const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
     if (!t || n.type !== 'dir') return;
     // Straight from the tree (no listing of Child and Node objects: a cold find registers
@@ -644,6 +645,8 @@ export class Inodes {
     // Half of what may stay registered at most: what a program or walk registers later must not
     // push these out at once.
     max = Math.min(max, MAX_NAMES / 2);
+    // usr itself: its lookups (usr/bin, usr/lib, …) were each a round trip to JS.
+    this.register(ue);
     let level: Entry[] = [];
     for (let i = 0; i < ut.tree.length; i++) {
       if (!ut.tree.isDir(i)) continue;
@@ -652,7 +655,7 @@ export class Inodes {
       e.name ??= ut.tree.name(i);
       level.push(e);
     }
-    let names = 0;
+    let names = ue.registered ? ut.tree.length : 0;
     for (let d = 0; d < depth && level.length > 0; d++) {
       const next: Entry[] = [];
       for (const e of level) {
@@ -669,6 +672,20 @@ export class Inodes {
       level = next;
     }
     return names;
+  }
+
+  /**
+   * After a switch moved usr's pointer (and its new tree is loaded: switchInvalidations), before
+   * the kernel's entries are invalidated: usr's registration, if any, is dropped and made again
+   * from the new generation. A LOOKUP the binding answered from the old one came before the drop
+   * (under its lock), so the invalidation that follows covers it, as it covers the kernel's
+   * cached entries.
+   */
+  usrSwitched(): void {
+    const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    if (!ue?.registered) return;
+    this.unregister(ue);
+    this.register(ue);
   }
 
   /** Drops a directory's registration; its children are let go when OP.UNNAMED comes (after
@@ -727,7 +744,7 @@ export class Inodes {
     if (by > 0) {
       this.touch(pe);
       if (first === 0) this.listings++;
-      this.dirLooked(pe, this.aheadDepth());
+      this.listedAhead(pe);
     }
   }
 
@@ -961,12 +978,17 @@ export class Inodes {
       // thread per directory.
       if (!plus) return;
       if (off === 0) this.listings++;
-      if (e.ino === this.usrIno) {
-        const n = this.usrNode();
-        const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
-        if (t && n.type === 'dir') this.registerSubdirs(e, t.tree, n.storePath, this.aheadDepth());
-      } else this.dirLooked(e, this.aheadDepth());
+      this.listedAhead(e);
     }).catch((err) => this.fail(slot, 'readdir', ino, err));
+  }
+
+  /** A directory was listed (here or by the binding): what is below it is registered ahead. */
+  private listedAhead(e: Entry): void {
+    if (e.ino === this.usrIno) {
+      const n = this.usrNode();
+      const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
+      if (t && n.type === 'dir') this.registerSubdirs(e, t.tree, n.storePath, this.aheadDepth());
+    } else this.dirLooked(e, this.aheadDepth());
   }
 
   private sendDir(slot: number, e: Entry, cs: Child[], size: number, off: number, plus: boolean): void {

@@ -364,6 +364,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
       x.setPointer(await P.current(store, profile));
       const t1 = performance.now();
       const inv = await inodes.switchInvalidations(before, x.getPointer()?.tree);
+      inodes.usrSwitched();
       for (const ino of inodes.mutableDirs()) {
         inv.inos.push(ino);
         inv.names.push(null);

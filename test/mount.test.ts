@@ -395,16 +395,19 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
       await fixtureTree(join(b, 'src'), 5);
       const s = await openStore(join(b, 'store'));
       const p = (await s.ingest(join(b, 'src'), { name: 'prereg' })).path;
+      await fixtureTree(join(b, 'src2'), 6);
+      const p2 = (await s.ingest(join(b, 'src2'), { name: 'prereg2' })).path;
       await P.switchProfile(s, 'system', [{ path: p }]);
       await s.close();
       await mkdir(join(b, 'mnt'));
       mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' } });
-      // usr's subdirectories' listings (bin 2, empty 0, share 2: 1 level) and theirs (share/doc 3).
-      assert.match(mm.stderr(), /miq mount: 7 names below usr registered/, mm.stderr());
+      // usr's listing (abs-link, bin, empty, share), its subdirectories' (bin 2, empty 0, share 2:
+      // 1 level) and theirs (share/doc 3).
+      assert.match(mm.stderr(), /miq mount: 11 names below usr registered/, mm.stderr());
       const u = `${b}/mnt/usr`;
-      // share is looked up in usr (JS: usr is never registered), doc in share's listing and
-      // README in doc's: the binding's, from the first lookup on (on a mount without this, doc's
-      // listing was registered only after the kernel's LOOKUP of doc, so README's reached JS).
+      // usr is looked up in the root (JS), share in usr's listing, doc in share's and README in
+      // doc's: the binding's, from the first lookup on (on a mount without this, usr was never
+      // registered and doc's listing only after the kernel's LOOKUP of doc, so README's reached JS).
       // bin/readme-link's target is the binding's too (a symlink's record carries its target).
       assert.equal((await sh(`cat ${u}/share/doc/README; cat ${u}/bin/readme-link; readlink ${u}/bin/readme-link`)).stdout, 'readme 5\nreadme 5\n../share/doc/README\n');
       assert.equal((await sh(`LC_ALL=C ls ${u}/share/doc; ls ${u}/bin; stat -c %s ${u}/share/big.bin`)).stdout,
@@ -417,11 +420,16 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
         assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
         await new Promise((r) => setTimeout(r, 10));
       }
-      assert.ok(logged('share') && logged('bin'), mm.stderr());
-      for (const name of ['doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+      assert.ok(logged('usr'), mm.stderr());
+      for (const name of ['share', 'bin', 'doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
       assert.doesNotMatch(mm.stderr(), /lat op=4 /, 'a READLINK reached JS');
       // Deeper than the loaded levels: as before (JS, then registered).
       assert.equal((await sh(`cat ${u}/share/doc/deep/er/bl\u00e5b\u00e6r`)).stdout, 'berries\n');
+      // A switch (through the mount's socket): usr is registered again from the new generation
+      // before the kernel's entries are dropped, so what changed is the new one's at once.
+      const sw = await miqAsync(['--store', join(b, 'store'), 'profile', 'switch', 'system', p2, '--json']);
+      assert.equal(sw.code, 0, sw.stderr);
+      assert.equal((await sh(`cat ${u}/share/doc/README ${u}/bin/hello; ls ${u}`)).stdout, 'readme 6\n#!/bin/sh\necho hello 6\nabs-link\nbin\nempty\nshare\n');
       assert.equal(await mm.stop(), 0);
       const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
       assert.ok(line, mm.stderr());
