@@ -1327,9 +1327,10 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
       n->name = (const char *)d->packed + d->offs[k] + 24;
       uint32_t mode;
       memcpy(&mode, d->packed + d->offs[k] + 16, 4);
-      if (S_ISLNK(mode)) {
-        double size;
-        memcpy(&size, d->packed + d->offs[k] + 8, 8);
+      double size;
+      memcpy(&size, d->packed + d->offs[k] + 8, 8);
+      /* As counted above (a symlink with an empty target has no record: JS answers it). */
+      if (S_ISLNK(mode) && size > 0 && d->nlinks < nlinks) {
         double ino;
         memcpy(&ino, d->packed + d->offs[k], 8);
         linkn_t *l = &d->links[d->nlinks++];
