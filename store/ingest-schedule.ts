@@ -4,10 +4,11 @@
  * next task when a worker is free.
  *
  * Small files travel in batches (one worker task per few hundred files: a task costs a message
- * hop and a promise each way). Files bigger than HASH_FIRST_MIN are first only hashed when the
- * store already has files: on a re-ingest or an update most are known, and hashing skips
- * chunking them; if most turn out new, scheduling switches to chunking directly (the hash pass
- * would be wasted work).
+ * hop and a promise each way). Files are first only hashed when the store already has files: on
+ * a re-ingest or an update most are known, and a known file then costs one read, one hash and
+ * one index lookup, not a chunking and a result per chunk; if most turn out new, scheduling
+ * switches to chunking directly (the hash pass would be wasted work), judged apart for large
+ * files (by bytes) and small ones (by files: HASH_FIRST_MIN and under).
  */
 export const SMALL_BATCH_FILES = 256;
 export const SMALL_BATCH_BYTES = 8 << 20;
@@ -15,12 +16,17 @@ export const SMALL_BATCH_BYTES = 8 << 20;
 export const ALONE_BYTES = 1 << 20;
 export const HASH_FIRST_MIN = 64 * 1024;
 export const HASH_BATCH_BYTES = 32 << 20;
-/** Hashed bytes after which hash-first is judged (and dropped when most were new). */
+/** Hashed bytes of large files, and small files, after which hash-first is judged for each (and
+ * dropped when most were new). */
 export const ADAPT_AFTER_BYTES = 64 << 20;
+export const ADAPT_AFTER_FILES = 1024;
 
 export interface Sized {
   readonly size: number;
 }
+
+/** Whether a file counts as small (scheduled in batches, judged by files for hash-first). */
+export const isSmall = (f: Sized): boolean => f.size <= HASH_FIRST_MIN;
 
 /** The files from `pos` on that make one task: up to `maxFiles` and `maxBytes`, and a file over
  * ALONE_BYTES only ever alone. */
@@ -50,13 +56,20 @@ export class ScanSchedule<T extends Sized> {
   private largePos = 0;
   private hashedBytes = 0;
   private knownBytes = 0;
+  private hashedFiles = 0;
+  private knownFiles = 0;
   /** Files handed to `add` (the ones that will be read). */
   queued = 0;
 
-  constructor(public hashFirst: boolean) {}
+  /** Whether small files are first only hashed too (see hashedSmall). */
+  hashSmall: boolean;
+
+  constructor(public hashFirst: boolean) {
+    this.hashSmall = hashFirst;
+  }
 
   add(f: T): void {
-    (f.size <= HASH_FIRST_MIN ? this.small : this.large).push(f);
+    (isSmall(f) ? this.small : this.large).push(f);
     this.queued++;
   }
 
@@ -65,11 +78,20 @@ export class ScanSchedule<T extends Sized> {
     this.again.push(f);
   }
 
-  /** Hash results came back: `bytes` hashed, `known` of them already in the store. */
+  /** Hash results of large files came back: `bytes` hashed, `known` of them already in the store. */
   hashed(bytes: number, known: number): void {
     this.hashedBytes += bytes;
     this.knownBytes += known;
     if (this.hashFirst && this.hashedBytes >= ADAPT_AFTER_BYTES && this.knownBytes < this.hashedBytes / 2) this.hashFirst = false;
+  }
+
+  /** Hash results of small files came back: `files` hashed, `known` of them already in the
+   * store. Judged apart from the large ones: a few big new files (a rebuilt library) must not
+   * turn hashing off for thousands of small unchanged ones, nor the other way round. */
+  hashedSmall(files: number, known: number): void {
+    this.hashedFiles += files;
+    this.knownFiles += known;
+    if (this.hashSmall && this.hashedFiles >= ADAPT_AFTER_FILES && this.knownFiles < this.hashedFiles / 2) this.hashSmall = false;
   }
 
   /** The next task, or undefined when nothing is ready (more may come while the walk runs). */
@@ -84,7 +106,7 @@ export class ScanSchedule<T extends Sized> {
     if (this.smallPos < this.small.length && (walkDone || this.small.length - this.smallPos >= SMALL_BATCH_FILES / 4)) {
       const files = takeBatch(this.small, this.smallPos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
       this.smallPos += files.length;
-      return { kind: 'scan', files };
+      return { kind: this.hashSmall ? 'hash' : 'scan', files };
     }
     return undefined;
   }

@@ -10,8 +10,9 @@
  * are older than the ingest's start by RACY_MS, so a later write always moves ctime past them.
  *
  * Entries are written for files whose content the ingest stored (see ingest.ts). Cost: 8 bytes
- * of fingerprint + the 32-byte id per such file (about 1 MB of index per 20k files); on the
- * many-small-files corpus the unchanged files of release N+1 are then not read at all.
+ * of fingerprint + the 32-byte id + 1 byte (has references) per such file (about 1 MB of index
+ * per 20k files); on the many-small-files corpus the unchanged files of release N+1 are then not
+ * read at all, and those without references cost no `r/` lookup either.
  * MIQ_NO_STAT_CACHE=1 turns it off (every file is read, as content decides).
  */
 import type { Id } from './ids.js';
@@ -22,7 +23,12 @@ export const STAT_CACHE_ON = process.env.MIQ_NO_STAT_CACHE !== '1';
 /** Files changed this recently before the ingest started get no entry (see above). */
 export const RACY_MS = 2000;
 const FP_BYTES = 8;
-const VALUE_BYTES = FP_BYTES + 32;
+/** An entry: fingerprint, file id, and (since 2026-12-03) one byte saying whether the file has
+ * reference candidates (an `r/` entry). Entries of 40 bytes, without that byte, are still read:
+ * their file's `r/` entry is looked up as before. */
+const OLD_VALUE_BYTES = FP_BYTES + 32;
+const VALUE_BYTES = OLD_VALUE_BYTES + 1;
+const isEntry = (v: Buffer): boolean => v.length === VALUE_BYTES || v.length === OLD_VALUE_BYTES;
 
 export function statKey(st: FileStat): string {
   return kStat(`${st.dev.toString(36)}.${st.ino.toString(36)}`);
@@ -71,23 +77,31 @@ function fingerprint(st: FileStat): Buffer {
   return fpOut;
 }
 
-export function encodeStatEntry(st: FileStat, id: string): Buffer {
+/** `hasRefs`: whether the file has reference candidates (the index has its `r/` entry). */
+export function encodeStatEntry(st: FileStat, id: string, hasRefs: boolean): Buffer {
   const out = Buffer.allocUnsafe(VALUE_BYTES);
   fingerprint(st).copy(out, 0);
   out.write(id, FP_BYTES, 'hex');
+  out[OLD_VALUE_BYTES] = hasRefs ? 1 : 0;
   return out;
 }
 
 /** The id an entry names when it still matches `st`, else undefined. */
 export function statEntryId(v: Buffer | undefined, st: FileStat): Id | undefined {
-  if (v === undefined || v.length !== VALUE_BYTES) return undefined;
+  return statEntryHit(v, st)?.id;
+}
+
+/** What a matching entry says: the file id, and whether the file has reference candidates
+ * (undefined for an entry written before that was recorded: look its `r/` entry up). */
+export function statEntryHit(v: Buffer | undefined, st: FileStat): { id: Id; hasRefs: boolean | undefined } | undefined {
+  if (v === undefined || !isEntry(v)) return undefined;
   if (fingerprint(st).compare(v, 0, FP_BYTES) !== 0) return undefined;
-  return v.toString('hex', FP_BYTES) as Id;
+  return { id: v.toString('hex', FP_BYTES, OLD_VALUE_BYTES) as Id, hasRefs: v.length === VALUE_BYTES ? v[OLD_VALUE_BYTES] !== 0 : undefined };
 }
 
 /** The id an entry names, whatever the file looks like now (gc keeps entries of live files). */
 export function statEntryFile(v: Buffer): string | undefined {
-  return v.length === VALUE_BYTES ? v.toString('hex', FP_BYTES) : undefined;
+  return isEntry(v) ? v.toString('hex', FP_BYTES, OLD_VALUE_BYTES) : undefined;
 }
 
 /** Whether a file read now may get an entry: not changed within RACY_MS before `startMs`. */

@@ -18,10 +18,10 @@ import { MiqError, ioError, isNoSpace, noSpaceError } from './errors.js';
 import type { Id } from './ids.js';
 import { DELTA_MIN, DeltaPlanner, deltaRefs, type Base } from './ingest-delta.js';
 import { IndexWriter } from './ingest-index.js';
-import { ScanSchedule, type Planned } from './ingest-schedule.js';
+import { ScanSchedule, isSmall, type Planned } from './ingest-schedule.js';
 import { buildTrees, resolveReferences } from './ingest-trees.js';
 import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
-import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryId, statKey } from './ingest-statcache.js';
+import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryHit, statKey } from './ingest-statcache.js';
 import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
@@ -151,6 +151,12 @@ class IngestRun {
   }
 
   private readonly trace: Record<string, number> = {};
+  /** MIQ_INGEST_TRACE: how many files, bytes and tasks went which way. */
+  private readonly counts: Record<string, number> = {};
+
+  private count(what: string, n = 1): void {
+    if (TRACE) this.counts[what] = (this.counts[what] ?? 0) + n;
+  }
 
   private mark(phase: string): void {
     if (TRACE) this.trace[phase] = Math.round(performance.now() - this.t0);
@@ -181,7 +187,7 @@ class IngestRun {
     this.mark('flush');
     const r = await this.commit(this.walked!);
     this.mark('commit');
-    if (TRACE) process.stderr.write(`miq-ingest-trace ${JSON.stringify({ ...this.trace, resultMs: Math.round(this.resultMs), taskCount: this.taskCount, awaitedTaken: this.awaitedTaken, awaitedLate: this.awaitedLate, commitOps: this.commitOps, t0: Math.round(this.t0) })}\n`);
+    if (TRACE) process.stderr.write(`miq-ingest-trace ${JSON.stringify({ ...this.trace, resultMs: Math.round(this.resultMs), taskCount: this.taskCount, awaitedTaken: this.awaitedTaken, awaitedLate: this.awaitedLate, commitOps: this.commitOps, t0: Math.round(this.t0), ...this.counts })}\n`);
     return r;
   }
 
@@ -238,23 +244,26 @@ class IngestRun {
    * unread; the others are queued. */
   private async lookupStats(files: FileNode[]): Promise<void> {
     const got = await this.db.getMany(files.map((f) => statKey(f.stat)));
-    const cand: { f: FileNode; id: string }[] = [];
+    const cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[] = [];
     files.forEach((f, i) => {
-      const id = statEntryId(got[i], f.stat);
-      if (id) cand.push({ f, id });
+      const hit = statEntryHit(got[i], f.stat);
+      if (hit) cand.push({ f, id: hit.id, hasRefs: hit.hasRefs });
       else this.queueFile(f);
     });
     if (cand.length === 0) return;
     const have = await this.db.getMany(cand.map((c) => kFile(c.id)));
-    const known: string[] = [];
-    cand.forEach(({ f, id }, i) => {
+    const withRefs: string[] = [];
+    cand.forEach(({ f, id, hasRefs }, i) => {
       if (have[i] === undefined) return this.queueFile(f);
       f.id = id;
       f.statHit = true;
-      known.push(id);
+      this.count('statHits');
+      // An entry that says "no references" spares the `r/` lookup.
+      if (hasRefs !== false) withRefs.push(id);
       this.markDone(f);
     });
-    await this.addKnownRefs(known);
+    this.count('refLookups', withRefs.length);
+    await this.addKnownRefs(withRefs);
     this.progress();
   }
 
@@ -298,8 +307,17 @@ class IngestRun {
       if ((task.type === 'compress' || (task.type === 'scan' && task.claims)) && this.spare.length > 0) {
         task.spare = transferList = this.spare.splice(0, SPARE_PER_TASK);
       }
+      const t1 = TRACE ? performance.now() : 0;
       const res = await ingestPool().run(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
+      if (TRACE) {
+        this.count(`${task.type}Tasks`);
+        this.count(`${task.type}Ms`, Math.round(t - t1));
+        if (task.type === 'scan' || task.type === 'hash') this.count(`${task.type}Files`, task.files.length);
+        if (task.type === 'scan' || task.type === 'hash') this.count(`${task.type}MB`, task.files.reduce((a, f) => a + f.size, 0) / 1e6);
+        if (task.type === 'compress') this.count('compressItems', task.items.length);
+        if (task.type === 'compress') this.count('deltaItems', task.items.filter((i) => i.refs).length);
+      }
       if (TRACE && this.taskCount === 0) this.mark('first');
       this.taskCount++;
       if (res.type === 'error') throw MiqError.fromJSON(res.error as never);
@@ -362,23 +380,34 @@ class IngestRun {
 
   private async onHashed(files: FileNode[], results: HashedFile[]): Promise<void> {
     results.forEach((r) => { if (!r.ok) throw MiqError.fromJSON(r.error as never); });
-    const ids = results.map((r) => (r as Extract<HashedFile, { ok: true }>).id);
-    const known = await this.db.getMany(ids.map(kFile));
+    const ok = results as Extract<HashedFile, { ok: true }>[];
+    const known = await this.db.getMany(ok.map((r) => kFile(r.id)));
     const knownIds: string[] = [];
-    let bytes = 0, knownBytes = 0;
+    let bytes = 0, knownBytes = 0, small = 0, knownSmall = 0;
     files.forEach((f, i) => {
-      bytes += f.size;
-      if (known[i] !== undefined) {
-        f.id = ids[i]!;
-        knownBytes += f.size;
-        knownIds.push(f.id);
+      const isKnown = known[i] !== undefined;
+      if (isSmall(f)) {
+        small++;
+        if (isKnown) knownSmall++;
+      } else {
+        bytes += f.size;
+        if (isKnown) knownBytes += f.size;
+      }
+      if (isKnown) {
+        const r = ok[i]!;
+        f.id = r.id;
+        // Reference candidates the worker found in the bytes are the file's `r/` entry.
+        if (r.refs) for (const c of r.refs) this.refCandidates.add(c);
+        else knownIds.push(f.id);
         this.markDone(f);
       } else {
         this.schedule.rescan(f);
       }
     });
     await this.addKnownRefs(knownIds);
+    this.count('refLookups', knownIds.length);
     this.schedule.hashed(bytes, knownBytes);
+    this.schedule.hashedSmall(small, knownSmall);
     this.progress();
   }
 
@@ -407,6 +436,7 @@ class IngestRun {
         need.push(x);
       }
     });
+    this.count('scanNeed', need.length);
     // Into a store without file records every chunk there is garbage (no record names it):
     // storing one again is harmless, and asking costs a lookup per chunk.
     if (this.hashFirst) {
@@ -455,7 +485,7 @@ class IngestRun {
     if (!STAT_CACHE_ON) return;
     for (const { f } of ok) {
       if (f.id !== undefined && !f.statHit && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) {
-        this.index.put(statKey(f.stat), encodeStatEntry(f.stat, f.id), false);
+        this.index.put(statKey(f.stat), encodeStatEntry(f.stat, f.id, this.fileRefs.has(f.id)), false);
         this.statWritten.add(f);
       }
     }
@@ -605,7 +635,7 @@ class IngestRun {
       // Only where this ingest stored the content: a known file at a new inode (a copy, the
       // unchanged files of an unpacked update) is cheap to hash again, and an entry for each
       // cost release N+1 of the full corpus 5% more added bytes.
-      for (const f of w.files) if (f.id !== undefined && !f.statHit && !this.statWritten.has(f) && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id) });
+      for (const f of w.files) if (f.id !== undefined && !f.statHit && !this.statWritten.has(f) && this.newFiles.has(f.id) && cacheable(f.stat, this.startMs)) ops.push({ type: 'put', key: statKey(f.stat), value: encodeStatEntry(f.stat, f.id, this.fileRefs.has(f.id)) });
     }
     this.mark('ops');
     this.commitOps = ops.length;

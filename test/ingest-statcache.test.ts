@@ -65,3 +65,45 @@ test('unchanged inodes are skipped, changed ones re-read, racy ones never cached
     await fresh.close();
   }
 });
+
+test('references are the same whichever way a known file is met: read, stat cache hit, or hashed at a new inode', async () => {
+  const store = await openStore(join(tmp, 'refs-store'));
+  try {
+    const depDir = join(tmp, 'dep');
+    await mkdir(depDir);
+    await writeFile(join(depDir, 'lib'), 'a dependency\n');
+    const dep = await store.ingest(depDir, { name: 'dep' });
+    // A small file (scheduled with the small ones), one read whole by the hash pass, and one the
+    // hash pass streams (over its 4 MiB read): each names the dependency, each in a tree of its own.
+    const named = Buffer.from(`#!/miq/store/${dep.path}/bin/x\n`);
+    const bodies: Record<string, Buffer> = {
+      small: Buffer.concat([named, Buffer.from('small\n')]),
+      mid: Buffer.concat([Buffer.alloc(150_000, 'z'), named, Buffer.alloc(50_000, 'y')]),
+      big: Buffer.concat([Buffer.alloc(5 << 20, 'q'), named, Buffer.alloc(1000, 'w')]),
+    };
+    for (const [name, body] of Object.entries(bodies)) {
+      await mkdir(join(tmp, `w-${name}`));
+      await writeFile(join(tmp, `w-${name}`, 'f'), body);
+      await writeFile(join(tmp, `w-${name}`, 'plain'), `no reference in ${name}\n`);
+    }
+    await new Promise((r) => setTimeout(r, RACY_MS + 200));
+    for (const name of Object.keys(bodies)) {
+      const dir = join(tmp, `w-${name}`);
+      const first = await store.ingest(dir, { name: `w-${name}` });
+      assert.deepEqual(first.references, [dep.path], `${name}: read`);
+      const hit = await store.ingest(dir, { name: `w-${name}-again` });
+      assert.equal(hit.scanned, 0, `${name}: stat cache hits`);
+      assert.deepEqual(hit.references, [dep.path], `${name}: stat cache hit`);
+      const copy = join(tmp, `w-${name}-copy`);
+      await mkdir(copy);
+      await writeFile(join(copy, 'f'), bodies[name]!);
+      await writeFile(join(copy, 'plain'), `no reference in ${name}\n`);
+      const hashed = await store.ingest(copy, { name: `w-${name}-copy` });
+      assert.equal(hashed.scanned, 2, `${name}: read again at new inodes`);
+      assert.equal(hashed.newChunks, 0, `${name}: known content`);
+      assert.deepEqual(hashed.references, [dep.path], `${name}: hashed at a new inode`);
+    }
+  } finally {
+    await store.close();
+  }
+});

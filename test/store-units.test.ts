@@ -14,9 +14,9 @@ import { FLAG_RAW, FLAG_ZSTD, FLAG_ZSTD_DICT, decodeChunk, encodeChunk, encodeCh
 import { isMiqError } from '../store/errors.js';
 import { type Id, idOf } from '../store/ids.js';
 import { basesFor, deltaRefs, DeltaPlanner, DELTA_MAX_DEPTH, DELTA_MAX_REFS, type Base } from '../store/ingest-delta.js';
-import { ALONE_BYTES, ADAPT_AFTER_BYTES, SMALL_BATCH_FILES, SMALL_BATCH_BYTES, ScanSchedule, takeBatch } from '../store/ingest-schedule.js';
+import { ALONE_BYTES, ADAPT_AFTER_BYTES, ADAPT_AFTER_FILES, SMALL_BATCH_FILES, SMALL_BATCH_BYTES, ScanSchedule, takeBatch } from '../store/ingest-schedule.js';
 import { buildTrees, resolveReferences } from '../store/ingest-trees.js';
-import { encodeStatEntry, statEntryFile, statEntryId } from '../store/ingest-statcache.js';
+import { encodeStatEntry, statEntryFile, statEntryHit, statEntryId } from '../store/ingest-statcache.js';
 import type { BaseChunk } from '../store/ingest-worker.js';
 import { ByteLru, Lru, Mutex } from '../store/lru.js';
 import { decodeTree } from '../store/objects.js';
@@ -69,6 +69,28 @@ describe('ingest scheduling', () => {
     s2.hashed(ADAPT_AFTER_BYTES, ADAPT_AFTER_BYTES);
     assert.equal(s2.hashFirst, true, 'mostly known: keep hashing first');
     assert.ok(SMALL_BATCH_BYTES < big);
+  });
+
+  it('small files are hashed first too, judged by files apart from the large ones', () => {
+    const s = new ScanSchedule<{ size: number; i: number }>(true);
+    for (let i = 0; i < SMALL_BATCH_FILES; i++) s.add({ size: 100, i });
+    s.add({ size: 40 << 20, i: -1 });
+    const big = s.next(false)!;
+    assert.deepEqual([big.kind, big.files.length], ['hash', 1]);
+    s.hashed(ADAPT_AFTER_BYTES, 0);
+    assert.equal(s.hashFirst, false, 'the large new file turns hash-first off for large files');
+    const small = s.next(false)!;
+    assert.deepEqual([small.kind, small.files.length], ['hash', SMALL_BATCH_FILES], 'but not for the small ones');
+    s.hashedSmall(ADAPT_AFTER_FILES - 1, 0);
+    assert.equal(s.hashSmall, true, 'judged only after ADAPT_AFTER_FILES');
+    s.hashedSmall(1, 0);
+    assert.equal(s.hashSmall, false, 'mostly new small files: chunk them directly');
+    for (let i = 0; i < 3; i++) s.add({ size: 100, i });
+    assert.equal(s.next(true)!.kind, 'scan');
+    const s2 = new ScanSchedule<{ size: number }>(true);
+    s2.hashedSmall(ADAPT_AFTER_FILES * 2, ADAPT_AFTER_FILES);
+    assert.equal(s2.hashSmall, true, 'half known: keep hashing first');
+    assert.equal(new ScanSchedule<{ size: number }>(false).hashSmall, false, 'into a new store nothing is hashed first');
   });
 });
 
@@ -128,10 +150,16 @@ describe('ingest stat cache entries', () => {
   it('an entry matches its stat only: any change of dev, ino, size, mtime or ctime misses', () => {
     const id = idOf(Buffer.from('x'));
     const st = { dev: 2049, ino: 1234567, size: 4096, mode: 0o100644, mtimeMs: 1764700000123.4567, ctimeMs: 1764700000456.789 };
-    const v = encodeStatEntry(st, id);
-    assert.equal(v.length, 40);
+    const v = encodeStatEntry(st, id, false);
+    assert.equal(v.length, 41);
     assert.equal(statEntryId(v, st), id);
     assert.equal(statEntryFile(v), id);
+    assert.deepEqual(statEntryHit(v, st), { id, hasRefs: false });
+    assert.deepEqual(statEntryHit(encodeStatEntry(st, id, true), st), { id, hasRefs: true });
+    // An entry written before the references byte (40 bytes) still names its file; whether it
+    // has references is unknown (the ingest then looks its r/ entry up).
+    assert.deepEqual(statEntryHit(v.subarray(0, 40), st), { id, hasRefs: undefined });
+    assert.equal(statEntryFile(v.subarray(0, 40)), id);
     assert.equal(statEntryId(v.subarray(0, 39), st), undefined, 'a short value is no entry');
     // Neighbouring values of each field (the changes a file really sees) never match.
     let tried = 0;
@@ -144,7 +172,7 @@ describe('ingest stat cache entries', () => {
     assert.equal(tried, 18000);
     // And 64 bits are spread: 50k inodes of one directory give 50k different fingerprints.
     const seen = new Set<string>();
-    for (let i = 0; i < 50_000; i++) seen.add(encodeStatEntry({ ...st, ino: st.ino + i }, id).toString('hex', 0, 8));
+    for (let i = 0; i < 50_000; i++) seen.add(encodeStatEntry({ ...st, ino: st.ino + i }, id, false).toString('hex', 0, 8));
     assert.equal(seen.size, 50_000);
   });
 });
