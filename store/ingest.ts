@@ -213,6 +213,7 @@ class IngestRun {
   /** Queues files as the walk finds them (the workers would idle through the walk otherwise). */
   private streamWalk(): Promise<void> {
     return walkInPool(this.dir, this.opts.lenient ?? false, (f) => {
+      if (TRACE && this.filesSeen === 0) this.mark('walk1');
       this.filesSeen++;
       this.bytesSeen += f.size;
       if (!this.statLookup) return this.queueFile(f);
@@ -244,6 +245,7 @@ class IngestRun {
    * unread; the others are queued. */
   private async lookupStats(files: FileNode[]): Promise<void> {
     const got = await this.db.getMany(files.map((f) => statKey(f.stat)));
+    if (TRACE && this.trace.stat1 === undefined) this.mark('stat1');
     const cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[] = [];
     files.forEach((f, i) => {
       const hit = statEntryHit(got[i], f.stat);
@@ -344,6 +346,7 @@ class IngestRun {
         p = this.runTask(c.task, undefined, c.bytes);
       } else if (this.compressQueuedBytes < COMPRESS_QUEUE_LIMIT) {
         const s = this.schedule.next(this.walkDone);
+        if (TRACE && s && this.trace.task1 === undefined) this.mark('task1');
         if (s) p = this.runTask(this.taskOf(s), s.files);
       }
       if (!p) {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { lstatSync, readlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,7 @@ import { decodeTree } from '../store/objects.js';
 import { decodeLocation, encodeLocation, packFileName, PackReader, PackWriter } from '../store/pack.js';
 import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
 import { walk, type DirNode, type FileNode } from '../store/walk.js';
-import { KIND_DIR, traverse, type Entry } from '../store/walk-sync.js';
+import { KIND_DIR, NATIVE_WALK, traverse, type Entry } from '../store/walk-sync.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
 after(() => rm(tmp, { recursive: true, force: true }));
@@ -322,5 +323,27 @@ describe('walk', () => {
     assert.deepEqual(await seen({ sync: false }), warm);
     // Every lstat counts as slow: three per directory synchronously, the rest concurrently.
     assert.deepEqual(await seen({ sync: true, slowNs: 0n }), warm);
+    assert.deepEqual(await seen({ sync: true, native: false }), warm, 'listed from JS');
+    assert.deepEqual(await seen({ sync: true, slowNs: 0n, native: false }), warm);
+  });
+
+  it('lists a directory in C with the numbers lstat gives (the stat cache fingerprints them)', { skip: !NATIVE_WALK && 'the addon did not build' }, async () => {
+    const d = join(tmp, 'walk-native');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    await writeFile(join(d, 'f'), 'hello');
+    await writeFile(join(d, Buffer.from([0x67, 0xfe]).toString('latin1')), Buffer.alloc(70_000, 1));
+    await symlink('../some/where', join(d, 'sub', 'l'));
+    await symlink('x'.repeat(3000), join(d, 'long'));
+    execFileSync('mkfifo', [join(d, 'fifo')]);
+    const got = new Map<string, Entry>();
+    await traverse(d, (e) => { got.set(e.path.toString('latin1'), e); }, { sync: true });
+    assert.equal(got.size, 6);
+    for (const [p, e] of got) {
+      const st = lstatSync(Buffer.from(p, 'latin1'));
+      assert.deepEqual({ ...e.st }, { size: st.size, mode: st.mode, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs }, p);
+      if (st.isSymbolicLink()) assert.deepEqual(e.target, readlinkSync(Buffer.from(p, 'latin1'), { encoding: 'buffer' }));
+      else assert.equal(e.target, undefined);
+    }
+    await assert.rejects(traverse(join(d, 'f'), () => {}, { sync: true }), (e: Error & { details?: { errno?: string } }) => e.details?.errno === 'ENOTDIR' && e.message.includes('cannot read directory'));
   });
 });
