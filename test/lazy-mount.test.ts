@@ -6,7 +6,6 @@
  * mount`), so the test process may touch the mount synchronously through child commands.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +14,7 @@ import { checkCache } from '../store/remote/index.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
 import { isCleanError, json, miq, miqAsync } from './helpers/cli.js';
-import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
+import { cleanup, fixtureTree, mountDir, sh, tmp, waitExit, type MountedDir } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startBadServer } from './helpers/badserver.js';
 
@@ -26,7 +25,7 @@ const PACKAGES = [
   'libsqlite3-0', 'libffi8', 'libbz2-1.0', 'liblzma5', 'libcrypt1', 'libuuid1', 'libncursesw6', 'libreadline8', 'libdb5.3',
 ];
 
-interface Mounted { child: ChildProcess; dir: string; stderr: () => string; stop(): Promise<void> }
+type Mounted = MountedDir;
 
 let base: string;
 let nginx: Nginx | undefined;
@@ -41,18 +40,7 @@ async function mountLazy(store: string, url: string, extra: string[] = []): Prom
   // A killed mount's directory answers ENOTCONN until the next `miq mount` clears it.
   await mkdir(dir, { recursive: true }).catch(() => undefined);
   // url '': no --remote (a store mounted lazily before remembers its remote).
-  const mm = await startMiqMount(['mount', dir, ...(url ? ['--remote', url, '--trusted-key', pub] : []), '--json', ...extra], { env: home(store) });
-  const child = mm.child;
-  const m: Mounted = {
-    child, dir, stderr: mm.stderr,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await waitExit(child);
-      }
-      for (const d of [join(dir, 'usr'), dir]) await sh(`mountpoint -q ${d} && umount -l ${d}`);
-    },
-  };
+  const m = await mountDir(dir, [...(url ? ['--remote', url, '--trusted-key', pub] : []), '--json', ...extra], { env: home(store) });
   mounts.push(m);
   return m;
 }

@@ -7,7 +7,6 @@
  * bytes; a proxy that damages every copy gives EIO.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +16,7 @@ import { proxyFor } from '../store/remote/transport.js';
 import * as P from '../store/profiles.js';
 import { debianPackage } from './helpers/corpus.js';
 import { json, miq } from './helpers/cli.js';
-import { cleanup, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
+import { cleanup, mountDir, sh, tmp, type MountedDir } from './helpers/fuse.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startSquid, type Squid } from './helpers/squid.js';
 
@@ -32,7 +31,7 @@ export const NGINX_LOCATIONS = `
       add_header Cache-Control "public, max-age=5";
     }`;
 
-interface Mounted { child: ChildProcess; dir: string; stderr: () => string; stop(): Promise<void> }
+type Mounted = MountedDir;
 
 let base: string;
 let nginx: Nginx | undefined;
@@ -46,18 +45,7 @@ const home = (n: string): NodeJS.ProcessEnv => ({ MIQ_HOME: join(base, n), http_
 async function mountLazy(store: string, proxy: string): Promise<Mounted> {
   const dir = join(base, `mnt-${store}`);
   await mkdir(dir, { recursive: true });
-  const mm = await startMiqMount(['mount', dir, '--remote', nginx!.url, '--trusted-key', pub, '--proxy', proxy, '--no-hints', '--json'], { env: home(store) });
-  const child = mm.child;
-  const m: Mounted = {
-    child, dir, stderr: mm.stderr,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await waitExit(child);
-      }
-      for (const d of [join(dir, 'usr'), dir]) await sh(`mountpoint -q ${d} && umount -l ${d}`);
-    },
-  };
+  const m = await mountDir(dir, ['--remote', nginx!.url, '--trusted-key', pub, '--proxy', proxy, '--no-hints', '--json'], { env: home(store) });
   mounts.push(m);
   return m;
 }

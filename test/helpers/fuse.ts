@@ -99,3 +99,24 @@ export async function startMiqMount(args: string[], opts: { env?: NodeJS.Process
     },
   };
 }
+
+/** A `miq mount DIR …` child of a test (see startMiqMount) and its directory. */
+export interface MountedDir {
+  child: ChildProcess;
+  dir: string;
+  stderr: () => string;
+  /** Ends the server (SIGTERM, SIGKILL after 10 s) and lazily unmounts what it may have left (DIR/usr, DIR). */
+  stop(): Promise<void>;
+}
+
+/** Starts `miq mount DIR ARGS…` (ARGS must include `--json`) and resolves once it serves. */
+export async function mountDir(dir: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<MountedDir> {
+  const mm = await startMiqMount(['mount', dir, ...args], opts);
+  return {
+    child: mm.child, dir, stderr: mm.stderr,
+    async stop() {
+      await mm.stop();
+      for (const d of [join(dir, 'usr'), dir]) await sh(`mountpoint -q ${d} && umount -l ${d}`);
+    },
+  };
+}
