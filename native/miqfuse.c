@@ -459,6 +459,19 @@ static void sforget(session_t *s, uint64_t ino) {
   sout_post(s, &o);
 }
 
+/* With smu held: parks a READ on a stream until its promised bytes are offered; false when
+ * there is no memory for it (the caller answers it another way). */
+static int spark(session_t *s, stream_t *st, fuse_req_t req, uint64_t off, size_t size) {
+  park_t *p = malloc(sizeof *p);
+  if (!p) return 0;
+  p->req = req; p->off = off; p->size = size;
+  p->next = st->parked;
+  st->parked = p;
+  atomic_fetch_add(&s->nparked, 1);
+  atomic_fetch_add(&s->sparked, 1);
+  return 1;
+}
+
 /* Loop thread: answers (or holds) a READ of a stream; false when JS is to answer it. */
 static int sserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
   if (off < 0) return 0;
@@ -466,17 +479,7 @@ static int sserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t
   stream_t *st = *sfind(s, ino);
   if (!st) { pthread_mutex_unlock(&s->smu); return 0; }
   int waitable, done = stry(s, st, req, (uint64_t)off, size, &waitable);
-  if (!done && waitable) {
-    park_t *p = malloc(sizeof *p);
-    if (p) {
-      p->req = req; p->off = (uint64_t)off; p->size = size;
-      p->next = st->parked;
-      st->parked = p;
-      atomic_fetch_add(&s->nparked, 1);
-      atomic_fetch_add(&s->sparked, 1);
-      done = 2;
-    }
-  }
+  if (!done && waitable && spark(s, st, req, (uint64_t)off, size)) done = 2;
   pthread_mutex_unlock(&s->smu);
   if (done == 1) {
     msg_t *m = mk(OP_STREAMED, NULL, ino, size, off, NULL, 0);
@@ -1591,15 +1594,7 @@ static napi_value js_stream_wait(napi_env env, napi_callback_info info) {
   if (st) {
     int waitable;
     done = stry(s, st, r, (uint64_t)off, (size_t)size, &waitable);
-    park_t *p = !done && waitable ? malloc(sizeof *p) : NULL;
-    if (p) {
-      p->req = r; p->off = (uint64_t)off; p->size = (size_t)size;
-      p->next = st->parked;
-      st->parked = p;
-      atomic_fetch_add(&s->nparked, 1);
-      atomic_fetch_add(&s->sparked, 1);
-      done = 2;
-    }
+    if (!done && waitable && spark(s, st, r, (uint64_t)off, (size_t)size)) done = 2;
   }
   pthread_mutex_unlock(&s->smu);
   if (!done) {
