@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { startMount, type MountHandle } from '../mount/daemon.js';
 import { connectControl, controlOf, withStore } from '../mount/client.js';
 import type { Store } from '../store/api.js';
@@ -14,13 +14,72 @@ import { flipChunkByte } from './helpers/packs.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
 import type { Id } from '../store/ids.js';
-import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit } from './helpers/fuse.js';
+import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit, type MiqMount } from './helpers/fuse.js';
 import { json, miqAsync, spawnMiq } from './helpers/cli.js';
 
 let base: string, mnt: string, srcA: string, srcB: string;
 let store: Store;
 let h: MountHandle | undefined;
 let A: string, B: string;
+
+/** One test's scratch directory B: a store at B/store and its mount at B/mnt, served in this process or by a `miq mount` child. */
+interface Scratch {
+  b: string;
+  /** The in-process mount's log lines. */
+  logs: string[];
+  /** Opens B/store (closed after the test unless closeStore() closed it). */
+  store(): Promise<Store>;
+  closeStore(): Promise<void>;
+  /** Mounts S at B/mnt in this process (no control socket), its log lines into logs. */
+  mount(s: Store): Promise<MountHandle>;
+  /** `miq --store B/store mount B/mnt --json` with ENV added to this process's. */
+  miqMount(env?: NodeJS.ProcessEnv): Promise<MiqMount>;
+}
+
+/** A Scratch whose mounts, store and directory are closed and removed after the test, whatever happened in it. */
+async function scratch(tc: TestContext): Promise<Scratch> {
+  const b = await tmp();
+  const logs: string[] = [];
+  let s: Store | undefined;
+  const mounts: MountHandle[] = [];
+  const children: MiqMount[] = [];
+  tc.after(async () => {
+    for (const m of mounts) await m.close();
+    for (const mm of children) await mm.stop();
+    await s?.close();
+    await cleanup(b);
+  });
+  return {
+    b, logs,
+    async store() {
+      return (s = await openStore(join(b, 'store')));
+    },
+    async closeStore() {
+      await s?.close();
+      s = undefined;
+    },
+    async mount(store) {
+      await mkdir(join(b, 'mnt'), { recursive: true });
+      const m = await startMount(store, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
+      mounts.push(m);
+      return m;
+    },
+    async miqMount(env = {}) {
+      await mkdir(join(b, 'mnt'), { recursive: true });
+      const mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, ...env } });
+      children.push(mm);
+      return mm;
+    },
+  };
+}
+
+/** Stops a mount child run with MIQ_DEBUG_COUNTS=1, checks it exited 0, and returns its request counts line, parsed. */
+async function countsAtExit(mm: MiqMount): Promise<{ line: string; c: Record<string, number> }> {
+  assert.equal(await mm.stop(), 0, mm.stderr());
+  const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
+  assert.ok(line, mm.stderr());
+  return { line, c: JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number> };
+}
 
 describe('miq mount (real FUSE)', () => {
   before(async () => {
@@ -213,564 +272,467 @@ describe('miq mount (real FUSE)', () => {
 });
 
 describe('names that are not UTF-8', () => {
-  it('are listed under an escaped name that opens the file, follows as a symlink target, and valid UTF-8 names are untouched', async () => {
-    const b = await tmp();
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      const src = join(b, 'src');
-      await mkdir(src);
-      const { writeFile, symlink } = await import('node:fs/promises');
-      const bad = Buffer.concat([Buffer.from(`${src}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
-      await writeFile(bad, 'not utf-8 name\n');
-      await writeFile(join(src, 'café'), 'utf-8 name\n');
-      await symlink(Buffer.concat([Buffer.from('bad'), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), join(src, 'link'));
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(src, { name: 'names' })).path;
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false });
-      // libfuse 3 (our addon) passes names as bytes: a name is served exactly as stored. Through
-      // fuse-native (UTF-8 strings) such a name is shown escaped, each high byte as U+F780-U+F7FF.
-      const raw = m.status().backend === 'fuse3';
-      const py = raw
-        ? [
-          'import os, sys',
-          'd = sys.argv[1].encode()',
-          'print(sorted(os.listdir(d)) == sorted([b"bad\\xff\\xfe.txt", "caf\\u00e9".encode(), b"link"]))',
-          'print(open(os.path.join(d, b"bad\\xff\\xfe.txt"), "rb").read() == b"not utf-8 name\\n")',
-          'print(open(os.path.join(d, "café".encode()), "rb").read() == b"utf-8 name\\n")',
-          'print(os.readlink(os.path.join(d, b"link")) == b"bad\\xff\\xfe.txt")',
-          'print(open(os.path.join(d, b"link"), "rb").read() == b"not utf-8 name\\n")',
-          'print(not os.path.exists(os.path.join(d, "bad\\uf7ff\\uf7fe.txt".encode())))',
-        ].join('\n')
-        : [
+  it('are listed under an escaped name that opens the file, follows as a symlink target, and valid UTF-8 names are untouched', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    await mkdir(src);
+    const { writeFile, symlink } = await import('node:fs/promises');
+    const bad = Buffer.concat([Buffer.from(`${src}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
+    await writeFile(bad, 'not utf-8 name\n');
+    await writeFile(join(src, 'café'), 'utf-8 name\n');
+    await symlink(Buffer.concat([Buffer.from('bad'), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), join(src, 'link'));
+    const s = await t.store();
+    const p = (await s.ingest(src, { name: 'names' })).path;
+    const m = await t.mount(s);
+    // libfuse 3 (our addon) passes names as bytes: a name is served exactly as stored. Through
+    // fuse-native (UTF-8 strings) such a name is shown escaped, each high byte as U+F780-U+F7FF.
+    const raw = m.status().backend === 'fuse3';
+    const py = raw
+      ? [
         'import os, sys',
         'd = sys.argv[1].encode()',
-        'print(sorted(n.decode() for n in os.listdir(d)) == sorted(["bad\\uf7ff\\uf7fe.txt", "caf\\u00e9", "link"]))',
-        'print(open(os.path.join(d, "bad\\uf7ff\\uf7fe.txt".encode()), "rb").read() == b"not utf-8 name\\n")',
+        'print(sorted(os.listdir(d)) == sorted([b"bad\\xff\\xfe.txt", "caf\\u00e9".encode(), b"link"]))',
+        'print(open(os.path.join(d, b"bad\\xff\\xfe.txt"), "rb").read() == b"not utf-8 name\\n")',
         'print(open(os.path.join(d, "café".encode()), "rb").read() == b"utf-8 name\\n")',
-        'print(os.readlink(os.path.join(d, b"link")) == "bad\\uf7ff\\uf7fe.txt".encode())',
+        'print(os.readlink(os.path.join(d, b"link")) == b"bad\\xff\\xfe.txt")',
         'print(open(os.path.join(d, b"link"), "rb").read() == b"not utf-8 name\\n")',
-        // The escaped form of a valid UTF-8 name is not a second name for it.
-        'print(not os.path.exists(os.path.join(d, "caf\\uf7c3\\uf7a9".encode())))',
-      ].join('\n');
-      const r = await sh(`python3 -c '${py}' ${b}/mnt/store/${p}`);
-      assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split('\n'), ['True', 'True', 'True', 'True', 'True', 'True']);
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
-    }
+        'print(not os.path.exists(os.path.join(d, "bad\\uf7ff\\uf7fe.txt".encode())))',
+      ].join('\n')
+      : [
+      'import os, sys',
+      'd = sys.argv[1].encode()',
+      'print(sorted(n.decode() for n in os.listdir(d)) == sorted(["bad\\uf7ff\\uf7fe.txt", "caf\\u00e9", "link"]))',
+      'print(open(os.path.join(d, "bad\\uf7ff\\uf7fe.txt".encode()), "rb").read() == b"not utf-8 name\\n")',
+      'print(open(os.path.join(d, "café".encode()), "rb").read() == b"utf-8 name\\n")',
+      'print(os.readlink(os.path.join(d, b"link")) == "bad\\uf7ff\\uf7fe.txt".encode())',
+      'print(open(os.path.join(d, b"link"), "rb").read() == b"not utf-8 name\\n")',
+      // The escaped form of a valid UTF-8 name is not a second name for it.
+      'print(not os.path.exists(os.path.join(d, "caf\\uf7c3\\uf7a9".encode())))',
+    ].join('\n');
+    const r = await sh(`python3 -c '${py}' ${b}/mnt/store/${p}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['True', 'True', 'True', 'True', 'True', 'True']);
   });
 });
 
 describe('registered listings (the binding answers LOOKUP and READDIRPLUS of immutable directories)', () => {
-  it('stay bounded (MIQ_MOUNT_NAMES): a walk of more entries than the bound, twice, with the kernel forgetting between, reads every byte right', async () => {
-    const b = await tmp();
-    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
-    try {
-      const src = join(b, 'src');
-      for (let d = 0; d < 40; d++) {
-        await mkdir(join(src, `d${d}`, 'sub'), { recursive: true });
-        for (let f = 0; f < 12; f++) await writeFile(join(src, `d${d}`, f % 3 ? `f${f}` : `sub/f${f}`), `dir ${d} file ${f}\n`.repeat(f + 1));
-      }
-      const s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(src, { name: 'many' })).path;
-      await s.close();
-      await mkdir(join(b, 'mnt'));
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_MOUNT_NAMES: '60', MIQ_DEBUG_COUNTS: '1' } });
-      const walk = `cd DIR && find . | sort | md5sum && find . -type f | sort | xargs cat | md5sum`;
-      const want = (await sh(walk.replace('DIR', src))).stdout;
-      assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
-      // The kernel forgets its nodes (FORGETs reach the mount), then everything is walked again.
-      await sh('sync; echo 2 > /proc/sys/vm/drop_caches');
-      assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
-      assert.equal((await sh(`cat ${b}/mnt/store/${p}/d7/sub/f3`)).stdout, 'dir 7 file 3\n'.repeat(4));
-      assert.equal(await mm.stop(), 0);
-      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
-      assert.ok(line, mm.stderr());
-      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
-      assert.ok(c.unnamed! > 0, `the bound dropped registrations: ${line}`);
-      assert.ok(c.readdirServed! > 0 && c.lookupServed! >= 0, line);
-      // At most the bound, plus the one directory just registered (12 entries at most).
-      assert.ok(c.names! <= 60 + 12, line);
-    } finally {
-      await mm?.stop();
-      await cleanup(b);
+  it('stay bounded (MIQ_MOUNT_NAMES): a walk of more entries than the bound, twice, with the kernel forgetting between, reads every byte right', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    for (let d = 0; d < 40; d++) {
+      await mkdir(join(src, `d${d}`, 'sub'), { recursive: true });
+      for (let f = 0; f < 12; f++) await writeFile(join(src, `d${d}`, f % 3 ? `f${f}` : `sub/f${f}`), `dir ${d} file ${f}\n`.repeat(f + 1));
     }
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'many' })).path;
+    await s.close();
+    let mm = await t.miqMount({ MIQ_MOUNT_NAMES: '60', MIQ_DEBUG_COUNTS: '1' });
+    const walk = `cd DIR && find . | sort | md5sum && find . -type f | sort | xargs cat | md5sum`;
+    const want = (await sh(walk.replace('DIR', src))).stdout;
+    assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
+    // The kernel forgets its nodes (FORGETs reach the mount), then everything is walked again.
+    await sh('sync; echo 2 > /proc/sys/vm/drop_caches');
+    assert.equal((await sh(walk.replace('DIR', `${b}/mnt/store/${p}`))).stdout, want);
+    assert.equal((await sh(`cat ${b}/mnt/store/${p}/d7/sub/f3`)).stdout, 'dir 7 file 3\n'.repeat(4));
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.unnamed! > 0, `the bound dropped registrations: ${line}`);
+    assert.ok(c.readdirServed! > 0 && c.lookupServed! >= 0, line);
+    // At most the bound, plus the one directory just registered (12 entries at most).
+    assert.ok(c.names! <= 60 + 12, line);
   });
 
-  it('a directory looked up by name has its own listing registered, not its subdirectories\' (a program start, not a walk)', async () => {
-    const b = await tmp();
-    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
-    try {
-      const src = join(b, 'src');
-      for (const d of ['a', 'b', 'c']) {
-        await mkdir(join(src, 'top', d), { recursive: true });
-        for (let f = 0; f < 10; f++) await writeFile(join(src, 'top', d, `f${f}`), `${d} ${f}\n`);
-      }
-      await writeFile(join(src, 'top', 'f0'), 'zero\n');
-      await writeFile(join(src, 'top', 'f1'), 'one\n');
-      const s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(src, { name: 'named' })).path;
-      await s.close();
-      await mkdir(join(b, 'mnt'));
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1' } });
-      const top = `${b}/mnt/store/${p}/top`;
-      assert.equal((await sh(`cat ${top}/f0`)).stdout, 'zero\n');
-      // top was registered when f0's lookup was answered (by JS, or by the binding, which means
-      // it was registered before): f1's lookup is the binding's.
-      assert.equal((await sh(`cat ${top}/f1`)).stdout, 'one\n');
-      assert.equal((await sh(`cat ${top}/b/f3`)).stdout, 'b 3\n');
-      assert.equal(await mm.stop(), 0);
-      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
-      assert.ok(line, mm.stderr());
-      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
-      assert.ok(c.lookupServed! >= 1, line);
-      // The store path's root (1 entry), top (5) and b (10, looked up by name): a and c (20)
-      // were never registered ahead.
-      assert.ok(c.names! <= 16, line);
-    } finally {
-      await mm?.stop();
-      await cleanup(b);
+  it('a directory looked up by name has its own listing registered, not its subdirectories\' (a program start, not a walk)', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    for (const d of ['a', 'b', 'c']) {
+      await mkdir(join(src, 'top', d), { recursive: true });
+      for (let f = 0; f < 10; f++) await writeFile(join(src, 'top', d, `f${f}`), `${d} ${f}\n`);
     }
+    await writeFile(join(src, 'top', 'f0'), 'zero\n');
+    await writeFile(join(src, 'top', 'f1'), 'one\n');
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'named' })).path;
+    await s.close();
+    let mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1' });
+    const top = `${b}/mnt/store/${p}/top`;
+    assert.equal((await sh(`cat ${top}/f0`)).stdout, 'zero\n');
+    // top was registered when f0's lookup was answered (by JS, or by the binding, which means
+    // it was registered before): f1's lookup is the binding's.
+    assert.equal((await sh(`cat ${top}/f1`)).stdout, 'one\n');
+    assert.equal((await sh(`cat ${top}/b/f3`)).stdout, 'b 3\n');
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.lookupServed! >= 1, line);
+    // The store path's root (1 entry), top (5) and b (10, looked up by name): a and c (20)
+    // were never registered ahead.
+    assert.ok(c.names! <= 16, line);
   });
 
-  it('the current generation\'s top trees are loaded before the mount reports mounted; a damaged one does not stop it', async () => {
-    const b = await tmp();
-    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
-    try {
-      await fixtureTree(join(b, 'src'), 4);
-      const s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'warm' })).path;
-      await P.switchProfile(s, 'system', [{ path: p }]);
-      const gen = (await P.current(s, 'system'))!;
-      // The trees 0, 1 and 2 levels below the generation's root (MIQ_MOUNT_WARM_DEPTH's default).
-      const levels: Id[][] = [[gen.tree]];
-      for (let d = 1; d <= 3; d++) {
-        const next: Id[] = [];
-        for (const t of levels[d - 1]!) for (const e of (await s.getTree(t))!.entries) if (e.kind === 'dir') next.push(e.id! as Id);
-        levels.push(next);
-      }
-      const want = levels[0]!.length + levels[1]!.length + levels[2]!.length;
-      assert.ok(levels[2]!.length > 0 && levels[3]!.length > 0, 'the fixture has trees 2 and 3 levels down');
-      const share = (await s.getTree(gen.tree))!.entries.find((e) => e.name.toString() === 'share')!;
-      const victim = (await s.getTree(share.id! as Id))!.entries.find((e) => e.name.toString() === 'doc')!;
-      await s.close();
-      const loaded = (err: string): number => Number(/miq mount: (-?\d+) trees of system loaded/.exec(err)?.[1] ?? NaN);
-      const env = { ...process.env, MIQ_DEBUG_COUNTS: '1' };
-      await mkdir(join(b, 'mnt'));
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env });
-      assert.equal(loaded(mm.stderr()), want, mm.stderr());
-      assert.equal((await sh(`cat ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 4\n');
-      assert.equal(await mm.stop(), 0);
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...env, MIQ_MOUNT_WARM_DEPTH: '-1' } });
-      assert.ok(Number.isNaN(loaded(mm.stderr())), mm.stderr());
-      assert.equal(await mm.stop(), 0);
-      // share/doc (2 levels down) damaged in the index: the mount starts with the others loaded,
-      // and the damaged directory is EIO when used, as it would be without the loading.
-      const { ClassicLevel } = await import('classic-level');
-      const { kTree } = await import('../store/keys.js');
-      const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-      const v = await db.get(kTree(victim.id! as Id));
-      v![v!.indexOf('README')] ^= 1;
-      await db.put(kTree(victim.id! as Id), v!);
-      await db.close();
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env });
-      assert.equal(loaded(mm.stderr()), want - 1, mm.stderr());
-      const r = await sh(`LC_ALL=C ls ${b}/mnt/usr/share/doc; echo rc=$?; cat ${b}/mnt/usr/bin/hello`);
-      assert.match(r.stderr, /Input\/output error/);
-      assert.equal(r.stdout, 'rc=2\n#!/bin/sh\necho hello 4\n', r.stderr);
-      assert.equal(await mm.stop(), 0);
-    } finally {
-      await mm?.stop();
-      await cleanup(b);
+  it('the current generation\'s top trees are loaded before the mount reports mounted; a damaged one does not stop it', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    await fixtureTree(join(b, 'src'), 4);
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(join(b, 'src'), { name: 'warm' })).path;
+    await P.switchProfile(s, 'system', [{ path: p }]);
+    const gen = (await P.current(s, 'system'))!;
+    // The trees 0, 1 and 2 levels below the generation's root (MIQ_MOUNT_WARM_DEPTH's default).
+    const levels: Id[][] = [[gen.tree]];
+    for (let d = 1; d <= 3; d++) {
+      const next: Id[] = [];
+      for (const tr of levels[d - 1]!) for (const e of (await s.getTree(tr))!.entries) if (e.kind === 'dir') next.push(e.id! as Id);
+      levels.push(next);
     }
+    const want = levels[0]!.length + levels[1]!.length + levels[2]!.length;
+    assert.ok(levels[2]!.length > 0 && levels[3]!.length > 0, 'the fixture has trees 2 and 3 levels down');
+    const share = (await s.getTree(gen.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const victim = (await s.getTree(share.id! as Id))!.entries.find((e) => e.name.toString() === 'doc')!;
+    await s.close();
+    const loaded = (err: string): number => Number(/miq mount: (-?\d+) trees of system loaded/.exec(err)?.[1] ?? NaN);
+    const env = { MIQ_DEBUG_COUNTS: '1' };
+    let mm = await t.miqMount(env);
+    assert.equal(loaded(mm.stderr()), want, mm.stderr());
+    assert.equal((await sh(`cat ${b}/mnt/usr/share/doc/README`)).stdout, 'readme 4\n');
+    assert.equal(await mm.stop(), 0);
+    mm = await t.miqMount({ ...env, MIQ_MOUNT_WARM_DEPTH: '-1' });
+    assert.ok(Number.isNaN(loaded(mm.stderr())), mm.stderr());
+    assert.equal(await mm.stop(), 0);
+    // share/doc (2 levels down) damaged in the index: the mount starts with the others loaded,
+    // and the damaged directory is EIO when used, as it would be without the loading.
+    const { ClassicLevel } = await import('classic-level');
+    const { kTree } = await import('../store/keys.js');
+    const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const v = await db.get(kTree(victim.id! as Id));
+    v![v!.indexOf('README')] ^= 1;
+    await db.put(kTree(victim.id! as Id), v!);
+    await db.close();
+    mm = await t.miqMount(env);
+    assert.equal(loaded(mm.stderr()), want - 1, mm.stderr());
+    const r = await sh(`LC_ALL=C ls ${b}/mnt/usr/share/doc; echo rc=$?; cat ${b}/mnt/usr/bin/hello`);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.equal(r.stdout, 'rc=2\n#!/bin/sh\necho hello 4\n', r.stderr);
+    assert.equal(await mm.stop(), 0);
   });
 
-  it('the listings of the loaded trees below usr are registered before the mount reports mounted: lookups and their symlinks\' READLINKs there never reach JS', async () => {
-    const b = await tmp();
-    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
-    try {
-      await fixtureTree(join(b, 'src'), 5);
-      const s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'prereg' })).path;
-      await fixtureTree(join(b, 'src2'), 6);
-      const p2 = (await s.ingest(join(b, 'src2'), { name: 'prereg2' })).path;
-      await P.switchProfile(s, 'system', [{ path: p }]);
-      await s.close();
-      await mkdir(join(b, 'mnt'));
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' } });
-      // usr's listing (abs-link, bin, empty, share), its subdirectories' (bin 2, empty 0, share 2:
-      // 1 level) and theirs (share/doc 3).
-      assert.match(mm.stderr(), /miq mount: 11 names below usr registered/, mm.stderr());
-      const u = `${b}/mnt/usr`;
-      // usr is looked up in the root (JS), share in usr's listing, doc in share's and README in
-      // doc's: the binding's, from the first lookup on (on a mount without this, usr was never
-      // registered and doc's listing only after the kernel's LOOKUP of doc, so README's reached JS).
-      // bin/readme-link's target is the binding's too (a symlink's record carries its target).
-      assert.equal((await sh(`cat ${u}/share/doc/README; cat ${u}/bin/readme-link; readlink ${u}/bin/readme-link`)).stdout, 'readme 5\nreadme 5\n../share/doc/README\n');
-      assert.equal((await sh(`LC_ALL=C ls ${u}/share/doc; ls ${u}/bin; stat -c %s ${u}/share/big.bin`)).stdout,
-        `README\ndeep\nempty\nhello\nreadme-link\n${3 * 1024 * 1024 + 12345}\n`);
-      // A lookup that always reaches JS (a store path that does not exist): once its log line is
-      // in, those of the lookups before it would be too, had JS answered them.
-      const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
-      assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker`)).code, 1);
-      for (const end = Date.now() + 10_000; !logged('zz-marker');) {
+  it('the listings of the loaded trees below usr are registered before the mount reports mounted: lookups and their symlinks\' READLINKs there never reach JS', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    await fixtureTree(join(b, 'src'), 5);
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(join(b, 'src'), { name: 'prereg' })).path;
+    await fixtureTree(join(b, 'src2'), 6);
+    const p2 = (await s.ingest(join(b, 'src2'), { name: 'prereg2' })).path;
+    await P.switchProfile(s, 'system', [{ path: p }]);
+    await s.close();
+    let mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' });
+    // usr's listing (abs-link, bin, empty, share), its subdirectories' (bin 2, empty 0, share 2:
+    // 1 level) and theirs (share/doc 3).
+    assert.match(mm.stderr(), /miq mount: 11 names below usr registered/, mm.stderr());
+    const u = `${b}/mnt/usr`;
+    // usr is looked up in the root (JS), share in usr's listing, doc in share's and README in
+    // doc's: the binding's, from the first lookup on (on a mount without this, usr was never
+    // registered and doc's listing only after the kernel's LOOKUP of doc, so README's reached JS).
+    // bin/readme-link's target is the binding's too (a symlink's record carries its target).
+    assert.equal((await sh(`cat ${u}/share/doc/README; cat ${u}/bin/readme-link; readlink ${u}/bin/readme-link`)).stdout, 'readme 5\nreadme 5\n../share/doc/README\n');
+    assert.equal((await sh(`LC_ALL=C ls ${u}/share/doc; ls ${u}/bin; stat -c %s ${u}/share/big.bin`)).stdout,
+      `README\ndeep\nempty\nhello\nreadme-link\n${3 * 1024 * 1024 + 12345}\n`);
+    // A lookup that always reaches JS (a store path that does not exist): once its log line is
+    // in, those of the lookups before it would be too, had JS answered them.
+    const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
+    assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker`)).code, 1);
+    for (const end = Date.now() + 10_000; !logged('zz-marker');) {
+      assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(logged('usr'), mm.stderr());
+    for (const name of ['share', 'bin', 'doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+    assert.doesNotMatch(mm.stderr(), /lat op=4 /, 'a READLINK reached JS');
+    // Deeper than the loaded levels: as before (JS, then registered).
+    assert.equal((await sh(`cat ${u}/share/doc/deep/er/bl\u00e5b\u00e6r`)).stdout, 'berries\n');
+    // A switch (through the mount's socket): usr is registered again from the new generation
+    // before the kernel's entries are dropped, so what changed is the new one's at once.
+    const sw = await miqAsync(['--store', join(b, 'store'), 'profile', 'switch', 'system', p2, '--json']);
+    assert.equal(sw.code, 0, sw.stderr);
+    assert.equal((await sh(`cat ${u}/share/doc/README ${u}/bin/hello; ls ${u}`)).stdout, 'readme 6\n#!/bin/sh\necho hello 6\nabs-link\nbin\nempty\nshare\n');
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.lookupServed! >= 4 && c.readlinkServed! >= 1, line);
+  });
+
+  it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    await mkdir(join(src, 'top'), { recursive: true });
+    for (let f = 0; f < 5; f++) await writeFile(join(src, 'top', `f${f}`), `${f}\n`);
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'misses' })).path;
+    await s.close();
+    // MIQ_DEBUG_LATENCY: every request answered from JS is logged (`lat op=1 … a=NAME` for a
+    // lookup) before its reply is sent, so the log says which lookups reached JS.
+    let mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' });
+    const top = `${b}/mnt/store/${p}/top`;
+    // The lookup of top registers its listing (once its tree is loaded, in a later turn).
+    assert.equal((await sh(`cat ${top}/f0`)).stdout, '0\n');
+    const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
+    let inC = 0;
+    for (let k = 0; k < 50 && inC === 0; k++) {
+      // A new missing name each time (the kernel keeps a miss), then a lookup that always
+      // reaches JS (a store path that does not exist): once its log line is in, the miss's
+      // would be before it had JS answered it.
+      assert.equal((await sh(`test -e ${top}/nope${k}`)).code, 1);
+      assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker${k}`)).code, 1);
+      for (const end = Date.now() + 10_000; !logged(`zz-marker${k}`);) {
         assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
         await new Promise((r) => setTimeout(r, 10));
       }
-      assert.ok(logged('usr'), mm.stderr());
-      for (const name of ['share', 'bin', 'doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
-      assert.doesNotMatch(mm.stderr(), /lat op=4 /, 'a READLINK reached JS');
-      // Deeper than the loaded levels: as before (JS, then registered).
-      assert.equal((await sh(`cat ${u}/share/doc/deep/er/bl\u00e5b\u00e6r`)).stdout, 'berries\n');
-      // A switch (through the mount's socket): usr is registered again from the new generation
-      // before the kernel's entries are dropped, so what changed is the new one's at once.
-      const sw = await miqAsync(['--store', join(b, 'store'), 'profile', 'switch', 'system', p2, '--json']);
-      assert.equal(sw.code, 0, sw.stderr);
-      assert.equal((await sh(`cat ${u}/share/doc/README ${u}/bin/hello; ls ${u}`)).stdout, 'readme 6\n#!/bin/sh\necho hello 6\nabs-link\nbin\nempty\nshare\n');
-      assert.equal(await mm.stop(), 0);
-      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
-      assert.ok(line, mm.stderr());
-      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
-      assert.ok(c.lookupServed! >= 4 && c.readlinkServed! >= 1, line);
-    } finally {
-      await mm?.stop();
-      await cleanup(b);
+      if (!logged(`nope${k}`)) inC++;
     }
-  });
-
-  it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async () => {
-    const b = await tmp();
-    let mm: Awaited<ReturnType<typeof startMiqMount>> | undefined;
-    try {
-      const src = join(b, 'src');
-      await mkdir(join(src, 'top'), { recursive: true });
-      for (let f = 0; f < 5; f++) await writeFile(join(src, 'top', `f${f}`), `${f}\n`);
-      const s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(src, { name: 'misses' })).path;
-      await s.close();
-      await mkdir(join(b, 'mnt'));
-      // MIQ_DEBUG_LATENCY: every request answered from JS is logged (`lat op=1 … a=NAME` for a
-      // lookup) before its reply is sent, so the log says which lookups reached JS.
-      mm = await startMiqMount(['--store', join(b, 'store'), 'mount', join(b, 'mnt'), '--json'], { env: { ...process.env, MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' } });
-      const top = `${b}/mnt/store/${p}/top`;
-      // The lookup of top registers its listing (once its tree is loaded, in a later turn).
-      assert.equal((await sh(`cat ${top}/f0`)).stdout, '0\n');
-      const logged = (what: string): boolean => mm!.stderr().includes(` a=${what} `);
-      let inC = 0;
-      for (let k = 0; k < 50 && inC === 0; k++) {
-        // A new missing name each time (the kernel keeps a miss), then a lookup that always
-        // reaches JS (a store path that does not exist): once its log line is in, the miss's
-        // would be before it had JS answered it.
-        assert.equal((await sh(`test -e ${top}/nope${k}`)).code, 1);
-        assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker${k}`)).code, 1);
-        for (const end = Date.now() + 10_000; !logged(`zz-marker${k}`);) {
-          assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        if (!logged(`nope${k}`)) inC++;
-      }
-      assert.equal(inC, 1, 'a miss in a registered directory still reached JS');
-      // Names that are there still resolve after the misses.
-      assert.equal((await sh(`cat ${top}/f4`)).stdout, '4\n');
-      assert.equal(await mm.stop(), 0);
-      const line = mm.stderr().split('\n').find((l) => l.startsWith('miq mount: requests '));
-      assert.ok(line, mm.stderr());
-      const c = JSON.parse(line.slice('miq mount: requests '.length)) as Record<string, number>;
-      assert.ok(c.missServed! >= 1, line);
-    } finally {
-      await mm?.stop();
-      await cleanup(b);
-    }
+    assert.equal(inC, 1, 'a miss in a registered directory still reached JS');
+    // Names that are there still resolve after the misses.
+    assert.equal((await sh(`cat ${top}/f4`)).stdout, '4\n');
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.missServed! >= 1, line);
   });
 });
 
 describe('corruption and crashes', () => {
-  it('a chunk that fails its hash gives EIO and a log line, never bytes', async () => {
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      await fixtureTree(join(b, 'src'), 2);
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
-      const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
-      const file = (await s.getFile(big.id!))!;
-      // A chunk over 128 KiB: those are decoded and verified in the mount's worker pool.
-      const vi = file.chunks.findIndex((c, i) => i > 0 && c.length > 128 * 1024);
-      assert.ok(vi > 0, 'fixture has a chunk over 128 KiB');
-      const victim = file.chunks[vi]!;
-      const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
-      await s.close();
-      flipChunkByte(join(b, 'store'), victim.id);
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const f = `${b}/mnt/store/${p}/share/big.bin`;
-      const r = await sh(`LC_ALL=C cat ${f} > /dev/null; echo rc=$?; LC_ALL=C head -c ${before} ${f} | wc -c`);
-      assert.match(r.stderr, /Input\/output error/);
-      assert.match(r.stdout, /rc=1\n/);
-      assert.equal(r.stdout.split('\n')[1], String(before), 'chunks before the bad one still read');
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
-    }
+  it('a chunk that fails its hash gives EIO and a log line, never bytes', async (tc) => {
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    await fixtureTree(join(b, 'src'), 2);
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+    const file = (await s.getFile(big.id!))!;
+    // A chunk over 128 KiB: those are decoded and verified in the mount's worker pool.
+    const vi = file.chunks.findIndex((c, i) => i > 0 && c.length > 128 * 1024);
+    assert.ok(vi > 0, 'fixture has a chunk over 128 KiB');
+    const victim = file.chunks[vi]!;
+    const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
+    await t.closeStore();
+    flipChunkByte(join(b, 'store'), victim.id);
+    s = await t.store();
+    await t.mount(s);
+    const f = `${b}/mnt/store/${p}/share/big.bin`;
+    const r = await sh(`LC_ALL=C cat ${f} > /dev/null; echo rc=$?; LC_ALL=C head -c ${before} ${f} | wc -c`);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.match(r.stdout, /rc=1\n/);
+    assert.equal(r.stdout.split('\n')[1], String(before), 'chunks before the bad one still read');
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
   });
 
-  it('a file fetched whole from its first read (MIQ_MOUNT_WHOLE_AHEAD): a damaged chunk in it is EIO when read, never bytes; the rest reads right', async () => {
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      await fixtureTree(join(b, 'src'), 3);
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
-      const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
-      const file = (await s.getFile(big.id!))!;
-      // 3 MiB: under the 8 MiB default, so its first READ (4 KiB at 0) starts every chunk.
-      assert.ok(file.size <= 8 << 20 && file.chunks.length > 3, 'fixture is a multi-chunk file under MIQ_MOUNT_WHOLE_AHEAD');
-      const vi = file.chunks.length - 2;
-      const victim = file.chunks[vi]!;
-      const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
-      await s.close();
-      flipChunkByte(join(b, 'store'), victim.id);
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const f = `${b}/mnt/store/${p}/share/big.bin`;
-      const src = `${b}/src/share/big.bin`;
-      // The first read starts the damaged chunk too (decoded and rejected on the pool with no
-      // reader waiting); a later READ of it must still be EIO, not empty or unchecked bytes.
-      assert.equal((await sh(`head -c 4096 ${f} | md5sum`)).stdout, (await sh(`head -c 4096 ${src} | md5sum`)).stdout);
-      const r = await sh(`LC_ALL=C dd if=${f} of=/dev/null bs=4096 skip=${Math.floor((before + 8192) / 4096)} count=1 status=none; echo rc=$?`);
-      assert.match(r.stderr, /Input\/output error/);
-      assert.match(r.stdout, /rc=1\n/);
-      assert.equal((await sh(`head -c ${before} ${f} | md5sum`)).stdout, (await sh(`head -c ${before} ${src} | md5sum`)).stdout, 'chunks before the bad one read right');
-      const after = before + victim.length;
-      // Page-aligned ends (the fixture's chunks are 512 KiB): the kernel's reads of what follows
-      // never include a byte of the damaged chunk.
-      assert.equal(after % 4096, 0);
-      assert.equal((await sh(`tail -c +${after + 1} ${f} | md5sum`)).stdout, (await sh(`tail -c +${after + 1} ${src} | md5sum`)).stdout, 'chunks after it read right');
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
-    }
+  it('a file fetched whole from its first read (MIQ_MOUNT_WHOLE_AHEAD): a damaged chunk in it is EIO when read, never bytes; the rest reads right', async (tc) => {
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    await fixtureTree(join(b, 'src'), 3);
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+    const file = (await s.getFile(big.id!))!;
+    // 3 MiB: under the 8 MiB default, so its first READ (4 KiB at 0) starts every chunk.
+    assert.ok(file.size <= 8 << 20 && file.chunks.length > 3, 'fixture is a multi-chunk file under MIQ_MOUNT_WHOLE_AHEAD');
+    const vi = file.chunks.length - 2;
+    const victim = file.chunks[vi]!;
+    const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
+    await t.closeStore();
+    flipChunkByte(join(b, 'store'), victim.id);
+    s = await t.store();
+    await t.mount(s);
+    const f = `${b}/mnt/store/${p}/share/big.bin`;
+    const src = `${b}/src/share/big.bin`;
+    // The first read starts the damaged chunk too (decoded and rejected on the pool with no
+    // reader waiting); a later READ of it must still be EIO, not empty or unchecked bytes.
+    assert.equal((await sh(`head -c 4096 ${f} | md5sum`)).stdout, (await sh(`head -c 4096 ${src} | md5sum`)).stdout);
+    const r = await sh(`LC_ALL=C dd if=${f} of=/dev/null bs=4096 skip=${Math.floor((before + 8192) / 4096)} count=1 status=none; echo rc=$?`);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.match(r.stdout, /rc=1\n/);
+    assert.equal((await sh(`head -c ${before} ${f} | md5sum`)).stdout, (await sh(`head -c ${before} ${src} | md5sum`)).stdout, 'chunks before the bad one read right');
+    const after = before + victim.length;
+    // Page-aligned ends (the fixture's chunks are 512 KiB): the kernel's reads of what follows
+    // never include a byte of the damaged chunk.
+    assert.equal(after % 4096, 0);
+    assert.equal((await sh(`tail -c +${after + 1} ${f} | md5sum`)).stdout, (await sh(`tail -c +${after + 1} ${src} | md5sum`)).stdout, 'chunks after it read right');
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
   });
 
-  it('a large file read in order is answered by the binding from chunks the decode threads verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right', async () => {
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      // Two 12 MiB files (over MIQ_MOUNT_WHOLE_AHEAD's 8 MiB: read as streams), of 16 letters
-      // (zstd chunks, decoded into the decode thread's scratch buffer before they are offered).
-      await mkdir(join(b, 'src'), { recursive: true });
-      for (const [name, seed] of [['good.bin', 7], ['bad.bin', 9]] as const) {
-        let x = seed * 2654435761;
-        const big = Buffer.alloc(12 * 1024 * 1024 + 777);
-        for (let i = 0; i < big.length; i++) {
-          x = (x * 1103515245 + 12345) >>> 0;
-          big[i] = 97 + (x >>> 28);
-        }
-        await writeFile(join(b, 'src', name), big);
+  it('a large file read in order is answered by the binding from chunks the decode threads verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right', async (tc) => {
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    // Two 12 MiB files (over MIQ_MOUNT_WHOLE_AHEAD's 8 MiB: read as streams), of 16 letters
+    // (zstd chunks, decoded into the decode thread's scratch buffer before they are offered).
+    await mkdir(join(b, 'src'), { recursive: true });
+    for (const [name, seed] of [['good.bin', 7], ['bad.bin', 9]] as const) {
+      let x = seed * 2654435761;
+      const big = Buffer.alloc(12 * 1024 * 1024 + 777);
+      for (let i = 0; i < big.length; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        big[i] = 97 + (x >>> 28);
       }
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const bad = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'bad.bin')!;
-      const file = (await s.getFile(bad.id!))!;
-      assert.ok(file.chunks.length > 6, `fixture has many chunks (${file.chunks.length})`);
-      const vi = Math.floor(file.chunks.length / 2);
-      const victim = file.chunks[vi]!;
-      const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
-      const after = before + victim.length;
-      await s.close();
-      flipChunkByte(join(b, 'store'), victim.id);
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const d = `${b}/mnt/store/${p}`;
-      const good = await sh(`dd if=${d}/good.bin bs=1M status=none | md5sum; md5sum < ${b}/src/good.bin`);
-      const [got, want] = good.stdout.trim().split('\n');
-      assert.equal(got, want, 'the undamaged file reads right');
-      const served = m.status().requests?.streamServed ?? 0;
-      assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(m.status().requests)}`);
-      const r = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=1M status=none; echo rc=$?`);
-      assert.match(r.stderr, /Input\/output error/);
-      assert.match(r.stdout, /rc=1\n/);
-      // A second time (the damaged chunk failed once): EIO again, not bytes.
-      const r2 = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=4096 skip=${Math.floor(before / 4096) + 1} count=1 status=none; echo rc=$?`);
-      assert.match(r2.stdout, /rc=1\n/, r2.stderr);
-      assert.equal((await sh(`head -c ${before} ${d}/bad.bin | md5sum`)).stdout, (await sh(`head -c ${before} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks before the bad one read right');
-      // From the first page boundary past it: the kernel's reads there hold no byte of it.
-      const from = Math.ceil(after / 4096) * 4096;
-      assert.equal((await sh(`tail -c +${from + 1} ${d}/bad.bin | md5sum`)).stdout, (await sh(`tail -c +${from + 1} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks after it read right');
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
-      assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
+      await writeFile(join(b, 'src', name), big);
     }
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const bad = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'bad.bin')!;
+    const file = (await s.getFile(bad.id!))!;
+    assert.ok(file.chunks.length > 6, `fixture has many chunks (${file.chunks.length})`);
+    const vi = Math.floor(file.chunks.length / 2);
+    const victim = file.chunks[vi]!;
+    const before = file.chunks.slice(0, vi).reduce((a, c) => a + c.length, 0);
+    const after = before + victim.length;
+    await t.closeStore();
+    flipChunkByte(join(b, 'store'), victim.id);
+    s = await t.store();
+    const m = await t.mount(s);
+    const d = `${b}/mnt/store/${p}`;
+    const good = await sh(`dd if=${d}/good.bin bs=1M status=none | md5sum; md5sum < ${b}/src/good.bin`);
+    const [got, want] = good.stdout.trim().split('\n');
+    assert.equal(got, want, 'the undamaged file reads right');
+    const served = m.status().requests?.streamServed ?? 0;
+    assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(m.status().requests)}`);
+    const r = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=1M status=none; echo rc=$?`);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.match(r.stdout, /rc=1\n/);
+    // A second time (the damaged chunk failed once): EIO again, not bytes.
+    const r2 = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=4096 skip=${Math.floor(before / 4096) + 1} count=1 status=none; echo rc=$?`);
+    assert.match(r2.stdout, /rc=1\n/, r2.stderr);
+    assert.equal((await sh(`head -c ${before} ${d}/bad.bin | md5sum`)).stdout, (await sh(`head -c ${before} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks before the bad one read right');
+    // From the first page boundary past it: the kernel's reads there hold no byte of it.
+    const from = Math.ceil(after / 4096) * 4096;
+    assert.equal((await sh(`tail -c +${from + 1} ${d}/bad.bin | md5sum`)).stdout, (await sh(`tail -c +${from + 1} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks after it read right');
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
+    assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
   });
 
-  it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async () => {
+  it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async (tc) => {
     // Trees are read ahead in batches and kept packed (fs/trees.ts): a batch holding a damaged
     // tree is read again one by one, so only that directory fails.
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      await fixtureTree(join(b, 'src'), 3);
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
-      const doc = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'doc')!;
-      await s.close();
-      const { ClassicLevel } = await import('classic-level');
-      const { kTree } = await import('../store/keys.js');
-      const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-      const v = await db.get(kTree(doc.id! as Id));
-      const at = v!.indexOf('README');
-      assert.ok(at > 0);
-      v![at] ^= 1;
-      await db.put(kTree(doc.id! as Id), v!);
-      await db.close();
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const d = `${b}/mnt/store/${p}`;
-      const r = await sh(`LC_ALL=C ls ${d}/share/doc; echo rc=$?; LC_ALL=C cat ${d}/share/doc/README; echo rc=$?; ls ${d}/share; cat ${d}/bin/hello; LC_ALL=C find ${d} > ${b}/found; echo rc=$?`);
-      assert.match(r.stderr, /doc.*Input\/output error/);
-      assert.equal(r.stdout, 'rc=2\nrc=1\nbig.bin\ndoc\n#!/bin/sh\necho hello 3\nrc=1\n', r.stderr);
-      const found = (await sh(`sed 's|^${d}||' ${b}/found | sort`)).stdout.split('\n');
-      assert.ok(found.includes('/bin/hello') && found.includes('/share/doc') && !found.includes('/share/doc/README'), found.join(' '));
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(doc.id!)), logs.join('\n'));
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
-    }
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    await fixtureTree(join(b, 'src'), 3);
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const doc = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'doc')!;
+    await t.closeStore();
+    const { ClassicLevel } = await import('classic-level');
+    const { kTree } = await import('../store/keys.js');
+    const db = new ClassicLevel<string, Buffer>(join(b, 'store', 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const v = await db.get(kTree(doc.id! as Id));
+    const at = v!.indexOf('README');
+    assert.ok(at > 0);
+    v![at] ^= 1;
+    await db.put(kTree(doc.id! as Id), v!);
+    await db.close();
+    s = await t.store();
+    await t.mount(s);
+    const d = `${b}/mnt/store/${p}`;
+    const r = await sh(`LC_ALL=C ls ${d}/share/doc; echo rc=$?; LC_ALL=C cat ${d}/share/doc/README; echo rc=$?; ls ${d}/share; cat ${d}/bin/hello; LC_ALL=C find ${d} > ${b}/found; echo rc=$?`);
+    assert.match(r.stderr, /doc.*Input\/output error/);
+    assert.equal(r.stdout, 'rc=2\nrc=1\nbig.bin\ndoc\n#!/bin/sh\necho hello 3\nrc=1\n', r.stderr);
+    const found = (await sh(`sed 's|^${d}||' ${b}/found | sort`)).stdout.split('\n');
+    assert.ok(found.includes('/bin/hello') && found.includes('/share/doc') && !found.includes('/share/doc/README'), found.join(' '));
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(doc.id!)), logs.join('\n'));
   });
 
-  it('a damaged small file is never handed to the kernel: EIO on every read, its neighbours read whole', async () => {
+  it('a damaged small file is never handed to the kernel: EIO on every read, its neighbours read whole', async (tc) => {
     // Small files are read whole with their directory (fs/inodes.ts loadDir: one pread for
     // neighbours in a pack, decoded on the pool) and handed to the addon, which answers their
     // READs without asking JS: a file whose chunk fails its hash must never get there.
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      const dir = join(b, 'src', 'small');
-      await mkdir(dir, { recursive: true });
-      // Incompressible bytes: the store keeps such small files as chunks of their own (shared
-      // zstd frames are only for bytes that compress), which the mount reads in spans.
-      const body = (k: number): Buffer => Buffer.concat(Array.from({ length: 40 + k }, (_, i) => createHash('sha256').update(`${k}/${i}`).digest()));
-      const md5 = (ks: number[]): string => createHash('md5').update(Buffer.concat(ks.map(body))).digest('hex');
-      for (let k = 0; k < 24; k++) await writeFile(join(dir, `f${String(k).padStart(2, '0')}`), body(k));
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const small = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'small')!;
-      const victim = (await s.getTree(small.id!))!.entries.find((e) => e.name.toString() === 'f12')!;
-      assert.equal((await s.getFile(victim.id!))!.chunks.length, 1);
-      await s.close();
-      flipChunkByte(join(b, 'store'), victim.id!);
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const d = `${b}/mnt/store/${p}/small`;
-      const good = Array.from({ length: 24 }, (_, k) => k).filter((k) => k !== 12);
-      // The third file looked up starts the whole directory (its damaged file too); the rest
-      // are read after it arrived.
-      assert.equal((await sh(`cat ${d}/f00 ${d}/f01 ${d}/f02 ${d}/f03 | md5sum`)).stdout.split(' ')[0], md5([0, 1, 2, 3]));
-      await new Promise((r) => setTimeout(r, 300));
-      for (let t = 0; t < 2; t++) {
-        const r = await sh(`LC_ALL=C cat ${d}/f12 > /dev/null; echo rc=$?`);
-        assert.match(r.stderr, /Input\/output error/);
-        assert.match(r.stdout, /rc=1\n/);
-      }
-      const all = await sh(`cat ${good.map((k) => `${d}/f${String(k).padStart(2, '0')}`).join(' ')} | md5sum`);
-      assert.equal(all.stdout.split(' ')[0], md5(good));
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id!)), logs.join('\n'));
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    const dir = join(b, 'src', 'small');
+    await mkdir(dir, { recursive: true });
+    // Incompressible bytes: the store keeps such small files as chunks of their own (shared
+    // zstd frames are only for bytes that compress), which the mount reads in spans.
+    const body = (k: number): Buffer => Buffer.concat(Array.from({ length: 40 + k }, (_, i) => createHash('sha256').update(`${k}/${i}`).digest()));
+    const md5 = (ks: number[]): string => createHash('md5').update(Buffer.concat(ks.map(body))).digest('hex');
+    for (let k = 0; k < 24; k++) await writeFile(join(dir, `f${String(k).padStart(2, '0')}`), body(k));
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const small = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'small')!;
+    const victim = (await s.getTree(small.id!))!.entries.find((e) => e.name.toString() === 'f12')!;
+    assert.equal((await s.getFile(victim.id!))!.chunks.length, 1);
+    await t.closeStore();
+    flipChunkByte(join(b, 'store'), victim.id!);
+    s = await t.store();
+    await t.mount(s);
+    const d = `${b}/mnt/store/${p}/small`;
+    const good = Array.from({ length: 24 }, (_, k) => k).filter((k) => k !== 12);
+    // The third file looked up starts the whole directory (its damaged file too); the rest
+    // are read after it arrived.
+    assert.equal((await sh(`cat ${d}/f00 ${d}/f01 ${d}/f02 ${d}/f03 | md5sum`)).stdout.split(' ')[0], md5([0, 1, 2, 3]));
+    await new Promise((r) => setTimeout(r, 300));
+    for (let t = 0; t < 2; t++) {
+      const r = await sh(`LC_ALL=C cat ${d}/f12 > /dev/null; echo rc=$?`);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.match(r.stdout, /rc=1\n/);
     }
+    const all = await sh(`cat ${good.map((k) => `${d}/f${String(k).padStart(2, '0')}`).join(' ')} | md5sum`);
+    assert.equal(all.stdout.split(' ')[0], md5(good));
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id!)), logs.join('\n'));
   });
 
-  it('small files in shared zstd frames are decoded on the pool and checked there: a damaged frame is EIO for its files, never bytes', async () => {
-    const b = await tmp();
-    const logs: string[] = [];
-    let s: Store | undefined, m: MountHandle | undefined;
-    try {
-      const dir = join(b, 'src', 'text');
-      await mkdir(dir, { recursive: true });
-      // Compressible and distinct: the store packs them into shared frames (~256 KiB each).
-      const body = (k: number): string => Array.from({ length: 90 }, (_, i) => `file ${k} line ${i} ${'abcdefgh'.repeat(k % 7)}\n`).join('');
-      const name = (k: number): string => `f${String(k).padStart(3, '0')}`;
-      for (let k = 0; k < 160; k++) await writeFile(join(dir, name(k)), body(k));
-      s = await openStore(join(b, 'store'));
-      const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
-      const rec = await s.getStorePath(p);
-      const text = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'text')!;
-      const ents = (await s.getTree(text.id!))!.entries;
-      const local = s as unknown as { chunks: { locate(ids: Id[]): Promise<({ pack: number; offset: number; stored: number; frame?: unknown } | undefined)[]>; packPath(n: number): string } };
-      const locs = await local.chunks.locate(ents.map((e) => e.id as Id));
-      const vi = ents.findIndex((e) => e.name.toString() === name(100));
-      const vloc = locs[vi]!;
-      assert.ok(vloc.frame, 'the fixture files are in shared frames');
-      const sameFrame = new Set(ents.filter((_, i) => locs[i]!.pack === vloc.pack && locs[i]!.offset === vloc.offset).map((e) => e.name.toString()));
-      assert.ok(sameFrame.size < ents.length, 'more than one frame');
-      await s.close();
-      // The damage is in the frame's header (its magic number), so the whole frame fails to decode.
-      // A flipped byte further in may leave the frame decodable with wrong bytes in one place only
-      // (frames carry no checksum of their own): then only the files over that place fail their
-      // ids, and the others of the frame read right, checked. Which files those are depends on how
-      // the walk ordered the files into frames (the C walk's order put f003 before a middle flip).
-      await sh(`printf '\\x55' | dd of=${local.chunks.packPath(vloc.pack)} bs=1 seek=${vloc.offset} conv=notrunc status=none`);
-      s = await openStore(join(b, 'store'));
-      await mkdir(join(b, 'mnt'));
-      m = await startMount(s, join(b, 'mnt'), { control: false, log: (l) => logs.push(l) });
-      const d = `${b}/mnt/store/${p}/text`;
-      // Looked up in order: from the third on, the directory's small files are read whole on the pool.
-      const r = await sh(`for f in $(seq -f 'f%03g' 0 159); do if c=$(cat ${d}/$f 2>/dev/null | md5sum); then echo "$f $c"; else echo "$f EIO"; fi; done`);
-      const lines = r.stdout.trim().split('\n');
-      assert.equal(lines.length, 160, r.stderr);
-      let good = 0;
-      for (const l of lines) {
-        const [f, sum] = l.split(' ');
-        const k = Number(f!.slice(1));
-        const want = createHash('md5').update(body(k)).digest('hex');
-        // cat's pipe hides its status: an EIO shows as the md5 of what it got before (nothing).
-        const empty = createHash('md5').update('').digest('hex');
-        if (sameFrame.has(f!)) assert.ok(sum === empty || sum === 'EIO', `${f} of the damaged frame: ${l}`);
-        else {
-          assert.equal(sum, want, `${f} of an intact frame`);
-          good++;
-        }
+  it('small files in shared zstd frames are decoded on the pool and checked there: a damaged frame is EIO for its files, never bytes', async (tc) => {
+    const t = await scratch(tc);
+    const { b, logs } = t;
+    const dir = join(b, 'src', 'text');
+    await mkdir(dir, { recursive: true });
+    // Compressible and distinct: the store packs them into shared frames (~256 KiB each).
+    const body = (k: number): string => Array.from({ length: 90 }, (_, i) => `file ${k} line ${i} ${'abcdefgh'.repeat(k % 7)}\n`).join('');
+    const name = (k: number): string => `f${String(k).padStart(3, '0')}`;
+    for (let k = 0; k < 160; k++) await writeFile(join(dir, name(k)), body(k));
+    let s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const text = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'text')!;
+    const ents = (await s.getTree(text.id!))!.entries;
+    const local = s as unknown as { chunks: { locate(ids: Id[]): Promise<({ pack: number; offset: number; stored: number; frame?: unknown } | undefined)[]>; packPath(n: number): string } };
+    const locs = await local.chunks.locate(ents.map((e) => e.id as Id));
+    const vi = ents.findIndex((e) => e.name.toString() === name(100));
+    const vloc = locs[vi]!;
+    assert.ok(vloc.frame, 'the fixture files are in shared frames');
+    const sameFrame = new Set(ents.filter((_, i) => locs[i]!.pack === vloc.pack && locs[i]!.offset === vloc.offset).map((e) => e.name.toString()));
+    assert.ok(sameFrame.size < ents.length, 'more than one frame');
+    await t.closeStore();
+    // The damage is in the frame's header (its magic number), so the whole frame fails to decode.
+    // A flipped byte further in may leave the frame decodable with wrong bytes in one place only
+    // (frames carry no checksum of their own): then only the files over that place fail their
+    // ids, and the others of the frame read right, checked. Which files those are depends on how
+    // the walk ordered the files into frames (the C walk's order put f003 before a middle flip).
+    await sh(`printf '\\x55' | dd of=${local.chunks.packPath(vloc.pack)} bs=1 seek=${vloc.offset} conv=notrunc status=none`);
+    s = await t.store();
+    await t.mount(s);
+    const d = `${b}/mnt/store/${p}/text`;
+    // Looked up in order: from the third on, the directory's small files are read whole on the pool.
+    const r = await sh(`for f in $(seq -f 'f%03g' 0 159); do if c=$(cat ${d}/$f 2>/dev/null | md5sum); then echo "$f $c"; else echo "$f EIO"; fi; done`);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 160, r.stderr);
+    let good = 0;
+    for (const l of lines) {
+      const [f, sum] = l.split(' ');
+      const k = Number(f!.slice(1));
+      const want = createHash('md5').update(body(k)).digest('hex');
+      // cat's pipe hides its status: an EIO shows as the md5 of what it got before (nothing).
+      const empty = createHash('md5').update('').digest('hex');
+      if (sameFrame.has(f!)) assert.ok(sum === empty || sum === 'EIO', `${f} of the damaged frame: ${l}`);
+      else {
+        assert.equal(sum, want, `${f} of an intact frame`);
+        good++;
       }
-      assert.ok(good > 0);
-      const v = await sh(`LC_ALL=C cat ${d}/${name(100)} > /dev/null; echo rc=$?`);
-      assert.match(v.stderr, /Input\/output error/);
-      assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT')), logs.join('\n'));
-    } finally {
-      await m?.close();
-      await s?.close();
-      await cleanup(b);
     }
+    assert.ok(good > 0);
+    const v = await sh(`LC_ALL=C cat ${d}/${name(100)} > /dev/null; echo rc=$?`);
+    assert.match(v.stderr, /Input\/output error/);
+    assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT')), logs.join('\n'));
   });
 
   it('SIGKILL leaves "Transport endpoint is not connected"; the next miq mount clears it; SIGTERM unmounts', async () => {
