@@ -198,6 +198,8 @@ const TREE_AHEAD = 256;
 /** Listings after which a mount registers WALK_DEPTH levels ahead (see aheadDepth). */
 const WALK_LISTINGS = 64;
 const WALK_WIDTH = 8192;
+/** Trees below a walked top loaded ahead at most (see walkAll). */
+const WALK_TREES = 8192;
 /** Directories looked up by name after which lookups register subdirectories ahead (a walk by
  * name; see dirLooked). Python's start (import json, sqlite3, ssl) looks up 18. */
 const NAMED_WALK = 128;
@@ -550,6 +552,14 @@ export class Inodes {
       return;
     }
     e.ahead = depth;
+    // A walk's listing (not a lookup by name) whose tree is at hand: registered now, and its
+    // subdirectories queued, without waiting a turn per level.
+    const hit = this.o.trees.peek(n.tree);
+    if (hit) {
+      this.register(e);
+      this.registerSubdirs(e, hit.tree, n.storePath, depth);
+      return;
+    }
     // Registered in a later turn: a LOOKUP that waits for the same tree is answered first
     // (python's start had its lookup of ld-linux-x86-64.so.2 wait ~180 ms at load 14 behind the
     // registration of lib/x86_64-linux-gnu's 1150 entries, whose tree both were waiting for).
@@ -568,6 +578,22 @@ export class Inodes {
   private aheadDepth(): number {
     return this.listings > WALK_LISTINGS ? WALK_DEPTH : 1;
   }
+
+  /**
+   * A walk: every tree below the top of the tree the listed directory is in (usr, a store path)
+   * is loaded, behind what the registrations ahead of it wait for (TreeCache.prefetchAll), once
+   * per top. The registrations WALK_DEPTH levels ahead then find their trees in memory instead
+   * of each level waiting for the index.
+   */
+  private walkAll(e: Entry): void {
+    let top = e;
+    for (let p = e.parent; p && !(p.pinned && p.ino !== this.usrIno); p = p.parent) top = p;
+    const n = this.nodeOf(top);
+    if (n.type !== 'dir' || !n.tree || this.walked.has(n.tree)) return;
+    this.walked.add(n.tree);
+    this.o.trees.prefetchAll([n.tree], WALK_TREES);
+  }
+  private readonly walked = new Set<Id>();
 
   private registerSubdirs(e: Entry, t: PackedTree, storePath: string | undefined, depth = 1): void {
     // A walk lists every subdirectory: all of them (share/doc has 734; the 478 past the first
@@ -972,6 +998,10 @@ export class Inodes {
     list.then(async (cs) => {
       if (ino === this.usrIno && this.o.usr?.()?.tree !== treeBefore) cs = await this.children(e);
       if (e.pinned && e.ino !== this.usrIno) e.listing = cs;
+      // Registered before the first part is answered (its tree is at hand): the kernel asks for
+      // the rest (at least once more: it ends a listing only on an empty answer) at once, and
+      // that is answered by the binding, not another round trip to this thread.
+      if (plus && off === 0) this.register(e);
       this.sendDir(slot, e, cs, size, off, plus);
       // The rest of this listing (the kernel asks again until an empty answer) and the listings
       // below it are answered by the binding: a cold find waited on two round trips to this
@@ -984,6 +1014,7 @@ export class Inodes {
 
   /** A directory was listed (here or by the binding): what is below it is registered ahead. */
   private listedAhead(e: Entry): void {
+    if (this.listings > WALK_LISTINGS) this.walkAll(e);
     if (e.ino === this.usrIno) {
       const n = this.usrNode();
       const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;

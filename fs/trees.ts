@@ -102,8 +102,29 @@ export class TreeCache {
     return n;
   }
 
+  /**
+   * Loads every tree below `ids` (breadth first, at most `max` trees), at a lower priority than
+   * getAhead: a batch takes from the walk's queue only when nothing else waits. A walk (find,
+   * du) of a tree lists every directory of it, depth first; loaded only a few levels ahead of
+   * it, the first subdirectory of a wide directory (share/doc, share/locale's ~700 each) was
+   * often not loaded yet when the walk got there, and waited behind the hundreds of its siblings'
+   * trees queued before it (a cold read of a tree from the index queues on the libuv pool).
+   */
+  prefetchAll(ids: readonly Id[], max: number): void {
+    const seen = new Set<Id>();
+    const visit = (id: Id): void => {
+      if (seen.has(id) || seen.size >= max) return;
+      seen.add(id);
+      const hit = this.map.get(id);
+      if (hit) return void subdirIds(hit.tree, max).forEach(visit);
+      this.getLow(id).then((t) => subdirIds(t.tree, max).forEach(visit), () => {});
+    };
+    ids.forEach(visit);
+  }
+
   private readonly aheadQueue: Id[] = [];
-  private readonly aheadWaiting = new Map<Id, { p: Promise<IndexedTree>; resolve: (t: IndexedTree) => void; reject: (e: unknown) => void }>();
+  private readonly lowQueue: Id[] = [];
+  private readonly aheadWaiting = new Map<Id, { p: Promise<IndexedTree>; resolve: (t: IndexedTree) => void; reject: (e: unknown) => void; low?: boolean }>();
   private aheadRunning = 0;
   private pumpQueued = false;
 
@@ -118,15 +139,39 @@ export class TreeCache {
    * once.
    */
   getAhead(id: Id): Promise<IndexedTree> {
+    return this.queue(id, false);
+  }
+
+  /** getAhead behind everything getAhead queued (prefetchAll). */
+  private getLow(id: Id): Promise<IndexedTree> {
+    return this.queue(id, true);
+  }
+
+  private queue(id: Id, low: boolean): Promise<IndexedTree> {
     const hit = this.map.get(id);
     if (hit) return Promise.resolve(hit);
-    const p = this.inflight.get(id) ?? this.aheadWaiting.get(id)?.p;
+    const p = this.inflight.get(id);
     if (p) return p;
+    const waiting = this.aheadWaiting.get(id);
+    if (waiting) {
+      // Wanted ahead now: queued again in front (the batch that takes it first loads it).
+      if (waiting.low && !low) {
+        waiting.low = false;
+        this.aheadQueue.push(id);
+        this.schedulePump();
+      }
+      return waiting.p;
+    }
     let resolve!: (t: IndexedTree) => void, reject!: (e: unknown) => void;
-    const w = { p: new Promise<IndexedTree>((res, rej) => ((resolve = res), (reject = rej))), resolve, reject };
+    const w = { p: new Promise<IndexedTree>((res, rej) => ((resolve = res), (reject = rej))), resolve, reject, low };
     w.p.catch(() => {});
     this.aheadWaiting.set(id, w);
-    this.aheadQueue.push(id);
+    (low ? this.lowQueue : this.aheadQueue).push(id);
+    this.schedulePump();
+    return w.p;
+  }
+
+  private schedulePump(): void {
     // Queued in this turn: batched once the turn ends (a listing queues all its subdirectories).
     if (!this.pumpQueued) {
       this.pumpQueued = true;
@@ -135,15 +180,14 @@ export class TreeCache {
         this.pumpAhead();
       });
     }
-    return w.p;
   }
 
   private pumpAhead(): void {
-    while (this.aheadRunning < AHEAD_LOADS && this.aheadQueue.length > 0) {
+    while (this.aheadRunning < AHEAD_LOADS && (this.aheadQueue.length > 0 || this.lowQueue.length > 0)) {
       const batch: Id[] = [];
       const ws: { resolve: (t: IndexedTree) => void; reject: (e: unknown) => void }[] = [];
-      while (batch.length < AHEAD_BATCH && this.aheadQueue.length > 0) {
-        const id = this.aheadQueue.shift()!;
+      while (batch.length < AHEAD_BATCH && (this.aheadQueue.length > 0 || this.lowQueue.length > 0)) {
+        const id = (this.aheadQueue.length > 0 ? this.aheadQueue : this.lowQueue).shift()!;
         const w = this.aheadWaiting.get(id);
         if (!w) continue;
         this.aheadWaiting.delete(id);

@@ -9,7 +9,7 @@ import { pointerView, mainView, type ProfileSource } from '../fs/views.js';
 import type { ChunkSource, ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
 import { idOf, type Id } from '../store/ids.js';
-import { treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from '../store/objects.js';
+import { packTree, treeId, type FileRecord, type StorePathRecord, type Tree, type TreeEntry } from '../store/objects.js';
 
 /** A tiny in-memory object world. */
 function world() {
@@ -219,6 +219,53 @@ describe('fs ops over injected views', () => {
     const { value: fd2 } = await call<number>(v.ops, 'open', '/f', 0);
     const n2: number = await new Promise((r) => v.ops.read!('/f', fd2, buf, 64, 0, (x: number) => r(x)));
     assert.equal(buf.subarray(0, n2).toString(), 'generation B, longer');
+  });
+});
+
+describe('tree cache', () => {
+  it('prefetchAll loads every tree below, each batch taking what getAhead queued first', async () => {
+    const w = world();
+    const leaves = Array.from({ length: 200 }, (_, i) => w.dir([{ ...w.file(N(`leaf ${i}\n`)), name: N('f') }]));
+    const deep = w.dir([{ ...w.file(N('deep\n')), name: N('g') }]);
+    const mid = w.dir([{ name: N('deep'), kind: 'dir', size: 1, id: deep }]);
+    const root = w.dir([...leaves.map((id, i) => ({ name: N(`d${String(i).padStart(3, '0')}`), kind: 'dir' as const, size: 1, id })), { name: N('mid'), kind: 'dir', size: 1, id: mid }]);
+    const other = w.dir([{ ...w.file(N('other\n')), name: N('h') }]);
+    const batches: Id[][] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const reader: ObjectReader = {
+      ...w.reader,
+      getTreesPacked: async (ids) => {
+        batches.push([...ids]);
+        if (batches.length <= 2) await gate;
+        return ids.map((id) => { const t = w.trees.get(id); return t && packTree(t); });
+      },
+    };
+    const trees = new TreeCache(reader);
+    await trees.get(root);
+    trees.prefetchAll([root], 1000);
+    // Two batches of the walk's trees are being read (held); then a tree is wanted ahead.
+    await new Promise((r) => setImmediate(r));
+    assert.equal(batches.length, 2);
+    void trees.getAhead(other);
+    open();
+    const all = [...leaves, mid, deep, other];
+    for (let k = 0; k < 200 && !all.every((id) => trees.peek(id)); k++) await new Promise((r) => setImmediate(r));
+    assert.ok(all.every((id) => trees.peek(id)), 'every tree below the root (two levels down too) is loaded');
+    // The next batch after the held ones starts with the tree getAhead asked for, not the walk's.
+    assert.equal(batches[2]![0], other);
+    assert.equal(batches.flat().filter((id) => id === other).length, 1);
+  });
+
+  it('prefetchAll stops at its limit', async () => {
+    const w = world();
+    const leaves = Array.from({ length: 20 }, (_, i) => w.dir([{ ...w.file(N(`x ${i}\n`)), name: N('f') }]));
+    const root = w.dir(leaves.map((id, i) => ({ name: N(`d${String(i).padStart(2, '0')}`), kind: 'dir' as const, size: 1, id })));
+    const trees = new TreeCache(w.reader);
+    await trees.get(root);
+    trees.prefetchAll([root], 5);
+    for (let k = 0; k < 50; k++) await new Promise((r) => setImmediate(r));
+    assert.equal(leaves.filter((id) => trees.peek(id)).length, 4, 'the root and 4 of its subdirectories');
   });
 });
 
