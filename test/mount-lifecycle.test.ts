@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chooseBackend } from '../mount/daemon.js';
@@ -136,12 +136,13 @@ describe(`miq mount lifecycle (${chooseBackend().backend})`, () => {
     const helper = '/sbin/mount.fuse.miq';
     const fstab = join(base, 'fstab');
     await writeFile(fstab, `${join(base, 'store')} ${mnt} fuse.miq profile=system,nofail 0 0\n`);
-    let installed = false;
+    const ours = resolve('bin/mount.fuse.miq');
     try {
-      // mount(8) finds helpers only in /sbin; a test-owned link, removed below.
-      await symlink(resolve('bin/mount.fuse.miq'), helper).then(() => (installed = true), (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
+      // mount(8) finds helpers only in /sbin; a test-owned link to this checkout's helper, put
+      // in place by a rename (a link left by a killed run elsewhere, maybe dangling, would make
+      // mount(8) run another helper, or fall back to mount.fuse, which runs `miq STORE DIR`).
+      await symlink(ours, `${helper}.${process.pid}`);
+      await rename(`${helper}.${process.pid}`, helper);
       const r = await sh(`mount --fstab ${fstab} ${mnt}`);
       assert.equal(r.code, 0, r.stderr);
       assert.equal((await sh(`cat ${mnt}/usr/share/doc/README ${mnt}/store/${p}/share/doc/README`)).stdout, 'readme 4\nreadme 4\n');
@@ -158,7 +159,7 @@ describe(`miq mount lifecycle (${chooseBackend().backend})`, () => {
       assert.match(bad.stderr, /miq: /);
       assert.equal(await mounted(base), 0);
     } finally {
-      if (installed) await unlink(helper).catch(() => {});
+      if ((await readlink(helper).catch(() => '')) === ours) await unlink(helper).catch(() => {});
     }
   });
 });
