@@ -6,7 +6,7 @@
  * suits package trees (DESIGN §10).
  */
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { miqchunkExport } from './miqchunk.js';
 import { MiqError } from './errors.js';
 
 export interface ChunkParams {
@@ -63,16 +63,7 @@ type NativeCut = (buf: Uint8Array, start: number, end: number, min: number, avg:
  * typed arrays per byte), which was ~7.6 % of an ingest's CPU on the many-small-files corpus
  * and more on large files. When the addon did not build (or MIQ_JS_CHUNKER=1) the JS loop runs.
  */
-const nativeCut = ((): NativeCut | undefined => {
-  if (process.env.MIQ_JS_CHUNKER === '1') return undefined;
-  try {
-    // dist/store/chunker.js -> build/Release at the package root.
-    const m = createRequire(import.meta.url)('../../build/Release/miqchunk.node') as { cut?: unknown };
-    return typeof m.cut === 'function' ? (m.cut as NativeCut) : undefined;
-  } catch {
-    return undefined;
-  }
-})();
+const nativeCut = miqchunkExport<NativeCut>('cut', 'MIQ_JS_CHUNKER');
 
 /** Whether cut points come from the C loop (tests, benchmarks). */
 export const NATIVE_CHUNKER = nativeCut !== undefined;

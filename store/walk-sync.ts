@@ -20,9 +20,9 @@
 import type { Stats } from 'node:fs';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import type { MessagePort } from 'node:worker_threads';
 import { MiqError, ioError } from './errors.js';
+import { miqchunkExport } from './miqchunk.js';
 
 /** What the walk keeps of an entry's lstat (a Stats has it; so does what listDir returns). */
 export interface EntryStat {
@@ -43,15 +43,7 @@ type ListDir = (dir: Uint8Array, slowNs: number, maxSlow: number) => [Buffer, Ui
  * `find` ~0.12 s. Without the addon (no compiler at install) or with MIQ_JS_WALK=1 the calls are
  * made from JS as before; a unit test compares both.
  */
-const nativeListDir = ((): ListDir | undefined => {
-  if (process.env.MIQ_JS_WALK === '1') return undefined;
-  try {
-    const m = createRequire(import.meta.url)('../../build/Release/miqchunk.node') as { listDir?: unknown };
-    return typeof m.listDir === 'function' ? (m.listDir as ListDir) : undefined;
-  } catch {
-    return undefined;
-  }
-})();
+const nativeListDir = miqchunkExport<ListDir>('listDir', 'MIQ_JS_WALK');
 
 /** Whether the synchronous walk lists directories in C (tests). */
 export const NATIVE_WALK = nativeListDir !== undefined;
