@@ -129,6 +129,39 @@ static int64_t nowNs(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+typedef struct { const char *p; uint32_t len; } Name;
+
+static int nameCmp(const void *a, const void *b) {
+  const Name *x = a, *y = b;
+  uint32_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->p, y->p, n);
+  return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Reorders `count` names (concatenated in `names`, ending at `ends`) into byte order. */
+static int sortNames(Buf *names, Buf *ends, uint32_t count) {
+  Name *v = malloc(count * sizeof *v);
+  char *out = malloc(names->len);
+  if (!v || !out) {
+    free(v); free(out);
+    return 0;
+  }
+  uint32_t *endv = (uint32_t *)ends->p;
+  for (uint32_t i = 0, start = 0; i < count; start = endv[i], i++) v[i] = (Name){ names->p + start, endv[i] - start };
+  qsort(v, count, sizeof *v, nameCmp);
+  size_t at = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    memcpy(out + at, v[i].p, v[i].len);
+    at += v[i].len;
+    endv[i] = (uint32_t)at;
+  }
+  free(v);
+  free(names->p);
+  names->p = out;
+  names->cap = names->len;
+  return 1;
+}
+
 /*
  * listDir(dir: Buffer, slowNs: number, maxSlow: number) -> [names, ends, done, num, targets,
  * targetEnds, error]: every name of `dir` but . and .. (`names` concatenated, `ends[i]` where
@@ -189,6 +222,10 @@ static napi_value ListDir(napi_env env, napi_callback_info info) {
     ok = ok && put(&ends, &end, sizeof end);
     count++;
   }
+  /* Names in byte order, as libuv's scandir sorts them for readdirSync (strcmp), rather than
+   * readdir's hash order: small files share compressed frames in the order the walk hands them
+   * out, and neighbours by name compress better together (store/walk-sync.ts NAME_ORDER). */
+  if (ok && count > 1) ok = sortNames(&names, &ends, count);
   int fd = dirfd(d);
   uint32_t done = 0, slow = 0;
   const char *err = NULL;

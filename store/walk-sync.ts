@@ -48,6 +48,15 @@ const nativeListDir = miqchunkExport<ListDir>('listDir', 'MIQ_JS_WALK');
 /** Whether the synchronous walk lists directories in C (tests). */
 export const NATIVE_WALK = nativeListDir !== undefined;
 
+/**
+ * NAME_ORDER: a directory's entries are handed out in byte order of their names: libuv's
+ * scandir (readdirSync, readdir) sorts them with strcmp, and listDir sorts them in C the same
+ * way, not in readdir's hash order (ext4). The ingest schedules files in the walk's order and
+ * small ones share compressed frames in that order, so names that sort together (a package's
+ * siblings and versions) land in one frame: with readdir's order (77e828d to this change) the
+ * small corpus's release N stored 0.5 MB (0.4 %) more in packs (2 runs each: 124.49-124.50 MB
+ * against 123.94-123.98 MB sorted).
+ */
 export const KIND_FILE = 0;
 export const KIND_DIR = 1;
 export const KIND_LINK = 2;

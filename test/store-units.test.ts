@@ -327,6 +327,24 @@ describe('walk', () => {
     assert.deepEqual(await seen({ sync: true, slowNs: 0n, native: false }), warm);
   });
 
+  it('hands out a directory\'s entries in byte order of their names, in C and from JS (frames follow that order)', async () => {
+    const d = join(tmp, 'walk-order');
+    await mkdir(d, { recursive: true });
+    // Created in an order that is neither sorted nor reversed (tmpfs lists newest first, ext4 by hash).
+    const names = Array.from({ length: 40 }, (_, i) => `f${String((i * 17) % 40).padStart(2, '0')}`);
+    names.push('B', 'a', 'a.1', 'a-1', '\u00e9');
+    for (const n of names) await writeFile(join(d, n), n);
+    const want = names.map((n) => Buffer.from(n)).sort(Buffer.compare).map((b) => b.toString());
+    for (const native of NATIVE_WALK ? [true, false] : [false]) {
+      const got: string[] = [];
+      await traverse(d, (e) => { got.push(e.path.toString().slice(d.length + 1)); }, { sync: true, native });
+      assert.deepEqual(got, want, native ? 'listDir' : 'readdirSync');
+      const cold: string[] = [];
+      await traverse(d, (e) => { cold.push(e.path.toString().slice(d.length + 1)); }, { sync: false, native });
+      assert.deepEqual(cold, want, 'the concurrent walk');
+    }
+  });
+
   it('lists a directory in C with the numbers lstat gives (the stat cache fingerprints them)', { skip: !NATIVE_WALK && 'the addon did not build' }, async () => {
     const d = join(tmp, 'walk-native');
     await mkdir(join(d, 'sub'), { recursive: true });
