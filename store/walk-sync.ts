@@ -143,7 +143,7 @@ class Batcher {
   }
 }
 
-const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
 
 function kindOf(st: EntryStat, target: Buffer | undefined): number {
   const fmt = st.mode & S_IFMT;
@@ -172,7 +172,6 @@ export async function traverse(root: string, onEntry: (e: Entry) => void, opts: 
     // Indices follow the order entries are handed out: the receiver numbers them the same way.
     if (kind === KIND_DIR) stack.push({ path, index: ++dirs });
   };
-  /** The entries of `dir`, synchronously; returns how many were done (fewer once calls turn slow). */
   /** The whole directory in C (see nativeListDir); returns how many entries were done, fewer
    * once calls turned slow. `names` is filled for the caller's concurrent rest. */
   const visitNative = (dir: Dir, list: ListDir, names: Buffer[]): number => {
@@ -193,7 +192,7 @@ export async function traverse(root: string, onEntry: (e: Entry) => void, opts: 
       const n = i * NUMS;
       const st: EntryStat = { size: num[n]!, mode: num[n + 1]!, dev: num[n + 2]!, ino: num[n + 3]!, mtimeMs: num[n + 4]!, ctimeMs: num[n + 5]! };
       let target: Buffer | undefined;
-      if ((st.mode & S_IFMT) === 0o120000) {
+      if ((st.mode & S_IFMT) === S_IFLNK) {
         target = targets.subarray(link === 0 ? 0 : targetEnds[link - 1]!, targetEnds[link]!);
         link++;
       }
@@ -213,6 +212,7 @@ export async function traverse(root: string, onEntry: (e: Entry) => void, opts: 
     if (done < ends.length) cold = COLD_DIRS;
     return done;
   };
+  /** The entries of `dir`, synchronously; returns how many were done (fewer once calls turn slow). */
   const visitSync = (dir: Dir, names: Buffer[]): number => {
     let slow = 0;
     for (let i = 0; i < names.length; i++) {
