@@ -8,8 +8,20 @@
     },
     {
       "target_name": "miqchunk",
-      "sources": ["native/miqchunk.c"],
-      "cflags": ["-std=gnu11", "-O3", "-Wall"]
+      "sources": ["native/miqchunk.c", "native/blake3/blake3.c", "native/blake3/blake3_dispatch.c", "native/blake3/blake3_portable.c"],
+      "cflags": ["-std=gnu11", "-O3", "-Wall"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": [
+            "native/blake3/blake3_sse2_x86-64_unix.S",
+            "native/blake3/blake3_sse41_x86-64_unix.S",
+            "native/blake3/blake3_avx2_x86-64_unix.S",
+            "native/blake3/blake3_avx512_x86-64_unix.S"
+          ]
+        }, {
+          "defines": ["BLAKE3_NO_SSE2", "BLAKE3_NO_SSE41", "BLAKE3_NO_AVX2", "BLAKE3_NO_AVX512", "BLAKE3_USE_NEON=0"]
+        }]
+      ]
     }
   ]
 }

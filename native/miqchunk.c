@@ -23,6 +23,7 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
+#include "blake3/blake3.h"
 
 static int typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   napi_typedarray_type t;
@@ -291,11 +292,151 @@ static napi_value ListDir(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * hashFiles(files: {path: Uint8Array, size: number}[]) -> Buffer: the ingest's hash pass
+ * (store/ingest-worker.ts hashOne) for a whole task in one call: per file open (O_NOFOLLOW,
+ * O_NONBLOCK), fstat, read, BLAKE3 (the official C implementation, vendored in native/blake3/),
+ * and for a file read whole the reference scan (store/refscan.ts scanRefs, the same positions).
+ * Per file, in order: one status byte; 0: the 32-byte id, a uint32 count and that many 32-byte
+ * reference candidates (in the order found, repeats included: the caller dedupes and caps them
+ * as scanRefs' Set does); 1: the id only (read in more than one buffer: no candidates, as
+ * hashOne); 2: nothing — the caller hashes that file in JS, which gives any error its usual
+ * message (cannot open, not a regular file, read error, changed size).
+ */
+#define HASH_BUF (4u << 20)
+static uint8_t HEXV[256];
+
+static int scanRefsC(Buf *out, const uint8_t *buf, size_t end, uint32_t *count) {
+  size_t p = 0;
+  while (p < end) {
+    size_t k = p + 32;
+    if (k >= end) return 1;
+    if (!HEXV[buf[k]]) { p = k; continue; }
+    size_t j = k - 1;
+    while (j > p && HEXV[buf[j]]) j--;
+    if (j > p) { p = j; continue; }
+    if (buf[p] == '-') {
+      if (!put(out, buf + p + 1, 32)) return 0;
+      (*count)++;
+    }
+    p = k + 1;
+  }
+  return 1;
+}
+
+/* read() as readMore does: eof at 0 or at a short read that reaches the fstat size. -1: error. */
+static ssize_t readSome(int fd, uint8_t *buf, size_t room, size_t total, size_t size, int *eof) {
+  ssize_t n;
+  do n = read(fd, buf, room); while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  *eof = n == 0 || ((size_t)n < room && total + (size_t)n == size);
+  return n;
+}
+
+static int hashOneC(Buf *out, uint8_t *buf, const char *path, double want) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return 2;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return 2; }
+  size_t size = (size_t)st.st_size, total = 0;
+  int eof = 0;
+  ssize_t n = readSome(fd, buf, HASH_BUF, 0, size, &eof);
+  if (n < 0) { close(fd); return 2; }
+  total = (size_t)n;
+  blake3_hasher h;
+  blake3_hasher_init(&h);
+  blake3_hasher_update(&h, buf, total);
+  uint8_t id[32];
+  if (eof) {
+    close(fd);
+    if ((double)total != want) return 2;
+    blake3_hasher_finalize(&h, id, 32);
+    uint8_t st0 = 0;
+    uint32_t count = 0;
+    size_t at = out->len;
+    if (!put(out, &st0, 1) || !put(out, id, 32) || !put(out, &count, 4)) return -1;
+    if (!scanRefsC(out, buf, total, &count)) return -1;
+    for (int b = 0; b < 4; b++) out->p[at + 33 + b] = (char)(count >> (8 * b)); /* little-endian */
+    return 0;
+  }
+  while (!eof) {
+    n = readSome(fd, buf, HASH_BUF, total, size, &eof);
+    if (n < 0) { close(fd); return 2; }
+    blake3_hasher_update(&h, buf, (size_t)n);
+    total += (size_t)n;
+  }
+  close(fd);
+  if ((double)total != want) return 2;
+  blake3_hasher_finalize(&h, id, 32);
+  uint8_t st1 = 1;
+  if (!put(out, &st1, 1) || !put(out, id, 32)) return -1;
+  return 1;
+}
+
+static napi_value HashFiles(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t n = 0;
+  bool isArr = false;
+  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr || napi_get_array_length(env, argv[0], &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad arguments");
+    return NULL;
+  }
+  napi_value kPath, kSize;
+  napi_create_string_latin1(env, "path", NAPI_AUTO_LENGTH, &kPath);
+  napi_create_string_latin1(env, "size", NAPI_AUTO_LENGTH, &kSize);
+  uint8_t *buf = malloc(HASH_BUF);
+  char *path = malloc(PATH_MAX + 1);
+  Buf out = {0};
+  int ok = buf && path;
+  for (uint32_t i = 0; ok && i < n; i++) {
+    napi_value f, pv, sv;
+    void *pp = NULL;
+    size_t plen = 0;
+    double want = -1;
+    if (napi_get_element(env, argv[0], i, &f) != napi_ok || napi_get_property(env, f, kPath, &pv) != napi_ok ||
+        napi_get_property(env, f, kSize, &sv) != napi_ok || !typed(env, pv, napi_uint8_array, &pp, &plen) ||
+        napi_get_value_double(env, sv, &want) != napi_ok) {
+      free(buf); free(path); free(out.p);
+      napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad file entry");
+      return NULL;
+    }
+    int r = 2;
+    if (plen <= PATH_MAX && !memchr(pp, 0, plen)) {
+      memcpy(path, pp, plen);
+      path[plen] = 0;
+      r = hashOneC(&out, buf, path, want);
+    }
+    if (r == 2) {
+      uint8_t two = 2;
+      ok = put(&out, &two, 1);
+    } else if (r < 0) {
+      ok = 0;
+    }
+  }
+  free(buf);
+  free(path);
+  if (!ok) {
+    free(out.p);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  napi_value res;
+  void *bp;
+  napi_create_buffer_copy(env, out.len, out.len ? out.p : "", &bp, &res);
+  free(out.p);
+  return res;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  for (const char *c = "0123456789abcdef"; *c; c++) HEXV[(uint8_t)*c] = 1;
   napi_create_function(env, "cut", NAPI_AUTO_LENGTH, Cut, NULL, &fn);
   napi_set_named_property(env, exports, "cut", fn);
   napi_create_function(env, "listDir", NAPI_AUTO_LENGTH, ListDir, NULL, &fn);
   napi_set_named_property(env, exports, "listDir", fn);
+  napi_create_function(env, "hashFiles", NAPI_AUTO_LENGTH, HashFiles, NULL, &fn);
+  napi_set_named_property(env, exports, "hashFiles", fn);
   return exports;
 }

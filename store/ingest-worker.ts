@@ -10,9 +10,10 @@ import { Chunker, type ChunkParams } from './chunker.js';
 import { PackFds, decodeFrameInto, decodeVerifiedInto, preadStored, sliceVerified } from './chunkread.js';
 import { encodeChunkScratch, encodeChunkWithDict, FLAG_FRAME, FLAG_ZSTD, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
-import { EMPTY_ID, IdHasher, idOf } from './ids.js';
+import { EMPTY_ID, IdHasher, idOf, type Id } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
-import { scanRefs } from './refscan.js';
+import { miqchunkExport } from './miqchunk.js';
+import { MAX_REF_CANDIDATES, scanRefs } from './refscan.js';
 import { walkToPort } from './walk-sync.js';
 
 const DELTA_KEEP_RATIO = 0.8;
@@ -379,6 +380,41 @@ function hashOne(f: ScanFile): HashedFile {
   });
 }
 
+/** native/miqchunk.c hashFiles: hashOne for a whole task in one C call (open, read, BLAKE3,
+ * reference scan per file), without a JS call, a Stats object and a Buffer per file. */
+const hashFilesC = miqchunkExport<(files: ScanFile[]) => Buffer>('hashFiles', 'MIQ_JS_HASH');
+
+/** The hash task: hashFilesC's packed answer read back (see miqchunk.c for its layout); a file
+ * it gives back (status 2: cannot open, not regular, read error, changed size) goes through
+ * hashOne, which makes that file's error as before. */
+function hashTask(files: ScanFile[]): HashedFile[] {
+  if (!hashFilesC) return files.map(hashOne);
+  const out = hashFilesC(files);
+  const res: HashedFile[] = new Array<HashedFile>(files.length);
+  let o = 0;
+  for (let i = 0; i < files.length; i++) {
+    const f = files[i]!;
+    const status = out[o++];
+    if (status === 2) {
+      res[i] = hashOne(f);
+      continue;
+    }
+    const id = out.toString('hex', o, o + 32) as Id;
+    o += 32;
+    if (status === 1) {
+      res[i] = { ok: true, id, size: f.size };
+      continue;
+    }
+    const n = out.readUInt32LE(o);
+    o += 4;
+    // As scanRefs' Set: the first MAX_REF_CANDIDATES distinct candidates, in the order found.
+    const found = new Set<string>();
+    for (let k = 0; k < n; k++, o += 32) if (found.size < MAX_REF_CANDIDATES) found.add(out.toString('latin1', o, o + 32));
+    res[i] = { ok: true, id, size: f.size, refs: [...found] };
+  }
+  return res;
+}
+
 const baseCache = new Map<string, Buffer>();
 let baseCacheBytes = 0;
 
@@ -650,7 +686,7 @@ function runTask(task: Exclude<WorkerTask, { type: 'walk' } | { type: 'warm' }>)
       return { type: 'scanned', files, ...(sink.bodies.length > 0 ? { bodies: sink.bodies } : {}), ...(sink.elsewhere.length > 0 ? { elsewhere: sink.elsewhere } : {}) };
     }
     case 'hash':
-      return { type: 'hashed', files: task.files.map(hashOne) };
+      return { type: 'hashed', files: hashTask(task.files) };
     case 'compress':
       return { type: 'compressed', items: compressItems(task.items, task.packDir, task.bases) };
   }

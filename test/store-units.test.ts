@@ -25,6 +25,10 @@ import { decodeLocation, encodeLocation, packFileName, PackReader, PackWriter } 
 import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
 import { walk, type DirNode, type FileNode } from '../store/walk.js';
 import { KIND_DIR, NATIVE_WALK, traverse, type Entry } from '../store/walk-sync.js';
+import { miqchunkExport } from '../store/miqchunk.js';
+import { scanRefs } from '../store/refscan.js';
+
+const HASH_FILES = miqchunkExport<(files: { path: Uint8Array; size: number }[]) => Buffer>('hashFiles', 'MIQ_JS_HASH');
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
 after(() => rm(tmp, { recursive: true, force: true }));
@@ -343,6 +347,59 @@ describe('walk', () => {
       await traverse(d, (e) => { cold.push(e.path.toString().slice(d.length + 1)); }, { sync: false, native });
       assert.deepEqual(cold, want, 'the concurrent walk');
     }
+  });
+
+  it('hashes a task\'s files in C as hashOne does in JS: ids, reference candidates, the files it gives back', { skip: !HASH_FILES && 'the addon did not build' }, async () => {
+    const d = join(tmp, 'hash-files');
+    await mkdir(d, { recursive: true });
+    const ref = (c: string): string => `/miq/store/x-${c.repeat(32)}/bin`;
+    const bodies: Record<string, Buffer> = {
+      empty: Buffer.alloc(0),
+      refs: Buffer.from(`${ref('a')} ${ref('b')} ${ref('a')} -${'c'.repeat(31)}g -${'d'.repeat(40)} tail-${'e'.repeat(32)}`),
+      atEnd: Buffer.from(`x-${'f'.repeat(32)}`),
+      random: randomBytes(100_000),
+      justUnder: Buffer.concat([Buffer.alloc((4 << 20) - 40, 'q'), Buffer.from(`-${'1'.repeat(32)}`)]),
+      exactly: Buffer.alloc(4 << 20, 'r'),
+      big: Buffer.concat([randomBytes(5 << 20), Buffer.from(ref('9'))]),
+    };
+    for (const [n, b] of Object.entries(bodies)) await writeFile(join(d, n), b);
+    await symlink('refs', join(d, 'link'));
+    execFileSync('mkfifo', [join(d, 'fifo')]);
+    const nBodies = Object.keys(bodies).length;
+    const files = [
+      ...Object.entries(bodies).map(([n, b]) => ({ path: Buffer.from(join(d, n)), size: b.length })),
+      { path: Buffer.from(join(d, 'link')), size: 4 },
+      { path: Buffer.from(join(d, 'fifo')), size: 0 },
+      { path: Buffer.from(join(d, 'missing')), size: 1 },
+      { path: Buffer.from(join(d, 'refs')), size: bodies.refs!.length + 1 },
+    ];
+    const out = HASH_FILES!(files);
+    let o = 0;
+    for (const [i, f] of files.entries()) {
+      const name = f.path.toString().slice(d.length + 1);
+      const status = out[o++];
+      if (i >= nBodies) {
+        assert.equal(status, 2, `${name} (${i}): given back to JS`);
+        continue;
+      }
+      const body = bodies[name]!;
+      assert.equal(out.toString('hex', o, o + 32), idOf(body), `${name}: id`);
+      o += 32;
+      // hashOne scans a file it read whole (under 4 MiB, one read buffer), and only that.
+      assert.equal(status, body.length < 4 << 20 ? 0 : 1, `${name}: status`);
+      if (status === 1) continue;
+      const n = out.readUInt32LE(o);
+      o += 4;
+      const got: string[] = [];
+      for (let k = 0; k < n; k++, o += 32) got.push(out.toString('latin1', o, o + 32));
+      const want = new Set<string>();
+      scanRefs(body, 0, body.length, body.length, want);
+      assert.deepEqual([...new Set(got)], [...want], `${name}: reference candidates`);
+      if (name === 'refs') assert.deepEqual(got, ['a'.repeat(32), 'b'.repeat(32), 'a'.repeat(32), 'd'.repeat(32), 'e'.repeat(32)]);
+      if (name === 'atEnd') assert.deepEqual(got, ['f'.repeat(32)]);
+      if (name === 'justUnder') assert.deepEqual(got, ['1'.repeat(32)]);
+    }
+    assert.equal(o, out.length);
   });
 
   it('lists a directory in C with the numbers lstat gives (the stat cache fingerprints them)', { skip: !NATIVE_WALK && 'the addon did not build' }, async () => {
