@@ -182,6 +182,8 @@ function childrenOf(t: PackedTree, storePath: string | undefined): Child[] {
   return out;
 }
 
+const SMALL_DIR_FILES = 128;
+const SMALL_DIR_BYTES = 1 << 20;
 const PREFETCH = 8;
 /** MIQ_DEBUG_LATENCY: log every request answered from JS with its latency (see traced). */
 const LATENCY = !!process.env.MIQ_DEBUG_LATENCY;
@@ -241,7 +243,11 @@ export class Inodes {
   constructor(private readonly o: InodeOptions, private readonly r: Replier) {
     this.log = o.log ?? ((l) => process.stderr.write(`${l}\n`));
     if (LATENCY) this.r = this.traced(r);
-    this.put({ ino: ROOT_INO, node: { type: 'dir', size: 0 }, key: 'p/', nlookup: 1, path: '/', pinned: true, childTimeout: 1 });
+    // The root's entries (profiles, store, usr) are fixed for the mount's life, as their node ids
+    // are: the kernel keeps them a day (a 1 s timeout sent a LOOKUP of usr to this thread per
+    // program start more than a second after the last; a switch invalidates usr's children and
+    // listing, never usr's own entry).
+    this.put({ ino: ROOT_INO, node: { type: 'dir', size: 0 }, key: 'p/', nlookup: 1, path: '/', pinned: true, childTimeout: DAY });
     this.usrIno = o.usr ? this.special('/usr', DAY).ino : 0;
   }
 
@@ -517,7 +523,20 @@ export class Inodes {
     void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
     const pn = this.nodeOf(pe);
     const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.length ?? 0) : 0;
-    if (pe.looks >= Math.max(DIR_LOOKS, files / 50)) this.loadDir(pe);
+    if (pe.looks >= Math.max(DIR_LOOKS, files / 50) || (pe.looks === 1 && pn.type === 'dir' && pn.tree && this.smallDir(pn.tree))) this.loadDir(pe);
+  }
+
+  /** A directory of a few small files (at most SMALL_DIR_FILES entries, SMALL_DIR_BYTES of files
+   * in all): its first file looked up starts them all, as the third does elsewhere. A program
+   * starting reads on in such a directory (python's packages and their __pycache__: __init__
+   * first, then each module as it is imported, each of those READs waiting in JS for its own
+   * record and decode). Python's cold start: READs reaching JS 37 -> 29-31. */
+  private smallDir(tree: Id): boolean {
+    const t = this.o.trees.peek(tree)?.tree;
+    if (!t || t.length > SMALL_DIR_FILES) return false;
+    let bytes = 0;
+    for (let i = 0; i < t.length; i++) if (t.isFile(i) && (bytes += t.size(i)) > SMALL_DIR_BYTES) return false;
+    return true;
   }
 
   /** A LOOKUP the binding answered from a registered name: count it, and do what a lookup here
@@ -782,6 +801,7 @@ export class Inodes {
       const e = m.get(id);
       if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
       e.offered = true;
+      if (LATENCY) this.log(`offered ino=${e.ino}`);
       // Pushed into the page cache only for a node looked up (about to be read), not for one the
       // kernel knows from a listing.
       this.r.offer(e.ino, b, e.nlookup > 0 && e.looked === true);
@@ -835,7 +855,9 @@ export class Inodes {
   private getattr(slot: number, ino: number): void {
     const e = this.entry(ino);
     const st = statOf(this.nodeOf(e));
-    this.r.replyAttr(slot, ino, st.mode, st.size, e.pinned ? 1 : DAY);
+    // Every directory's attributes are constant (statOf); the special ones whose listings change
+    // (store/, profiles/) keep 1 s, / and usr (whose listing a switch invalidates) a day.
+    this.r.replyAttr(slot, ino, st.mode, st.size, e.pinned && ino !== ROOT_INO && ino !== this.usrIno ? 1 : DAY);
   }
 
   private readlink(slot: number, ino: number): void {

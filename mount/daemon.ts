@@ -258,14 +258,16 @@ const CHANGING_OPS = new Set(['store.ingest', 'store.putStorePath', 'store.batch
 /**
  * Before the mount reports itself mounted, the trees of the profile's current generation are
  * loaded, WARM_DEPTH levels below its root (WARM_WIDTH subdirectories of each, WARM_TREES in all:
- * the bench tree's /usr, 137 trees, in ~50 ms at load 9): a program's first lookups (usr/bin,
+ * the bench tree's /usr, 195 trees, in ~57 ms at load 4): a program's first lookups (usr/bin,
  * usr/lib, usr/lib/x86_64-linux-gnu, usr/lib/python3.11) each waited for a database read of a
  * tree before, the first of them also for the index's table files to open (15.8 ms for usr/bin
  * in python's cold start at load 13, 0.5 ms after). At most WARM_MS: a slow disk delays the
- * mount no longer than that (the loading goes on behind it).
+ * mount no longer than that (the loading goes on behind it). WARM_WIDTH 128, not 64: the bench
+ * tree's share/ has 115 subdirectories, and python's start looks into locale (the 68th) and
+ * zoneinfo (the 114th): both were lookups in JS.
  */
 const WARM_DEPTH = Number(process.env.MIQ_MOUNT_WARM_DEPTH ?? 2);
-const WARM_WIDTH = 64;
+const WARM_WIDTH = 128;
 const WARM_TREES = 256;
 const WARM_MS = 2000;
 /** Then the listings of those trees (below usr) are registered with the binding, this many names
