@@ -23,7 +23,9 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
-#include "blake3/blake3.h"
+#ifdef MIQ_HAVE_BLAKE3
+#include "blake3.h"
+#endif
 
 static int typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   napi_typedarray_type t;
@@ -292,10 +294,11 @@ static napi_value ListDir(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#ifdef MIQ_HAVE_BLAKE3
 /*
  * hashFiles(files: {path: Uint8Array, size: number}[]) -> Buffer: the ingest's hash pass
  * (store/ingest-worker.ts hashOne) for a whole task in one call: per file open (O_NOFOLLOW,
- * O_NONBLOCK), fstat, read, BLAKE3 (the official C implementation, vendored in native/blake3/),
+ * O_NONBLOCK), fstat, read, BLAKE3 (the official C implementation, from Debian's librust-blake3-dev),
  * and for a file read whole the reference scan (store/refscan.ts scanRefs, the same positions).
  * Per file, in order: one status byte; 0: the 32-byte id, a uint32 count and that many 32-byte
  * reference candidates (in the order found, repeats included: the caller dedupes and caps them
@@ -428,15 +431,18 @@ static napi_value HashFiles(napi_env env, napi_callback_info info) {
   free(out.p);
   return res;
 }
+#endif /* MIQ_HAVE_BLAKE3 */
 
 NAPI_MODULE_INIT() {
   napi_value fn;
-  for (const char *c = "0123456789abcdef"; *c; c++) HEXV[(uint8_t)*c] = 1;
   napi_create_function(env, "cut", NAPI_AUTO_LENGTH, Cut, NULL, &fn);
   napi_set_named_property(env, exports, "cut", fn);
   napi_create_function(env, "listDir", NAPI_AUTO_LENGTH, ListDir, NULL, &fn);
   napi_set_named_property(env, exports, "listDir", fn);
+#ifdef MIQ_HAVE_BLAKE3
+  for (const char *c = "0123456789abcdef"; *c; c++) HEXV[(uint8_t)*c] = 1;
   napi_create_function(env, "hashFiles", NAPI_AUTO_LENGTH, HashFiles, NULL, &fn);
   napi_set_named_property(env, exports, "hashFiles", fn);
+#endif
   return exports;
 }
