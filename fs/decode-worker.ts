@@ -19,7 +19,11 @@ import { idOf } from '../store/ids.js';
 
 /** The addon's zstd (native/miqfuse.c zstdDecompressInto: the system's libzstd, ~4x less CPU
  * than zstd-napi here), or undefined where the addon or libzstd is missing. */
-const addon = ((): { zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean; chunkOffer?: (h: number, ino: number, at: number, b: Uint8Array) => boolean } | undefined => {
+const addon = ((): {
+  zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean;
+  willneedRange?: (fd: number, off: number, len: number) => boolean;
+  chunkOffer?: (h: number, ino: number, at: number, b: Uint8Array) => boolean;
+} | undefined => {
   try {
     return createRequire(import.meta.url)('../../build/Release/miqfuse.node') as never;
   } catch {
@@ -29,6 +33,7 @@ const addon = ((): { zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean; chu
 const zstdInto = addon?.zstdDecompressInto;
 /** The binding's stream table (native/miqfuse.c chunkOffer): verified bytes only. */
 const chunkOffer = addon?.chunkOffer;
+const willneedRange = addon?.willneedRange;
 
 /** decodeVerified, with plain zstd frames decoded by the addon: the same checks, the same errors.
  * The result always owns its memory (never a view of `body`, which may be the scratch buffer). */
@@ -61,7 +66,13 @@ export interface DecodeItem {
 
 /** `span`: one pread of [offset, offset + length) of `path` covers every item (neighbours in a
  * pack: a directory's small files), instead of one per item. */
-export type DecodeTask = { type: 'decode'; items: DecodeItem[]; span?: { path: string; offset: number; length: number } };
+export type DecodeTask = {
+  type: 'decode';
+  items: DecodeItem[];
+  span?: { path: string; offset: number; length: number };
+  /** Pack ranges to ask the kernel to start reading (a stream's chunks further ahead), first. */
+  advise?: { path: string; offset: number; length: number }[];
+};
 
 /** `bytes` undefined: offered to the mount's stream table (DecodeItem.sink), not sent back. */
 export type Decoded =
@@ -183,6 +194,15 @@ function decodeOne(it: DecodeItem, span?: { offset: number; bytes: Buffer }): De
 
 export default function decode(task: DecodeTask): unknown {
   const t0 = TIMING ? performance.now() : 0;
+  if (task.advise && willneedRange) {
+    for (const a of task.advise) {
+      try {
+        willneedRange(fds.fd(a.path), a.offset, a.length);
+      } catch {
+        // Only a hint: the chunks' own preads report any error.
+      }
+    }
+  }
   let span: { offset: number; bytes: Buffer } | undefined;
   if (task.span) {
     try {

@@ -1840,6 +1840,20 @@ static napi_value js_zstd_into(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* willneedRange(fd, off, len): asks the kernel to start reading [off, off + len) of an open file
+ * (a pack) into the page cache, without waiting for it (posix_fadvise WILLNEED). A decode thread
+ * calls it for the pack bytes of a stream's chunks well ahead of the ones it decodes now, so the
+ * disk works while it decodes and its own preads find the bytes cached. */
+static napi_value js_willneed_range(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  double fd = num(env, argv[0]), off = num(env, argv[1]), len = num(env, argv[2]);
+  int ok = fd >= 0 && off >= 0 && len > 0 && posix_fadvise((int)fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED) == 0;
+  napi_value res;
+  napi_get_boolean(env, ok, &res);
+  return res;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   /* libzstd is loaded with the addon (the mount and each decode thread load it at start), not on
    * the first decode: a benchmark drops the page cache after the mount starts, and that dlopen
@@ -1868,6 +1882,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "zstdDecompress", 0, js_zstd, 0, 0, 0, napi_default, 0 },
     { "zstdDecompressInto", 0, js_zstd_into, 0, 0, 0, napi_default, 0 },
     { "willneed", 0, js_willneed, 0, 0, 0, napi_default, 0 },
+    { "willneedRange", 0, js_willneed_range, 0, 0, 0, napi_default, 0 },
     { "detach", 0, js_detach, 0, 0, 0, napi_default, 0 },
     { "stop", 0, js_stop, 0, 0, 0, napi_default, 0 },
     { "drop", 0, js_drop, 0, 0, 0, napi_default, 0 },

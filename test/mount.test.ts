@@ -660,6 +660,45 @@ describe('corruption and crashes', () => {
     assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
   });
 
+  it('a large file read in order: the pack bytes of its chunks well past the reader are asked of the kernel ahead (WILLNEED), not only those being decoded', async (tc) => {
+    if ((await sh('command -v fincore')).stdout.trim() === '') return tc.skip('fincore (util-linux) is not installed');
+    const t = await scratch(tc);
+    const { b } = t;
+    // 40 MiB of 16 letters (zstd chunks, ~half stored): past the decode readahead (2 MiB) the
+    // kernel is asked for MIQ_MOUNT_PACK_AHEAD (16 MiB of plain bytes, ~8 MiB of pack).
+    await mkdir(join(b, 'src'), { recursive: true });
+    let x = 12345;
+    const big = Buffer.alloc(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      big[i] = 97 + (x >>> 28);
+    }
+    await writeFile(join(b, 'src', 'big.bin'), big);
+    const s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    await t.closeStore();
+    // The pack out of the page cache (written back first: dirty pages stay), so what is cached
+    // after the first read is what the mount read or asked for.
+    const packs = `${b}/store/packs`;
+    const resident = async (): Promise<number> => {
+      const r = await sh(`cd ${packs} && for f in *.pack; do fincore -b -n -o RES "$f"; done | awk '{s += $1} END {print s + 0}'`);
+      return Number(r.stdout.trim());
+    };
+    await sh(`cd ${packs} && sync *.pack && for f in *.pack; do dd if="$f" iflag=nocache count=0 status=none; done`);
+    const cold = await resident();
+    assert.ok(cold < 2 << 20, `the pack left the page cache (${cold} bytes resident)`);
+    const m = await t.mount(await t.store());
+    const r = await sh(`dd if=${b}/mnt/store/${p}/big.bin of=/dev/null bs=64k count=1 status=none; echo rc=$?`);
+    assert.match(r.stdout, /rc=0\n/, r.stderr);
+    // Without the hint: the first READ's chunks and 2 MiB of readahead, ~2 MiB of pack at most.
+    let got = 0;
+    for (let k = 0; k < 200 && got < 6 << 20; k++) {
+      got = await resident();
+      if (got < 6 << 20) await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.ok(got >= 6 << 20, `pack bytes resident after a 64 KiB read: ${got} (${JSON.stringify(m.status().requests)})`);
+  });
+
   it('a damaged tree is EIO when listed or walked into, a log line names it; its parent and siblings still serve', async (tc) => {
     // Trees are read ahead in batches and kept packed (fs/trees.ts): a batch holding a damaged
     // tree is read again one by one, so only that directory fails.
