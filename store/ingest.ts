@@ -26,7 +26,7 @@ import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRe
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
-import { ingestPool, poolThreads, warmPool } from './pool.js';
+import { ingestPool, poolThreads, updateThreads, warmPool } from './pool.js';
 import { walkInPool, type FileNode, type WalkResult } from './walk.js';
 
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
@@ -61,7 +61,6 @@ export function defaultName(dir: string): string {
 
 export async function ingestTree(store: LocalParts, dirArg: string, opts: IngestOptions): Promise<IngestResult> {
   const dir = resolve(dirArg);
-  warmPool();
   let st;
   try {
     st = await stat(dir);
@@ -73,6 +72,7 @@ export async function ingestTree(store: LocalParts, dirArg: string, opts: Ingest
   storePathName(name, '0'.repeat(64) as Id); // validates the name before any work
   let hashFirst = false;
   for await (const _k of store.db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
+  warmPool(hashFirst ? updateThreads() : poolThreads());
   const run = new IngestRun(store, dir, name, opts, hashFirst, new IndexWriter(store.db, await store.packWriter()));
   return run.run();
 }

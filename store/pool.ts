@@ -5,11 +5,13 @@ import type { WorkerResult, WorkerTask } from './ingest-worker.js';
 
 let pool: Piscina<WorkerTask, WorkerResult> | undefined;
 
-export function ingestPool(): Piscina<WorkerTask, WorkerResult> {
+/** The pool, created on first use with `threads` workers at most (later calls get it as it is:
+ * a CLI process runs one ingest, so its first call decides). */
+export function ingestPool(threads = poolThreads()): Piscina<WorkerTask, WorkerResult> {
   pool ??= new Piscina<WorkerTask, WorkerResult>({
     filename: new URL('./ingest-worker.js', import.meta.url).href,
     minThreads: 1,
-    maxThreads: poolThreads(),
+    maxThreads: threads,
     idleTimeout: 2000,
     execArgv: WORKER_EXEC_ARGV,
   });
@@ -40,6 +42,19 @@ export function poolThreads(): number {
 }
 
 /**
+ * Workers for an ingest into a store that has files (an update: most files are stat hits or
+ * only hashed, in C, and the rest are deltas): one per core, not one more. Each isolate
+ * optimises the same JS again (TurboFan was ~12 % of release N+1's CPU on the small corpus,
+ * in four isolates), and the work such an ingest leaves to JS is too little to pay for a third.
+ * A/B on the small corpus's N+1 (see the ingest round of 2026-12-03, afternoon, in
+ * .notes/store-interface.md). A new store (the full ingest, where workers idled with one per
+ * core) keeps poolThreads(); MIQ_THREADS overrides both.
+ */
+export function updateThreads(): number {
+  return Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism());
+}
+
+/**
  * Starts two workers now (the walk's and the first scan's), each loading its modules (zstd,
  * BLAKE3, the chunker: ~0.2-0.3 s of a thread under load) while the caller opens the store:
  * piscina starts a worker only when a task finds none free, so the scanning one began loading
@@ -47,9 +62,9 @@ export function poolThreads(): number {
  * after the ingest began, 0.15-0.2 s warmed). One no-op task each, sent at once, makes it start
  * both. Not all three: a tiny tree never needs the third, and each costs its isolate's start.
  */
-export function warmPool(): void {
-  const p = ingestPool();
-  for (let i = 0; i < Math.min(2, poolThreads()); i++) p.run({ type: 'warm' }).catch(() => {});
+export function warmPool(threads = poolThreads()): void {
+  const p = ingestPool(threads);
+  for (let i = 0; i < Math.min(2, threads); i++) p.run({ type: 'warm' }).catch(() => {});
 }
 
 export async function destroyPool(): Promise<void> {
