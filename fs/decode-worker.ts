@@ -23,6 +23,7 @@ const addon = ((): {
   zstdDecompressInto?: (b: Buffer, o: Buffer) => boolean;
   willneedRange?: (fd: number, off: number, len: number) => boolean;
   chunkOffer?: (h: number, ino: number, at: number, b: Uint8Array) => boolean;
+  chunkDecodeOffer?: (h: number, ino: number, at: number, body: Buffer, plain: number, id: Buffer) => number;
 } | undefined => {
   try {
     return createRequire(import.meta.url)('../../build/Release/miqfuse.node') as never;
@@ -34,6 +35,8 @@ const zstdInto = addon?.zstdDecompressInto;
 /** The binding's stream table (native/miqfuse.c chunkOffer): verified bytes only. */
 const chunkOffer = addon?.chunkOffer;
 const willneedRange = addon?.willneedRange;
+/** zstd straight into a stream table block, BLAKE3 checked there (built with BLAKE3's C code). */
+const chunkDecodeOffer = addon?.chunkDecodeOffer;
 
 /** decodeVerified, with plain zstd frames decoded by the addon: the same checks, the same errors.
  * The result always owns its memory (never a view of `body`, which may be the scratch buffer). */
@@ -149,6 +152,17 @@ function decodeOffered(it: DecodeItem & { sink: { h: number; ino: number; at: nu
   }
   try {
     const body = span ? span.bytes.subarray(it.offset - span.offset, it.offset - span.offset + it.stored) : preadScratch(it.path, it.offset, it.stored, it.id);
+    if (chunkDecodeOffer) {
+      let r: number;
+      try {
+        r = chunkDecodeOffer(it.sink.h, it.sink.ino, it.sink.at, body, it.plain, Buffer.from(it.id, 'hex'));
+      } catch (e) {
+        throw new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: ${(e as Error).message}`, { details: { id: it.id, kind: 'chunk' } });
+      }
+      if (r === 1) return { ok: true };
+      if (r === -1) throw new MiqError('MIQ_CORRUPT', `chunk ${it.id} is corrupt: its bytes do not match its hash`, { details: { id: it.id, kind: 'chunk' } });
+      // 0: not taken by the table; decoded below and returned (or offered, if it is there now).
+    }
     if (plainScratch.length < it.plain) plainScratch = Buffer.allocUnsafeSlow(Math.max(it.plain, plainScratch.length * 2));
     const out = plainScratch.subarray(0, it.plain);
     let ok: boolean;
