@@ -200,6 +200,8 @@ const TREE_AHEAD = 256;
 /** Listings after which a mount registers WALK_DEPTH levels ahead (see aheadDepth). */
 const WALK_LISTINGS = 64;
 const WALK_WIDTH = 8192;
+/** Walked tops remembered at most (see walkAll). */
+const WALKED_MAX = 4096;
 /** Trees below a walked top loaded ahead at most (see walkAll). */
 const WALK_TREES = 8192;
 /** Directories looked up by name after which lookups register subdirectories ahead (a walk by
@@ -609,6 +611,9 @@ export class Inodes {
     for (let p = e.parent; p && !(p.pinned && p.ino !== this.usrIno); p = p.parent) top = p;
     const n = this.nodeOf(top);
     if (n.type !== 'dir' || !n.tree || this.walked.has(n.tree)) return;
+    // Once per top while it is likely still cached; forgotten in bulk so that a mount that walks
+    // store path after store path for days does not keep every id it ever walked.
+    if (this.walked.size >= WALKED_MAX) this.walked.clear();
     this.walked.add(n.tree);
     this.o.trees.prefetchAll([n.tree], WALK_TREES);
   }

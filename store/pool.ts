@@ -38,7 +38,12 @@ export const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--exper
  * 8.9 s, 3 workers 8.3 s, 4 workers 8.3 s; release N (1.75 GB) no difference. MIQ_THREADS overrides.
  */
 export function poolThreads(): number {
-  return Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism() + 1);
+  return threadsOr(availableParallelism() + 1);
+}
+
+/** MIQ_THREADS when set to a positive number, else `dflt` (at least one). */
+function threadsOr(dflt: number): number {
+  return Math.max(1, Number(process.env.MIQ_THREADS) || dflt);
 }
 
 /**
@@ -51,7 +56,7 @@ export function poolThreads(): number {
  * core) keeps poolThreads(); MIQ_THREADS overrides both.
  */
 export function updateThreads(): number {
-  return Math.max(1, Number(process.env.MIQ_THREADS) || availableParallelism());
+  return threadsOr(availableParallelism());
 }
 
 /**
