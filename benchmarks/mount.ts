@@ -230,6 +230,12 @@ function ratioOf(m: Metric, s: number, plain: number): number {
 }
 
 async function main(): Promise<void> {
+  // --render FILE.json: the report of a saved run again (this version's tables), nothing measured.
+  const saved = arg('render', '');
+  if (saved) {
+    const r = JSON.parse(readFileSync(saved, 'utf8')) as Result;
+    return void process.stdout.write(renderMarkdown(r, r.tree.largestBytes));
+  }
   if (process.getuid?.() !== 0) throw new MiqError('MIQ_BAD_INPUT', 'the mount benchmark must run as root (it drops the page cache and mounts); run it with sudo');
   const load0 = loadavg();
   const p = prepare();
@@ -292,7 +298,7 @@ function summarise(run: System[], c: { p: Prepared; bigBytes: number; load0: num
   };
 }
 
-type Result = { kind: 'mount'; date: string; commit: string; machine: { cores: number; kernel: string }; tree: { bytes: number; files: number; largestBytes: number; source: string; storeBytes: number; imageBytes: number }; rounds: number; loadavg: { start: number[]; end: number[]; perRound: number[][] }; env: Record<string, string>; ingestSeconds?: number; metrics: Metric[]; systems: { id: string; label: string; kind: string; backend?: string; view?: string; results: Partial<Record<MetricId, { median: number; ratio: number; met?: boolean }>> }[] };
+type Result = { kind: 'mount'; date: string; commit: string; machine: { cores: number; kernel: string }; tree: { bytes: number; files: number; largestBytes: number; source: string; storeBytes: number; imageBytes: number }; rounds: number; loadavg: { start: number[]; end: number[]; perRound: number[][] }; env: Record<string, string>; ingestSeconds?: number; metrics: Metric[]; systems: { id: string; label: string; kind: string; backend?: string; view?: string; results: Partial<Record<MetricId, { runs?: number[]; median: number; ratio: number; met?: boolean }>> }[] };
 
 /** How cold "cold" was: the plain directory's cold read of the largest file. Dropping the VM's
  * page cache does not empty the host's: a disk image the host keeps in its RAM reads at GB/s
@@ -303,6 +309,40 @@ function diskLine(r: Result, bigBytes: number): string {
   if (!plain) return '';
   const mbs = bigBytes / plain / 1e6;
   return `Plain cold read of the largest file: ${mbs.toFixed(0)} MB/s${mbs > 600 ? ' — faster than this machine class\'s disks: the host served the VM\'s disk from its own cache, so cold ratios here compare against RAM, not a disk' : ''}.`;
+}
+
+/** A round's plain figure this far from the plain median (either way) makes the round suspect. */
+const PLAIN_OFF = 1.5;
+
+/**
+ * Per-round ratios, each against the plain directory in the same round, with rounds whose plain
+ * figure is PLAIN_OFF× or more off the plain median flagged: on a VM whose disk the host caches
+ * now and then, one round's plain cold read took 103 s and the next 9 s (stop 27), and a median
+ * over three rounds then hides which ratio to believe.
+ */
+function perRoundLines(r: Result): string[] {
+  const plain = r.systems.find((s) => s.kind === 'plain');
+  if (!plain || r.rounds < 2) return [];
+  const lines = ['Per round (ratios to the plain directory in the same round; ⚠ = plain was ' + `${PLAIN_OFF}× or more off its median in that round):`, ''];
+  const others = r.systems.filter((s) => s !== plain);
+  lines.push(`| figure | round | plain | ${others.map((s) => s.label).join(' | ')} |`, `| --- | --- | --- | ${others.map(() => '---').join(' | ')} |`);
+  for (const m of METRICS) {
+    const pr = plain.results[m.id]?.runs;
+    if (!pr || pr.length < r.rounds) continue;
+    const per = pr.length / r.rounds;
+    const inRound = (xs: number[], i: number): number => median(xs.slice(i * per, (i + 1) * per));
+    const pm = median(pr);
+    for (let i = 0; i < r.rounds; i++) {
+      const pv = inRound(pr, i);
+      const off = pv >= pm * PLAIN_OFF || pv * PLAIN_OFF <= pm;
+      const cells = others.map((s) => {
+        const xs = s.results[m.id]?.runs;
+        return xs && xs.length === pr.length ? `${ratioOf(m, inRound(xs, i), pv).toFixed(2)}×` : '–';
+      });
+      lines.push(`| ${m.label} | ${i + 1}${off ? ' ⚠' : ''} | ${pv.toFixed(3)} s | ${cells.join(' | ')} |`);
+    }
+  }
+  return [...lines, ''];
 }
 
 function renderMarkdown(r: Result, bigBytes: number): string {
@@ -329,6 +369,7 @@ function renderMarkdown(r: Result, bigBytes: number): string {
     'Each cell: median, then the ratio to the plain directory in the same rounds. Reads (every file, and the largest file) give a throughput ratio (plain time ÷ time, higher is better; issue 11 targets: cold ≥ 0.5× (moonshot 0.75×), warm ≥ 0.9×, large file cold ≥ 0.9×); find, du and python start a time ratio (lower is better; ≤ 2× cold and ≤ 1.2× warm for find/du, python ≤ 1.5× cold and ≤ 1.15× warm). ✓/✗: target met or not.',
     'Python start: the same bwrap wrapper with the tree (ext4) or the view as /usr; cold = caches dropped and server restarted (3 a round), warm = 15 a round.',
     '',
+    ...perRoundLines(r),
   ].join('\n');
 }
 
