@@ -24,7 +24,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   // Tuning and diagnostics, for measuring: the defaults are what the benchmarks run.
   ['MIQ_MOUNT_WARM_DEPTH', 'tuning: levels of subdirectories of the profile\'s current generation whose trees the libfuse 3 mount loads before it reports mounted (default 2, at most 256 trees; -1: none)'],
   ['MIQ_MOUNT_WALK_DEPTH', 'tuning: levels of subdirectories a walked mount registers ahead of each listing (default 3)'],
-  ['MIQ_MOUNT_READAHEAD', 'tuning: bytes past a sequential read that the mount starts fetching and decoding (default 2097152)'],
+  ['MIQ_MOUNT_READAHEAD', 'tuning: bytes past a sequential read that the mount starts fetching and decoding (default 8388608)'],
   ['MIQ_MOUNT_PACK_AHEAD', 'tuning: plain bytes of a large file read in order, past the chunks being decoded, whose pack bytes the mount asks the kernel to read ahead (default 16777216; 0: never)'],
   ['MIQ_MOUNT_INLINE', 'tuning: chunks up to this many bytes are decoded on the serving thread (default 131072)'],
   ['MIQ_MOUNT_STREAM_CACHE', 'tuning: bytes of decoded chunks kept for sequential readers (default 16777216)'],

@@ -40,7 +40,7 @@ export interface Native {
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
   offer(s: NativeSession, ino: number, bytes: Buffer, push: boolean): void;
   streamHandle(s: NativeSession): number;
-  streamPromise(s: NativeSession, ino: number, size: number, off: number, end: number): void;
+  streamPromise(s: NativeSession, ino: number, size: number, off: number, end: number, low?: number): void;
   streamSettle(s: NativeSession, ino: number, off: number, end: number, bytes?: Buffer): void;
   streamWait(s: NativeSession, slot: number, ino: number, size: number, off: number): boolean;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
@@ -153,7 +153,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   const handle = process.env.MIQ_MOUNT_STREAMS === '0' ? 0 : native.streamHandle(s);
   const stream: StreamSink | undefined = handle > 0 ? {
     handle,
-    promise: (ino, size, off, end) => void (destroyed || native.streamPromise(s, ino, size, off, end)),
+    promise: (ino, size, off, end, low) => void (destroyed || native.streamPromise(s, ino, size, off, end, low ?? 0)),
     settle: (ino, off, end, bytes) => void (destroyed || native.streamSettle(s, ino, off, end, bytes)),
     wait: (slot, ino, size, off) => !destroyed && native.streamWait(s, slot, ino, size, off),
   } : undefined;

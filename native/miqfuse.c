@@ -134,6 +134,9 @@ typedef struct prom { uint64_t off, end; struct prom *next; } prom_t;
 typedef struct park { fuse_req_t req; uint64_t off; size_t size; struct park *next; } park_t;
 typedef struct stream {
   uint64_t ino, size;
+  /* OP_STREAMED is posted for a READ answered here only while fewer than `low` bytes past its
+   * end are offered or promised (0: for every READ); see sshort. */
+  uint64_t low;
   seg_t *segs;
   prom_t *proms;
   park_t *parked;
@@ -414,6 +417,24 @@ static void sout_post(session_t *s, sout_t *o) {
   o->n = 0;
 }
 
+/* With smu held: whether JS is to hear of a READ [off, off + size) answered from the stream
+ * (OP_STREAMED, which moves its readahead on): only when fewer than st->low bytes past the READ
+ * are offered or promised (the readahead runs short), not for every READ. Each message is a wake
+ * of the JS thread; JS's readahead was moved on per READ of 1 MiB, 1-2 MiB at a time. */
+static int sshort(stream_t *st, uint64_t off, size_t size) {
+  uint64_t end = off + size, pos = end;
+  if (st->low == 0) return 1;
+  if (end >= st->size) return 0;
+  while (pos < st->size && pos - end < st->low) {
+    uint64_t to = pos;
+    for (seg_t *g = st->segs; g && g->off <= pos; g = g->next) if (g->off + g->len > to) to = g->off + g->len;
+    for (prom_t *p = st->proms; p; p = p->next) if (p->off <= pos && p->end > to) to = p->end;
+    if (to == pos) break;
+    pos = to;
+  }
+  return pos < st->size && pos - end < st->low;
+}
+
 /* With smu held: answers the waiting READs that can be now, and sends to JS those that can no
  * longer be (a promise settled without its chunk: a hash failure, an error, an eviction). */
 static void srevisit(session_t *s, stream_t *st, sout_t *o) {
@@ -422,7 +443,7 @@ static void srevisit(session_t *s, stream_t *st, sout_t *o) {
     park_t *p = *pp;
     int waitable;
     if (stry(s, st, p->req, p->off, p->size, &waitable)) {
-      sout_add(s, o, mk(OP_STREAMED, NULL, st->ino, p->size, (int64_t)p->off, NULL, 0));
+      if (sshort(st, p->off, p->size)) sout_add(s, o, mk(OP_STREAMED, NULL, st->ino, p->size, (int64_t)p->off, NULL, 0));
     } else if (!waitable) {
       atomic_fetch_add(&s->sreposted, 1);
       sout_add(s, o, mk(OP_READ, p->req, st->ino, p->size, (int64_t)p->off, NULL, 0));
@@ -484,6 +505,7 @@ static int sserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t
   if (!st) { pthread_mutex_unlock(&s->smu); return 0; }
   int waitable, done = stry(s, st, req, (uint64_t)off, size, &waitable);
   if (!done && waitable && spark(s, st, req, (uint64_t)off, size)) done = 2;
+  if (done == 1 && !sshort(st, (uint64_t)off, size)) done = 3;
   pthread_mutex_unlock(&s->smu);
   if (done == 1) {
     msg_t *m = mk(OP_STREAMED, NULL, ino, size, off, NULL, 0);
@@ -1444,12 +1466,19 @@ static napi_value js_stream_handle(napi_env env, napi_callback_info info) {
   return ret_int(env, s->handle);
 }
 
-/* streamPromise(s, ino, size, off, end): a decode thread will offer bytes [off, end) of file node
- * `ino` (`size` bytes long); READs of them wait here until it does or JS settles the promise. */
+/* streamPromise(s, ino, size, off, end[, low]): a decode thread will offer bytes [off, end) of
+ * file node `ino` (`size` bytes long); READs of them wait here until it does or JS settles the
+ * promise. `low` (default 0): JS hears of READs answered here only when fewer bytes than that
+ * past them are offered or promised (sshort). */
 static napi_value js_stream_promise(napi_env env, napi_callback_info info) {
   SESSION_ARGS(5);
   uint64_t ino = (uint64_t)num(env, argv[1]), size = (uint64_t)num(env, argv[2]);
   uint64_t off = (uint64_t)num(env, argv[3]), end = (uint64_t)num(env, argv[4]);
+  size_t argc6 = 6;
+  napi_value a6[6];
+  napi_get_cb_info(env, info, &argc6, a6, NULL, NULL);
+  double lowd = argc6 >= 6 ? num(env, a6[5]) : 0;
+  uint64_t low = lowd > 0 ? (uint64_t)lowd : 0;
   if (ino == 0 || end <= off || s->dropping) return NULL;
   prom_t *p = malloc(sizeof *p);
   if (!p) return NULL;
@@ -1463,6 +1492,7 @@ static napi_value js_stream_promise(napi_env env, napi_callback_info info) {
     *pp = st;
   }
   (*pp)->size = size;
+  (*pp)->low = low;
   p->next = (*pp)->proms;
   (*pp)->proms = p;
   pthread_mutex_unlock(&s->smu);

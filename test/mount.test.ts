@@ -644,8 +644,13 @@ describe('corruption and crashes', () => {
     const good = await sh(`dd if=${d}/good.bin bs=1M status=none | md5sum; md5sum < ${b}/src/good.bin`);
     const [got, want] = good.stdout.trim().split('\n');
     assert.equal(got, want, 'the undamaged file reads right');
-    const served = m.status().requests?.streamServed ?? 0;
-    assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(m.status().requests)}`);
+    const rq = m.status().requests;
+    const served = rq?.streamServed ?? 0;
+    assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(rq)}`);
+    // JS hears of the READs the binding answered only when its readahead runs short (the low
+    // water, half of MIQ_MOUNT_READAHEAD), not of each: one message per READ was one wake of the
+    // JS thread per MiB.
+    assert.ok((rq?.streamed ?? 0) * 2 <= served, `OP_STREAMED messages for ${served} READs answered from the table: ${JSON.stringify(rq)}`);
     const r = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=1M status=none; echo rc=$?`);
     assert.match(r.stderr, /Input\/output error/);
     assert.match(r.stdout, /rc=1\n/);
@@ -664,8 +669,8 @@ describe('corruption and crashes', () => {
     if ((await sh('command -v fincore')).stdout.trim() === '') return tc.skip('fincore (util-linux) is not installed');
     const t = await scratch(tc);
     const { b } = t;
-    // 40 MiB of 16 letters (zstd chunks, ~half stored): past the decode readahead (2 MiB) the
-    // kernel is asked for MIQ_MOUNT_PACK_AHEAD (16 MiB of plain bytes, ~8 MiB of pack).
+    // 40 MiB of 16 letters (zstd chunks, ~half stored): past the decode readahead (set to 2 MiB
+    // here) the kernel is asked for MIQ_MOUNT_PACK_AHEAD (16 MiB of plain bytes, ~8 MiB of pack).
     await mkdir(join(b, 'src'), { recursive: true });
     let x = 12345;
     const big = Buffer.alloc(40 * 1024 * 1024);
@@ -687,7 +692,15 @@ describe('corruption and crashes', () => {
     await sh(`cd ${packs} && sync *.pack && for f in *.pack; do dd if="$f" iflag=nocache count=0 status=none; done`);
     const cold = await resident();
     assert.ok(cold < 2 << 20, `the pack left the page cache (${cold} bytes resident)`);
-    const m = await t.mount(await t.store());
+    const ra = process.env.MIQ_MOUNT_READAHEAD;
+    process.env.MIQ_MOUNT_READAHEAD = String(2 << 20);
+    let m: MountHandle;
+    try {
+      m = await t.mount(await t.store());
+    } finally {
+      if (ra === undefined) delete process.env.MIQ_MOUNT_READAHEAD;
+      else process.env.MIQ_MOUNT_READAHEAD = ra;
+    }
     const r = await sh(`dd if=${b}/mnt/store/${p}/big.bin of=/dev/null bs=64k count=1 status=none; echo rc=$?`);
     assert.match(r.stdout, /rc=0\n/, r.stderr);
     // Without the hint: the first READ's chunks and 2 MiB of readahead, ~2 MiB of pack at most.
