@@ -13,6 +13,9 @@
 # threads, the load average and the request counts (MIQ_DEBUG_COUNTS). STORE: a copy of the bench
 # store (cp -a) so other runs of the benchmark are not disturbed.
 set -u
+# RECALL=1: before each timed start of a miq spec, one untimed start on a mount of its own, whose
+# stop writes the mount's recall list (fs/recall.ts): the timed start then replays the files that
+# start read. Without it the list is removed before every mount: a start with no history.
 # RT=1: the server and python under SCHED_FIFO (chrt -f 10), as mount-walk-ab.sh's RT: at load
 # 8 a start's wall was bimodal (0.25 or 0.5 s) from others' CPU alone.
 PRI=''; [ "${RT:-0}" = 1 ] && PRI='chrt -f 10'
@@ -42,6 +45,14 @@ for r in $(seq 1 "$R"); do
     fi
     flags=''; case $spec in *'#'*) flags=$(echo "${spec#*#}" | tr ',' ' '); spec=${spec%%#*};; esac
     wt=${spec%%@*}; envs=''; [ "$spec" != "$wt" ] && envs=$(echo "${spec#*@}" | tr ',' ' ')
+    rm -f "$S"/run/mount-recall.*
+    if [ "${RECALL:-0}" = 1 ]; then
+      # shellcheck disable=SC2086
+      env $envs $PRI node $flags "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
+      for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done
+      py "$M/usr" > /dev/null
+      kill -TERM $pid; wait $pid
+    fi
     # shellcheck disable=SC2086
     env $envs MIQ_DEBUG_COUNTS=1 $PRI node $flags "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
     for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { barChart, lineChart, type Bar } from './svg.js';
 import { MiqError } from '../store/errors.js';
 
-type MetricId = 'readCold' | 'readWarm' | 'findCold' | 'findWarm' | 'duCold' | 'duWarm' | 'largeCold' | 'pyCold' | 'pyWarm';
+type MetricId = 'readCold' | 'readWarm' | 'findCold' | 'findWarm' | 'duCold' | 'duWarm' | 'largeCold' | 'pyCold' | 'pyColdRecall' | 'pyWarm';
 
 /** benchmarks/mount.ts --json (shape in .notes/fuse-needs.md §9); only what the chart reads. */
 export interface MountBenchResult {

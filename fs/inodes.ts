@@ -22,6 +22,7 @@ import type { PackedTree } from '../store/objects.js';
 import { ERRNO, FsError, toErrno, type Logger } from './errno.js';
 import { XATTR_ID, XATTR_PATH, statOf } from './ops.js';
 import { ChunkReader, WHOLE_BYTES, openFile, type OpenFile } from './reader.js';
+import type { Recall, Recalled } from './recall.js';
 import { nodeAt, type Node, type View } from './views.js';
 import { subdirIds, type TreeCache } from './trees.js';
 
@@ -164,6 +165,8 @@ export interface InodeOptions {
   usr?: UsrSource;
   log?: Logger;
   totals?: () => { bytes: number; files: number };
+  /** What the last mount's start read, and this one's record of it (fs/recall.ts). */
+  recall?: Recall;
 }
 
 /** The table key of a child that is not a file (files are keyed by content id: Inodes.files). */
@@ -511,7 +514,20 @@ export class Inodes {
   private fileLooked(pe: Entry, e: Entry, answered = false): void {
     const n = e.node;
     e.looked = true;
-    if (n.type !== 'file' || n.size === 0 || n.size > WHOLE_BYTES || e.offered) return;
+    if (n.type !== 'file' || n.size === 0) return;
+    // A start's files are the ones it looks up by name or reads through JS (the READs of files
+    // offered to the binding never show here).
+    this.o.recall?.note(n.id, n.size);
+    if (e.offered) return;
+    if (n.size > WHOLE_BYTES) {
+      // Read whole ahead (the recall list): the binding answers its READs.
+      const b = this.r.offer && this.o.chunks.cachedWhole(n);
+      if (b) {
+        e.offered = true;
+        this.r.offer!(e.ino, b, answered);
+      }
+      return;
+    }
     pe.looks = (pe.looks ?? 0) + 1;
     const b = this.o.chunks.cachedWhole(n);
     if (b) {
@@ -813,6 +829,35 @@ export class Inodes {
     }
   };
 
+  /**
+   * Starts reading the files of the last start's list (fs/recall.ts), in the order they were
+   * first used: small files whole in groups (one location lookup each), larger ones through their
+   * records, read whole and joined (ChunkReader.readWhole). Each is offered to the binding as it
+   * arrives for the nodes the kernel knows, and at its lookup for those it learns later.
+   */
+  recallFiles(list: readonly Recalled[]): Promise<unknown> {
+    const done: Promise<unknown>[] = [];
+    let group: Recalled[] = [];
+    const flush = (): void => {
+      if (group.length === 0) return;
+      this.o.chunks.loadWhole(group, this.onWhole);
+      for (const f of group) done.push(this.o.chunks.wholeOf(f).catch(() => undefined));
+      group = [];
+    };
+    for (const f of list) {
+      if (f.size <= WHOLE_BYTES) {
+        group.push(f);
+        continue;
+      }
+      flush();
+      done.push(this.loadAhead(f.id)
+        .then((of) => (of && of.rec.size === f.size ? this.o.chunks.readWhole(of) : undefined))
+        .then((b) => b && this.onWhole(f.id, b), () => {}));
+    }
+    flush();
+    return Promise.all(done);
+  }
+
   /** Starts a directory's small files whole, once (see fileLooked). */
   private loadDir(pe: Entry): void {
     if (pe.wholeLoaded) return;
@@ -909,6 +954,16 @@ export class Inodes {
   private read(slot: number, ino: number, size: number, off: number): void {
     const e = this.entry(ino);
     const n = e.node;
+    if (n.type === 'file') this.o.recall?.note(n.id, n.size);
+    if (n.type === 'file' && n.size > WHOLE_BYTES && !e.offered && this.r.offer) {
+      // Read whole ahead (the recall list) after its lookup: the binding answers the rest.
+      const b = this.o.chunks.cachedWhole(n);
+      if (b) {
+        e.offered = true;
+        this.r.offer(ino, b, true);
+        return this.replySlice(slot, b, off, size);
+      }
+    }
     if (n.type === 'file' && n.size <= WHOLE_BYTES && !e.opened) {
       // Small files are read whole, without their record when they are one chunk (wholeOf).
       e.offered = true;

@@ -142,6 +142,10 @@ class ChunkCache {
   set(id: Id, b: Buffer, stream: boolean): void {
     (stream ? this.stream : this.main).set(id, b);
   }
+  delete(id: Id): void {
+    this.main.delete(id);
+    this.stream.delete(id);
+  }
 }
 
 /** Chunks the decode pool reads itself: raw, plain zstd, and slices of shared frames (not deltas,
@@ -220,6 +224,11 @@ export class ChunkReader {
     this.readahead = Math.max(0, o.readahead ?? envNum('MIQ_MOUNT_READAHEAD') ?? 8 << 20);
     this.wholeAhead = Math.max(0, o.wholeAhead ?? envNum('MIQ_MOUNT_WHOLE_AHEAD') ?? 8 << 20);
     this.low = this.readahead >> 1;
+  }
+
+  /** Files up to this size are fetched whole from their first read (wholeAhead). */
+  get wholeAheadBytes(): number {
+    return this.wholeAhead;
   }
 
   /** Stops the decode pool (idle workers are unref'd, so an unclosed reader does not keep the
@@ -737,6 +746,29 @@ export class ChunkReader {
     // read through the store (verified there), not through the table.
     for (let k = 0; k < got.length; k++) if (got[k] === OFFERED) got[k] = await this.viaStore(chunks[lo + k]!.id, chunks[lo + k]!.length, f.rec.id);
     return { lo, end, got };
+  }
+
+  /**
+   * A file of several chunks read whole (a mount's recall list, fs/recall.ts): every chunk
+   * started at once (decoded on the pool, each checked against its id), then joined and kept in
+   * the main cache under the file's id, where cachedWhole finds it: the bytes are the file's
+   * content, whose BLAKE3 is that id. Undefined for a file that cannot be (no pool, a chunk
+   * missing or damaged: its READs meet that on the ordinary path).
+   */
+  async readWhole(f: OpenFile): Promise<Buffer | undefined> {
+    const size = f.rec.size;
+    if (!this.locator || size === 0) return undefined;
+    const hit = this.lru.get(f.rec.id);
+    if (hit) return hit.length === size ? hit : undefined;
+    const span = await this.fetchSpan(f, 0, size).catch(() => undefined);
+    if (!span) return undefined;
+    const b = span.got.length === 1 ? span.got[0]! : Buffer.concat(span.got);
+    if (b.length !== size) return undefined;
+    // The joined copy replaces its chunks (READs of the file are answered from it, read());
+    // a chunk wanted again on its own is read and checked again.
+    if (span.got.length > 1) for (const c of f.rec.chunks) this.lru.delete(c.id);
+    this.lru.set(f.rec.id, b, false);
+    return b;
   }
 
   /** Like readCached, as views of the cached chunks (no copy), or undefined. */

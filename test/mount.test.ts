@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { startMount, type MountHandle } from '../mount/daemon.js';
@@ -544,6 +544,69 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.equal(reads(), before, mm.stderr());
     const { line, c } = await countsAtExit(mm);
     assert.ok(c.readServed! >= 4 || c.pushed! >= 1, line);
+  });
+});
+
+describe('the recall list (what the last start read, fs/recall.ts)', () => {
+  it('a mount remembers the files it read; the next mount reads them before `mounted` and the binding answers their READs; MIQ_MOUNT_RECALL=0 and a damaged list turn it off', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    await fixtureTree(join(b, 'src'), 4);
+    const s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'recall' })).path;
+    const rec = await s.getStorePath(p);
+    const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+    const file = (await s.getFile(big.id!))!;
+    assert.ok(file.chunks.length > 3 && file.size <= 8 << 20, 'fixture is a multi-chunk file under MIQ_MOUNT_WHOLE_AHEAD');
+    await t.closeStore();
+    const want = await readFile(join(b, 'src/share/big.bin'));
+    const f = `${b}/mnt/store/${p}/share/big.bin`;
+    const sum = async (): Promise<string> => (await sh(`sha256sum < ${f}`)).stdout.split(' ')[0]!;
+    const wantSum = createHash('sha256').update(want).digest('hex');
+    const run = join(b, 'store', 'run');
+    const list = async (): Promise<string | undefined> => {
+      const n = (await readdir(run)).find((x) => x.startsWith('mount-recall.'));
+      return n ? await readFile(join(run, n), 'utf8') : undefined;
+    };
+
+    // First mount: nothing to recall; reading big.bin puts it on the list written at the stop.
+    let mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1' });
+    assert.equal(await sum(), wantSum);
+    let { line, c } = await countsAtExit(mm);
+    assert.doesNotMatch(mm.stderr(), /of the last start/);
+    assert.equal(c.offered, 0, line);
+    const l1 = await list();
+    assert.ok(l1?.startsWith('miq-mount-recall 1\n') && l1.includes(`${big.id} ${file.size}\n`), `the list: ${l1}`);
+
+    // Second mount: big.bin is read whole before `mounted` and offered to the binding whole at
+    // its lookup (without the list, a file this large is never offered: its READs are a
+    // stream's); its READs are the binding's or the page cache's (pushed), but for one that may
+    // reach JS before the lookup's notice does.
+    mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1' });
+    assert.match(mm.stderr(), /miq mount: \d+ files of the last start \(\d+ bytes\) read in/);
+    assert.equal(await sum(), wantSum);
+    ({ line, c } = await countsAtExit(mm));
+    assert.ok(c.offered! >= 1 && c.read! <= 1 && c.readServed! + c.pushed! >= 1, line);
+
+    // Off: nothing recalled, and the list is left as it was.
+    const l2 = await list();
+    mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_MOUNT_RECALL: '0' });
+    assert.equal(await sum(), wantSum);
+    ({ line, c } = await countsAtExit(mm));
+    assert.doesNotMatch(mm.stderr(), /of the last start/);
+    assert.equal(c.offered, 0, line);
+    assert.equal(await list(), l2);
+
+    // A list that is not one: said, ignored, the mount serves as without it.
+    const name = (await readdir(run)).find((x) => x.startsWith('mount-recall.'))!;
+    await writeFile(join(run, name), `not a list\n${big.id} ${file.size}\n`);
+    mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1' });
+    assert.match(mm.stderr(), /is not a recall list/);
+    assert.equal(await sum(), wantSum);
+    ({ line, c } = await countsAtExit(mm));
+    assert.doesNotMatch(mm.stderr(), /of the last start/);
+    assert.equal(c.offered, 0, line);
   });
 });
 
