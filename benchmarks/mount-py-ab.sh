@@ -35,7 +35,12 @@ py() { # USRDIR: one start, timed
   e=$(date +%s.%N)
   echo "$e - $s" | bc
 }
-trap 'mountpoint -q "$M/usr" && umount -l "$M/usr"; mountpoint -q "$M" && umount -l "$M"; rm -f "$OUT" "$ERR"; rmdir "$M" 2>/dev/null' EXIT
+# A run cut short (timeout, ^C): the server is stopped and its mount let go even when the server
+# died first (mountpoint -q fails on a dead connection; /proc/mounts still lists it).
+pid=''
+stop() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; for d in "$M/usr" "$M"; do grep -q " $d fuse" /proc/mounts && umount -l "$d"; done; rm -f "$OUT" "$ERR"; rmdir "$M" 2>/dev/null; }
+trap stop EXIT
+trap 'exit 130' INT TERM
 for r in $(seq 1 "$R"); do
   for spec in "$@"; do
     if [ "$spec" = plain ]; then
@@ -50,8 +55,8 @@ for r in $(seq 1 "$R"); do
       # shellcheck disable=SC2086
       env $envs $PRI node $flags "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
       for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done
-      py "$M/usr" > /dev/null
-      kill -TERM $pid; wait $pid
+      py "$M/usr" > /dev/null || { echo "recording start failed: $(tail -c 600 "$ERR")"; cat "$OUT"; }
+      kill -TERM $pid; wait $pid; pid=''
     fi
     # shellcheck disable=SC2086
     env $envs MIQ_DEBUG_COUNTS=1 $PRI node $flags "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
@@ -59,7 +64,7 @@ for r in $(seq 1 "$R"); do
     [ "${DROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     c0=$(cpu $pid); m0=$(main $pid); t=$(py "$M/usr"); c1=$(cpu $pid); m1=$(main $pid)
     w=''; [ "${WARM:-0}" = 1 ] && w="warm $(py "$M/usr") s"
-    kill -TERM $pid; wait $pid
+    kill -TERM $pid; wait $pid; pid=''
     printf '%-16s %-30s %6.3f s %s cpu %5.2f s (main %5.2f) load %s %s\n' "$(basename "$wt")" "$envs$flags" "$t" "$w" \
       "$(echo "$c1 - $c0" | bc)" "$(echo "$m1 - $m0" | bc)" "$(cut -d' ' -f1 /proc/loadavg)" "$(grep -o 'requests .*' "$ERR" | head -c "${COUNTS:-600}")"
     [ -n "${LOG:-}" ] && grep -E "$LOG" "$ERR"
