@@ -487,6 +487,7 @@ export class Inodes {
       if (e.node.type === 'dir') {
         e.name = c.name;
         this.dirLooked(e, 1, true);
+        this.noteDir(e);
       } else if (e.node.type === 'file') this.fileLooked(pe, e);
       const st = statOf(e.ino === this.usrIno ? this.usrNode() : e.node);
       const t = pe.childTimeout;
@@ -564,8 +565,10 @@ export class Inodes {
     if (!e) return;
     e.nlookup++;
     if (e.parent) this.touch(e.parent);
-    if (e.node.type === 'dir') this.dirLooked(e, 1, true);
-    else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e, true);
+    if (e.node.type === 'dir') {
+      this.dirLooked(e, 1, true);
+      this.noteDir(e);
+    } else if (e.node.type === 'file' && e.parent) this.fileLooked(e.parent, e, true);
   }
 
   /** A directory was looked up or listed: load its tree and register its entries, and its
@@ -828,6 +831,59 @@ export class Inodes {
       this.r.offer(e.ino, b, e.nlookup > 0 && e.looked === true);
     }
   };
+
+  /** A directory below usr looked up by name goes on the recall list, as its names from usr
+   * down (its node and tree may differ at the next mount: a switch). */
+  private noteDir(e: Entry): void {
+    if (!this.o.recall || !this.usrIno) return;
+    const names: Buffer[] = [];
+    let x = e;
+    while (x.ino !== this.usrIno) {
+      if (!x.name || !x.parent || x.pinned || names.length >= 32) return;
+      names.push(x.name);
+      x = x.parent;
+    }
+    this.o.recall.noteDir(names.reverse());
+  }
+
+  /**
+   * The directories of the last start's list (fs/recall.ts), each as its names from usr down:
+   * their listings (and their parents', on the way) are registered with the binding, as
+   * preregister does for usr's top levels: the next start's lookups there are the binding's, and
+   * the recalled files in them have node ids, to which recallFiles' bytes are offered as they
+   * arrive (their READs are then the binding's from the first).
+   */
+  async recallDirs(dirs: readonly Buffer[][]): Promise<void> {
+    const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    if (!ue || !this.r.names) return;
+    const ready = async (e: Entry): Promise<PackedTree | undefined> => {
+      const n = this.nodeOf(e);
+      if (n.type !== 'dir' || !n.tree) return undefined;
+      const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree).catch(() => undefined));
+      if (!t) return undefined;
+      this.register(e);
+      return e.registered ? t.tree : undefined;
+    };
+    for (const path of dirs) {
+      let e: Entry | undefined = ue;
+      for (const name of path) {
+        const t: PackedTree | undefined = await ready(e);
+        const i = t ? t.find(name) : -1;
+        e = i >= 0 ? e.kids?.[i] : undefined;
+        if (!e || e.node.type !== 'dir') break;
+      }
+      if (e && e.node.type === 'dir') await ready(e);
+    }
+  }
+
+  /** Offers the recalled files now in memory to their nodes the binding knows (recallDirs may
+   * have registered them after the bytes arrived). */
+  offerRecalled(list: readonly Recalled[]): void {
+    for (const f of list) {
+      const b = this.o.chunks.cachedWhole(f);
+      if (b) this.onWhole(f.id, b);
+    }
+  }
 
   /**
    * Starts reading the files of the last start's list (fs/recall.ts), in the order they were

@@ -24,7 +24,13 @@ import { privateDir, runDirOf } from '../store/private-dir.js';
 const WINDOW_MS = 10_000;
 /** Files remembered at most. */
 const MAX_FILES = 4096;
+/** Directories below usr remembered at most (looked up by name: their listings are registered
+ * with the binding before `mounted`). */
+const MAX_DIRS = 256;
 const HEADER = 'miq-mount-recall 1';
+const SLASH = Buffer.from('/');
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
 
 export interface Recalled {
   readonly id: Id;
@@ -47,8 +53,11 @@ export class Recall {
   /** What the last mount remembered, in order (read once, at the start). */
   private last: Recalled[] = [];
   private readonly lastIds = new Set<Id>();
+  /** The last mount's directories below usr, as their names from usr down, in order. */
+  private lastDirs: Buffer[][] = [];
   /** This mount's list so far. */
   private readonly now = new Map<Id, number>();
+  private readonly nowDirs = new Map<string, true>();
   private bytes = 0;
   private started = 0;
   private closed = false;
@@ -78,6 +87,14 @@ export class Recall {
     }
     let bytes = 0;
     for (const l of lines.slice(1)) {
+      if (l.startsWith('d ')) {
+        // A directory: its path below usr, hex (names are bytes; '/' is in none of them).
+        const hex = l.slice(2);
+        if (this.lastDirs.length >= MAX_DIRS || !/^([0-9a-f]{2})+$/.test(hex)) continue;
+        const names = Buffer.from(hex, 'hex').toString('latin1').split('/').map((n) => Buffer.from(n, 'latin1'));
+        if (names.every((n) => n.length > 0 && !n.equals(DOT) && !n.equals(DOTDOT))) this.lastDirs.push(names);
+        continue;
+      }
       const [id, s] = l.split(' ');
       const size = Number(s);
       if (!id || !isId(id) || !Number.isSafeInteger(size) || size <= 0 || size > this.maxFile || this.lastIds.has(id)) continue;
@@ -86,6 +103,18 @@ export class Recall {
       this.lastIds.add(id);
     }
     return this.last;
+  }
+
+  /** The last mount's directories below usr (each as its names from usr down), in order. */
+  dirs(): readonly Buffer[][] {
+    return this.lastDirs;
+  }
+
+  /** A directory below usr (its names from usr down) was looked up by name. */
+  noteDir(names: readonly Buffer[]): void {
+    if (this.closed || !this.started || names.length === 0 || this.nowDirs.size >= MAX_DIRS) return;
+    if (Date.now() - this.started > WINDOW_MS) return void this.save();
+    this.nowDirs.set(Buffer.concat(names.flatMap((n, k) => (k ? [SLASH, n] : [n]))).toString('hex'), true);
   }
 
   /** Whether the last mount's list holds `id`. */
@@ -118,7 +147,7 @@ export class Recall {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (!this.started) return (this.saving = Promise.resolve());
-    const body = [HEADER, ...[...this.now].map(([id, size]) => `${id} ${size}`)].join('\n') + '\n';
+    const body = [HEADER, ...[...this.nowDirs.keys()].map((h) => `d ${h}`), ...[...this.now].map(([id, size]) => `${id} ${size}`)].join('\n') + '\n';
     this.saving = (async () => {
       // The store's runtime directory, checked as the mount's views are (a planted link or a
       // foreign owner is refused: root must not be steered into writing elsewhere).
