@@ -30,7 +30,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_STREAM_CACHE', 'tuning: bytes of decoded chunks kept for sequential readers (default 16777216)'],
   ['MIQ_MOUNT_SPANS', 'tuning: 0: one pread per chunk instead of one per run of nearby chunks in a pack'],
   ['MIQ_MOUNT_WHOLE_AHEAD', 'tuning: files up to this many bytes are fetched and decoded whole from their first read (default 8388608; 0: never)'],
-  ['MIQ_MOUNT_RECALL', 'the libfuse 3 mount remembers the files (each up to MIQ_MOUNT_WHOLE_AHEAD) looked up or read in the 10 s after its first request, this many bytes of them, in <store>/run/mount-recall.<profile>, and the next mount reads them before it reports mounted (at most 2 s) (default 33554432; 0: neither)'],
+  ['MIQ_MOUNT_RECALL', 'the libfuse 3 mount remembers the files (each up to MIQ_MOUNT_WHOLE_AHEAD) looked up or read in the 10 s after its first request, this many bytes of them, and the directories below usr looked up by name, in <store>/run/mount-recall.<profile>; the next mount reads those files and registers those directories before it reports mounted (at most 2 s) (default 33554432; 0: neither)'],
   ['MIQ_MOUNT_NOTIFY', "tuning: 0: the libfuse 3 mount does not push decoded bytes into the kernel's page cache ahead of reads"],
   ['MIQ_MOUNT_STREAMS', 'tuning: 0: every READ of a large file goes to JS (the libfuse 3 binding does not answer READs from chunks the decode threads offered it)'],
   ['MIQ_MOUNT_PREFAULT', 'tuning: 0: decode buffers are not made present in one call before zstd writes them'],
