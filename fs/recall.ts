@@ -4,10 +4,12 @@
  * records the files whose bytes were used in the first WINDOW_MS after its first request (in the
  * order of first use, RECALL bytes of files at most, none larger than a whole-ahead file), writes
  * that list to `<store>/run/mount-recall.<profile>` (when the window closes, or at the mount's
- * stop), and the next mount, on its first request, starts decoding those files into its cache,
- * in that order, while the program that made the request runs: its libraries and modules are then
- * offered to the binding (and pushed into the page cache) as they are looked up, not decoded
- * while it waits.
+ * stop), and the next mount decodes those files into its cache, in that order, before it reports
+ * `mounted` (at most RECALL_MS in mount/daemon.ts; the reading goes on behind it): a program
+ * started later finds its libraries and modules offered to the binding (and pushed into the page
+ * cache) as they are looked up, not decoded while it waits. (Replaying on the first request
+ * instead was slower: the replay took the cores from the program it was for; .notes/fuse-needs.md
+ * §26.)
  *
  * The list is local and made by normal use; it holds content ids and sizes only. Replaying it
  * reads files from the store's own records and checks every chunk against its id as any READ
