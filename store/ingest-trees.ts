@@ -9,17 +9,34 @@ import type { DirNode } from './walk.js';
 
 /** Sets `id` and `size` on every directory of `root` (whose files all have ids) and returns the
  * encoding of every tree by id. Iterative: nesting can be thousands deep. */
-export function buildTrees(root: DirNode): Map<Id, Buffer> {
-  const treeBytes = new Map<Id, Buffer>();
+export function buildTrees(root: DirNode, treeBytes = new Map<Id, Buffer>()): Map<Id, Buffer> {
+  buildCompleteTrees(root, treeBytes, true);
+  return treeBytes;
+}
+
+/**
+ * Builds the trees of `root` that can be built now: every directory without an id whose files
+ * all have ids and whose subdirectories are built (here or by an earlier call) gets `id` and
+ * `size`, and its encoding goes into `out`. A directory already built is not visited again, so
+ * calls while files are still being hashed (an update ingest: most of its subtrees are unchanged
+ * packages whose files are all stat hits) leave only the rest to the commit. Returns the
+ * directories built. With `all` (the commit) no directory is skipped: a file without an id then
+ * throws in encodeTree, as any entry it refuses (a duplicate name) does either way.
+ */
+export function buildCompleteTrees(root: DirNode, out: Map<Id, Buffer>, all = false): number {
+  if (root.id !== undefined) return 0;
   const order: DirNode[] = [];
   const stack: DirNode[] = [root];
   while (stack.length > 0) {
     const d = stack.pop()!;
     order.push(d);
-    for (const c of d.children) if (c.t === 'dir') stack.push(c);
+    for (const c of d.children) if (c.t === 'dir' && c.id === undefined) stack.push(c);
   }
-  for (let i = order.length - 1; i >= 0; i--) {
+  let built = 0;
+  next: for (let i = order.length - 1; i >= 0; i--) {
     const d = order[i]!;
+    // Children come later in `order`, so they were visited first: one without an id is not ready.
+    if (!all) for (const c of d.children) if (c.t !== 'link' && c.id === undefined) continue next;
     let size = 0;
     const entries: TreeEntry[] = d.children.map((c) => {
       if (c.t === 'file') {
@@ -33,9 +50,10 @@ export function buildTrees(root: DirNode): Map<Id, Buffer> {
     const { id, bytes } = treeId(entries);
     d.id = id;
     d.size = size;
-    treeBytes.set(id, bytes);
+    out.set(id, bytes);
+    built++;
   }
-  return treeBytes;
+  return built;
 }
 
 /** The store paths that `candidates` (32-character hash runs found in file bytes) name: the

@@ -16,7 +16,7 @@ import { isMiqError } from '../store/errors.js';
 import { type Id, idOf } from '../store/ids.js';
 import { basesFor, deltaRefs, DeltaPlanner, DELTA_MAX_DEPTH, DELTA_MAX_REFS, type Base } from '../store/ingest-delta.js';
 import { ALONE_BYTES, ADAPT_AFTER_BYTES, ADAPT_AFTER_FILES, SMALL_BATCH_FILES, SMALL_BATCH_BYTES, ScanSchedule, takeBatch } from '../store/ingest-schedule.js';
-import { buildTrees, resolveReferences } from '../store/ingest-trees.js';
+import { buildCompleteTrees, buildTrees, resolveReferences } from '../store/ingest-trees.js';
 import { encodeStatEntry, statEntryFile, statEntryHit, statEntryId } from '../store/ingest-statcache.js';
 import type { BaseChunk } from '../store/ingest-worker.js';
 import { ByteLru, Lru, Mutex } from '../store/lru.js';
@@ -151,6 +151,28 @@ describe('ingest trees and references', () => {
     const key = 'f'.repeat(64) as Id;
     const refs = resolveReferences(['a'.repeat(32), 'f'.repeat(32), 'c'.repeat(32)], { path: `me-${'f'.repeat(32)}`, key }, [{ path: `lib-${'a'.repeat(32)}` }]);
     assert.deepEqual(refs, [`lib-${'a'.repeat(32)}`, `me-${'f'.repeat(32)}`]);
+  });
+
+  it('buildCompleteTrees builds only directories whose files all have ids, then the commit the rest, to the same trees', () => {
+    const file = (name: string, id?: string): FileNode => ({ t: 'file', name: Buffer.from(name), path: Buffer.from(name), size: name.length, exe: false, stat: {} as never, ...(id ? { id } : {}) });
+    const make = (pending: boolean) => {
+      const late = file('late', pending ? undefined : idOf(Buffer.from('late')));
+      const done: DirNode = { t: 'dir', name: Buffer.from('done'), path: Buffer.from('done'), children: [file('x', idOf(Buffer.from('x')))] };
+      const open: DirNode = { t: 'dir', name: Buffer.from('open'), path: Buffer.from('open'), children: [late, file('y', idOf(Buffer.from('y')))] };
+      const root: DirNode = { t: 'dir', name: Buffer.alloc(0), path: Buffer.from('.'), children: [done, open] };
+      return { root, done, open, late };
+    };
+    const whole = buildTrees(make(false).root);
+    const t = make(true);
+    const out = new Map<Id, Buffer>();
+    assert.equal(buildCompleteTrees(t.root, out), 1, 'only the directory whose files all have ids');
+    assert.ok(t.done.id !== undefined && t.open.id === undefined && t.root.id === undefined);
+    assert.equal(buildCompleteTrees(t.root, out), 0, 'nothing new until a file gets its id');
+    assert.throws(() => buildTrees(t.root, new Map(out)), /has no id/, 'the commit still refuses a file without an id');
+    t.late.id = idOf(Buffer.from('late'));
+    assert.equal(buildCompleteTrees(t.root, out), 2);
+    assert.deepEqual([...out.keys()].sort(), [...whole.keys()].sort(), 'the same trees as built in one go');
+    assert.equal(buildTrees(t.root, out).size, whole.size, 'the commit finds them built');
   });
 });
 
