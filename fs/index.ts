@@ -5,3 +5,4 @@ export { ChunkReader, openFile, type ChunkReaderOptions, type OpenFile } from '.
 export { TreeCache, displayName, escapedKey, type IndexedTree } from './trees.js';
 export * from './views.js';
 export { Inodes, OP, ROOT_INO, type InodeOptions, type Replier, type UsrSource } from './inodes.js';
+export { Recall, recallBytes, recallPath, type Recalled } from './recall.js';
