@@ -214,6 +214,9 @@ const WALK_DEPTH = Number(process.env.MIQ_MOUNT_WALK_DEPTH) > 0 ? Number(process
 /** Entries of registered listings kept at most (MIQ_MOUNT_NAMES): beyond, the least recently used
  * directories are unregistered. ~250 bytes an entry between the binding and this table. */
 const MAX_NAMES = Number(process.env.MIQ_MOUNT_NAMES) > 0 ? Number(process.env.MIQ_MOUNT_NAMES) : 1 << 18;
+/** Files up to this size are one chunk with the default chunker (its minimum): preloadFiles
+ * leaves them out (wholeOf reads them without a record). */
+const PRELOAD_MIN = 32 << 10;
 /** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
 const LOADED_FILES = 16_384;
 
@@ -744,6 +747,39 @@ export class Inodes {
   }
 
   /**
+   * Before the mount reports `mounted`: the records and chunk locations of the files in usr's
+   * registered directories (preregister's levels: bin, lib/x86_64-linux-gnu, …) that may be more
+   * than one chunk (over PRELOAD_MIN), at most `max`. A program's start maps its executable and
+   * libraries from there, and on a cold index each one's first READ waited for its record and
+   * then its chunk locations, two dependent database round trips (python3.11's: 5 + 8 ms), before
+   * any decode could start. Kept in loadedFiles (fileOf takes them from there).
+   */
+  async preloadFiles(max: number, maxChunks: number): Promise<number> {
+    const ids: Id[] = [];
+    const seen = new Set<Id>();
+    for (const { e } of this.registered.values()) {
+      for (const k of e.kids ?? []) {
+        const n = k.node;
+        if (n.type !== 'file' || n.size <= PRELOAD_MIN || seen.has(n.id) || this.loadedFiles.has(n.id)) continue;
+        seen.add(n.id);
+        ids.push(n.id);
+        if (ids.length >= max) break;
+      }
+      if (ids.length >= max) break;
+    }
+    const fs: OpenFile[] = [];
+    let chunks = 0;
+    for (const f of await Promise.all(ids.map((id) => this.loadAhead(id)))) {
+      if (!f || f.rec.chunks.length < 2) continue;
+      if ((chunks += f.rec.chunks.length) > maxChunks) break;
+      fs.push(f);
+    }
+    this.o.chunks.locateAll(fs);
+    await Promise.all(fs.map((f) => f.locs));
+    return fs.length;
+  }
+
+  /**
    * After a switch moved usr's pointer (and its new tree is loaded: switchInvalidations), before
    * the kernel's entries are invalidated: usr's registration, if any, is dropped and made again
    * from the new generation. A LOOKUP the binding answered from the old one came before the drop
@@ -1020,7 +1056,7 @@ export class Inodes {
         return this.replySlice(slot, b, off, size);
       }
     }
-    if (n.type === 'file' && n.size <= WHOLE_BYTES && !e.opened) {
+    if (n.type === 'file' && n.size <= WHOLE_BYTES && !e.opened && !((this.loadedFiles.get(n.id)?.rec.chunks.length ?? 0) > 1)) {
       // Small files are read whole, without their record when they are one chunk (wholeOf).
       e.offered = true;
       const b = this.o.chunks.cachedWhole(n);

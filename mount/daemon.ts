@@ -275,6 +275,10 @@ const WARM_MS = 2000;
  * at most (Inodes.preregister; the bench tree's /usr: ~5k names in ~10 ms): a program's first
  * lookups below usr/<dir> are answered by the binding, not each a round trip to JS. */
 const PREREGISTER_NAMES = 16384;
+/** Files whose records, and chunks whose locations, are loaded before `mounted` at most
+ * (Inodes.preloadFiles). */
+const PRELOAD_FILES = 2048;
+const PRELOAD_CHUNKS = 32768;
 /** The last start's files (fs/recall.ts) are read before `mounted` for at most this long. */
 const RECALL_MS = 2000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
@@ -303,6 +307,13 @@ function indexWarmer(db: string, willneed: (paths: string[]) => Promise<void>): 
       if (sizes.reduce((a, b) => a + b, 0) <= WARM_INDEX_BYTES) await willneed(paths);
     })().catch(() => {});
   };
+}
+
+/** Inodes.preloadFiles before `mounted`, at most WARM_MS. */
+async function preloadFiles(inodes: Inodes, log: (line: string) => void): Promise<void> {
+  const t0 = performance.now();
+  const f = await Promise.race([inodes.preloadFiles(PRELOAD_FILES, PRELOAD_CHUNKS).catch(() => 0), sleep(WARM_MS).then(() => -1)]);
+  if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: ${f} file records and their chunk locations loaded in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
 /**
@@ -367,6 +378,8 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     const t0 = performance.now();
     const n = inodes.preregister(WARM_DEPTH, PREREGISTER_NAMES);
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} names below usr registered in ${(performance.now() - t0).toFixed(1)} ms`);
+    // From a store's own index only, as the trees above.
+    if (store.getTreesPacked) await preloadFiles(inodes, x.log);
   }
   const recalledDirs = recall?.dirs() ?? [];
   if (recalled.length > 0 || recalledDirs.length > 0) {
