@@ -26,7 +26,7 @@ import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRe
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
-import { ingestPool, poolThreads, updateThreads, warmPool } from './pool.js';
+import { ingestPool, poolSize, poolThreads, updateThreads, warmPool } from './pool.js';
 import { walkInPool, type FileNode, type WalkResult } from './walk.js';
 
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
@@ -349,6 +349,9 @@ class IngestRun {
   private async runTasks(): Promise<void> {
     const inflight = new Set<Promise<void>>();
     const maxInflight = poolThreads() * 2;
+    // The pool's own size, held once (updateThreads() here re-read the environment every turn,
+    // and for a new store said cores where the pool has cores + 1).
+    const workers = poolSize();
     for (;;) {
       if (this.failure) break;
       let p: Promise<void> | undefined;
@@ -365,7 +368,7 @@ class IngestRun {
         // thread's time is free for the trees. Passes whenever the main thread waited (every
         // worker busy) delayed the workers' next tasks by about what they saved at the commit
         // (small N+1, 8 alternations under SCHED_FIFO: faster in 3).
-        if (inflight.size < updateThreads()) this.treePass();
+        if (inflight.size < workers) this.treePass();
         const more = this.walkDone ? undefined : new Promise<void>((r) => { this.wake = r; });
         if (inflight.size === 0 && !more) {
           // No scan result can come any more: what was awaited from one is compressed here.

@@ -72,6 +72,12 @@ export function warmPool(threads = poolThreads()): void {
   for (let i = 0; i < Math.min(2, threads); i++) p.run({ type: 'warm' }).catch(() => {});
 }
 
+/** How many workers the pool has at most (it is made on first use: a later ingest of the same
+ * process gets the first one's size). */
+export function poolSize(): number {
+  return ingestPool().maxThreads;
+}
+
 export async function destroyPool(): Promise<void> {
   const p = pool;
   pool = undefined;

@@ -428,6 +428,37 @@ describe('walk', () => {
     assert.equal(o, out.length);
   });
 
+  it('hashes a task of more files than it opens ahead: each in order, the ones it cannot hash given back, every file closed', { skip: !HASH_FILES && (process.env.MIQ_JS_HASH === '1' || !BLAKE3_SOURCE) && 'no C hashFiles: MIQ_JS_HASH=1, or no BLAKE3 C source (librust-blake3-dev) when the addon was built' }, async () => {
+    assert.ok(HASH_FILES, 'BLAKE3\'s C source is installed but the addon has no hashFiles: rebuild it (npm rebuild)');
+    const d = join(tmp, 'hash-ahead');
+    await mkdir(d, { recursive: true });
+    // 300 files (miqchunk.c opens up to 64 ahead), one of them over the 32 MiB read ahead at
+    // once, and among them files it cannot hash: missing, a fifo, one whose size changed.
+    const bodies: (Buffer | undefined)[] = [];
+    for (let i = 0; i < 300; i++) bodies.push(i === 150 ? randomBytes(33 << 20) : randomBytes(1 + ((i * 7919) % 9000)));
+    const back = new Set([0, 63, 64, 65, 130, 299]);
+    await Promise.all(bodies.map((b, i) => (!back.has(i) || i === 299 ? writeFile(join(d, `f${i}`), b!) : undefined)));
+    execFileSync('mkfifo', [join(d, 'f65')]);
+    const files = bodies.map((b, i) => ({ path: Buffer.from(join(d, `f${i}`)), size: i === 299 ? b!.length + 1 : b!.length }));
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const out = HASH_FILES!(files);
+    assert.equal(fds(), before, 'every file it opened is closed');
+    let o = 0;
+    for (let i = 0; i < files.length; i++) {
+      const status = out[o++];
+      if (back.has(i)) {
+        assert.equal(status, 2, `f${i}: given back to JS`);
+        continue;
+      }
+      assert.equal(out.toString('hex', o, o + 32), idOf(bodies[i]!), `f${i}: id`);
+      o += 32;
+      assert.equal(status, bodies[i]!.length < 4 << 20 ? 0 : 1, `f${i}: status`);
+      if (status === 0) o += 4 + 32 * out.readUInt32LE(o);
+    }
+    assert.equal(o, out.length);
+  });
+
   it('lists a directory in C with the numbers lstat gives (the stat cache fingerprints them)', { skip: !NATIVE_WALK && 'the addon did not build' }, async () => {
     const d = join(tmp, 'walk-native');
     await mkdir(join(d, 'sub'), { recursive: true });
