@@ -217,6 +217,27 @@ const MAX_NAMES = Number(process.env.MIQ_MOUNT_NAMES) > 0 ? Number(process.env.M
 /** Files up to this size are one chunk with the default chunker (its minimum): preloadFiles
  * leaves them out (wholeOf reads them without a record). */
 const PRELOAD_MIN = 32 << 10;
+/** Executables of usr/bin whose heads are read for their ELF interpreter at most (interpreter). */
+const INTERP_TRIES = 4;
+
+/** The PT_INTERP path of a 64-bit little-endian ELF file's head, or undefined. */
+export function elfInterp(h: Buffer): string | undefined {
+  if (h.length < 64 || h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return undefined;
+  const phoff = Number(h.readBigUInt64LE(0x20)), size = h.readUInt16LE(0x36), count = h.readUInt16LE(0x38);
+  if (size < 56) return undefined;
+  for (let k = 0; k < count; k++) {
+    const at = phoff + k * size;
+    if (at + 56 > h.length) return undefined;
+    if (h.readUInt32LE(at) !== 3) continue;
+    const off = Number(h.readBigUInt64LE(at + 8)), len = Number(h.readBigUInt64LE(at + 32));
+    if (len < 2 || len > 256 || off + len > h.length) return undefined;
+    const s = h.subarray(off, off + len);
+    const end = s.indexOf(0);
+    return (end < 0 ? s : s.subarray(0, end)).toString();
+  }
+  return undefined;
+}
+
 /** File records kept from loading ahead (a directory's files are loaded up to 4096 at a time). */
 const LOADED_FILES = 16_384;
 
@@ -912,6 +933,77 @@ export class Inodes {
     }
   }
 
+  /**
+   * The ELF interpreter (PT_INTERP: the dynamic loader) of the first executables in usr/bin, as
+   * the file it names in this view (a leading /usr dropped, /lib64/… as usr/lib64/…: a merged
+   * /usr; symlinks followed in registered listings only), or undefined. Every dynamically linked
+   * program's exec reads it right after the program's own head (Inodes.preloadInterpreter).
+   */
+  async interpreter(): Promise<{ path: string; file: Recalled } | undefined> {
+    const bin = this.entryAt(['bin']);
+    const kids = bin?.kids ?? [];
+    let tries = 0;
+    for (const k of kids) {
+      const n = k.node;
+      if (n.type !== 'file' || !n.exe || n.size < 64) continue;
+      if (++tries > INTERP_TRIES) break;
+      const f = await this.loadAhead(n.id);
+      if (!f) continue;
+      // Its first chunk only (no readahead: the executable itself is not read ahead).
+      const c0 = f.rec.chunks[0];
+      const head = c0 ? await this.o.chunks.chunk(c0.id, c0.length, f.rec.id).catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
+      // Not kept: which program starts first is not this mount's to guess.
+      if (c0) this.o.chunks.drop(c0.id);
+      const path = elfInterp(head);
+      if (path === undefined) continue;
+      const file = this.resolve(path);
+      return file ? { path, file } : undefined;
+    }
+    return undefined;
+  }
+
+  /** An entry below usr by names, through registered listings (kids) only. */
+  private entryAt(names: readonly string[]): Entry | undefined {
+    let e: Entry | undefined = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    for (const name of names) {
+      if (name === '' || name === '.') continue;
+      if (name === '..') return undefined;
+      const n = e ? this.nodeOf(e) : undefined;
+      const t = n?.type === 'dir' && n.tree && e!.kids ? this.o.trees.peek(n.tree)?.tree : undefined;
+      const i = t ? t.find(Buffer.from(name)) : -1;
+      e = i >= 0 ? e!.kids![i] : undefined;
+      if (!e) return undefined;
+    }
+    return e;
+  }
+
+  /** An absolute path in a merged-/usr system to the file it names below usr, symlinks followed. */
+  private resolve(path: string): Recalled | undefined {
+    let parts = path.split('/').filter((x) => x !== '' && x !== '.');
+    for (let hop = 0; hop < 8; hop++) {
+      if (parts[0] === 'usr') parts = parts.slice(1);
+      const e = this.entryAt(parts);
+      const n = e?.node;
+      if (!n) return undefined;
+      if (n.type === 'file') return { id: n.id, size: n.size };
+      if (n.type !== 'symlink') return undefined;
+      const t = n.target.toString();
+      const target = t.split('/').filter((x) => x !== '' && x !== '.');
+      if (t.startsWith('/')) parts = target;
+      else {
+        const dir = parts.slice(0, -1);
+        for (const x of target) {
+          if (x === '..') {
+            if (dir.length === 0) return undefined;
+            dir.pop();
+          } else dir.push(x);
+        }
+        parts = dir;
+      }
+    }
+    return undefined;
+  }
+
   /** Offers the recalled files now in memory to their nodes the binding knows (recallDirs may
    * have registered them after the bytes arrived). */
   offerRecalled(list: readonly Recalled[]): void {
@@ -930,10 +1022,15 @@ export class Inodes {
   recallFiles(list: readonly Recalled[]): Promise<unknown> {
     const done: Promise<unknown>[] = [];
     let group: Recalled[] = [];
+    // Through its record, read whole and joined: a file over WHOLE_BYTES, or one under it that is
+    // more than one chunk (wholeOf: undefined; ld-linux is 3), which was left out before.
+    const whole = (f: Recalled): Promise<unknown> => this.loadAhead(f.id)
+      .then((of) => (of && of.rec.size === f.size ? this.o.chunks.readWhole(of) : undefined))
+      .then((b) => b && this.onWhole(f.id, b), () => {});
     const flush = (): void => {
       if (group.length === 0) return;
       this.o.chunks.loadWhole(group, this.onWhole);
-      for (const f of group) done.push(this.o.chunks.wholeOf(f).catch(() => undefined));
+      for (const f of group) done.push(this.o.chunks.wholeOf(f).then((w) => (w ? w : whole(f)), () => undefined));
       group = [];
     };
     for (const f of list) {
@@ -942,9 +1039,7 @@ export class Inodes {
         continue;
       }
       flush();
-      done.push(this.loadAhead(f.id)
-        .then((of) => (of && of.rec.size === f.size ? this.o.chunks.readWhole(of) : undefined))
-        .then((b) => b && this.onWhole(f.id, b), () => {}));
+      done.push(whole(f));
     }
     flush();
     return Promise.all(done);

@@ -510,6 +510,11 @@ export class ChunkReader {
     return b && b.length === f.size ? b : undefined;
   }
 
+  /** Lets go of a decoded chunk (one read for a look at it, not for a reader). */
+  drop(id: Id): void {
+    this.lru.delete(id);
+  }
+
   /** The whole content of `f` if it is one chunk, else undefined (read it through its record). */
   wholeOf(f: WholeFile): Promise<Buffer | undefined> {
     if (f.size === 0) return Promise.resolve(Buffer.alloc(0));

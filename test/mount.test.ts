@@ -512,6 +512,45 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.match(r.stderr, /Input\/output error/);
   });
 
+  it('the ELF interpreter of usr/bin\'s executables is read whole before `mounted` (its path followed through a symlink) and its READs never reach JS', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    await fixtureTree(src, 8);
+    // A 64-bit ELF head whose one program header is PT_INTERP /lib64/ld-test.so.1; lib64's entry
+    // is a relative symlink to lib's file (a merged /usr: /lib64 is usr/lib64).
+    const interp = Buffer.from('/lib64/ld-test.so.1\0');
+    const elf = Buffer.alloc(64 + 56 + interp.length + 4000);
+    elf.writeUInt32BE(0x7f454c46, 0);
+    elf[4] = 2;
+    elf[5] = 1;
+    elf.writeBigUInt64LE(64n, 0x20);
+    elf.writeUInt16LE(56, 0x36);
+    elf.writeUInt16LE(1, 0x38);
+    elf.writeUInt32LE(3, 64);
+    elf.writeBigUInt64LE(120n, 64 + 8);
+    elf.writeBigUInt64LE(BigInt(interp.length), 64 + 32);
+    interp.copy(elf, 120);
+    await writeFile(join(src, 'bin/prog'), elf, { mode: 0o755 });
+    const ld = Buffer.alloc(100 * 1024);
+    for (let i = 0; i < ld.length; i++) ld[i] = (i * 7919 + (i >> 9)) & 0xff;
+    await mkdir(join(src, 'lib'), { recursive: true });
+    await mkdir(join(src, 'lib64'), { recursive: true });
+    await writeFile(join(src, 'lib/ld-test.so.1'), ld);
+    await sh(`ln -s ../lib/ld-test.so.1 ${src}/lib64/ld-test.so.1`);
+    const s = await t.store();
+    const p = (await s.ingest(src, { name: 'interp' })).path;
+    await P.switchProfile(s, 'system', [{ path: p }]);
+    await t.closeStore();
+    const mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1', MIQ_MOUNT_RECALL: '0' });
+    assert.match(mm.stderr(), /miq mount: the ELF interpreter \/lib64\/ld-test\.so\.1 \(102400 bytes\) read in/, mm.stderr());
+    const sum = (await sh(`sha256sum < ${b}/mnt/usr/lib64/ld-test.so.1`)).stdout.split(' ')[0];
+    assert.equal(sum, createHash('sha256').update(ld).digest('hex'));
+    // A READ answered in JS is logged before its reply: none was (the binding answered them from
+    // the bytes offered at the lookup, or the page cache from the push).
+    assert.doesNotMatch(mm.stderr(), /^lat op=5 /m, mm.stderr());
+  });
+
   it('a name missing from a registered directory is answered by the binding: ENOENT, without a round trip to JS', async (tc) => {
     const t = await scratch(tc);
     const { b } = t;
