@@ -1,5 +1,6 @@
 /** The process-wide piscina pool for ingest work (one worker per core). */
 import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { WorkerResult, WorkerTask } from './ingest-worker.js';
 
@@ -28,8 +29,40 @@ export function ingestPool(threads = poolThreads()): Piscina<WorkerTask, WorkerR
  * termination ends cleanly. Older Nodes have no such flag (and no require(esm)): nothing added.
  */
 export const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--experimental-require-module')
-  ? [...process.execArgv, '--no-experimental-require-module']
-  : [...process.execArgv];
+  ? [...workerFlags(process.execArgv), '--no-experimental-require-module']
+  : workerFlags(process.execArgv);
+
+/**
+ * `argv` (node's own flags, as `node FLAGS bin/miq …` gave them) without those a Worker refuses:
+ * V8 options (`--max-old-space-size=…`, `--no-opt`) and per-process ones (`--title`) are the
+ * process's, and passing them on made every ingest fail with "invalid execArgv flags" (exit 70).
+ * Node names the refused flags when a Worker is created with them (before its thread starts); a
+ * flag given without `=` takes the next word along. Two tries, then no flags at all. Empty (no
+ * probe, no thread) in the usual case: `miq` run as itself.
+ */
+export function workerFlags(argv: readonly string[]): string[] {
+  let flags = [...argv];
+  for (let attempt = 0; attempt < 2 && flags.length > 0; attempt++) {
+    const refused = refusedFlags(flags);
+    if (refused.size === 0) return flags;
+    flags = flags.filter((a, i) => !refused.has(a) && !(i > 0 && refused.has(flags[i - 1]!) && !flags[i - 1]!.includes('=') && !a.startsWith('-')));
+  }
+  return flags.length > 0 && refusedFlags(flags).size === 0 ? flags : [];
+}
+
+/** The flags of `flags` a Worker refuses (a probe worker that is accepted is stopped at once). */
+function refusedFlags(flags: string[]): Set<string> {
+  try {
+    const probe = new Worker('', { eval: true, execArgv: flags });
+    probe.unref();
+    void probe.terminate();
+    return new Set();
+  } catch (e) {
+    const m = /flags: (.*)$/.exec(e instanceof Error ? e.message : '');
+    if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV' || !m) return new Set(flags);
+    return new Set(m[1]!.split(', '));
+  }
+}
 
 /**
  * One worker more than cores: the main thread (walk, index lookups, pack writes) takes a share of
