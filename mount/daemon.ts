@@ -282,6 +282,8 @@ const PRELOAD_CHUNKS = 32768;
 /** The last start's files (fs/recall.ts) are read before `mounted` for at most this long. */
 const RECALL_MS = 2000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+/** `p`'s value, or `late` when it has not come within `ms` (the work goes on behind). */
+const within = <T>(p: Promise<T>, ms: number, late: T): Promise<T> => Promise.race([p, sleep(ms).then(() => late)]);
 
 /** The index is read ahead whole when it is at most this big. */
 const WARM_INDEX_BYTES = 128 << 20;
@@ -312,7 +314,7 @@ function indexWarmer(db: string, willneed: (paths: string[]) => Promise<void>): 
 /** Inodes.preloadFiles before `mounted`, at most WARM_MS. */
 async function preloadFiles(inodes: Inodes, log: (line: string) => void): Promise<void> {
   const t0 = performance.now();
-  const f = await Promise.race([inodes.preloadFiles(PRELOAD_FILES, PRELOAD_CHUNKS).catch(() => 0), sleep(WARM_MS).then(() => -1)]);
+  const f = await within(inodes.preloadFiles(PRELOAD_FILES, PRELOAD_CHUNKS).catch(() => 0), WARM_MS, -1);
   if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: ${f} file records and their chunk locations loaded in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
@@ -333,7 +335,7 @@ async function preloadInterpreter(inodes: Inodes, log: (line: string) => void): 
     inodes.offerRecalled([i.file]);
     return `${i.path} (${i.file.size} bytes)`;
   };
-  const what = await Promise.race([read().catch(() => 'none'), sleep(WARM_MS).then(() => 'still reading')]);
+  const what = await within(read().catch(() => 'none'), WARM_MS, 'still reading');
   if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: the ELF interpreter ${what} read in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
@@ -389,7 +391,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   // would fetch them from its remote.
   if (p0 && WARM_DEPTH >= 0 && store.getTreesPacked) {
     const t0 = performance.now();
-    const n = await Promise.race([x.trees.warm([p0.tree], WARM_DEPTH, WARM_WIDTH, WARM_TREES), sleep(WARM_MS).then(() => -1)]);
+    const n = await within(x.trees.warm([p0.tree], WARM_DEPTH, WARM_WIDTH, WARM_TREES), WARM_MS, -1);
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} trees of ${profile} loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   }
   m = await fuse3Mount(native, dir, handler, { fsname: 'miq', allowOther: x.isRoot, debug: x.debug });
@@ -413,7 +415,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     // 0.19 s without, the replay's decoding competing with the program for the 2 cores.
     const t0 = performance.now();
     const all = Promise.all([inodes.recallFiles(recalled), inodes.recallDirs(recalledDirs).catch(() => {})]).then(() => inodes.offerRecalled(recalled));
-    const ok = await Promise.race([all.then(() => true), sleep(RECALL_MS).then(() => false)]);
+    const ok = await within(all.then(() => true), RECALL_MS, false);
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${recalled.length} files of the last start (${recalled.reduce((a, f) => a + f.size, 0)} bytes) and ${recalledDirs.length} directories ${ok ? 'read' : 'still reading'} in ${(performance.now() - t0).toFixed(1)} ms`);
   }
   const mount = m;

@@ -37,17 +37,25 @@ export const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--exper
  * V8 options (`--max-old-space-size=…`, `--no-opt`) and per-process ones (`--title`) are the
  * process's, and passing them on made every ingest fail with "invalid execArgv flags" (exit 70).
  * Node names the refused flags when a Worker is created with them (before its thread starts); a
- * flag given without `=` takes the next word along. Two tries, then no flags at all. Empty (no
+ * flag given without `=` takes the next word along. Three probes at most, then no flags at all. Empty (no
  * probe, no thread) in the usual case: `miq` run as itself.
  */
 export function workerFlags(argv: readonly string[]): string[] {
   let flags = [...argv];
-  for (let attempt = 0; attempt < 2 && flags.length > 0; attempt++) {
+  for (let probes = 0; flags.length > 0; probes++) {
     const refused = refusedFlags(flags);
     if (refused.size === 0) return flags;
-    flags = flags.filter((a, i) => !refused.has(a) && !(i > 0 && refused.has(flags[i - 1]!) && !flags[i - 1]!.includes('=') && !a.startsWith('-')));
+    if (probes === 2) return [];
+    flags = withoutRefused(flags, refused);
   }
-  return flags.length > 0 && refusedFlags(flags).size === 0 ? flags : [];
+  return flags;
+}
+
+/** `flags` without the refused ones, and without the word after a refused flag given without
+ * `=` (its value: `--stack-size 900`). */
+function withoutRefused(flags: readonly string[], refused: ReadonlySet<string>): string[] {
+  const valueOfRefused = (i: number): boolean => i > 0 && refused.has(flags[i - 1]!) && !flags[i - 1]!.includes('=') && !flags[i]!.startsWith('-');
+  return flags.filter((a, i) => !refused.has(a) && !valueOfRefused(i));
 }
 
 /** The flags of `flags` a Worker refuses (a probe worker that is accepted is stopped at once). */
