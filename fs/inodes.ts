@@ -45,6 +45,12 @@ export interface Replier {
    * READs itself (native/miqfuse.c), and with `push` (the kernel knows the node) puts it into
    * the page cache at once; optional. */
   offer?(ino: number, bytes: Buffer, push?: boolean): void;
+  /** The bytes a decode thread offered for node `ino` (loadWhole's `ino`) go into the page cache
+   * now, if still in the binding's table (the kernel knows the node). Optional. */
+  pushOffered?(ino: number): void;
+  /** A READ that reached JS answered from node `ino`'s offered bytes in the binding; false (the
+   * slot still ours) when it has none. Optional. */
+  serveOffered?(slot: number, ino: number, size: number, off: number): boolean;
   /** Registers the listing of an immutable directory (packed as for replyDir) with the binding,
    * which then answers its LOOKUPs (a name not in it as a miss the kernel keeps, as lookup()
    * does) and READDIR(PLUS)es itself and tells us (OP.LOOKED, OP.LISTED); false when it was not
@@ -876,7 +882,16 @@ export class Inodes {
 
   /** Offers a small file that arrived whole to every node of it the kernel knows or may learn
    * from the binding (a registered name). */
-  private readonly onWhole = (id: Id, b: Buffer): void => {
+  private readonly onWhole = (id: Id, b: Buffer, offered?: number): void => {
+    if (offered !== undefined) {
+      // Offered by the decode thread (loadDir): its bytes are in the binding, not here.
+      const e = this.byIno.get(offered);
+      if (!e || e.node.type !== 'file' || e.node.id !== id) return;
+      e.offered = true;
+      if (LATENCY) this.log(`offered ino=${e.ino}`);
+      if (e.nlookup > 0 && e.looked === true) this.r.pushOffered?.(e.ino);
+      return;
+    }
     if (!this.r.offer) return;
     for (const m of this.files) {
       const e = m.get(id);
@@ -1052,15 +1067,20 @@ export class Inodes {
     const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
     if (!t) return;
     pe.wholeLoaded = true;
-    const files: { id: Id; size: number }[] = [];
+    const files: { id: Id; size: number; ino?: number }[] = [];
     let bytes = 0;
     const es = t.tree;
+    const direct = this.r.serveOffered !== undefined;
     for (let i = 0; i < es.length; i++) {
       if (!es.isFile(i)) continue;
       const size = es.size(i);
       if (size === 0 || size > WHOLE_BYTES) continue;
       if ((bytes += size) > DIR_WHOLE_BYTES) break;
-      files.push({ id: es.id(i)!, size });
+      const id = es.id(i)!;
+      // A node onWhole would offer the bytes to (looked up, or held by a registered listing):
+      // the decode thread offers them itself (ChunkReader.loadWhole), JS never holds them.
+      const e = direct ? this.files[es.kind(i) === 'exe' ? 1 : 0].get(id) : undefined;
+      files.push(e && !e.offered && (e.nlookup > 0 || e.kept) ? { id, size, ino: e.ino } : { id, size });
     }
     this.o.chunks.loadWhole(files, this.onWhole);
   }
@@ -1157,7 +1177,9 @@ export class Inodes {
       const b = this.o.chunks.cachedWhole(n);
       if (b) return this.replySlice(slot, b, off, size);
       this.o.chunks.wholeOf(n)
-        .then((w) => (w ? this.replySlice(slot, w, off, size) : this.readRecord(slot, e, ino, size, off)))
+        // No bytes: not one chunk, or offered to the binding by a decode thread (loadDir) while
+        // this READ was on its way here: answered from there when it has them.
+        .then((w) => (w ? this.replySlice(slot, w, off, size) : this.r.serveOffered?.(slot, ino, size, off) || this.readRecord(slot, e, ino, size, off)))
         .catch((err) => this.fail(slot, 'read', ino, err));
       return;
     }

@@ -118,6 +118,9 @@ const STREAM_BYTES = envNum('MIQ_MOUNT_STREAM_CACHE') ?? 16 << 20;
 export interface WholeFile {
   readonly id: Id;
   readonly size: number;
+  /** loadWhole: the file node (known to the kernel, or held by a registered listing) whose table
+   * of offered files in the binding the decode thread puts the verified bytes into. */
+  readonly ino?: number;
 }
 
 /**
@@ -178,6 +181,8 @@ interface Pending {
   reject: (e: unknown) => void;
   /** A stream's chunk: its node, offset and file size (see StreamSink). */
   sink?: { ino: number; at: number; size: number };
+  /** A small file's chunk offered by the decode thread to the binding for this node (loadWhole). */
+  ready?: number;
 }
 
 export class ChunkReader {
@@ -540,9 +545,11 @@ export class ChunkReader {
    * spans (one pread for neighbours) and decoded and verified on the pool. `onReady` hears of
    * each file whose bytes are in the cache; files that are not one chunk are skipped (undefined
    * from wholeOf). `inline`: decode on this thread (one file someone waits for: not behind a
-   * directory's batch on the pool).
+   * directory's batch on the pool). A file with `ino` decoded on the pool is offered to the
+   * binding by the decode thread (fuse3 mounts) and its bytes do not come back: onReady hears
+   * `offered` (its node) and an empty buffer, and wholeOf of it says undefined.
    */
-  loadWhole(files: readonly WholeFile[], onReady?: (id: Id, b: Buffer) => void, inline = false): void {
+  loadWhole(files: readonly WholeFile[], onReady?: (id: Id, b: Buffer, offered?: number) => void, inline = false): void {
     const locator = this.locator;
     if (!locator) return;
     const todo: WholeFile[] = [];
@@ -562,11 +569,12 @@ export class ChunkReader {
         const loc = locs?.[k];
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
         const d = this.pending(f.id, f.size, f.id);
-        if (onReady) d.promise.then((b) => onReady(f.id, b), () => {});
+        if (onReady) d.promise.then((b) => onReady(f.id, b, b === OFFERED ? f.ino : undefined), () => {});
         if (inline || !pooled(loc) || (loc.frame && this.storeFrames.has(`${loc.pack}.${loc.offset}`))) {
           this.readAt(locator, loc, d.pending);
           return;
         }
+        if (f.ino !== undefined && this.sink) d.pending.ready = f.ino;
         let l = byPack.get(loc.pack);
         if (!l) byPack.set(loc.pack, (l = []));
         l.push({ p: d.pending, loc });
@@ -605,7 +613,7 @@ export class ChunkReader {
         end = Math.max(end, l[j]!.loc.offset + l[j]!.loc.stored);
         j++;
       }
-      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, frame: loc.frame, sink: this.promised(p) } }));
+      const batch = l.slice(i, j).map(({ p, loc }) => ({ p, it: { id: p.id, path, offset: loc.offset, stored: loc.stored, plain: loc.plain, flags: loc.flags, frame: loc.frame, sink: this.promised(p), ready: this.readyOf(p) } }));
       this.decode(batch, batch.length > 1 ? { path, offset: start, length: end - start } : undefined);
       i = j;
     }
@@ -616,6 +624,10 @@ export class ChunkReader {
   private promised(p: Pending): DecodeItem['sink'] {
     const s = p.sink, sink = this.sink;
     return s && sink ? { h: sink.handle, ino: s.ino, at: s.at } : undefined;
+  }
+
+  private readyOf(p: Pending): DecodeItem['ready'] {
+    return p.ready !== undefined && this.sink ? { h: this.sink.handle, ino: p.ready } : undefined;
   }
 
   /**

@@ -35,6 +35,7 @@ import { listenUserSockets } from './users.js';
 import { fuseMount, type FuseMount } from './fuse.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from './fuse3.js';
 import { Inodes } from '../fs/inodes.js';
+import type { Replier } from '../fs/index.js';
 import { fuseDeviceAt, fuseMountsOf, lazyUnmount, mounts, mountsUnder, prepareMountpoint, probe, run } from './mountinfo.js';
 import { viewsDir } from '../store/private-dir.js';
 
@@ -339,6 +340,27 @@ async function preloadInterpreter(inodes: Inodes, log: (line: string) => void): 
   if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: the ELF interpreter ${what} read in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
+/** The Inodes' replier before the mount exists (requests wait for it: startFuse3's `early`):
+ * each call goes to the mount's replier when made. */
+function lateReplier(mount: () => Fuse3Mount): Replier {
+  return {
+    replyErr: (...a: [number, number]) => mount().replier.replyErr(...a),
+    replyEntry: (...a: [number, number, number, number, number, number]) => mount().replier.replyEntry(...a),
+    replyAttr: (...a: [number, number, number, number, number]) => mount().replier.replyAttr(...a),
+    replyBuf: (...a: [number, Buffer, number]) => mount().replier.replyBuf(...a),
+    replyBufs: (...a: [number, Buffer[]]) => mount().replier.replyBufs!(...a),
+    replyReadlink: (...a: [number, Buffer]) => mount().replier.replyReadlink(...a),
+    replyXattr: (...a: [number, number]) => mount().replier.replyXattr(...a),
+    replyStatfs: (...a: [number, number, number]) => mount().replier.replyStatfs(...a),
+    replyDir: (...a: [number, boolean, number, Buffer, number, number, number, number]) => mount().replier.replyDir(...a),
+    offer: (...a: [number, Buffer, boolean?]) => mount().replier.offer?.(...a),
+    pushOffered: (ino: number) => mount().replier.pushOffered?.(ino),
+    serveOffered: (...a: [number, number, number, number]) => mount().replier.serveOffered?.(...a) ?? false,
+    names: (...a: [number, Buffer, number, number]) => mount().replier.names?.(...a) ?? false,
+    unnames: (parent: number) => mount().replier.unnames?.(parent) ?? false,
+  };
+}
+
 /**
  * The libfuse 3 backend: one mount. `usr` is a directory of it whose entries are the current
  * generation's; every node below is content-named (fs/inodes.ts), so everything is cached by the
@@ -352,20 +374,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     return p ? { tree: p.tree, env: p.env } : undefined;
   };
   let m: Fuse3Mount | undefined;
-  const replier = {
-    replyErr: (...a: [number, number]) => m!.replier.replyErr(...a),
-    replyEntry: (...a: [number, number, number, number, number, number]) => m!.replier.replyEntry(...a),
-    replyAttr: (...a: [number, number, number, number, number]) => m!.replier.replyAttr(...a),
-    replyBuf: (...a: [number, Buffer, number]) => m!.replier.replyBuf(...a),
-    replyBufs: (...a: [number, Buffer[]]) => m!.replier.replyBufs!(...a),
-    replyReadlink: (...a: [number, Buffer]) => m!.replier.replyReadlink(...a),
-    replyXattr: (...a: [number, number]) => m!.replier.replyXattr(...a),
-    replyStatfs: (...a: [number, number, number]) => m!.replier.replyStatfs(...a),
-    replyDir: (...a: [number, boolean, number, Buffer, number, number, number, number]) => m!.replier.replyDir(...a),
-    offer: (...a: [number, Buffer, boolean?]) => m!.replier.offer?.(...a),
-    names: (...a: [number, Buffer, number, number]) => m!.replier.names?.(...a) ?? false,
-    unnames: (parent: number) => m!.replier.unnames?.(parent) ?? false,
-  };
+  const replier = lateReplier(() => m!);
   // The last start's files (fs/recall.ts): from a store's own packs only (a lazy mount's layered
   // store would fetch them from its remote).
   const rb = recallBytes();

@@ -39,6 +39,8 @@ export interface Native {
   replyStatfs(s: NativeSession, slot: number, blocks: number, files: number): number;
   replyDir(s: NativeSession, slot: number, plus: boolean, size: number, packed: Buffer, count: number, firstOff: number, et: number, at: number): number;
   offer(s: NativeSession, ino: number, bytes: Buffer, push: boolean): void;
+  pushOffered(s: NativeSession, ino: number): void;
+  serveOffered(s: NativeSession, slot: number, ino: number, size: number, off: number): boolean;
   streamHandle(s: NativeSession): number;
   streamPromise(s: NativeSession, ino: number, size: number, off: number, end: number, low?: number): void;
   streamSettle(s: NativeSession, ino: number, off: number, end: number, bytes?: Buffer): void;
@@ -145,6 +147,8 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     replyDir: (slot, plus, size, packed, count, first, et, at) => native.replyDir(s, slot, plus, size, packed, count, first, et, at),
     // Offers come from decodes that finish at any time, also after the session is gone.
     offer: (ino, bytes, push) => void (destroyed || native.offer(s, ino, bytes, push === true)),
+    pushOffered: (ino) => void (destroyed || native.pushOffered(s, ino)),
+    serveOffered: (slot, ino, size, off) => !destroyed && native.serveOffered(s, slot, ino, size, off),
     names: (parent, packed, count, timeout) => !destroyed && native.names(s, parent, packed, count, timeout),
     unnames: (parent) => !destroyed && native.unnames(s, parent),
   };

@@ -183,7 +183,7 @@ typedef struct session {
   ready_t *rb[RBUCKETS];
   ready_t *rhead, *rtail;
   size_t rbytes, rcap;
-  atomic_ullong rserved, roffered;
+  atomic_ullong rserved, roffered, rthreads;
   /* Registered names (loop thread reads, JS thread writes). */
   pthread_mutex_t nmu;
   named_t **nb;
@@ -1428,17 +1428,14 @@ static napi_value js_unnames(napi_env env, napi_callback_info info) {
 /* offer(s, ino, buffer, push): the whole, verified content of file node `ino`; its READs are
  * answered here from now on (see the head comment). A copy is kept: the buffer may be reused.
  * push: the kernel knows the node already, so push the bytes into its page cache now. */
-static napi_value js_offer(napi_env env, napi_callback_info info) {
-  SESSION_ARGS(4);
-  bool push = false;
-  napi_get_value_bool(env, argv[3], &push);
-  void *data = NULL;
-  size_t len = 0;
-  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
-  uint64_t ino = (uint64_t)num(env, argv[1]);
-  if (ino == 0 || len > s->rcap / 4) return NULL;
+static session_t *suse(int h);
+
+/* Copies `len` verified bytes of file node `ino` into the table of offered files (any thread);
+ * false when they do not fit. */
+static int roffer(session_t *s, uint64_t ino, const void *data, size_t len, int push) {
+  if (ino == 0 || len > s->rcap / 4) return 0;
   ready_t *r = malloc(sizeof *r + (len ? len : 1));
-  if (!r) return NULL;
+  if (!r) return 0;
   r->ino = ino;
   r->len = len;
   r->served = 0;
@@ -1457,7 +1454,74 @@ static napi_value js_offer(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&s->rmu);
   atomic_fetch_add(&s->roffered, 1);
   if (push) qpush(s, ino);
+  return 1;
+}
+
+static napi_value js_offer(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  bool push = false;
+  napi_get_value_bool(env, argv[3], &push);
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
+  roffer(s, (uint64_t)num(env, argv[1]), data, len, push);
   return NULL;
+}
+
+/* pushOffered(s, ino): the node's offered bytes (if still there) go into the page cache (a node
+ * the kernel knows: looked up); from JS once a decode thread offered them (readyOffer). */
+static napi_value js_push_offered(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(2);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  if (ino && rhas(s, ino)) qpush(s, ino);
+  return NULL;
+}
+
+/* serveOffered(s, slot, ino, size, off) -> bool: a READ that reached JS, answered from the
+ * node's offered bytes; false (the slot still JS's) when the node has none. */
+static napi_value js_serve_offered(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  uint64_t ino = (uint64_t)num(env, argv[2]);
+  double size = num(env, argv[3]), off = num(env, argv[4]);
+  if (s->dropping || !(off >= 0) || !(size >= 0) || !rhas(s, ino)) return res;
+  fuse_req_t r = slot_take(s, num(env, argv[1]));
+  if (!r) return res;
+  if (!rserve(s, r, ino, (size_t)size, (off_t)off)) {
+    /* Gone meanwhile (pushed, or pushed out): back into its slot, as streamWait does. */
+    uint32_t i = (uint32_t)((uint64_t)num(env, argv[1]) & 0xffffffffu);
+    s->nfree--;
+    s->slots[i] = r;
+    s->used++;
+    return res;
+  }
+  napi_get_boolean(env, true, &res);
+  return res;
+}
+
+/* readyOffer(handle, ino, bytes) -> bool: from a decode thread, the whole content of small file
+ * node `ino`, checked against its id by the caller; copied into the table of offered files (its
+ * READs are answered by the loop thread, as after offer). False when the session is gone or the
+ * bytes do not fit: the caller returns them to JS. */
+static napi_value js_ready_offer(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  int h = (int)num(env, argv[0]);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_arg(env, argv[2], &data, &len)) return NULL;
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  if (h <= 0 || len == 0) return res;
+  session_t *s = suse(h);
+  if (!s) return res;
+  int ok = !s->dropping && roffer(s, ino, data, len, 0);
+  if (ok) atomic_fetch_add(&s->rthreads, 1);
+  atomic_fetch_sub(&s->users, 1);
+  napi_get_boolean(env, ok, &res);
+  return res;
 }
 
 /* streamHandle(s) -> the number decode threads name this session by in chunkOffer. */
@@ -1704,6 +1768,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   }
   napi_create_double(env, (double)atomic_load(&s->rserved), &v); napi_set_named_property(env, c, "readServed", v);
   napi_create_double(env, (double)atomic_load(&s->roffered), &v); napi_set_named_property(env, c, "offered", v);
+  napi_create_double(env, (double)atomic_load(&s->rthreads), &v); napi_set_named_property(env, c, "offeredByThreads", v);
   napi_create_double(env, (double)atomic_load(&s->nserved), &v); napi_set_named_property(env, c, "lookupServed", v);
   napi_create_double(env, (double)atomic_load(&s->nmissed), &v); napi_set_named_property(env, c, "missServed", v);
   napi_create_double(env, (double)atomic_load(&s->lserved), &v); napi_set_named_property(env, c, "readlinkServed", v);
@@ -1976,6 +2041,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0 },
     { "notifyInval", 0, js_notify, 0, 0, 0, napi_default, 0 },
     { "offer", 0, js_offer, 0, 0, 0, napi_default, 0 },
+    { "pushOffered", 0, js_push_offered, 0, 0, 0, napi_default, 0 },
+    { "serveOffered", 0, js_serve_offered, 0, 0, 0, napi_default, 0 },
+    { "readyOffer", 0, js_ready_offer, 0, 0, 0, napi_default, 0 },
     { "streamHandle", 0, js_stream_handle, 0, 0, 0, napi_default, 0 },
     { "streamPromise", 0, js_stream_promise, 0, 0, 0, napi_default, 0 },
     { "streamSettle", 0, js_stream_settle, 0, 0, 0, napi_default, 0 },

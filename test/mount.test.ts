@@ -615,6 +615,36 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     const { line, c } = await countsAtExit(mm);
     assert.ok(c.readServed! >= 4 || c.pushed! >= 1, line);
   });
+
+  it('a directory\'s small files read whole on the pool are offered to the binding by the decode threads (their bytes never go through JS), every byte right', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    await mkdir(join(src, 'pkg'), { recursive: true });
+    // Incompressible: chunks of their own (not a shared frame that the first file's read decodes
+    // on the serving thread, whose neighbours are then sliced there too). More files than a
+    // small directory's: the batch starts at the third lookup, when the directory's listing (its
+    // files' nodes) is registered.
+    const N = 140;
+    const body = (k: number): Buffer => Buffer.concat(Array.from({ length: 30 + (k % 9) }, (_, i) => createHash('sha256').update(`${k}/${i}`).digest()));
+    const name = (k: number): string => `m${String(k).padStart(3, '0')}`;
+    for (let k = 0; k < N; k++) await writeFile(join(src, 'pkg', name(k)), body(k));
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'threadoffer' })).path;
+    await s.close();
+    const mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1' });
+    const pkg = `${b}/mnt/store/${p}/pkg`;
+    await sh(`cat ${pkg}/${name(0)} ${pkg}/${name(1)} ${pkg}/${name(2)} > /dev/null`);
+    const offered = (): number => mm.stderr().match(/^offered ino=/gm)?.length ?? 0;
+    for (const end = Date.now() + 10_000; offered() < N - 3;) {
+      assert.ok(Date.now() < end, `the directory's other files were not offered: ${mm.stderr()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const got = await sh(`cat ${Array.from({ length: N }, (_, k) => `${pkg}/${name(k)}`).join(' ')} | sha256sum`);
+    assert.equal(got.stdout.split(' ')[0], createHash('sha256').update(Buffer.concat(Array.from({ length: N }, (_, k) => body(k)))).digest('hex'));
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.offeredByThreads! >= N - 3, line);
+  });
 });
 
 describe('the recall list (what the last start read, fs/recall.ts)', () => {
