@@ -791,6 +791,46 @@ describe('corruption and crashes', () => {
     assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
   });
 
+  it('a file fetched whole (MIQ_MOUNT_WHOLE_AHEAD) has its last fifth (and half a readahead window before it) decoded first, then the rest in order; every byte reads right', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    await fixtureTree(join(b, 'src'), 3);
+    const s = await t.store();
+    const p = (await s.ingest(join(b, 'src'), { name: 'x' })).path;
+    const rec = await s.getStorePath(p);
+    const share = (await s.getTree(rec!.tree))!.entries.find((e) => e.name.toString() === 'share')!;
+    const big = (await s.getTree(share.id!))!.entries.find((e) => e.name.toString() === 'big.bin')!;
+    const file = (await s.getFile(big.id!))!;
+    assert.ok(file.size <= 8 << 20 && file.chunks.length > 4, 'fixture is a multi-chunk file under MIQ_MOUNT_WHOLE_AHEAD');
+    await t.closeStore();
+    const starts: number[] = [];
+    let at = 0;
+    for (const c of file.chunks) {
+      starts.push(at);
+      at += c.length;
+    }
+    // The chunk holding size - size/5 - 512 KiB (fs/reader.ts extend).
+    const from = file.size - Math.ceil(file.size / 5) - (512 << 10);
+    const tail = starts.filter((x) => x <= from).length - 1;
+    assert.ok(tail > 1 && tail < file.chunks.length - 1, `fixture: the tail starts at chunk ${tail} of ${file.chunks.length}`);
+    const mm = await t.miqMount({ MIQ_DEBUG_DECODE: '1' });
+    const f = `${b}/mnt/store/${p}/share/big.bin`;
+    const src = `${b}/src/share/big.bin`;
+    // The first 4 KiB: its READ's own chunk, and the rest of the file fetched ahead.
+    assert.equal((await sh(`head -c 4096 ${f} | md5sum`)).stdout, (await sh(`head -c 4096 ${src} | md5sum`)).stdout);
+    // Decode tasks of this file by the order they were posted: task number and first offset.
+    const tasks = (): { task: number; from: number }[] => [...mm.stderr().matchAll(/^decode task=(\d+) .* from=(\d+)$/gm)].map((m) => ({ task: Number(m[1]), from: Number(m[2]) })).sort((x, y) => x.task - y.task);
+    const seen = (): boolean => [0, starts[1]!, starts[tail]!].every((x) => tasks().some((k) => k.from === x));
+    for (let i = 0; i < 200 && !seen(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(seen(), mm.stderr());
+    const order = tasks().map((k) => k.from);
+    assert.equal(order[0], 0, `the READ's own chunk first: ${order.join(' ')}`);
+    assert.equal(order[1], starts[tail], `then the tail: ${order.join(' ')}`);
+    assert.ok(order.indexOf(starts[1]!) > 1, `then the rest from chunk 1: ${order.join(' ')}`);
+    assert.equal((await sh(`md5sum < ${f}`)).stdout, (await sh(`md5sum < ${src}`)).stdout);
+    assert.equal(await mm.stop(), 0, mm.stderr());
+  });
+
   it('a large file read in order is answered by the binding from chunks the decode threads verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right', async (tc) => {
     const t = await scratch(tc);
     const { b, logs } = t;
