@@ -31,6 +31,7 @@ import { scanRefs } from '../store/refscan.js';
 // binding.gyp builds hashFiles where Debian's librust-blake3-dev put BLAKE3's C source; with that
 // source present a missing hashFiles is a build defect, not a skip.
 const BLAKE3_SOURCE = existsSync('/usr/share/cargo/registry') && readdirSync('/usr/share/cargo/registry').some((n) => n.startsWith('blake3-'));
+const WARM_TREE = miqchunkExport<(root: Uint8Array, threads: number) => void>('warmTree', 'MIQ_JS_WALK');
 const HASH_FILES = miqchunkExport<(files: { path: Uint8Array; size: number }[]) => Buffer>('hashFiles', 'MIQ_JS_HASH');
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
@@ -350,10 +351,29 @@ describe('walk', () => {
     const warm = await seen({ sync: true });
     assert.equal(warm.length, 40 * 7 + 1);
     assert.deepEqual(await seen({ sync: false }), warm);
-    // Every lstat counts as slow: three per directory synchronously, the rest concurrently.
+    // Every lstat counts as slow. With the addon the first slow calls start warmTree and the
+    // walk stays synchronous (the rest of that first directory concurrently); from JS three per
+    // directory synchronously, the rest concurrently.
     assert.deepEqual(await seen({ sync: true, slowNs: 0n }), warm);
     assert.deepEqual(await seen({ sync: true, native: false }), warm, 'listed from JS');
     assert.deepEqual(await seen({ sync: true, slowNs: 0n, native: false }), warm);
+  });
+
+  it('warms a tree on threads of its own that end once it is read (warmTree)', { skip: !WARM_TREE && 'the addon did not build' }, async () => {
+    const d = join(tmp, 'warm-tree');
+    for (let i = 0; i < 30; i++) await mkdir(join(d, `d${i}`, 'x', 'y'), { recursive: true });
+    await symlink('/', join(d, 'up'));
+    for (const bad of [[Buffer.alloc(0), 4], [Buffer.from(d), 0], [Buffer.from(d), 65], ['not bytes', 4], [Buffer.from(`${d}\0x`), 4]] as const) {
+      assert.throws(() => WARM_TREE!(bad[0] as Uint8Array, bad[1]), TypeError, String(bad));
+    }
+    const tasks = (): number => readdirSync('/proc/self/task').length;
+    const before = tasks();
+    WARM_TREE!(Buffer.from(d), 4);
+    WARM_TREE!(Buffer.from(join(d, 'missing')), 2);
+    // The threads are detached: poll until they are gone.
+    for (const t0 = Date.now(); tasks() > before; await new Promise((r) => setTimeout(r, 20))) {
+      assert.ok(Date.now() - t0 < 20_000, `${tasks() - before} warming threads still running after 20 s`);
+    }
   });
 
   it('hands out a directory\'s entries in byte order of their names, in C and from JS (frames follow that order)', async () => {
