@@ -827,6 +827,15 @@ static fuse_req_t slot_take(session_t *s, double id) {
   return r;
 }
 
+/* slot_untake(s, id, r): undoes the slot_take(s, id) just made (its slot is last on the free
+ * list): a request JS handed back because the binding could not answer it after all. */
+static void slot_untake(session_t *s, double id, fuse_req_t r) {
+  uint32_t i = (uint32_t)((uint64_t)id & 0xffffffffu);
+  s->nfree--;
+  s->slots[i] = r;
+  s->used++;
+}
+
 static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   session_t *s = ctx;
   msg_t *m = data;
@@ -1490,10 +1499,7 @@ static napi_value js_serve_offered(napi_env env, napi_callback_info info) {
   if (!r) return res;
   if (!rserve(s, r, ino, (size_t)size, (off_t)off)) {
     /* Gone meanwhile (pushed, or pushed out): back into its slot, as streamWait does. */
-    uint32_t i = (uint32_t)((uint64_t)num(env, argv[1]) & 0xffffffffu);
-    s->nfree--;
-    s->slots[i] = r;
-    s->used++;
+    slot_untake(s, num(env, argv[1]), r);
     return res;
   }
   napi_get_boolean(env, true, &res);
@@ -1707,11 +1713,7 @@ static napi_value js_stream_wait(napi_env env, napi_callback_info info) {
   }
   pthread_mutex_unlock(&s->smu);
   if (!done) {
-    /* Back into its slot (slot_take just freed it, last on the free list). */
-    uint32_t i = (uint32_t)((uint64_t)num(env, argv[1]) & 0xffffffffu);
-    s->nfree--;
-    s->slots[i] = r;
-    s->used++;
+    slot_untake(s, num(env, argv[1]), r);
     return res;
   }
   napi_get_boolean(env, true, &res);
