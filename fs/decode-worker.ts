@@ -12,7 +12,7 @@
  */
 import { createRequire } from 'node:module';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { PackFds, decodeFrame, decodeVerified, preadStored, sliceVerified } from '../store/chunkread.js';
+import { PackFds, decodeFrame, decodeVerified, preadStored, sliceVerified, viewVerified } from '../store/chunkread.js';
 import { FLAG_ZSTD } from '../store/codec.js';
 import { MiqError } from '../store/errors.js';
 import { idOf } from '../store/ids.js';
@@ -201,9 +201,7 @@ function decodeReady(it: DecodeItem & { ready: { h: number; ino: number } }, spa
   if (it.frame) {
     let view: Buffer | undefined;
     try {
-      const f = frameOf(it as DecodeItem & { frame: { off: number; size: number } }, span);
-      const v = f.subarray(it.frame.off, it.frame.off + it.plain);
-      if (v.length === it.plain && idOf(v) === it.id) view = v;
+      view = viewVerified(it.id, frameOf(it as DecodeItem & { frame: { off: number; size: number } }, span), it.frame.off, it.plain);
     } catch {
       // decodeOne below says what failed.
     }

@@ -1434,9 +1434,6 @@ static napi_value js_unnames(napi_env env, napi_callback_info info) {
   return res;
 }
 
-/* offer(s, ino, buffer, push): the whole, verified content of file node `ino`; its READs are
- * answered here from now on (see the head comment). A copy is kept: the buffer may be reused.
- * push: the kernel knows the node already, so push the bytes into its page cache now. */
 static session_t *suse(int h);
 
 /* Copies `len` verified bytes of file node `ino` into the table of offered files (any thread);
@@ -1466,6 +1463,9 @@ static int roffer(session_t *s, uint64_t ino, const void *data, size_t len, int 
   return 1;
 }
 
+/* offer(s, ino, buffer, push): the whole, verified content of file node `ino`; its READs are
+ * answered here from now on (see the head comment). A copy is kept: the buffer may be reused.
+ * push: the kernel knows the node already, so push the bytes into its page cache now. */
 static napi_value js_offer(napi_env env, napi_callback_info info) {
   SESSION_ARGS(4);
   bool push = false;

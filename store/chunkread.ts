@@ -54,11 +54,18 @@ export function decodeFrame(body: Buffer, size: number, id: string): Buffer {
   }
 }
 
+/** The chunk `id`'s bytes as a view of [off, off + len) of its decoded frame, checked against
+ * the id (MIQ_CORRUPT when they do not match); no copy: the view lives as long as the frame. */
+export function viewVerified(id: string, frame: Buffer, off: number, len: number): Buffer {
+  const view = frame.subarray(off, off + len);
+  if (view.length !== len || idOf(view) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
+  return view;
+}
+
 /** A framed chunk's plain bytes, cut from its frame's and checked against its id. A copy: a
  * view would keep the whole frame alive in every cache that holds the chunk. */
 export function sliceVerified(id: string, frame: Buffer, off: number, len: number, into?: (len: number) => Buffer): Buffer {
-  const view = frame.subarray(off, off + len);
-  if (view.length !== len || idOf(view) !== id) throw new MiqError('MIQ_CORRUPT', `chunk ${id} is corrupt: its bytes do not match its hash`, { details: { id, kind: 'chunk' } });
+  const view = viewVerified(id, frame, off, len);
   const out = into ? into(len) : Buffer.allocUnsafeSlow(len);
   view.copy(out);
   return out;
