@@ -4,6 +4,7 @@ import { stageUsrMerged } from '../store/usrmerge.js';
 import { MiqError } from '../store/errors.js';
 import type { IngestProgress, IngestResult } from '../store/api.js';
 import { watchIngest } from '../store/watch.js';
+import { exitWhenDone } from './exit.js';
 import { count, eta, fmtBytes, globals, rate, printJson, progressLine, storeDir, withStore } from './context.js';
 
 function summary(r: IngestResult): string {
@@ -73,5 +74,6 @@ export function register(program: Command): void {
       bar.done();
       if (o.json) printJson({ ...r, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
       else process.stdout.write(`${summary(r)}\n${r.path}\n`);
+      exitWhenDone();
     });
 }

@@ -1,6 +1,7 @@
 /** miq's command line: parses, calls one module function per command, prints. */
 import { CommanderError, type Command } from 'commander';
 import { MiqError, isNoSpace } from '../store/errors.js';
+import { exitsWhenDone } from './exit.js';
 import { buildProgram } from './program.js';
 
 const EXIT: Record<string, number> = {
@@ -59,6 +60,7 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
+    if (exitsWhenDone()) process.exit(code);
   },
   (e) => {
     process.stderr.write(`miq: ${String(e)}\n`);
