@@ -42,6 +42,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_DEBUG_COUNTS', 'diagnostics: a libfuse 3 mount prints its request counts when it stops'],
   ['MIQ_DEBUG_LATENCY', 'diagnostics: a libfuse 3 mount logs every request that reaches JavaScript (op, node, arguments, start, milliseconds to its answer)'],
   ['MIQ_DEBUG_DECODE', 'diagnostics: a mount logs every decode task of its pool (waiting for a thread, running, coming back, in milliseconds; chunks, bytes)'],
+  ['MIQ_DEBUG_QUEUE', 'diagnostics: a libfuse 3 mount logs every request it hands to JavaScript (messages queued ahead when posted, notices and requests taken first, milliseconds waited, the JS thread\'s CPU and runqueue wait meanwhile) and when each leaves JavaScript (posted, taken, answered: monotonic milliseconds, to join with a trace of the kernel\'s fuse_request_send/end)'],
   ['MIQ_DEBUG_SWITCH', 'diagnostics: a mount logs how long each switch took (pointer, diff, invalidation)'],
   ['MIQ_BENCH_VERBOSE', 'diagnostics: miq bench logs its steps also when stderr is not a terminal'],
   ['MIQ_CLAIM_COLLIDE', 'tests only: 1: every chunk an ingest worker claims collides with another\'s claim (exercises the fallback for that case)'],

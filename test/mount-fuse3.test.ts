@@ -29,6 +29,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   const looked: number[] = [];
   const events: [number, number, number, number][] = [];
   let doubleReply = '';
+  let trace: number[] | undefined;
   before(async () => {
     base = await tmp();
     mnt = join(base, 'mnt');
@@ -39,6 +40,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     let early: [number, number, number, unknown, unknown][] = [];
     const handler = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
       if (!m) return void early.push([op, slot, ino, a, b]);
+      trace?.push(op);
       if (op === OP.LOOKUP) {
         const f = ino === 1 ? files[a as string] : undefined;
         if (!f) return void r().replyErr(slot, 2);
@@ -241,6 +243,59 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     }
     assert.throws(() => into(body, Buffer.alloc(plain.length - 1)), /expected size/);
     assert.throws(() => into(body, Buffer.alloc(plain.length + 1)), /expected size/);
+  });
+
+  it('requests and notices reach JS in the order posted; the queue figures count the notices a request waited behind', async () => {
+    // Root registered with 16 names of node 4 and "hello" (node 2, never offered: its READ comes
+    // to JS). While the JS thread is held, a child looks up the 16 names and "hello" (the binding
+    // answers them and queues one OP.LOOKED each) and reads hello: that READ is posted behind 17
+    // notices, which JS must see first (a file's OP.LOOKED counts its directory's looks before its
+    // READ is seen), and the figures must say so.
+    const names = [...Array.from({ length: 16 }, (_, k) => `q${k}`), 'hello'];
+    const recs = names.map((n) => {
+      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
+      const f = n === 'hello' ? { ino: 2, size: content.length } : { ino: 4, size: given.length };
+      rec.writeDoubleLE(f.ino, 0);
+      rec.writeDoubleLE(f.size, 8);
+      rec.writeUInt32LE(S_IFREG | 0o444, 16);
+      rec.writeUInt32LE(n.length, 20);
+      rec.write(n, 24, 'latin1');
+      return rec;
+    });
+    assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
+    try {
+      await whileKept(async () => {
+        // hello's pages and attributes go, and the 16 names' entries; the root's attributes are
+        // fetched now (a GETATTR of the root while the JS thread is held would wait for it).
+        await m!.invalidate([1, 2], [Buffer.from('hello'), null]);
+        await m!.invalidate(names.map(() => 1), names.map((n) => Buffer.from(n)));
+        await sh(`stat -c %i ${mnt} > /dev/null`);
+        const st0 = m!.state().counts!;
+        trace = [];
+        const child = sh(`stat -c %i ${names.map((n) => `${mnt}/${n}`).join(' ')} > /dev/null && cat ${mnt}/hello`);
+        // Held (synchronously) until the READ is posted; no wall-clock bound is asserted.
+        const held = new Int32Array(new SharedArrayBuffer(4));
+        for (const end = Date.now() + 30_000; m!.state().counts!.read === st0.read && Date.now() < end;) Atomics.wait(held, 0, 0, 2);
+        const r = await child;
+        assert.equal(r.stdout, content.toString(), r.stderr);
+        const st1 = m!.state().counts!;
+        const seen = trace;
+        trace = undefined;
+        assert.equal(st1.read! - st0.read!, 1, JSON.stringify(st1));
+        assert.equal(st1.lookupServed! - st0.lookupServed!, names.length, JSON.stringify(st1));
+        const at = seen.indexOf(OP.READ);
+        assert.ok(at >= 0 && seen.filter((op) => op === OP.LOOKED).length >= names.length, seen.join(','));
+        assert.equal(seen.slice(0, at).filter((op) => op === OP.LOOKED).length, names.length, `ops in the order JS got them: ${seen.join(',')}`);
+        // The queue's figures: the READ found the notices queued ahead and waited for each.
+        assert.ok(st1.queueAheadMax! >= names.length, JSON.stringify(st1));
+        assert.ok(st1.queueNoticesFirst! - st0.queueNoticesFirst! >= names.length, JSON.stringify(st1));
+        assert.ok(st1.queueRequests! > st0.queueRequests! && st1.queueWaitMs! > st0.queueWaitMs!, JSON.stringify(st1));
+      });
+    } finally {
+      trace = undefined;
+      m!.replier.unnames!(1);
+      await m!.invalidate([1, ...names.map(() => 1)], [null, ...names.map((n) => Buffer.from(n))]);
+    }
   });
 
   it('unmounts within the grace period while a shell sits inside; nothing left mounted', async () => {
