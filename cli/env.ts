@@ -12,7 +12,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['http_proxy, https_proxy, no_proxy', 'HTTP proxy for remotes (or --proxy)'],
   ['MIQ_CHUNK', 'chunk sizes MIN/AVG/MAX of a new store (default 32K/128K/512K)'],
   ['MIQ_ZSTD_LEVEL', 'zstd level for new chunks (default 3)'],
-  ['MIQ_THREADS', 'ingest worker threads (default: CPUs + 1)'],
+  ['MIQ_THREADS', 'ingest worker threads (default: CPUs)'],
   ['MIQ_NO_DELTA', '1: store no delta chunks'],
   ['MIQ_NO_SCAN_COMPRESS', '1: compress after the scan, not during it'],
   ['MIQ_FUSE_BACKEND', 'FUSE backend of miq mount: the libfuse 3 addon or fuse-native (as --backend)'],

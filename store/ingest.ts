@@ -349,8 +349,7 @@ class IngestRun {
   private async runTasks(): Promise<void> {
     const inflight = new Set<Promise<void>>();
     const maxInflight = poolThreads() * 2;
-    // The pool's own size, held once (updateThreads() here re-read the environment every turn,
-    // and for a new store said cores where the pool has cores + 1).
+    // The pool's own size, held once (updateThreads() here re-read the environment every turn).
     const workers = poolSize();
     for (;;) {
       if (this.failure) break;

@@ -73,13 +73,17 @@ function refusedFlags(flags: string[]): Set<string> {
 }
 
 /**
- * One worker more than cores: the main thread (walk, index lookups, pack writes) takes a share of
- * a core, and with exactly one worker per core the workers sat idle ~15% of a full-corpus ingest
- * waiting for it. Measured on 2 cores, full corpus (2.85 GB), 3 alternating runs each: 2 workers
- * 8.9 s, 3 workers 8.3 s, 4 workers 8.3 s; release N (1.75 GB) no difference. MIQ_THREADS overrides.
+ * One worker per core. Each isolate starts, loads its modules and optimises the same JS again
+ * (TurboFan was ~12 % of the small corpus's CPU, in four isolates), and on this 2-core VM a third
+ * worker costs more than the main thread's share of a core leaves idle. A new store, FIFO A/B
+ * against cores + 1 (the default until 2026-12-04, measured then on another 2-core host: full
+ * corpus 8.9 s with 2 workers, 8.3 s with 3), 2026-12-04 (.notes/store-interface.md): small N
+ * 2.81-2.94 vs 3.05-3.24 s (lower in 4 of 4, CPU 4.9-5.1 vs 5.4-5.8 s), the small corpus's full
+ * tree 4.12-4.31 vs 4.32-4.38 s (3 of 3), release N 6.1-7.2 vs 6.0-7.9 s (2 of 3, load 5-6).
+ * MIQ_THREADS overrides.
  */
 export function poolThreads(): number {
-  return threadsOr(availableParallelism() + 1);
+  return threadsOr(availableParallelism());
 }
 
 /** MIQ_THREADS when set to a positive number, else `dflt` (at least one). */
@@ -89,15 +93,12 @@ function threadsOr(dflt: number): number {
 
 /**
  * Workers for an ingest into a store that has files (an update: most files are stat hits or
- * only hashed, in C, and the rest are deltas): one per core, not one more. Each isolate
- * optimises the same JS again (TurboFan was ~12 % of release N+1's CPU on the small corpus,
- * in four isolates), and the work such an ingest leaves to JS is too little to pay for a third.
- * A/B on the small corpus's N+1 (see the ingest round of 2026-12-03, afternoon, in
- * .notes/store-interface.md). A new store (the full ingest, where workers idled with one per
- * core) keeps poolThreads(); MIQ_THREADS overrides both.
+ * only hashed, in C, and the rest are deltas): one per core, as for a new store since
+ * 2026-12-04 (before, a new store had one more); see the ingest round of 2026-12-03, afternoon,
+ * in .notes/store-interface.md. MIQ_THREADS overrides.
  */
 export function updateThreads(): number {
-  return threadsOr(availableParallelism());
+  return poolThreads();
 }
 
 /**
@@ -106,7 +107,8 @@ export function updateThreads(): number {
  * piscina starts a worker only when a task finds none free, so the scanning one began loading
  * only once the walk had sent its first batch (small release N: first scan result 0.5-0.67 s
  * after the ingest began, 0.15-0.2 s warmed). One no-op task each, sent at once, makes it start
- * both. Not all three: a tiny tree never needs the third, and each costs its isolate's start.
+ * both. Not more than two on more cores: a tiny tree never needs them, and each costs its
+ * isolate's start.
  */
 export function warmPool(threads = poolThreads()): void {
   const p = ingestPool(threads);
