@@ -75,12 +75,12 @@ function refusedFlags(flags: string[]): Set<string> {
 /**
  * One worker per core. Each isolate starts, loads its modules and optimises the same JS again
  * (TurboFan was ~12 % of the small corpus's CPU, in four isolates), and on this 2-core VM a third
- * worker costs more than the main thread's share of a core leaves idle. A new store, FIFO A/B
+ * worker costs more than the main thread's share of a core leaves idle. A new store, A/B
  * against cores + 1 (the default until 2026-12-04, measured then on another 2-core host: full
- * corpus 8.9 s with 2 workers, 8.3 s with 3), 2026-12-04 (.notes/store-interface.md): small N
- * 2.81-2.94 vs 3.05-3.24 s (lower in 4 of 4, CPU 4.9-5.1 vs 5.4-5.8 s), the small corpus's full
- * tree 4.12-4.31 vs 4.32-4.38 s (3 of 3), release N 6.1-7.2 vs 6.0-7.9 s (2 of 3, load 5-6).
- * MIQ_THREADS overrides.
+ * corpus 8.9 s with 2 workers, 8.3 s with 3), 2026-12-04 under CFS (.notes/store-interface.md):
+ * small N lower in 10 of 11 pairs (medians 2.69 vs 2.835 s, CPU 4.65 vs 5.06 s), the small
+ * corpus's full tree 4 of 4 (4.38 vs 4.67 s), release N 3 of 3 (6.62 vs 6.74 s). MIQ_THREADS
+ * overrides.
  */
 export function poolThreads(): number {
   return threadsOr(availableParallelism());
