@@ -32,6 +32,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_WHOLE_AHEAD', 'tuning: files up to this many bytes are fetched and decoded whole from their first read (default 8388608; 0: never)'],
   ['MIQ_MOUNT_RECALL', 'the libfuse 3 mount remembers the files (each up to MIQ_MOUNT_WHOLE_AHEAD) looked up or read in the 10 s after its first request, this many bytes of them, and the directories below usr looked up by name, in <store>/run/mount-recall.<profile>; the next mount reads those files and registers those directories before it reports mounted (at most 2 s) (default 33554432; 0: neither)'],
   ['MIQ_MOUNT_NOTIFY', "tuning: 0: the libfuse 3 mount does not push decoded bytes into the kernel's page cache ahead of reads"],
+  ['MIQ_MOUNT_MAPS', 'tuning: 1: the libfuse 3 binding answers READs of small files whose bytes are not offered yet itself, reading, decoding and checking their chunk from the location JS handed it, instead of sending them to JS (default 0: off; not a measured win yet)'],
   ['MIQ_MOUNT_STREAMS', 'tuning: 0: every READ of a large file goes to JS (the libfuse 3 binding does not answer READs from chunks the decode threads offered it)'],
   ['MIQ_MOUNT_PREFAULT', 'tuning: 0: decode buffers are not made present in one call before zstd writes them'],
   ['MIQ_JS_CHUNKER', 'tuning: 1: ingest cuts chunks with the JavaScript loop instead of the C one (which it uses when the addon was built)'],

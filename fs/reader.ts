@@ -61,6 +61,11 @@ export interface StreamSink {
   /** A READ that reached JS, answered from the table or left waiting there for its promised
    * chunks; false when neither can be (the slot is still the caller's). */
   wait(slot: number, ino: number, size: number, off: number): boolean;
+  /** File node `ino`'s content is the one chunk `id` at `loc` (raw, zstd or in a shared frame;
+   * never a delta) in the pack at `path`: the binding answers READs of it that reach it before
+   * its bytes are offered by reading, decoding and checking that chunk itself (native/miqfuse.c,
+   * "Chunk maps"). Optional. */
+  map?(ino: number, loc: ChunkLocation, path: string, id: Id): void;
 }
 
 /** What a stream's chunk settles with when a decode thread offered it to the binding: its bytes
@@ -125,6 +130,8 @@ const TAIL_PART = 5;
 const TAIL_AROUND = 512 << 10;
 /** The stream cache's bound (ChunkCache): readahead and the READs of a few sequential readers. */
 const STREAM_BYTES = envNum('MIQ_MOUNT_STREAM_CACHE') ?? 16 << 20;
+/** Small files' chunk locations kept for StreamSink.map (a directory's batch is up to ~4k). */
+const WHOLE_LOCS = 8192;
 
 export interface WholeFile {
   readonly id: Id;
@@ -228,6 +235,8 @@ export class ChunkReader {
   private readonly failed = new Set<Id>();
   /** Chunks in flight whose settling reaches the table (pending with a sink). */
   private readonly offering = new Set<Id>();
+  /** Where small files' one chunk lies, located lately (loadWhole), for StreamSink.map. */
+  private readonly wholeLocs = new Map<Id, ChunkLocation>();
 
   constructor(private readonly source: ChunkSource, cacheBytes = 128 << 20, o: ChunkReaderOptions = {}) {
     this.lru = new ChunkCache(cacheBytes);
@@ -535,6 +544,20 @@ export class ChunkReader {
     return b && b.length === f.size ? b : undefined;
   }
 
+  /** Hands the binding the map of node `ino`'s one chunk (StreamSink.map) once its location is
+   * known: a file located without its node (a directory's batch started before its lookup). */
+  private mapWhole(f: WholeFile, ino: number): void {
+    const map = this.sink?.map, locator = this.locator;
+    if (!map || !locator) return;
+    const loc = this.wholeLocs.get(f.id);
+    if (loc) return map(ino, loc, locator.packPath(loc.pack), f.id);
+    const p = this.locating.get(f.id);
+    if (p) void p.then(() => {
+      const l = this.wholeLocs.get(f.id);
+      if (l) map(ino, l, locator.packPath(l.pack), f.id);
+    }, () => {});
+  }
+
   /** Lets go of a decoded chunk (one read for a look at it, not for a reader). */
   drop(id: Id): void {
     this.lru.delete(id);
@@ -543,6 +566,7 @@ export class ChunkReader {
   /** The whole content of `f` if it is one chunk, else undefined (read it through its record). */
   wholeOf(f: WholeFile): Promise<Buffer | undefined> {
     if (f.size === 0) return Promise.resolve(Buffer.alloc(0));
+    if (f.ino !== undefined) this.mapWhole(f, f.ino);
     const hit = this.lru.get(f.id);
     if (hit) return Promise.resolve(hit.length === f.size ? hit : undefined);
     let p = this.inflight.get(f.id) ?? this.locating.get(f.id);
@@ -579,9 +603,17 @@ export class ChunkReader {
     // Registered first, so it runs (and registers the chunks' fetches) before the waiters below.
     void located.then((locs) => {
       const byPack = new Map<number, { p: Pending; loc: ChunkLocation }[]>();
+      const map = this.sink?.map;
       todo.forEach((f, k) => {
         this.locating.delete(f.id);
         const loc = locs?.[k];
+        // Where the file's one chunk lies, for READs of its node that reach the binding before
+        // its bytes are offered (a READ on its way while this thread is busy).
+        if (map && loc && loc.plain === f.size && pooled(loc)) {
+          this.wholeLocs.set(f.id, loc);
+          if (this.wholeLocs.size > WHOLE_LOCS) this.wholeLocs.delete(this.wholeLocs.keys().next().value as Id);
+          if (f.ino !== undefined) map(f.ino, loc, locator.packPath(loc.pack), f.id);
+        }
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
         const d = this.pending(f.id, f.size, f.id);
         if (onReady) d.promise.then((b) => onReady(f.id, b, b === OFFERED ? f.ino : undefined), () => {});

@@ -163,6 +163,20 @@ typedef struct linkn {
 #define NBUCKETS (1u << 16)
 #define DBUCKETS (1u << 14)
 
+/* Chunk maps (see "Chunk maps" below): a file node whose content is one chunk, where that chunk
+ * lies in a pack, and its id. */
+typedef struct cmap {
+  uint64_t ino, off; /* off: the chunk's body in its pack */
+  uint32_t pack, stored, plain, flags, foff, fsize;
+  uint8_t id[32];
+  struct cmap *hnext, *prev, *next; /* hash chain; age list (head = oldest) */
+} cmap_t;
+#define CBUCKETS 4096
+#define CMAPS 65536
+#define CWORKERS 2
+typedef struct cjob { fuse_req_t req; uint64_t ino, off; size_t size; struct cjob *next; } cjob_t;
+typedef struct cpack { uint32_t pack; int fd; char *path; } cpack_t;
+
 typedef struct session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
@@ -227,6 +241,20 @@ typedef struct session {
   int jssched;           /* its /proc/.../schedstat */
   int handle;            /* index in g_sess, for the decode threads */
   atomic_int users;      /* decode threads inside chunkOffer */
+  /* Chunk maps (cmu) and the READs the read threads answer from them (jmu). */
+  pthread_mutex_t cmu;
+  cmap_t *cb[CBUCKETS];
+  cmap_t *chead, *ctail;
+  size_t ncmaps;
+  cpack_t *packs;
+  size_t npacks, packcap;
+  pthread_mutex_t jmu;
+  pthread_cond_t jcv;
+  cjob_t *jhead, *jtail;
+  int jstop, nworkers;
+  pthread_t workers[CWORKERS];
+  atomic_int cjobs;      /* READs handed to the read threads and not answered yet */
+  atomic_ullong cmapped, cserved, ctojs, cfailed;
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
@@ -350,6 +378,63 @@ static int rhas(session_t *s, uint64_t ino) {
   int r = *rfind(s, ino) != NULL;
   pthread_mutex_unlock(&s->rmu);
   return r;
+}
+
+/* ---- Chunk maps (loop thread, read threads, JS thread) ----
+ * A READ of a small file reached JavaScript whenever its bytes were not offered yet: ~25 READs of
+ * a python cold start through usr, each 2-80 ms there, most of it the JS thread's other work
+ * (fuse-needs §34, §35). Once JS knows where a file's one chunk lies (its location looked up for a
+ * read or a directory's batch), it hands the binding that chunk's map (cmap: pack, offset, sizes,
+ * codec, id). A READ that neither the offered files nor a stream answer, of a node with a map, is
+ * then answered by the read threads here: pread, zstd (a plain chunk, or the shared frame a chunk
+ * lies in), BLAKE3 of the chunk's bytes against its id. Bytes that do not match are never served:
+ * EIO and a log line, and the map is dropped. A pack that cannot be read hands the READ to JS
+ * (which asks the store again: gc may have moved the chunk). Raw, zstd and framed chunks only:
+ * delta chunks (their dictionary is other chunks) are never mapped. Never the loop thread: it
+ * only queues the READ (its preads would hold up every other request). JS hands maps only with
+ * MIQ_MOUNT_MAPS=1 (mount/fuse3.ts): no measured win yet on the 2-core VM (fuse-needs §35). */
+static cmap_t **cfind(session_t *s, uint64_t ino) {
+  cmap_t **p = &s->cb[ino % CBUCKETS];
+  while (*p && (*p)->ino != ino) p = &(*p)->hnext;
+  return p;
+}
+
+/* With cmu held. */
+static void cunlink(session_t *s, cmap_t **pp) {
+  cmap_t *c = *pp;
+  *pp = c->hnext;
+  if (c->prev) c->prev->next = c->next; else s->chead = c->next;
+  if (c->next) c->next->prev = c->prev; else s->ctail = c->prev;
+  s->ncmaps--;
+  free(c);
+}
+
+static void cforget(session_t *s, uint64_t ino) {
+  if (!s->nworkers) return;
+  pthread_mutex_lock(&s->cmu);
+  cmap_t **pp = cfind(s, ino);
+  if (*pp) cunlink(s, pp);
+  pthread_mutex_unlock(&s->cmu);
+}
+
+/* Loop thread: queues a READ of a mapped node for the read threads; false when it has no map. */
+static int cserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  if (!s->nworkers || off < 0) return 0;
+  pthread_mutex_lock(&s->cmu);
+  int has = *cfind(s, ino) != NULL;
+  pthread_mutex_unlock(&s->cmu);
+  if (!has) return 0;
+  cjob_t *j = malloc(sizeof *j);
+  if (!j) return 0;
+  j->req = req; j->ino = ino; j->off = (uint64_t)off; j->size = size; j->next = NULL;
+  pthread_mutex_lock(&s->jmu);
+  if (s->jstop || s->dropping) { pthread_mutex_unlock(&s->jmu); free(j); return 0; }
+  atomic_fetch_add(&s->cjobs, 1);
+  if (s->jtail) s->jtail->next = j; else s->jhead = j;
+  s->jtail = j;
+  pthread_cond_signal(&s->jcv);
+  pthread_mutex_unlock(&s->jmu);
+  return 1;
 }
 
 /* ---- Streams (loop thread, decode threads, JS thread) ----
@@ -783,7 +868,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   session_t *s = fuse_req_userdata(req);
-  if (rserve(s, req, ino, size, off) || sserve(s, req, ino, size, off)) return;
+  if (rserve(s, req, ino, size, off) || sserve(s, req, ino, size, off) || cserve(s, req, ino, size, off)) return;
   send_req(req, OP_READ, ino, size, off, NULL);
 }
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -809,6 +894,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
   fuse_reply_none(req);
   rforget(s, ino);
   sforget(s, ino);
+  cforget(s, ino);
   msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
   if (m) post(s, m);
 }
@@ -816,7 +902,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
   session_t *s = fuse_req_userdata(req);
   msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
-  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); }
+  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); cforget(s, f[k].ino); }
   fuse_reply_none(req);
   if (m) post(s, m);
 }
@@ -1054,6 +1140,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->qmu, NULL);
   pthread_cond_init(&s->qcv, NULL);
   pthread_mutex_init(&s->smu, NULL);
+  pthread_mutex_init(&s->cmu, NULL);
+  pthread_mutex_init(&s->jmu, NULL);
+  pthread_cond_init(&s->jcv, NULL);
   const char *dq = getenv("MIQ_DEBUG_QUEUE");
   s->qdebug = dq && *dq && strcmp(dq, "0") != 0;
   s->jssched = -1;
@@ -1842,6 +1931,17 @@ static napi_value js_drop(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&s->smu);
   for (int b = 0; b < SBUCKETS; b++) while (s->sb[b]) sdrop(s, &s->sb[b], NULL, 1);
   pthread_mutex_unlock(&s->smu);
+  /* READs queued for the read threads (one a thread is working on is answered by it). */
+  pthread_mutex_lock(&s->jmu);
+  while (s->jhead) {
+    cjob_t *j = s->jhead;
+    s->jhead = j->next;
+    fuse_reply_err(j->req, EIO);
+    free(j);
+    atomic_fetch_sub(&s->cjobs, 1);
+  }
+  s->jtail = NULL;
+  pthread_mutex_unlock(&s->jmu);
   for (uint32_t i = 0; i < s->nslots; i++) {
     if (s->slots[i]) {
       fuse_reply_err(s->slots[i], EIO);
@@ -1892,6 +1992,11 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->sparked), &v); napi_set_named_property(env, c, "streamWaited", v);
   napi_create_double(env, (double)atomic_load(&s->sreposted), &v); napi_set_named_property(env, c, "streamToJs", v);
   napi_create_double(env, (double)atomic_load(&s->soffered), &v); napi_set_named_property(env, c, "streamOffered", v);
+  /* Chunk maps: registered, READs answered by the read threads, handed to JS, refused (EIO). */
+  napi_create_double(env, (double)atomic_load(&s->cmapped), &v); napi_set_named_property(env, c, "mapped", v);
+  napi_create_double(env, (double)atomic_load(&s->cserved), &v); napi_set_named_property(env, c, "mapServed", v);
+  napi_create_double(env, (double)atomic_load(&s->ctojs), &v); napi_set_named_property(env, c, "mapToJs", v);
+  napi_create_double(env, (double)atomic_load(&s->cfailed), &v); napi_set_named_property(env, c, "mapFailed", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
   /* The queue to JS (see post): requests taken, their waits (ms: sum, max), messages queued ahead
    * of them when posted (sum, max), notices and requests taken while they waited (sums) and the
@@ -1911,7 +2016,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
   napi_value r;
-  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works) || atomic_load(&s->nparked)) {
+  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works) || atomic_load(&s->nparked) || atomic_load(&s->cjobs)) {
     napi_get_boolean(env, false, &r);
     return r;
   }
@@ -1926,6 +2031,19 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
     free(s->q);
     s->q = NULL;
   }
+  pthread_mutex_lock(&s->jmu);
+  s->jstop = 1;
+  pthread_cond_broadcast(&s->jcv);
+  pthread_mutex_unlock(&s->jmu);
+  for (int k = 0; k < s->nworkers; k++) pthread_join(s->workers[k], NULL);
+  s->nworkers = 0;
+  pthread_mutex_lock(&s->cmu);
+  while (s->chead) cunlink(s, cfind(s, s->chead->ino));
+  for (size_t k = 0; k < s->npacks; k++) { if (s->packs[k].fd >= 0) close(s->packs[k].fd); free(s->packs[k].path); }
+  free(s->packs);
+  s->packs = NULL;
+  s->npacks = s->packcap = 0;
+  pthread_mutex_unlock(&s->cmu);
   pthread_mutex_lock(&g_mu);
   if (s->handle) g_sess[s->handle % GSESS] = NULL;
   pthread_mutex_unlock(&g_mu);
@@ -2142,6 +2260,245 @@ static napi_value js_chunk_decode_offer(napi_env env, napi_callback_info info) {
   napi_create_int32(env, r, &res);
   return res;
 }
+
+/* A read thread's buffers: stored bytes, a plain chunk, and the last shared frame decoded (a
+ * directory's small files mostly share a few frames). */
+typedef struct cbufs {
+  char *st, *pl, *fr;
+  size_t stcap, plcap, frcap;
+  uint32_t fpack;
+  uint64_t foff;
+  int fhave;
+} cbufs_t;
+
+static char *cgrow(char **b, size_t *cap, size_t want) {
+  if (*cap >= want) return *b;
+  size_t n = want < (64u << 10) ? (64u << 10) : want;
+  char *x = realloc(*b, n);
+  if (!x) return NULL;
+  *b = x;
+  *cap = n;
+  return x;
+}
+
+/* The descriptor of pack `pack` (opened once, kept until destroy); -1 when it cannot be. */
+static int cfd(session_t *s, uint32_t pack) {
+  char *path = NULL;
+  pthread_mutex_lock(&s->cmu);
+  for (size_t k = 0; k < s->npacks; k++) {
+    if (s->packs[k].pack != pack) continue;
+    if (s->packs[k].fd >= 0) { int fd = s->packs[k].fd; pthread_mutex_unlock(&s->cmu); return fd; }
+    path = strdup(s->packs[k].path);
+    break;
+  }
+  pthread_mutex_unlock(&s->cmu);
+  if (!path) return -1;
+  /* Opened outside the lock (the loop thread takes it for every READ). */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  free(path);
+  if (fd < 0) return -1;
+  pthread_mutex_lock(&s->cmu);
+  for (size_t k = 0; k < s->npacks; k++) {
+    if (s->packs[k].pack != pack) continue;
+    if (s->packs[k].fd >= 0) { close(fd); fd = s->packs[k].fd; }
+    else s->packs[k].fd = fd;
+    break;
+  }
+  pthread_mutex_unlock(&s->cmu);
+  return fd;
+}
+
+static int cpread(int fd, char *b, size_t len, uint64_t off) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, b + got, len - got, (off_t)(off + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+/* zstd on a read thread (its context is freed when the thread ends, not by an env hook). */
+static size_t czstd(void *out, size_t plain, const void *src, size_t len) {
+  if (zstd_create_dctx) {
+    if (!zstd_dctx) zstd_dctx = zstd_create_dctx();
+    if (zstd_dctx) return zstd_decompress_dctx(zstd_dctx, out, plain, src, len);
+  }
+  return zstd_decompress(out, plain, src, len);
+}
+
+/* The chunk's plain bytes, checked against its id: 1 (*out set), 0 the pack cannot be read
+ * (JS asks the store), -1 the bytes do not match their id (or do not decode). */
+static int cdecode(session_t *s, const cmap_t *m, cbufs_t *b, const char **out) {
+  int fd = cfd(s, m->pack);
+  if (fd < 0) return 0;
+  const char *plain = NULL;
+  for (int fresh = 0; fresh < 2; fresh++) {
+    int cached = 0;
+    if (m->flags == 3) {
+      if (b->fhave && b->fpack == m->pack && b->foff == m->off && !fresh) cached = 1;
+      else {
+        b->fhave = 0;
+        if (!cgrow(&b->st, &b->stcap, m->stored) || !cgrow(&b->fr, &b->frcap, m->fsize)) return 0;
+        if (cpread(fd, b->st, m->stored, m->off) != 0) return 0;
+        size_t n = czstd(b->fr, m->fsize, b->st, m->stored);
+        if (zstd_iserror(n) || n != m->fsize) return -1;
+        b->fhave = 1; b->fpack = m->pack; b->foff = m->off;
+      }
+      plain = b->fr + m->foff;
+    } else {
+      if (!cgrow(&b->st, &b->stcap, m->stored)) return 0;
+      if (cpread(fd, b->st, m->stored, m->off) != 0) return 0;
+      if (m->flags == 0) plain = b->st;
+      else {
+        if (!cgrow(&b->pl, &b->plcap, m->plain)) return 0;
+        size_t n = czstd(b->pl, m->plain, b->st, m->stored);
+        if (zstd_iserror(n) || n != m->plain) return -1;
+        plain = b->pl;
+      }
+    }
+    uint8_t got[32];
+    blake3_hasher hh;
+    blake3_hasher_init(&hh);
+    blake3_hasher_update(&hh, plain, m->plain);
+    blake3_hasher_finalize(&hh, got, 32);
+    if (memcmp(got, m->id, 32) == 0) { *out = plain; return 1; }
+    /* A frame remembered from an earlier READ may be stale (a pack rewritten under its name):
+     * read once more from the pack before calling the chunk damaged. */
+    if (!cached) break;
+    b->fhave = 0;
+  }
+  b->fhave = 0;
+  return -1;
+}
+
+static void cwork(session_t *s, cjob_t *j, cbufs_t *b) {
+  if (s->dropping) { fuse_reply_err(j->req, EIO); return; }
+  cmap_t m;
+  int have = 0;
+  pthread_mutex_lock(&s->cmu);
+  cmap_t *c = *cfind(s, j->ino);
+  if (c) { m = *c; have = 1; }
+  pthread_mutex_unlock(&s->cmu);
+  const char *plain = NULL;
+  int r = have ? cdecode(s, &m, b, &plain) : 0;
+  if (r == 1) {
+    size_t at = j->off, n = at >= m.plain ? 0 : (m.plain - at < j->size ? m.plain - at : j->size);
+    /* A READ of part of the file (the kernel's first, small one): the rest is offered, as JS
+     * offers a file it read, and answered by the loop thread. */
+    if (at + n < m.plain && roffer(s, j->ino, plain, m.plain, 0) && rserve(s, j->req, j->ino, j->size, (off_t)j->off)) { atomic_fetch_add(&s->cserved, 1); return; }
+    fuse_reply_buf(j->req, plain + at, n);
+    atomic_fetch_add(&s->cserved, 1);
+    return;
+  }
+  if (have) cforget(s, j->ino);
+  if (r < 0) {
+    char hex[65];
+    for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", m.id[k]);
+    fprintf(stderr, "miq mount: chunk %s of file node %llu does not match its id (pack %u, offset %llu): EIO, no bytes served\n", hex, (unsigned long long)j->ino, m.pack,
+            (unsigned long long)m.off);
+    atomic_fetch_add(&s->cfailed, 1);
+    fuse_reply_err(j->req, EIO);
+    return;
+  }
+  /* No map any more, or the pack cannot be read: JS answers it (the store knows). */
+  atomic_fetch_add(&s->ctojs, 1);
+  msg_t *msg = mk(OP_READ, j->req, j->ino, j->size, (int64_t)j->off, NULL, 0);
+  if (msg) post(s, msg);
+  else fuse_reply_err(j->req, ENOMEM);
+}
+
+static void *cworker(void *arg) {
+  session_t *s = arg;
+  cbufs_t b;
+  memset(&b, 0, sizeof b);
+  for (;;) {
+    pthread_mutex_lock(&s->jmu);
+    while (!s->jhead && !s->jstop) pthread_cond_wait(&s->jcv, &s->jmu);
+    cjob_t *j = s->jhead;
+    if (!j) { pthread_mutex_unlock(&s->jmu); break; }
+    s->jhead = j->next;
+    if (!s->jhead) s->jtail = NULL;
+    pthread_mutex_unlock(&s->jmu);
+    cwork(s, j, &b);
+    free(j);
+    atomic_fetch_sub(&s->cjobs, 1);
+  }
+  free(b.st); free(b.pl); free(b.fr);
+  if (zstd_dctx && zstd_free_dctx) zstd_free_dctx(zstd_dctx);
+  zstd_dctx = NULL;
+  return NULL;
+}
+
+/* mapPack(s, pack, path): where pack number `pack` is (before the first map naming it). */
+static napi_value js_map_pack(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  uint32_t pack = (uint32_t)num(env, argv[1]);
+  char path[PATH_MAX];
+  size_t n = 0;
+  NAPI(napi_get_value_string_utf8(env, argv[2], path, sizeof path, &n));
+  pthread_mutex_lock(&s->cmu);
+  size_t k = 0;
+  while (k < s->npacks && s->packs[k].pack != pack) k++;
+  if (k == s->npacks) {
+    if (s->npacks == s->packcap) {
+      size_t nc = s->packcap ? s->packcap * 2 : 64;
+      cpack_t *x = realloc(s->packs, nc * sizeof *x);
+      if (x) { s->packs = x; s->packcap = nc; }
+    }
+    if (s->npacks < s->packcap) {
+      s->packs[k].pack = pack; s->packs[k].fd = -1; s->packs[k].path = strdup(path);
+      if (s->packs[k].path) s->npacks++;
+    }
+  }
+  pthread_mutex_unlock(&s->cmu);
+  return NULL;
+}
+
+/* map(s, ino, pack, offset, stored, plain, flags, frameOff, frameSize, id) -> bool: file node
+ * `ino`'s whole content is one chunk (id: its 32-byte BLAKE3), `stored` bytes at `offset` of
+ * pack `pack` (mapPack) with codec `flags` (0 raw, 1 zstd, 3 `plain` bytes at frameOff of a
+ * frame of frameSize); its READs that nothing else here answers are answered by the read threads
+ * (see "Chunk maps"). False when not taken. */
+static napi_value js_map(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(10);
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  double pack = num(env, argv[2]), off = num(env, argv[3]), stored = num(env, argv[4]), plain = num(env, argv[5]);
+  double flags = num(env, argv[6]), foff = num(env, argv[7]), fsize = num(env, argv[8]);
+  void *id = NULL;
+  size_t idlen = 0;
+  if (!buffer_arg(env, argv[9], &id, &idlen)) return NULL;
+  if (s->dropping || s->jstop || ino == 0 || idlen != 32 || !zstd_decompress || !(pack >= 0) || !(off >= 0) || !(stored >= 1 && stored <= (64 << 20)) ||
+      !(plain >= 1 && plain <= (16 << 20)))
+    return res;
+  if (flags == 0 ? stored != plain : flags == 3 ? !(fsize >= 1 && fsize <= (64 << 20) && foff >= 0 && foff + plain <= fsize) : flags != 1) return res;
+  if (!s->nworkers) {
+    for (int k = 0; k < CWORKERS; k++) if (pthread_create(&s->workers[s->nworkers], NULL, cworker, s) == 0) s->nworkers++;
+    if (!s->nworkers) return res;
+  }
+  cmap_t *c = calloc(1, sizeof *c);
+  if (!c) return res;
+  c->ino = ino; c->off = (uint64_t)off; c->pack = (uint32_t)pack; c->stored = (uint32_t)stored; c->plain = (uint32_t)plain;
+  c->flags = (uint32_t)flags; c->foff = (uint32_t)foff; c->fsize = (uint32_t)fsize;
+  memcpy(c->id, id, 32);
+  pthread_mutex_lock(&s->cmu);
+  cmap_t **pp = cfind(s, ino);
+  if (*pp) cunlink(s, pp);
+  c->hnext = s->cb[ino % CBUCKETS];
+  s->cb[ino % CBUCKETS] = c;
+  c->prev = s->ctail;
+  if (s->ctail) s->ctail->next = c; else s->chead = c;
+  s->ctail = c;
+  s->ncmaps++;
+  while (s->ncmaps > CMAPS && s->chead) cunlink(s, cfind(s, s->chead->ino));
+  pthread_mutex_unlock(&s->cmu);
+  atomic_fetch_add(&s->cmapped, 1);
+  napi_get_boolean(env, true, &res);
+  return res;
+}
 #endif
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -2171,6 +2528,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "chunkOffer", 0, js_chunk_offer, 0, 0, 0, napi_default, 0 },
 #ifdef MIQ_HAVE_BLAKE3
     { "chunkDecodeOffer", 0, js_chunk_decode_offer, 0, 0, 0, napi_default, 0 },
+    { "map", 0, js_map, 0, 0, 0, napi_default, 0 },
+    { "mapPack", 0, js_map_pack, 0, 0, 0, napi_default, 0 },
 #endif
     { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },

@@ -6,15 +6,20 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../fs/inodes.js';
-import { FLAG_ZSTD, encodeChunk } from '../store/codec.js';
+import { FLAG_FRAME, FLAG_RAW, FLAG_ZSTD, encodeChunk } from '../store/codec.js';
+import { idOf } from '../store/ids.js';
+import type { ChunkLocation } from '../store/api.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from '../mount/fuse3.js';
 import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
 
 const native = loadFuse3().native;
+// Chunk maps are off by default (MIQ_MOUNT_MAPS): on for this file's mount, whose test of them
+// needs them.
+process.env.MIQ_MOUNT_MAPS ??= '1';
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 type Counts = Record<string, number>;
 
@@ -30,6 +35,11 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   const events: [number, number, number, number][] = [];
   let doubleReply = '';
   let trace: number[] | undefined;
+  // Nodes 5-8 (see "a mapped node…"): files whose one chunk lies in a pack written by the test;
+  // their LOOKUP hands the binding the chunk's map, and JS never answers their READs.
+  const mapped = new Map<string, { ino: number; data: Buffer; loc: ChunkLocation }>();
+  let packPath = '';
+  const jsReads: number[] = [];
   before(async () => {
     base = await tmp();
     mnt = join(base, 'mnt');
@@ -41,6 +51,20 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     const handler = (op: number, slot: number, ino: number, a: unknown, b: unknown): void => {
       if (!m) return void early.push([op, slot, ino, a, b]);
       trace?.push(op);
+      if (op === OP.LOOKUP && ino === 1 && mapped.has(a as string)) {
+        const f = mapped.get(a as string)!;
+        m!.stream!.map!(f.ino, f.loc, packPath, idOf(f.data));
+        r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data.length, 86400, 86400);
+        return;
+      }
+      if (op === OP.READ && ino >= 5 && ino <= 8) {
+        // Never here while the binding holds the node's map: answered wrong on purpose. Node 8's
+        // chunk is damaged: the binding answers EIO and lets its map go, and the kernel's retry
+        // comes here, answered EIO as the mount's own check of that chunk would.
+        jsReads.push(ino);
+        if (ino === 8) return void r().replyErr(slot, 5);
+        return void r().replyBuf(slot, Buffer.from('from JS'), 7);
+      }
       if (op === OP.LOOKUP) {
         const f = ino === 1 ? files[a as string] : undefined;
         if (!f) return void r().replyErr(slot, 2);
@@ -243,6 +267,50 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     }
     assert.throws(() => into(body, Buffer.alloc(plain.length - 1)), /expected size/);
     assert.throws(() => into(body, Buffer.alloc(plain.length + 1)), /expected size/);
+  });
+
+  it('a mapped node is read, decoded and checked by the addon (raw, zstd, a shared frame); a damaged chunk is EIO, never bytes', { skip: !native?.map ? 'built without BLAKE3' : process.env.MIQ_MOUNT_MAPS !== '1' ? 'MIQ_MOUNT_MAPS is not 1' : false }, async () => {
+    // One pack: a raw chunk, a zstd chunk, a shared frame holding two files' chunks, and a raw
+    // chunk with one byte changed (its map names the id of the bytes it should hold).
+    const raw = Buffer.from(Array.from({ length: 5000 }, (_, k) => (k * 7919) & 255));
+    const zs = Buffer.from('zstd '.repeat(20_000) + 'end\n');
+    const fa = Buffer.from('first file in a frame\n'.repeat(300)), fb = Buffer.from('second, after it\n'.repeat(500));
+    const bad = Buffer.from('these bytes are damaged in the pack\n'.repeat(50));
+    const z = encodeChunk(zs), fr = encodeChunk(Buffer.concat([fa, fb]));
+    assert.equal(z.flags, FLAG_ZSTD);
+    assert.equal(fr.flags, FLAG_ZSTD);
+    const damaged = Buffer.from(bad);
+    damaged[100] ^= 1;
+    const parts = [Buffer.alloc(17), raw, z.body, fr.body, damaged];
+    const at = (k: number): number => parts.slice(0, k).reduce((n, b) => n + b.length, 0);
+    packPath = join(base, 'pack-1');
+    await writeFile(packPath, Buffer.concat(parts));
+    const loc = (k: number, flags: number, plain: number, frame?: { off: number; size: number }): ChunkLocation => ({ pack: 1, offset: at(k), stored: parts[k]!.length, plain, flags, frame });
+    mapped.set('m-raw', { ino: 5, data: raw, loc: loc(1, FLAG_RAW, raw.length) });
+    mapped.set('m-zstd', { ino: 6, data: zs, loc: loc(2, FLAG_ZSTD, zs.length) });
+    mapped.set('m-fb', { ino: 7, data: fb, loc: loc(3, FLAG_FRAME, fb.length, { off: fa.length, size: fa.length + fb.length }) });
+    mapped.set('m-bad', { ino: 8, data: bad, loc: loc(4, FLAG_RAW, bad.length) });
+    const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+    try {
+      await whileKept(async () => {
+        const names = [...mapped.keys()];
+        await m!.invalidate([...names.map(() => 1), 5, 6, 7, 8], [...names.map((n) => Buffer.from(n)), null, null, null, null]);
+        const st0 = m!.state().counts!;
+        jsReads.length = 0;
+        const r = await sh(`for f in m-raw m-zstd m-fb; do md5sum < ${mnt}/$f; done; dd if=${mnt}/m-zstd bs=4k skip=3 count=2 status=none | md5sum`);
+        assert.equal(r.stdout.replace(/ +-/g, ''), [md5(raw), md5(zs), md5(fb), md5(zs.subarray(12288, 20480))].join('\n') + '\n', r.stderr);
+        const b = await sh(`cat ${mnt}/m-bad | wc -c; echo status \${PIPESTATUS[0]}`);
+        assert.match(b.stderr, /Input\/output error/, JSON.stringify([b, jsReads]));
+        assert.match(b.stdout, /^0\nstatus 1\n$/);
+        const st1 = m!.state().counts!;
+        assert.deepEqual(jsReads.filter((i) => i !== 8), [], 'no READ of a mapped node reached JS');
+        assert.ok(st1.mapped! - st0.mapped! >= 4, JSON.stringify(st1));
+        assert.ok(st1.mapServed! - st0.mapServed! >= 3, JSON.stringify(st1));
+        assert.equal(st1.mapFailed! - st0.mapFailed!, 1, JSON.stringify(st1));
+      });
+    } finally {
+      mapped.clear();
+    }
   });
 
   it('requests and notices reach JS in the order posted; the queue figures count the notices a request waited behind', async () => {
