@@ -539,85 +539,195 @@ static int hashOneC(Buf *out, uint8_t *buf, int fd, double want) {
   return 1;
 }
 
-static napi_value HashFiles(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+/* One hashFiles call's files (paths copied out of JS, so the work can run off the JS thread)
+ * and its packed answer. */
+typedef struct {
+  uint32_t n;
+  size_t *at;
+  double *want;
+  int *fds;
+  Buf paths;
+  Buf out;
+  int ok;
+  napi_async_work work;
+  napi_deferred deferred;
+} HashJob;
+
+static void hashJobFree(HashJob *j) {
+  if (!j) return;
+  free(j->at); free(j->want); free(j->fds); free(j->paths.p); free(j->out.p);
+  free(j);
+}
+
+/* The job for `files` (hashFiles' argument), or NULL with a JS exception pending. */
+static HashJob *hashJobOf(napi_env env, napi_value files, const char *what) {
   uint32_t n = 0;
   bool isArr = false;
-  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr || napi_get_array_length(env, argv[0], &n) != napi_ok) {
-    napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad arguments");
+  if (napi_is_array(env, files, &isArr) != napi_ok || !isArr || napi_get_array_length(env, files, &n) != napi_ok) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "miqchunk.%s: bad arguments", what);
+    napi_throw_type_error(env, NULL, msg);
     return NULL;
   }
   napi_value kPath, kSize;
   napi_create_string_latin1(env, "path", NAPI_AUTO_LENGTH, &kPath);
   napi_create_string_latin1(env, "size", NAPI_AUTO_LENGTH, &kSize);
-  uint8_t *buf = malloc(HASH_BUF);
-  /* Every path first (NUL-terminated, in one block; -1: unusable, hashed in JS), then the files
-   * in order, each opened up to AHEAD_FILES ahead (openAhead). */
-  size_t *at = malloc(sizeof(size_t) * (n ? n : 1));
-  double *want = malloc(sizeof(double) * (n ? n : 1));
-  int *fds = malloc(sizeof(int) * (n ? n : 1));
-  Buf paths = {0};
-  Buf out = {0};
-  int ok = buf && at && want && fds;
+  HashJob *j = calloc(1, sizeof *j);
+  if (j) {
+    j->n = n;
+    j->at = malloc(sizeof(size_t) * (n ? n : 1));
+    j->want = malloc(sizeof(double) * (n ? n : 1));
+    j->fds = malloc(sizeof(int) * (n ? n : 1));
+  }
+  if (!j || !j->at || !j->want || !j->fds) {
+    hashJobFree(j);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  /* Every path (NUL-terminated, in one block; -1: unusable, hashed in JS). */
+  int ok = 1;
   for (uint32_t i = 0; ok && i < n; i++) {
     napi_value f, pv, sv;
     void *pp = NULL;
     size_t plen = 0;
-    want[i] = -1;
-    if (napi_get_element(env, argv[0], i, &f) != napi_ok || napi_get_property(env, f, kPath, &pv) != napi_ok ||
+    j->want[i] = -1;
+    if (napi_get_element(env, files, i, &f) != napi_ok || napi_get_property(env, f, kPath, &pv) != napi_ok ||
         napi_get_property(env, f, kSize, &sv) != napi_ok || !typed(env, pv, napi_uint8_array, &pp, &plen) ||
-        napi_get_value_double(env, sv, &want[i]) != napi_ok) {
-      free(buf); free(at); free(want); free(fds); free(paths.p);
-      napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad file entry");
+        napi_get_value_double(env, sv, &j->want[i]) != napi_ok) {
+      hashJobFree(j);
+      char msg[64];
+      snprintf(msg, sizeof msg, "miqchunk.%s: bad file entry", what);
+      napi_throw_type_error(env, NULL, msg);
       return NULL;
     }
-    at[i] = (size_t)-1;
+    j->at[i] = (size_t)-1;
     if (plen <= PATH_MAX && !memchr(pp, 0, plen)) {
       uint8_t z = 0;
-      at[i] = paths.len;
-      ok = put(&paths, pp, plen) && put(&paths, &z, 1);
+      j->at[i] = j->paths.len;
+      ok = put(&j->paths, pp, plen) && put(&j->paths, &z, 1);
     }
   }
-  uint32_t next = 0, opened = 0, i = 0;
+  if (!ok) {
+    hashJobFree(j);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  return j;
+}
+
+/* The files in order, each opened up to AHEAD_FILES ahead (openAhead); no JS. j->ok 0: out of
+ * memory part way. */
+static void hashJobRun(HashJob *j) {
+  uint8_t *buf = malloc(HASH_BUF);
+  int ok = buf != NULL;
+  uint32_t n = j->n, next = 0, opened = 0, i = 0;
   double ahead = 0;
   for (; ok && i < n; i++) {
     while (next < n && (next == i || (opened < AHEAD_FILES && ahead < AHEAD_BYTES))) {
-      fds[next] = at[next] == (size_t)-1 ? -1 : openAhead(paths.p + at[next], want[next]);
-      if (fds[next] >= 0) opened++;
-      ahead += want[next] > 0 ? want[next] : 0;
+      j->fds[next] = j->at[next] == (size_t)-1 ? -1 : openAhead(j->paths.p + j->at[next], j->want[next]);
+      if (j->fds[next] >= 0) opened++;
+      ahead += j->want[next] > 0 ? j->want[next] : 0;
       next++;
     }
     int r = 2;
-    if (at[i] != (size_t)-1) r = hashOneC(&out, buf, fds[i], want[i]);
-    if (fds[i] >= 0) opened--;
-    ahead -= want[i] > 0 ? want[i] : 0;
+    if (j->at[i] != (size_t)-1) r = hashOneC(&j->out, buf, j->fds[i], j->want[i]);
+    if (j->fds[i] >= 0) opened--;
+    ahead -= j->want[i] > 0 ? j->want[i] : 0;
     if (r == 2) {
       uint8_t two = 2;
-      ok = put(&out, &two, 1);
+      ok = put(&j->out, &two, 1);
     } else if (r < 0) {
       ok = 0;
     }
   }
   /* Out of memory part way: the files opened ahead and not hashed are closed (hashOneC closes
    * the ones it was given). */
-  for (; i < next; i++) if (fds[i] >= 0) close(fds[i]);
+  for (; i < next; i++) if (j->fds[i] >= 0) close(j->fds[i]);
   free(buf);
-  free(at);
-  free(want);
-  free(fds);
-  free(paths.p);
-  if (!ok) {
-    free(out.p);
+  j->ok = ok;
+}
+
+static napi_value HashFiles(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad arguments");
+    return NULL;
+  }
+  HashJob *j = hashJobOf(env, argv[0], "hashFiles");
+  if (!j) return NULL;
+  hashJobRun(j);
+  if (!j->ok) {
+    hashJobFree(j);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
   napi_value res;
   void *bp;
-  napi_create_buffer_copy(env, out.len, out.len ? out.p : "", &bp, &res);
-  free(out.p);
+  napi_create_buffer_copy(env, j->out.len, j->out.len ? j->out.p : "", &bp, &res);
+  hashJobFree(j);
   return res;
+}
+
+/*
+ * hashFilesAsync(files) -> Promise<Buffer>: hashFiles with its work (every open, read and hash)
+ * on libuv's thread pool, the answer the same bytes. The ingest's hash pass of an update calls
+ * it from the main thread, so a task of known files needs no worker isolate: no task and result
+ * cloned across threads, no worker JS per task, and a pool that only starts once something must
+ * be scanned or compressed (store/ingest.ts).
+ */
+static void hashExecute(napi_env env, void *data) {
+  hashJobRun(data);
+}
+
+static void hashComplete(napi_env env, napi_status status, void *data) {
+  HashJob *j = data;
+  napi_value v;
+  if (status != napi_ok || !j->ok) {
+    napi_value code, msg;
+    napi_create_string_latin1(env, status == napi_cancelled ? "ECANCELED" : "ENOMEM", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_latin1(env, status == napi_cancelled ? "cancelled" : "out of memory", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  } else {
+    void *bp;
+    if (napi_create_buffer_copy(env, j->out.len, j->out.len ? j->out.p : "", &bp, &v) == napi_ok) napi_resolve_deferred(env, j->deferred, v);
+    else {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+      napi_reject_deferred(env, j->deferred, e);
+    }
+  }
+  napi_delete_async_work(env, j->work);
+  hashJobFree(j);
+}
+
+static napi_value HashFilesAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    napi_throw_type_error(env, NULL, "miqchunk.hashFilesAsync: bad arguments");
+    return NULL;
+  }
+  HashJob *j = hashJobOf(env, argv[0], "hashFilesAsync");
+  if (!j) return NULL;
+  napi_value promise, name;
+  napi_create_string_latin1(env, "miqchunk.hashFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, hashExecute, hashComplete, j, &j->work) != napi_ok) {
+    hashJobFree(j);
+    napi_throw_error(env, "EIO", "miqchunk.hashFilesAsync: cannot queue the work");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    napi_delete_async_work(env, j->work);
+    hashJobFree(j);
+    napi_throw_error(env, "EIO", "miqchunk.hashFilesAsync: cannot queue the work");
+    return NULL;
+  }
+  return promise;
 }
 #endif /* MIQ_HAVE_BLAKE3 */
 
@@ -633,6 +743,8 @@ NAPI_MODULE_INIT() {
   for (const char *c = "0123456789abcdef"; *c; c++) HEXV[(uint8_t)*c] = 1;
   napi_create_function(env, "hashFiles", NAPI_AUTO_LENGTH, HashFiles, NULL, &fn);
   napi_set_named_property(env, exports, "hashFiles", fn);
+  napi_create_function(env, "hashFilesAsync", NAPI_AUTO_LENGTH, HashFilesAsync, NULL, &fn);
+  napi_set_named_property(env, exports, "hashFilesAsync", fn);
 #endif
   return exports;
 }

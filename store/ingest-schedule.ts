@@ -94,16 +94,17 @@ export class ScanSchedule<T extends Sized> {
     if (this.hashSmall && this.hashedFiles >= ADAPT_AFTER_FILES && this.knownFiles < this.hashedFiles / 2) this.hashSmall = false;
   }
 
-  /** The next task, or undefined when nothing is ready (more may come while the walk runs). */
-  next(walkDone: boolean): Planned<T> | undefined {
+  /** The next task, or undefined when nothing is ready (more may come while the walk runs);
+   * with `noHash`, a scan only. */
+  next(walkDone: boolean, noHash = false): Planned<T> | undefined {
     if (this.again.length > 0) return { kind: 'scan', files: this.again.splice(0, takeBatch(this.again, 0, SMALL_BATCH_FILES, SMALL_BATCH_BYTES).length) };
-    if (this.largePos < this.large.length) {
+    if (this.largePos < this.large.length && !(noHash && this.hashFirst)) {
       const files = takeBatch(this.large, this.largePos, SMALL_BATCH_FILES, this.hashFirst ? HASH_BATCH_BYTES : SMALL_BATCH_BYTES);
       this.largePos += files.length;
       return { kind: this.hashFirst ? 'hash' : 'scan', files };
     }
     // While the walk runs, wait until a batch of small files is worth a task.
-    if (this.smallPos < this.small.length && (walkDone || this.small.length - this.smallPos >= SMALL_BATCH_FILES / 4)) {
+    if (this.smallPos < this.small.length && !(noHash && this.hashSmall) && (walkDone || this.small.length - this.smallPos >= SMALL_BATCH_FILES / 4)) {
       const files = takeBatch(this.small, this.smallPos, SMALL_BATCH_FILES, SMALL_BATCH_BYTES);
       this.smallPos += files.length;
       return { kind: this.hashSmall ? 'hash' : 'scan', files };

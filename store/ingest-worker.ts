@@ -10,10 +10,10 @@ import { Chunker, type ChunkParams } from './chunker.js';
 import { PackFds, decodeFrameInto, decodeVerifiedInto, preadStored, sliceVerified } from './chunkread.js';
 import { encodeChunkScratch, encodeChunkWithDict, FLAG_FRAME, FLAG_ZSTD, FLAG_ZSTD_DICT } from './codec.js';
 import { MiqError, ioError } from './errors.js';
-import { EMPTY_ID, IdHasher, idOf, type Id } from './ids.js';
+import { EMPTY_ID, IdHasher, idOf } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
-import { miqchunkExport } from './miqchunk.js';
-import { MAX_REF_CANDIDATES, scanRefs } from './refscan.js';
+import { decodeHashed, hashFilesC, type HashedFile, type ScanFile } from './ingest-hash.js';
+import { scanRefs } from './refscan.js';
 import { walkToPort } from './walk-sync.js';
 
 const DELTA_KEEP_RATIO = 0.8;
@@ -37,10 +37,8 @@ const SCAN_COMPRESS_MAX = 8 << 20;
 export const FRAME_BYTES = 256 << 10;
 export const FRAME_ITEM_MAX = 64 << 10;
 
-export interface ScanFile {
-  path: Uint8Array;
-  size: number;
-}
+export type { HashedFile, ScanFile };
+
 export type WorkerTask =
   | { type: 'scan'; files: ScanFile[]; params: ChunkParams; keepSmall: number; claims?: Int32Array; spare?: ArrayBuffer[] }
   | { type: 'hash'; files: ScanFile[] }
@@ -87,10 +85,6 @@ export interface FrameMember {
   len: number;
 }
 
-export type HashedFile =
-  /** `refs`: the file's reference candidates when it was read whole (see hashOne). */
-  | { ok: true; id: string; size: number; refs?: string[] }
-  | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 export type WorkerResult =
   | { type: 'scanned'; files: ScannedFile[]; bodies?: CompressedItem[]; elsewhere?: string[] }
@@ -380,39 +374,11 @@ function hashOne(f: ScanFile): HashedFile {
   });
 }
 
-/** native/miqchunk.c hashFiles: hashOne for a whole task in one C call (open, read, BLAKE3,
- * reference scan per file), without a JS call, a Stats object and a Buffer per file. */
-const hashFilesC = miqchunkExport<(files: ScanFile[]) => Buffer>('hashFiles', 'MIQ_JS_HASH');
-
-/** The hash task: hashFilesC's packed answer read back (see miqchunk.c for its layout); a file
- * it gives back (status 2: cannot open, not regular, read error, changed size) goes through
- * hashOne, which makes that file's error as before. */
+/** The hash task: one C call (ingest-hash.ts) when the addon has it; a file it gives back goes
+ * through hashOne, which makes that file's error as before. */
 function hashTask(files: ScanFile[]): HashedFile[] {
   if (!hashFilesC) return files.map(hashOne);
-  const out = hashFilesC(files);
-  const res: HashedFile[] = new Array<HashedFile>(files.length);
-  let o = 0;
-  for (let i = 0; i < files.length; i++) {
-    const f = files[i]!;
-    const status = out[o++];
-    if (status === 2) {
-      res[i] = hashOne(f);
-      continue;
-    }
-    const id = out.toString('hex', o, o + 32) as Id;
-    o += 32;
-    if (status === 1) {
-      res[i] = { ok: true, id, size: f.size };
-      continue;
-    }
-    const n = out.readUInt32LE(o);
-    o += 4;
-    // As scanRefs' Set: the first MAX_REF_CANDIDATES distinct candidates, in the order found.
-    const found = new Set<string>();
-    for (let k = 0; k < n; k++, o += 32) if (found.size < MAX_REF_CANDIDATES) found.add(out.toString('latin1', o, o + 32));
-    res[i] = { ok: true, id, size: f.size, refs: [...found] };
-  }
-  return res;
+  return decodeHashed(files, hashFilesC(files)).map((r, i) => r ?? hashOne(files[i]!));
 }
 
 const baseCache = new Map<string, Buffer>();

@@ -11,6 +11,7 @@
  * (ingest-trees.ts); this one runs them.
  */
 import { stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import type { IngestOptions, IngestResult } from './api.js';
 import { ROOT_PREFIX } from './api.js';
@@ -20,14 +21,15 @@ import { DELTA_MIN, DeltaPlanner, deltaRefs, type Base } from './ingest-delta.js
 import { IndexWriter } from './ingest-index.js';
 import { ScanSchedule, isSmall, type Planned } from './ingest-schedule.js';
 import { buildCompleteTrees, buildTrees, resolveReferences } from './ingest-trees.js';
-import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
+import { decodeHashed, hashFilesAsync } from './ingest-hash.js';
+import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScanFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
 import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryHit, statKey } from './ingest-statcache.js';
 import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
-import { ingestPool, poolSize, poolThreads, updateThreads, warmPool } from './pool.js';
-import { walkInPool, type FileNode, type WalkResult } from './walk.js';
+import { ingestPool, poolSize, poolStarted, poolThreads, updateThreads, warmPool } from './pool.js';
+import { walkHere, walkInPool, type FileNode, type WalkResult } from './walk.js';
 
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
 const DELTA_ON = process.env.MIQ_NO_DELTA !== '1';
@@ -50,6 +52,9 @@ const TRACE = process.env.MIQ_INGEST_TRACE === '1';
 /** Files given ids since the last tree pass after which the main thread, idle between task
  * results, builds the trees that are complete (see treePass). */
 const TREE_PASS_FILES = 1024;
+/** Hash tasks on libuv's threads at once (inProcess): one per core; LevelDB's calls share the
+ * thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise). */
+const HASH_INFLIGHT = Math.min(availableParallelism(), 3);
 
 interface StatKey {
   dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number; id: string;
@@ -75,8 +80,12 @@ export async function ingestTree(store: LocalParts, dirArg: string, opts: Ingest
   storePathName(name, '0'.repeat(64) as Id); // validates the name before any work
   let hashFirst = false;
   for await (const _k of store.db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
-  warmPool(hashFirst ? updateThreads() : poolThreads());
-  const run = new IngestRun(store, dir, name, opts, hashFirst, new IndexWriter(store.db, await store.packWriter()));
+  // An update (a store that has files) walks on this thread and hashes on libuv's threads (see
+  // IngestRun.inProcess); its pool starts with its first scan or compress task. A new store
+  // scans every file: its workers start now, while the store opens.
+  const inProcess = hashFirst && hashFilesAsync !== undefined && !opts.statCache;
+  if (!inProcess) warmPool(hashFirst ? updateThreads() : poolThreads());
+  const run = new IngestRun(store, dir, name, opts, hashFirst, inProcess, new IndexWriter(store.db, await store.packWriter()));
   return run.run();
 }
 
@@ -143,7 +152,17 @@ class IngestRun {
   private treePassOff = false;
   private treeError: unknown;
 
-  constructor(private readonly store: LocalParts, private readonly dir: string, private readonly name: string, private readonly opts: IngestOptions, private readonly hashFirst: boolean, private readonly index: IndexWriter) {
+  /** Hash tasks running on libuv's threads (inProcess). */
+  private hashInflight = 0;
+
+  /**
+   * @param inProcess the walk runs on this thread (walkHere) and the hash pass on libuv's threads
+   * (hashFilesAsync), so the workers' isolates (each one's start, module loading, JIT and heap)
+   * are paid only once something needs scanning or compressing. Measured first on the small
+   * corpus (2026-12-04, load ~6, .notes/store-interface.md): the walk and hashes of 18.8k known
+   * files at new inodes without any worker 2.0 s of CPU against 2.94 s with the pool.
+   */
+  constructor(private readonly store: LocalParts, private readonly dir: string, private readonly name: string, private readonly opts: IngestOptions, private readonly hashFirst: boolean, private readonly inProcess: boolean, private readonly index: IndexWriter) {
     this.db = store.db;
     this.keepSmall = Math.min(64 * 1024, store.params.min);
     this.statCache = opts.statCache as Map<string, StatKey> | undefined;
@@ -223,7 +242,7 @@ class IngestRun {
 
   /** Queues files as the walk finds them (the workers would idle through the walk otherwise). */
   private streamWalk(): Promise<void> {
-    return walkInPool(this.dir, this.opts.lenient ?? false, (f) => {
+    return (this.inProcess ? walkHere : walkInPool)(this.dir, this.opts.lenient ?? false, (f) => {
       if (TRACE && this.filesSeen === 0) this.mark('walk1');
       this.filesSeen++;
       this.bytesSeen += f.size;
@@ -321,7 +340,7 @@ class IngestRun {
         task.spare = transferList = this.spare.splice(0, SPARE_PER_TASK);
       }
       const t1 = TRACE ? performance.now() : 0;
-      const res = await ingestPool().run(task, transferList ? { transferList } : {});
+      const res = task.type === 'hash' && this.inProcess ? await this.hashHere(task.files) : await ingestPool().run(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
       if (TRACE) {
         this.count(`${task.type}Tasks`);
@@ -345,6 +364,26 @@ class IngestRun {
     }
   }
 
+  /** A hash task on libuv's threads (hashFilesAsync); the files it gives back (that cannot be
+   * opened, changed, …) go to a worker's hash task, which makes their errors as before. */
+  private async hashHere(files: ScanFile[]): Promise<WorkerResult> {
+    this.hashInflight++;
+    let got: (HashedFile | undefined)[];
+    try {
+      got = decodeHashed(files, await hashFilesAsync!(files));
+    } finally {
+      this.hashInflight--;
+    }
+    const back = files.filter((_f, i) => got[i] === undefined);
+    if (back.length > 0) {
+      const res = await ingestPool().run({ type: 'hash', files: back });
+      if (res.type !== 'hashed') return res;
+      let k = 0;
+      got = got.map((r) => r ?? res.files[k++]);
+    }
+    return { type: 'hashed', files: got as HashedFile[] };
+  }
+
   /** Keeps the workers busy: compress tasks first (they free memory), then scans. */
   private async runTasks(): Promise<void> {
     const inflight = new Set<Promise<void>>();
@@ -358,7 +397,8 @@ class IngestRun {
       if (c) {
         p = this.runTask(c.task, undefined, c.bytes);
       } else if (this.compressQueuedBytes < COMPRESS_QUEUE_LIMIT) {
-        const s = this.schedule.next(this.walkDone);
+        // Hash tasks on libuv's threads one per core at most: the index's lookups share them.
+        const s = this.schedule.next(this.walkDone, this.inProcess && this.hashInflight >= HASH_INFLIGHT);
         if (TRACE && s && this.trace.task1 === undefined) this.mark('task1');
         if (s) p = this.runTask(this.taskOf(s), s.files);
       }
@@ -385,6 +425,7 @@ class IngestRun {
       if (inflight.size >= maxInflight) await Promise.race(inflight);
     }
     await Promise.all(inflight);
+    if (TRACE) this.counts.workers = poolStarted();
   }
 
   /**

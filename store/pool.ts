@@ -116,9 +116,16 @@ export function warmPool(threads = poolThreads()): void {
 }
 
 /** How many workers the pool has at most (it is made on first use: a later ingest of the same
- * process gets the first one's size). */
+ * process gets the first one's size), without starting it: one not made yet will have
+ * poolThreads(). */
 export function poolSize(): number {
-  return ingestPool().maxThreads;
+  return pool?.maxThreads ?? poolThreads();
+}
+
+/** Workers the pool has started (0: not made; tests: an update whose files are all known starts
+ * none; MIQ_INGEST_TRACE). */
+export function poolStarted(): number {
+  return pool?.threads.length ?? 0;
 }
 
 export async function destroyPool(): Promise<void> {

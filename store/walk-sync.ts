@@ -176,10 +176,14 @@ interface Dir { path: Buffer; index: number }
  * `sync`, warm directories are read with synchronous calls (see the top of this file), in C when
  * the addon loaded (`native: false`, tests: from JS); without, every call is concurrent and
  * asynchronous (the calling thread's event loop stays free). `slowNs` (tests) is the time from
- * which an lstat counts as slow.
+ * which an lstat counts as slow. `yieldEntries`: after that many entries the walk lets the event
+ * loop run before its next directory (a synchronous walk chains its directories through promises
+ * alone, which never let it run: the I/O callbacks a caller on the same thread waits for, such as
+ * the hash pass's results and index lookups, would all wait for the walk's end).
  */
-export async function traverse(root: string, onEntry: (e: Entry) => void, opts: { sync: boolean; slowNs?: bigint; native?: boolean }): Promise<void> {
+export async function traverse(root: string, onEntry: (e: Entry) => void, opts: { sync: boolean; slowNs?: bigint; native?: boolean; yieldEntries?: number }): Promise<void> {
   const slowNs = opts.slowNs ?? SLOW_NS;
+  let sinceYield = 0;
   const list = opts.native === false ? undefined : nativeListDir;
   const stack: Dir[] = [{ path: Buffer.from(root), index: 0 }];
   let dirs = 0;
@@ -198,6 +202,7 @@ export async function traverse(root: string, onEntry: (e: Entry) => void, opts: 
   const emit = (parent: number, path: Buffer, st: EntryStat, target?: Buffer): void => {
     const kind = kindOf(st, target);
     onEntry({ path, parent, kind, st, ...(target ? { target } : {}) });
+    sinceYield++;
     // Indices follow the order entries are handed out: the receiver numbers them the same way.
     if (kind === KIND_DIR) stack.push({ path, index: ++dirs });
   };
@@ -269,6 +274,10 @@ export async function traverse(root: string, onEntry: (e: Entry) => void, opts: 
     return names.length;
   };
   const visit = async (dir: Dir): Promise<void> => {
+    if (opts.yieldEntries !== undefined && sinceYield >= opts.yieldEntries) {
+      sinceYield = 0;
+      await new Promise<void>((r) => setImmediate(r));
+    }
     const warm = cold === 0;
     if (!warm) cold--;
     let names: Buffer[] = [];

@@ -123,6 +123,28 @@ test('an unreadable file fails the ingest with its path named and no store path'
   assert.deepEqual(paths(store), [], 'no store path created');
 });
 
+test('an unreadable file met by an update\'s hash pass fails the ingest the same way', () => {
+  const { src, store } = fresh();
+  writeFileSync(join(src, 'readable'), 'ok');
+  const storeDir = store[1]!;
+  mkdirSync(storeDir, { recursive: true });
+  chownSync(storeDir, 65534, 65534);
+  chmodSync(tmp.dir, 0o755);
+  chmodSync(src, 0o755);
+  chmodSync(join(src, 'readable'), 0o644);
+  const asNobody = (...args: string[]) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, MIQ, ...store, 'ingest', ...args], { encoding: 'utf8' });
+  // A store with files: the next ingest hashes files at new inodes before it scans them.
+  assert.equal(asNobody(src, '--name', 'first').status, 0);
+  writeFileSync(join(src, 'secret'), 'no');
+  chmodSync(join(src, 'secret'), 0o000);
+  const r = asNobody(src, '--name', 'second');
+  chmodSync(join(src, 'secret'), 0o644);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'secret')}: permission denied`));
+  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+  assert.equal(paths(store).length, 1, 'no second store path');
+});
+
 test('100 000 entries in one folder and nesting 1 000 deep', () => {
   const { src, store } = fresh();
   const wide = join(src, 'wide');

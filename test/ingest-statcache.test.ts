@@ -11,7 +11,8 @@ import { after, test } from 'node:test';
 import { gcStore } from '../store/gc.js';
 import { RACY_MS } from '../store/ingest-statcache.js';
 import { openStore } from '../store/open.js';
-import { destroyPool } from '../store/pool.js';
+import { hashFilesAsync } from '../store/ingest-hash.js';
+import { destroyPool, poolStarted } from '../store/pool.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-statcache-'));
 after(async () => {
@@ -105,5 +106,48 @@ test('references are the same whichever way a known file is met: read, stat cach
     }
   } finally {
     await store.close();
+  }
+});
+
+test('an update whose files are all known hashes them without a worker; new content starts the pool; the trees are a new store\'s', async () => {
+  const src = join(tmp, 'u');
+  await mkdir(join(src, 'd'), { recursive: true });
+  const bodies = new Map<string, Buffer>();
+  for (let i = 0; i < 40; i++) bodies.set(`d/f${i}`, Buffer.from(`file ${i}\n`.repeat(i * 50 + 1)));
+  bodies.set('mid', Buffer.alloc(300_000, 'm'));
+  bodies.set('big', Buffer.concat([Buffer.alloc(5 << 20, 'b'), Buffer.from('tail')]));
+  const copyTo = async (dir: string, change?: string): Promise<void> => {
+    await mkdir(join(dir, 'd'), { recursive: true });
+    for (const [n, b] of bodies) await writeFile(join(dir, n), n === change ? Buffer.concat([b, Buffer.from('changed')]) : b);
+    if (change) await writeFile(join(dir, 'd', 'new'), 'a new file\n');
+  };
+  await copyTo(src);
+  const store = await openStore(join(tmp, 'u-store'));
+  const fresh = await openStore(join(tmp, 'u-fresh'));
+  try {
+    const first = await store.ingest(src, { name: 'u' });
+    await destroyPool();
+    // The same content at new inodes: every file is hashed, none scanned or stored.
+    const copy = join(tmp, 'u-copy');
+    await copyTo(copy);
+    const again = await store.ingest(copy, { name: 'u-copy' });
+    assert.equal(again.tree, first.tree);
+    assert.equal(again.newChunks, 0);
+    assert.equal(again.scanned, bodies.size, 'every file read again at its new inode');
+    // With hashFilesAsync (the addon built with BLAKE3's C source, MIQ_JS_HASH unset) the walk
+    // and the hash pass run without the pool; without it they run in the workers, as before.
+    if (hashFilesAsync) assert.equal(poolStarted(), 0, 'no worker started for an update of known files');
+    else assert.ok(poolStarted() > 0);
+    // A changed file and a new one: scanned and compressed in the workers.
+    const changed = join(tmp, 'u-changed');
+    await copyTo(changed, 'mid');
+    const upd = await store.ingest(changed, { name: 'u-changed' });
+    assert.ok(poolStarted() > 0, 'the pool starts for what must be scanned');
+    assert.ok(upd.newChunks > 0);
+    const ref = await fresh.ingest(changed, { name: 'u-changed' });
+    assert.equal(upd.tree, ref.tree, 'the same root tree as a new store\'s');
+  } finally {
+    await store.close();
+    await fresh.close();
   }
 });

@@ -33,6 +33,8 @@ import { scanRefs } from '../store/refscan.js';
 const BLAKE3_SOURCE = existsSync('/usr/share/cargo/registry') && readdirSync('/usr/share/cargo/registry').some((n) => n.startsWith('blake3-'));
 const WARM_TREE = miqchunkExport<(root: Uint8Array, threads: number) => void>('warmTree', 'MIQ_JS_WALK');
 const HASH_FILES = miqchunkExport<(files: { path: Uint8Array; size: number }[]) => Buffer>('hashFiles', 'MIQ_JS_HASH');
+/** The same work on libuv's thread pool (the ingest's main thread calls it for an update). */
+const HASH_FILES_ASYNC = miqchunkExport<(files: { path: Uint8Array; size: number }[]) => Promise<Buffer>>('hashFilesAsync', 'MIQ_JS_HASH');
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-units-'));
 after(() => rm(tmp, { recursive: true, force: true }));
@@ -357,6 +359,22 @@ describe('walk', () => {
     assert.deepEqual(await seen({ sync: true, slowNs: 0n }), warm);
     assert.deepEqual(await seen({ sync: true, native: false }), warm, 'listed from JS');
     assert.deepEqual(await seen({ sync: true, slowNs: 0n, native: false }), warm);
+    // A synchronous walk lets the event loop run every `yieldEntries` entries (walkHere: the
+    // ingest's hash results and index lookups are I/O callbacks), and only then.
+    for (const yieldEntries of [undefined, 20]) {
+      let turns = 0, on = true;
+      const tock = (): void => {
+        turns++;
+        if (on) setImmediate(tock);
+      };
+      setImmediate(tock);
+      const got = await seen({ sync: true, ...(yieldEntries ? { yieldEntries } : {}) });
+      const during = turns;
+      on = false;
+      assert.deepEqual(got, warm);
+      if (yieldEntries) assert.ok(during >= 5, `the event loop ran ${during} times during the walk`);
+      else assert.equal(during, 0, 'without yieldEntries the walk runs in one turn');
+    }
   });
 
   it('warms a tree on threads of its own that end once it is read (warmTree)', { skip: !WARM_TREE && 'the addon did not build' }, async () => {
@@ -420,6 +438,10 @@ describe('walk', () => {
       { path: Buffer.from(join(d, 'refs')), size: bodies.refs!.length + 1 },
     ];
     const out = HASH_FILES!(files);
+    assert.ok(HASH_FILES_ASYNC, 'the addon has hashFiles but not hashFilesAsync');
+    assert.deepEqual(await HASH_FILES_ASYNC(files), out, 'hashFilesAsync answers the same bytes');
+    await assert.rejects(async () => HASH_FILES_ASYNC([{ path: 'not bytes' as never, size: 1 }]), /bad file entry/);
+    await assert.rejects(async () => HASH_FILES_ASYNC({} as never), /bad arguments/);
     let o = 0;
     for (const [i, f] of files.entries()) {
       const name = f.path.toString().slice(d.length + 1);
@@ -464,6 +486,11 @@ describe('walk', () => {
     const before = fds();
     const out = HASH_FILES!(files);
     assert.equal(fds(), before, 'every file it opened is closed');
+    // On libuv's threads, several tasks at once (as the ingest's main thread runs them).
+    const outs = await Promise.all([files, files.slice(60), files.slice(0, 70)].map((fs) => HASH_FILES_ASYNC!(fs)));
+    assert.deepEqual(outs[0], out, 'hashFilesAsync answers the same bytes');
+    assert.deepEqual(outs[2], HASH_FILES!(files.slice(0, 70)));
+    assert.equal(fds(), before, 'every file hashFilesAsync opened is closed');
     let o = 0;
     for (let i = 0; i < files.length; i++) {
       const status = out[o++];
