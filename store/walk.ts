@@ -109,14 +109,19 @@ function record(res: WalkResult, dir: DirNode, name: Buffer, path: Buffer, st: F
 
 /** `onFile` sees each regular file as soon as it is found, so reading can start during the walk.
  * On the calling thread, with asynchronous calls only (its event loop stays free). */
-export async function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
+export function walk(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
+  return walkWith(rootPath, lenient, onFile, { sync: false });
+}
+
+/** The walk on the calling thread, traverse's options as given. */
+async function walkWith(rootPath: string, lenient: boolean, onFile: ((f: FileNode) => void) | undefined, opts: { sync: boolean; yieldEntries?: number }): Promise<WalkResult> {
   const res = newResult(rootPath);
   const dirs: DirNode[] = [res.root];
   await traverse(rootPath, (e) => {
     const parent = dirs[e.parent]!;
     const d = record(res, parent, e.path.subarray(parent.path.length + 1), e.path, e.st, e.target, lenient, e.kind === KIND_FILE ? onFile : undefined);
     if (e.kind === KIND_DIR) dirs.push(d!);
-  }, { sync: false });
+  }, opts);
   return res;
 }
 
@@ -129,15 +134,8 @@ const HERE_YIELD_ENTRIES = 512;
  * thread, letting its event loop run every HERE_YIELD_ENTRIES entries. For an update whose hash
  * pass runs on libuv's threads (ingest.ts): the walk then needs no worker isolate either.
  */
-export async function walkHere(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
-  const res = newResult(rootPath);
-  const dirs: DirNode[] = [res.root];
-  await traverse(rootPath, (e) => {
-    const parent = dirs[e.parent]!;
-    const d = record(res, parent, e.path.subarray(parent.path.length + 1), e.path, e.st, e.target, lenient, e.kind === KIND_FILE ? onFile : undefined);
-    if (e.kind === KIND_DIR) dirs.push(d!);
-  }, { sync: true, yieldEntries: HERE_YIELD_ENTRIES });
-  return res;
+export function walkHere(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
+  return walkWith(rootPath, lenient, onFile, { sync: true, yieldEntries: HERE_YIELD_ENTRIES });
 }
 
 /**

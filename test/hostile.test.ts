@@ -4,7 +4,7 @@
  * file. Each is handled as documented, through the real CLI.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, lstatSync, mkdirSync, openSync, readlinkSync, symlinkSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -103,27 +103,9 @@ test('names that are not UTF-8 keep their bytes through ingest and export', () =
   assert.deepEqual(names, ['caf\xe9', 'f\xff\xfe.txt']);
 });
 
-test('an unreadable file fails the ingest with its path named and no store path', () => {
-  const { src, store } = fresh();
-  writeFileSync(join(src, 'readable'), 'ok');
-  writeFileSync(join(src, 'secret'), 'no');
-  chmodSync(join(src, 'secret'), 0o000);
-  // Root reads anything: run the ingest as an unprivileged user.
-  const storeDir = store[1]!;
-  mkdirSync(storeDir, { recursive: true });
-  chownSync(storeDir, 65534, 65534);
-  chmodSync(tmp.dir, 0o755);
-  chmodSync(src, 0o755);
-  chmodSync(join(src, 'readable'), 0o644);
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, MIQ, ...store, 'ingest', src], { encoding: 'utf8' });
-  assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'secret')}: permission denied`));
-  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
-  chmodSync(join(src, 'secret'), 0o644);
-  assert.deepEqual(paths(store), [], 'no store path created');
-});
-
-test('an unreadable file met by an update\'s hash pass fails the ingest the same way', () => {
+/** A source with one readable file and a store the unprivileged user 65534 owns (root reads
+ * anything: an unreadable file needs the ingest run as someone else), and that user's ingest. */
+function asNobodySetup(): { src: string; store: string[]; asNobody: (...args: string[]) => SpawnSyncReturns<string> } {
   const { src, store } = fresh();
   writeFileSync(join(src, 'readable'), 'ok');
   const storeDir = store[1]!;
@@ -133,6 +115,23 @@ test('an unreadable file met by an update\'s hash pass fails the ingest the same
   chmodSync(src, 0o755);
   chmodSync(join(src, 'readable'), 0o644);
   const asNobody = (...args: string[]) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, MIQ, ...store, 'ingest', ...args], { encoding: 'utf8' });
+  return { src, store, asNobody };
+}
+
+test('an unreadable file fails the ingest with its path named and no store path', () => {
+  const { src, store, asNobody } = asNobodySetup();
+  writeFileSync(join(src, 'secret'), 'no');
+  chmodSync(join(src, 'secret'), 0o000);
+  const r = asNobody(src);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'secret')}: permission denied`));
+  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+  chmodSync(join(src, 'secret'), 0o644);
+  assert.deepEqual(paths(store), [], 'no store path created');
+});
+
+test('an unreadable file met by an update\'s hash pass fails the ingest the same way', () => {
+  const { src, store, asNobody } = asNobodySetup();
   // A store with files: the next ingest hashes files at new inodes before it scans them.
   assert.equal(asNobody(src, '--name', 'first').status, 0);
   writeFileSync(join(src, 'secret'), 'no');
