@@ -37,6 +37,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_PREFAULT', 'tuning: 0: decode buffers are not made present in one call before zstd writes them'],
   ['MIQ_JS_CHUNKER', 'tuning: 1: ingest cuts chunks with the JavaScript loop instead of the C one (which it uses when the addon was built)'],
   ['MIQ_JS_HASH', 'tuning: 1: ingest hashes known files with JavaScript calls per file in its workers instead of one C call per task (which it uses when the addon was built; for an update on the libuv thread pool, with the walk on the main thread and workers started only to scan or compress)'],
+  ['MIQ_JS_SCAN', 'tuning: 1: an update scans (chunks) and compresses its new files in worker threads instead of in C on the libuv thread pool (which it uses when the addon was built with BLAKE3 and libzstd.so.1 loads; then an update starts no worker)'],
   ['MIQ_JS_WALK', 'tuning: 1: ingest lists directories with one JavaScript call per entry instead of one C call per directory (which it uses when the addon was built)'],
   ['MIQ_NO_STAT_CACHE', 'tuning: 1: ingest reads every file, also one whose inode, size, mtime and ctime match its last ingest'],
   ['MIQ_INGEST_TRACE', 'diagnostics: 1: ingest prints when each of its phases ended'],

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -40,6 +41,26 @@ static int u32arg(napi_env env, napi_value v, uint32_t *out) {
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
+/* The length of the next chunk of b[start, end): Chunker.cut's loop (also the C scan's). */
+static uint32_t cutAt(const uint8_t *b, size_t start, size_t end, uint32_t min, uint32_t avg, uint32_t max, uint32_t maskS, uint32_t maskL, const uint32_t *G) {
+  uint32_t n = (uint32_t)(end - start);
+  if (n <= min) return n;
+  if (n > max) n = max;
+  uint32_t normal = n < avg ? n : avg;
+  uint32_t h = 0;
+  size_t i = start + min;
+  const size_t iNormal = start + normal, iEnd = start + n;
+  for (; i < iNormal; i++) {
+    h = (h << 1) + G[b[i]];
+    if ((h & maskS) == 0) return (uint32_t)(i + 1 - start);
+  }
+  for (; i < iEnd; i++) {
+    h = (h << 1) + G[b[i]];
+    if ((h & maskL) == 0) return (uint32_t)(i + 1 - start);
+  }
+  return n;
+}
+
 /* cut(buf: Uint8Array, start, end, min, avg, max, maskS, maskL, gear: Int32Array) -> length */
 static napi_value Cut(napi_env env, napi_callback_info info) {
   size_t argc = 9;
@@ -54,26 +75,7 @@ static napi_value Cut(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "miqchunk.cut: bad arguments");
     return NULL;
   }
-  const uint8_t *b = bufp;
-  const uint32_t *G = gearp;
-  uint32_t n = end - start, r = n;
-  if (n > min) {
-    if (n > max) n = max;
-    uint32_t normal = n < avg ? n : avg;
-    uint32_t h = 0;
-    size_t i = (size_t)start + min;
-    const size_t iNormal = (size_t)start + normal, iEnd = (size_t)start + n;
-    r = n;
-    for (; i < iNormal; i++) {
-      h = (h << 1) + G[b[i]];
-      if ((h & maskS) == 0) { r = (uint32_t)(i + 1 - start); goto done; }
-    }
-    for (; i < iEnd; i++) {
-      h = (h << 1) + G[b[i]];
-      if ((h & maskL) == 0) { r = (uint32_t)(i + 1 - start); goto done; }
-    }
-  }
-done:;
+  uint32_t r = cutAt(bufp, start, end, min, avg, max, maskS, maskL, gearp);
   napi_value out;
   napi_create_uint32(env, r, &out);
   return out;
@@ -464,11 +466,13 @@ static napi_value WarmTree(napi_env env, napi_callback_info info) {
 #define AHEAD_BYTES ((double)(32u << 20))
 static uint8_t HEXV[256];
 
-static int scanRefsC(Buf *out, const uint8_t *buf, size_t end, uint32_t *count) {
-  size_t p = 0;
+/* scanRefs of store/refscan.ts: every '-' followed by 32 hex characters at positions [start,
+ * end) of `buf`, the hex run allowed to reach up to `limit`, appended to `out` (32 bytes each). */
+static int scanRefsC(Buf *out, const uint8_t *buf, size_t start, size_t end, size_t limit, uint32_t *count) {
+  size_t p = start;
   while (p < end) {
     size_t k = p + 32;
-    if (k >= end) return 1;
+    if (k >= limit) return 1;
     if (!HEXV[buf[k]]) { p = k; continue; }
     size_t j = k - 1;
     while (j > p && HEXV[buf[j]]) j--;
@@ -521,7 +525,7 @@ static int hashOneC(Buf *out, uint8_t *buf, int fd, double want) {
     uint32_t count = 0;
     size_t at = out->len;
     if (!put(out, &st0, 1) || !put(out, id, 32) || !put(out, &count, 4)) return -1;
-    if (!scanRefsC(out, buf, total, &count)) return -1;
+    if (!scanRefsC(out, buf, 0, total, total, &count)) return -1;
     for (int b = 0; b < 4; b++) out->p[at + 33 + b] = (char)(count >> (8 * b)); /* little-endian */
     return 0;
   }
@@ -560,7 +564,7 @@ static void hashJobFree(HashJob *j) {
 }
 
 /* The job for `files` (hashFiles' argument), or NULL with a JS exception pending. */
-static HashJob *hashJobOf(napi_env env, napi_value files, const char *what) {
+static HashJob *hashJobOf(napi_env env, napi_value files, const char *what, size_t size) {
   uint32_t n = 0;
   bool isArr = false;
   if (napi_is_array(env, files, &isArr) != napi_ok || !isArr || napi_get_array_length(env, files, &n) != napi_ok) {
@@ -572,7 +576,7 @@ static HashJob *hashJobOf(napi_env env, napi_value files, const char *what) {
   napi_value kPath, kSize;
   napi_create_string_latin1(env, "path", NAPI_AUTO_LENGTH, &kPath);
   napi_create_string_latin1(env, "size", NAPI_AUTO_LENGTH, &kSize);
-  HashJob *j = calloc(1, sizeof *j);
+  HashJob *j = calloc(1, size);
   if (j) {
     j->n = n;
     j->at = malloc(sizeof(size_t) * (n ? n : 1));
@@ -655,7 +659,7 @@ static napi_value HashFiles(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad arguments");
     return NULL;
   }
-  HashJob *j = hashJobOf(env, argv[0], "hashFiles");
+  HashJob *j = hashJobOf(env, argv[0], "hashFiles", sizeof(HashJob));
   if (!j) return NULL;
   hashJobRun(j);
   if (!j->ok) {
@@ -711,7 +715,7 @@ static napi_value HashFilesAsync(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "miqchunk.hashFilesAsync: bad arguments");
     return NULL;
   }
-  HashJob *j = hashJobOf(env, argv[0], "hashFilesAsync");
+  HashJob *j = hashJobOf(env, argv[0], "hashFilesAsync", sizeof(HashJob));
   if (!j) return NULL;
   napi_value promise, name;
   napi_create_string_latin1(env, "miqchunk.hashFiles", NAPI_AUTO_LENGTH, &name);
@@ -729,6 +733,844 @@ static napi_value HashFilesAsync(napi_env env, napi_callback_info info) {
   }
   return promise;
 }
+
+/*
+ * Reused memory of the scan and compress jobs below (read buffers, zstd contexts with their
+ * caches): kept between jobs, as an ingest worker keeps its own between tasks, because fresh
+ * pages cost a fault each (~10 us on this project's VMs). ingestRelease() frees what is idle.
+ */
+#define SPARE_BUFS 4
+static pthread_mutex_t spareMu = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint8_t *p; size_t cap; } spareBuf[SPARE_BUFS];
+
+static uint8_t *bufTake(size_t want, size_t *cap) {
+  pthread_mutex_lock(&spareMu);
+  for (int i = 0; i < SPARE_BUFS; i++) {
+    if (spareBuf[i].p && spareBuf[i].cap >= want) {
+      uint8_t *p = spareBuf[i].p;
+      *cap = spareBuf[i].cap;
+      spareBuf[i].p = NULL;
+      pthread_mutex_unlock(&spareMu);
+      return p;
+    }
+  }
+  pthread_mutex_unlock(&spareMu);
+  *cap = want;
+  return malloc(want);
+}
+
+static void bufGive(uint8_t *p, size_t cap) {
+  if (!p) return;
+  pthread_mutex_lock(&spareMu);
+  for (int i = 0; i < SPARE_BUFS; i++) {
+    if (!spareBuf[i].p) {
+      spareBuf[i].p = p;
+      spareBuf[i].cap = cap;
+      p = NULL;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&spareMu);
+  free(p);
+}
+
+/* A buffer of at least `n` bytes (contents kept). */
+static int room(Buf *b, size_t n) {
+  if (b->cap >= n) return 1;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < n) cap *= 2;
+  char *q = realloc(b->p, cap);
+  if (!q) return 0;
+  b->p = q;
+  b->cap = cap;
+  return 1;
+}
+
+static void blake3Of(const uint8_t *p, size_t n, uint8_t out[32]) {
+  blake3_hasher h;
+  blake3_hasher_init(&h);
+  blake3_hasher_update(&h, p, n);
+  blake3_hasher_finalize(&h, out, 32);
+}
+
+/*
+ * scanFilesAsync(files: {path, size}[], params: Float64Array [min, avg, max, maskS, maskL,
+ * keepSmall], gear: Int32Array) -> Promise<Buffer>: the ingest worker's scan task
+ * (store/ingest-worker.ts scanOne, without a new store's compressing while it scans) on libuv's
+ * thread pool: per file open (O_NOFOLLOW, O_NONBLOCK), fstat, reads into a buffer of max(4 MiB,
+ * 2 max) filled as scanOne fills its own, the content-defined cuts (cutAt), each chunk's BLAKE3,
+ * the file's, and the reference candidates of each chunk as scanOne finds them (the hex run
+ * may reach past the chunk up to the bytes read). Per file, in order, one status byte; 0: the
+ * file's id (32 bytes), a uint32 chunk count and per chunk its id (32) and length (uint32), a
+ * uint32 count of reference candidates and those (32 bytes each, in the order found, repeats
+ * included), an int32 length (-1: none) and the file's bytes when it is one chunk of at most
+ * keepSmall bytes; 2: nothing — the caller scans that file in a worker, which gives any error
+ * its usual message (cannot open, not a regular file, read error, changed size).
+ */
+typedef struct {
+  HashJob h;
+  uint32_t min, avg, max, maskS, maskL, keepSmall;
+  uint32_t gear[256];
+} ScanJob;
+
+static int scanOneC(ScanJob *j, Buf *out, Buf *chunks, Buf *refs, uint8_t *buf, size_t L, int fd, double want) {
+  if (fd < 0) return 2;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return 2; }
+  size_t size = (size_t)st.st_size, have = 0, total = 0;
+  int eof = 0, hashing = 0, whole = 0;
+  uint32_t nchunks = 0, nrefs = 0;
+  blake3_hasher h;
+  uint8_t fileId[32], id[32];
+  const uint8_t *small = NULL;
+  size_t smallLen = 0;
+  chunks->len = 0;
+  refs->len = 0;
+  while (!eof || have > 0) {
+    while (!eof && have < L) {
+      ssize_t n = readSome(fd, buf + have, L - have, total, size, &eof);
+      if (n < 0) { close(fd); return 2; }
+      have += (size_t)n;
+      total += (size_t)n;
+    }
+    size_t s = 0;
+    while (have - s > 0 && (eof || have - s >= j->max)) {
+      size_t len = cutAt(buf, s, have, j->min, j->avg, j->max, j->maskS, j->maskL, j->gear);
+      const uint8_t *piece = buf + s;
+      blake3Of(piece, len, id);
+      if (eof && s == 0 && len == have && nchunks == 0) {
+        memcpy(fileId, id, 32);
+        whole = 1;
+      } else {
+        if (!hashing) blake3_hasher_init(&h);
+        hashing = 1;
+        blake3_hasher_update(&h, piece, len);
+      }
+      uint32_t l32 = (uint32_t)len;
+      if (!scanRefsC(refs, buf, s, s + len, have, &nrefs) || !put(chunks, id, 32) || !put(chunks, &l32, 4)) { close(fd); return -1; }
+      nchunks++;
+      if (total <= j->keepSmall && eof) { small = piece; smallLen = len; }
+      s += len;
+    }
+    if (s > 0) {
+      memmove(buf, buf + s, have - s);
+      have -= s;
+    }
+    if (eof && have == 0) break;
+  }
+  close(fd);
+  if ((double)total != want) return 2;
+  if (whole) {
+  } else if (hashing) {
+    blake3_hasher_finalize(&h, fileId, 32);
+  } else {
+    blake3Of(buf, 0, fileId);
+  }
+  uint8_t st0 = 0;
+  int32_t dlen = small && nchunks == 1 ? (int32_t)smallLen : -1;
+  if (!put(out, &st0, 1) || !put(out, fileId, 32) || !put(out, &nchunks, 4) || !put(out, chunks->p ? chunks->p : "", chunks->len) ||
+      !put(out, &nrefs, 4) || !put(out, refs->p ? refs->p : "", refs->len) || !put(out, &dlen, 4) || (dlen > 0 && !put(out, small, (size_t)dlen))) return -1;
+  return 0;
+}
+
+static void scanExecute(napi_env env, void *data) {
+  ScanJob *sj = data;
+  HashJob *j = &sj->h;
+  size_t L = (size_t)sj->max * 2 > (4u << 20) ? (size_t)sj->max * 2 : (4u << 20), cap = 0;
+  uint8_t *buf = bufTake(L, &cap);
+  Buf chunks = {0}, refs = {0};
+  int ok = buf != NULL;
+  for (uint32_t i = 0; ok && i < j->n; i++) {
+    int fd = j->at[i] == (size_t)-1 ? -1 : open(j->paths.p + j->at[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int r = scanOneC(sj, &j->out, &chunks, &refs, buf, L, fd, j->want[i]);
+    if (r == 2) {
+      uint8_t two = 2;
+      ok = put(&j->out, &two, 1);
+    } else if (r < 0) {
+      ok = 0;
+    }
+  }
+  free(chunks.p);
+  free(refs.p);
+  bufGive(buf, cap);
+  j->ok = ok;
+}
+
+static napi_value ScanFilesAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *pp = NULL, *gp = NULL;
+  size_t plen = 0, glen = 0;
+  if (argc < 3 || !typed(env, argv[1], napi_float64_array, &pp, &plen) || plen != 6 || !typed(env, argv[2], napi_int32_array, &gp, &glen) || glen != 256) {
+    napi_throw_type_error(env, NULL, "miqchunk.scanFilesAsync: bad arguments");
+    return NULL;
+  }
+  const double *p = pp;
+  if (!(p[0] >= 64 && p[0] < p[1] && p[1] < p[2] && p[2] <= (double)(1u << 26) && p[3] >= 0 && p[3] <= 4294967295.0 && p[4] >= 0 && p[4] <= 4294967295.0 && p[5] >= 0 && p[5] <= p[0])) {
+    napi_throw_type_error(env, NULL, "miqchunk.scanFilesAsync: bad chunk parameters");
+    return NULL;
+  }
+  ScanJob *j = (ScanJob *)hashJobOf(env, argv[0], "scanFilesAsync", sizeof(ScanJob));
+  if (!j) return NULL;
+  j->min = (uint32_t)p[0]; j->avg = (uint32_t)p[1]; j->max = (uint32_t)p[2];
+  j->maskS = (uint32_t)p[3]; j->maskL = (uint32_t)p[4]; j->keepSmall = (uint32_t)p[5];
+  memcpy(j->gear, gp, sizeof j->gear);
+  napi_value promise, name;
+  napi_create_string_latin1(env, "miqchunk.scanFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &j->h.deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, scanExecute, hashComplete, j, &j->h.work) != napi_ok) {
+    hashJobFree(&j->h);
+    napi_throw_error(env, "EIO", "miqchunk.scanFilesAsync: cannot queue the work");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, j->h.work) != napi_ok) {
+    napi_delete_async_work(env, j->h.work);
+    hashJobFree(&j->h);
+    napi_throw_error(env, "EIO", "miqchunk.scanFilesAsync: cannot queue the work");
+    return NULL;
+  }
+  return promise;
+}
+
+/*
+ * zstd for the compress jobs: the system's libzstd.so.1, loaded at run time as native/miqfuse.c
+ * loads it (no headers needed to build). The parameter numbers are zstd's stable API.
+ */
+#define ZSTD_C_LEVEL 100
+#define ZSTD_C_CONTENT_SIZE 200
+#define ZSTD_C_CHECKSUM 201
+static struct {
+  void *(*createCCtx)(void);
+  size_t (*freeCCtx)(void *);
+  size_t (*setParameter)(void *, int, int);
+  size_t (*compress2)(void *, void *, size_t, const void *, size_t);
+  size_t (*compressUsingDict)(void *, void *, size_t, const void *, size_t, const void *, size_t, int);
+  size_t (*bound)(size_t);
+  unsigned (*isError)(size_t);
+  void *(*createDCtx)(void);
+  size_t (*freeDCtx)(void *);
+  size_t (*decompressDCtx)(void *, void *, size_t, const void *, size_t);
+  size_t (*decompressUsingDict)(void *, void *, size_t, const void *, size_t, const void *, size_t);
+} Z;
+static int zOk;
+static pthread_once_t zOnce = PTHREAD_ONCE_INIT;
+
+static void zLoad(void) {
+  void *h = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) return;
+#define ZSYM(f, n) if (!(*(void **)&Z.f = dlsym(h, n))) return;
+  ZSYM(createCCtx, "ZSTD_createCCtx") ZSYM(freeCCtx, "ZSTD_freeCCtx") ZSYM(setParameter, "ZSTD_CCtx_setParameter")
+  ZSYM(compress2, "ZSTD_compress2") ZSYM(compressUsingDict, "ZSTD_compress_usingDict") ZSYM(bound, "ZSTD_compressBound")
+  ZSYM(isError, "ZSTD_isError") ZSYM(createDCtx, "ZSTD_createDCtx") ZSYM(freeDCtx, "ZSTD_freeDCtx")
+  ZSYM(decompressDCtx, "ZSTD_decompressDCtx") ZSYM(decompressUsingDict, "ZSTD_decompress_usingDict")
+#undef ZSYM
+  zOk = 1;
+}
+
+/* zstdReady() -> whether compressItemsAsync can run (libzstd.so.1 loaded). */
+static napi_value ZstdReady(napi_env env, napi_callback_info info) {
+  pthread_once(&zOnce, zLoad);
+  napi_value v;
+  napi_get_boolean(env, zOk, &v);
+  return v;
+}
+
+/* A compress job's zstd contexts and caches, one job at a time (a free list, like a worker's
+ * module state): decoded delta bases by id (BASE_CACHE_BYTES, least recently used out first)
+ * and decoded shared frames by where they lie (FRAME_CACHE_MAX), as ingest-worker.ts keeps them. */
+#define BASE_CACHE_BYTES (4u << 20)
+#define BASE_CACHE_MAX 128
+#define FRAME_CACHE_MAX 16
+typedef struct { uint8_t id[32]; uint8_t *p; size_t len; } CBase;
+typedef struct { uint32_t pack, stored; double off; uint8_t *p; size_t len; } CFrame;
+typedef struct Zc {
+  struct Zc *next;
+  void *cctx, *cctxDict, *dctx;
+  int level;
+  CBase base[BASE_CACHE_MAX];
+  int nb;
+  size_t baseBytes;
+  CFrame frame[FRAME_CACHE_MAX];
+  int nf;
+  Buf dst, dst2, body, dict, rd, fb, members;
+} Zc;
+static pthread_mutex_t zcMu = PTHREAD_MUTEX_INITIALIZER;
+static Zc *zcIdle;
+
+static void zcFree(Zc *c) {
+  if (!c) return;
+  if (c->cctx) Z.freeCCtx(c->cctx);
+  if (c->cctxDict) Z.freeCCtx(c->cctxDict);
+  if (c->dctx) Z.freeDCtx(c->dctx);
+  for (int i = 0; i < c->nb; i++) free(c->base[i].p);
+  for (int i = 0; i < c->nf; i++) free(c->frame[i].p);
+  free(c->dst.p); free(c->dst2.p); free(c->body.p); free(c->dict.p); free(c->rd.p); free(c->fb.p); free(c->members.p);
+  free(c);
+}
+
+static Zc *zcTake(int level) {
+  pthread_mutex_lock(&zcMu);
+  Zc *c = zcIdle;
+  if (c) zcIdle = c->next;
+  pthread_mutex_unlock(&zcMu);
+  if (!c) {
+    c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->cctx = Z.createCCtx();
+    c->cctxDict = Z.createCCtx();
+    c->dctx = Z.createDCtx();
+    c->level = 0x7fffffff;
+    if (!c->cctx || !c->cctxDict || !c->dctx) { zcFree(c); return NULL; }
+  }
+  if (c->level != level) {
+    /* As codec.ts sets up its context for plain chunks and frames. */
+    if (Z.isError(Z.setParameter(c->cctx, ZSTD_C_LEVEL, level)) || Z.isError(Z.setParameter(c->cctx, ZSTD_C_CHECKSUM, 0)) ||
+        Z.isError(Z.setParameter(c->cctx, ZSTD_C_CONTENT_SIZE, 1))) { zcFree(c); return NULL; }
+    c->level = level;
+  }
+  return c;
+}
+
+static void zcGive(Zc *c) {
+  pthread_mutex_lock(&zcMu);
+  c->next = zcIdle;
+  zcIdle = c;
+  pthread_mutex_unlock(&zcMu);
+}
+
+/* One old chunk a delta is tried against (a task's `bases`, store/ingest-delta.ts BaseChunk). */
+typedef struct {
+  const uint8_t *id;
+  uint32_t pack, stored, plain, fOff, fSize;
+  double offset;
+  uint8_t flags, hasFrame, nrefs;
+  const uint8_t *refs;
+} ZBase;
+
+/* One item of a compress task (ingest-worker.ts CompressItem). */
+typedef struct {
+  const uint8_t *id, *data, *refs;
+  const char *path;
+  uint32_t len;
+  double offset;
+  uint8_t nrefs;
+} ZItem;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref specRef;
+  int level;
+  double frameBytes, frameItemMax, sure, keep;
+  const char *packDir;
+  uint32_t packDirLen;
+  ZBase *bases;
+  uint32_t nb;
+  ZItem *items;
+  uint32_t ni;
+  Buf desc, bodies;
+  /* 0: done; 1: given back (a file that cannot be read or changed, a zstd error: the caller
+   * runs the task in a worker, which makes its error); -1: out of memory. */
+  int status;
+  uint32_t fdPack[8];
+  int fdOpen[8], nfd;
+} ZJob;
+
+static void zJobFree(ZJob *j) {
+  if (!j) return;
+  free(j->bases); free(j->items); free(j->desc.p); free(j->bodies.p);
+  free(j);
+}
+
+typedef struct { const uint8_t *p; size_t len, at; int bad; } Cur;
+static const uint8_t *curTake(Cur *c, size_t n) {
+  if (c->bad || c->len - c->at < n) { c->bad = 1; return NULL; }
+  const uint8_t *p = c->p + c->at;
+  c->at += n;
+  return p;
+}
+static uint32_t curU32(Cur *c) { uint32_t v = 0; const uint8_t *p = curTake(c, 4); if (p) memcpy(&v, p, 4); return v; }
+static double curF64(Cur *c) { double v = 0; const uint8_t *p = curTake(c, 8); if (p) memcpy(&v, p, 8); return v; }
+static uint8_t curU8(Cur *c) { const uint8_t *p = curTake(c, 1); return p ? *p : 0; }
+
+static int baseCmp(const void *a, const void *b) { return memcmp(((const ZBase *)a)->id, ((const ZBase *)b)->id, 32); }
+
+/* The task as store/ingest-c.ts encodes it (little-endian): level, frameBytes, frameItemMax,
+ * sureRatio, keepRatio (float64 each); the pack directory (uint32 length, bytes); the bases
+ * (uint32 count; each: id, pack u32, offset f64, stored u32, plain u32, flags u8, in-frame u8,
+ * frame offset u32, frame size u32, ref count u8, refs); the items (uint32 count; each: id,
+ * length u32, kind u8 (0: the bytes follow, length of them; 1: a NUL-terminated path's length
+ * u32, the path with its NUL, the offset f64), ref count u8, refs). 0: malformed. */
+static int zParse(ZJob *j, const uint8_t *spec, size_t len) {
+  Cur c = { spec, len, 0, 0 };
+  double level = curF64(&c);
+  j->frameBytes = curF64(&c);
+  j->frameItemMax = curF64(&c);
+  j->sure = curF64(&c);
+  j->keep = curF64(&c);
+  if (c.bad || level != level || !(j->frameBytes >= 1 && j->frameBytes <= (double)(64u << 20)) ||
+      !(j->frameItemMax >= 0 && j->frameItemMax <= j->frameBytes)) return 0;
+  /* As zstd clamps a level out of its range. */
+  j->level = level < -131072 ? -131072 : level > 22 ? 22 : (int)level;
+  j->packDirLen = curU32(&c);
+  j->packDir = (const char *)curTake(&c, j->packDirLen);
+  if (c.bad || j->packDirLen > PATH_MAX - 32 || memchr(j->packDir, 0, j->packDirLen)) return 0;
+  j->nb = curU32(&c);
+  if (c.bad || j->nb > len / 32) return 0;
+  j->bases = calloc(j->nb ? j->nb : 1, sizeof *j->bases);
+  if (!j->bases) return 0;
+  for (uint32_t i = 0; i < j->nb && !c.bad; i++) {
+    ZBase *b = &j->bases[i];
+    b->id = curTake(&c, 32);
+    b->pack = curU32(&c);
+    b->offset = curF64(&c);
+    b->stored = curU32(&c);
+    b->plain = curU32(&c);
+    b->flags = curU8(&c);
+    b->hasFrame = curU8(&c);
+    b->fOff = curU32(&c);
+    b->fSize = curU32(&c);
+    b->nrefs = curU8(&c);
+    b->refs = curTake(&c, 32u * b->nrefs);
+    if (!(b->offset >= 0 && b->offset <= 9007199254740991.0)) c.bad = 1;
+  }
+  if (c.bad) return 0;
+  qsort(j->bases, j->nb, sizeof *j->bases, baseCmp);
+  j->ni = curU32(&c);
+  if (c.bad || j->ni > len / 32) return 0;
+  j->items = calloc(j->ni ? j->ni : 1, sizeof *j->items);
+  if (!j->items) return 0;
+  for (uint32_t i = 0; i < j->ni && !c.bad; i++) {
+    ZItem *it = &j->items[i];
+    it->id = curTake(&c, 32);
+    it->len = curU32(&c);
+    uint8_t kind = curU8(&c);
+    if (kind == 0) {
+      it->data = curTake(&c, it->len);
+    } else if (kind == 1) {
+      uint32_t pl = curU32(&c);
+      it->path = (const char *)curTake(&c, pl);
+      it->offset = curF64(&c);
+      if (c.bad || pl == 0 || pl > PATH_MAX || it->path[pl - 1] != 0 || memchr(it->path, 0, pl - 1) || !(it->offset >= 0 && it->offset <= 9007199254740991.0)) c.bad = 1;
+    } else {
+      c.bad = 1;
+    }
+    it->nrefs = curU8(&c);
+    it->refs = curTake(&c, 32u * it->nrefs);
+  }
+  return !c.bad && c.at == len;
+}
+
+static const ZBase *zFind(ZJob *j, const uint8_t *id) {
+  ZBase key = { .id = id };
+  return bsearch(&key, j->bases, j->nb, sizeof *j->bases, baseCmp);
+}
+
+/* A pack's descriptor for this job (a few kept open, the oldest closed first). */
+static int zPackFd(ZJob *j, uint32_t pack) {
+  for (int i = 0; i < j->nfd; i++) if (j->fdPack[i] == pack) return j->fdOpen[i];
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%.*s/pack-%06u.pack", (int)j->packDirLen, j->packDir, pack);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (j->nfd == 8) {
+    close(j->fdOpen[0]);
+    memmove(j->fdOpen, j->fdOpen + 1, 7 * sizeof(int));
+    memmove(j->fdPack, j->fdPack + 1, 7 * sizeof(uint32_t));
+    j->nfd--;
+  }
+  j->fdOpen[j->nfd] = fd;
+  j->fdPack[j->nfd++] = pack;
+  return fd;
+}
+
+/* preadStored: the stored bytes of `b` into c->body; NULL when the pack cannot be read or is
+ * short (the base is then unusable, as loadBase's catch makes it). */
+static const uint8_t *zStored(ZJob *j, Zc *c, const ZBase *b) {
+  int fd = zPackFd(j, b->pack);
+  if (fd < 0 || !room(&c->body, b->stored ? b->stored : 1)) return NULL;
+  size_t n = 0;
+  while (n < b->stored) {
+    ssize_t r = pread(fd, c->body.p + n, b->stored - n, (off_t)b->offset + (off_t)n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  return n == b->stored ? (const uint8_t *)c->body.p : NULL;
+}
+
+static const uint8_t *zRemember(Zc *c, const uint8_t *id, uint8_t *p, size_t len) {
+  if (c->nb == BASE_CACHE_MAX) {
+    c->baseBytes -= c->base[0].len;
+    free(c->base[0].p);
+    memmove(c->base, c->base + 1, (size_t)--c->nb * sizeof *c->base);
+  }
+  memcpy(c->base[c->nb].id, id, 32);
+  c->base[c->nb].p = p;
+  c->base[c->nb].len = len;
+  c->nb++;
+  c->baseBytes += len;
+  /* The oldest out while over budget, never the one just made (the caller is using it). */
+  while (c->baseBytes > BASE_CACHE_BYTES && c->nb > 1) {
+    c->baseBytes -= c->base[0].len;
+    free(c->base[0].p);
+    memmove(c->base, c->base + 1, (size_t)--c->nb * sizeof *c->base);
+  }
+  return p;
+}
+
+/* A shared frame's plain bytes (decoded once, kept while recently used), or NULL. */
+static const uint8_t *zFrame(ZJob *j, Zc *c, const ZBase *b) {
+  for (int i = 0; i < c->nf; i++) {
+    CFrame *f = &c->frame[i];
+    if (f->pack == b->pack && f->off == b->offset && f->stored == b->stored) {
+      CFrame hit = *f;
+      memmove(c->frame + i, c->frame + i + 1, (size_t)(c->nf - i - 1) * sizeof *f);
+      c->frame[c->nf - 1] = hit;
+      return hit.len == b->fSize ? hit.p : NULL;
+    }
+  }
+  const uint8_t *body = zStored(j, c, b);
+  if (!body) return NULL;
+  uint8_t *p = malloc(b->fSize ? b->fSize : 1);
+  if (!p) return NULL;
+  size_t n = Z.decompressDCtx(c->dctx, p, b->fSize, body, b->stored);
+  if (Z.isError(n) || n != b->fSize) { free(p); return NULL; }
+  if (c->nf == FRAME_CACHE_MAX) {
+    free(c->frame[0].p);
+    memmove(c->frame, c->frame + 1, (size_t)--c->nf * sizeof *c->frame);
+  }
+  c->frame[c->nf++] = (CFrame){ b->pack, b->stored, b->offset, p, b->fSize };
+  return p;
+}
+
+/* ingest-worker.ts loadBase: the verified plain bytes of old chunk `id` (valid until the next
+ * base is decoded), or NULL when it cannot be had (not in the task's bases, a chain deeper than
+ * 8, a pack that cannot be read, bytes that do not decode or do not match the id). */
+static const uint8_t *zBase(ZJob *j, Zc *c, const uint8_t *id, int depth, size_t *len) {
+  for (int i = 0; i < c->nb; i++) {
+    if (memcmp(c->base[i].id, id, 32) == 0) {
+      CBase hit = c->base[i];
+      memmove(c->base + i, c->base + i + 1, (size_t)(c->nb - i - 1) * sizeof hit);
+      c->base[c->nb - 1] = hit;
+      *len = hit.len;
+      return hit.p;
+    }
+  }
+  const ZBase *b = zFind(j, id);
+  if (!b || depth > 8) return NULL;
+  uint8_t got[32];
+  if (b->hasFrame) {
+    const uint8_t *f = zFrame(j, c, b);
+    if (!f || (size_t)b->fOff + b->plain > b->fSize) return NULL;
+    blake3Of(f + b->fOff, b->plain, got);
+    if (memcmp(got, id, 32) != 0) return NULL;
+    uint8_t *p = malloc(b->plain ? b->plain : 1);
+    if (!p) return NULL;
+    memcpy(p, f + b->fOff, b->plain);
+    *len = b->plain;
+    return zRemember(c, id, p, b->plain);
+  }
+  Buf dict = {0};
+  for (uint8_t r = 0; r < b->nrefs; r++) {
+    size_t rl = 0;
+    const uint8_t *rb = zBase(j, c, b->refs + 32u * r, depth + 1, &rl);
+    if (!rb || !put(&dict, rb, rl)) { free(dict.p); return NULL; }
+  }
+  const uint8_t *body = zStored(j, c, b);
+  uint8_t *p = body ? malloc(b->plain ? b->plain : 1) : NULL;
+  int ok = p != NULL;
+  if (ok && b->flags == 0) {
+    ok = b->stored == b->plain;
+    if (ok) memcpy(p, body, b->plain);
+  } else if (ok && (b->flags == 1 || b->flags == 2)) {
+    size_t n = b->flags == 2 ? (dict.p ? Z.decompressUsingDict(c->dctx, p, b->plain, body, b->stored, dict.p, dict.len) : (size_t)-1)
+                             : Z.decompressDCtx(c->dctx, p, b->plain, body, b->stored);
+    ok = !Z.isError(n) && n == b->plain;
+  } else {
+    ok = 0;
+  }
+  free(dict.p);
+  if (ok) {
+    blake3Of(p, b->plain, got);
+    ok = memcmp(got, id, 32) == 0;
+  }
+  if (!ok) { free(p); return NULL; }
+  *len = b->plain;
+  return zRemember(c, id, p, b->plain);
+}
+
+/* encodeChunkScratch (store/codec.ts): zstd when it saves at least 1/32, else raw (the plain
+ * bytes themselves). -1: a zstd error or no memory. */
+static int zPlain(Zc *c, Buf *dst, const uint8_t *plain, size_t len, int *flags, const uint8_t **body, size_t *n) {
+  if (len >= 64) {
+    size_t cap = Z.bound(len);
+    if (!room(dst, cap)) return -1;
+    size_t r = Z.compress2(c->cctx, dst->p, cap, plain, len);
+    if (Z.isError(r)) return -1;
+    if (r < len - (len >> 5)) {
+      *flags = 1;
+      *body = (const uint8_t *)dst->p;
+      *n = r;
+      return 0;
+    }
+  }
+  *flags = 0;
+  *body = plain;
+  *n = len;
+  return 0;
+}
+
+static int zEmit(ZJob *j, uint32_t item, int flags, const uint8_t *body, size_t n) {
+  uint8_t k = 0, f = (uint8_t)flags;
+  uint32_t n32 = (uint32_t)n;
+  return put(&j->desc, &k, 1) && put(&j->desc, &item, 4) && put(&j->desc, &f, 1) && put(&j->desc, &n32, 4) && put(&j->bodies, body, n);
+}
+
+/* FrameBuilder.seal: the collected small chunks as one zstd frame when there are several and
+ * they compress, else each alone. 0 ok, -1 error. */
+static int zSeal(ZJob *j, Zc *c) {
+  uint32_t nm = (uint32_t)(c->members.len / 8);
+  if (nm == 0) return 0;
+  size_t flen = c->fb.len;
+  const uint32_t *m = (const uint32_t *)c->members.p;
+  int flags;
+  const uint8_t *body;
+  size_t n;
+  c->members.len = 0;
+  c->fb.len = 0;
+  if (nm > 1) {
+    if (zPlain(c, &c->dst, (const uint8_t *)c->fb.p, flen, &flags, &body, &n) < 0) return -1;
+    if (flags == 1) {
+      uint8_t k = 1, id[32];
+      uint32_t f32 = (uint32_t)flen, n32 = (uint32_t)n;
+      blake3Of((const uint8_t *)c->fb.p, flen, id);
+      if (!put(&j->desc, &k, 1) || !put(&j->desc, id, 32) || !put(&j->desc, &f32, 4) || !put(&j->desc, &n32, 4) || !put(&j->desc, &nm, 4) ||
+          !put(&j->desc, m, (size_t)nm * 8) || !put(&j->bodies, body, n)) return -1;
+      return 0;
+    }
+  }
+  for (uint32_t i = 0; i < nm; i++) {
+    uint32_t item = m[2 * i], off = m[2 * i + 1];
+    if (zPlain(c, &c->dst, (const uint8_t *)c->fb.p + off, j->items[item].len, &flags, &body, &n) < 0 || !zEmit(j, item, flags, body, n)) return -1;
+  }
+  return 0;
+}
+
+static int zFrameAdd(ZJob *j, Zc *c, uint32_t item, const uint8_t *plain, size_t len) {
+  uint32_t m[2] = { item, (uint32_t)c->fb.len };
+  if (!room(&c->fb, (size_t)j->frameBytes + (size_t)j->frameItemMax) || !put(&c->members, m, 8)) return -1;
+  memcpy(c->fb.p + c->fb.len, plain, len);
+  c->fb.len += len;
+  return (double)c->fb.len >= j->frameBytes ? zSeal(j, c) : 0;
+}
+
+/* ingest-worker.ts compressItems, item by item. */
+static void zRun(ZJob *j, Zc *c) {
+  int fd = -1;
+  const char *fdPath = NULL;
+  int st = 0;
+  c->fb.len = 0;
+  c->members.len = 0;
+  for (uint32_t i = 0; st == 0 && i < j->ni; i++) {
+    const ZItem *it = &j->items[i];
+    const uint8_t *plain;
+    size_t len = it->len;
+    if (it->data) {
+      plain = it->data;
+    } else {
+      if (!fdPath || strcmp(fdPath, it->path) != 0) {
+        if (fd >= 0) close(fd);
+        fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        fdPath = it->path;
+        if (fd < 0) { st = 1; break; }
+      }
+      if (!room(&c->rd, len ? len : 1)) { st = -1; break; }
+      size_t n = 0;
+      while (n < len) {
+        ssize_t r = pread(fd, c->rd.p + n, len - n, (off_t)it->offset + (off_t)n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+      }
+      uint8_t got[32];
+      if (n == len) blake3Of((const uint8_t *)c->rd.p, len, got);
+      /* The file changed between scan and compress: never bytes under a wrong id. */
+      if (n != len || memcmp(got, it->id, 32) != 0) { st = 1; break; }
+      plain = (const uint8_t *)c->rd.p;
+    }
+    if (it->nrefs > 0 && j->packDirLen > 0) {
+      c->dict.len = 0;
+      int have = 1;
+      for (uint8_t r = 0; have && r < it->nrefs; r++) {
+        size_t bl = 0;
+        const uint8_t *b = zBase(j, c, it->refs + 32u * r, 0, &bl);
+        have = b != NULL;
+        if (have && !put(&c->dict, b, bl)) { st = -1; break; }
+      }
+      if (st) break;
+      if (have) {
+        /* A delta far smaller than the chunk wins without trying plain compression; otherwise it
+         * is kept only when it beats plain by the keep ratio (reading it costs its bases too). */
+        size_t cap = Z.bound(len);
+        if (!room(&c->dst, cap)) { st = -1; break; }
+        size_t dn = Z.compressUsingDict(c->cctxDict, c->dst.p, cap, plain, len, c->dict.p, c->dict.len, j->level);
+        if (Z.isError(dn)) { st = 1; break; }
+        int sure = (double)dn < (double)len * j->sure;
+        int pflags = 0;
+        const uint8_t *pbody = NULL;
+        size_t pn = 0;
+        if (!sure && zPlain(c, &c->dst2, plain, len, &pflags, &pbody, &pn) < 0) { st = 1; break; }
+        if (sure || (double)dn < (double)pn * j->keep) {
+          if (!zEmit(j, i, 2, (const uint8_t *)c->dst.p, dn)) st = -1;
+          continue;
+        }
+        if ((double)len > j->frameItemMax) {
+          /* The plain try's bytes are what compressing again would give. */
+          if (!zEmit(j, i, pflags, pbody, pn)) st = -1;
+          continue;
+        }
+      }
+    }
+    if ((double)len <= j->frameItemMax) {
+      if (zFrameAdd(j, c, i, plain, len) < 0) st = -1;
+      continue;
+    }
+    int flags;
+    const uint8_t *body;
+    size_t n;
+    if (zPlain(c, &c->dst, plain, len, &flags, &body, &n) < 0) { st = 1; break; }
+    if (!zEmit(j, i, flags, body, n)) st = -1;
+  }
+  if (st == 0 && zSeal(j, c) < 0) st = -1;
+  if (fd >= 0) close(fd);
+  j->status = st;
+}
+
+static void zExecute(napi_env env, void *data) {
+  ZJob *j = data;
+  Zc *c = zcTake(j->level);
+  /* No context (no memory for zstd's): the task goes to a worker. */
+  if (!c) { j->status = 1; return; }
+  zRun(j, c);
+  /* A context whose job failed part way holds a half-built frame: emptied by zRun's start. */
+  zcGive(c);
+  for (int i = 0; i < j->nfd; i++) close(j->fdOpen[i]);
+  j->nfd = 0;
+}
+
+static void zComplete(napi_env env, napi_status status, void *data) {
+  ZJob *j = data;
+  napi_value v;
+  if (status != napi_ok || j->status < 0) {
+    napi_value code, msg;
+    napi_create_string_latin1(env, status == napi_cancelled ? "ECANCELED" : "ENOMEM", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_latin1(env, status == napi_cancelled ? "cancelled" : "out of memory", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  } else if (j->status == 1) {
+    napi_get_null(env, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    void *bp;
+    size_t total = 4 + j->desc.len + j->bodies.len;
+    if (napi_create_buffer(env, total, &bp, &v) == napi_ok) {
+      uint32_t dl = (uint32_t)j->desc.len;
+      memcpy(bp, &dl, 4);
+      if (j->desc.len) memcpy((char *)bp + 4, j->desc.p, j->desc.len);
+      if (j->bodies.len) memcpy((char *)bp + 4 + j->desc.len, j->bodies.p, j->bodies.len);
+      napi_resolve_deferred(env, j->deferred, v);
+    } else {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+      napi_reject_deferred(env, j->deferred, e);
+    }
+  }
+  napi_delete_reference(env, j->specRef);
+  napi_delete_async_work(env, j->work);
+  zJobFree(j);
+}
+
+/*
+ * compressItemsAsync(spec: Uint8Array) -> Promise<Buffer | null>: the ingest worker's compress
+ * task (store/ingest-worker.ts compressItems: delta against the task's bases, plain zstd, small
+ * chunks together in shared frames) on libuv's thread pool, `spec` as zParse reads it (it must
+ * not change until the promise settles). The answer: a uint32 length of the descriptors, the
+ * descriptors, then the bodies in their order. A descriptor: 0, item index u32, flags u8, body
+ * length u32 (a chunk alone: flags 0 raw, 1 zstd, 2 zstd against its refs' bytes); or 1, the
+ * frame's id (32), plain length u32, body length u32, member count u32 and per member its item
+ * index and offset (u32 each). null: the task is given back (a file that cannot be read or that
+ * changed since its scan, a zstd error): the caller runs it in a worker, which makes its error.
+ */
+static napi_value CompressItemsAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  pthread_once(&zOnce, zLoad);
+  void *sp = NULL;
+  size_t slen = 0;
+  if (argc < 1 || !typed(env, argv[0], napi_uint8_array, &sp, &slen)) {
+    napi_throw_type_error(env, NULL, "miqchunk.compressItemsAsync: bad arguments");
+    return NULL;
+  }
+  if (!zOk) {
+    napi_throw_error(env, "ENOSYS", "miqchunk.compressItemsAsync: libzstd.so.1 cannot be loaded");
+    return NULL;
+  }
+  ZJob *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  if (!zParse(j, sp, slen)) {
+    zJobFree(j);
+    napi_throw_type_error(env, NULL, "miqchunk.compressItemsAsync: malformed task");
+    return NULL;
+  }
+  napi_value promise, name;
+  napi_create_string_latin1(env, "miqchunk.compressItems", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[0], 1, &j->specRef) != napi_ok) {
+    zJobFree(j);
+    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
+    return NULL;
+  }
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, zExecute, zComplete, j, &j->work) != napi_ok) {
+    napi_delete_reference(env, j->specRef);
+    zJobFree(j);
+    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    napi_delete_async_work(env, j->work);
+    napi_delete_reference(env, j->specRef);
+    zJobFree(j);
+    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
+    return NULL;
+  }
+  return promise;
+}
+
+/* ingestRelease(): frees the idle read buffers and compress contexts (an ingest's end). */
+static napi_value IngestRelease(napi_env env, napi_callback_info info) {
+  pthread_mutex_lock(&spareMu);
+  for (int i = 0; i < SPARE_BUFS; i++) {
+    free(spareBuf[i].p);
+    spareBuf[i].p = NULL;
+  }
+  pthread_mutex_unlock(&spareMu);
+  pthread_mutex_lock(&zcMu);
+  Zc *c = zcIdle;
+  zcIdle = NULL;
+  pthread_mutex_unlock(&zcMu);
+  while (c) {
+    Zc *next = c->next;
+    zcFree(c);
+    c = next;
+  }
+  return NULL;
+}
 #endif /* MIQ_HAVE_BLAKE3 */
 
 NAPI_MODULE_INIT() {
@@ -745,6 +1587,14 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "hashFiles", fn);
   napi_create_function(env, "hashFilesAsync", NAPI_AUTO_LENGTH, HashFilesAsync, NULL, &fn);
   napi_set_named_property(env, exports, "hashFilesAsync", fn);
+  napi_create_function(env, "scanFilesAsync", NAPI_AUTO_LENGTH, ScanFilesAsync, NULL, &fn);
+  napi_set_named_property(env, exports, "scanFilesAsync", fn);
+  napi_create_function(env, "zstdReady", NAPI_AUTO_LENGTH, ZstdReady, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdReady", fn);
+  napi_create_function(env, "compressItemsAsync", NAPI_AUTO_LENGTH, CompressItemsAsync, NULL, &fn);
+  napi_set_named_property(env, exports, "compressItemsAsync", fn);
+  napi_create_function(env, "ingestRelease", NAPI_AUTO_LENGTH, IngestRelease, NULL, &fn);
+  napi_set_named_property(env, exports, "ingestRelease", fn);
 #endif
   return exports;
 }

@@ -70,8 +70,9 @@ export const NATIVE_CHUNKER = nativeCut !== undefined;
 
 export class Chunker {
   readonly params: ChunkParams;
-  private readonly maskS: number;
-  private readonly maskL: number;
+  /** The masks before and after `avg` (the C scan takes them as they are). */
+  readonly maskS: number;
+  readonly maskL: number;
 
   constructor(params: ChunkParams = DEFAULT_CHUNK_PARAMS) {
     this.params = checkChunkParams(params);

@@ -16,11 +16,11 @@ import { decodeHashed, hashFilesC, type HashedFile, type ScanFile } from './inge
 import { scanRefs } from './refscan.js';
 import { walkToPort } from './walk-sync.js';
 
-const DELTA_KEEP_RATIO = 0.8;
+export const DELTA_KEEP_RATIO = 0.8;
 /** A delta under this share of the chunk is kept without trying plain compression. At 0.2 (was
  * 0.1) release N+1 skips ~90 of 133 plain compressions and stores 7 kB less (the skipped plain
  * bodies were rarely smaller than the delta). */
-const DELTA_SURE_RATIO = 0.2;
+export const DELTA_SURE_RATIO = 0.2;
 /** Decoded base chunks kept between compress tasks: neighbouring new chunks share old ones. Only
  * neighbours do: on release N+1 of the small corpus a worker's hits and misses were the same
  * with 2, 8 and 32 MiB (491 hits, 561 decodes of 97 MB in all), and with 32 MiB each worker
@@ -275,6 +275,9 @@ interface ScanSink {
   elsewhere: string[];
 }
 
+/** An update does this (without `claims`) in C on libuv's threads: native/miqchunk.c
+ * scanFilesAsync (store/ingest-c.ts). A change here is a change there (test/ingest-c.test.ts
+ * compares the two). */
 function scanOne(f: ScanFile, params: ChunkParams, keepSmall: number, claims?: Int32Array, sink?: ScanSink): ScannedFile {
   return withRegularFile(f, (fd, st): ScannedFile => {
     if (!chunker || chunker.params.min !== params.min || chunker.params.avg !== params.avg || chunker.params.max !== params.max) chunker = new Chunker(params);
@@ -516,6 +519,9 @@ function frameOf(loc: BaseChunk, packDir: string, fds: PackFds, id: string): Buf
 let dictScratch = Buffer.allocUnsafeSlow(0);
 let readScratch = Buffer.allocUnsafeSlow(0);
 
+/** An update does this in C on libuv's threads: native/miqchunk.c compressItemsAsync
+ * (store/ingest-c.ts), given this module's constants with each task. A change here is a change
+ * there (test/ingest-c.test.ts compares the two). */
 function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChunk[]): CompressedItem[] {
   const out: CompressedItem[] = [];
   const frames = new FrameBuilder(out);

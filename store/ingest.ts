@@ -1,7 +1,8 @@
 /**
  * The ingest pipeline (DESIGN §5). Main thread: walk, schedule, ask the index which chunks are
  * new, append to packs, write the index in batches. Workers: read, chunk, hash; then compress only
- * the new chunks. Commit order makes a crash harmless: pack bytes are synced before the index
+ * the new chunks (an update does that work in C on libuv's threads instead, ingest-c.ts, where
+ * the addon can: no worker isolate). Commit order makes a crash harmless: pack bytes are synced before the index
  * batch that names them; a file record goes in the batch of its last chunk's entry or a later
  * one (recordEarly; the rest at the commit); trees, the store path record and its root go in one
  * final atomic batch after every file and chunk they name is indexed.
@@ -22,7 +23,8 @@ import { IndexWriter } from './ingest-index.js';
 import { ScanSchedule, isSmall, type Planned } from './ingest-schedule.js';
 import { buildCompleteTrees, buildTrees, resolveReferences } from './ingest-trees.js';
 import { decodeHashed, hashFilesAsync } from './ingest-hash.js';
-import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScanFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
+import { compressInC, compressItems, releaseInC, scanArgs, scanFiles, scanInC } from './ingest-c.js';
+import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
 import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryHit, statKey } from './ingest-statcache.js';
 import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
@@ -52,9 +54,10 @@ const TRACE = process.env.MIQ_INGEST_TRACE === '1';
 /** Files given ids since the last tree pass after which the main thread, idle between task
  * results, builds the trees that are complete (see treePass). */
 const TREE_PASS_FILES = 1024;
-/** Hash tasks on libuv's threads at once (inProcess): one per core; LevelDB's calls share the
- * thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise). */
-const HASH_INFLIGHT = Math.min(availableParallelism(), 3);
+/** Tasks on libuv's threads at once (inProcess: hash, and scan and compress when they run in
+ * C): one per core; LevelDB's calls share the thread pool (4 threads unless UV_THREADPOOL_SIZE
+ * says otherwise). */
+const C_INFLIGHT = Math.min(availableParallelism(), 3);
 
 interface StatKey {
   dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number; id: string;
@@ -81,12 +84,17 @@ export async function ingestTree(store: LocalParts, dirArg: string, opts: Ingest
   let hashFirst = false;
   for await (const _k of store.db.keys({ ...range('f/'), limit: 1 })) hashFirst = true;
   // An update (a store that has files) walks on this thread and hashes on libuv's threads (see
-  // IngestRun.inProcess); its pool starts with its first scan or compress task. A new store
-  // scans every file: its workers start now, while the store opens.
+  // IngestRun.inProcess), and scans and compresses there too where the addon can (ingest-c.ts:
+  // then it starts no worker at all; else its pool starts with its first scan or compress
+  // task). A new store scans every file: its workers start now, while the store opens.
   const inProcess = hashFirst && hashFilesAsync !== undefined && !opts.statCache;
   if (!inProcess) warmPool(hashFirst ? updateThreads() : poolThreads());
   const run = new IngestRun(store, dir, name, opts, hashFirst, inProcess, new IndexWriter(store.db, await store.packWriter()));
-  return run.run();
+  try {
+    return await run.run();
+  } finally {
+    if (inProcess) releaseInC();
+  }
 }
 
 /** One ingest: the state its steps share. */
@@ -152,8 +160,15 @@ class IngestRun {
   private treePassOff = false;
   private treeError: unknown;
 
-  /** Hash tasks running on libuv's threads (inProcess). */
-  private hashInflight = 0;
+  /** Tasks running on libuv's threads (inProcess), and who waits for one to end. */
+  private cInflight = 0;
+  private cFreed: (() => void) | undefined;
+  /** An update's scan and compress tasks run in C on libuv's threads too (ingest-c.ts), so an
+   * update whose addon has them starts no worker; a new store's scan (which also compresses)
+   * stays in the workers. */
+  private readonly cScan: boolean;
+  private readonly cCompress: boolean;
+  private scanArgsC: Float64Array | undefined;
 
   /**
    * @param inProcess the walk runs on this thread (walkHere) and the hash pass on libuv's threads
@@ -169,6 +184,8 @@ class IngestRun {
     // With a stat cache (--watch) the walk finishes first so unchanged files are never queued.
     this.walkDone = this.statCache !== undefined;
     this.statLookup = hashFirst && STAT_CACHE_ON && this.statCache === undefined;
+    this.cScan = inProcess && scanInC();
+    this.cCompress = inProcess && compressInC();
     this.deltaOn = DELTA_ON && hashFirst;
     this.schedule = new ScanSchedule<FileNode>(hashFirst);
     this.claims = hashFirst || process.env.MIQ_NO_SCAN_COMPRESS === '1' ? undefined : new Int32Array(new SharedArrayBuffer(4 * CLAIM_SLOTS));
@@ -336,11 +353,12 @@ class IngestRun {
   private async runTask(task: WorkerTask, files?: FileNode[], bytes = 0): Promise<void> {
     try {
       let transferList: ArrayBuffer[] | undefined;
-      if ((task.type === 'compress' || (task.type === 'scan' && task.claims)) && this.spare.length > 0) {
+      const here = this.inC(task);
+      if (!here && (task.type === 'compress' || (task.type === 'scan' && task.claims)) && this.spare.length > 0) {
         task.spare = transferList = this.spare.splice(0, SPARE_PER_TASK);
       }
       const t1 = TRACE ? performance.now() : 0;
-      const res = task.type === 'hash' && this.inProcess ? await this.hashHere(task.files) : await ingestPool().run(task, transferList ? { transferList } : {});
+      const res = here ? await this.runHere(task) : await ingestPool().run(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
       if (TRACE) {
         this.count(`${task.type}Tasks`);
@@ -364,16 +382,49 @@ class IngestRun {
     }
   }
 
-  /** A hash task on libuv's threads (hashFilesAsync); the files it gives back (that cannot be
-   * opened, changed, …) go to a worker's hash task, which makes their errors as before. */
-  private async hashHere(files: ScanFile[]): Promise<WorkerResult> {
-    this.hashInflight++;
-    let got: (HashedFile | undefined)[];
+  /** Whether `task` runs on libuv's threads (C) rather than in a worker. */
+  private inC(task: WorkerTask): boolean {
+    if (!this.inProcess) return false;
+    return task.type === 'hash' || (task.type === 'scan' && this.cScan && !task.claims) || (task.type === 'compress' && this.cCompress);
+  }
+
+  /** `work` counted as one of the C_INFLIGHT tasks on libuv's threads. */
+  private async inSlot<T>(work: () => Promise<T>): Promise<T> {
+    this.cInflight++;
     try {
-      got = decodeHashed(files, await hashFilesAsync!(files));
+      return await work();
     } finally {
-      this.hashInflight--;
+      this.cInflight--;
+      const w = this.cFreed;
+      this.cFreed = undefined;
+      w?.();
     }
+  }
+
+  /**
+   * A task on libuv's threads: a hash (hashFilesAsync), scan or compress task (ingest-c.ts).
+   * What the C code gives back (a file that cannot be opened, changed, …) goes to a worker's
+   * task of the same kind, which makes its error as before: the files given back of a hash or
+   * scan task, a whole compress task.
+   */
+  private async runHere(task: WorkerTask): Promise<WorkerResult> {
+    if (task.type === 'compress') {
+      const items = await this.inSlot(() => compressItems(task.items, task.packDir, task.bases));
+      return items ? { type: 'compressed', items } : ingestPool().run(task);
+    }
+    if (task.type === 'scan') {
+      const args = (this.scanArgsC ??= scanArgs(task.params, task.keepSmall));
+      const got = await this.inSlot(() => scanFiles(task.files, args));
+      const back = task.files.filter((_f, i) => got[i] === undefined);
+      if (back.length === 0) return { type: 'scanned', files: got as ScannedFile[] };
+      const res = await ingestPool().run({ ...task, files: back });
+      if (res.type !== 'scanned') return res;
+      let k = 0;
+      return { type: 'scanned', files: got.map((r) => r ?? res.files[k++]!) };
+    }
+    if (task.type !== 'hash') return ingestPool().run(task);
+    const files = task.files;
+    let got: (HashedFile | undefined)[] = decodeHashed(files, await this.inSlot(() => hashFilesAsync!(files)));
     const back = files.filter((_f, i) => got[i] === undefined);
     if (back.length > 0) {
       const res = await ingestPool().run({ type: 'hash', files: back });
@@ -393,12 +444,13 @@ class IngestRun {
     for (;;) {
       if (this.failure) break;
       let p: Promise<void> | undefined;
-      const c = this.compressQueue.shift();
+      // Tasks on libuv's threads one per core at most: the index's lookups share them.
+      const cFull = this.inProcess && this.cInflight >= C_INFLIGHT;
+      const c = cFull && this.cCompress ? undefined : this.compressQueue.shift();
       if (c) {
         p = this.runTask(c.task, undefined, c.bytes);
-      } else if (this.compressQueuedBytes < COMPRESS_QUEUE_LIMIT) {
-        // Hash tasks on libuv's threads one per core at most: the index's lookups share them.
-        const s = this.schedule.next(this.walkDone, this.inProcess && this.hashInflight >= HASH_INFLIGHT);
+      } else if (this.compressQueuedBytes < COMPRESS_QUEUE_LIMIT && !(cFull && this.cScan)) {
+        const s = this.schedule.next(this.walkDone, cFull);
         if (TRACE && s && this.trace.task1 === undefined) this.mark('task1');
         if (s) p = this.runTask(this.taskOf(s), s.files);
       }
@@ -409,6 +461,8 @@ class IngestRun {
         // (small N+1, 8 alternations under SCHED_FIFO: faster in 3).
         if (inflight.size < workers) this.treePass();
         const more = this.walkDone ? undefined : new Promise<void>((r) => { this.wake = r; });
+        // A task waiting for a slot on libuv's threads goes as soon as one is free.
+        const freed = cFull && (this.compressQueue.length > 0 || this.cScan) ? new Promise<void>((r) => { this.cFreed = r; }) : undefined;
         if (inflight.size === 0 && !more) {
           // No scan result can come any more: what was awaited from one is compressed here.
           if (this.awaited.size > 0) {
@@ -417,7 +471,7 @@ class IngestRun {
           }
           break;
         }
-        await Promise.race(more ? [...inflight, more] : inflight);
+        await Promise.race([...inflight, ...(more ? [more] : []), ...(freed ? [freed] : [])]);
         continue;
       }
       const tracked: Promise<void> = p.finally(() => inflight.delete(tracked));

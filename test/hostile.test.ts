@@ -144,6 +144,29 @@ test('an unreadable file met by an update\'s hash pass fails the ingest the same
   assert.equal(paths(store).length, 1, 'no second store path');
 });
 
+test('an unreadable file met by an update\'s scan (in C on libuv\'s threads where it can) fails the ingest the same way', () => {
+  const { src, store, asNobody } = asNobodySetup();
+  assert.equal(asNobody(src, '--name', 'first').status, 0);
+  // 70 new large files (sparse, 1 MiB + 1 each, all new): after 64 MiB hashed and not known the
+  // update scans large files without hashing them first (ingest-schedule.ts ADAPT_AFTER_BYTES),
+  // so the unreadable one, last in the walk's order, is met by a scan task.
+  for (let i = 0; i < 70; i++) {
+    const f = join(src, `big${String(i).padStart(2, '0')}`);
+    const fd = openSync(f, 'w', 0o644);
+    writeSync(fd, Buffer.from([i]), 0, 1, 0);
+    ftruncateSync(fd, (1 << 20) + 1);
+    closeSync(fd);
+  }
+  writeFileSync(join(src, 'zz-secret'), Buffer.alloc((1 << 20) + 2, 's'));
+  chmodSync(join(src, 'zz-secret'), 0o000);
+  const r = asNobody(src, '--name', 'second');
+  chmodSync(join(src, 'zz-secret'), 0o644);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'zz-secret')}: permission denied`));
+  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+  assert.equal(paths(store).length, 1, 'no second store path');
+});
+
 test('100 000 entries in one folder and nesting 1 000 deep', () => {
   const { src, store } = fresh();
   const wide = join(src, 'wide');

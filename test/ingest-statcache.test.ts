@@ -12,6 +12,8 @@ import { gcStore } from '../store/gc.js';
 import { RACY_MS } from '../store/ingest-statcache.js';
 import { openStore } from '../store/open.js';
 import { hashFilesAsync } from '../store/ingest-hash.js';
+import { compressInC, scanInC } from '../store/ingest-c.js';
+import { idOf } from '../store/ids.js';
 import { destroyPool, poolStarted } from '../store/pool.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-statcache-'));
@@ -138,14 +140,21 @@ test('an update whose files are all known hashes them without a worker; new cont
     // and the hash pass run without the pool; without it they run in the workers, as before.
     if (hashFilesAsync) assert.equal(poolStarted(), 0, 'no worker started for an update of known files');
     else assert.ok(poolStarted() > 0);
-    // A changed file and a new one: scanned and compressed in the workers.
+    // A changed file (a delta against its old version) and a new one: scanned and compressed in
+    // C on libuv's threads when the addon can (ingest-c.ts), else in the workers.
     const changed = join(tmp, 'u-changed');
     await copyTo(changed, 'mid');
     const upd = await store.ingest(changed, { name: 'u-changed' });
-    assert.ok(poolStarted() > 0, 'the pool starts for what must be scanned');
+    if (hashFilesAsync && scanInC() && compressInC()) assert.equal(poolStarted(), 0, 'no worker started for an update with new content');
+    else assert.ok(poolStarted() > 0, 'the pool starts for what must be scanned');
     assert.ok(upd.newChunks > 0);
     const ref = await fresh.ingest(changed, { name: 'u-changed' });
     assert.equal(upd.tree, ref.tree, 'the same root tree as a new store\'s');
+    for (const [n, b] of bodies) {
+      const body = n === 'mid' ? Buffer.concat([b, Buffer.from('changed')]) : b;
+      const rec = (await store.getFile(idOf(body)))!;
+      assert.ok(rec.chunks.length > 0 && (await store.readFile(rec, 0, body.length)).equals(body), `${n} reads back`);
+    }
   } finally {
     await store.close();
     await fresh.close();
