@@ -783,6 +783,7 @@ export class Inodes {
    */
   async preloadFiles(max: number, maxChunks: number): Promise<number> {
     const ids: Id[] = [];
+    const inos: number[] = [];
     const seen = new Set<Id>();
     for (const { e } of this.registered.values()) {
       for (const k of e.kids ?? []) {
@@ -790,19 +791,23 @@ export class Inodes {
         if (n.type !== 'file' || n.size <= PRELOAD_MIN || seen.has(n.id) || this.loadedFiles.has(n.id)) continue;
         seen.add(n.id);
         ids.push(n.id);
+        inos.push(k.ino);
         if (ids.length >= max) break;
       }
       if (ids.length >= max) break;
     }
-    const fs: OpenFile[] = [];
+    const fs: { f: OpenFile; ino: number }[] = [];
     let chunks = 0;
-    for (const f of await Promise.all(ids.map((id) => this.loadAhead(id)))) {
+    for (const [k, f] of (await Promise.all(ids.map((id) => this.loadAhead(id)))).entries()) {
       if (!f || f.rec.chunks.length < 2) continue;
       if ((chunks += f.rec.chunks.length) > maxChunks) break;
-      fs.push(f);
+      fs.push({ f, ino: inos[k]! });
     }
-    this.o.chunks.locateAll(fs);
-    await Promise.all(fs.map((f) => f.locs));
+    this.o.chunks.locateAll(fs.map((x) => x.f));
+    const locs = await Promise.all(fs.map((x) => x.f.locs));
+    // Their nodes are known (registered listings): the binding gets their chunk maps now, so the
+    // first READ of each (a program mapping its libraries) is answered without JS (mapAhead).
+    fs.forEach(({ f, ino }, k) => this.o.chunks.mapAhead(f, ino, locs[k]));
     return fs.length;
   }
 
@@ -1205,15 +1210,27 @@ export class Inodes {
       }
     }
     if (off === 0) this.prefetchSiblings(e);
+    // A file of several chunks whose map the binding holds (or is handed now): answered by the
+    // binding's read threads (fs/reader.ts mapRead), as every later READ of it.
+    if (f0 && this.o.chunks.mapRead(f0, slot, ino, off, size, () => this.readOpened(slot, f0, ino, size, off))) return;
     // A large file read in order: answered by the binding from the chunks the decode threads
     // offer it (fs/reader.ts streamRead), else here.
     if (f0 && this.o.chunks.streamRead(f0, slot, ino, off, size)) return;
     this.fileOf(e)
-      .then(async (f) => {
-        if (f !== f0 && this.o.chunks.streamRead(f, slot, ino, off, size)) return;
-        f.ino = ino;
-        this.replyParts(slot, await this.o.chunks.readParts(f, off, size));
+      .then((f) => {
+        if (f !== f0 && this.o.chunks.mapRead(f, slot, ino, off, size, () => this.readOpened(slot, f, ino, size, off))) return;
+        this.readOpened(slot, f, ino, size, off, f === f0);
       })
+      .catch((err) => this.fail(slot, 'read', ino, err));
+  }
+
+  /** A READ of an opened file answered the JS way: from the stream table, or here. */
+  private readOpened(slot: number, f: OpenFile, ino: number, size: number, off: number, streamTried = false): void {
+    if (!streamTried && this.o.chunks.streamRead(f, slot, ino, off, size)) return;
+    f.ino = ino;
+    this.o.chunks
+      .readParts(f, off, size)
+      .then((parts) => this.replyParts(slot, parts))
       .catch((err) => this.fail(slot, 'read', ino, err));
   }
 

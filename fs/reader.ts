@@ -41,6 +41,9 @@ export interface OpenFile {
   /** The file node whose READs its chunks are offered to the binding for (see StreamSink): the
    * last one read through JS. */
   ino?: number;
+  /** The file node the binding was handed this file's chunk map for (mapRead); false: the file
+   * cannot be mapped (a delta chunk, a chunk not located). */
+  mapped?: number | false;
 }
 
 /**
@@ -66,6 +69,14 @@ export interface StreamSink {
    * its bytes are offered by reading, decoding and checking that chunk itself (native/miqfuse.c,
    * "Chunk maps"). Optional. */
   map?(ino: number, loc: ChunkLocation, path: string, id: Id): void;
+  /** File node `ino` (`size` bytes) is `chunks` in order (raw, zstd or in shared frames; never a
+   * delta): the binding answers its READs that reach it by reading, decoding and checking the
+   * chunks each READ covers itself (native/miqfuse.c, "Chunk maps"). False when not taken.
+   * Optional, with mapRead. */
+  mapFile?(ino: number, size: number, chunks: readonly { id: Id; loc: ChunkLocation; path: string }[]): boolean;
+  /** A READ that reached JS, handed to the binding's map of its node: 1 handed (the slot is the
+   * binding's), 0 the node has no map, -1 its map failed (the slot is still the caller's). */
+  mapRead?(slot: number, ino: number, size: number, off: number): number;
 }
 
 /** What a stream's chunk settles with when a decode thread offered it to the binding: its bytes
@@ -675,6 +686,60 @@ export class ChunkReader {
 
   private readyOf(p: Pending): DecodeItem['ready'] {
     return p.ready !== undefined && this.sink ? { h: this.sink.handle, ino: p.ready } : undefined;
+  }
+
+  /**
+   * A READ [pos, pos + len) through node `ino` of a file of several chunks, handed to the binding's
+   * chunk map of that node (StreamSink.mapFile), made first once all the file's chunk locations
+   * are in: the binding's read threads answer it and every later READ of the node that reaches
+   * the binding, without JS (pread, zstd, BLAKE3 against each chunk's id, reply). False when it
+   * is JS's (no map support, a chunk that is a delta or not located, a map that failed: a damaged
+   * chunk is then JS's EIO); `fallback` answers it the JS way when that turns out only after the
+   * locations came in.
+   */
+  mapRead(f: OpenFile, slot: number, ino: number, pos: number, len: number, fallback: () => void): boolean {
+    const sink = this.sink, locator = this.locator;
+    const chunks = f.rec.chunks;
+    if (!sink?.mapFile || !sink.mapRead || !locator || chunks.length <= 1 || f.mapped === false) return false;
+    if (f.mapped === ino) {
+      const r = sink.mapRead(slot, ino, len, pos);
+      if (r !== 0) return r === 1;
+      // Its map left the binding (the kernel forgot the node, or older maps made room): again.
+      f.mapped = undefined;
+    }
+    void this.locsOf(f, locator, chunks.length).then((locs) => {
+      try {
+        if (f.mapped === undefined || (f.mapped !== false && f.mapped !== ino)) this.mapWith(f, ino, locs);
+        if (f.mapped === ino && sink.mapRead!(slot, ino, len, pos) === 1) return;
+      } catch {
+        f.mapped = false;
+      }
+      fallback();
+    }, fallback);
+    return true;
+  }
+
+  /** Hands the binding the chunk map of file `f` for node `ino` now, its chunks located already
+   * (`locs`): a program's libraries, whose records and locations the mount loads before it says
+   * `mounted` (Inodes.preloadFiles), so even their first READ is answered without JS. */
+  mapAhead(f: OpenFile, ino: number, locs: readonly (ChunkLocation | undefined)[] | undefined): void {
+    if (this.sink?.mapFile && this.sink.mapRead && f.rec.chunks.length > 1 && f.mapped === undefined) this.mapWith(f, ino, locs);
+  }
+
+  private mapWith(f: OpenFile, ino: number, locs: readonly (ChunkLocation | undefined)[] | undefined): void {
+    const sink = this.sink, locator = this.locator;
+    const chunks = f.rec.chunks;
+    if (!sink?.mapFile || !locator) return;
+    const all: { id: Id; loc: ChunkLocation; path: string }[] = [];
+    // One path per pack (a large file's chunks are mostly in one or two).
+    let pack = -1, path = '';
+    for (let i = 0; i < chunks.length; i++) {
+      const loc = locs?.[i];
+      if (!loc || loc.plain !== chunks[i]!.length || !pooled(loc)) break;
+      if (loc.pack !== pack) path = locator.packPath((pack = loc.pack));
+      all.push({ id: chunks[i]!.id, loc, path });
+    }
+    f.mapped = all.length === chunks.length && sink.mapFile(ino, f.rec.size, all) ? ino : false;
   }
 
   /**

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { MiqError } from '../store/errors.js';
 import type { Replier } from '../fs/inodes.js';
 import type { StreamSink } from '../fs/reader.js';
+import type { ChunkLocation } from '../store/api.js';
 import { fuseDeviceAt, mounts } from './mountinfo.js';
 
 export interface NativeSession { readonly __session: unique symbol }
@@ -48,6 +49,8 @@ export interface Native {
   /** Chunk maps (built with BLAKE3's C code only). */
   map?(s: NativeSession, ino: number, pack: number, offset: number, stored: number, plain: number, flags: number, frameOff: number, frameSize: number, id: Buffer): boolean;
   mapPack?(s: NativeSession, pack: number, path: string): void;
+  mapFile?(s: NativeSession, ino: number, size: number, chunks: Buffer): boolean;
+  mapRead?(s: NativeSession, slot: number, ino: number, size: number, off: number): number;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
   unnames(s: NativeSession, parent: number): boolean;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
@@ -78,7 +81,8 @@ export interface Fuse3Options {
   fsname: string;
   allowOther: boolean;
   debug?: boolean;
-  /** Kernel readahead in KiB (default MIQ_MOUNT_READAHEAD_KB or 1024). */
+  /** Kernel readahead in KiB (default MIQ_MOUNT_READAHEAD_KB, or 4096 with chunk maps of large
+   * files, else 1024). */
   readaheadKb?: number;
   /** After the unmount, how long processes still inside (a shell's cwd, an open file) are
    * served before the connection is aborted (default MIQ_MOUNT_GRACE_MS or 2000). */
@@ -105,6 +109,27 @@ export interface Fuse3Mount {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A file's chunks as mapFile takes them (native/miqfuse.c CREC, 72 bytes each): offset in the
+ * file and in the pack (float64), pack, stored, plain, flags, frame offset and size (uint32), id. */
+function chunkRecords(chunks: readonly { id: string; loc: ChunkLocation }[]): Buffer {
+  const b = Buffer.alloc(chunks.length * 72);
+  let at = 0;
+  chunks.forEach(({ id, loc }, k) => {
+    const o = k * 72;
+    b.writeDoubleLE(at, o);
+    b.writeDoubleLE(loc.offset, o + 8);
+    b.writeUInt32LE(loc.pack, o + 16);
+    b.writeUInt32LE(loc.stored, o + 20);
+    b.writeUInt32LE(loc.plain, o + 24);
+    b.writeUInt32LE(loc.flags, o + 28);
+    b.writeUInt32LE(loc.frame?.off ?? 0, o + 32);
+    b.writeUInt32LE(loc.frame?.size ?? 0, o + 36);
+    b.write(id, o + 40, 32, 'hex');
+    at += loc.plain;
+  });
+  return b;
+}
+
 export async function fuse3Mount(native: Native, mountpoint: string, handler: (op: number, slot: number, ino: number, a: unknown, b: unknown) => void, o: Fuse3Options): Promise<Fuse3Mount> {
   const opts = [`fsname=${o.fsname}`, 'subtype=miq', 'ro', 'default_permissions'];
   if (o.allowOther) opts.push('allow_other');
@@ -123,7 +148,21 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     throw new MiqError('MIQ_IO', `cannot mount ${mountpoint} with libfuse 3: ${(e as Error).message}`, { cause: e });
   }
   const dev = await fuseDeviceAt(mountpoint).catch(() => undefined);
-  const ra = o.readaheadKb ?? (Number(process.env.MIQ_MOUNT_READAHEAD_KB) || 1024);
+  // Chunk maps (native/miqfuse.c "Chunk maps"): READs that nothing else in the binding answers are
+  // answered by its read threads from the chunk locations JS handed it, without JS. MIQ_MOUNT_MAPS:
+  // `large` (the default): files of several chunks (fs/reader.ts mapRead, mapAhead); measured on
+  // the bench (fuse-needs §36): the 117 MB file cold 0.37 -> 0.29 s (CFS, 7 of 8) and 0.255 -> 0.20
+  // s (RT, 6 of 6), serving CPU -35 %; python's cold start 0.282 -> 0.274 s (8 of 10); the cold read
+  // of every file 3 of 3 faster. `1`: small files' one chunk too (no measured win: fuse-needs §35).
+  // `0`: none.
+  const maps = process.env.MIQ_MOUNT_MAPS || 'large';
+  const mapFile = native.mapFile && native.mapRead && native.mapPack && (maps === '1' || maps === 'large') ? native.mapFile : undefined;
+  // With maps the kernel's window is 4 MiB: more READs of a file read in order in flight keep both
+  // read threads busy (the 117 MB file: 0.215 -> 0.18 s CFS, 6 of 6; 0.17 -> 0.16 s RT, 5 of 5),
+  // and python's cold start, whose libraries' page faults read around by it, 0.338 -> 0.3175 s (6 of
+  // 6), the read of every file unchanged (1 of 2). On the JS path (no maps) a window over 1 MiB
+  // only added work (fuse-needs §27).
+  const ra = o.readaheadKb ?? (Number(process.env.MIQ_MOUNT_READAHEAD_KB) || (mapFile ? 4096 : 1024));
   if (dev && /^\d+:\d+$/.test(dev) && ra > 0) {
     // The kernel sets the window to min(window, INIT's max_readahead) when it takes INIT's reply,
     // which comes on the loop thread after mount() returns: a window raised before that was cut
@@ -158,22 +197,26 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   let unmounting: Promise<void> | undefined;
   // MIQ_MOUNT_STREAMS=0: every READ of a large file goes to JS, as before the stream table.
   const handle = process.env.MIQ_MOUNT_STREAMS === '0' ? 0 : native.streamHandle(s);
-  // MIQ_MOUNT_MAPS=1: READs of small files not offered yet are answered by the binding from their
-  // chunk's map (native/miqfuse.c "Chunk maps"). Off by default: on this 2-core VM at load 5-8 it
-  // took ~25 % of the READs off JS (python's cold start 27 -> ~20, the read of every file ~4.7k ->
-  // ~3.6k) with no measurable change in wall or CPU (fuse-needs §35).
-  const map = native.map && native.mapPack && process.env.MIQ_MOUNT_MAPS === '1' ? native.map : undefined;
+  const map = native.map && native.mapPack && maps === '1' ? native.map : undefined;
   const packs = new Set<number>();
+  const packOf = (pack: number, path: string): void => {
+    if (packs.has(pack)) return;
+    packs.add(pack);
+    native.mapPack!(s, pack, path);
+  };
   const stream: StreamSink | undefined = handle > 0 ? {
     handle,
     map: map && ((ino, loc, path, id) => {
       if (destroyed) return;
-      if (!packs.has(loc.pack)) {
-        packs.add(loc.pack);
-        native.mapPack!(s, loc.pack, path);
-      }
+      packOf(loc.pack, path);
       map(s, ino, loc.pack, loc.offset, loc.stored, loc.plain, loc.flags, loc.frame?.off ?? 0, loc.frame?.size ?? 0, Buffer.from(id, 'hex'));
     }),
+    mapFile: mapFile && ((ino, size, chunks) => {
+      if (destroyed) return false;
+      for (const c of chunks) packOf(c.loc.pack, c.path);
+      return mapFile(s, ino, size, chunkRecords(chunks));
+    }),
+    mapRead: mapFile && ((slot, ino, size, off) => (destroyed ? -1 : native.mapRead!(s, slot, ino, size, off))),
     promise: (ino, size, off, end, low) => void (destroyed || native.streamPromise(s, ino, size, off, end, low ?? 0)),
     settle: (ino, off, end, bytes) => void (destroyed || native.streamSettle(s, ino, off, end, bytes)),
     wait: (slot, ino, size, off) => !destroyed && native.streamWait(s, slot, ino, size, off),

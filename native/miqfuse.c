@@ -163,17 +163,38 @@ typedef struct linkn {
 #define NBUCKETS (1u << 16)
 #define DBUCKETS (1u << 14)
 
-/* Chunk maps (see "Chunk maps" below): a file node whose content is one chunk, where that chunk
- * lies in a pack, and its id. */
-typedef struct cmap {
-  uint64_t ino, off; /* off: the chunk's body in its pack */
+/* Chunk maps (see "Chunk maps" below): a file node's chunks, where each lies in a pack, and
+ * their ids. */
+typedef struct cchunk {
+  uint64_t at, off; /* at: the chunk's first byte in the file; off: its body in its pack */
   uint32_t pack, stored, plain, flags, foff, fsize;
   uint8_t id[32];
+} cchunk_t;
+typedef struct cmap {
+  uint64_t ino, size;
+  uint32_t n;       /* chunks, in file order */
+  uint32_t advised; /* chunks [0, advised) had their pack bytes asked of the kernel (cadvise) */
+  int broken;       /* a chunk failed its check or its pack could not be read: JS answers */
   struct cmap *hnext, *prev, *next; /* hash chain; age list (head = oldest) */
+  cchunk_t ch[];
 } cmap_t;
 #define CBUCKETS 4096
 #define CMAPS 65536
+/* Chunks held by all maps at most (72 bytes each): a large file's map is one entry per chunk
+ * (the bench's 117 MB file: ~715). */
+#define CCHUNKS (1u << 18)
 #define CWORKERS 2
+/* Decoded chunks the read threads share (see cshared): only chunks a READ covers in part, i.e.
+ * the ones that straddle a READ's ends, so its neighbour READ (often on the other thread, at the
+ * same moment) does not decode them again. */
+#define CSLOTS 8
+typedef struct cslot {
+  uint8_t id[32];
+  int state; /* 0 free, 1 being decoded by a thread, 2 verified bytes */
+  uint64_t tick;
+  char *data;
+  size_t len, cap;
+} cslot_t;
 typedef struct cjob { fuse_req_t req; uint64_t ino, off; size_t size; struct cjob *next; } cjob_t;
 typedef struct cpack { uint32_t pack; int fd; char *path; } cpack_t;
 
@@ -254,7 +275,12 @@ typedef struct session {
   int jstop, nworkers;
   pthread_t workers[CWORKERS];
   atomic_int cjobs;      /* READs handed to the read threads and not answered yet */
-  atomic_ullong cmapped, cserved, ctojs, cfailed;
+  atomic_ullong cmapped, cserved, ctojs, cfailed, clarge, cshares;
+  size_t nmchunks;       /* chunks held by all maps (cmu) */
+  pthread_mutex_t kmu;   /* the shared decoded chunks */
+  pthread_cond_t kcv;
+  cslot_t kslots[CSLOTS];
+  uint64_t ktick;
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
@@ -381,18 +407,26 @@ static int rhas(session_t *s, uint64_t ino) {
 }
 
 /* ---- Chunk maps (loop thread, read threads, JS thread) ----
- * A READ of a small file reached JavaScript whenever its bytes were not offered yet: ~25 READs of
- * a python cold start through usr, each 2-80 ms there, most of it the JS thread's other work
- * (fuse-needs §34, §35). Once JS knows where a file's one chunk lies (its location looked up for a
- * read or a directory's batch), it hands the binding that chunk's map (cmap: pack, offset, sizes,
- * codec, id). A READ that neither the offered files nor a stream answer, of a node with a map, is
- * then answered by the read threads here: pread, zstd (a plain chunk, or the shared frame a chunk
- * lies in), BLAKE3 of the chunk's bytes against its id. Bytes that do not match are never served:
- * EIO and a log line, and the map is dropped. A pack that cannot be read hands the READ to JS
- * (which asks the store again: gc may have moved the chunk). Raw, zstd and framed chunks only:
- * delta chunks (their dictionary is other chunks) are never mapped. Never the loop thread: it
- * only queues the READ (its preads would hold up every other request). JS hands maps only with
- * MIQ_MOUNT_MAPS=1 (mount/fuse3.ts): no measured win yet on the 2-core VM (fuse-needs §35). */
+ * A READ reached JavaScript whenever its bytes were neither offered nor in a stream: a small file's
+ * READ before its bytes were offered (~25 of a python cold start through usr, 2-80 ms each there,
+ * most of it the JS thread's other work: fuse-needs §34, §35), and a large file's READs paid the
+ * stream's hops (loop thread -> table, JS per ~4 MiB, piscina tasks; ~0.3 s of serving CPU for
+ * the bench's 117 MB file, a fifth of it node's). Once JS knows where a file's chunks lie, it hands
+ * the binding their map (cmap: per chunk its offset in the file, pack, offset, sizes, codec, id):
+ * a small file's one chunk (map(): when its location comes in, MIQ_MOUNT_MAPS=1), a file of
+ * several chunks (mapFile(): at its first READ once all its chunks are located, or at the mount's
+ * start for the libraries whose locations it loads then). A READ that neither the offered files
+ * nor a stream answer, of a node with a map, is then answered by the two read threads here: the
+ * chunks it covers (binary search over their file offsets), each pread (a raw one straight into
+ * the reply), zstd (a plain chunk straight into the reply, or the shared frame a chunk lies in),
+ * BLAKE3 of the chunk's bytes against its id, and only when every one matched, the reply. Bytes
+ * that do not match are never served: EIO and a log line, and the map is marked failed (its READs
+ * go to JS from then on: JS's own check answers EIO, and JS does not hand that map again). A pack
+ * that cannot be read hands the READ to JS (which asks the store again: gc may have moved the
+ * chunk). Raw, zstd and framed chunks only: delta chunks (their dictionary is other chunks) are
+ * never mapped. Never the loop thread: it only queues the READ (its preads would hold up every
+ * other request). Maps leave with FORGET, and beyond CMAPS maps or CCHUNKS chunks (oldest first).
+ * Node ids are content ids: a switch of usr never makes a node's map wrong. */
 static cmap_t **cfind(session_t *s, uint64_t ino) {
   cmap_t **p = &s->cb[ino % CBUCKETS];
   while (*p && (*p)->ino != ino) p = &(*p)->hnext;
@@ -406,6 +440,7 @@ static void cunlink(session_t *s, cmap_t **pp) {
   if (c->prev) c->prev->next = c->next; else s->chead = c->next;
   if (c->next) c->next->prev = c->prev; else s->ctail = c->prev;
   s->ncmaps--;
+  s->nmchunks -= c->n;
   free(c);
 }
 
@@ -417,16 +452,21 @@ static void cforget(session_t *s, uint64_t ino) {
   pthread_mutex_unlock(&s->cmu);
 }
 
-/* Loop thread: queues a READ of a mapped node for the read threads; false when it has no map. */
-static int cserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
-  if (!s->nworkers || off < 0) return 0;
+/* Whether node `ino` has a map the read threads can answer from: 1 yes, 0 none, -1 one that
+ * failed (a chunk's check, its pack): its READs are JS's. */
+static int chas(session_t *s, uint64_t ino) {
   pthread_mutex_lock(&s->cmu);
-  int has = *cfind(s, ino) != NULL;
+  cmap_t *c = *cfind(s, ino);
+  int has = c ? (c->broken ? -1 : 1) : 0;
   pthread_mutex_unlock(&s->cmu);
-  if (!has) return 0;
+  return has;
+}
+
+/* Queues a READ for the read threads (any thread); false when they are stopping. */
+static int cqueue(session_t *s, fuse_req_t req, uint64_t ino, size_t size, uint64_t off) {
   cjob_t *j = malloc(sizeof *j);
   if (!j) return 0;
-  j->req = req; j->ino = ino; j->off = (uint64_t)off; j->size = size; j->next = NULL;
+  j->req = req; j->ino = ino; j->off = off; j->size = size; j->next = NULL;
   pthread_mutex_lock(&s->jmu);
   if (s->jstop || s->dropping) { pthread_mutex_unlock(&s->jmu); free(j); return 0; }
   atomic_fetch_add(&s->cjobs, 1);
@@ -435,6 +475,12 @@ static int cserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t
   pthread_cond_signal(&s->jcv);
   pthread_mutex_unlock(&s->jmu);
   return 1;
+}
+
+/* Loop thread: queues a READ of a mapped node for the read threads; false when it has no map. */
+static int cserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  if (!s->nworkers || off < 0 || chas(s, ino) != 1) return 0;
+  return cqueue(s, req, ino, size, (uint64_t)off);
 }
 
 /* ---- Streams (loop thread, decode threads, JS thread) ----
@@ -1143,6 +1189,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->cmu, NULL);
   pthread_mutex_init(&s->jmu, NULL);
   pthread_cond_init(&s->jcv, NULL);
+  pthread_mutex_init(&s->kmu, NULL);
+  pthread_cond_init(&s->kcv, NULL);
   const char *dq = getenv("MIQ_DEBUG_QUEUE");
   s->qdebug = dq && *dq && strcmp(dq, "0") != 0;
   s->jssched = -1;
@@ -1997,6 +2045,9 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->cserved), &v); napi_set_named_property(env, c, "mapServed", v);
   napi_create_double(env, (double)atomic_load(&s->ctojs), &v); napi_set_named_property(env, c, "mapToJs", v);
   napi_create_double(env, (double)atomic_load(&s->cfailed), &v); napi_set_named_property(env, c, "mapFailed", v);
+  /* Of mapServed: READs of files of several chunks; chunks taken from the shared slots. */
+  napi_create_double(env, (double)atomic_load(&s->clarge), &v); napi_set_named_property(env, c, "mapLarge", v);
+  napi_create_double(env, (double)atomic_load(&s->cshares), &v); napi_set_named_property(env, c, "mapShared", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
   /* The queue to JS (see post): requests taken, their waits (ms: sum, max), messages queued ahead
    * of them when posted (sum, max), notices and requests taken while they waited (sums) and the
@@ -2044,6 +2095,7 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   s->packs = NULL;
   s->npacks = s->packcap = 0;
   pthread_mutex_unlock(&s->cmu);
+  for (int k = 0; k < CSLOTS; k++) { free(s->kslots[k].data); s->kslots[k].data = NULL; s->kslots[k].cap = 0; s->kslots[k].state = 0; }
   pthread_mutex_lock(&g_mu);
   if (s->handle) g_sess[s->handle % GSESS] = NULL;
   pthread_mutex_unlock(&g_mu);
@@ -2261,14 +2313,18 @@ static napi_value js_chunk_decode_offer(napi_env env, napi_callback_info info) {
   return res;
 }
 
-/* A read thread's buffers: stored bytes, a plain chunk, and the last shared frame decoded (a
- * directory's small files mostly share a few frames). */
+/* A read thread's buffers: stored bytes, a plain chunk, the last shared frame decoded (a
+ * directory's small files mostly share a few frames), a READ's reply, and the chunks a READ
+ * covers (copied out of the map under cmu). Kept for the thread's life: fresh memory for every
+ * READ costs page faults that cost more than the decode (fuse-needs §23). */
 typedef struct cbufs {
-  char *st, *pl, *fr;
-  size_t stcap, plcap, frcap;
+  char *st, *pl, *fr, *out;
+  size_t stcap, plcap, frcap, outcap;
   uint32_t fpack;
   uint64_t foff;
   int fhave;
+  cchunk_t *cv;
+  size_t cvcap;
 } cbufs_t;
 
 static char *cgrow(char **b, size_t *cap, size_t want) {
@@ -2328,9 +2384,12 @@ static size_t czstd(void *out, size_t plain, const void *src, size_t len) {
   return zstd_decompress(out, plain, src, len);
 }
 
-/* The chunk's plain bytes, checked against its id: 1 (*out set), 0 the pack cannot be read
- * (JS asks the store), -1 the bytes do not match their id (or do not decode). */
-static int cdecode(session_t *s, const cmap_t *m, cbufs_t *b, const char **out) {
+/* Chunk m's plain bytes, checked against its id: 1 (in `dst` when given, else at *out), 0 the
+ * pack cannot be read (JS asks the store), -1 the bytes do not match their id (or do not decode).
+ * `dst` (m->plain bytes) gets a raw chunk's pread or a zstd chunk's decode directly: a READ's
+ * whole chunks are decoded straight into its reply. Nothing is served from here: the caller
+ * replies only once every chunk of the READ matched. */
+static int cdecode(session_t *s, const cchunk_t *m, cbufs_t *b, char *dst, const char **out) {
   int fd = cfd(s, m->pack);
   if (fd < 0) return 0;
   const char *plain = NULL;
@@ -2347,23 +2406,29 @@ static int cdecode(session_t *s, const cmap_t *m, cbufs_t *b, const char **out) 
         b->fhave = 1; b->fpack = m->pack; b->foff = m->off;
       }
       plain = b->fr + m->foff;
+    } else if (m->flags == 0) {
+      char *to = dst ? dst : cgrow(&b->st, &b->stcap, m->stored);
+      if (!to || cpread(fd, to, m->stored, m->off) != 0) return 0;
+      plain = to;
     } else {
       if (!cgrow(&b->st, &b->stcap, m->stored)) return 0;
       if (cpread(fd, b->st, m->stored, m->off) != 0) return 0;
-      if (m->flags == 0) plain = b->st;
-      else {
-        if (!cgrow(&b->pl, &b->plcap, m->plain)) return 0;
-        size_t n = czstd(b->pl, m->plain, b->st, m->stored);
-        if (zstd_iserror(n) || n != m->plain) return -1;
-        plain = b->pl;
-      }
+      char *to = dst ? dst : cgrow(&b->pl, &b->plcap, m->plain);
+      if (!to) return 0;
+      size_t n = czstd(to, m->plain, b->st, m->stored);
+      if (zstd_iserror(n) || n != m->plain) return -1;
+      plain = to;
     }
     uint8_t got[32];
     blake3_hasher hh;
     blake3_hasher_init(&hh);
     blake3_hasher_update(&hh, plain, m->plain);
     blake3_hasher_finalize(&hh, got, 32);
-    if (memcmp(got, m->id, 32) == 0) { *out = plain; return 1; }
+    if (memcmp(got, m->id, 32) == 0) {
+      if (dst && plain != dst) memcpy(dst, plain, m->plain);
+      if (out) *out = plain;
+      return 1;
+    }
     /* A frame remembered from an earlier READ may be stale (a pack rewritten under its name):
      * read once more from the pack before calling the chunk damaged. */
     if (!cached) break;
@@ -2373,31 +2438,186 @@ static int cdecode(session_t *s, const cmap_t *m, cbufs_t *b, const char **out) 
   return -1;
 }
 
+/* Bytes [from, from + len) of chunk m into dst, through the decoded chunks the read threads share
+ * (kslots): a chunk that straddles the end of one READ and the start of the next is decoded once
+ * for both (with the kernel's readahead the two READs are mostly on the two threads at once: the
+ * second waits for the first's decode instead of doing it again). Same results as cdecode. */
+static int cshared(session_t *s, const cchunk_t *m, cbufs_t *b, size_t from, size_t len, char *dst) {
+  cslot_t *k;
+  pthread_mutex_lock(&s->kmu);
+  for (;;) {
+    k = NULL;
+    for (int i = 0; i < CSLOTS; i++)
+      if (s->kslots[i].state && memcmp(s->kslots[i].id, m->id, 32) == 0) { k = &s->kslots[i]; break; }
+    if (!k || k->state == 2) break;
+    /* Being decoded by the other thread (which never waits while it holds a slot). */
+    pthread_cond_wait(&s->kcv, &s->kmu);
+  }
+  if (k) {
+    memcpy(dst, k->data + from, len);
+    k->tick = ++s->ktick;
+    pthread_mutex_unlock(&s->kmu);
+    atomic_fetch_add(&s->cshares, 1);
+    return 1;
+  }
+  for (int i = 0; i < CSLOTS; i++) {
+    cslot_t *x = &s->kslots[i];
+    if (x->state == 1) continue;
+    if (!k || x->state < k->state || (x->state == k->state && x->tick < k->tick)) k = x;
+  }
+  if (k) { memcpy(k->id, m->id, 32); k->state = 1; }
+  pthread_mutex_unlock(&s->kmu);
+  int r;
+  if (!k) {
+    const char *p = NULL;
+    r = cdecode(s, m, b, NULL, &p);
+    if (r == 1) memcpy(dst, p + from, len);
+    return r;
+  }
+  /* Only the thread that set state 1 touches the slot's bytes until it is 2 again. */
+  r = cgrow(&k->data, &k->cap, m->plain) ? cdecode(s, m, b, k->data, NULL) : 0;
+  pthread_mutex_lock(&s->kmu);
+  if (r == 1) {
+    k->state = 2;
+    k->len = m->plain;
+    k->tick = ++s->ktick;
+    memcpy(dst, k->data + from, len);
+  } else k->state = 0;
+  pthread_cond_broadcast(&s->kcv);
+  pthread_mutex_unlock(&s->kmu);
+  return r;
+}
+
+/* Bytes a large file's pack is asked for ahead of the READs (posix_fadvise WILLNEED), and how
+ * short of that a READ lets it run before asking again: the read threads' preads then find the
+ * pack's pages cached (as fs/reader.ts adviseAhead does for the decode pool, fuse-needs §23). */
+#define CADVISE (8u << 20)
+#define CADVISE_LOW (4u << 20)
+#define CADVS 16
+typedef struct cadv { uint32_t pack; uint64_t off, len; } cadv_t;
+
+/* With cmu held: the pack ranges of map c's chunks from `lo` (a READ's first) to CADVISE plain
+ * bytes past `end` (its end), when fewer than CADVISE_LOW past it were asked for already; merged
+ * per pack. The first READ's own chunks are in its first range: one request to the disk for them
+ * instead of a cold pread per chunk. */
+static int cadvise(cmap_t *c, uint32_t lo, uint64_t end, cadv_t *adv) {
+  uint32_t i = c->advised > lo ? c->advised : lo;
+  if (i >= c->n || c->ch[i].at >= end + CADVISE_LOW) return 0;
+  int n = 0;
+  for (; i < c->n && c->ch[i].at < end + CADVISE; i++) {
+    const cchunk_t *m = &c->ch[i];
+    if (n && adv[n - 1].pack == m->pack && m->off >= adv[n - 1].off && m->off <= adv[n - 1].off + adv[n - 1].len + (64u << 10)) {
+      uint64_t e = m->off + m->stored;
+      if (e > adv[n - 1].off + adv[n - 1].len) adv[n - 1].len = e - adv[n - 1].off;
+      continue;
+    }
+    if (n == CADVS) break;
+    adv[n].pack = m->pack; adv[n].off = m->off; adv[n].len = m->stored;
+    n++;
+  }
+  c->advised = i;
+  return n;
+}
+
+/* Chunks cv[0, cnt) of a READ [off, end) decoded into its reply `out` (whole ones straight there,
+ * the ones it covers in part through the shared slots), each checked: 1, or cdecode's 0 / -1 with
+ * *bad the chunk that failed. */
+static int crange(session_t *s, cbufs_t *b, const cchunk_t *cv, size_t cnt, uint64_t off, uint64_t end, char *out, size_t *bad) {
+  int r = 1;
+  for (size_t k = 0; k < cnt && r == 1; k++) {
+    const cchunk_t *m = &cv[k];
+    uint64_t from = m->at > off ? m->at : off, to = m->at + m->plain < end ? m->at + m->plain : end;
+    char *dst = out + (from - off);
+    if (from == m->at && to == m->at + m->plain) r = cdecode(s, m, b, dst, NULL);
+    else r = cshared(s, m, b, from - m->at, to - from, dst);
+    if (r != 1) *bad = k;
+  }
+  return r;
+}
+
+static void cbroken(session_t *s, uint64_t ino) {
+  pthread_mutex_lock(&s->cmu);
+  cmap_t *c = *cfind(s, ino);
+  if (c) c->broken = 1;
+  pthread_mutex_unlock(&s->cmu);
+}
+
 static void cwork(session_t *s, cjob_t *j, cbufs_t *b) {
   if (s->dropping) { fuse_reply_err(j->req, EIO); return; }
-  cmap_t m;
-  int have = 0;
+  cadv_t adv[CADVS];
+  int nadv = 0, have = 0, single = 0;
+  uint64_t size = 0, end = 0;
+  size_t cnt = 0;
   pthread_mutex_lock(&s->cmu);
   cmap_t *c = *cfind(s, j->ino);
-  if (c) { m = *c; have = 1; }
-  pthread_mutex_unlock(&s->cmu);
-  const char *plain = NULL;
-  int r = have ? cdecode(s, &m, b, &plain) : 0;
-  if (r == 1) {
-    size_t at = j->off, n = at >= m.plain ? 0 : (m.plain - at < j->size ? m.plain - at : j->size);
-    /* A READ of part of the file (the kernel's first, small one): the rest is offered, as JS
-     * offers a file it read, and answered by the loop thread. */
-    if (at + n < m.plain && roffer(s, j->ino, plain, m.plain, 0) && rserve(s, j->req, j->ino, j->size, (off_t)j->off)) { atomic_fetch_add(&s->cserved, 1); return; }
-    fuse_reply_buf(j->req, plain + at, n);
-    atomic_fetch_add(&s->cserved, 1);
-    return;
+  if (c && !c->broken) {
+    size = c->size;
+    end = j->off < size ? (size - j->off < j->size ? size : j->off + j->size) : j->off;
+    uint32_t lo = 0, hi = 0;
+    if (j->off < end) {
+      /* The chunk holding the READ's first byte: the last one starting at or before it. */
+      uint32_t z = c->n - 1;
+      while (lo < z) {
+        uint32_t mid = lo + (z - lo + 1) / 2;
+        if (c->ch[mid].at <= j->off) lo = mid;
+        else z = mid - 1;
+      }
+      for (hi = lo; hi < c->n && c->ch[hi].at < end; hi++) {}
+    }
+    size_t want = hi - lo;
+    if (b->cvcap < want) {
+      cchunk_t *x = realloc(b->cv, (want + 64) * sizeof *x);
+      if (x) { b->cv = x; b->cvcap = want + 64; }
+    }
+    if (b->cvcap >= want) {
+      memcpy(b->cv, c->ch + lo, (hi - lo) * sizeof *b->cv);
+      cnt = hi - lo;
+      have = 1;
+      single = c->n == 1;
+      if (!single) nadv = cadvise(c, lo, end, adv);
+    }
   }
-  if (have) cforget(s, j->ino);
+  pthread_mutex_unlock(&s->cmu);
+  for (int k = 0; k < nadv; k++) {
+    int fd = cfd(s, adv[k].pack);
+    if (fd >= 0) posix_fadvise(fd, (off_t)adv[k].off, (off_t)adv[k].len, POSIX_FADV_WILLNEED);
+  }
+  int r = have ? 1 : 0;
+  size_t bad = 0, len = end > j->off ? end - j->off : 0;
+  if (have && single && cnt == 1) {
+    const cchunk_t *m = &b->cv[0];
+    const char *plain = NULL;
+    r = cdecode(s, m, b, NULL, &plain);
+    if (r == 1) {
+      /* A READ of part of the file (the kernel's first, small one): the rest is offered, as JS
+       * offers a file it read, and answered by the loop thread. */
+      if (j->off + len < m->plain && roffer(s, j->ino, plain, m->plain, 0) && rserve(s, j->req, j->ino, j->size, (off_t)j->off)) { atomic_fetch_add(&s->cserved, 1); return; }
+      fuse_reply_buf(j->req, plain + j->off, len);
+      atomic_fetch_add(&s->cserved, 1);
+      return;
+    }
+  } else if (have) {
+    /* A file of several chunks: the READ's chunks decoded in turn into its reply (whole ones
+     * straight there, the ones it covers in part through the shared slots), each checked before
+     * the reply goes out. */
+    if (len && !cgrow(&b->out, &b->outcap, len)) r = 0;
+    if (r == 1) r = crange(s, b, b->cv, cnt, j->off, end, b->out, &bad);
+    if (r == 1) {
+      fuse_reply_buf(j->req, b->out, len);
+      atomic_fetch_add(&s->cserved, 1);
+      atomic_fetch_add(&s->clarge, 1);
+      return;
+    }
+  }
+  /* A map that failed is kept, marked: the kernel's retry of this READ (and every later one) goes
+   * to JS, whose own check answers EIO for a damaged chunk, and JS does not hand it a map again. */
+  if (have) cbroken(s, j->ino);
   if (r < 0) {
+    const cchunk_t *m = &b->cv[bad];
     char hex[65];
-    for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", m.id[k]);
-    fprintf(stderr, "miq mount: chunk %s of file node %llu does not match its id (pack %u, offset %llu): EIO, no bytes served\n", hex, (unsigned long long)j->ino, m.pack,
-            (unsigned long long)m.off);
+    for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", m->id[k]);
+    fprintf(stderr, "miq mount: chunk %s of file node %llu does not match its id (pack %u, offset %llu): EIO, no bytes served\n", hex, (unsigned long long)j->ino, m->pack,
+            (unsigned long long)m->off);
     atomic_fetch_add(&s->cfailed, 1);
     fuse_reply_err(j->req, EIO);
     return;
@@ -2425,7 +2645,7 @@ static void *cworker(void *arg) {
     free(j);
     atomic_fetch_sub(&s->cjobs, 1);
   }
-  free(b.st); free(b.pl); free(b.fr);
+  free(b.st); free(b.pl); free(b.fr); free(b.out); free(b.cv);
   if (zstd_dctx && zstd_free_dctx) zstd_free_dctx(zstd_dctx);
   zstd_dctx = NULL;
   return NULL;
@@ -2456,6 +2676,37 @@ static napi_value js_map_pack(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Whether one chunk's map is one the read threads can serve (sizes, codec, frame), as JS hands
+ * it: numbers from JS are doubles. */
+static int cvalid(double pack, double off, double stored, double plain, double flags, double foff, double fsize) {
+  if (!(pack >= 0 && pack < 4294967296.0) || !(off >= 0) || !(stored >= 1 && stored <= (64 << 20)) || !(plain >= 1 && plain <= (16 << 20))) return 0;
+  return flags == 0 ? stored == plain : flags == 3 ? (fsize >= 1 && fsize <= (64 << 20) && foff >= 0 && foff + plain <= fsize) : flags == 1;
+}
+
+/* JS thread: starts the read threads (at the first map) and files map c under its node, in place
+ * of an older one; the oldest maps leave beyond CMAPS maps or CCHUNKS chunks. False (c freed)
+ * when it cannot be. */
+static int cinsert(session_t *s, cmap_t *c) {
+  if (!s->nworkers) {
+    for (int k = 0; k < CWORKERS; k++) if (pthread_create(&s->workers[s->nworkers], NULL, cworker, s) == 0) s->nworkers++;
+    if (!s->nworkers) { free(c); return 0; }
+  }
+  pthread_mutex_lock(&s->cmu);
+  cmap_t **pp = cfind(s, c->ino);
+  if (*pp) cunlink(s, pp);
+  c->hnext = s->cb[c->ino % CBUCKETS];
+  s->cb[c->ino % CBUCKETS] = c;
+  c->prev = s->ctail;
+  if (s->ctail) s->ctail->next = c; else s->chead = c;
+  s->ctail = c;
+  s->ncmaps++;
+  s->nmchunks += c->n;
+  while ((s->ncmaps > CMAPS || s->nmchunks > CCHUNKS) && s->chead && s->chead != c) cunlink(s, cfind(s, s->chead->ino));
+  pthread_mutex_unlock(&s->cmu);
+  atomic_fetch_add(&s->cmapped, 1);
+  return 1;
+}
+
 /* map(s, ino, pack, offset, stored, plain, flags, frameOff, frameSize, id) -> bool: file node
  * `ino`'s whole content is one chunk (id: its 32-byte BLAKE3), `stored` bytes at `offset` of
  * pack `pack` (mapPack) with codec `flags` (0 raw, 1 zstd, 3 `plain` bytes at frameOff of a
@@ -2471,33 +2722,76 @@ static napi_value js_map(napi_env env, napi_callback_info info) {
   void *id = NULL;
   size_t idlen = 0;
   if (!buffer_arg(env, argv[9], &id, &idlen)) return NULL;
-  if (s->dropping || s->jstop || ino == 0 || idlen != 32 || !zstd_decompress || !(pack >= 0) || !(off >= 0) || !(stored >= 1 && stored <= (64 << 20)) ||
-      !(plain >= 1 && plain <= (16 << 20)))
-    return res;
-  if (flags == 0 ? stored != plain : flags == 3 ? !(fsize >= 1 && fsize <= (64 << 20) && foff >= 0 && foff + plain <= fsize) : flags != 1) return res;
-  if (!s->nworkers) {
-    for (int k = 0; k < CWORKERS; k++) if (pthread_create(&s->workers[s->nworkers], NULL, cworker, s) == 0) s->nworkers++;
-    if (!s->nworkers) return res;
-  }
-  cmap_t *c = calloc(1, sizeof *c);
+  if (s->dropping || s->jstop || ino == 0 || idlen != 32 || !zstd_decompress || !cvalid(pack, off, stored, plain, flags, foff, fsize)) return res;
+  cmap_t *c = calloc(1, sizeof *c + sizeof(cchunk_t));
   if (!c) return res;
-  c->ino = ino; c->off = (uint64_t)off; c->pack = (uint32_t)pack; c->stored = (uint32_t)stored; c->plain = (uint32_t)plain;
-  c->flags = (uint32_t)flags; c->foff = (uint32_t)foff; c->fsize = (uint32_t)fsize;
-  memcpy(c->id, id, 32);
-  pthread_mutex_lock(&s->cmu);
-  cmap_t **pp = cfind(s, ino);
-  if (*pp) cunlink(s, pp);
-  c->hnext = s->cb[ino % CBUCKETS];
-  s->cb[ino % CBUCKETS] = c;
-  c->prev = s->ctail;
-  if (s->ctail) s->ctail->next = c; else s->chead = c;
-  s->ctail = c;
-  s->ncmaps++;
-  while (s->ncmaps > CMAPS && s->chead) cunlink(s, cfind(s, s->chead->ino));
-  pthread_mutex_unlock(&s->cmu);
-  atomic_fetch_add(&s->cmapped, 1);
-  napi_get_boolean(env, true, &res);
+  c->ino = ino; c->size = (uint64_t)plain; c->n = 1;
+  cchunk_t *m = &c->ch[0];
+  m->at = 0; m->off = (uint64_t)off; m->pack = (uint32_t)pack; m->stored = (uint32_t)stored; m->plain = (uint32_t)plain;
+  m->flags = (uint32_t)flags; m->foff = (uint32_t)foff; m->fsize = (uint32_t)fsize;
+  memcpy(m->id, id, 32);
+  napi_get_boolean(env, cinsert(s, c), &res);
   return res;
+}
+
+/* Bytes per chunk in mapFile's buffer: at, offset (float64 LE), pack, stored, plain, flags,
+ * frameOff, frameSize (uint32 LE), id (32 bytes). */
+#define CREC 72
+
+/* mapFile(s, ino, size, chunks) -> bool: file node `ino` (`size` bytes) is the chunks described
+ * in `chunks` (CREC bytes each, in file order, each starting where the one before ends; raw,
+ * zstd or framed, never a delta): its READs that nothing else here answers are answered by the
+ * read threads, every chunk a READ covers decoded and checked against its id before the reply
+ * (see "Chunk maps"). False when not taken. */
+static napi_value js_map_file(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(4);
+  napi_value res;
+  napi_get_boolean(env, false, &res);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  double size = num(env, argv[2]);
+  void *data = NULL;
+  size_t len = 0;
+  if (!buffer_arg(env, argv[3], &data, &len)) return NULL;
+  size_t n = len / CREC;
+  if (s->dropping || s->jstop || ino == 0 || !zstd_decompress || n == 0 || len % CREC || n > CCHUNKS / 4 || !(size >= 1 && size <= 9007199254740992.0)) return res;
+  cmap_t *c = calloc(1, sizeof *c + n * sizeof(cchunk_t));
+  if (!c) return res;
+  c->ino = ino; c->size = (uint64_t)size; c->n = (uint32_t)n;
+  const uint8_t *p = data;
+  uint64_t at = 0;
+  for (size_t k = 0; k < n; k++, p += CREC) {
+    double d[2];
+    uint32_t u[6];
+    memcpy(d, p, sizeof d);
+    memcpy(u, p + 16, sizeof u);
+    cchunk_t *m = &c->ch[k];
+    if (d[0] != (double)at || !cvalid(u[0], d[1], u[1], u[2], u[3], u[4], u[5])) { free(c); return res; }
+    m->at = at; m->off = (uint64_t)d[1]; m->pack = u[0]; m->stored = u[1]; m->plain = u[2]; m->flags = u[3]; m->foff = u[4]; m->fsize = u[5];
+    memcpy(m->id, p + 40, 32);
+    at += m->plain;
+  }
+  if (at != c->size) { free(c); return res; }
+  napi_get_boolean(env, cinsert(s, c), &res);
+  return res;
+}
+
+/* mapRead(s, slot, ino, size, off) -> 1: a READ that reached JS, handed to the read threads (the
+ * node has a map); 0: the node has no map (the slot still JS's); -1: its map failed, or the
+ * threads stop (the slot still JS's: JS answers it its own way). */
+static napi_value js_map_read(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  uint64_t ino = (uint64_t)num(env, argv[2]);
+  double size = num(env, argv[3]), off = num(env, argv[4]);
+  if (s->dropping || !(off >= 0) || !(size >= 0)) return ret_int(env, -1);
+  int has = s->nworkers ? chas(s, ino) : 0;
+  if (has != 1) return ret_int(env, has);
+  fuse_req_t r = slot_take(s, num(env, argv[1]));
+  if (!r) return ret_int(env, -1);
+  if (!cqueue(s, r, ino, (size_t)size, (uint64_t)off)) {
+    slot_untake(s, num(env, argv[1]), r);
+    return ret_int(env, -1);
+  }
+  return ret_int(env, 1);
 }
 #endif
 
@@ -2530,6 +2824,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "chunkDecodeOffer", 0, js_chunk_decode_offer, 0, 0, 0, napi_default, 0 },
     { "map", 0, js_map, 0, 0, 0, napi_default, 0 },
     { "mapPack", 0, js_map_pack, 0, 0, 0, napi_default, 0 },
+    { "mapFile", 0, js_map_file, 0, 0, 0, napi_default, 0 },
+    { "mapRead", 0, js_map_read, 0, 0, 0, napi_default, 0 },
 #endif
     { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },

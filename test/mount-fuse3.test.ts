@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../fs/inodes.js';
 import { FLAG_FRAME, FLAG_RAW, FLAG_ZSTD, encodeChunk } from '../store/codec.js';
-import { idOf } from '../store/ids.js';
+import { idOf, type Id } from '../store/ids.js';
 import type { ChunkLocation } from '../store/api.js';
 import { fuse3Mount, loadFuse3, type Fuse3Mount } from '../mount/fuse3.js';
 import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
 
 const native = loadFuse3().native;
-// Chunk maps are off by default (MIQ_MOUNT_MAPS): on for this file's mount, whose test of them
-// needs them.
+// Small files' chunk maps are off by default (MIQ_MOUNT_MAPS=large): on for this file's mount,
+// whose test of them needs them.
 process.env.MIQ_MOUNT_MAPS ??= '1';
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 type Counts = Record<string, number>;
@@ -38,6 +38,9 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   // Nodes 5-8 (see "a mapped node…"): files whose one chunk lies in a pack written by the test;
   // their LOOKUP hands the binding the chunk's map, and JS never answers their READs.
   const mapped = new Map<string, { ino: number; data: Buffer; loc: ChunkLocation }>();
+  // Nodes 9-10 (see "a mapped file of several chunks…"): files of several chunks in that pack,
+  // mapped at their LOOKUP (mapFile).
+  const mappedFiles = new Map<string, { ino: number; data: Buffer; chunks: { id: Id; loc: ChunkLocation; path: string }[] }>();
   let packPath = '';
   const jsReads: number[] = [];
   before(async () => {
@@ -56,6 +59,19 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         m!.stream!.map!(f.ino, f.loc, packPath, idOf(f.data));
         r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data.length, 86400, 86400);
         return;
+      }
+      if (op === OP.LOOKUP && ino === 1 && mappedFiles.has(a as string)) {
+        const f = mappedFiles.get(a as string)!;
+        assert.equal(m!.stream!.mapFile!(f.ino, f.data.length, f.chunks), true);
+        r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data.length, 86400, 86400);
+        return;
+      }
+      if (op === OP.READ && ino >= 9 && ino <= 10) {
+        // Never here for node 9 (the binding answers every READ from its map). Node 10's middle
+        // chunk is damaged: the kernel's retry after the binding's EIO comes here (its map is
+        // marked failed), answered EIO as the mount's own check of that chunk would.
+        jsReads.push(ino);
+        return void r().replyErr(slot, 5);
       }
       if (op === OP.READ && ino >= 5 && ino <= 8) {
         // Never here while the binding holds the node's map: answered wrong on purpose. Node 8's
@@ -310,6 +326,86 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
       });
     } finally {
       mapped.clear();
+    }
+  });
+
+  it('a mapped file of several chunks is read by the addon, READs across chunk boundaries and its tail included; a damaged middle chunk is EIO, none of its bytes served', { skip: !native?.mapFile ? 'built without BLAKE3' : process.env.MIQ_MOUNT_MAPS !== '1' && process.env.MIQ_MOUNT_MAPS !== 'large' ? 'MIQ_MOUNT_MAPS is off' : false }, async () => {
+    // Chunks of odd sizes (no boundary on a page): raw, zstd, one inside a shared frame (after
+    // another file's bytes), zstd, raw, and a short zstd tail; every READ the kernel sends covers
+    // parts of two or more.
+    const noise = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, k) => ((k * 2654435761 + seed) >>> 13) & 255));
+    const text = (n: number, w: string): Buffer => Buffer.from(w.repeat(Math.ceil(n / w.length)).slice(0, n));
+    const pieces: { data: Buffer; enc: 'raw' | 'zstd' | 'frame' }[] = [
+      { data: noise(100_003, 1), enc: 'raw' },
+      { data: text(300_007, 'several chunks, zstd; '), enc: 'zstd' },
+      { data: text(70_001, 'inside a shared frame. '), enc: 'frame' },
+      { data: text(650_011, 'a long zstd chunk '), enc: 'zstd' },
+      { data: noise(123_457, 2), enc: 'raw' },
+      { data: text(9_999, 'the tail. '), enc: 'zstd' },
+    ];
+    const before = text(5_000, 'another file before it in the frame\n');
+    const parts: Buffer[] = [Buffer.alloc(29)];
+    const chunks: { id: Id; loc: ChunkLocation; path: string }[] = [];
+    const path = join(base, 'pack-2');
+    const add = (data: Buffer, enc: 'raw' | 'zstd' | 'frame'): void => {
+      const offset = parts.reduce((n, b) => n + b.length, 0);
+      let body: Buffer, loc: ChunkLocation;
+      if (enc === 'raw') loc = { pack: 2, offset, stored: (body = data).length, plain: data.length, flags: FLAG_RAW };
+      else if (enc === 'zstd') {
+        const z = encodeChunk(data);
+        assert.equal(z.flags, FLAG_ZSTD);
+        loc = { pack: 2, offset, stored: (body = z.body).length, plain: data.length, flags: FLAG_ZSTD };
+      } else {
+        const z = encodeChunk(Buffer.concat([before, data]));
+        assert.equal(z.flags, FLAG_ZSTD);
+        loc = { pack: 2, offset, stored: (body = z.body).length, plain: data.length, flags: FLAG_FRAME, frame: { off: before.length, size: before.length + data.length } };
+      }
+      parts.push(body);
+      chunks.push({ id: idOf(data), loc, path });
+    };
+    for (const p of pieces) add(p.data, p.enc);
+    const good = Buffer.concat(pieces.map((p) => p.data));
+    // Node 10: good, damaged (raw, one byte changed in the pack; its map names the id of the bytes
+    // it should hold), good.
+    const b0 = text(200_003, 'before the damaged one '), b1 = noise(150_001, 3), b2 = text(200_005, 'after the damaged one ');
+    const first = chunks.length;
+    add(b0, 'zstd');
+    const damagedAt = parts.length;
+    add(b1, 'raw');
+    add(b2, 'zstd');
+    const damaged = Buffer.from(b1);
+    damaged[75_000] ^= 1;
+    parts[damagedAt] = damaged;
+    await writeFile(path, Buffer.concat(parts));
+    mappedFiles.set('m-large', { ino: 9, data: good, chunks: chunks.slice(0, first) });
+    mappedFiles.set('m-large-bad', { ino: 10, data: Buffer.concat([b0, b1, b2]), chunks: chunks.slice(first) });
+    const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+    try {
+      await whileKept(async () => {
+        await m!.invalidate([1, 1, 9, 10], [Buffer.from('m-large'), Buffer.from('m-large-bad'), null, null]);
+        const st0 = m!.state().counts!;
+        jsReads.length = 0;
+        // The tail first (a READ that ends at the file's end), then one in the middle, then all.
+        const tailAt = good.length - 20_000, midAt = 390_000;
+        const r = await sh(
+          `dd if=${mnt}/m-large bs=1 skip=${tailAt} count=20000 status=none | md5sum; dd if=${mnt}/m-large bs=1 skip=${midAt} count=100000 status=none | md5sum; md5sum < ${mnt}/m-large`,
+        );
+        assert.equal(r.stdout.replace(/ +-/g, ''), [md5(good.subarray(tailAt)), md5(good.subarray(midAt, midAt + 100_000)), md5(good)].join('\n') + '\n', r.stderr);
+        const st1 = m!.state().counts!;
+        assert.deepEqual(jsReads, [], 'no READ of the mapped file reached JS');
+        assert.ok(st1.mapLarge! - st0.mapLarge! >= 2, JSON.stringify(st1));
+        // The damaged file: EIO, and not one byte of the damaged chunk (nor of any READ that
+        // covers it) reaches the reader.
+        const b = await sh(`cat ${mnt}/m-large-bad > ${base}/bad.out; echo status $?; wc -c < ${base}/bad.out`);
+        assert.match(b.stderr, /Input\/output error/, JSON.stringify([b, jsReads]));
+        const got = Number(b.stdout.split('\n')[1]);
+        assert.match(b.stdout, /^status 1\n/);
+        assert.ok(got <= b0.length, `${got} bytes read, the damaged chunk starts at ${b0.length}`);
+        const st2 = m!.state().counts!;
+        assert.ok(st2.mapFailed! - st1.mapFailed! >= 1, JSON.stringify(st2));
+      });
+    } finally {
+      mappedFiles.clear();
     }
   });
 

@@ -682,10 +682,10 @@ describe('the recall list (what the last start read, fs/recall.ts)', () => {
     assert.equal((await sh(`cat '${deep}'`)).stdout, 'berries\n');
     let { line, c } = await countsAtExit(mm);
     assert.doesNotMatch(mm.stderr(), /of the last start/);
-    // Without the list big.bin is read as a stream (never offered whole). (deep's small file may
-    // be offered: its directory's small files are started whole at its first lookup, and may
-    // arrive before its READ does.)
-    assert.ok(c.streamServed! >= 1 && c.offered! <= 1, line);
+    // Without the list big.bin is read as a stream or from its chunk map (never offered whole).
+    // (deep's small file may be offered: its directory's small files are started whole at its
+    // first lookup, and may arrive before its READ does.)
+    assert.ok(c.streamServed! + c.mapServed! >= 1 && c.offered! <= 1, line);
     const l1 = await list();
     assert.ok(l1?.startsWith('miq-mount-recall 1\n') && l1.includes(`${big.id} ${file.size}\n`), `the list: ${l1}`);
 
@@ -813,7 +813,9 @@ describe('corruption and crashes', () => {
     const from = file.size - Math.ceil(file.size / 5) - (512 << 10);
     const tail = starts.filter((x) => x <= from).length - 1;
     assert.ok(tail > 1 && tail < file.chunks.length - 1, `fixture: the tail starts at chunk ${tail} of ${file.chunks.length}`);
-    const mm = await t.miqMount({ MIQ_DEBUG_DECODE: '1' });
+    // The JS path's order (with chunk maps, the default, the binding's read threads decode what
+    // each READ covers and nothing ahead).
+    const mm = await t.miqMount({ MIQ_DEBUG_DECODE: '1', MIQ_MOUNT_MAPS: '0' });
     const f = `${b}/mnt/store/${p}/share/big.bin`;
     const src = `${b}/src/share/big.bin`;
     // The first 4 KiB: its READ's own chunk, and the rest of the file fetched ahead.
@@ -831,7 +833,7 @@ describe('corruption and crashes', () => {
     assert.equal(await mm.stop(), 0, mm.stderr());
   });
 
-  it('a large file read in order is answered by the binding from chunks the decode threads verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right', async (tc) => {
+  for (const maps of ['0', 'large'] as const) it(`a large file read in order is answered by the binding from chunks ${maps === '0' ? 'the decode threads' : 'its read threads (chunk maps)'} verified: a damaged one is EIO and a log line, never bytes; the chunks around it read right`, async (tc) => {
     const t = await scratch(tc);
     const { b, logs } = t;
     // Two 12 MiB files (over MIQ_MOUNT_WHOLE_AHEAD's 8 MiB: read as streams), of 16 letters
@@ -859,18 +861,31 @@ describe('corruption and crashes', () => {
     await t.closeStore();
     flipChunkByte(join(b, 'store'), victim.id);
     s = await t.store();
-    const m = await t.mount(s);
+    const was = process.env.MIQ_MOUNT_MAPS;
+    process.env.MIQ_MOUNT_MAPS = maps;
+    let m: MountHandle;
+    try {
+      m = await t.mount(s);
+    } finally {
+      if (was === undefined) delete process.env.MIQ_MOUNT_MAPS;
+      else process.env.MIQ_MOUNT_MAPS = was;
+    }
     const d = `${b}/mnt/store/${p}`;
     const good = await sh(`dd if=${d}/good.bin bs=1M status=none | md5sum; md5sum < ${b}/src/good.bin`);
     const [got, want] = good.stdout.trim().split('\n');
     assert.equal(got, want, 'the undamaged file reads right');
     const rq = m.status().requests;
     const served = rq?.streamServed ?? 0;
-    assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(rq)}`);
-    // JS hears of the READs the binding answered only when its readahead runs short (the low
-    // water, half of MIQ_MOUNT_READAHEAD), not of each: one message per READ was one wake of the
-    // JS thread per MiB.
-    assert.ok((rq?.streamed ?? 0) * 2 <= served, `OP_STREAMED messages for ${served} READs answered from the table: ${JSON.stringify(rq)}`);
+    if (maps === '0') {
+      assert.ok(served > 0, `READs answered from the stream table: ${JSON.stringify(rq)}`);
+      // JS hears of the READs the binding answered only when its readahead runs short (the low
+      // water, half of MIQ_MOUNT_READAHEAD), not of each: one message per READ was one wake of the
+      // JS thread per MiB.
+      assert.ok((rq?.streamed ?? 0) * 2 <= served, `OP_STREAMED messages for ${served} READs answered from the table: ${JSON.stringify(rq)}`);
+    } else {
+      // The first READ reaches JS (the map is made once the chunks are located), the others not.
+      assert.ok((rq?.mapLarge ?? 0) >= 8 && served === 0 && (rq?.read ?? 0) <= 2, `READs answered from the chunk map: ${JSON.stringify(rq)}`);
+    }
     const r = await sh(`LC_ALL=C dd if=${d}/bad.bin of=/dev/null bs=1M status=none; echo rc=$?`);
     assert.match(r.stderr, /Input\/output error/);
     assert.match(r.stdout, /rc=1\n/);
@@ -882,7 +897,10 @@ describe('corruption and crashes', () => {
     const from = Math.ceil(after / 4096) * 4096;
     assert.equal((await sh(`tail -c +${from + 1} ${d}/bad.bin | md5sum`)).stdout, (await sh(`tail -c +${from + 1} ${b}/src/bad.bin | md5sum`)).stdout, 'chunks after it read right');
     assert.ok(logs.some((l) => l.includes('MIQ_CORRUPT') && l.includes(victim.id)), logs.join('\n'));
-    assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
+    // With maps, the binding's EIO (its own log line, on stderr) leaves the map marked failed: the
+    // kernel's retry and every later READ of the file are JS's (its stream), whose check logged.
+    if (maps === '0') assert.ok((m.status().requests?.streamServed ?? 0) > served, 'the damaged file was read through the stream table too');
+    else assert.ok((m.status().requests?.mapFailed ?? 0) >= 1, JSON.stringify(m.status().requests));
   });
 
   it('a large file read in order: the pack bytes of its chunks well past the reader are asked of the kernel ahead (WILLNEED), not only those being decoded', async (tc) => {
@@ -912,14 +930,19 @@ describe('corruption and crashes', () => {
     await sh(`cd ${packs} && sync *.pack && for f in *.pack; do dd if="$f" iflag=nocache count=0 status=none; done`);
     const cold = await resident();
     assert.ok(cold < 2 << 20, `the pack left the page cache (${cold} bytes resident)`);
-    const ra = process.env.MIQ_MOUNT_READAHEAD;
+    const ra = process.env.MIQ_MOUNT_READAHEAD, maps = process.env.MIQ_MOUNT_MAPS;
     process.env.MIQ_MOUNT_READAHEAD = String(2 << 20);
+    // The stream's readahead (with chunk maps, the default, the read threads ask for 8 MiB of plain
+    // bytes past each READ themselves: native/miqfuse.c cadvise).
+    process.env.MIQ_MOUNT_MAPS = '0';
     let m: MountHandle;
     try {
       m = await t.mount(await t.store());
     } finally {
       if (ra === undefined) delete process.env.MIQ_MOUNT_READAHEAD;
       else process.env.MIQ_MOUNT_READAHEAD = ra;
+      if (maps === undefined) delete process.env.MIQ_MOUNT_MAPS;
+      else process.env.MIQ_MOUNT_MAPS = maps;
     }
     const r = await sh(`dd if=${b}/mnt/store/${p}/big.bin of=/dev/null bs=64k count=1 status=none; echo rc=$?`);
     assert.match(r.stdout, /rc=0\n/, r.stderr);
