@@ -130,18 +130,24 @@ test('an unreadable file fails the ingest with its path named and no store path'
   assert.deepEqual(paths(store), [], 'no store path created');
 });
 
+/** The second ingest (as nobody) of `src` meets the unreadable `name`: it fails with the clear
+ * message and no stack, and the store keeps only the first path. */
+function secondIngestFails(src: string, store: string[], asNobody: (...args: string[]) => SpawnSyncReturns<string>, name: string): void {
+  const r = asNobody(src, '--name', 'second');
+  chmodSync(join(src, name), 0o644);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, name)}: permission denied`));
+  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
+  assert.equal(paths(store).length, 1, 'no second store path');
+}
+
 test('an unreadable file met by an update\'s hash pass fails the ingest the same way', () => {
   const { src, store, asNobody } = asNobodySetup();
   // A store with files: the next ingest hashes files at new inodes before it scans them.
   assert.equal(asNobody(src, '--name', 'first').status, 0);
   writeFileSync(join(src, 'secret'), 'no');
   chmodSync(join(src, 'secret'), 0o000);
-  const r = asNobody(src, '--name', 'second');
-  chmodSync(join(src, 'secret'), 0o644);
-  assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'secret')}: permission denied`));
-  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
-  assert.equal(paths(store).length, 1, 'no second store path');
+  secondIngestFails(src, store, asNobody, 'secret');
 });
 
 test('an unreadable file met by an update\'s scan (in C on libuv\'s threads where it can) fails the ingest the same way', () => {
@@ -159,12 +165,7 @@ test('an unreadable file met by an update\'s scan (in C on libuv\'s threads wher
   }
   writeFileSync(join(src, 'zz-secret'), Buffer.alloc((1 << 20) + 2, 's'));
   chmodSync(join(src, 'zz-secret'), 0o000);
-  const r = asNobody(src, '--name', 'second');
-  chmodSync(join(src, 'zz-secret'), 0o644);
-  assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`^miq: cannot read ${join(src, 'zz-secret')}: permission denied`));
-  assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
-  assert.equal(paths(store).length, 1, 'no second store path');
+  secondIngestFails(src, store, asNobody, 'zz-secret');
 });
 
 test('100 000 entries in one folder and nesting 1 000 deep', () => {
