@@ -37,6 +37,15 @@ static int typed(napi_env env, napi_value v, napi_typedarray_type want, void **d
   return t == want;
 }
 
+/* A wrong call from JS: throws a TypeError (RangeError with `range`) "miqchunk.WHAT: WHY". */
+static void *badCall(napi_env env, int range, const char *what, const char *why) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "miqchunk.%s: %s", what, why);
+  if (range) napi_throw_range_error(env, NULL, msg);
+  else napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
 static int u32arg(napi_env env, napi_value v, uint32_t *out) {
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
@@ -71,10 +80,9 @@ static napi_value Cut(napi_env env, napi_callback_info info) {
   uint32_t start, end, min, avg, max, maskS, maskL;
   if (argc < 9 || !typed(env, argv[0], napi_uint8_array, &bufp, &blen) || !typed(env, argv[8], napi_int32_array, &gearp, &glen) || glen != 256 ||
       !u32arg(env, argv[1], &start) || !u32arg(env, argv[2], &end) || !u32arg(env, argv[3], &min) || !u32arg(env, argv[4], &avg) ||
-      !u32arg(env, argv[5], &max) || !u32arg(env, argv[6], &maskS) || !u32arg(env, argv[7], &maskL) || start > end || end > blen) {
-    napi_throw_type_error(env, NULL, "miqchunk.cut: bad arguments");
-    return NULL;
-  }
+      !u32arg(env, argv[5], &max) || !u32arg(env, argv[6], &maskS) || !u32arg(env, argv[7], &maskL))
+    return badCall(env, 0, "cut", "bad arguments");
+  if (start > end || end > blen) return badCall(env, 1, "cut", "start and end outside the buffer");
   uint32_t r = cutAt(bufp, start, end, min, avg, max, maskS, maskL, gearp);
   napi_value out;
   napi_create_uint32(env, r, &out);
@@ -186,10 +194,9 @@ static napi_value ListDir(napi_env env, napi_callback_info info) {
   size_t plen;
   double slowNs = 0;
   uint32_t maxSlow = 0;
-  if (argc < 3 || !typed(env, argv[0], napi_uint8_array, &pathp, &plen) || napi_get_value_double(env, argv[1], &slowNs) != napi_ok || !u32arg(env, argv[2], &maxSlow)) {
-    napi_throw_type_error(env, NULL, "miqchunk.listDir: bad arguments");
-    return NULL;
-  }
+  if (argc < 3 || !typed(env, argv[0], napi_uint8_array, &pathp, &plen) || memchr(pathp, 0, plen) || napi_get_value_double(env, argv[1], &slowNs) != napi_ok ||
+      !u32arg(env, argv[2], &maxSlow))
+    return badCall(env, 0, "listDir", "bad arguments");
   char *path = malloc(plen + 1);
   if (!path) {
     napi_throw_error(env, "ENOMEM", "out of memory");
@@ -399,10 +406,8 @@ static napi_value WarmTree(napi_env env, napi_callback_info info) {
   size_t plen;
   uint32_t threads = 0;
   if (argc < 2 || !typed(env, argv[0], napi_uint8_array, &pathp, &plen) || !u32arg(env, argv[1], &threads) || threads == 0 || threads > 64 ||
-      plen == 0 || plen > PATH_MAX || memchr(pathp, 0, plen)) {
-    napi_throw_type_error(env, NULL, "miqchunk.warmTree: bad arguments");
-    return NULL;
-  }
+      plen == 0 || plen > PATH_MAX || memchr(pathp, 0, plen))
+    return badCall(env, 0, "warmTree", "bad arguments");
   Warm *w = calloc(1, sizeof *w);
   WarmDir *root = malloc(sizeof *root + plen + 1);
   if (!w || !root) {
@@ -543,23 +548,88 @@ static int hashOneC(Buf *out, uint8_t *buf, int fd, double want) {
   return 1;
 }
 
-/* One hashFiles call's files (paths copied out of JS, so the work can run off the JS thread)
- * and its packed answer. */
+/*
+ * What the async jobs below (hash, scan, compress) share: the work and its promise, and the
+ * answer, made on libuv's thread by the job's execute and settled by jobComplete on the JS
+ * thread. status 0: resolve with `out`'s bytes; 1: resolve with null (given back: the caller
+ * runs the task in a worker, which makes its error); -1: reject with ENOMEM.
+ */
+typedef struct Job {
+  napi_async_work work;
+  napi_deferred deferred;
+  int status;
+  Buf out;
+  void (*free)(struct Job *);
+} Job;
+
+static void jobReject(napi_env env, napi_deferred d, const char *code, const char *msg) {
+  napi_value c, m, e;
+  napi_create_string_latin1(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_string_latin1(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_error(env, c, m, &e);
+  napi_reject_deferred(env, d, e);
+}
+
+static void jobComplete(napi_env env, napi_status status, void *data) {
+  Job *j = data;
+  napi_value v;
+  void *bp;
+  if (status == napi_cancelled) {
+    jobReject(env, j->deferred, "ECANCELED", "cancelled");
+  } else if (status != napi_ok || j->status < 0) {
+    jobReject(env, j->deferred, "ENOMEM", "out of memory");
+  } else if (j->status == 1) {
+    napi_get_null(env, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else if (napi_create_buffer_copy(env, j->out.len, j->out.len ? j->out.p : "", &bp, &v) == napi_ok) {
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    napi_get_and_clear_last_exception(env, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  }
+  napi_delete_async_work(env, j->work);
+  j->free(j);
+}
+
+/* Queues `j` on libuv's pool (`execute` there, then jobComplete): its promise, or NULL with `j`
+ * freed and an error thrown. */
+static napi_value jobQueue(napi_env env, Job *j, const char *name, napi_async_execute_callback execute) {
+  napi_value promise, n;
+  napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &n);
+  if (napi_create_async_work(env, NULL, n, execute, jobComplete, j, &j->work) != napi_ok) {
+    j->free(j);
+    napi_throw_error(env, "EIO", "miqchunk: cannot queue the work");
+    return NULL;
+  }
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
+    napi_delete_async_work(env, j->work);
+    j->free(j);
+    napi_throw_error(env, "EIO", "miqchunk: cannot queue the work");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    jobReject(env, j->deferred, "EIO", "miqchunk: cannot queue the work");
+    napi_delete_async_work(env, j->work);
+    j->free(j);
+  }
+  return promise;
+}
+
+/* One hashFiles call's files (paths copied out of JS, so the work can run off the JS thread);
+ * its packed answer is the job's `out`. */
 typedef struct {
+  Job job;
   uint32_t n;
   size_t *at;
   double *want;
   int *fds;
   Buf paths;
-  Buf out;
-  int ok;
-  napi_async_work work;
-  napi_deferred deferred;
 } HashJob;
 
-static void hashJobFree(HashJob *j) {
+static void hashJobFree(Job *jb) {
+  HashJob *j = (HashJob *)jb;
   if (!j) return;
-  free(j->at); free(j->want); free(j->fds); free(j->paths.p); free(j->out.p);
+  free(j->at); free(j->want); free(j->fds); free(j->paths.p); free(j->job.out.p);
   free(j);
 }
 
@@ -567,24 +637,20 @@ static void hashJobFree(HashJob *j) {
 static HashJob *hashJobOf(napi_env env, napi_value files, const char *what, size_t size) {
   uint32_t n = 0;
   bool isArr = false;
-  if (napi_is_array(env, files, &isArr) != napi_ok || !isArr || napi_get_array_length(env, files, &n) != napi_ok) {
-    char msg[64];
-    snprintf(msg, sizeof msg, "miqchunk.%s: bad arguments", what);
-    napi_throw_type_error(env, NULL, msg);
-    return NULL;
-  }
+  if (napi_is_array(env, files, &isArr) != napi_ok || !isArr || napi_get_array_length(env, files, &n) != napi_ok) return badCall(env, 0, what, "bad arguments");
   napi_value kPath, kSize;
   napi_create_string_latin1(env, "path", NAPI_AUTO_LENGTH, &kPath);
   napi_create_string_latin1(env, "size", NAPI_AUTO_LENGTH, &kSize);
   HashJob *j = calloc(1, size);
   if (j) {
+    j->job.free = hashJobFree;
     j->n = n;
     j->at = malloc(sizeof(size_t) * (n ? n : 1));
     j->want = malloc(sizeof(double) * (n ? n : 1));
     j->fds = malloc(sizeof(int) * (n ? n : 1));
   }
   if (!j || !j->at || !j->want || !j->fds) {
-    hashJobFree(j);
+    hashJobFree((Job *)j);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
@@ -598,11 +664,8 @@ static HashJob *hashJobOf(napi_env env, napi_value files, const char *what, size
     if (napi_get_element(env, files, i, &f) != napi_ok || napi_get_property(env, f, kPath, &pv) != napi_ok ||
         napi_get_property(env, f, kSize, &sv) != napi_ok || !typed(env, pv, napi_uint8_array, &pp, &plen) ||
         napi_get_value_double(env, sv, &j->want[i]) != napi_ok) {
-      hashJobFree(j);
-      char msg[64];
-      snprintf(msg, sizeof msg, "miqchunk.%s: bad file entry", what);
-      napi_throw_type_error(env, NULL, msg);
-      return NULL;
+      hashJobFree(&j->job);
+      return badCall(env, 0, what, "bad file entry");
     }
     j->at[i] = (size_t)-1;
     if (plen <= PATH_MAX && !memchr(pp, 0, plen)) {
@@ -612,15 +675,15 @@ static HashJob *hashJobOf(napi_env env, napi_value files, const char *what, size
     }
   }
   if (!ok) {
-    hashJobFree(j);
+    hashJobFree(&j->job);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
   return j;
 }
 
-/* The files in order, each opened up to AHEAD_FILES ahead (openAhead); no JS. j->ok 0: out of
- * memory part way. */
+/* The files in order, each opened up to AHEAD_FILES ahead (openAhead); no JS. Status -1: out
+ * of memory part way. */
 static void hashJobRun(HashJob *j) {
   uint8_t *buf = malloc(HASH_BUF);
   int ok = buf != NULL;
@@ -634,12 +697,12 @@ static void hashJobRun(HashJob *j) {
       next++;
     }
     int r = 2;
-    if (j->at[i] != (size_t)-1) r = hashOneC(&j->out, buf, j->fds[i], j->want[i]);
+    if (j->at[i] != (size_t)-1) r = hashOneC(&j->job.out, buf, j->fds[i], j->want[i]);
     if (j->fds[i] >= 0) opened--;
     ahead -= j->want[i] > 0 ? j->want[i] : 0;
     if (r == 2) {
       uint8_t two = 2;
-      ok = put(&j->out, &two, 1);
+      ok = put(&j->job.out, &two, 1);
     } else if (r < 0) {
       ok = 0;
     }
@@ -648,29 +711,22 @@ static void hashJobRun(HashJob *j) {
    * the ones it was given). */
   for (; i < next; i++) if (j->fds[i] >= 0) close(j->fds[i]);
   free(buf);
-  j->ok = ok;
+  j->job.status = ok ? 0 : -1;
 }
 
 static napi_value HashFiles(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) {
-    napi_throw_type_error(env, NULL, "miqchunk.hashFiles: bad arguments");
-    return NULL;
-  }
+  if (argc < 1) return badCall(env, 0, "hashFiles", "bad arguments");
   HashJob *j = hashJobOf(env, argv[0], "hashFiles", sizeof(HashJob));
   if (!j) return NULL;
   hashJobRun(j);
-  if (!j->ok) {
-    hashJobFree(j);
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
-  napi_value res;
+  napi_value res = NULL;
   void *bp;
-  napi_create_buffer_copy(env, j->out.len, j->out.len ? j->out.p : "", &bp, &res);
-  hashJobFree(j);
+  if (j->job.status < 0) napi_throw_error(env, "ENOMEM", "out of memory");
+  else napi_create_buffer_copy(env, j->job.out.len, j->job.out.len ? j->job.out.p : "", &bp, &res);
+  hashJobFree(&j->job);
   return res;
 }
 
@@ -685,53 +741,13 @@ static void hashExecute(napi_env env, void *data) {
   hashJobRun(data);
 }
 
-static void hashComplete(napi_env env, napi_status status, void *data) {
-  HashJob *j = data;
-  napi_value v;
-  if (status != napi_ok || !j->ok) {
-    napi_value code, msg;
-    napi_create_string_latin1(env, status == napi_cancelled ? "ECANCELED" : "ENOMEM", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_latin1(env, status == napi_cancelled ? "cancelled" : "out of memory", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
-  } else {
-    void *bp;
-    if (napi_create_buffer_copy(env, j->out.len, j->out.len ? j->out.p : "", &bp, &v) == napi_ok) napi_resolve_deferred(env, j->deferred, v);
-    else {
-      napi_value e;
-      napi_get_and_clear_last_exception(env, &e);
-      napi_reject_deferred(env, j->deferred, e);
-    }
-  }
-  napi_delete_async_work(env, j->work);
-  hashJobFree(j);
-}
-
 static napi_value HashFilesAsync(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) {
-    napi_throw_type_error(env, NULL, "miqchunk.hashFilesAsync: bad arguments");
-    return NULL;
-  }
+  if (argc < 1) return badCall(env, 0, "hashFilesAsync", "bad arguments");
   HashJob *j = hashJobOf(env, argv[0], "hashFilesAsync", sizeof(HashJob));
-  if (!j) return NULL;
-  napi_value promise, name;
-  napi_create_string_latin1(env, "miqchunk.hashFiles", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-      napi_create_async_work(env, NULL, name, hashExecute, hashComplete, j, &j->work) != napi_ok) {
-    hashJobFree(j);
-    napi_throw_error(env, "EIO", "miqchunk.hashFilesAsync: cannot queue the work");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, j->work) != napi_ok) {
-    napi_delete_async_work(env, j->work);
-    hashJobFree(j);
-    napi_throw_error(env, "EIO", "miqchunk.hashFilesAsync: cannot queue the work");
-    return NULL;
-  }
-  return promise;
+  return j ? jobQueue(env, &j->job, "miqchunk.hashFiles", hashExecute) : NULL;
 }
 
 /*
@@ -876,16 +892,17 @@ static int scanOneC(ScanJob *j, Buf *out, Buf *chunks, Buf *refs, uint8_t *buf, 
 static void scanExecute(napi_env env, void *data) {
   ScanJob *sj = data;
   HashJob *j = &sj->h;
+  Buf *out = &j->job.out;
   size_t L = (size_t)sj->max * 2 > (4u << 20) ? (size_t)sj->max * 2 : (4u << 20), cap = 0;
   uint8_t *buf = bufTake(L, &cap);
   Buf chunks = {0}, refs = {0};
   int ok = buf != NULL;
   for (uint32_t i = 0; ok && i < j->n; i++) {
     int fd = j->at[i] == (size_t)-1 ? -1 : open(j->paths.p + j->at[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    int r = scanOneC(sj, &j->out, &chunks, &refs, buf, L, fd, j->want[i]);
+    int r = scanOneC(sj, out, &chunks, &refs, buf, L, fd, j->want[i]);
     if (r == 2) {
       uint8_t two = 2;
-      ok = put(&j->out, &two, 1);
+      ok = put(out, &two, 1);
     } else if (r < 0) {
       ok = 0;
     }
@@ -893,7 +910,7 @@ static void scanExecute(napi_env env, void *data) {
   free(chunks.p);
   free(refs.p);
   bufGive(buf, cap);
-  j->ok = ok;
+  j->job.status = ok ? 0 : -1;
 }
 
 static napi_value ScanFilesAsync(napi_env env, napi_callback_info info) {
@@ -903,34 +920,17 @@ static napi_value ScanFilesAsync(napi_env env, napi_callback_info info) {
   void *pp = NULL, *gp = NULL;
   size_t plen = 0, glen = 0;
   if (argc < 3 || !typed(env, argv[1], napi_float64_array, &pp, &plen) || plen != 6 || !typed(env, argv[2], napi_int32_array, &gp, &glen) || glen != 256) {
-    napi_throw_type_error(env, NULL, "miqchunk.scanFilesAsync: bad arguments");
-    return NULL;
+    return badCall(env, 0, "scanFilesAsync", "bad arguments");
   }
   const double *p = pp;
-  if (!(p[0] >= 64 && p[0] < p[1] && p[1] < p[2] && p[2] <= (double)(1u << 26) && p[3] >= 0 && p[3] <= 4294967295.0 && p[4] >= 0 && p[4] <= 4294967295.0 && p[5] >= 0 && p[5] <= p[0])) {
-    napi_throw_type_error(env, NULL, "miqchunk.scanFilesAsync: bad chunk parameters");
-    return NULL;
-  }
+  if (!(p[0] >= 64 && p[0] < p[1] && p[1] < p[2] && p[2] <= (double)(1u << 26) && p[3] >= 0 && p[3] <= 4294967295.0 && p[4] >= 0 && p[4] <= 4294967295.0 && p[5] >= 0 && p[5] <= p[0]))
+    return badCall(env, 1, "scanFilesAsync", "bad chunk parameters");
   ScanJob *j = (ScanJob *)hashJobOf(env, argv[0], "scanFilesAsync", sizeof(ScanJob));
   if (!j) return NULL;
   j->min = (uint32_t)p[0]; j->avg = (uint32_t)p[1]; j->max = (uint32_t)p[2];
   j->maskS = (uint32_t)p[3]; j->maskL = (uint32_t)p[4]; j->keepSmall = (uint32_t)p[5];
   memcpy(j->gear, gp, sizeof j->gear);
-  napi_value promise, name;
-  napi_create_string_latin1(env, "miqchunk.scanFiles", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->h.deferred, &promise) != napi_ok ||
-      napi_create_async_work(env, NULL, name, scanExecute, hashComplete, j, &j->h.work) != napi_ok) {
-    hashJobFree(&j->h);
-    napi_throw_error(env, "EIO", "miqchunk.scanFilesAsync: cannot queue the work");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, j->h.work) != napi_ok) {
-    napi_delete_async_work(env, j->h.work);
-    hashJobFree(&j->h);
-    napi_throw_error(env, "EIO", "miqchunk.scanFilesAsync: cannot queue the work");
-    return NULL;
-  }
-  return promise;
+  return jobQueue(env, &j->h.job, "miqchunk.scanFiles", scanExecute);
 }
 
 /*
@@ -1058,9 +1058,8 @@ typedef struct {
 } ZItem;
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref specRef;
+  Job job;
+  uint8_t *spec; /* the task's bytes, copied: what JS does with its buffer meanwhile cannot matter */
   int level;
   double frameBytes, frameItemMax, sure, keep;
   const char *packDir;
@@ -1070,16 +1069,13 @@ typedef struct {
   ZItem *items;
   uint32_t ni;
   Buf desc, bodies;
-  /* 0: done; 1: given back (a file that cannot be read or changed, a zstd error: the caller
-   * runs the task in a worker, which makes its error); -1: out of memory. */
-  int status;
   uint32_t fdPack[8];
   int fdOpen[8], nfd;
 } ZJob;
 
-static void zJobFree(ZJob *j) {
-  if (!j) return;
-  free(j->bases); free(j->items); free(j->desc.p); free(j->bodies.p);
+static void zJobFree(Job *jb) {
+  ZJob *j = (ZJob *)jb;
+  free(j->spec); free(j->bases); free(j->items); free(j->desc.p); free(j->bodies.p); free(j->job.out.p);
   free(j);
 }
 
@@ -1102,6 +1098,7 @@ static int baseCmp(const void *a, const void *b) { return memcmp(((const ZBase *
  * frame offset u32, frame size u32, ref count u8, refs); the items (uint32 count; each: id,
  * length u32, kind u8 (0: the bytes follow, length of them; 1: a NUL-terminated path's length
  * u32, the path with its NUL, the offset f64), ref count u8, refs). 0: malformed. */
+#define Z_MAX_LEN (1u << 30) /* a chunk's or frame's length (the store's are at most 64 MiB) */
 static int zParse(ZJob *j, const uint8_t *spec, size_t len) {
   Cur c = { spec, len, 0, 0 };
   double level = curF64(&c);
@@ -1133,7 +1130,7 @@ static int zParse(ZJob *j, const uint8_t *spec, size_t len) {
     b->fSize = curU32(&c);
     b->nrefs = curU8(&c);
     b->refs = curTake(&c, 32u * b->nrefs);
-    if (!(b->offset >= 0 && b->offset <= 9007199254740991.0)) c.bad = 1;
+    if (!(b->offset >= 0 && b->offset <= 9007199254740991.0) || b->stored > Z_MAX_LEN || b->plain > Z_MAX_LEN || b->fSize > Z_MAX_LEN) c.bad = 1;
   }
   if (c.bad) return 0;
   qsort(j->bases, j->nb, sizeof *j->bases, baseCmp);
@@ -1152,7 +1149,8 @@ static int zParse(ZJob *j, const uint8_t *spec, size_t len) {
       uint32_t pl = curU32(&c);
       it->path = (const char *)curTake(&c, pl);
       it->offset = curF64(&c);
-      if (c.bad || pl == 0 || pl > PATH_MAX || it->path[pl - 1] != 0 || memchr(it->path, 0, pl - 1) || !(it->offset >= 0 && it->offset <= 9007199254740991.0)) c.bad = 1;
+      if (c.bad || pl == 0 || pl > PATH_MAX || it->path[pl - 1] != 0 || memchr(it->path, 0, pl - 1) || !(it->offset >= 0 && it->offset <= 9007199254740991.0) ||
+          it->len > Z_MAX_LEN) c.bad = 1;
     } else {
       c.bad = 1;
     }
@@ -1445,63 +1443,36 @@ static void zRun(ZJob *j, Zc *c) {
   }
   if (st == 0 && zSeal(j, c) < 0) st = -1;
   if (fd >= 0) close(fd);
-  j->status = st;
+  j->job.status = st;
 }
 
+/* The answer (compressItemsAsync's): the descriptors' length, the descriptors, the bodies. */
 static void zExecute(napi_env env, void *data) {
   ZJob *j = data;
   Zc *c = zcTake(j->level);
   /* No context (no memory for zstd's): the task goes to a worker. */
-  if (!c) { j->status = 1; return; }
+  if (!c) { j->job.status = 1; return; }
   zRun(j, c);
   /* A context whose job failed part way holds a half-built frame: emptied by zRun's start. */
   zcGive(c);
   for (int i = 0; i < j->nfd; i++) close(j->fdOpen[i]);
   j->nfd = 0;
-}
-
-static void zComplete(napi_env env, napi_status status, void *data) {
-  ZJob *j = data;
-  napi_value v;
-  if (status != napi_ok || j->status < 0) {
-    napi_value code, msg;
-    napi_create_string_latin1(env, status == napi_cancelled ? "ECANCELED" : "ENOMEM", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_latin1(env, status == napi_cancelled ? "cancelled" : "out of memory", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
-  } else if (j->status == 1) {
-    napi_get_null(env, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    void *bp;
-    size_t total = 4 + j->desc.len + j->bodies.len;
-    if (napi_create_buffer(env, total, &bp, &v) == napi_ok) {
-      uint32_t dl = (uint32_t)j->desc.len;
-      memcpy(bp, &dl, 4);
-      if (j->desc.len) memcpy((char *)bp + 4, j->desc.p, j->desc.len);
-      if (j->bodies.len) memcpy((char *)bp + 4 + j->desc.len, j->bodies.p, j->bodies.len);
-      napi_resolve_deferred(env, j->deferred, v);
-    } else {
-      napi_value e;
-      napi_get_and_clear_last_exception(env, &e);
-      napi_reject_deferred(env, j->deferred, e);
-    }
-  }
-  napi_delete_reference(env, j->specRef);
-  napi_delete_async_work(env, j->work);
-  zJobFree(j);
+  uint32_t dl = (uint32_t)j->desc.len;
+  Buf *out = &j->job.out;
+  if (j->job.status == 0 && !(room(out, 4 + j->desc.len + j->bodies.len) && put(out, &dl, 4) && put(out, j->desc.p, j->desc.len) &&
+                              put(out, j->bodies.p, j->bodies.len))) j->job.status = -1;
 }
 
 /*
  * compressItemsAsync(spec: Uint8Array) -> Promise<Buffer | null>: the ingest worker's compress
  * task (store/ingest-worker.ts compressItems: delta against the task's bases, plain zstd, small
- * chunks together in shared frames) on libuv's thread pool, `spec` as zParse reads it (it must
- * not change until the promise settles). The answer: a uint32 length of the descriptors, the
- * descriptors, then the bodies in their order. A descriptor: 0, item index u32, flags u8, body
- * length u32 (a chunk alone: flags 0 raw, 1 zstd, 2 zstd against its refs' bytes); or 1, the
- * frame's id (32), plain length u32, body length u32, member count u32 and per member its item
- * index and offset (u32 each). null: the task is given back (a file that cannot be read or that
- * changed since its scan, a zstd error): the caller runs it in a worker, which makes its error.
+ * chunks together in shared frames) on libuv's thread pool, `spec` as zParse reads it (copied
+ * at the call). The answer: a uint32 length of the descriptors, the descriptors, then the bodies
+ * in their order. A descriptor: 0, item index u32, flags u8, body length u32 (a chunk alone:
+ * flags 0 raw, 1 zstd, 2 zstd against its refs' bytes); or 1, the frame's id (32), plain length
+ * u32, body length u32, member count u32 and per member its item index and offset (u32 each).
+ * null: the task is given back (a file that cannot be read or that changed since its scan, a
+ * zstd error): the caller runs it in a worker, which makes its error.
  */
 static napi_value CompressItemsAsync(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1510,46 +1481,25 @@ static napi_value CompressItemsAsync(napi_env env, napi_callback_info info) {
   pthread_once(&zOnce, zLoad);
   void *sp = NULL;
   size_t slen = 0;
-  if (argc < 1 || !typed(env, argv[0], napi_uint8_array, &sp, &slen)) {
-    napi_throw_type_error(env, NULL, "miqchunk.compressItemsAsync: bad arguments");
-    return NULL;
-  }
+  if (argc < 1 || !typed(env, argv[0], napi_uint8_array, &sp, &slen)) return badCall(env, 0, "compressItemsAsync", "bad arguments");
   if (!zOk) {
     napi_throw_error(env, "ENOSYS", "miqchunk.compressItemsAsync: libzstd.so.1 cannot be loaded");
     return NULL;
   }
   ZJob *j = calloc(1, sizeof *j);
-  if (!j) {
+  if (j) j->spec = malloc(slen ? slen : 1);
+  if (!j || !j->spec) {
+    free(j);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  if (!zParse(j, sp, slen)) {
-    zJobFree(j);
-    napi_throw_type_error(env, NULL, "miqchunk.compressItemsAsync: malformed task");
-    return NULL;
+  j->job.free = zJobFree;
+  memcpy(j->spec, sp, slen);
+  if (!zParse(j, j->spec, slen)) {
+    zJobFree(&j->job);
+    return badCall(env, 0, "compressItemsAsync", "malformed task");
   }
-  napi_value promise, name;
-  napi_create_string_latin1(env, "miqchunk.compressItems", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_reference(env, argv[0], 1, &j->specRef) != napi_ok) {
-    zJobFree(j);
-    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
-    return NULL;
-  }
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-      napi_create_async_work(env, NULL, name, zExecute, zComplete, j, &j->work) != napi_ok) {
-    napi_delete_reference(env, j->specRef);
-    zJobFree(j);
-    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, j->work) != napi_ok) {
-    napi_delete_async_work(env, j->work);
-    napi_delete_reference(env, j->specRef);
-    zJobFree(j);
-    napi_throw_error(env, "EIO", "miqchunk.compressItemsAsync: cannot queue the work");
-    return NULL;
-  }
-  return promise;
+  return jobQueue(env, &j->job, "miqchunk.compressItems", zExecute);
 }
 
 /* ingestRelease(): frees the idle read buffers and compress contexts (an ingest's end). */

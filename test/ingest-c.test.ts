@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -19,6 +18,7 @@ import { compressInC, compressItems, encodeCompressTask, scanArgs, scanFiles, sc
 import run, { type BaseChunk, type CompressedItem, type CompressItem, type ScannedFile, type WorkerResult } from '../store/ingest-worker.js';
 import { miqchunkExport } from '../store/miqchunk.js';
 import { PackWriter } from '../store/pack.js';
+import { taskFiles } from './helpers/files.js';
 
 const tmp = await mkdtemp(join(tmpdir(), 'miq-ingest-c-'));
 after(() => rm(tmp, { recursive: true, force: true }));
@@ -45,7 +45,6 @@ function workerRun(task: Parameters<typeof run>[0]): WorkerResult {
 describe('an update\'s scan in C', { skip: !scanInC() && 'the addon has no scanFilesAsync (MIQ_JS_SCAN=1, or built without BLAKE3\'s C source)' }, () => {
   it('gives the worker\'s scan task\'s chunks, ids, reference candidates and small files\' bytes; the files it cannot scan back', async () => {
     const d = join(tmp, 'scan');
-    await mkdir(d, { recursive: true });
     const ref = (c: string): string => `/miq/store/x-${c.repeat(32)}/bin`;
     const bodies: Record<string, Buffer> = {
       empty: Buffer.alloc(0),
@@ -56,17 +55,7 @@ describe('an update\'s scan in C', { skip: !scanInC() && 'the addon has no scanF
       // Over the 4 MiB read buffer, with a candidate across its end.
       big: Buffer.concat([text((4 << 20) - 20, 3), Buffer.from(ref('b')), randomBytes(5 << 20), text(300_000, 4)]),
     };
-    for (const [n, b] of Object.entries(bodies)) await writeFile(join(d, n), b);
-    await symlink('tiny', join(d, 'link'));
-    execFileSync('mkfifo', [join(d, 'fifo')]);
-    const files = [
-      ...Object.entries(bodies).map(([n, b]) => ({ path: Buffer.from(join(d, n)), size: b.length })),
-      { path: Buffer.from(join(d, 'link')), size: 4 },
-      { path: Buffer.from(join(d, 'fifo')), size: 0 },
-      { path: Buffer.from(join(d, 'missing')), size: 1 },
-      { path: Buffer.from(join(d, 'small')), size: bodies.small!.length + 1 },
-    ];
-    const nBodies = Object.keys(bodies).length;
+    const { files, nBodies } = await taskFiles(d, bodies, 'small');
     // The store's default chunk sizes, and tiny ones: many cuts, candidates across chunk ends.
     const tinyParams: ChunkParams = { min: 64, avg: 256, max: 1024 };
     for (const params of [DEFAULT_CHUNK_PARAMS, tinyParams]) {
@@ -95,6 +84,9 @@ describe('an update\'s scan in C', { skip: !scanInC() && 'the addon has no scanF
     assert.throws(() => SCAN(files, scanArgs(DEFAULT_CHUNK_PARAMS, 0), new Int32Array(3)), /bad arguments/);
   });
 });
+
+const workerCompress = (items: CompressItem[], packDir?: string, bases?: BaseChunk[]): CompressedItem[] =>
+  (workerRun({ type: 'compress', items, ...(packDir ? { packDir, bases } : {}) }) as Extract<WorkerResult, { type: 'compressed' }>).items;
 
 const got0 = (r: (ScannedFile | undefined)[]): (Extract<ScannedFile, { ok: true }> | undefined)[] => r as never;
 
@@ -152,7 +144,7 @@ describe('an update\'s compress in C', { skip: !compressInC() && 'no compressIte
     for (const it of items) if (it.data) plain.set(it.id, Buffer.from(it.data));
     plain.set(idOf(n4), n4);
     plain.set(idOf(rnd), rnd);
-    const want = (workerRun({ type: 'compress', items, packDir, bases }) as Extract<WorkerResult, { type: 'compressed' }>).items;
+    const want = workerCompress(items, packDir, bases);
     const got = (await compressItems(items, packDir, bases))!;
     assert.deepEqual(shape(got), shape(want), 'the worker\'s decisions');
     const flags = new Set(got.map((g) => g.flags));
@@ -173,15 +165,77 @@ describe('an update\'s compress in C', { skip: !compressInC() && 'no compressIte
     const bytes = (l: CompressedItem[]) => l.reduce((a, g) => a + g.body.length, 0);
     assert.ok(Math.abs(bytes(got) - bytes(want)) <= bytes(want) * 0.01, `stored bytes ${bytes(got)} within 1 % of the worker's ${bytes(want)}`);
     // Without the pack directory no dictionary is tried, as in the worker.
-    assert.deepEqual(shape((await compressItems(items, undefined, undefined))!), shape((workerRun({ type: 'compress', items }) as Extract<WorkerResult, { type: 'compressed' }>).items));
+    assert.deepEqual(shape((await compressItems(items, undefined, undefined))!), shape(workerCompress(items)));
     // A file that changed since its scan: given back (the worker's task then fails it).
     const changed: CompressItem[] = [{ id: idOf(n4), length: n4.length, path: Buffer.from(onDisk), offset: 5 }];
     assert.equal(await compressItems(changed, packDir, bases), undefined);
     assert.equal(workerRun({ type: 'compress', items: changed, packDir, bases }).type, 'error');
     assert.equal(await compressItems([{ ...changed[0]!, path: Buffer.from(join(tmp, 'nothing')) }], packDir, bases), undefined);
-    const COMPRESS = miqchunkExport<(s: unknown) => Promise<Buffer | null>>('compressItemsAsync', 'MIQ_JS_SCAN')!;
+    // The task's bytes are copied at the call: what the caller does with its buffer afterwards
+    // cannot change the answer (nor make the C side read a path without its NUL).
     const spec = encodeCompressTask(items, packDir, bases);
-    assert.throws(() => COMPRESS(spec.subarray(0, spec.length - 1)), /malformed task/);
-    assert.throws(() => COMPRESS('x'), /bad arguments/);
+    const pending = COMPRESS(spec);
+    spec.fill(0xff);
+    assert.deepEqual(await pending, await COMPRESS(encodeCompressTask(items, packDir, bases)));
+  });
+});
+
+const COMPRESS = miqchunkExport<(s: unknown) => Promise<Buffer | null>>('compressItemsAsync', 'MIQ_JS_SCAN')!;
+
+describe('the ingest addon refuses wrong calls with a TypeError or RangeError', { skip: !compressInC() && 'no compressItemsAsync, or libzstd.so.1 does not load' }, () => {
+  const wrong = (e: unknown): boolean => e instanceof TypeError || e instanceof RangeError;
+  it('every export, arguments of the wrong type, buffers shorter than their counts say, every prefix of a compress task', async () => {
+    const fn = (name: string) => miqchunkExport<(...a: unknown[]) => unknown>(name, 'MIQ_JS_SCAN')!;
+    const buf = Buffer.alloc(100), gear = new Int32Array(256), d = Buffer.from(tmp);
+    const calls: [string, unknown[]][] = [
+      ['cut', []],
+      ['cut', [buf, 0, 100, 64, 256, 1024, 1, 1, new Int32Array(255)]],
+      ['cut', [buf, 0, 101, 64, 256, 1024, 1, 1, gear]],
+      ['cut', [buf, 50, 40, 64, 256, 1024, 1, 1, gear]],
+      ['cut', ['x'.repeat(100), 0, 100, 64, 256, 1024, 1, 1, gear]],
+      ['listDir', [d]],
+      ['listDir', [tmp, 0, 0]],
+      ['listDir', [Buffer.from(`${tmp}\0x`), 0, 0]],
+      ['listDir', [d, 'slow', 0]],
+      ['warmTree', [d, 0]],
+      ...['hashFiles', 'hashFilesAsync', 'scanFilesAsync'].flatMap((name): [string, unknown[]][] => {
+        const more = name === 'scanFilesAsync' ? [scanArgs(DEFAULT_CHUNK_PARAMS, 0), gear] : [];
+        return [
+          [name, []],
+          [name, [{ length: 1, 0: { path: d, size: 1 } }, ...more]],
+          [name, [[{ path: tmp, size: 1 }], ...more]],
+          [name, [[{ path: d, size: '1' }], ...more]],
+          [name, [[null], ...more]],
+          [name, [new Array(2), ...more]],
+        ];
+      }),
+      ['scanFilesAsync', [[], new Float64Array(5), gear]],
+      ['scanFilesAsync', [[], scanArgs(DEFAULT_CHUNK_PARAMS, 0), new Int32Array(255)]],
+      ['scanFilesAsync', [[], Float64Array.of(64, 256, 1024, 1, 1, 65), gear]],
+      ['scanFilesAsync', [[], Float64Array.of(64, 256, 2 ** 27, 1, 1, 0), gear]],
+      ['scanFilesAsync', [[], Float64Array.of(64, 256, 1024, NaN, 1, 0), gear]],
+      ['compressItemsAsync', []],
+      ['compressItemsAsync', ['x']],
+      ['compressItemsAsync', [new Float64Array(8)]],
+    ];
+    for (const [name, args] of calls) assert.throws(() => fn(name)(...args), wrong, `${name}(${args.map((a) => typeof a).join(', ')})`);
+    // A small task (a base with a ref, a data item, a path item) cut at every length, and with
+    // its counts and lengths made larger than what follows them.
+    const data = Buffer.from('some bytes of a small chunk'), id = idOf(data);
+    const small = encodeCompressTask([{ id, length: data.length, data, refs: [id], refDepth: 0 }, { id, length: 5, path: Buffer.from('/nonexistent'), offset: 3 }], tmp,
+      [{ id, pack: 0, offset: 0, stored: 9, plain: 9, flags: 1, refs: [id] }]);
+    for (let n = 0; n < small.length; n++) assert.throws(() => COMPRESS(small.subarray(0, n)), wrong, `the first ${n} of ${small.length} bytes`);
+    assert.throws(() => COMPRESS(Buffer.concat([small, Buffer.alloc(1)])), wrong, 'a byte after the task');
+    for (let at = 40; at + 4 <= small.length; at++) {
+      const big = Buffer.from(small);
+      big.writeUInt32LE(0x7fffffff, at);
+      try {
+        const r = COMPRESS(big) as Promise<unknown>;
+        await r.catch(() => undefined);
+      } catch (e) {
+        assert.ok(wrong(e), `a large number at ${at}: ${String(e)}`);
+      }
+    }
+    assert.equal(await COMPRESS(small), null, 'the well-formed task is given back (its path item cannot be read)');
   });
 });

@@ -27,6 +27,7 @@ import { walk, type DirNode, type FileNode } from '../store/walk.js';
 import { KIND_DIR, NATIVE_WALK, traverse, type Entry } from '../store/walk-sync.js';
 import { miqchunkExport } from '../store/miqchunk.js';
 import { scanRefs } from '../store/refscan.js';
+import { taskFiles } from './helpers/files.js';
 
 // binding.gyp builds hashFiles where Debian's librust-blake3-dev put BLAKE3's C source; with that
 // source present a missing hashFiles is a build defect, not a skip.
@@ -415,7 +416,6 @@ describe('walk', () => {
   it('hashes a task\'s files in C as hashOne does in JS: ids, reference candidates, the files it gives back', { skip: !HASH_FILES && (process.env.MIQ_JS_HASH === '1' || !BLAKE3_SOURCE) && 'no C hashFiles: MIQ_JS_HASH=1, or no BLAKE3 C source (librust-blake3-dev) when the addon was built' }, async () => {
     assert.ok(HASH_FILES, 'BLAKE3\'s C source is installed but the addon has no hashFiles: rebuild it (npm rebuild)');
     const d = join(tmp, 'hash-files');
-    await mkdir(d, { recursive: true });
     const ref = (c: string): string => `/miq/store/x-${c.repeat(32)}/bin`;
     const bodies: Record<string, Buffer> = {
       empty: Buffer.alloc(0),
@@ -426,17 +426,7 @@ describe('walk', () => {
       exactly: Buffer.alloc(4 << 20, 'r'),
       big: Buffer.concat([randomBytes(5 << 20), Buffer.from(ref('9'))]),
     };
-    for (const [n, b] of Object.entries(bodies)) await writeFile(join(d, n), b);
-    await symlink('refs', join(d, 'link'));
-    execFileSync('mkfifo', [join(d, 'fifo')]);
-    const nBodies = Object.keys(bodies).length;
-    const files = [
-      ...Object.entries(bodies).map(([n, b]) => ({ path: Buffer.from(join(d, n)), size: b.length })),
-      { path: Buffer.from(join(d, 'link')), size: 4 },
-      { path: Buffer.from(join(d, 'fifo')), size: 0 },
-      { path: Buffer.from(join(d, 'missing')), size: 1 },
-      { path: Buffer.from(join(d, 'refs')), size: bodies.refs!.length + 1 },
-    ];
+    const { files, nBodies } = await taskFiles(d, bodies, 'refs');
     const out = HASH_FILES!(files);
     assert.ok(HASH_FILES_ASYNC, 'the addon has hashFiles but not hashFilesAsync');
     assert.deepEqual(await HASH_FILES_ASYNC(files), out, 'hashFilesAsync answers the same bytes');
