@@ -204,10 +204,15 @@ const DIR_WHOLE_BYTES = 32 << 20;
 /** Files of a directory looked up before its other small files are read ahead (and at least
  * one in fifty of them). */
 const DIR_LOOKS = 3;
+/** A program starting, with small files' maps: the part of a directory looked up before its
+ * other small files are read ahead (see fileLooked). */
+const START_DIR_PART = 4;
 /** Subdirectories' trees loaded ahead when a directory is listed (each level). */
 const TREE_AHEAD = 256;
 /** Listings after which a mount registers WALK_DEPTH levels ahead (see aheadDepth). */
 const WALK_LISTINGS = 64;
+/** Small files of one READDIRPLUS reply whose maps go to the binding at most (mapListed). */
+const MAP_LISTED = 512;
 const WALK_WIDTH = 8192;
 /** Walked tops remembered at most (see walkAll). */
 const WALKED_MAX = 4096;
@@ -549,7 +554,12 @@ export class Inodes {
     // A start's files are the ones it looks up by name or reads through JS (the READs of files
     // offered to the binding never show here).
     this.o.recall?.note(n.id, n.size);
-    if (e.offered) return;
+    if (e.offered) {
+      // Its offered bytes may have left the binding since (served, or pushed out): a READ the
+      // binding holds for a map goes to JS.
+      if (answered) this.o.chunks.unpend(e.ino);
+      return;
+    }
     if (n.size > WHOLE_BYTES) {
       // Read whole ahead (the recall list): the binding answers its READs.
       const b = this.r.offer && this.o.chunks.cachedWhole(n);
@@ -569,10 +579,20 @@ export class Inodes {
       }
       return;
     }
-    void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
+    // Its map to the binding as soon as its location is in (its READs are held there until then),
+    // else read whole here.
+    if (!this.o.chunks.mapLooked(n, e.ino, !answered)) void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
     const pn = this.nodeOf(pe);
     const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.length ?? 0) : 0;
-    if (pe.looks >= Math.max(DIR_LOOKS, files / 50) || (pe.looks === 1 && pn.type === 'dir' && pn.tree && this.smallDir(pn.tree))) this.loadDir(pe);
+    // With small files' maps (their READs held in the binding until the map comes) a program
+    // starting has each file it reads decoded by the read threads as it reads it: a directory's
+    // batch only once it has read a quarter of it. Its batches of small directories and of
+    // python3.11/__pycache__ (at its 4th of ~200 files) decoded hundreds of files it never read
+    // while it waited for the CPU (fuse-needs §37: serving CPU 0.30 -> 0.17 s a start). A walk by
+    // name (a reader of every file) keeps them: its READs would otherwise be decoded one by one.
+    if (this.o.chunks.holdsSmall && this.namedDirs < NAMED_WALK && this.listings <= WALK_LISTINGS) {
+      if (pe.looks >= Math.max(DIR_LOOKS, files / START_DIR_PART)) this.loadDir(pe);
+    } else if (pe.looks >= Math.max(DIR_LOOKS, files / 50) || (pe.looks === 1 && pn.type === 'dir' && pn.tree && this.smallDir(pn.tree))) this.loadDir(pe);
   }
 
   /** A directory of a few small files (at most SMALL_DIR_FILES entries, SMALL_DIR_BYTES of files
@@ -797,8 +817,11 @@ export class Inodes {
       if (ids.length >= max) break;
     }
     const fs: { f: OpenFile; ino: number }[] = [];
+    const ones: { id: Id; size: number; ino: number }[] = [];
     let chunks = 0;
     for (const [k, f] of (await Promise.all(ids.map((id) => this.loadAhead(id)))).entries()) {
+      // One chunk (libraries up to ~256 KiB): its map too, with small-file maps.
+      if (f && f.rec.chunks.length === 1 && f.rec.size <= WHOLE_BYTES) ones.push({ id: f.rec.id, size: f.rec.size, ino: inos[k]! });
       if (!f || f.rec.chunks.length < 2) continue;
       if ((chunks += f.rec.chunks.length) > maxChunks) break;
       fs.push({ f, ino: inos[k]! });
@@ -808,6 +831,7 @@ export class Inodes {
     // Their nodes are known (registered listings): the binding gets their chunk maps now, so the
     // first READ of each (a program mapping its libraries) is answered without JS (mapAhead).
     fs.forEach(({ f, ino }, k) => this.o.chunks.mapAhead(f, ino, locs[k]));
+    await this.o.chunks.mapWholeAhead(ones);
     return fs.length;
   }
 
@@ -882,7 +906,25 @@ export class Inodes {
       this.touch(pe);
       if (first === 0) this.listings++;
       this.listedAhead(pe);
+      this.mapListed(kids.slice(first, first + n));
     }
+  }
+
+  /**
+   * Entries a READDIRPLUS handed the kernel (the binding's or ours): their small files' maps go to
+   * the binding (one database call for their locations): a program that lists a directory opens
+   * some of its files by the names it got, with no LOOKUP, and each first READ of those reached
+   * JS (python's start: lib-dynload's modules, dist-packages' .pth files; fuse-needs §37). Not in
+   * a walk (past WALK_LISTINGS listings: find, du, cp -r list thousands of directories).
+   */
+  private mapListed(es: readonly Entry[]): void {
+    if (this.listings > WALK_LISTINGS) return;
+    const files: { id: Id; size: number; ino: number }[] = [];
+    for (const ce of es) {
+      const n = ce.node;
+      if (n.type === 'file' && n.size > 0 && n.size <= WHOLE_BYTES && !ce.offered && files.length < MAP_LISTED) files.push({ id: n.id, size: n.size, ino: ce.ino });
+    }
+    void this.o.chunks.mapWholeAhead(files, true).catch(() => {});
   }
 
   /** Offers a small file that arrived whole to every node of it the kernel knows or may learn
@@ -1354,6 +1396,7 @@ export class Inodes {
     const sent = this.r.replyDir(slot, plus, size, out.subarray(0, at), count, off, e.childTimeout, e.childTimeout);
     // Entries the kernel did not get were not counted by it.
     for (let j = typeof sent === 'number' && sent >= 0 ? sent : 0; j < took.length; j++) this.unref(took[j]!, 1);
+    if (plus) this.mapListed(took.slice(0, typeof sent === 'number' && sent >= 0 ? sent : 0));
   }
 
 

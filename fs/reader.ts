@@ -69,6 +69,12 @@ export interface StreamSink {
    * its bytes are offered by reading, decoding and checking that chunk itself (native/miqfuse.c,
    * "Chunk maps"). Optional. */
   map?(ino: number, loc: ChunkLocation, path: string, id: Id): void;
+  /** Node `ino` (a small file whose LOOKUP JS answered) is pending: the binding holds its READs
+   * until map, an offer or unpend (native/miqfuse.c "Pending maps"; the binding marks the nodes
+   * whose LOOKUPs it answered itself). Optional, with unpend. */
+  pend?(ino: number): void;
+  /** No map of node `ino` is coming: READs the binding holds for it go to JS. */
+  unpend?(ino: number): void;
   /** File node `ino` (`size` bytes) is `chunks` in order (raw, zstd or in shared frames; never a
    * delta): the binding answers its READs that reach it by reading, decoding and checking the
    * chunks each READ covers itself (native/miqfuse.c, "Chunk maps"). False when not taken.
@@ -569,6 +575,92 @@ export class ChunkReader {
     }, () => {});
   }
 
+  private remember(id: Id, loc: ChunkLocation): void {
+    this.wholeLocs.set(id, loc);
+    if (this.wholeLocs.size > WHOLE_LOCS) this.wholeLocs.delete(this.wholeLocs.keys().next().value as Id);
+  }
+
+  /**
+   * Small file node `ino` (one chunk, not in memory) was looked up: the binding is handed its map
+   * as soon as its chunk's location is in, nothing is decoded here, and the binding holds the
+   * node's READs until then (StreamSink.pend; `mark`: a LOOKUP JS answered, the binding marks
+   * the ones it answered). Its first READ came right after the LOOKUP, before the location, and
+   * went to JS (fuse-needs §37). False when small files are not mapped (pend unsupported): the
+   * caller reads the file whole as before.
+   */
+  mapLooked(f: WholeFile, ino: number, mark: boolean): boolean {
+    const sink = this.sink, locator = this.locator;
+    if (!sink?.map || !sink.pend || !sink.unpend || !locator || f.size === 0) return false;
+    const known = this.wholeLocs.get(f.id);
+    if (known && !this.inflight.has(f.id)) {
+      sink.map(ino, known, locator.packPath(known.pack), f.id);
+      return true;
+    }
+    if (mark) sink.pend(ino);
+    const settle = (): void => {
+      const l = this.wholeLocs.get(f.id);
+      if (l) sink.map!(ino, l, locator.packPath(l.pack), f.id);
+      else sink.unpend!(ino);
+    };
+    // A directory's batch locating it already: its locations are remembered before this runs.
+    const p = this.locating.get(f.id);
+    if (p) {
+      void p.then(settle, settle);
+      return true;
+    }
+    // Being decoded by the pool (a directory's batch): its READs wait for those bytes (offered by
+    // the decode thread: the binding answers its held READs from them) rather than have the read
+    // threads decode it a second time; the map after, for when the offered bytes are gone.
+    const q = this.inflight.get(f.id);
+    if (q) {
+      void q.then(settle, settle);
+      return true;
+    }
+    locator.locate([f.id]).then((locs) => {
+      const l = locs[0];
+      if (l && l.plain === f.size && pooled(l)) this.remember(f.id, l);
+      settle();
+    }, settle);
+    return true;
+  }
+
+  /** Small files are mapped and their READs held for their maps in the binding (mapLooked). */
+  get holdsSmall(): boolean {
+    return !!(this.sink?.map && this.sink.pend && this.sink.unpend && this.locator);
+  }
+
+  /** Node `ino`'s READs the binding may hold for a map go to JS (StreamSink.unpend). */
+  unpend(ino: number): void {
+    this.sink?.unpend?.(ino);
+  }
+
+  /** The maps of small files whose nodes are known before they are looked up (a program's
+   * libraries of one chunk, whose records the mount loads before `mounted`: Inodes.preloadFiles;
+   * a listing's files: Inodes.mapListed), handed now: their chunk locations in one database
+   * call. */
+  async mapWholeAhead(files: readonly { id: Id; size: number; ino: number }[], mark = false): Promise<void> {
+    const sink = this.sink, map = sink?.map, locator = this.locator;
+    if (!map || !sink.pend || !sink.unpend || !locator || files.length === 0) return;
+    const todo: typeof files[number][] = [];
+    for (const f of files) {
+      const l = this.wholeLocs.get(f.id);
+      if (l) map(f.ino, l, locator.packPath(l.pack), f.id);
+      else {
+        todo.push(f);
+        // `mark`: the kernel knows the node already (a listing's entry): its READs wait for this.
+        if (mark) sink.pend(f.ino);
+      }
+    }
+    if (todo.length === 0) return;
+    const locs = await locator.locate(todo.map((f) => f.id)).catch(() => undefined);
+    todo.forEach((f, k) => {
+      const l = locs?.[k];
+      if (!l || l.plain !== f.size || !pooled(l)) return void (mark && sink.unpend!(f.ino));
+      this.remember(f.id, l);
+      map(f.ino, l, locator.packPath(l.pack), f.id);
+    });
+  }
+
   /** Lets go of a decoded chunk (one read for a look at it, not for a reader). */
   drop(id: Id): void {
     this.lru.delete(id);
@@ -621,8 +713,7 @@ export class ChunkReader {
         // Where the file's one chunk lies, for READs of its node that reach the binding before
         // its bytes are offered (a READ on its way while this thread is busy).
         if (map && loc && loc.plain === f.size && pooled(loc)) {
-          this.wholeLocs.set(f.id, loc);
-          if (this.wholeLocs.size > WHOLE_LOCS) this.wholeLocs.delete(this.wholeLocs.keys().next().value as Id);
+          this.remember(f.id, loc);
           if (f.ino !== undefined) map(f.ino, loc, locator.packPath(loc.pack), f.id);
         }
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { MiqError } from '../store/errors.js';
 import type { Replier } from '../fs/inodes.js';
-import type { StreamSink } from '../fs/reader.js';
+import { WHOLE_BYTES, type StreamSink } from '../fs/reader.js';
 import type { ChunkLocation } from '../store/api.js';
 import { fuseDeviceAt, mounts } from './mountinfo.js';
 
@@ -51,6 +51,9 @@ export interface Native {
   mapPack?(s: NativeSession, pack: number, path: string): void;
   mapFile?(s: NativeSession, ino: number, size: number, chunks: Buffer): boolean;
   mapRead?(s: NativeSession, slot: number, ino: number, size: number, off: number): number;
+  pendMaps?(s: NativeSession, maxBytes: number, ms: number): void;
+  pend?(s: NativeSession, ino: number): void;
+  unpend?(s: NativeSession, ino: number): void;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
   unnames(s: NativeSession, parent: number): boolean;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
@@ -153,8 +156,10 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   // `large` (the default): files of several chunks (fs/reader.ts mapRead, mapAhead); measured on
   // the bench (fuse-needs §36): the 117 MB file cold 0.37 -> 0.29 s (CFS, 7 of 8) and 0.255 -> 0.20
   // s (RT, 6 of 6), serving CPU -35 %; python's cold start 0.282 -> 0.274 s (8 of 10); the cold read
-  // of every file 3 of 3 faster. `1`: small files' one chunk too (no measured win: fuse-needs §35).
-  // `0`: none.
+  // of every file 3 of 3 faster. `1`: small files' one chunk too, their maps handed at their
+  // lookup or listing and their READs held in the binding until then (fuse-needs §37: python's cold
+  // start with READs to JS ~21 -> 2 and serving CPU -40 % at load 3-4, but the cold read of every
+  // file not clearly unchanged: off by default). `0`: none.
   const maps = process.env.MIQ_MOUNT_MAPS || 'large';
   const mapFile = native.mapFile && native.mapRead && native.mapPack && (maps === '1' || maps === 'large') ? native.mapFile : undefined;
   // With maps the kernel's window is 4 MiB: more READs of a file read in order in flight keep both
@@ -198,6 +203,10 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   // MIQ_MOUNT_STREAMS=0: every READ of a large file goes to JS, as before the stream table.
   const handle = process.env.MIQ_MOUNT_STREAMS === '0' ? 0 : native.streamHandle(s);
   const map = native.map && native.mapPack && maps === '1' ? native.map : undefined;
+  // With small-file maps: the READs of a small file just looked up are held in the binding until
+  // its map comes (native/miqfuse.c "Pending maps"), at most MIQ_MOUNT_MAP_HOLD_MS after its LOOKUP.
+  const holdMs = map && native.pendMaps && native.pend && native.unpend ? Number(process.env.MIQ_MOUNT_MAP_HOLD_MS || 30) : 0;
+  if (holdMs > 0) native.pendMaps!(s, WHOLE_BYTES, holdMs);
   const packs = new Set<number>();
   const packOf = (pack: number, path: string): void => {
     if (packs.has(pack)) return;
@@ -209,8 +218,11 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     map: map && ((ino, loc, path, id) => {
       if (destroyed) return;
       packOf(loc.pack, path);
-      map(s, ino, loc.pack, loc.offset, loc.stored, loc.plain, loc.flags, loc.frame?.off ?? 0, loc.frame?.size ?? 0, Buffer.from(id, 'hex'));
+      // Not taken: READs held for it go to JS.
+      if (!map(s, ino, loc.pack, loc.offset, loc.stored, loc.plain, loc.flags, loc.frame?.off ?? 0, loc.frame?.size ?? 0, Buffer.from(id, 'hex')) && holdMs > 0) native.unpend!(s, ino);
     }),
+    pend: holdMs > 0 ? (ino) => void (destroyed || native.pend!(s, ino)) : undefined,
+    unpend: holdMs > 0 ? (ino) => void (destroyed || native.unpend!(s, ino)) : undefined,
     mapFile: mapFile && ((ino, size, chunks) => {
       if (destroyed) return false;
       for (const c of chunks) packOf(c.loc.pack, c.path);

@@ -196,6 +196,11 @@ typedef struct cslot {
   size_t len, cap;
 } cslot_t;
 typedef struct cjob { fuse_req_t req; uint64_t ino, off; size_t size; struct cjob *next; } cjob_t;
+/* A node whose map JS is about to hand (a small file just looked up), until `until` (monotonic
+ * ns), and the READs of it held meanwhile. */
+typedef struct cpend { uint64_t ino, until; park_t *parked; struct cpend *hnext; } cpend_t;
+#define PBUCKETS 1024
+#define PENDS 4096
 typedef struct cpack { uint32_t pack; int fd; char *path; } cpack_t;
 
 typedef struct session {
@@ -277,6 +282,13 @@ typedef struct session {
   atomic_int cjobs;      /* READs handed to the read threads and not answered yet */
   atomic_ullong cmapped, cserved, ctojs, cfailed, clarge, cshares;
   size_t nmchunks;       /* chunks held by all maps (cmu) */
+  /* Nodes whose small-file map is on its way from JS (cmu; see "Pending maps"), the READs held
+   * for them, and the size bound and hold time JS set (pendMaps; 0: off). */
+  struct cpend **pb;
+  size_t npend;
+  uint64_t pendmax, pendns;
+  atomic_int cparkn;     /* READs held for a pending map */
+  atomic_ullong cpended, cparked, cparkmap, cparkoffer, cparkjs;
   pthread_mutex_t kmu;   /* the shared decoded chunks */
   pthread_cond_t kcv;
   cslot_t kslots[CSLOTS];
@@ -481,6 +493,143 @@ static int cqueue(session_t *s, fuse_req_t req, uint64_t ino, size_t size, uint6
 static int cserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
   if (!s->nworkers || off < 0 || chas(s, ino) != 1) return 0;
   return cqueue(s, req, ino, size, (uint64_t)off);
+}
+
+/* ---- Pending maps (loop thread, read threads, JS thread; cmu) ----
+ * A small file's first READ came right after its LOOKUP, which the loop thread answered from a
+ * registered listing before JS had heard of it (OP_LOOKED) and looked up where its one chunk
+ * lies: it went to JS (8-9 of the ~21 READs that reached JS in a python cold start, fuse-needs
+ * §37), where it waited for that same lookup and then for a decode on the JS thread. With
+ * pendMaps on, such a LOOKUP marks the node pending (JS marks the ones it answers itself, pend),
+ * and a READ of a pending node that nothing here answers is held, not sent: JS's map of the node
+ * (map) hands it to the read threads, offered bytes (offer, a decode thread's readyOffer) answer
+ * it from the table, and JS's unpend (no map: a delta, a chunk not located) sends it to JS. A
+ * READ is held at most `pendns` after the LOOKUP: then it goes to JS (a read thread sweeps every
+ * PTICK ms while any is held), so a map that never comes costs a bounded wait, never a hang. */
+#define PTICK_NS 2000000ull
+static cpend_t **pfind(session_t *s, uint64_t ino) {
+  cpend_t **p = &s->pb[ino % PBUCKETS];
+  while (*p && (*p)->ino != ino) p = &(*p)->hnext;
+  return p;
+}
+
+/* With cmu held: unlinks *pp and returns its held READs. */
+static park_t *punlink(session_t *s, cpend_t **pp) {
+  cpend_t *c = *pp;
+  park_t *k = c->parked;
+  *pp = c->hnext;
+  s->npend--;
+  free(c);
+  return k;
+}
+
+/* Held READs of node `ino` on their way (no lock held): how 1 to the read threads (its map
+ * came), 2 answered from its offered bytes, 0 to JS (and whenever the first two cannot be). */
+static void presume(session_t *s, uint64_t ino, park_t *k, int how) {
+  while (k) {
+    park_t *n = k->next;
+    int done = how == 1 ? cqueue(s, k->req, ino, k->size, k->off) : how == 2 ? rserve(s, k->req, ino, k->size, (off_t)k->off) : 0;
+    if (done) atomic_fetch_add(how == 1 ? &s->cparkmap : &s->cparkoffer, 1);
+    else {
+      atomic_fetch_add(&s->cparkjs, 1);
+      if (s->dropping) fuse_reply_err(k->req, EIO);
+      else {
+        msg_t *m = mk(OP_READ, k->req, ino, k->size, (int64_t)k->off, NULL, 0);
+        if (m) post(s, m);
+        else fuse_reply_err(k->req, ENOMEM);
+      }
+    }
+    free(k);
+    atomic_fetch_sub(&s->cparkn, 1);
+    k = n;
+  }
+}
+
+/* Node `ino` is pending no more: its held READs go `how` (see presume). */
+static void cunpend(session_t *s, uint64_t ino, int how) {
+  if (!s->pb) return;
+  pthread_mutex_lock(&s->cmu);
+  cpend_t **pp = s->pb ? pfind(s, ino) : NULL;
+  park_t *k = pp && *pp ? punlink(s, pp) : NULL;
+  pthread_mutex_unlock(&s->cmu);
+  presume(s, ino, k, how);
+}
+
+/* Marks node `ino` pending (loop thread at a LOOKUP it answered, or JS): nothing when pending
+ * maps are off, the read threads are not running, or the node has a map already. */
+static void cpend(session_t *s, uint64_t ino) {
+  if (!s->pendmax || !s->nworkers || ino == 0) return;
+  uint64_t now = now_ns(CLOCK_MONOTONIC);
+  pthread_mutex_lock(&s->cmu);
+  if (s->pb && !*cfind(s, ino)) {
+    cpend_t **pp = pfind(s, ino);
+    if (*pp) (*pp)->until = now + s->pendns;
+    else {
+      /* Full: the ones past their time that hold nothing leave (a node looked up and never read). */
+      for (size_t b = 0; s->npend >= PENDS && b < PBUCKETS; b++)
+        for (cpend_t **q = &s->pb[b]; *q;) if ((*q)->until < now && !(*q)->parked) punlink(s, q); else q = &(*q)->hnext;
+      cpend_t *c = s->npend < PENDS ? malloc(sizeof *c) : NULL;
+      if (c) {
+        c->ino = ino; c->until = now + s->pendns; c->parked = NULL;
+        c->hnext = s->pb[ino % PBUCKETS];
+        s->pb[ino % PBUCKETS] = c;
+        s->npend++;
+        atomic_fetch_add(&s->cpended, 1);
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->cmu);
+}
+
+/* Loop thread: holds a READ of a pending node (see above); false when the node is not pending
+ * (or past its time: JS answers). A map that came meanwhile takes it at once. */
+static int cpark(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t off) {
+  if (!s->pb || off < 0) return 0;
+  park_t *k = malloc(sizeof *k);
+  if (!k) return 0;
+  k->req = req; k->off = (uint64_t)off; k->size = size; k->next = NULL;
+  int held = 0, mapped = 0;
+  uint64_t now = now_ns(CLOCK_MONOTONIC);
+  pthread_mutex_lock(&s->cmu);
+  cpend_t **pp = s->pb ? pfind(s, ino) : NULL;
+  if (pp && *pp && (*pp)->until >= now) {
+    cmap_t *c = *cfind(s, ino);
+    if (c && !c->broken) mapped = 1;
+    else if (!c) {
+      park_t **t = &(*pp)->parked;
+      while (*t) t = &(*t)->next;
+      *t = k;
+      held = 1;
+      atomic_fetch_add(&s->cparkn, 1);
+      atomic_fetch_add(&s->cparked, 1);
+    }
+  }
+  pthread_mutex_unlock(&s->cmu);
+  if (held) {
+    /* A read thread asleep without a timeout sweeps from now on. */
+    pthread_mutex_lock(&s->jmu);
+    pthread_cond_signal(&s->jcv);
+    pthread_mutex_unlock(&s->jmu);
+    return 1;
+  }
+  free(k);
+  return mapped && cqueue(s, req, ino, size, (uint64_t)off);
+}
+
+/* A read thread, while READs are held: the pending nodes past their time send theirs to JS. */
+static void csweep(session_t *s) {
+  uint64_t now = now_ns(CLOCK_MONOTONIC);
+  for (;;) {
+    park_t *k = NULL;
+    uint64_t ino = 0;
+    pthread_mutex_lock(&s->cmu);
+    for (size_t b = 0; s->pb && !k && b < PBUCKETS; b++)
+      for (cpend_t **q = &s->pb[b]; *q; q = &(*q)->hnext)
+        if ((*q)->parked && (*q)->until < now) { ino = (*q)->ino; k = punlink(s, q); break; }
+    pthread_mutex_unlock(&s->cmu);
+    if (!k) return;
+    presume(s, ino, k, 0);
+  }
 }
 
 /* ---- Streams (loop thread, decode threads, JS thread) ----
@@ -816,6 +965,8 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     if (n) {
       dentry(n->dir, n->k, &e);
       hit = 1;
+      /* Marked before OP_LOOKED is posted: JS settles the mark (map, offer or unpend) after. */
+      if (S_ISREG(e.attr.st_mode) && e.attr.st_size > 0 && (uint64_t)e.attr.st_size <= s->pendmax) cpend(s, e.ino);
       /* Posted before the lock is let go, so before the OP_UNNAMED of an unregistering that
        * follows: JS counts this lookup before it may let the node go. */
       msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
@@ -914,7 +1065,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   session_t *s = fuse_req_userdata(req);
-  if (rserve(s, req, ino, size, off) || sserve(s, req, ino, size, off) || cserve(s, req, ino, size, off)) return;
+  if (rserve(s, req, ino, size, off) || sserve(s, req, ino, size, off) || cserve(s, req, ino, size, off) || cpark(s, req, ino, size, off)) return;
   send_req(req, OP_READ, ino, size, off, NULL);
 }
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -941,6 +1092,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
   rforget(s, ino);
   sforget(s, ino);
   cforget(s, ino);
+  cunpend(s, ino, 0);
   msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
   if (m) post(s, m);
 }
@@ -948,7 +1100,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
   session_t *s = fuse_req_userdata(req);
   msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
-  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); cforget(s, f[k].ino); }
+  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); cforget(s, f[k].ino); cunpend(s, f[k].ino, 0); }
   fuse_reply_none(req);
   if (m) post(s, m);
 }
@@ -1703,6 +1855,7 @@ static int roffer(session_t *s, uint64_t ino, const void *data, size_t len, int 
   while (s->rbytes > s->rcap && s->rhead && s->rhead != r) rdrop(s, rfind(s, s->rhead->ino));
   pthread_mutex_unlock(&s->rmu);
   atomic_fetch_add(&s->roffered, 1);
+  cunpend(s, ino, 2);
   if (push) qpush(s, ino);
   return 1;
 }
@@ -1990,6 +2143,18 @@ static napi_value js_drop(napi_env env, napi_callback_info info) {
   }
   s->jtail = NULL;
   pthread_mutex_unlock(&s->jmu);
+  /* READs held for pending maps (s->dropping: presume answers them EIO). */
+  for (size_t b = 0; s->pb && b < PBUCKETS; b++) {
+    for (;;) {
+      pthread_mutex_lock(&s->cmu);
+      uint64_t ino = s->pb[b] ? s->pb[b]->ino : 0;
+      park_t *k = s->pb[b] ? punlink(s, &s->pb[b]) : NULL;
+      int more = s->pb[b] != NULL;
+      pthread_mutex_unlock(&s->cmu);
+      presume(s, ino, k, 0);
+      if (!more) break;
+    }
+  }
   for (uint32_t i = 0; i < s->nslots; i++) {
     if (s->slots[i]) {
       fuse_reply_err(s->slots[i], EIO);
@@ -2012,7 +2177,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, s->destroyed, &v); napi_set_named_property(env, o, "destroyed", v);
   if (s->destroyed) return o;
   napi_get_boolean(env, s->ended, &v); napi_set_named_property(env, o, "ended", v);
-  napi_create_int32(env, atomic_load(&s->queued) + (int)s->used + atomic_load(&s->works) + atomic_load(&s->nparked), &v); napi_set_named_property(env, o, "pending", v);
+  napi_create_int32(env, atomic_load(&s->queued) + (int)s->used + atomic_load(&s->works) + atomic_load(&s->nparked) + atomic_load(&s->cparkn), &v); napi_set_named_property(env, o, "pending", v);
   napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
   napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
   napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
@@ -2049,6 +2214,13 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->clarge), &v); napi_set_named_property(env, c, "mapLarge", v);
   napi_create_double(env, (double)atomic_load(&s->cshares), &v); napi_set_named_property(env, c, "mapShared", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
+  /* Pending maps: nodes marked, READs held, of those handed to the read threads, answered from
+   * offered bytes, sent to JS (no map came, or not in time). */
+  napi_create_double(env, (double)atomic_load(&s->cpended), &v); napi_set_named_property(env, c, "mapPended", v);
+  napi_create_double(env, (double)atomic_load(&s->cparked), &v); napi_set_named_property(env, c, "mapHeld", v);
+  napi_create_double(env, (double)atomic_load(&s->cparkmap), &v); napi_set_named_property(env, c, "mapHeldMapped", v);
+  napi_create_double(env, (double)atomic_load(&s->cparkoffer), &v); napi_set_named_property(env, c, "mapHeldOffered", v);
+  napi_create_double(env, (double)atomic_load(&s->cparkjs), &v); napi_set_named_property(env, c, "mapHeldToJs", v);
   /* The queue to JS (see post): requests taken, their waits (ms: sum, max), messages queued ahead
    * of them when posted (sum, max), notices and requests taken while they waited (sums) and the
    * JS thread's ms in those handlers; and its ms in all handlers of notices and of requests. */
@@ -2067,7 +2239,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
   napi_value r;
-  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works) || atomic_load(&s->nparked) || atomic_load(&s->cjobs)) {
+  if (!s->ended || atomic_load(&s->queued) || s->used || atomic_load(&s->works) || atomic_load(&s->nparked) || atomic_load(&s->cjobs) || atomic_load(&s->cparkn)) {
     napi_get_boolean(env, false, &r);
     return r;
   }
@@ -2090,6 +2262,9 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   s->nworkers = 0;
   pthread_mutex_lock(&s->cmu);
   while (s->chead) cunlink(s, cfind(s, s->chead->ino));
+  for (size_t b = 0; s->pb && b < PBUCKETS; b++) while (s->pb[b]) punlink(s, &s->pb[b]);
+  free(s->pb);
+  s->pb = NULL;
   for (size_t k = 0; k < s->npacks; k++) { if (s->packs[k].fd >= 0) close(s->packs[k].fd); free(s->packs[k].path); }
   free(s->packs);
   s->packs = NULL;
@@ -2635,7 +2810,18 @@ static void *cworker(void *arg) {
   memset(&b, 0, sizeof b);
   for (;;) {
     pthread_mutex_lock(&s->jmu);
-    while (!s->jhead && !s->jstop) pthread_cond_wait(&s->jcv, &s->jmu);
+    while (!s->jhead && !s->jstop) {
+      if (!atomic_load(&s->cparkn)) { pthread_cond_wait(&s->jcv, &s->jmu); continue; }
+      /* READs held for pending maps: wake every PTICK to send the overdue ones to JS. */
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += (long)PTICK_NS;
+      if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+      pthread_cond_timedwait(&s->jcv, &s->jmu, &ts);
+      pthread_mutex_unlock(&s->jmu);
+      csweep(s);
+      pthread_mutex_lock(&s->jmu);
+    }
     cjob_t *j = s->jhead;
     if (!j) { pthread_mutex_unlock(&s->jmu); break; }
     s->jhead = j->next;
@@ -2686,11 +2872,14 @@ static int cvalid(double pack, double off, double stored, double plain, double f
 /* JS thread: starts the read threads (at the first map) and files map c under its node, in place
  * of an older one; the oldest maps leave beyond CMAPS maps or CCHUNKS chunks. False (c freed)
  * when it cannot be. */
-static int cinsert(session_t *s, cmap_t *c) {
-  if (!s->nworkers) {
+static void cstart(session_t *s) {
+  if (!s->nworkers)
     for (int k = 0; k < CWORKERS; k++) if (pthread_create(&s->workers[s->nworkers], NULL, cworker, s) == 0) s->nworkers++;
-    if (!s->nworkers) { free(c); return 0; }
-  }
+}
+
+static int cinsert(session_t *s, cmap_t *c) {
+  cstart(s);
+  if (!s->nworkers) { free(c); return 0; }
   pthread_mutex_lock(&s->cmu);
   cmap_t **pp = cfind(s, c->ino);
   if (*pp) cunlink(s, pp);
@@ -2702,8 +2891,10 @@ static int cinsert(session_t *s, cmap_t *c) {
   s->ncmaps++;
   s->nmchunks += c->n;
   while ((s->ncmaps > CMAPS || s->nmchunks > CCHUNKS) && s->chead && s->chead != c) cunlink(s, cfind(s, s->chead->ino));
+  uint64_t ino = c->ino;
   pthread_mutex_unlock(&s->cmu);
   atomic_fetch_add(&s->cmapped, 1);
+  cunpend(s, ino, 1);
   return 1;
 }
 
@@ -2775,6 +2966,37 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* pendMaps(s, maxBytes, ms): from now on a LOOKUP this loop answers of a regular file of at
+ * most maxBytes marks its node pending, and its READs are held for its map at most `ms` after
+ * (see "Pending maps"); 0 bytes: off. */
+static napi_value js_pend_maps(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  double max = num(env, argv[1]), ms = num(env, argv[2]);
+  /* The read threads now: nodes are marked only while they run (the first small file read). */
+  if (!s->dropping && !s->jstop) cstart(s);
+  pthread_mutex_lock(&s->cmu);
+  if (!s->pb) s->pb = calloc(PBUCKETS, sizeof *s->pb);
+  s->pendns = ms > 0 && ms <= 10000 ? (uint64_t)(ms * 1e6) : 0;
+  s->pendmax = s->pb && s->pendns && max > 0 && max <= (double)(1u << 30) ? (uint64_t)max : 0;
+  pthread_mutex_unlock(&s->cmu);
+  return NULL;
+}
+
+/* pend(s, ino): node `ino` (a small file JS answered a LOOKUP of) is pending: JS hands its map,
+ * or unpends it. */
+static napi_value js_pend(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(2);
+  cpend(s, (uint64_t)num(env, argv[1]));
+  return NULL;
+}
+
+/* unpend(s, ino): no map is coming for node `ino`: READs held for it go to JS. */
+static napi_value js_unpend(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(2);
+  cunpend(s, (uint64_t)num(env, argv[1]), 0);
+  return NULL;
+}
+
 /* mapRead(s, slot, ino, size, off) -> 1: a READ that reached JS, handed to the read threads (the
  * node has a map); 0: the node has no map (the slot still JS's); -1: its map failed, or the
  * threads stop (the slot still JS's: JS answers it its own way). */
@@ -2826,6 +3048,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "mapPack", 0, js_map_pack, 0, 0, 0, napi_default, 0 },
     { "mapFile", 0, js_map_file, 0, 0, 0, napi_default, 0 },
     { "mapRead", 0, js_map_read, 0, 0, 0, napi_default, 0 },
+    { "pendMaps", 0, js_pend_maps, 0, 0, 0, napi_default, 0 },
+    { "pend", 0, js_pend, 0, 0, 0, napi_default, 0 },
+    { "unpend", 0, js_unpend, 0, 0, 0, napi_default, 0 },
 #endif
     { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },

@@ -20,6 +20,9 @@ const native = loadFuse3().native;
 // Small files' chunk maps are off by default (MIQ_MOUNT_MAPS=large): on for this file's mount,
 // whose test of them needs them.
 process.env.MIQ_MOUNT_MAPS ??= '1';
+// READs held for a pending map (see "a READ of a small file…") wait this long at most: long enough
+// that a loaded machine's shell reaches its READ within it.
+process.env.MIQ_MOUNT_MAP_HOLD_MS ??= '1000';
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 type Counts = Record<string, number>;
 
@@ -43,6 +46,9 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   const mappedFiles = new Map<string, { ino: number; data: Buffer; chunks: { id: Id; loc: ChunkLocation; path: string }[] }>();
   let packPath = '';
   const jsReads: number[] = [];
+  // Nodes 11-14 (see "a READ of a small file…"): files of a registered listing whose READs the
+  // binding holds for their maps: what JS does at their OP.LOOKED.
+  const held = new Map<number, { data: Buffer; loc?: ChunkLocation; path?: string; unpend?: boolean }>();
   before(async () => {
     base = await tmp();
     mnt = join(base, 'mnt');
@@ -65,6 +71,29 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         assert.equal(m!.stream!.mapFile!(f.ino, f.data.length, f.chunks), true);
         r().replyEntry(slot, f.ino, S_IFREG | 0o444, f.data.length, 86400, 86400);
         return;
+      }
+      if (op === OP.LOOKED && held.has(ino)) {
+        const h = held.get(ino)!;
+        // Its map (or unpend) once the binding holds its READ (as when a location lookup is slower
+        // than the reader), or none at all.
+        const n0 = m!.state().counts!.mapHeld!;
+        const act = (): void => {
+          if (h.loc) m!.stream!.map!(ino, h.loc, h.path!, idOf(h.data));
+          else if (h.unpend) m!.stream!.unpend!(ino);
+        };
+        const t0 = Date.now();
+        const poll = (): void => void (m!.state().counts!.mapHeld! > n0 || Date.now() - t0 > 900 ? act() : setTimeout(poll, 1));
+        poll();
+        return;
+      }
+      if (op === OP.READ && held.has(ino)) {
+        // Node 12's chunk is damaged: the binding's EIO, then the kernel's retry here (answered EIO
+        // as the mount's check would). Nodes 13 and 14 never get a map: here, after the hold or
+        // at unpend.
+        jsReads.push(ino);
+        if (ino === 12) return void r().replyErr(slot, 5);
+        const d = held.get(ino)!.data.subarray(b as number, (b as number) + (a as number));
+        return void r().replyBuf(slot, d, d.length);
       }
       if (op === OP.READ && ino >= 9 && ino <= 10) {
         // Never here for node 9 (the binding answers every READ from its map). Node 10's middle
@@ -406,6 +435,61 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
       });
     } finally {
       mappedFiles.clear();
+    }
+  });
+
+  it('a READ of a small file whose LOOKUP the binding answered is held until its map comes (checked: a damaged chunk is EIO); with no map, it reaches JS after the hold or at unpend', { skip: !native?.pend ? 'built without BLAKE3' : process.env.MIQ_MOUNT_MAPS !== '1' ? 'MIQ_MOUNT_MAPS is not 1' : false }, async () => {
+    const good = Buffer.from('held for its map, then read by the binding\n'.repeat(200));
+    const bad = Buffer.from('damaged in the pack, never served\n'.repeat(100));
+    const late = Buffer.from('no map: from JS after the hold\n');
+    const gone = Buffer.from('no map: from JS at unpend\n');
+    const z = encodeChunk(good);
+    assert.equal(z.flags, FLAG_ZSTD);
+    const damaged = Buffer.from(bad);
+    damaged[50] ^= 1;
+    const parts = [Buffer.alloc(11), z.body, damaged, Buffer.from('x'.repeat(4096))];
+    const at = (k: number): number => parts.slice(0, k).reduce((n, b) => n + b.length, 0);
+    const path = join(base, 'pack-3');
+    await writeFile(path, Buffer.concat(parts));
+    // Some map first: the read threads run (the binding marks nothing before they do).
+    m!.stream!.map!(99, { pack: 3, offset: at(3), stored: 4096, plain: 4096, flags: FLAG_RAW }, path, idOf(parts[3]!));
+    held.set(11, { data: good, loc: { pack: 3, offset: at(1), stored: z.body.length, plain: good.length, flags: FLAG_ZSTD }, path });
+    held.set(12, { data: bad, loc: { pack: 3, offset: at(2), stored: bad.length, plain: bad.length, flags: FLAG_RAW }, path });
+    held.set(13, { data: late });
+    held.set(14, { data: gone, unpend: true });
+    const names = ['h-map', 'h-bad', 'h-late', 'h-unpend'];
+    const recs = names.map((n, k) => {
+      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
+      rec.writeDoubleLE(11 + k, 0);
+      rec.writeDoubleLE(held.get(11 + k)!.data.length, 8);
+      rec.writeUInt32LE(S_IFREG | 0o444, 16);
+      rec.writeUInt32LE(n.length, 20);
+      rec.write(n, 24, 'latin1');
+      return rec;
+    });
+    const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+    try {
+      assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
+      await whileKept(async () => {
+        await m!.invalidate([1, 1, 1, 1, 11, 12, 13, 14], [...names.map((n) => Buffer.from(n)), null, null, null, null]);
+        const st0 = m!.state().counts!;
+        jsReads.length = 0;
+        const r = await sh(`cat ${mnt}/h-map | md5sum; cat ${mnt}/h-late; cat ${mnt}/h-unpend`);
+        assert.equal(r.stdout, `${md5(good)}  -\n${late}${gone}`, r.stderr);
+        const b = await sh(`cat ${mnt}/h-bad | wc -c; echo status \${PIPESTATUS[0]}`);
+        assert.match(b.stderr, /Input\/output error/, JSON.stringify([b, jsReads]));
+        assert.match(b.stdout, /^0\nstatus 1\n$/);
+        const st1 = m!.state().counts!;
+        assert.equal(st1.lookup, st0.lookup, 'the binding answered every LOOKUP');
+        assert.deepEqual(jsReads.filter((i) => i !== 12).sort(), [13, 14], 'no READ of a node whose map came reached JS');
+        assert.ok(st1.mapHeld! - st0.mapHeld! >= 4, JSON.stringify(st1));
+        assert.equal(st1.mapHeldMapped! - st0.mapHeldMapped!, 2, JSON.stringify(st1));
+        assert.ok(st1.mapHeldToJs! - st0.mapHeldToJs! >= 2, JSON.stringify(st1));
+        assert.equal(st1.mapFailed! - st0.mapFailed!, 1, JSON.stringify(st1));
+      });
+    } finally {
+      held.clear();
+      m!.replier.unnames!(1);
     }
   });
 
