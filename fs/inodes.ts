@@ -579,9 +579,17 @@ export class Inodes {
       }
       return;
     }
-    // Its map to the binding as soon as its location is in (its READs are held there until then),
-    // else read whole here.
-    if (!this.o.chunks.mapLooked(n, e.ino, !answered)) void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
+    // A program starting: its map to the binding as soon as its location is in (its READs are held
+    // there until then). A walk by name (a reader of every file): read whole here and by the
+    // directory's batch, as without maps (mapped, the cold read of every file took 5-10 % longer,
+    // its READs' frames decoded again by the read threads: fuse-needs §37).
+    const starting = this.namedDirs < NAMED_WALK && this.listings <= WALK_LISTINGS;
+    // From the walk on the binding marks no lookup pending: a READ would wait for JS to unpend it.
+    if (!starting) this.o.chunks.holdNoMore();
+    if (!(starting && this.o.chunks.mapLooked(n, e.ino, !answered))) {
+      if (answered) this.o.chunks.unpend(e.ino);
+      void this.o.chunks.wholeOf(n).then((w) => w && this.onWhole(n.id, w), () => {});
+    }
     const pn = this.nodeOf(pe);
     const files = pn.type === 'dir' && pn.tree ? (this.o.trees.peek(pn.tree)?.tree.length ?? 0) : 0;
     // With small files' maps (their READs held in the binding until the map comes) a program
@@ -590,7 +598,7 @@ export class Inodes {
     // python3.11/__pycache__ (at its 4th of ~200 files) decoded hundreds of files it never read
     // while it waited for the CPU (fuse-needs §37: serving CPU 0.30 -> 0.17 s a start). A walk by
     // name (a reader of every file) keeps them: its READs would otherwise be decoded one by one.
-    if (this.o.chunks.holdsSmall && this.namedDirs < NAMED_WALK && this.listings <= WALK_LISTINGS) {
+    if (this.o.chunks.holdsSmall && starting) {
       if (pe.looks >= Math.max(DIR_LOOKS, files / START_DIR_PART)) this.loadDir(pe);
     } else if (pe.looks >= Math.max(DIR_LOOKS, files / 50) || (pe.looks === 1 && pn.type === 'dir' && pn.tree && this.smallDir(pn.tree))) this.loadDir(pe);
   }

@@ -75,6 +75,8 @@ export interface StreamSink {
   pend?(ino: number): void;
   /** No map of node `ino` is coming: READs the binding holds for it go to JS. */
   unpend?(ino: number): void;
+  /** The binding marks no LOOKUP it answers pending from now on (JS maps no looked-up file). */
+  holdOff?(): void;
   /** File node `ino` (`size` bytes) is `chunks` in order (raw, zstd or in shared frames; never a
    * delta): the binding answers its READs that reach it by reading, decoding and checking the
    * chunks each READ covers itself (native/miqfuse.c, "Chunk maps"). False when not taken.
@@ -564,7 +566,7 @@ export class ChunkReader {
   /** Hands the binding the map of node `ino`'s one chunk (StreamSink.map) once its location is
    * known: a file located without its node (a directory's batch started before its lookup). */
   private mapWhole(f: WholeFile, ino: number): void {
-    const map = this.sink?.map, locator = this.locator;
+    const map = this.held ? undefined : this.sink?.map, locator = this.locator;
     if (!map || !locator) return;
     const loc = this.wholeLocs.get(f.id);
     if (loc) return map(ino, loc, locator.packPath(loc.pack), f.id);
@@ -628,6 +630,14 @@ export class ChunkReader {
   get holdsSmall(): boolean {
     return !!(this.sink?.map && this.sink.pend && this.sink.unpend && this.locator);
   }
+
+  /** The binding marks no more lookups pending (StreamSink.holdOff: a walk by name). */
+  holdNoMore(): void {
+    if (this.held) return;
+    this.held = true;
+    this.sink?.holdOff?.();
+  }
+  private held = false;
 
   /** Node `ino`'s READs the binding may hold for a map go to JS (StreamSink.unpend). */
   unpend(ino: number): void {
@@ -706,7 +716,9 @@ export class ChunkReader {
     // Registered first, so it runs (and registers the chunks' fetches) before the waiters below.
     void located.then((locs) => {
       const byPack = new Map<number, { p: Pending; loc: ChunkLocation }[]>();
-      const map = this.sink?.map;
+      // Not in a walk by name (holdNoMore): its batches' files are offered, and a map call per
+      // file cost its JS thread ~1 s in a cold read of every file.
+      const map = this.held ? undefined : this.sink?.map;
       todo.forEach((f, k) => {
         this.locating.delete(f.id);
         const loc = locs?.[k];

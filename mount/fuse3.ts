@@ -153,14 +153,13 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   const dev = await fuseDeviceAt(mountpoint).catch(() => undefined);
   // Chunk maps (native/miqfuse.c "Chunk maps"): READs that nothing else in the binding answers are
   // answered by its read threads from the chunk locations JS handed it, without JS. MIQ_MOUNT_MAPS:
-  // `large` (the default): files of several chunks (fs/reader.ts mapRead, mapAhead); measured on
-  // the bench (fuse-needs §36): the 117 MB file cold 0.37 -> 0.29 s (CFS, 7 of 8) and 0.255 -> 0.20
-  // s (RT, 6 of 6), serving CPU -35 %; python's cold start 0.282 -> 0.274 s (8 of 10); the cold read
-  // of every file 3 of 3 faster. `1`: small files' one chunk too, their maps handed at their
-  // lookup or listing and their READs held in the binding until then (fuse-needs §37: python's cold
-  // start with READs to JS ~21 -> 2 and serving CPU -40 % at load 3-4, but the cold read of every
-  // file not clearly unchanged: off by default). `0`: none.
-  const maps = process.env.MIQ_MOUNT_MAPS || 'large';
+  // `1` (the default): every file, a small file's map handed at its lookup or listing and its READs
+  // held in the binding until then (fuse-needs §37: python's cold start through usr, load ~1-3:
+  // 0.2555 -> 0.2135 s, 8 of 8, and 0.2245 -> 0.1865 s, 6 of 6; READs to JS ~22 -> 2, serving CPU
+  // -40 %; the cold read of every file 2 of 2, CPU lower); `large`: files of several chunks only
+  // (fs/reader.ts mapRead, mapAhead; fuse-needs §36: the 117 MB file cold 0.37 -> 0.29 s, CFS 7
+  // of 8); `0`: none.
+  const maps = process.env.MIQ_MOUNT_MAPS || '1';
   const mapFile = native.mapFile && native.mapRead && native.mapPack && (maps === '1' || maps === 'large') ? native.mapFile : undefined;
   // With maps the kernel's window is 4 MiB: more READs of a file read in order in flight keep both
   // read threads busy (the 117 MB file: 0.215 -> 0.18 s CFS, 6 of 6; 0.17 -> 0.16 s RT, 5 of 5),
@@ -223,6 +222,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     }),
     pend: holdMs > 0 ? (ino) => void (destroyed || native.pend!(s, ino)) : undefined,
     unpend: holdMs > 0 ? (ino) => void (destroyed || native.unpend!(s, ino)) : undefined,
+    holdOff: holdMs > 0 ? () => void (destroyed || native.pendMaps!(s, 0, holdMs)) : undefined,
     mapFile: mapFile && ((ino, size, chunks) => {
       if (destroyed) return false;
       for (const c of chunks) packOf(c.loc.pack, c.path);

@@ -17,9 +17,9 @@ import { fuse3Mount, loadFuse3, type Fuse3Mount } from '../mount/fuse3.js';
 import { cleanup, sh, tmp, waitExit } from './helpers/fuse.js';
 
 const native = loadFuse3().native;
-// Small files' chunk maps are off by default (MIQ_MOUNT_MAPS=large): on for this file's mount,
-// whose test of them needs them.
-process.env.MIQ_MOUNT_MAPS ??= '1';
+// Small files' chunk maps (MIQ_MOUNT_MAPS=1, the default) for this file's mount whatever the
+// environment says otherwise unset: its tests of them need them.
+process.env.MIQ_MOUNT_MAPS ||= '1';
 // READs held for a pending map (see "a READ of a small file…") wait this long at most: long enough
 // that a loaded machine's shell reaches its READ within it.
 process.env.MIQ_MOUNT_MAP_HOLD_MS ??= '1000';
