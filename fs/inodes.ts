@@ -1403,8 +1403,9 @@ export class Inodes {
     }
     const sent = this.r.replyDir(slot, plus, size, out.subarray(0, at), count, off, e.childTimeout, e.childTimeout);
     // Entries the kernel did not get were not counted by it.
-    for (let j = typeof sent === 'number' && sent >= 0 ? sent : 0; j < took.length; j++) this.unref(took[j]!, 1);
-    if (plus) this.mapListed(took.slice(0, typeof sent === 'number' && sent >= 0 ? sent : 0));
+    const got = typeof sent === 'number' && sent >= 0 ? sent : 0;
+    for (let j = got; j < took.length; j++) this.unref(took[j]!, 1);
+    if (plus) this.mapListed(took.slice(0, got));
   }
 
 

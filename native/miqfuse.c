@@ -533,11 +533,7 @@ static void presume(session_t *s, uint64_t ino, park_t *k, int how) {
     else {
       atomic_fetch_add(&s->cparkjs, 1);
       if (s->dropping) fuse_reply_err(k->req, EIO);
-      else {
-        msg_t *m = mk(OP_READ, k->req, ino, k->size, (int64_t)k->off, NULL, 0);
-        if (m) post(s, m);
-        else fuse_reply_err(k->req, ENOMEM);
-      }
+      else send_req(k->req, OP_READ, ino, k->size, (int64_t)k->off, NULL);
     }
     free(k);
     atomic_fetch_sub(&s->cparkn, 1);
