@@ -566,15 +566,25 @@ export class ChunkReader {
   /** Hands the binding the map of node `ino`'s one chunk (StreamSink.map) once its location is
    * known: a file located without its node (a directory's batch started before its lookup). */
   private mapWhole(f: WholeFile, ino: number): void {
-    const map = this.held ? undefined : this.sink?.map, locator = this.locator;
-    if (!map || !locator) return;
+    if (!this.mapsWhole) return;
     const loc = this.wholeLocs.get(f.id);
-    if (loc) return map(ino, loc, locator.packPath(loc.pack), f.id);
+    if (loc) return this.mapTo(ino, loc, f.id);
     const p = this.locating.get(f.id);
     if (p) void p.then(() => {
       const l = this.wholeLocs.get(f.id);
-      if (l) map(ino, l, locator.packPath(l.pack), f.id);
+      if (l) this.mapTo(ino, l, f.id);
     }, () => {});
+  }
+
+  /** Files located whole are mapped (not in a walk by name: holdNoMore). */
+  private get mapsWhole(): boolean {
+    return !this.held && !!this.sink?.map && !!this.locator;
+  }
+
+  /** Hands the binding node `ino`'s map: its one chunk `id` lies at `loc` (StreamSink.map). */
+  private mapTo(ino: number, loc: ChunkLocation, id: Id): void {
+    const map = this.sink?.map, locator = this.locator;
+    if (map && locator) map(ino, loc, locator.packPath(loc.pack), id);
   }
 
   private remember(id: Id, loc: ChunkLocation): void {
@@ -592,16 +602,16 @@ export class ChunkReader {
    */
   mapLooked(f: WholeFile, ino: number, mark: boolean): boolean {
     const sink = this.sink, locator = this.locator;
-    if (!sink?.map || !sink.pend || !sink.unpend || !locator || f.size === 0) return false;
+    if (!this.holdsSmall || !sink || !locator || f.size === 0) return false;
     const known = this.wholeLocs.get(f.id);
     if (known && !this.inflight.has(f.id)) {
-      sink.map(ino, known, locator.packPath(known.pack), f.id);
+      this.mapTo(ino, known, f.id);
       return true;
     }
-    if (mark) sink.pend(ino);
+    if (mark) sink.pend!(ino);
     const settle = (): void => {
       const l = this.wholeLocs.get(f.id);
-      if (l) sink.map!(ino, l, locator.packPath(l.pack), f.id);
+      if (l) this.mapTo(ino, l, f.id);
       else sink.unpend!(ino);
     };
     // A directory's batch locating it already: its locations are remembered before this runs.
@@ -649,16 +659,16 @@ export class ChunkReader {
    * a listing's files: Inodes.mapListed), handed now: their chunk locations in one database
    * call. */
   async mapWholeAhead(files: readonly { id: Id; size: number; ino: number }[], mark = false): Promise<void> {
-    const sink = this.sink, map = sink?.map, locator = this.locator;
-    if (!map || !sink.pend || !sink.unpend || !locator || files.length === 0) return;
+    const sink = this.sink, locator = this.locator;
+    if (!this.holdsSmall || !sink || !locator || files.length === 0) return;
     const todo: typeof files[number][] = [];
     for (const f of files) {
       const l = this.wholeLocs.get(f.id);
-      if (l) map(f.ino, l, locator.packPath(l.pack), f.id);
+      if (l) this.mapTo(f.ino, l, f.id);
       else {
         todo.push(f);
         // `mark`: the kernel knows the node already (a listing's entry): its READs wait for this.
-        if (mark) sink.pend(f.ino);
+        if (mark) sink.pend!(f.ino);
       }
     }
     if (todo.length === 0) return;
@@ -667,7 +677,7 @@ export class ChunkReader {
       const l = locs?.[k];
       if (!l || l.plain !== f.size || !pooled(l)) return void (mark && sink.unpend!(f.ino));
       this.remember(f.id, l);
-      map(f.ino, l, locator.packPath(l.pack), f.id);
+      this.mapTo(f.ino, l, f.id);
     });
   }
 
@@ -718,15 +728,15 @@ export class ChunkReader {
       const byPack = new Map<number, { p: Pending; loc: ChunkLocation }[]>();
       // Not in a walk by name (holdNoMore): its batches' files are offered, and a map call per
       // file cost its JS thread ~1 s in a cold read of every file.
-      const map = this.held ? undefined : this.sink?.map;
+      const mapping = this.mapsWhole;
       todo.forEach((f, k) => {
         this.locating.delete(f.id);
         const loc = locs?.[k];
         // Where the file's one chunk lies, for READs of its node that reach the binding before
         // its bytes are offered (a READ on its way while this thread is busy).
-        if (map && loc && loc.plain === f.size && pooled(loc)) {
+        if (mapping && loc && loc.plain === f.size && pooled(loc)) {
           this.remember(f.id, loc);
-          if (f.ino !== undefined) map(f.ino, loc, locator.packPath(loc.pack), f.id);
+          if (f.ino !== undefined) this.mapTo(f.ino, loc, f.id);
         }
         if (!loc || loc.plain !== f.size || this.inflight.has(f.id) || this.lru.get(f.id)) return;
         const d = this.pending(f.id, f.size, f.id);
