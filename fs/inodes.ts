@@ -764,7 +764,7 @@ export class Inodes {
    * kernel's later LOOKUP of usr/bin, answered here, finds the registered node. Returns the
    * number of names registered.
    */
-  preregister(depth: number, max: number): number {
+  preregister(depth: number, max: number, deeper?: { name: Buffer; depth: number }): number {
     const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
     const un = this.usrNode();
     const ut = ue && un.type === 'dir' && un.tree ? this.o.trees.peek(un.tree) : undefined;
@@ -783,9 +783,14 @@ export class Inodes {
       level.push(e);
     }
     let names = ue.registered ? ut.tree.length : 0;
-    for (let d = 0; d < depth && level.length > 0; d++) {
+    // `deeper`: below usr/<name> (lib: the runtimes' module trees), `deeper.depth` levels.
+    const top = deeper ? level.find((e) => e.name?.equals(deeper.name)) : undefined;
+    const last = top ? Math.max(depth, deeper!.depth) : depth;
+    const under = new Set<Entry>(top ? [top] : []);
+    for (let d = 0; d < last && level.length > 0; d++) {
       const next: Entry[] = [];
       for (const e of level) {
+        if (d >= depth && !under.has(e)) continue;
         const n = e.node;
         const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
         if (!t || names + t.tree.length > max) continue;
@@ -794,7 +799,10 @@ export class Inodes {
           if (!e.registered) continue;
           names += t.tree.length;
         }
-        if (d + 1 < depth) for (const k of e.kids!) if (k.node.type === 'dir') next.push(k);
+        if (d + 1 < last) for (const k of e.kids!) if (k.node.type === 'dir') {
+          next.push(k);
+          if (under.has(e)) under.add(k);
+        }
       }
       level = next;
     }
@@ -807,15 +815,24 @@ export class Inodes {
    * than one chunk (over PRELOAD_MIN), at most `max`. A program's start maps its executable and
    * libraries from there, and on a cold index each one's first READ waited for its record and
    * then its chunk locations, two dependent database round trips (python3.11's: 5 + 8 ms), before
-   * any decode could start. Kept in loadedFiles (fileOf takes them from there).
+   * any decode could start. Kept in loadedFiles (fileOf takes them from there). And the
+   * one-chunk maps of the small files there (up to PRELOAD_MIN, at most `maxSmall`; their
+   * locations in one database call): python's .pyc READs were held in the binding until JS,
+   * told of the LOOKUP, had located the file and handed its map (mapLooked; fuse-needs §39).
+   * Returns the number of multi-chunk files.
    */
-  async preloadFiles(max: number, maxChunks: number): Promise<number> {
+  async preloadFiles(max: number, maxChunks: number, maxSmall = 0): Promise<number> {
     const ids: Id[] = [];
     const inos: number[] = [];
     const seen = new Set<Id>();
+    const small: { id: Id; size: number; ino: number }[] = [];
     for (const { e } of this.registered.values()) {
       for (const k of e.kids ?? []) {
         const n = k.node;
+        if (n.type === 'file' && n.size > 0 && n.size <= PRELOAD_MIN && small.length < maxSmall && !seen.has(n.id)) {
+          seen.add(n.id);
+          small.push({ id: n.id, size: n.size, ino: k.ino });
+        }
         if (n.type !== 'file' || n.size <= PRELOAD_MIN || seen.has(n.id) || this.loadedFiles.has(n.id)) continue;
         seen.add(n.id);
         ids.push(n.id);
@@ -840,6 +857,7 @@ export class Inodes {
     // first READ of each (a program mapping its libraries) is answered without JS (mapAhead).
     fs.forEach(({ f, ino }, k) => this.o.chunks.mapAhead(f, ino, locs[k]));
     await this.o.chunks.mapWholeAhead(ones);
+    await this.o.chunks.mapWholeAhead(small);
     return fs.length;
   }
 

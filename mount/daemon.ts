@@ -270,6 +270,17 @@ const CHANGING_OPS = new Set(['store.ingest', 'store.putStorePath', 'store.batch
  */
 const WARM_DEPTH = Number(process.env.MIQ_MOUNT_WARM_DEPTH ?? 2);
 const WARM_WIDTH = 128;
+/**
+ * Below usr/lib, LIB_DEPTH levels (WARM_DEPTH elsewhere; at most LIB_TREES trees more) are loaded
+ * and registered the same way: the runtimes keep their module trees there, and a program's imports
+ * go deep at once (lib/python3.11/encodings/__pycache__ is four levels below usr). Python's cold
+ * start looked up a package's first names and then its __pycache__'s .pyc before JS had loaded and
+ * registered their listings (6-9 LOOKUPs in JS, one waiting 5-13 ms for a tree; fuse-needs §39).
+ * The bench tree: 217 trees and 2645 names more.
+ */
+const LIB_DEPTH = 4;
+const LIB = Buffer.from('lib');
+const LIB_TREES = 512;
 const WARM_TREES = 256;
 const WARM_MS = 2000;
 /** Then the listings of those trees (below usr) are registered with the binding, this many names
@@ -280,6 +291,9 @@ const PREREGISTER_NAMES = 16384;
  * (Inodes.preloadFiles). */
 const PRELOAD_FILES = 2048;
 const PRELOAD_CHUNKS = 32768;
+/** Small files whose one-chunk maps are handed to the binding before `mounted` at most
+ * (Inodes.preloadFiles; the bench tree: ~4500). */
+const PRELOAD_SMALL = 8192;
 /** The last start's files (fs/recall.ts) are read before `mounted` for at most this long. */
 const RECALL_MS = 2000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
@@ -315,7 +329,7 @@ function indexWarmer(db: string, willneed: (paths: string[]) => Promise<void>): 
 /** Inodes.preloadFiles before `mounted`, at most WARM_MS. */
 async function preloadFiles(inodes: Inodes, log: (line: string) => void): Promise<void> {
   const t0 = performance.now();
-  const f = await within(inodes.preloadFiles(PRELOAD_FILES, PRELOAD_CHUNKS).catch(() => 0), WARM_MS, -1);
+  const f = await within(inodes.preloadFiles(PRELOAD_FILES, PRELOAD_CHUNKS, PRELOAD_SMALL).catch(() => 0), WARM_MS, -1);
   if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: ${f} file records and their chunk locations loaded in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
@@ -401,6 +415,15 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   if (p0 && WARM_DEPTH >= 0 && store.getTreesPacked) {
     const t0 = performance.now();
     const n = await within(x.trees.warm([p0.tree], WARM_DEPTH, WARM_WIDTH, WARM_TREES), WARM_MS, -1);
+    // usr/lib's deeper levels (LIB_DEPTH), when WARM_DEPTH leaves them out.
+    const ut = LIB_DEPTH > WARM_DEPTH && WARM_DEPTH > 0 ? x.trees.peek(p0.tree)?.tree : undefined;
+    let li = -1;
+    for (let i = 0; ut && i < ut.length && li < 0; i++) if (ut.isDir(i) && ut.name(i).equals(LIB)) li = i;
+    if (ut && li >= 0) {
+      const t1 = performance.now();
+      const n1 = await within(x.trees.warm([ut.id(li)!], LIB_DEPTH - 1, WARM_WIDTH, LIB_TREES), WARM_MS, -1);
+      if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n1} trees of ${profile}'s usr/lib loaded in ${(performance.now() - t1).toFixed(1)} ms`);
+    }
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} trees of ${profile} loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   }
   m = await fuse3Mount(native, dir, handler, { fsname: 'miq', allowOther: x.isRoot, debug: x.debug });
@@ -408,7 +431,7 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   for (const a of early.splice(0)) inodes.handle(...a);
   if (p0 && WARM_DEPTH > 0) {
     const t0 = performance.now();
-    const n = inodes.preregister(WARM_DEPTH, PREREGISTER_NAMES);
+    const n = inodes.preregister(WARM_DEPTH, PREREGISTER_NAMES, LIB_DEPTH > WARM_DEPTH ? { name: LIB, depth: LIB_DEPTH } : undefined);
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} names below usr registered in ${(performance.now() - t0).toFixed(1)} ms`);
     // From a store's own index only, as the trees above.
     if (store.getTreesPacked) {

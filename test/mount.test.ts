@@ -13,7 +13,7 @@ import type { Store } from '../store/api.js';
 import { flipChunkByte } from './helpers/packs.js';
 import { openStore } from '../store/open.js';
 import * as P from '../store/profiles.js';
-import type { Id } from '../store/ids.js';
+import { idOf, type Id } from '../store/ids.js';
 import { cleanup, fixtureTree, sh, startMiqMount, tmp, waitExit, type MiqMount } from './helpers/fuse.js';
 import { json, miqAsync, spawnMiq } from './helpers/cli.js';
 
@@ -479,6 +479,61 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.equal((await sh(`cat ${u}/share/doc/README ${u}/bin/hello; ls ${u}`)).stdout, 'readme 6\n#!/bin/sh\necho hello 6\nabs-link\nbin\nempty\nshare\n');
     const { line, c } = await countsAtExit(mm);
     assert.ok(c.lookupServed! >= 4 && c.readlinkServed! >= 1, line);
+  });
+
+  it('below usr/lib four levels are registered before `mounted` and the small files there are mapped: a module\'s lookup and READ never reach JS nor wait for a map; elsewhere the depth is as before; a damaged chunk is EIO', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    const pyc = Buffer.from('a module compiled, read at import\n'.repeat(40));
+    await mkdir(join(src, 'lib/py/pkg/__pycache__/deeper'), { recursive: true });
+    await mkdir(join(src, 'share/a/b'), { recursive: true });
+    await writeFile(join(src, 'lib/py/pkg/__pycache__/mod.pyc'), pyc);
+    await writeFile(join(src, 'lib/py/pkg/__pycache__/deeper/x'), 'level five\n');
+    await writeFile(join(src, 'share/a/b/c'), 'level three, not lib\n');
+    const s = await t.store();
+    const p = (await s.ingest(src, { name: 'libdeep' })).path;
+    await P.switchProfile(s, 'system', [{ path: p }]);
+    // Where mod.pyc's one chunk lies (a small file: in a shared zstd frame), for the damage below.
+    const local = s as unknown as { chunks: { locate(ids: Id[]): Promise<({ pack: number; offset: number } | undefined)[]>; packPath(n: number): string } };
+    const loc = (await local.chunks.locate([idOf(pyc)]))[0]!;
+    const packPath = local.chunks.packPath(loc.pack);
+    await t.closeStore();
+    const u = `${b}/mnt/usr`;
+    const env = { MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1', MIQ_MOUNT_RECALL: '0' };
+    let mm = await t.miqMount(env);
+    assert.match(mm.stderr(), /trees of system's usr\/lib loaded/, mm.stderr());
+    // A lookup that always reaches JS: once its line is in, those of the requests before it would
+    // be too, had JS answered them.
+    const logged = (what: string): boolean => mm.stderr().includes(` a=${what} `);
+    const marker = async (name: string): Promise<void> => {
+      assert.equal((await sh(`test -e ${b}/mnt/store/${name}`)).code, 1);
+      for (const end = Date.now() + 10_000; !logged(name);) {
+        assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    // usr's listing (lib, share: 2), lib's and share's (1 each), py's and share/a's (1 each), and
+    // below lib only pkg's (1) and __pycache__'s (mod.pyc, deeper: 2); not deeper's (level five)
+    // nor share/a/b's (level three outside lib). Without the lib levels: 6; everywhere: 10.
+    assert.match(mm.stderr(), /miq mount: 9 names below usr registered/, mm.stderr());
+    assert.equal((await sh(`cat ${u}/lib/py/pkg/__pycache__/deeper/x ${u}/share/a/b/c`)).stdout, 'level five\nlevel three, not lib\n');
+    await mm.stop();
+    mm = await t.miqMount(env);
+    assert.equal((await sh(`cat ${u}/lib/py/pkg/__pycache__/mod.pyc`)).stdout, pyc.toString());
+    await marker('zz-marker');
+    for (const name of ['py', 'pkg', '__pycache__', 'mod.pyc']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+    assert.doesNotMatch(mm.stderr(), /^lat op=5 /m, 'a READ reached JS');
+    const { line, c } = await countsAtExit(mm);
+    assert.equal(c.mapHeld, 0, `a READ waited for its map: ${line}`);
+    assert.ok(c.mapServed! >= 1, line);
+    // mod.pyc's chunk damaged in its pack (its frame's header: the frame no longer decodes): its
+    // map is at hand before `mounted`, its bytes still are checked.
+    await sh(`printf '\\x55' | dd of=${packPath} bs=1 seek=${loc.offset} conv=notrunc status=none`);
+    mm = await t.miqMount(env);
+    const r = await sh(`cat ${u}/lib/py/pkg/__pycache__/mod.pyc > /dev/null`);
+    assert.notEqual(r.code, 0, 'a damaged chunk was served');
+    assert.match(r.stderr, /Input\/output error/);
   });
 
   it('the records and chunk locations of the multi-chunk files in the registered directories are loaded before `mounted`; their bytes are read through them, a damaged chunk is EIO', async (tc) => {
