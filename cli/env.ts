@@ -34,6 +34,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ['MIQ_MOUNT_NOTIFY', "tuning: 0: the libfuse 3 mount does not push decoded bytes into the kernel's page cache ahead of reads"],
   ['MIQ_MOUNT_MAPS', "tuning: which READs the libfuse 3 binding answers itself, reading, decoding and checking the chunks from the locations JS handed it, instead of sending them to JS: 1 (default): every file, a small file's map handed at its lookup or listing and its READs held in the binding until then; large: files of several chunks only; 0: none"],
   ['MIQ_MOUNT_MAP_HOLD_MS', 'tuning: with small files\' chunk maps (MIQ_MOUNT_MAPS=1, the default), how long after a small file\'s lookup the libfuse 3 binding holds its READs for its chunk map before sending them to JS (default 30; 0: never held)'],
+  ['MIQ_MOUNT_URING', 'tuning: 1: the libfuse 3 mount takes its requests through FUSE over io_uring, a queue per CPU answered by a thread pinned to that CPU, when the kernel allows it (/sys/module/fuse/parameters/enable_uring is Y; kernel 6.14+); otherwise, and by default, from /dev/fuse'],
   ['MIQ_MOUNT_STREAMS', 'tuning: 0: every READ of a large file goes to JS (the libfuse 3 binding does not answer READs from chunks the decode threads offered it)'],
   ['MIQ_MOUNT_PREFAULT', 'tuning: 0: decode buffers are not made present in one call before zstd writes them'],
   ['MIQ_JS_CHUNKER', 'tuning: 1: ingest cuts chunks with the JavaScript loop instead of the C one (which it uses when the addon was built)'],

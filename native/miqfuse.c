@@ -293,6 +293,7 @@ typedef struct session {
   pthread_cond_t kcv;
   cslot_t kslots[CSLOTS];
   uint64_t ktick;
+  struct uset *u;         /* FUSE over io_uring (MIQ_MOUNT_URING), or NULL */
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
@@ -906,6 +907,9 @@ static void *pusher(void *arg) {
   return NULL;
 }
 
+static void u_prepare(session_t *s, struct fuse_conn_info *c);
+static void u_stop(session_t *s);
+
 static void ll_init(void *ud, struct fuse_conn_info *c) {
   session_t *s = ud;
   /* Everything served is immutable per node id: let the kernel keep it. */
@@ -919,6 +923,7 @@ static void ll_init(void *ud, struct fuse_conn_info *c) {
   c->max_readahead = c->max_readahead < (1u << 20) ? c->max_readahead : (1u << 20);
   /* max_read stays as mounted: libfuse 3.14 refuses INIT when it differs from -o max_read. */
   s->max_write = c->max_write; s->max_readahead = c->max_readahead; s->want = c->want;
+  u_prepare(s, c);
 }
 
 static uint32_t nhash(uint64_t parent, const char *name, size_t len) {
@@ -1123,11 +1128,400 @@ static void *loop(void *arg) {
   }
   free(buf.mem);
   fuse_session_exit(s->se);
+  u_stop(s);
   int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (null >= 0) { dup2(null, s->fd); close(null); }
   msg_t *m = mk(OP_END, NULL, 0, 0, 0, NULL, 0);
   if (m) post(s, m);
   return NULL;
+}
+
+/* ---- FUSE over io_uring (MIQ_MOUNT_URING=1; fuse-needs §38) ----
+ * Kernel 6.14+ carries requests over io_uring, one queue per CPU: a request is queued on the
+ * queue of the CPU that made it, and a thread pinned to that CPU answers it there, so the
+ * requester's CPU runs the answer instead of waking a second (halted) vCPU. Used only when the
+ * kernel allows it (/sys/module/fuse/parameters/enable_uring is Y) and MIQ_MOUNT_URING=1.
+ * libfuse 3.14 does not know the protocol, so the session's writes go through a custom io hook:
+ * the INIT reply gets FUSE_OVER_IO_URING, and a reply whose `unique` is a request taken from a
+ * ring is copied into that ring entry and committed by the ring's thread (COMMIT_AND_FETCH);
+ * everything else (notifications, replies to requests read from /dev/fuse) is written as before.
+ * Requests from the rings go through fuse_session_process_buf like the loop thread's, so every
+ * handler, answer and check is the same one. FORGETs and INTERRUPTs still come through /dev/fuse
+ * (the loop thread). The rings are set up before INIT is answered: if any fails, INIT does not
+ * offer io_uring and the mount is the classic one. Teardown: the loop's end stops the ring
+ * threads, which close their rings (the kernel cancels the entries it holds, and ends the
+ * requests still in userspace when the connection goes) before /dev/fuse is replaced. */
+#include <linux/io_uring.h>
+#include <sys/syscall.h>
+#include <sched.h>
+
+#define U_OVER_IO_URING (1ull << 41) /* INIT flags2 bit 9 */
+#define U_INIT_EXT (1u << 30)
+#define U_CMD_REGISTER 1u
+#define U_CMD_COMMIT_AND_FETCH 2u
+#define U_ENTS 16                    /* entries per queue (requests JS holds keep theirs) */
+#define U_EFD_TAG ((uint64_t)-1)
+
+/* The kernel's uapi (include/uapi/linux/fuse.h, 7.42); Debian 12's header predates it. */
+struct u_ent_in_out { uint64_t flags, commit_id; uint32_t payload_sz, padding; uint64_t reserved; };
+struct u_req_header { char in_out[128]; char op_in[128]; struct u_ent_in_out eio; };
+struct u_cmd_req { uint64_t flags, commit_id; uint16_t qid; uint8_t padding[6]; };
+struct u_in_header { uint32_t len, opcode; uint64_t unique, nodeid; uint32_t uid, gid, pid; uint16_t total_extlen, padding; };
+struct u_out_header { uint32_t len; int32_t error; uint64_t unique; };
+
+typedef struct uring uring_t;
+typedef struct uent {
+  struct u_req_header *hdr;
+  char *payload;
+  struct iovec iov[2];
+  uint64_t unique;
+  uring_t *r;
+  int idx;
+  struct uent *hnext, *dnext;
+} uent_t;
+
+struct uring {
+  struct uset *u;
+  int qid, rfd, efd, stop;
+  unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+  char *sqes;
+  struct io_uring_cqe *cqes;
+  void *sqmap, *sqesmap;
+  size_t sqmaplen, sqesmaplen;
+  unsigned pending;
+  uent_t ents[U_ENTS];
+  pthread_mutex_t mu;        /* done */
+  uent_t *done;              /* answered by other threads, to commit */
+  uint64_t efdval;
+  char *buf;                 /* the request as libfuse wants it */
+  pthread_t th;
+  int started;
+};
+
+typedef struct uset {
+  session_t *s;
+  int nq, fd, state;         /* state: 0 prepared, 1 INIT to patch, 2 on, 3 off */
+  size_t payload;
+  uring_t *rings;
+  pthread_mutex_t mu;        /* hb */
+  uent_t *hb[256];           /* entries in userspace by unique */
+  atomic_ullong served;
+} uset_t;
+
+static int u_possible_cpus(void) {
+  int n = 0;
+  FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+  if (f) {
+    char line[256];
+    if (fgets(line, sizeof line, f)) {
+      /* "0-1", "0", "0-3,5": the highest listed + 1 */
+      for (char *p = line; *p;) {
+        if (*p < '0' || *p > '9') { p++; continue; }
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (v + 1 > n && v < 4096) n = (int)v + 1;
+        p = e;
+      }
+    }
+    fclose(f);
+  }
+  return n;
+}
+
+static int u_enabled(void) {
+  const char *e = getenv("MIQ_MOUNT_URING");
+  if (!e || strcmp(e, "1") != 0) return 0;
+  int fd = open("/sys/module/fuse/parameters/enable_uring", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char c = 0;
+  ssize_t n = read(fd, &c, 1);
+  close(fd);
+  return n == 1 && c == 'Y';
+}
+
+static void u_free_ring(uring_t *r, size_t payload) {
+  for (int k = 0; k < U_ENTS; k++) {
+    if (r->ents[k].payload) munmap(r->ents[k].payload, payload);
+    free(r->ents[k].hdr);
+    r->ents[k].payload = NULL;
+    r->ents[k].hdr = NULL;
+  }
+  if (r->sqesmap) munmap(r->sqesmap, r->sqesmaplen);
+  if (r->sqmap) munmap(r->sqmap, r->sqmaplen);
+  if (r->rfd >= 0) close(r->rfd);
+  if (r->efd >= 0) close(r->efd);
+  free(r->buf);
+  r->sqesmap = r->sqmap = NULL;
+  r->rfd = r->efd = -1;
+  r->buf = NULL;
+}
+
+static int u_ring_init(uring_t *r, size_t payload) {
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  /* Only the ring's thread submits and reaps: task work runs when it waits, no signals. Made
+   * here (before INIT is answered), enabled by that thread (the ring is bound to its enabler). */
+  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+  r->rfd = (int)syscall(__NR_io_uring_setup, 2 * U_ENTS + 2, &p);
+  r->efd = eventfd(0, EFD_CLOEXEC);
+  if (r->rfd < 0 || r->efd < 0 || !(p.features & IORING_FEAT_SINGLE_MMAP)) return -1;
+  size_t sqsz = p.sq_off.array + p.sq_entries * sizeof(unsigned), cqsz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+  r->sqmaplen = sqsz > cqsz ? sqsz : cqsz;
+  r->sqmap = mmap(NULL, r->sqmaplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->rfd, IORING_OFF_SQ_RING);
+  if (r->sqmap == MAP_FAILED) { r->sqmap = NULL; return -1; }
+  r->sqesmaplen = (size_t)p.sq_entries * 128;
+  r->sqesmap = mmap(NULL, r->sqesmaplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->rfd, IORING_OFF_SQES);
+  if (r->sqesmap == MAP_FAILED) { r->sqesmap = NULL; return -1; }
+  char *q = r->sqmap;
+  r->sqes = r->sqesmap;
+  r->sq_tail = (unsigned *)(q + p.sq_off.tail);
+  r->sq_mask = (unsigned *)(q + p.sq_off.ring_mask);
+  r->sq_array = (unsigned *)(q + p.sq_off.array);
+  r->cq_head = (unsigned *)(q + p.cq_off.head);
+  r->cq_tail = (unsigned *)(q + p.cq_off.tail);
+  r->cq_mask = (unsigned *)(q + p.cq_off.ring_mask);
+  r->cqes = (struct io_uring_cqe *)(q + p.cq_off.cqes);
+  r->buf = malloc(payload + 512);
+  if (!r->buf) return -1;
+  for (int k = 0; k < U_ENTS; k++) {
+    uent_t *e = &r->ents[k];
+    e->r = r;
+    e->idx = k;
+    e->hdr = calloc(1, sizeof *e->hdr);
+    /* Pages of a payload are touched only as far as replies reach. */
+    void *pl = mmap(NULL, payload, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!e->hdr || pl == MAP_FAILED) return -1;
+    e->payload = pl;
+    e->iov[0].iov_base = e->hdr; e->iov[0].iov_len = sizeof *e->hdr;
+    e->iov[1].iov_base = e->payload; e->iov[1].iov_len = payload;
+  }
+  return 0;
+}
+
+/* Called from ll_init (the loop thread, before INIT is answered): sets up every queue's ring, or
+ * none (then INIT does not offer io_uring). */
+static void u_prepare(session_t *s, struct fuse_conn_info *c) {
+  uset_t *u = s->u;
+  if (!u) return;
+  int nq = u_possible_cpus();
+  u->payload = c->max_write > (1u << 20) ? c->max_write : (1u << 20);
+  if (u->payload < 8192) u->payload = 8192;
+  u->rings = nq > 0 ? calloc((size_t)nq, sizeof *u->rings) : NULL;
+  int ok = u->rings != NULL;
+  for (int q = 0; ok && q < nq; q++) {
+    uring_t *r = &u->rings[q];
+    r->u = u;
+    r->qid = q;
+    r->rfd = r->efd = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    u->nq = q + 1;
+    if (u_ring_init(r, u->payload) != 0) ok = 0;
+  }
+  if (!ok) {
+    for (int q = 0; q < u->nq; q++) u_free_ring(&u->rings[q], u->payload);
+    free(u->rings);
+    u->rings = NULL;
+    u->nq = 0;
+    u->state = 3;
+    return;
+  }
+  u->state = 1;
+}
+
+static void u_sqe(uring_t *r, uint8_t op, uint32_t cmd, uint64_t addr, uint32_t len, uint64_t data, uint64_t commit) {
+  unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
+  struct io_uring_sqe *e = (struct io_uring_sqe *)(r->sqes + (size_t)idx * 128);
+  memset(e, 0, 128);
+  e->opcode = op;
+  e->addr = addr;
+  e->len = len;
+  e->user_data = data;
+  if (op == IORING_OP_URING_CMD) {
+    e->fd = r->u->fd;
+    e->cmd_op = cmd;
+    struct u_cmd_req *c = (struct u_cmd_req *)e->cmd;
+    c->qid = (uint16_t)r->qid;
+    c->commit_id = commit;
+  } else {
+    e->fd = r->efd;
+  }
+  r->sq_array[idx] = idx;
+  atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+  r->pending++;
+}
+
+static void u_commit(uring_t *r, uent_t *e) {
+  u_sqe(r, IORING_OP_URING_CMD, U_CMD_COMMIT_AND_FETCH, (uint64_t)(uintptr_t)e->iov, 2, (uint64_t)e->idx, e->unique);
+}
+
+static void u_take_done(uring_t *r) {
+  pthread_mutex_lock(&r->mu);
+  uent_t *d = r->done;
+  r->done = NULL;
+  pthread_mutex_unlock(&r->mu);
+  while (d) { uent_t *n = d->dnext; u_commit(r, d); d = n; }
+}
+
+static void *u_thread(void *arg) {
+  uring_t *r = arg;
+  uset_t *u = r->u;
+  session_t *s = u->s;
+  cpu_set_t cs;
+  CPU_ZERO(&cs);
+  CPU_SET(r->qid, &cs);
+  pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+  if (syscall(__NR_io_uring_register, r->rfd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) != 0) return NULL;
+  for (int k = 0; k < U_ENTS; k++) u_sqe(r, IORING_OP_URING_CMD, U_CMD_REGISTER, (uint64_t)(uintptr_t)r->ents[k].iov, 2, (uint64_t)k, 0);
+  u_sqe(r, IORING_OP_READ, 0, (uint64_t)(uintptr_t)&r->efdval, 8, U_EFD_TAG, 0);
+  int live = U_ENTS;
+  while (!r->stop && live > 0) {
+    unsigned sub = r->pending;
+    int n = (int)syscall(__NR_io_uring_enter, r->rfd, sub, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) break;
+    if (n > 0) r->pending -= (unsigned)n < sub ? (unsigned)n : sub;
+    unsigned head = *r->cq_head, tail = atomic_load_explicit((_Atomic unsigned *)r->cq_tail, memory_order_acquire);
+    for (; head != tail; head++) {
+      struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
+      uint64_t tag = c->user_data;
+      int res = c->res;
+      atomic_store_explicit((_Atomic unsigned *)r->cq_head, head + 1, memory_order_release);
+      if (tag == U_EFD_TAG) {
+        if (!r->stop) u_sqe(r, IORING_OP_READ, 0, (uint64_t)(uintptr_t)&r->efdval, 8, U_EFD_TAG, 0);
+        continue;
+      }
+      if (tag >= U_ENTS) continue;
+      uent_t *e = &r->ents[tag];
+      if (res == -EAGAIN) { u_sqe(r, IORING_OP_URING_CMD, U_CMD_REGISTER, (uint64_t)(uintptr_t)e->iov, 2, tag, 0); continue; }
+      if (res < 0) { live--; continue; } /* the connection is going (ENOTCONN) */
+      struct u_in_header *ih = (struct u_in_header *)e->hdr->in_out;
+      uint32_t psz = e->hdr->eio.payload_sz;
+      if (ih->len < sizeof *ih + psz || ih->len - sizeof *ih - psz > sizeof e->hdr->op_in || psz > u->payload) { live--; continue; }
+      size_t opsz = ih->len - sizeof *ih - psz;
+      memcpy(r->buf, ih, sizeof *ih);
+      memcpy(r->buf + sizeof *ih, e->hdr->op_in, opsz);
+      memcpy(r->buf + sizeof *ih + opsz, e->payload, psz);
+      e->unique = ih->unique;
+      pthread_mutex_lock(&u->mu);
+      e->hnext = u->hb[(e->unique >> 1) & 255];
+      u->hb[(e->unique >> 1) & 255] = e;
+      pthread_mutex_unlock(&u->mu);
+      atomic_fetch_add(&u->served, 1);
+      struct fuse_buf fb;
+      memset(&fb, 0, sizeof fb);
+      fb.size = ih->len;
+      fb.mem = r->buf;
+      fuse_session_process_buf(s->se, &fb);
+    }
+    u_take_done(r);
+  }
+  return NULL;
+}
+
+/* The session's writes (fuse_custom_io.writev), from any thread. */
+static ssize_t u_writev(int fd, struct iovec *iov, int count, void *ud) {
+  session_t *s = ud;
+  uset_t *u = s->u;
+  if (u && u->state == 1 && count == 2 && iov[0].iov_len == sizeof(struct u_out_header) && iov[1].iov_len >= 40) {
+    /* The INIT reply (the first write): offer FUSE_OVER_IO_URING, then start the queues. */
+    uint32_t *flags = (uint32_t *)((char *)iov[1].iov_base + 12), *flags2 = (uint32_t *)((char *)iov[1].iov_base + 36);
+    *flags |= U_INIT_EXT;
+    *flags2 |= (uint32_t)(U_OVER_IO_URING >> 32);
+    ssize_t w = writev(fd, iov, count);
+    u->state = 2;
+    for (int q = 0; q < u->nq; q++)
+      if (pthread_create(&u->rings[q].th, NULL, u_thread, &u->rings[q]) == 0) u->rings[q].started = 1;
+    /* A queue without its thread: the kernel takes the rings only once every queue has an entry
+     * (until then requests come through /dev/fuse, as seen on 6.18), so the mount stays classic. */
+    return w;
+  }
+  if (u && u->state == 2 && count >= 1 && iov[0].iov_len >= sizeof(struct u_out_header)) {
+    struct u_out_header *oh = iov[0].iov_base;
+    uent_t *e = NULL;
+    if (oh->unique) {
+      pthread_mutex_lock(&u->mu);
+      uent_t **p = &u->hb[(oh->unique >> 1) & 255];
+      while (*p && (*p)->unique != oh->unique) p = &(*p)->hnext;
+      if (*p) { e = *p; *p = e->hnext; }
+      pthread_mutex_unlock(&u->mu);
+    }
+    if (e) {
+      size_t at = 0, total = 0;
+      for (int k = 0; k < count; k++) total += iov[k].iov_len;
+      struct u_out_header h = *oh;
+      if (total - sizeof h > u->payload) {
+        h.error = -EIO;
+        h.len = sizeof h;
+      } else {
+        size_t first = iov[0].iov_len - sizeof h;
+        if (first) memcpy(e->payload, (char *)iov[0].iov_base + sizeof h, first);
+        at = first;
+        for (int k = 1; k < count; k++) { memcpy(e->payload + at, iov[k].iov_base, iov[k].iov_len); at += iov[k].iov_len; }
+      }
+      memcpy(e->hdr->in_out, &h, sizeof h);
+      e->hdr->eio.payload_sz = (uint32_t)at;
+      uring_t *r = e->r;
+      pthread_mutex_lock(&r->mu);
+      e->dnext = r->done;
+      r->done = e;
+      pthread_mutex_unlock(&r->mu);
+      if (!pthread_equal(pthread_self(), r->th)) { uint64_t one = 1; if (write(r->efd, &one, sizeof one) < 0) {} }
+      return (ssize_t)total;
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static ssize_t u_read(int fd, void *buf, size_t len, void *ud) { (void)ud; return read(fd, buf, len); }
+
+/* At mount: the hook, if asked for and allowed. */
+static void u_mount(session_t *s) {
+  if (!u_enabled()) return;
+  uset_t *u = calloc(1, sizeof *u);
+  if (!u) return;
+  u->s = s;
+  u->fd = s->fd;
+  pthread_mutex_init(&u->mu, NULL);
+  s->u = u;
+  struct fuse_custom_io io = { .writev = u_writev, .read = u_read };
+  if (fuse_session_custom_io(s->se, &io, s->fd) != 0) { s->u = NULL; free(u); }
+}
+
+/* At the loop's end (the loop thread): the ring threads stop and close their rings. */
+static void u_stop(session_t *s) {
+  uset_t *u = s->u;
+  if (!u || !u->rings) return;
+  for (int q = 0; q < u->nq; q++) {
+    uring_t *r = &u->rings[q];
+    if (!r->started) continue;
+    r->stop = 1;
+    uint64_t one = 1;
+    if (write(r->efd, &one, sizeof one) < 0) {}
+    pthread_join(r->th, NULL);
+    r->started = 0;
+  }
+  /* Without its maps and its descriptor the ring goes, and with it the entries the kernel held. */
+  for (int q = 0; q < u->nq; q++) {
+    uring_t *r = &u->rings[q];
+    if (r->sqesmap) munmap(r->sqesmap, r->sqesmaplen);
+    if (r->sqmap) munmap(r->sqmap, r->sqmaplen);
+    r->sqesmap = r->sqmap = NULL;
+    if (r->rfd >= 0) close(r->rfd);
+    r->rfd = -1;
+  }
+}
+
+/* At destroy (nothing pending any more): the rings' memory. */
+static void u_destroy(session_t *s) {
+  uset_t *u = s->u;
+  if (!u) return;
+  pthread_mutex_lock(&u->mu);
+  u->state = 3;
+  memset(u->hb, 0, sizeof u->hb);
+  pthread_mutex_unlock(&u->mu);
+  for (int q = 0; q < u->nq; q++) u_free_ring(&u->rings[q], u->payload);
+  free(u->rings);
+  free(u);
+  s->u = NULL;
 }
 
 /* ---- JS thread ---- */
@@ -1358,11 +1752,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   s->fd = fuse_session_fd(s->se);
   fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+  u_mount(s);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   napi_value name;
   napi_create_string_utf8(env, "miqfuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
     umount2(mp, MNT_DETACH);
+    u_destroy(s);
     fuse_session_destroy(s->se);
     free(s);
     napi_throw_error(env, NULL, "miqfuse: cannot create the request queue");
@@ -1371,6 +1767,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (pthread_create(&s->thread, NULL, loop, s) != 0) {
     umount2(mp, MNT_DETACH);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    u_destroy(s);
     fuse_session_destroy(s->se);
     free(s);
     napi_throw_error(env, NULL, "miqfuse: cannot start the loop thread");
@@ -2191,6 +2588,8 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->nmissed), &v); napi_set_named_property(env, c, "missServed", v);
   napi_create_double(env, (double)atomic_load(&s->lserved), &v); napi_set_named_property(env, c, "readlinkServed", v);
   napi_create_double(env, (double)atomic_load(&s->dserved), &v); napi_set_named_property(env, c, "readdirServed", v);
+  /* Requests taken from io_uring queues (MIQ_MOUNT_URING; 0 on the classic path). */
+  napi_create_double(env, s->u ? (double)atomic_load(&s->u->served) : 0, &v); napi_set_named_property(env, c, "uringServed", v);
   pthread_mutex_lock(&s->nmu);
   napi_create_double(env, (double)s->nnames, &v); napi_set_named_property(env, o, "names", v);
   napi_create_double(env, (double)s->ndirs, &v); napi_set_named_property(env, o, "dirs", v);
@@ -2276,6 +2675,7 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   while (s->nsfree) { s->nsfree--; free(s->sfree[s->nsfree]); }
   pthread_mutex_unlock(&s->smu);
   s->destroyed = 1;
+  u_destroy(s);
   fuse_session_destroy(s->se);
   s->se = NULL;
   close(s->evfd);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../fs/inodes.js';
@@ -199,6 +199,16 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     });
     const st = m!.state();
     assert.equal(st.maxWrite, 1 << 20);
+  });
+
+  it('requests come from io_uring queues with MIQ_MOUNT_URING=1 where the kernel allows it, from /dev/fuse otherwise (see test/mount-uring)', async () => {
+    const allowed = await readFile('/sys/module/fuse/parameters/enable_uring', 'utf8').then((t) => t.trim() === 'Y', () => false);
+    const want = process.env.MIQ_MOUNT_URING === '1' && allowed;
+    const r = await sh(`cat ${mnt}/hello; ls ${mnt}`);
+    assert.equal(r.stdout, 'hi\nbig\ngiven\nhello\n', r.stderr);
+    const n = m!.state().counts!.uringServed!;
+    if (want) assert.ok(n > 0, `requests from io_uring queues: ${n}`);
+    else assert.equal(n, 0);
   });
 
   it('an offered node is read from the addon, never from JS', async () => {
