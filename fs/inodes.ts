@@ -856,8 +856,8 @@ export class Inodes {
     // Their nodes are known (registered listings): the binding gets their chunk maps now, so the
     // first READ of each (a program mapping its libraries) is answered without JS (mapAhead).
     fs.forEach(({ f, ino }, k) => this.o.chunks.mapAhead(f, ino, locs[k]));
-    await this.o.chunks.mapWholeAhead(ones);
-    await this.o.chunks.mapWholeAhead(small);
+    // The one-chunk files of both kinds: their locations in one database call.
+    await this.o.chunks.mapWholeAhead(ones.concat(small));
     return fs.length;
   }
 

@@ -417,9 +417,8 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     const n = await within(x.trees.warm([p0.tree], WARM_DEPTH, WARM_WIDTH, WARM_TREES), WARM_MS, -1);
     // usr/lib's deeper levels (LIB_DEPTH), when WARM_DEPTH leaves them out.
     const ut = LIB_DEPTH > WARM_DEPTH && WARM_DEPTH > 0 ? x.trees.peek(p0.tree)?.tree : undefined;
-    let li = -1;
-    for (let i = 0; ut && i < ut.length && li < 0; i++) if (ut.isDir(i) && ut.name(i).equals(LIB)) li = i;
-    if (ut && li >= 0) {
+    const li = ut ? ut.find(LIB) : -1;
+    if (ut && li >= 0 && ut.isDir(li)) {
       const t1 = performance.now();
       const n1 = await within(x.trees.warm([ut.id(li)!], LIB_DEPTH - 1, WARM_WIDTH, LIB_TREES), WARM_MS, -1);
       if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n1} trees of ${profile}'s usr/lib loaded in ${(performance.now() - t1).toFixed(1)} ms`);
