@@ -51,6 +51,12 @@ const ONLY = arg('only', '').split(',').filter(Boolean);
 const ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 /** Python start-ups per round: cold ones (each after a drop and a restart) and warm ones. */
 const PY_COLD = 3, PY_WARM = 15;
+/**
+ * Warm runs per round: a warm `find` or `du -s` takes 0.2-0.4 s, and one run a round swung its
+ * ratio from 0.76x to 1.38x between the rounds of one quiet run (r34-r36); several, the median
+ * taken over all rounds as for python's warm starts. The warm re-read (~5 s) runs twice.
+ */
+const WALK_WARM = 5, READ_WARM = 2;
 
 function sh(cmd: string): { code: number; out: string } {
   const r = spawnSync('/bin/bash', ['-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -215,15 +221,15 @@ async function measure(t: System, p: Prepared, list: string, bigPath: string): P
   const readAll = `cd ${t.dir()} && xargs -0 cat < ${list} > /dev/null`;
   await cold();
   put('findCold', timed(`find ${t.dir()} > /dev/null`));
-  put('findWarm', timed(`find ${t.dir()} > /dev/null`));
+  for (let k = 0; k < WALK_WARM; k++) put('findWarm', timed(`find ${t.dir()} > /dev/null`));
   await cold();
   put('duCold', timed(`du -s ${t.dir()} > /dev/null`));
-  put('duWarm', timed(`du -s ${t.dir()} > /dev/null`));
+  for (let k = 0; k < WALK_WARM; k++) put('duWarm', timed(`du -s ${t.dir()} > /dev/null`));
   await cold();
   put('largeCold', timed(`dd if=${t.dir()}/${bigPath} of=/dev/null bs=1M status=none`));
   await cold();
   put('readCold', timed(readAll));
-  put('readWarm', timed(readAll));
+  for (let k = 0; k < READ_WARM; k++) put('readWarm', timed(readAll));
   if ((t.kind === 'plain' || t.view === 'usr') && existsSync(join(p.tree, 'bin', 'python3'))) {
     // The same bwrap wrapper for both, the tree (or a usr view) as /usr.
     const py = `bwrap --ro-bind ${t.dir()} /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --symlink usr/sbin /sbin --ro-bind /etc /etc --proc /proc --dev /dev --tmpfs /tmp /usr/bin/python3 -c 'import json, sqlite3, ssl'`;
@@ -367,6 +373,12 @@ function perRoundLines(r: Result): string[] {
   return [...lines, ''];
 }
 
+/** How many runs of a figure each round took (the plain directory's; older results: 1). */
+function perRound(r: Result, m: MetricId): number {
+  const n = r.systems.find((s) => s.kind === 'plain')?.results[m]?.runs?.length ?? r.rounds;
+  return Math.max(1, Math.round(n / Math.max(1, r.rounds)));
+}
+
 function renderMarkdown(r: Result, bigBytes: number): string {
   const cell = (s: Result['systems'][number], m: Metric): string => {
     const x = s.results[m.id];
@@ -379,7 +391,7 @@ function renderMarkdown(r: Result, bigBytes: number): string {
     `# Mount benchmark (${r.date.slice(0, 10)}, commit ${r.commit})`,
     '',
     `Tree: ${(r.tree.bytes / 1e9).toFixed(2)} GB, ${r.tree.files} files (${r.tree.source}); largest file ${(bigBytes / 1e6).toFixed(0)} MB; store ${(r.tree.storeBytes / 1e9).toFixed(2)} GB on disk, squashfs image ${(r.tree.imageBytes / 1e9).toFixed(2)} GB.`,
-    `Machine: ${r.machine.cores} cores, kernel ${r.machine.kernel}; load average ${r.loadavg.start.join(' ')} at the start, after each round ${r.loadavg.perRound.map((l) => l.join(' ')).join(' / ') || '–'}, ${r.loadavg.end.join(' ')} when written. ${r.rounds} interleaved round(s), medians. Cold = page cache dropped and the server restarted before each.`,
+    `Machine: ${r.machine.cores} cores, kernel ${r.machine.kernel}; load average ${r.loadavg.start.join(' ')} at the start, after each round ${r.loadavg.perRound.map((l) => l.join(' ')).join(' / ') || '–'}, ${r.loadavg.end.join(' ')} when written. ${r.rounds} interleaved round(s), medians. Cold = page cache dropped and the server restarted before each; warm find and du -s ${perRound(r, 'findWarm')} run(s) a round, the warm re-read ${perRound(r, 'readWarm')}, right after the cold one.`,
     Object.keys(r.env).length > 0 ? `Serving process environment: ${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(' ')}.` : '',
     r.ingestSeconds !== undefined ? `Ingest of the tree: ${r.ingestSeconds.toFixed(1)} s.` : '',
     diskLine(r, bigBytes),
