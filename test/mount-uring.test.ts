@@ -9,20 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadFuse3 } from '../mount/fuse3.js';
+import { uringAllowed } from './helpers/fuse.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const allowed = ((): boolean => {
-  try {
-    return readFileSync('/sys/module/fuse/parameters/enable_uring', 'utf8').trim() === 'Y';
-  } catch {
-    return false;
-  }
-})();
+const allowed = uringAllowed();
 const skip = process.getuid?.() !== 0 ? 'needs root (mounts)'
   : !loadFuse3().native ? `addon not built: ${loadFuse3().error}`
   : !allowed ? 'the kernel does not allow FUSE over io_uring: /sys/module/fuse/parameters/enable_uring is not Y (needs kernel 6.14+; as root echo Y > it to run this)'

@@ -4,11 +4,25 @@
  * on the mount would deadlock it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile, mkdir, symlink, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lazyUnmount, mountsUnder } from '../../mount/mountinfo.js';
 import { spawnMiq } from './cli.js';
+
+/**
+ * Whether the kernel lets a FUSE server take requests over io_uring (MIQ_MOUNT_URING=1):
+ * kernel 6.14+ with /sys/module/fuse/parameters/enable_uring Y (N by default; a root,
+ * system-wide setting miq never makes). A file on sysfs, not on a mount: read synchronously.
+ */
+export function uringAllowed(): boolean {
+  try {
+    return readFileSync('/sys/module/fuse/parameters/enable_uring', 'utf8').trim() === 'Y';
+  } catch {
+    return false;
+  }
+}
 
 export interface Sh { code: number; stdout: string; stderr: string }
 
