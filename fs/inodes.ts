@@ -14,6 +14,13 @@
  * The kernel counts lookups of each node (every entry reply, and every READDIRPLUS entry) and
  * FORGETs them; a node leaves the table when its count reaches 0 (the special directories
  * never leave).
+ *
+ * File nodes are the binding's (native/miqfuse.c "File nodes", numbered from FBASE): it makes
+ * them when a listing is registered from its tree (namesTree) or when this table hands one to
+ * the kernel (fileIno), counts their lookups and applies their FORGETs itself. This table makes
+ * an object for a file only when it has to do with it (a READ or xattr that reaches JS, a
+ * lookup, an offer: cFile) and drops it when the binding lets the node go (OP.FREED): a cold
+ * walk's ~69k listed files cost JS nothing per file (fuse-needs §41).
  */
 import type { ObjectReader } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
@@ -27,7 +34,7 @@ import { nodeAt, type Node, type View } from './views.js';
 import { subdirIds, type TreeCache } from './trees.js';
 
 /** Request codes of native/miqfuse.c. */
-export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15, STREAMED: 16 } as const;
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, READ: 5, READDIRPLUS: 6, READDIR: 7, STATFS: 8, GETXATTR: 9, LISTXATTR: 10, END: 11, LOOKED: 12, LISTED: 13, UNLISTED: 14, UNNAMED: 15, STREAMED: 16, FREED: 17 } as const;
 
 /** What the operations need from the binding (replies by request slot). */
 export interface Replier {
@@ -58,10 +65,24 @@ export interface Replier {
   names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
   /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
   unnames?(parent: number): boolean;
+  /** names() of a tree's directory from the tree's own encoding: `inos` holds the node ids of
+   * its directories and symlinks (by entry), the binding writes its files' (its file nodes, held
+   * while registered). Optional. */
+  namesTree?(parent: number, tree: Buffer, timeout: number, inos: Float64Array): boolean;
+  /** File nodes are the binding's (one per content id and exec bit): the node id of one, made if
+   * new and counted `count` lookups (0: only if it exists, else 0). */
+  fileIno(id: Id, exe: boolean, size: number, count: number): number;
+  /** A file node of the binding's table: [id, exe, size, first listed in (0: none), at index]. */
+  fileNode(ino: number): [string, boolean, number, number, number] | null;
+  /** Lowers a file node's lookup count (a reply made with it did not reach the kernel). */
+  fileForget(ino: number, n: number): void;
 }
 
 const DAY = 86_400;
 export const ROOT_INO = 1;
+/** File nodes are the binding's, numbered from here (native/miqfuse.c FBASE); JS's own nodes
+ * (directories, symlinks) count up from ROOT_INO and never get there. */
+const FBASE = 2 ** 40;
 
 interface Entry {
   readonly ino: number;
@@ -97,8 +118,15 @@ interface Entry {
   offered?: boolean;
   /** This directory's entries are registered with the binding (register). */
   registered?: boolean;
-  /** While registered: its children's entries, in listing order. */
-  kids?: Entry[];
+  /** While registered: its children's entries, in listing order (files: undefined, their nodes
+   * are the binding's), and every child's node id. */
+  kids?: (Entry | undefined)[];
+  kidInos?: Float64Array;
+  /** The tree it was registered from (kids' and kidInos' order). */
+  kidTree?: PackedTree;
+  /** A file node of the binding's table (its lookups are counted there; this object is dropped
+   * at OP.FREED). */
+  c?: boolean;
   /** Counted in namedDirs (dirLooked). */
   named?: boolean;
   /** Levels of subdirectories below it registered ahead so far (dirLooked). */
@@ -118,7 +146,7 @@ interface Entry {
 function fileEntry(ino: number, exe: boolean, id: Id, size: number, storePath: string | undefined): Entry {
   const e = {
     ino, node: undefined as unknown as Node, key: '', nlookup: 0, childTimeout: 0,
-    parent: undefined as Entry | undefined, index: undefined as number | undefined, kept: 0,
+    parent: undefined as Entry | undefined, index: undefined as number | undefined, kept: 0, c: true,
     type: 'file' as const, exe, id, size, storePath,
   };
   e.node = e;
@@ -142,19 +170,6 @@ function packEntry(out: Buffer, at: number, ino: number, n: Node, name: Buffer):
   out.writeUInt32LE(name.length, at + 20);
   name.copy(out, at + 24);
   return at + ((24 + name.length + 7) & ~7);
-}
-
-/** packEntry of a packed tree's entry i (its name copied straight from the tree), as names()
- * reads it: a symlink's target (its size's worth of bytes) follows its name (the binding answers
- * its READLINKs). */
-function packAt(out: Buffer, at: number, ino: number, n: Node, t: PackedTree, i: number): number {
-  out.writeDoubleLE(ino, at);
-  out.writeDoubleLE(n.type === 'dir' ? 4096 : n.type === 'symlink' ? n.target.length : n.size, at + 8);
-  out.writeUInt32LE(n.type === 'dir' ? 0o40555 : n.type === 'symlink' ? 0o120777 : n.exe ? 0o100555 : 0o100444, at + 16);
-  const nl = t.copyName(i, out, at + 24);
-  out.writeUInt32LE(nl, at + 20);
-  const tl = n.type === 'symlink' ? n.target.copy(out, at + 24 + nl) : 0;
-  return at + ((24 + nl + tl + 7) & ~7);
 }
 
 /** The `usr` directory: the current generation's tree, or nothing. */
@@ -255,9 +270,12 @@ const LOADED_FILES = 16_384;
 export class Inodes {
   private readonly byIno = new Map<number, Entry>();
   private readonly byKey = new Map<string, Entry>();
-  /** File nodes by content id, without and with the exec bit: keyed by the id string the tree
-   * already holds (a key string made per listed file was the largest part of interning). */
+  /** The objects made for file nodes (the binding's, see cFile) by content id, without and with
+   * the exec bit. Only for the files JS has had to do with (a lookup, a read, an offer): a cold
+   * walk's ~69k listed files have none (fuse-needs §40, §41). */
   private readonly files: [Map<Id, Entry>, Map<Id, Entry>] = [new Map(), new Map()];
+  /** File objects made so far (MIQ_DEBUG_COUNTS). */
+  fileObjects = 0;
   /**
    * File records loaded ahead (a directory's files on its first read, the sibling window), by
    * content id, bounded (Map order = age). A file looked up later starts with its record in hand,
@@ -275,7 +293,7 @@ export class Inodes {
   /** Directories looked up by name so far (see dirLooked). */
   private namedDirs = 0;
   /** Unregistered listings whose OP.UNNAMED has not come yet, in order. */
-  private readonly unnamed: { ino: number; kids: Entry[] }[] = [];
+  private readonly unnamed: { ino: number; kids: (Entry | undefined)[] }[] = [];
   private scratch = Buffer.alloc(0);
   private readonly log: Logger;
   readonly usrIno: number;
@@ -317,34 +335,55 @@ export class Inodes {
     return this.byKey.get((c.key ??= keyOf(parent, c)));
   }
 
-  /** The node of a tree's entry i, made if new (as intern, without a Child or a Node when known). */
+  /** The node of a tree's entry i that is not a file, made if new (as intern). */
   private internAt(parent: Entry, t: PackedTree, i: number, storePath: string | undefined): Entry {
-    if (t.isFile(i)) {
-      const m = this.files[t.kind(i) === 'exe' ? 1 : 0];
-      const id = t.id(i)!;
-      let e = m.get(id);
-      if (!e) {
-        // The node keeps the key's string (one id string per file node, not two).
-        e = fileEntry(this.next++, m === this.files[1], id, t.size(i), storePath);
-        this.byIno.set(e.ino, e);
-        m.set(id, e);
-      }
-      return e;
-    }
+    if (t.isFile(i)) throw new Error('internal: file nodes are the binding\'s');
     return this.intern(parent, { name: t.name(i), node: nodeAt(t, i, storePath) });
   }
 
+  /**
+   * The object of file node `ino` (the binding's table: native/miqfuse.c "File nodes"), made on
+   * first need from `n` or from what the binding says of it (its first listing gives its parent
+   * and store path). It holds what JS keeps per file (its record, offered, looked); it counts no
+   * lookups (the binding does) and goes at OP.FREED.
+   */
+  private cFile(ino: number, n?: { exe: boolean; id: Id; size: number; storePath?: string }): Entry | undefined {
+    const had = this.byIno.get(ino);
+    if (had) return had;
+    let parent: Entry | undefined, index: number | undefined;
+    if (!n) {
+      const f = this.r.fileNode(ino);
+      if (!f) return undefined;
+      parent = f[3] ? this.byIno.get(f[3]) : undefined;
+      if (parent) index = f[4];
+      n = { id: f[0] as Id, exe: f[1], size: f[2], storePath: parent ? this.nodeOf(parent).storePath : undefined };
+    }
+    const e = fileEntry(ino, n.exe, n.id, n.size, n.storePath);
+    e.parent = parent;
+    e.index = index;
+    this.byIno.set(ino, e);
+    this.files[n.exe ? 1 : 0].set(n.id, e);
+    this.fileObjects++;
+    return e;
+  }
+
+  /** The binding let file node `ino` go (OP.FREED): so does this table. */
+  private freed(ino: number): void {
+    const e = this.byIno.get(ino);
+    if (!e?.c || e.node.type !== 'file') return;
+    this.byIno.delete(ino);
+    const m = this.files[e.node.exe ? 1 : 0];
+    if (m.get(e.node.id) === e) m.delete(e.node.id);
+  }
+
+  /** Interns a child: a file's node is the binding's, counted one lookup there (the caller hands
+   * it to the kernel). */
   private intern(parent: Entry, c: Child): Entry {
     const n = c.node;
     if (n.type === 'file') {
-      const m = this.files[n.exe ? 1 : 0];
-      let e = m.get(n.id);
-      if (!e) {
-        e = fileEntry(this.next++, n.exe, n.id, n.size, n.storePath);
-        this.byIno.set(e.ino, e);
-        m.set(n.id, e);
-      }
-      return e;
+      const ino = this.r.fileIno(n.id, n.exe, n.size, 1);
+      if (!ino) throw new FsError('EIO');
+      return this.cFile(ino, n)!;
     }
     const key = (c.key ??= keyOf(parent.ino, c));
     let e = this.byKey.get(key);
@@ -432,7 +471,7 @@ export class Inodes {
   }
 
   private entry(ino: number): Entry {
-    const e = this.byIno.get(ino);
+    const e = this.byIno.get(ino) ?? (ino >= FBASE ? this.cFile(ino) : undefined);
     if (!e) {
       this.outOfStep(`a request for node ${ino}`);
       throw new FsError('ENOENT');
@@ -480,7 +519,8 @@ export class Inodes {
       switch (op) {
         case OP.LOOKUP: return this.lookup(slot, ino, a as string);
         case OP.FORGET: return this.forget(ino, a as number);
-        case OP.LOOKED: return this.looked(ino);
+        case OP.LOOKED: return this.looked(ino, a as number, b as number);
+        case OP.FREED: return this.freed(ino);
         case OP.LISTED: return this.listed(ino, a as number, b as number, 1);
         case OP.UNLISTED: return this.listed(ino, a as number, b as number, -1);
         case OP.UNNAMED: return this.unnamedDone(ino);
@@ -517,7 +557,7 @@ export class Inodes {
         return void this.r.replyErr(slot, ERRNO.ENOENT);
       }
       const e = this.intern(pe, c);
-      e.nlookup++;
+      if (!e.c) e.nlookup++;
       e.parent = pe;
       if (e.node.type === 'dir') {
         e.name = c.name;
@@ -618,10 +658,17 @@ export class Inodes {
 
   /** A LOOKUP the binding answered from a registered name: count it, and do what a lookup here
    * would have done. */
-  private looked(ino: number): void {
-    const e = this.byIno.get(ino);
+  private looked(ino: number, parent: number, index: number): void {
+    const e = this.byIno.get(ino) ?? (ino >= FBASE ? this.cFile(ino) : undefined);
     if (!e) return;
-    e.nlookup++;
+    if (e.c) {
+      // Counted by the binding; it says where it was looked up.
+      const pe = this.byIno.get(parent);
+      if (pe) {
+        e.parent = pe;
+        e.index = index;
+      }
+    } else e.nlookup++;
     if (e.parent) this.touch(e.parent);
     if (e.node.type === 'dir') {
       this.dirLooked(e, 1, true);
@@ -720,32 +767,33 @@ export class Inodes {
    * directories are dropped): a walk of a huge store does not grow the mount without bound.
    */
   private register(pe: Entry): void {
-    if (pe.registered || !this.r.names || (pe.pinned && pe.ino !== this.usrIno) || !this.byIno.has(pe.ino)) return;
+    if (pe.registered || !this.r.namesTree || (pe.pinned && pe.ino !== this.usrIno) || !this.byIno.has(pe.ino)) return;
     const n = this.nodeOf(pe);
     const t = n.type === 'dir' && n.tree ? this.o.trees.peek(n.tree) : undefined;
     if (!t || n.type !== 'dir') return;
-    // Straight from the tree (no listing of Child and Node objects: a cold find registers
-    // every directory, and what it kept per entry was most of the garbage collector's work).
+    // Straight from the tree's encoding: the binding packs the listing and keeps the file
+    // nodes (a cold find registers every directory: ~69k files in the bench tree, whose objects
+    // here were a third of this thread's walk and half its garbage collection, fuse-needs §40).
+    // Only the directories and symlinks are interned here.
     const es = t.tree;
-    let bytes = 0;
-    for (let k = 0; k < es.length; k++) bytes += (24 + es.nameLength(k) + (es.kind(k) === 'symlink' ? es.target(k)!.length : 0) + 7) & ~7;
-    const out = Buffer.allocUnsafe(bytes);
-    let at = 0;
-    const kids: Entry[] = new Array<Entry>(es.length);
+    const inos = new Float64Array(es.length);
+    const kids = new Array<Entry | undefined>(es.length);
     for (let k = 0; k < es.length; k++) {
+      if (es.isFile(k)) continue;
       const ce = this.internAt(pe, es, k, n.storePath);
       kids[k] = ce;
+      inos[k] = ce.ino;
       ce.parent ??= pe;
       if (ce.node.type === 'dir') ce.name ??= es.name(k);
-      at = packAt(out, at, ce.ino, ce.node, es, k);
     }
-    const cs = es;
-    if (!this.r.names(pe.ino, out, cs.length, pe.childTimeout)) return;
-    for (const ce of kids) ce.kept = (ce.kept ?? 0) + 1;
+    if (!this.r.namesTree?.(pe.ino, es.bytes, pe.childTimeout, inos)) return;
+    for (const ce of kids) if (ce) ce.kept = (ce.kept ?? 0) + 1;
     pe.registered = true;
     pe.kids = kids;
-    this.registered.set(pe.ino, { e: pe, count: cs.length });
-    this.registeredNames += cs.length;
+    pe.kidInos = inos;
+    pe.kidTree = es;
+    this.registered.set(pe.ino, { e: pe, count: es.length });
+    this.registeredNames += es.length;
     for (const [ino, r] of this.registered) {
       if (this.registeredNames <= MAX_NAMES || ino === pe.ino) break;
       this.unregister(r.e);
@@ -799,7 +847,7 @@ export class Inodes {
           if (!e.registered) continue;
           names += t.tree.length;
         }
-        if (d + 1 < last) for (const k of e.kids!) if (k.node.type === 'dir') {
+        if (d + 1 < last) for (const k of e.kids!) if (k?.node.type === 'dir') {
           next.push(k);
           if (under.has(e)) under.add(k);
         }
@@ -827,16 +875,19 @@ export class Inodes {
     const seen = new Set<Id>();
     const small: { id: Id; size: number; ino: number }[] = [];
     for (const { e } of this.registered.values()) {
-      for (const k of e.kids ?? []) {
-        const n = k.node;
-        if (n.type === 'file' && n.size > 0 && n.size <= PRELOAD_MIN && small.length < maxSmall && !seen.has(n.id)) {
-          seen.add(n.id);
-          small.push({ id: n.id, size: n.size, ino: k.ino });
+      const t = e.kidTree, kin = e.kidInos;
+      if (!t || !kin) continue;
+      for (let k = 0; k < t.length; k++) {
+        if (!t.isFile(k)) continue;
+        const id = t.id(k)!, size = t.size(k), ino = kin[k]!;
+        if (size > 0 && size <= PRELOAD_MIN && small.length < maxSmall && !seen.has(id)) {
+          seen.add(id);
+          small.push({ id, size, ino });
         }
-        if (n.type !== 'file' || n.size <= PRELOAD_MIN || seen.has(n.id) || this.loadedFiles.has(n.id)) continue;
-        seen.add(n.id);
-        ids.push(n.id);
-        inos.push(k.ino);
+        if (size <= PRELOAD_MIN || seen.has(id) || this.loadedFiles.has(id)) continue;
+        seen.add(id);
+        ids.push(id);
+        inos.push(ino);
         if (ids.length >= max) break;
       }
       if (ids.length >= max) break;
@@ -886,6 +937,8 @@ export class Inodes {
     pe.ahead = 0;
     const kids = pe.kids!;
     pe.kids = undefined;
+    pe.kidInos = undefined;
+    pe.kidTree = undefined;
     if (this.r.unnames?.(pe.ino)) this.unnamed.push({ ino: pe.ino, kids });
   }
 
@@ -896,7 +949,7 @@ export class Inodes {
       return;
     }
     for (const ce of u.kids) {
-      if (!ce.kept) continue;
+      if (!ce?.kept) continue;
       ce.kept--;
       if (ce.nlookup <= 0 && !ce.kept && !ce.pinned && this.byIno.get(ce.ino) === ce) this.drop(ce);
     }
@@ -919,7 +972,9 @@ export class Inodes {
     const kids = pe?.kids ?? this.unnamed.find((u) => u.ino === ino)?.kids;
     if (!pe || !kids) return;
     for (let k = first; k < first + n && k < kids.length; k++) {
-      const ce = kids[k]!;
+      // A file's node: the binding counted it.
+      const ce = kids[k];
+      if (!ce) continue;
       if (by < 0) {
         this.unref(ce, 1);
         continue;
@@ -932,8 +987,23 @@ export class Inodes {
       this.touch(pe);
       if (first === 0) this.listings++;
       this.listedAhead(pe);
-      this.mapListed(kids.slice(first, first + n));
+      if (this.listings <= WALK_LISTINGS && pe.kidTree && pe.kidInos) this.mapListed(this.smallFiles(pe.kidTree, pe.kidInos, first, first + n));
     }
+  }
+
+  /** The small files of entries [from, to) of a registered tree, with their node ids (for
+   * mapListed). */
+  private smallFiles(t: PackedTree, inos: Float64Array, from: number, to: number): { id: Id; size: number; ino: number }[] {
+    const files: { id: Id; size: number; ino: number }[] = [];
+    for (let k = from; k < to && k < t.length && files.length < MAP_LISTED; k++) {
+      if (!t.isFile(k)) continue;
+      const size = t.size(k);
+      if (size === 0 || size > WHOLE_BYTES) continue;
+      const id = t.id(k)!;
+      if (this.files[t.kind(k) === 'exe' ? 1 : 0].get(id)?.offered) continue;
+      files.push({ id, size, ino: inos[k]! });
+    }
+    return files;
   }
 
   /**
@@ -943,14 +1013,9 @@ export class Inodes {
    * JS (python's start: lib-dynload's modules, dist-packages' .pth files; fuse-needs §37). Not in
    * a walk (past WALK_LISTINGS listings: find, du, cp -r list thousands of directories).
    */
-  private mapListed(es: readonly Entry[]): void {
-    if (this.listings > WALK_LISTINGS) return;
-    const files: { id: Id; size: number; ino: number }[] = [];
-    for (const ce of es) {
-      const n = ce.node;
-      if (n.type === 'file' && n.size > 0 && n.size <= WHOLE_BYTES && !ce.offered && files.length < MAP_LISTED) files.push({ id: n.id, size: n.size, ino: ce.ino });
-    }
-    void this.o.chunks.mapWholeAhead(files, true).catch(() => {});
+  private mapListed(files: readonly { id: Id; size: number; ino: number }[]): void {
+    if (this.listings > WALK_LISTINGS || files.length === 0) return;
+    void this.o.chunks.mapWholeAhead(files.map(({ id, size, ino }) => ({ id, size, ino })), true).catch(() => {});
   }
 
   /** Offers a small file that arrived whole to every node of it the kernel knows or may learn
@@ -958,22 +1023,24 @@ export class Inodes {
   private readonly onWhole = (id: Id, b: Buffer, offered?: number): void => {
     if (offered !== undefined) {
       // Offered by the decode thread (loadDir): its bytes are in the binding, not here.
-      const e = this.byIno.get(offered);
+      const e = this.byIno.get(offered) ?? (offered >= FBASE ? this.cFile(offered) : undefined);
       if (!e || e.node.type !== 'file' || e.node.id !== id) return;
       e.offered = true;
       if (LATENCY) this.log(`offered ino=${e.ino}`);
-      if (e.nlookup > 0 && e.looked === true) this.r.pushOffered?.(e.ino);
+      if ((e.c || e.nlookup > 0) && e.looked === true) this.r.pushOffered?.(e.ino);
       return;
     }
     if (!this.r.offer) return;
-    for (const m of this.files) {
-      const e = m.get(id);
-      if (!e || (e.nlookup <= 0 && !e.kept) || e.offered) continue;
+    for (const exe of [false, true]) {
+      // A file node exists while the kernel knows it or a registered listing holds it.
+      const ino = this.r.fileIno(id, exe, 0, 0);
+      const e = ino ? this.cFile(ino) : undefined;
+      if (!e || e.offered) continue;
       e.offered = true;
       if (LATENCY) this.log(`offered ino=${e.ino}`);
       // Pushed into the page cache only for a node looked up (about to be read), not for one the
       // kernel knows from a listing.
-      this.r.offer(e.ino, b, e.nlookup > 0 && e.looked === true);
+      this.r.offer(e.ino, b, e.looked === true);
     }
   };
 
@@ -1029,13 +1096,12 @@ export class Inodes {
    */
   async interpreter(): Promise<{ path: string; file: Recalled } | undefined> {
     const bin = this.entryAt(['bin']);
-    const kids = bin?.kids ?? [];
+    const t = bin?.kidTree;
     let tries = 0;
-    for (const k of kids) {
-      const n = k.node;
-      if (n.type !== 'file' || !n.exe || n.size < 64) continue;
+    for (let k = 0; t && k < t.length; k++) {
+      if (t.kind(k) !== 'exe' || t.size(k) < 64) continue;
       if (++tries > INTERP_TRIES) break;
-      const f = await this.loadAhead(n.id);
+      const f = await this.loadAhead(t.id(k)!);
       if (!f) continue;
       // Its first chunk only (no readahead: the executable itself is not read ahead).
       const c0 = f.rec.chunks[0];
@@ -1050,19 +1116,28 @@ export class Inodes {
     return undefined;
   }
 
-  /** An entry below usr by names, through registered listings (kids) only. */
-  private entryAt(names: readonly string[]): Entry | undefined {
+  /** An entry below usr by names, through registered listings (kids) only: a directory's or a
+   * symlink's Entry, or a file's node (files have no Entry there). */
+  private nodeAtPath(names: readonly string[]): { e?: Entry; node: Node } | undefined {
     let e: Entry | undefined = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    if (!e) return undefined;
+    let node: Node = this.nodeOf(e);
     for (const name of names) {
       if (name === '' || name === '.') continue;
-      if (name === '..') return undefined;
-      const n = e ? this.nodeOf(e) : undefined;
-      const t = n?.type === 'dir' && n.tree && e!.kids ? this.o.trees.peek(n.tree)?.tree : undefined;
-      const i = t ? t.find(Buffer.from(name)) : -1;
-      e = i >= 0 ? e!.kids![i] : undefined;
-      if (!e) return undefined;
+      if (name === '..' || !e) return undefined;
+      const pn: Node = this.nodeOf(e);
+      const t: PackedTree | undefined = e.kids ? e.kidTree : undefined;
+      const i: number = t ? t.find(Buffer.from(name)) : -1;
+      if (!t || i < 0) return undefined;
+      e = e.kids![i];
+      node = e ? e.node : nodeAt(t, i, pn.storePath);
     }
-    return e;
+    return { e, node };
+  }
+
+  /** A directory's Entry below usr by names (see nodeAtPath). */
+  private entryAt(names: readonly string[]): Entry | undefined {
+    return this.nodeAtPath(names)?.e;
   }
 
   /** An absolute path in a merged-/usr system to the file it names below usr, symlinks followed. */
@@ -1070,8 +1145,7 @@ export class Inodes {
     let parts = path.split('/').filter((x) => x !== '' && x !== '.');
     for (let hop = 0; hop < 8; hop++) {
       if (parts[0] === 'usr') parts = parts.slice(1);
-      const e = this.entryAt(parts);
-      const n = e?.node;
+      const n = this.nodeAtPath(parts)?.node;
       if (!n) return undefined;
       if (n.type === 'file') return { id: n.id, size: n.size };
       if (n.type !== 'symlink') return undefined;
@@ -1144,21 +1218,25 @@ export class Inodes {
     let bytes = 0;
     const es = t.tree;
     const direct = this.r.serveOffered !== undefined;
+    const kin = pe.kids && pe.kidTree === es ? pe.kidInos : undefined;
     for (let i = 0; i < es.length; i++) {
       if (!es.isFile(i)) continue;
       const size = es.size(i);
       if (size === 0 || size > WHOLE_BYTES) continue;
       if ((bytes += size) > DIR_WHOLE_BYTES) break;
       const id = es.id(i)!;
-      // A node onWhole would offer the bytes to (looked up, or held by a registered listing):
-      // the decode thread offers them itself (ChunkReader.loadWhole), JS never holds them.
-      const e = direct ? this.files[es.kind(i) === 'exe' ? 1 : 0].get(id) : undefined;
-      files.push(e && !e.offered && (e.nlookup > 0 || e.kept) ? { id, size, ino: e.ino } : { id, size });
+      // A node onWhole would offer the bytes to (the kernel knows it, or a registered listing
+      // holds it: it exists in the binding's table): the decode thread offers them itself
+      // (ChunkReader.loadWhole), JS never holds them.
+      const exe = es.kind(i) === 'exe';
+      const ino = direct ? kin?.[i] || this.r.fileIno(id, exe, size, 0) : 0;
+      files.push(ino && !this.files[exe ? 1 : 0].get(id)?.offered ? { id, size, ino } : { id, size });
     }
     this.o.chunks.loadWhole(files, this.onWhole);
   }
 
   private unref(e: Entry, n: number): void {
+    if (e.c) return this.r.fileForget(e.ino, n);
     e.nlookup -= n;
     if (e.nlookup <= 0 && !e.pinned && !e.kept) {
       e.nlookup = 0;
@@ -1402,28 +1480,45 @@ export class Inodes {
     // One scratch buffer, no per-entry objects: a cold `find` of 64k entries spent a third of
     // this thread in the garbage collector with a Buffer and a stat object per entry.
     const out = (this.scratch = this.scratch.length >= size ? this.scratch : Buffer.allocUnsafe(size));
-    const took: Entry[] = [];
+    // Directories and symlinks (counted here), or files' node ids (the binding's, counted there).
+    const took: (Entry | number)[] = [];
+    const small: { id: Id; size: number; ino: number; k: number }[] = [];
     let used = 0, at = 0, count = 0;
     for (let k = off; k < cs.length; k++) {
       const c = cs[k]!;
       const len = ((plus ? 152 : 24) + c.name.length + 7) & ~7;
       if (used + len > size) break;
       used += len;
-      const ce = plus ? this.intern(e, c) : this.known(e.ino, c);
-      if (plus) {
-        ce!.nlookup++;
-        ce!.parent = e;
-        ce!.index = k;
-        took.push(ce!);
+      const n = c.node;
+      let ino: number;
+      if (plus && n.type === 'file') {
+        // No object for it: the binding counts it.
+        ino = this.r.fileIno(n.id, n.exe, n.size, 1);
+        if (!ino) break;
+        took.push(ino);
+        if (n.size > 0 && n.size <= WHOLE_BYTES && small.length < MAP_LISTED && !this.files[n.exe ? 1 : 0].get(n.id)?.offered) small.push({ id: n.id, size: n.size, ino, k: took.length });
+      } else {
+        const ce = plus ? this.intern(e, c) : this.known(e.ino, c);
+        if (plus) {
+          ce!.nlookup++;
+          ce!.parent = e;
+          ce!.index = k;
+          took.push(ce!);
+        }
+        ino = ce?.ino ?? 0xffffffff;
       }
-      at = packEntry(out, at, ce?.ino ?? 0xffffffff, ce && ce.ino === this.usrIno ? this.usrNode() : c.node, c.name);
+      at = packEntry(out, at, ino, ino === this.usrIno ? this.usrNode() : c.node, c.name);
       count++;
     }
     const sent = this.r.replyDir(slot, plus, size, out.subarray(0, at), count, off, e.childTimeout, e.childTimeout);
     // Entries the kernel did not get were not counted by it.
     const got = typeof sent === 'number' && sent >= 0 ? sent : 0;
-    for (let j = got; j < took.length; j++) this.unref(took[j]!, 1);
-    if (plus) this.mapListed(took.slice(0, got));
+    for (let j = got; j < took.length; j++) {
+      const x = took[j]!;
+      if (typeof x === 'number') this.r.fileForget(x, 1);
+      else this.unref(x, 1);
+    }
+    if (plus) this.mapListed(small.filter((f) => f.k <= got));
   }
 
 

@@ -372,6 +372,10 @@ function lateReplier(mount: () => Fuse3Mount): Replier {
     serveOffered: (...a: [number, number, number, number]) => mount().replier.serveOffered?.(...a) ?? false,
     names: (...a: [number, Buffer, number, number]) => mount().replier.names?.(...a) ?? false,
     unnames: (parent: number) => mount().replier.unnames?.(parent) ?? false,
+    namesTree: (...a: [number, Buffer, number, Float64Array]) => mount().replier.namesTree?.(...a) ?? false,
+    fileIno: (...a: [Id, boolean, number, number]) => mount().replier.fileIno(...a),
+    fileNode: (ino: number) => mount().replier.fileNode(ino),
+    fileForget: (...a: [number, number]) => mount().replier.fileForget(...a),
   };
 }
 
@@ -516,6 +520,8 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
     lost: mount.ended.then(() => (closing ? new Promise<void>(() => {}) : undefined)),
     close() {
       closing ??= (async () => {
+        // What JS made objects for (file nodes are the binding's: fs/inodes.ts cFile).
+        if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: nodes ${JSON.stringify({ objects: inodes.size, fileObjects: inodes.fileObjects, fileNodes: mount.state().fileNodes })}`);
         await control?.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
         for (const u of userSockets) await u.close().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));
         await mount.unmount().catch((e: unknown) => x.log(`miq mount: cleanup: ${(e as Error).message}`));

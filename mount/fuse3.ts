@@ -26,6 +26,8 @@ export interface NativeState {
   names?: number;
   dirs?: number;
   namesBytes?: number;
+  /** File nodes held by the binding's table (namesTree). */
+  fileNodes?: number;
 }
 
 export interface Native {
@@ -56,6 +58,10 @@ export interface Native {
   unpend?(s: NativeSession, ino: number): void;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
   unnames(s: NativeSession, parent: number): boolean;
+  namesTree(s: NativeSession, parent: number, tree: Buffer, timeout: number, inos: Float64Array): boolean;
+  fileIno(s: NativeSession, id: string, exe: boolean, size: number, count: number): number;
+  fileNode(s: NativeSession, ino: number): [string, boolean, number, number, number] | null;
+  fileForget(s: NativeSession, ino: number, n: number): void;
   notifyInval(s: NativeSession, inos: number[], names: (Buffer | null)[], cb: (failed: number) => void): void;
   detach(s: NativeSession, paths: string[], cb: (failed: number, message: string) => void): void;
   willneed(s: NativeSession, paths: string[], cb: (failed: number) => void): void;
@@ -111,6 +117,16 @@ export interface Fuse3Mount {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The binding's file nodes and the listings registered from trees (fs/inodes.ts Replier). */
+function fileNodes(native: Native, s: NativeSession, destroyed: () => boolean): Pick<Replier, 'namesTree' | 'fileIno' | 'fileNode' | 'fileForget'> {
+  return {
+    namesTree: (parent, tree, timeout, inos) => !destroyed() && native.namesTree(s, parent, tree, timeout, inos),
+    fileIno: (id, exe, size, count) => (destroyed() ? 0 : native.fileIno(s, id, exe, size, count)),
+    fileNode: (ino) => (destroyed() ? null : native.fileNode(s, ino)),
+    fileForget: (ino, n) => void (destroyed() || native.fileForget(s, ino, n)),
+  };
+}
 
 /** A file's chunks as mapFile takes them (native/miqfuse.c CREC, 72 bytes each): offset in the
  * file and in the pack (float64), pack, stored, plain, flags, frame offset and size (uint32), id. */
@@ -197,6 +213,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
     serveOffered: (slot, ino, size, off) => !destroyed && native.serveOffered(s, slot, ino, size, off),
     names: (parent, packed, count, timeout) => !destroyed && native.names(s, parent, packed, count, timeout),
     unnames: (parent) => !destroyed && native.unnames(s, parent),
+    ...fileNodes(native, s, () => destroyed),
   };
   let unmounting: Promise<void> | undefined;
   // MIQ_MOUNT_STREAMS=0: every READ of a large file goes to JS, as before the stream table.
@@ -246,7 +263,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
         if (native.state(s).destroyed) return;
         if (process.env.MIQ_DEBUG_COUNTS) {
           const st = native.state(s);
-          process.stderr.write(`miq mount: requests ${JSON.stringify({ ...st.counts, names: st.names, dirs: st.dirs, namesBytes: st.namesBytes })}\n`);
+          process.stderr.write(`miq mount: requests ${JSON.stringify({ ...st.counts, names: st.names, dirs: st.dirs, namesBytes: st.namesBytes, fileNodes: st.fileNodes })}\n`);
         }
         // The device number is ours only while our superblock lives. After an outside `umount
         // DIR` the kernel frees it and hands it to the next FUSE mount made anywhere (the lowest

@@ -30,7 +30,8 @@
  * trips to JS per directory. A registered listing never changes: only directories whose content
  * is fixed by their node id are registered (never `usr`, whose entries change on a switch). JS
  * bounds what is registered (unnames); OP_UNNAMED tells it when the nodes of a dropped listing
- * can no longer be handed out.
+ * can no longer be handed out. A listing registered from its tree (namesTree) has its file nodes
+ * here (see "File nodes"): their lookup counts and FORGETs never reach JS.
  *
  * Teardown: stop() wakes the loop (an eventfd beside /dev/fuse in poll), and when the loop ends,
  * for whatever reason, /dev/fuse is replaced by /dev/null under the same descriptor (dup2): that
@@ -69,9 +70,11 @@
  * entries [first, first + count) the kernel now counts as looked up; OP_UNLISTED the same
  * entries when the reply did not reach the kernel after all. OP_UNNAMED (ino): a directory's
  * registration is gone; everything this loop answered from it was posted before. OP_STREAMED
- * (ino, size, off): a READ of a stream answered here (see "Streams"), for JS's readahead. */
+ * (ino, size, off): a READ of a stream answered here (see "Streams"), for JS's readahead.
+ * OP_FREED (ino): a file node of this binding's table (see "File nodes") that JS asked about
+ * is gone (the kernel forgot it and no registered listing holds it): JS drops what it kept. */
 enum { OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIRPLUS, OP_READDIR, OP_STATFS, OP_GETXATTR, OP_LISTXATTR, OP_END, OP_LOOKED,
-       OP_LISTED, OP_UNLISTED, OP_UNNAMED, OP_STREAMED, OP_COUNT };
+       OP_LISTED, OP_UNLISTED, OP_UNNAMED, OP_STREAMED, OP_FREED, OP_COUNT };
 
 typedef struct msg {
   int op;
@@ -111,8 +114,22 @@ typedef struct dirl {
   struct named *names;   /* count of them, one block */
   struct linkn *links;   /* its symlinks' targets, nlinks of them, one block */
   uint32_t nlinks;
+  struct fnode **fn;     /* namesTree: entry k's file node (NULL: not a file), else NULL */
   struct dirl *hnext;
 } dirl_t;
+
+/* File nodes (namesTree): one per (content id, exec bit), numbered from FBASE up, counted and
+ * forgotten here; JS makes an object for one only when it needs one (a READ, an xattr, a
+ * lookup it answers). */
+#define FBASE (1ull << 40)
+typedef struct fnode {
+  uint64_t ino, nlookup, parent;
+  double size;
+  uint32_t kept, index;  /* registered listings holding it; its first listing's entry */
+  uint8_t id[32];
+  uint8_t exe, js;       /* js: JS asked about it (OP_FREED when it goes) */
+  struct fnode *idnext, *inonext;
+} fnode_t;
 
 /* One registered name: (parent, name) -> entry k of its directory's listing. */
 typedef struct named {
@@ -239,6 +256,11 @@ typedef struct session {
   linkn_t **lb;
   size_t nnames, ndirs, nbytes;
   atomic_ullong nserved, dserved, nmissed, lserved;
+  /* File nodes (nmu): by id and by node id, fcap buckets each; the next number. */
+  fnode_t **fid, **fino;
+  size_t fcap, fcount;
+  uint64_t fnext;
+  atomic_ullong fmade, ffreed, fattr;
   /* Nodes whose offered bytes are to be pushed (notify thread). */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
@@ -297,6 +319,7 @@ typedef struct session {
 } session_t;
 
 static void fill_entry(struct fuse_entry_param *e, double ino, double mode, double size, double et, double at);
+static void fill_attr(struct stat *st, double ino, double mode, double size);
 
 #define NAPI(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "miqfuse: " #call " failed"); return NULL; } } while (0)
 
@@ -955,6 +978,96 @@ static void dentry(const dirl_t *d, uint32_t k, struct fuse_entry_param *e) {
   fill_entry(e, ino, mode, size, d->timeout, d->timeout);
 }
 
+/* ---- File nodes (namesTree; fuse-needs §41) ----
+ * A cold walk registers ~69k file entries of ~5k listings; as JS objects (an Entry, a hex id
+ * string and a Map slot each) they were a third of the JS thread's walk and half its garbage
+ * collection (§40). Here a file node is a small record in two hash tables (by content id and by
+ * node id), all under nmu. Its kernel lookup count is kept here: a LOOKUP or READDIRPLUS answered
+ * from a registered listing counts it, a FORGET of it never goes to JS, and it is freed when the
+ * kernel has forgotten it and no registered listing holds it (kept). Node ids are never reused
+ * (a freed content gets a new number when it is listed again). */
+static size_t fidx(const fnode_t *f, size_t cap) { uint64_t h; memcpy(&h, f->id, 8); return (size_t)((h ^ f->exe) & (cap - 1)); }
+static size_t fidk(const uint8_t *id, int exe, size_t cap) { uint64_t h; memcpy(&h, id, 8); return (size_t)((h ^ (uint64_t)exe) & (cap - 1)); }
+
+static int fgrow(session_t *s) {
+  size_t cap = s->fcap ? s->fcap * 2 : 1u << 14;
+  fnode_t **a = calloc(cap, sizeof *a), **b = calloc(cap, sizeof *b);
+  if (!a || !b) { free(a); free(b); return 0; }
+  for (size_t k = 0; k < s->fcap; k++) {
+    for (fnode_t *f = s->fid[k], *n; f; f = n) { n = f->idnext; size_t h = fidx(f, cap); f->idnext = a[h]; a[h] = f; }
+    for (fnode_t *f = s->fino[k], *n; f; f = n) { n = f->inonext; size_t h = (size_t)(f->ino & (cap - 1)); f->inonext = b[h]; b[h] = f; }
+  }
+  free(s->fid); free(s->fino);
+  s->fid = a; s->fino = b; s->fcap = cap;
+  return 1;
+}
+
+static fnode_t *fbyid(session_t *s, const uint8_t *id, int exe) {
+  if (!s->fcap) return NULL;
+  fnode_t *f = s->fid[fidk(id, exe, s->fcap)];
+  while (f && !(f->exe == exe && memcmp(f->id, id, 32) == 0)) f = f->idnext;
+  return f;
+}
+
+static fnode_t *fbyino(session_t *s, uint64_t ino) {
+  if (!s->fcap || ino < FBASE) return NULL;
+  fnode_t *f = s->fino[ino & (s->fcap - 1)];
+  while (f && f->ino != ino) f = f->inonext;
+  return f;
+}
+
+/* The node of (id, exe), made if new (NULL when out of memory). */
+static fnode_t *fget(session_t *s, const uint8_t *id, int exe, double size, uint64_t parent, uint32_t index) {
+  fnode_t *f = fbyid(s, id, exe);
+  if (f) return f;
+  if (s->fcount >= s->fcap && !fgrow(s)) return NULL;
+  f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  memcpy(f->id, id, 32);
+  f->exe = (uint8_t)exe; f->size = size; f->parent = parent; f->index = index;
+  f->ino = FBASE + s->fnext++;
+  size_t h = fidx(f, s->fcap);
+  f->idnext = s->fid[h]; s->fid[h] = f;
+  h = (size_t)(f->ino & (s->fcap - 1));
+  f->inonext = s->fino[h]; s->fino[h] = f;
+  s->fcount++;
+  atomic_fetch_add(&s->fmade, 1);
+  return f;
+}
+
+/* With nmu held: frees a node nobody holds (the kernel forgot it, no listing keeps it). */
+static void fmaybe_free(session_t *s, fnode_t *f) {
+  if (f->nlookup || f->kept) return;
+  fnode_t **p = &s->fid[fidx(f, s->fcap)];
+  while (*p && *p != f) p = &(*p)->idnext;
+  if (*p) *p = f->idnext;
+  p = &s->fino[f->ino & (s->fcap - 1)];
+  while (*p && *p != f) p = &(*p)->inonext;
+  if (*p) *p = f->inonext;
+  s->fcount--;
+  atomic_fetch_add(&s->ffreed, 1);
+  if (f->js && !s->destroyed) {
+    msg_t *m = mk(OP_FREED, NULL, f->ino, 0, 0, NULL, 0);
+    if (m) post(s, m);
+  }
+  free(f);
+}
+
+/* A FORGET (or an undone count) of node `ino`: true when it is one of ours (applied here). */
+static int fforget(session_t *s, uint64_t ino, uint64_t n) {
+  if (ino < FBASE) return 0;
+  pthread_mutex_lock(&s->nmu);
+  fnode_t *f = fbyino(s, ino);
+  if (f) {
+    f->nlookup = f->nlookup > n ? f->nlookup - n : 0;
+    fmaybe_free(s, f);
+  }
+  pthread_mutex_unlock(&s->nmu);
+  return 1;
+}
+
+static int hexval(int c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
+
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   session_t *s = fuse_req_userdata(req);
   struct fuse_entry_param e;
@@ -966,11 +1079,13 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     if (n) {
       dentry(n->dir, n->k, &e);
       hit = 1;
+      fnode_t *f = n->dir->fn ? n->dir->fn[n->k] : NULL;
+      if (f) f->nlookup++;
       /* Marked before OP_LOOKED is posted: JS settles the mark (map, offer or unpend) after. */
       if (S_ISREG(e.attr.st_mode) && e.attr.st_size > 0 && (uint64_t)e.attr.st_size <= s->pendmax) cpend(s, e.ino);
       /* Posted before the lock is let go, so before the OP_UNNAMED of an unregistering that
        * follows: JS counts this lookup before it may let the node go. */
-      msg_t *m = mk(OP_LOOKED, NULL, e.ino, 0, 0, NULL, 0);
+      msg_t *m = mk(OP_LOOKED, NULL, e.ino, parent, n->k, NULL, 0);
       if (m) post(s, m);
     } else {
       /* A registered listing is the whole of an immutable directory, so a name it lacks never
@@ -996,8 +1111,10 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     if (rhas(s, e.ino)) qpush(s, e.ino);
   } else {
     /* The kernel did not take the entry (the lookup was interrupted): undo the count. */
-    msg_t *m = mk(OP_FORGET, NULL, e.ino, 1, 0, NULL, 0);
-    if (m) post(s, m);
+    if (!fforget(s, e.ino, 1)) {
+      msg_t *m = mk(OP_FORGET, NULL, e.ino, 1, 0, NULL, 0);
+      if (m) post(s, m);
+    }
   }
 }
 
@@ -1031,17 +1148,47 @@ static int dserve(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off
     msg_t *m = mk(OP_LISTED, NULL, ino, first, sent, NULL, 0);
     if (m) post(s, m);
   }
+  /* Its file nodes are counted here (they stay while counted, whatever happens to d). */
+  fnode_t **got = NULL;
+  if (plus && sent && d->fn) {
+    got = malloc(sent * sizeof *got);
+    for (uint32_t j = 0; j < sent; j++) {
+      fnode_t *f = d->fn[first + j];
+      if (f) f->nlookup++;
+      if (got) got[j] = f;
+    }
+  }
   pthread_mutex_unlock(&s->nmu);
   atomic_fetch_add(&s->dserved, 1);
   if (fuse_reply_buf(req, buf, used) != 0 && plus && sent) {
     msg_t *m = mk(OP_UNLISTED, NULL, ino, first, sent, NULL, 0);
     if (m) post(s, m);
+    if (got) {
+      pthread_mutex_lock(&s->nmu);
+      for (uint32_t j = 0; j < sent; j++) if (got[j]) { if (got[j]->nlookup) got[j]->nlookup--; fmaybe_free(s, got[j]); }
+      pthread_mutex_unlock(&s->nmu);
+    }
   }
+  free(got);
   free(buf);
   return 1;
 }
 
-static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { (void)fi; send_req(req, OP_GETATTR, ino, 0, 0, NULL); }
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  session_t *s = fuse_req_userdata(req);
+  if (ino >= FBASE) {
+    /* A file node of ours: its attributes never change (as JS answers them, a day). */
+    struct stat st;
+    int hit = 0;
+    pthread_mutex_lock(&s->nmu);
+    fnode_t *f = fbyino(s, ino);
+    if (f) { fill_attr(&st, (double)ino, f->exe ? 0100555 : 0100444, f->size); hit = 1; }
+    pthread_mutex_unlock(&s->nmu);
+    if (hit) { atomic_fetch_add(&s->fattr, 1); fuse_reply_attr(req, &st, 86400); return; }
+  }
+  send_req(req, OP_GETATTR, ino, 0, 0, NULL);
+}
 /* A symlink of a registered listing: its target is answered here (the node's target never
  * changes: symlink nodes are keyed by target, and node ids are never reused). */
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -1094,16 +1241,24 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
   sforget(s, ino);
   cforget(s, ino);
   cunpend(s, ino, 0);
+  if (fforget(s, ino, n)) return;
   msg_t *m = mk(OP_FORGET, NULL, ino, n, 0, NULL, 0);
   if (m) post(s, m);
 }
 
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
   session_t *s = fuse_req_userdata(req);
+  /* Ours applied here; the others (directories, symlinks) go to JS. */
   msg_t *m = mk(OP_FORGET, NULL, 0, count, 0, (const char *)f, count * sizeof(*f));
-  for (size_t k = 0; k < count; k++) { rforget(s, f[k].ino); sforget(s, f[k].ino); cforget(s, f[k].ino); cunpend(s, f[k].ino, 0); }
+  struct fuse_forget_data *out = m ? (struct fuse_forget_data *)m->data : NULL;
+  size_t js = 0;
+  for (size_t k = 0; k < count; k++) {
+    rforget(s, f[k].ino); sforget(s, f[k].ino); cforget(s, f[k].ino); cunpend(s, f[k].ino, 0);
+    if (!fforget(s, f[k].ino, f[k].nlookup) && out) out[js++] = f[k];
+  }
   fuse_reply_none(req);
-  if (m) post(s, m);
+  if (m && js) { m->a = js; post(s, m); }
+  else free(m);
 }
 
 static const struct fuse_lowlevel_ops OPS = {
@@ -2098,6 +2253,49 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* With nmu held: the tables of registered names exist. */
+static int ntables(session_t *s) {
+  if (!s->nb) s->nb = calloc(NBUCKETS, sizeof(named_t *));
+  if (!s->db) s->db = calloc(DBUCKETS, sizeof(dirl_t *));
+  if (!s->lb) s->lb = calloc(LBUCKETS, sizeof(linkn_t *));
+  return s->nb && s->db && s->lb;
+}
+
+/* With nmu held, `d` not registered yet (offs, packed, names and links made): its names and
+ * symlinks go into the tables. */
+static void dinsert(session_t *s, dirl_t *d, uint32_t nlinks) {
+  uint64_t parent = d->ino;
+  uint32_t count = d->count;
+  for (uint32_t k = 0; k < count; k++) {
+    named_t *n = &d->names[k];
+    n->parent = parent; n->k = k; n->dir = d;
+    memcpy(&n->len, d->packed + d->offs[k] + 20, 4);
+    n->name = (const char *)d->packed + d->offs[k] + 24;
+    uint32_t mode;
+    memcpy(&mode, d->packed + d->offs[k] + 16, 4);
+    double size;
+    memcpy(&size, d->packed + d->offs[k] + 8, 8);
+    /* As counted above (a symlink with an empty target has no record: JS answers it). */
+    if (S_ISLNK(mode) && size > 0 && d->nlinks < nlinks) {
+      double ino;
+      memcpy(&ino, d->packed + d->offs[k], 8);
+      linkn_t *l = &d->links[d->nlinks++];
+      l->ino = (uint64_t)ino; l->len = (uint32_t)size; l->dir = d;
+      l->target = n->name + n->len;
+      linkn_t **lp = &s->lb[l->ino & (LBUCKETS - 1)];
+      while (*lp && (*lp)->ino != l->ino) lp = &(*lp)->hnext;
+      if (*lp) l->dir = NULL; /* the node is another directory's already: that one stays */
+      else { l->hnext = NULL; *lp = l; }
+    }
+    named_t **pp = nfind(s, parent, n->name, n->len);
+    if (*pp) { n->dir = NULL; continue; } /* a name twice: the first stays */
+    *pp = n;
+  }
+  d->hnext = NULL;
+  *dfind(s, parent) = d;
+  s->nnames += count; s->ndirs++; s->nbytes += d->plen + count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
+}
+
 /* names(s, parent, packed, count, timeout): registers the listing of immutable directory
  * `parent` (packed as for replyDir, except that a symlink's record also holds its target, `size`
  * bytes, after its name); its LOOKUPs (hits and misses), READDIR(PLUS)es and its symlinks'
@@ -2143,39 +2341,8 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
   int ok = k == count;
   if (ok && nlinks && !(d->links = calloc(nlinks, sizeof *d->links))) ok = 0;
   pthread_mutex_lock(&s->nmu);
-  if (!s->nb) s->nb = calloc(NBUCKETS, sizeof(named_t *));
-  if (!s->db) s->db = calloc(DBUCKETS, sizeof(dirl_t *));
-  if (!s->lb) s->lb = calloc(LBUCKETS, sizeof(linkn_t *));
-  if (ok && s->nb && s->db && s->lb && !*dfind(s, parent)) {
-    for (k = 0; k < count; k++) {
-      named_t *n = &d->names[k];
-      n->parent = parent; n->k = k; n->dir = d;
-      memcpy(&n->len, d->packed + d->offs[k] + 20, 4);
-      n->name = (const char *)d->packed + d->offs[k] + 24;
-      uint32_t mode;
-      memcpy(&mode, d->packed + d->offs[k] + 16, 4);
-      double size;
-      memcpy(&size, d->packed + d->offs[k] + 8, 8);
-      /* As counted above (a symlink with an empty target has no record: JS answers it). */
-      if (S_ISLNK(mode) && size > 0 && d->nlinks < nlinks) {
-        double ino;
-        memcpy(&ino, d->packed + d->offs[k], 8);
-        linkn_t *l = &d->links[d->nlinks++];
-        l->ino = (uint64_t)ino; l->len = (uint32_t)size; l->dir = d;
-        l->target = n->name + n->len;
-        linkn_t **lp = &s->lb[l->ino & (LBUCKETS - 1)];
-        while (*lp && (*lp)->ino != l->ino) lp = &(*lp)->hnext;
-        if (*lp) l->dir = NULL; /* the node is another directory's already: that one stays */
-        else { l->hnext = NULL; *lp = l; }
-      }
-      named_t **pp = nfind(s, parent, n->name, n->len);
-      if (*pp) { n->dir = NULL; continue; } /* a name twice: the first stays */
-      *pp = n;
-    }
-    d->hnext = NULL;
-    *dfind(s, parent) = d;
-    s->nnames += count; s->ndirs++; s->nbytes += plen + count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
-  } else ok = 0;
+  if (ok && ntables(s) && !*dfind(s, parent)) dinsert(s, d, nlinks);
+  else ok = 0;
   pthread_mutex_unlock(&s->nmu);
   if (!ok) { free(d->packed); free(d->offs); free(d->names); free(d->links); free(d); }
   napi_get_boolean(env, ok, &res);
@@ -2201,7 +2368,210 @@ static void dfree(session_t *s, dirl_t **dp) {
     if (*lp) *lp = l->hnext;
   }
   s->nnames -= d->count; s->ndirs--; s->nbytes -= d->plen + d->count * (sizeof(named_t) + sizeof(uint32_t)) + sizeof *d;
-  free(d->packed); free(d->offs); free(d->names); free(d->links); free(d);
+  if (d->fn) {
+    s->nbytes -= d->count * sizeof *d->fn;
+    for (uint32_t k = 0; k < d->count; k++) {
+      fnode_t *f = d->fn[k];
+      if (!f) continue;
+      if (f->kept) f->kept--;
+      fmaybe_free(s, f);
+    }
+  }
+  free(d->packed); free(d->offs); free(d->names); free(d->links); free(d->fn); free(d);
+}
+
+/* namesTree(s, parent, tree, timeout, inos): registers directory `parent`'s listing as names
+ * does, from the tree's own encoding (store/objects.ts: magic, u32 count, per entry kind u8 (1
+ * file, 2 exe, 3 symlink, 4 dir), u16 name length, name, u64 size, then a 32-byte id, or for a
+ * symlink a u16 length and the target; big-endian; checked against its id when it was loaded).
+ * `inos` (a Float64Array, one per entry) holds the node ids JS chose for the directories and
+ * symlinks; each file's is this table's (made if new, held by the listing while it is
+ * registered) and is written there. Returns false when it was registered already (or on a
+ * malformed tree: JS then answers the directory itself). */
+static napi_value js_names_tree(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  uint64_t parent = (uint64_t)num(env, argv[1]);
+  uint8_t *t = NULL;
+  size_t tlen = 0;
+  if (!buffer_arg(env, argv[2], (void **)&t, &tlen)) return NULL;
+  double timeout = num(env, argv[3]);
+  napi_typedarray_type tt;
+  size_t ilen = 0;
+  void *idata = NULL;
+  napi_value res;
+  if (napi_get_typedarray_info(env, argv[4], &tt, &ilen, &idata, NULL, NULL) != napi_ok || tt != napi_float64_array) {
+    napi_throw_type_error(env, NULL, "miqfuse: inos is not a Float64Array");
+    return NULL;
+  }
+  double *inos = idata;
+  int ok = tlen >= 12;
+  uint32_t count = ok ? ((uint32_t)t[8] << 24 | (uint32_t)t[9] << 16 | (uint32_t)t[10] << 8 | t[11]) : 0;
+  if (ok && (count != ilen || count > (tlen - 12) / 12)) ok = 0;
+  /* First pass: the packed size and the symlinks. */
+  size_t at = 12, plen = 0;
+  uint32_t nlinks = 0;
+  for (uint32_t k = 0; ok && k < count; k++) {
+    if (at + 3 > tlen) { ok = 0; break; }
+    uint8_t kind = t[at];
+    size_t nl = (size_t)t[at + 1] << 8 | t[at + 2];
+    size_t o = at + 3 + nl + 8;
+    size_t tl = 0;
+    if (kind == 3) {
+      if (o + 2 > tlen) { ok = 0; break; }
+      tl = (size_t)t[o] << 8 | t[o + 1];
+      o += 2 + tl;
+      if (tl) nlinks++;
+    } else if (kind >= 1 && kind <= 4) o += 32;
+    else { ok = 0; break; }
+    if (o > tlen) { ok = 0; break; }
+    plen += (24 + nl + tl + 7) & ~(size_t)7;
+    at = o;
+  }
+  if (ok && at != tlen) ok = 0;
+  dirl_t *d = ok ? calloc(1, sizeof *d) : NULL;
+  if (d) {
+    d->packed = calloc(1, plen ? plen : 1);
+    d->offs = malloc((count ? count : 1) * sizeof *d->offs);
+    d->names = calloc(count ? count : 1, sizeof *d->names);
+    d->fn = calloc(count ? count : 1, sizeof *d->fn);
+    if (nlinks) d->links = calloc(nlinks, sizeof *d->links);
+  }
+  if (!d || !d->packed || !d->offs || !d->names || !d->fn || (nlinks && !d->links)) {
+    if (d) { free(d->packed); free(d->offs); free(d->names); free(d->fn); free(d->links); free(d); }
+    napi_get_boolean(env, false, &res);
+    return res;
+  }
+  d->plen = plen; d->ino = parent; d->count = count; d->timeout = timeout;
+  /* Second pass: the listing as replyDir reads it (files' node ids filled in under the lock). */
+  at = 12;
+  size_t pa = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    uint8_t kind = t[at];
+    size_t nl = (size_t)t[at + 1] << 8 | t[at + 2];
+    const uint8_t *name = t + at + 3;
+    const uint8_t *sz = name + nl;
+    uint64_t size64 = 0;
+    for (int j = 0; j < 8; j++) size64 = size64 << 8 | sz[j];
+    size_t o = at + 3 + nl + 8;
+    size_t tl = 0;
+    const uint8_t *target = NULL;
+    if (kind == 3) { tl = (size_t)t[o] << 8 | t[o + 1]; target = t + o + 2; o += 2 + tl; } else o += 32;
+    uint8_t *p = d->packed + pa;
+    double ino = kind == 1 || kind == 2 ? 0 : inos[k];
+    double size = kind == 4 ? 4096 : kind == 3 ? (double)tl : (double)size64;
+    uint32_t mode = kind == 4 ? 040555 : kind == 3 ? 0120777 : kind == 2 ? 0100555 : 0100444;
+    uint32_t nl32 = (uint32_t)nl;
+    memcpy(p, &ino, 8); memcpy(p + 8, &size, 8); memcpy(p + 16, &mode, 4); memcpy(p + 20, &nl32, 4);
+    memcpy(p + 24, name, nl);
+    if (tl) memcpy(p + 24 + nl, target, tl);
+    d->offs[k] = (uint32_t)pa;
+    pa += (24 + nl + tl + 7) & ~(size_t)7;
+    at = o;
+  }
+  pthread_mutex_lock(&s->nmu);
+  ok = ntables(s) && !*dfind(s, parent);
+  if (ok) {
+    at = 12;
+    for (uint32_t k = 0; k < count; k++) {
+      uint8_t kind = t[at];
+      size_t nl = (size_t)t[at + 1] << 8 | t[at + 2];
+      size_t o = at + 3 + nl + 8;
+      if (kind == 3) o += 2 + ((size_t)t[o] << 8 | t[o + 1]);
+      else {
+        if (kind != 4) {
+          double size;
+          memcpy(&size, d->packed + d->offs[k] + 8, 8);
+          fnode_t *f = fget(s, t + o, kind == 2, size, parent, k);
+          if (!f) { ok = 0; break; }
+          f->kept++;
+          d->fn[k] = f;
+          double ino = (double)f->ino;
+          memcpy(d->packed + d->offs[k], &ino, 8);
+          inos[k] = ino;
+        }
+        o += 32;
+      }
+      at = o;
+    }
+    if (ok) {
+      dinsert(s, d, nlinks);
+      s->nbytes += count * sizeof *d->fn;
+    } else {
+      for (uint32_t k = 0; k < count; k++) if (d->fn[k]) { d->fn[k]->kept--; fmaybe_free(s, d->fn[k]); }
+    }
+  }
+  pthread_mutex_unlock(&s->nmu);
+  if (!ok) { free(d->packed); free(d->offs); free(d->names); free(d->fn); free(d->links); free(d); }
+  napi_get_boolean(env, ok, &res);
+  return res;
+}
+
+/* fileIno(s, id, exe, size, count): the node id of file content `id` (64 hex digits) with or
+ * without the exec bit; count > 0: made if new and its lookup count raised by `count` (JS
+ * answers a LOOKUP or READDIRPLUS with it); count 0: 0 when there is none. JS may keep an
+ * object for it: OP_FREED tells it when the node goes. */
+static napi_value js_file_ino(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  char hex[65];
+  size_t n = 0;
+  napi_value res;
+  uint8_t id[32];
+  int ok = napi_get_value_string_latin1(env, argv[1], hex, sizeof hex, &n) == napi_ok && n == 64;
+  for (int k = 0; ok && k < 32; k++) {
+    int hi = hexval(hex[2 * k]), lo = hexval(hex[2 * k + 1]);
+    if (hi < 0 || lo < 0) ok = 0;
+    else id[k] = (uint8_t)(hi << 4 | lo);
+  }
+  if (!ok) { napi_throw_type_error(env, NULL, "miqfuse: not a file id"); return NULL; }
+  bool exe = false;
+  napi_get_value_bool(env, argv[2], &exe);
+  double size = num(env, argv[3]);
+  uint64_t count = (uint64_t)num(env, argv[4]);
+  uint64_t ino = 0;
+  pthread_mutex_lock(&s->nmu);
+  fnode_t *f = count ? fget(s, id, exe, size, 0, 0) : fbyid(s, id, exe);
+  if (f) {
+    f->nlookup += count;
+    f->js = 1;
+    ino = f->ino;
+  }
+  pthread_mutex_unlock(&s->nmu);
+  napi_create_double(env, (double)ino, &res);
+  return res;
+}
+
+/* fileNode(s, ino) -> [id (hex), exe, size, parent, index] of a file node of this table (parent
+ * and index: where it was first listed; parent 0 when JS made it), or null. JS may keep an object
+ * for it from now on (OP_FREED). */
+static napi_value js_file_node(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(2);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  char hex[64];
+  static const char *digits = "0123456789abcdef";
+  int hit = 0;
+  fnode_t c;
+  pthread_mutex_lock(&s->nmu);
+  fnode_t *f = fbyino(s, ino);
+  if (f) { f->js = 1; c = *f; hit = 1; }
+  pthread_mutex_unlock(&s->nmu);
+  napi_value res, v;
+  if (!hit) { napi_get_null(env, &res); return res; }
+  for (int k = 0; k < 32; k++) { hex[2 * k] = digits[c.id[k] >> 4]; hex[2 * k + 1] = digits[c.id[k] & 15]; }
+  napi_create_array_with_length(env, 5, &res);
+  napi_create_string_latin1(env, hex, 64, &v); napi_set_element(env, res, 0, v);
+  napi_get_boolean(env, c.exe, &v); napi_set_element(env, res, 1, v);
+  napi_create_double(env, c.size, &v); napi_set_element(env, res, 2, v);
+  napi_create_double(env, (double)c.parent, &v); napi_set_element(env, res, 3, v);
+  napi_create_double(env, c.index, &v); napi_set_element(env, res, 4, v);
+  return res;
+}
+
+/* fileForget(s, ino, n): lowers a file node's lookup count (a reply JS made with it did not
+ * reach the kernel). */
+static napi_value js_file_forget(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(3);
+  fforget(s, (uint64_t)num(env, argv[1]), (uint64_t)num(env, argv[2]));
+  return NULL;
 }
 
 /* unnames(s, parent): drops a directory's registration; OP_UNNAMED(parent) follows every
@@ -2574,7 +2944,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_uint32(env, s->max_write, &v); napi_set_named_property(env, o, "maxWrite", v);
   napi_create_uint32(env, s->max_readahead, &v); napi_set_named_property(env, o, "maxReadahead", v);
   napi_create_uint32(env, s->want, &v); napi_set_named_property(env, o, "want", v);
-  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked", "listed", "unlisted", "unnamed", "streamed" };
+  static const char *names[OP_COUNT] = { 0, "lookup", "forget", "getattr", "readlink", "read", "readdirplus", "readdir", "statfs", "getxattr", "listxattr", "end", "looked", "listed", "unlisted", "unnamed", "streamed", "freed" };
   napi_value c;
   napi_create_object(env, &c);
   for (int k = 1; k < OP_COUNT; k++) {
@@ -2594,7 +2964,12 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)s->nnames, &v); napi_set_named_property(env, o, "names", v);
   napi_create_double(env, (double)s->ndirs, &v); napi_set_named_property(env, o, "dirs", v);
   napi_create_double(env, (double)s->nbytes, &v); napi_set_named_property(env, o, "namesBytes", v);
+  /* File nodes (namesTree): held now; made, freed and GETATTRs answered since the mount. */
+  napi_create_double(env, (double)s->fcount, &v); napi_set_named_property(env, o, "fileNodes", v);
   pthread_mutex_unlock(&s->nmu);
+  napi_create_double(env, (double)atomic_load(&s->fmade), &v); napi_set_named_property(env, c, "fileMade", v);
+  napi_create_double(env, (double)atomic_load(&s->ffreed), &v); napi_set_named_property(env, c, "fileFreed", v);
+  napi_create_double(env, (double)atomic_load(&s->fattr), &v); napi_set_named_property(env, c, "fileAttrServed", v);
   napi_create_double(env, (double)atomic_load(&s->pushed), &v); napi_set_named_property(env, c, "pushed", v);
   napi_create_double(env, (double)atomic_load(&s->sserved), &v); napi_set_named_property(env, c, "streamServed", v);
   napi_create_double(env, (double)atomic_load(&s->sparked), &v); napi_set_named_property(env, c, "streamWaited", v);
@@ -2696,6 +3071,10 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   s->db = NULL;
   s->nb = NULL;
   s->lb = NULL;
+  for (size_t k = 0; k < s->fcap; k++) for (fnode_t *f = s->fino[k], *n; f; f = n) { n = f->inonext; free(f); }
+  free(s->fid); free(s->fino);
+  s->fid = s->fino = NULL;
+  s->fcap = s->fcount = 0;
   pthread_mutex_unlock(&s->nmu);
   s->slots = NULL; s->gens = NULL; s->free_list = NULL;
   /* The session struct itself stays (the external may still be referenced): a few bytes. */
@@ -3451,6 +3830,10 @@ static napi_value init(napi_env env, napi_value exports) {
     { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
     { "unnames", 0, js_unnames, 0, 0, 0, napi_default, 0 },
+    { "namesTree", 0, js_names_tree, 0, 0, 0, napi_default, 0 },
+    { "fileIno", 0, js_file_ino, 0, 0, 0, napi_default, 0 },
+    { "fileNode", 0, js_file_node, 0, 0, 0, napi_default, 0 },
+    { "fileForget", 0, js_file_forget, 0, 0, 0, napi_default, 0 },
     { "zstdDecompress", 0, js_zstd, 0, 0, 0, napi_default, 0 },
     { "zstdDecompressInto", 0, js_zstd_into, 0, 0, 0, napi_default, 0 },
     { "willneed", 0, js_willneed, 0, 0, 0, napi_default, 0 },

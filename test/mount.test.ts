@@ -343,6 +343,55 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.ok(c.names! <= 60 + 12, line);
   });
 
+  it('file nodes are the binding\'s: a walk makes no JS object per file, the same content is one node in every directory, the kernel\'s forgets let them go there', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    // 30 directories, each with the same two files (one node each: content and exec bit) and
+    // ten of its own: 302 file nodes.
+    for (let d = 0; d < 30; d++) {
+      await mkdir(join(src, `d${d}`), { recursive: true });
+      await writeFile(join(src, `d${d}`, 'same'), 'shared content\n');
+      await writeFile(join(src, `d${d}`, 'tool'), '#!/bin/sh\necho tool\n', { mode: 0o755 });
+      for (let f = 0; f < 10; f++) await writeFile(join(src, `d${d}`, `f${f}`), `dir ${d} file ${f}\n`);
+    }
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'cnodes' })).path;
+    await s.close();
+    const nodesLine = (mm: MiqMount): Record<string, number> => {
+      const l = mm.stderr().split('\n').find((x) => x.startsWith('miq mount: nodes '));
+      assert.ok(l, mm.stderr());
+      return JSON.parse(l.slice('miq mount: nodes '.length)) as Record<string, number>;
+    };
+    // A walk (find, du), then the kernel forgets (FORGETs reach the mount): the registrations
+    // past the bound are gone, so are the file nodes only they and the kernel held.
+    let mm = await t.miqMount({ MIQ_MOUNT_NAMES: '100', MIQ_DEBUG_COUNTS: '1' });
+    const root = `${b}/mnt/store/${p}`;
+    assert.equal((await sh(`cd ${root} && find . | sort`)).stdout, (await sh(`cd ${src} && find . | sort`)).stdout);
+    assert.equal((await sh(`cd ${root} && find . -type f | wc -l && du -s --apparent-size -B1 . | cut -f1`)).code, 0);
+    await sh('sync; echo 2 > /proc/sys/vm/drop_caches');
+    await new Promise((r) => setTimeout(r, 500));
+    let { line, c } = await countsAtExit(mm);
+    const n1 = nodesLine(mm);
+    assert.equal(n1.fileObjects, 0, `JS made objects for walked files: ${JSON.stringify(n1)}`);
+    assert.ok(c.fileMade! >= 302, line);
+    assert.ok(c.fileFreed! > 0 && n1.fileNodes! < c.fileMade!, `forgotten file nodes were not let go: ${JSON.stringify(n1)} ${line}`);
+    // Same content, same node (so one page cache) in every directory; reads and ids right.
+    mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1' });
+    const inos = (await sh(`cd ${root} && stat -c %i d0/same d17/same d29/same d0/tool d17/tool d0/f1`)).stdout.trim().split('\n').map(Number);
+    assert.equal(new Set(inos.slice(0, 3)).size, 1, `${inos}`);
+    assert.equal(new Set(inos.slice(3, 5)).size, 1, `${inos}`);
+    assert.equal(new Set([inos[0], inos[3], inos[5]]).size, 3, `${inos}`);
+    assert.ok(inos.every((i) => i >= 2 ** 40), `file nodes are the binding's: ${inos}`);
+    assert.equal((await sh(`cd ${root} && cat d3/same d12/tool d5/f2 && ./d8/tool`)).stdout, 'shared content\n#!/bin/sh\necho tool\ndir 5 file 2\ntool\n');
+    const x = await sh(`cd ${root} && b3sum --no-names d4/same && getfattr --only-values -n user.miq.id d4/same && echo && getfattr --only-values -n user.miq.path d9/same`);
+    const [sum, xid, xpath] = x.stdout.trim().split('\n');
+    assert.equal(xid, sum, x.stdout);
+    assert.equal(xpath, p, x.stdout);
+    ({ line, c } = await countsAtExit(mm));
+    assert.ok(c.fileMade! >= 3, line);
+  });
+
   it('a directory looked up by name has its own listing registered, not its subdirectories\' (a program start, not a walk)', async (tc) => {
     const t = await scratch(tc);
     const { b } = t;
