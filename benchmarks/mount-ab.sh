@@ -49,7 +49,7 @@ for r in $(seq 1 "$R"); do
   for spec in "$@"; do
     if [ "$spec" = plain ]; then
       [ "${NODROP:-0}" = 1 ] || { sync; echo 3 > /proc/sys/vm/drop_caches; }
-      printf '%-16s %-34s %6.2f s load %s\n' plain '' "$($RTCMD bash -c "$(declare -f run); MODE=$MODE BIG='$BIG' L='$L' run '$B/tree'")" "$(cut -d' ' -f1 /proc/loadavg)"
+      printf '%-16s %-34s %6.3f s load %s\n' plain '' "$($RTCMD bash -c "$(declare -f run); MODE=$MODE BIG='$BIG' L='$L' run '$B/tree'")" "$(cut -d' ' -f1 /proc/loadavg)"
       continue
     fi
     wt=${spec%%@*}; envs=''; [ "$spec" != "$wt" ] && envs=$(echo "${spec#*@}" | tr ',' ' ')
@@ -79,7 +79,7 @@ for r in $(seq 1 "$R"); do
     fi
     th=$(threads $pid)
     kill -TERM $pid; wait $pid
-    printf '%-16s %-34s %6.2f s cpu %5.2f s (threads %s) load %s %s %s\n' "$(basename "$wt")@$(git -C "$wt" rev-parse --short HEAD 2>/dev/null)" "$envs" "$t" \
+    printf '%-16s %-34s %6.3f s cpu %5.3f s (threads %s) load %s %s %s\n' "$(basename "$wt")@$(git -C "$wt" rev-parse --short HEAD 2>/dev/null)" "$envs" "$t" \
       "$(echo "$c1 - $c0" | bc)" "$th" "$(cut -d' ' -f1 /proc/loadavg)" "$extra" "$(grep -o 'requests .*' "$ERR" | head -c 400)"
   done
 done
