@@ -149,7 +149,33 @@ function chunkRecords(chunks: readonly { id: string; loc: ChunkLocation }[]): Bu
   return b;
 }
 
-export async function fuse3Mount(native: Native, mountpoint: string, handler: (op: number, slot: number, ino: number, a: unknown, b: unknown) => void, o: Fuse3Options): Promise<Fuse3Mount> {
+type Handler = (op: number, slot: number, ino: number, a: unknown, b: unknown) => void;
+
+/** The binding's messages to `handler` one by one: a batch of notices (OP_BATCH: notices posted
+ * one after another with no request between, native/miqfuse.c post) is `ino` records (op, ino,
+ * a, b) in an array the binding reuses, so read before returning. JS pays one call into it (and
+ * one microtask checkpoint) per batch instead of per notice; a handler that throws stops only
+ * its own notice (as a notice's exception always was: cleared; the handlers log their own). */
+function unbatch(handler: Handler, ended: () => void): Handler {
+  const OP_END = 11, OP_BATCH = 18;
+  return (op, slot, ino, a, b) => {
+    if (op === OP_BATCH) {
+      const r = a as Float64Array;
+      for (let k = 0, end = ino * 4; k < end; k += 4) {
+        try {
+          handler(r[k]!, 0, r[k + 1]!, r[k + 2]!, r[k + 3]!);
+        } catch {
+          // cleared, as above
+        }
+      }
+      return;
+    }
+    if (op === OP_END) ended();
+    handler(op, slot, ino, a, b);
+  };
+}
+
+export async function fuse3Mount(native: Native, mountpoint: string, handler: Handler, o: Fuse3Options): Promise<Fuse3Mount> {
   const opts = [`fsname=${o.fsname}`, 'subtype=miq', 'ro', 'default_permissions'];
   if (o.allowOther) opts.push('allow_other');
   const args = ['-o', opts.join(',')];
@@ -157,12 +183,8 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: (o
   let s: NativeSession;
   let endNow!: () => void;
   const ended = new Promise<void>((r) => (endNow = r));
-  const OP_END = 11;
   try {
-    s = native.mount(mountpoint, args, (op, slot, ino, a, b) => {
-      if (op === OP_END) endNow();
-      handler(op, slot, ino, a, b);
-    });
+    s = native.mount(mountpoint, args, unbatch(handler, () => endNow()));
   } catch (e) {
     throw new MiqError('MIQ_IO', `cannot mount ${mountpoint} with libfuse 3: ${(e as Error).message}`, { cause: e });
   }

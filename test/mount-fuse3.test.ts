@@ -608,11 +608,66 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         assert.ok(st1.queueAheadMax! >= names.length, JSON.stringify(st1));
         assert.ok(st1.queueNoticesFirst! - st0.queueNoticesFirst! >= names.length, JSON.stringify(st1));
         assert.ok(st1.queueRequests! > st0.queueRequests! && st1.queueWaitMs! > st0.queueWaitMs!, JSON.stringify(st1));
+        // The 17 notices came as one batch (two if another process's drop_caches slipped a
+        // FORGET in before the first of them), one call into JS.
+        assert.ok(st1.batches! - st0.batches! <= 2 && st1.batchMax! >= names.length, JSON.stringify(st1));
       });
     } finally {
       trace = undefined;
       m!.replier.unnames!(1);
       await m!.invalidate([1, ...names.map(() => 1)], [null, ...names.map((n) => Buffer.from(n))]);
+    }
+  });
+
+  it('notices reach JS in batches, in the order posted: the lookups of a listing before its unregistering', async () => {
+    // Root registered with 40 names of node 4. While the JS thread is held, a child looks them all
+    // up (40 OP.LOOKED, each posted as the binding answers) and then, still held, JS unregisters
+    // the listing (OP.UNNAMED, posted after them). JS must get every OP.LOOKED before OP.UNNAMED
+    // (it counts the lookups before it may let the nodes go), in one call for all 41.
+    const names = Array.from({ length: 40 }, (_, k) => `b${k}`);
+    const recs = names.map((n) => {
+      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
+      rec.writeDoubleLE(4, 0);
+      rec.writeDoubleLE(given.length, 8);
+      rec.writeUInt32LE(S_IFREG | 0o444, 16);
+      rec.writeUInt32LE(n.length, 20);
+      rec.write(n, 24, 'latin1');
+      return rec;
+    });
+    let registered = false;
+    try {
+      await whileKept(async () => {
+        assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
+        registered = true;
+        await m!.invalidate(names.map(() => 1), names.map((n) => Buffer.from(n)));
+        await sh(`stat -c %i ${mnt} > /dev/null`);
+        const st0 = m!.state().counts!;
+        trace = [];
+        const child = sh(`stat -c %i ${names.map((n) => `${mnt}/${n}`).join(' ')} > /dev/null`);
+        // Held (synchronously) until the binding has answered every lookup; no wall-clock bound.
+        const hold = new Int32Array(new SharedArrayBuffer(4));
+        for (const end = Date.now() + 30_000; m!.state().counts!.lookupServed! - st0.lookupServed! < names.length && Date.now() < end;) Atomics.wait(hold, 0, 0, 2);
+        assert.equal(m!.replier.unnames!(1), true);
+        registered = false;
+        const st1 = m!.state().counts!;
+        const r = await child;
+        assert.equal(r.code, 0, r.stderr);
+        const seen = trace;
+        trace = undefined;
+        assert.equal(st1.lookupServed! - st0.lookupServed!, names.length, JSON.stringify(st1));
+        assert.equal(st1.looked! - st0.looked!, names.length, JSON.stringify(st1));
+        // Posted: 40 notices and the unregistering's, and no request between them: one batch.
+        assert.equal(st1.batches! - st0.batches!, 1, `batches for ${names.length + 1} notices: ${JSON.stringify(st1)}`);
+        const at = seen.lastIndexOf(OP.UNNAMED);
+        assert.ok(at >= 0, seen.join(','));
+        assert.equal(seen.slice(0, at).filter((op) => op === OP.LOOKED).length, names.length, `ops in the order JS got them: ${seen.join(',')}`);
+        const st2 = m!.state().counts!;
+        assert.ok(st2.batches! - st0.batches! === 1 && st2.batchMax! >= names.length + 1, JSON.stringify(st2));
+      });
+    } finally {
+      trace = undefined;
+      if (registered) m!.replier.unnames!(1);
+      await m!.invalidate(names.map(() => 1), names.map((n) => Buffer.from(n)));
     }
   });
 
