@@ -61,7 +61,7 @@ export interface Replier {
   /** Registers the listing of an immutable directory (packed as for replyDir) with the binding,
    * which then answers its LOOKUPs (a name not in it as a miss the kernel keeps, as lookup()
    * does) and READDIR(PLUS)es itself and tells us (OP.LOOKED, OP.LISTED); false when it was not
-   * taken. Optional. */
+   * taken. The binding's own API (its tests use it); this table registers with namesTree. */
   names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
   /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
   unnames?(parent: number): boolean;
@@ -124,9 +124,6 @@ interface Entry {
   kidInos?: Float64Array;
   /** The tree it was registered from (kids' and kidInos' order). */
   kidTree?: PackedTree;
-  /** A file node of the binding's table (its lookups are counted there; this object is dropped
-   * at OP.FREED). */
-  c?: boolean;
   /** Counted in namedDirs (dirLooked). */
   named?: boolean;
   /** Levels of subdirectories below it registered ahead so far (dirLooked). */
@@ -146,7 +143,7 @@ interface Entry {
 function fileEntry(ino: number, exe: boolean, id: Id, size: number, storePath: string | undefined): Entry {
   const e = {
     ino, node: undefined as unknown as Node, key: '', nlookup: 0, childTimeout: 0,
-    parent: undefined as Entry | undefined, index: undefined as number | undefined, kept: 0, c: true,
+    parent: undefined as Entry | undefined, index: undefined as number | undefined, kept: 0,
     type: 'file' as const, exe, id, size, storePath,
   };
   e.node = e;
@@ -370,7 +367,7 @@ export class Inodes {
   /** The binding let file node `ino` go (OP.FREED): so does this table. */
   private freed(ino: number): void {
     const e = this.byIno.get(ino);
-    if (!e?.c || e.node.type !== 'file') return;
+    if (e?.node.type !== 'file') return;
     this.byIno.delete(ino);
     const m = this.files[e.node.exe ? 1 : 0];
     if (m.get(e.node.id) === e) m.delete(e.node.id);
@@ -557,7 +554,7 @@ export class Inodes {
         return void this.r.replyErr(slot, ERRNO.ENOENT);
       }
       const e = this.intern(pe, c);
-      if (!e.c) e.nlookup++;
+      if (e.node.type !== 'file') e.nlookup++;
       e.parent = pe;
       if (e.node.type === 'dir') {
         e.name = c.name;
@@ -661,8 +658,8 @@ export class Inodes {
   private looked(ino: number, parent: number, index: number): void {
     const e = this.byIno.get(ino) ?? (ino >= FBASE ? this.cFile(ino) : undefined);
     if (!e) return;
-    if (e.c) {
-      // Counted by the binding; it says where it was looked up.
+    if (e.node.type === 'file') {
+      // A file node: counted by the binding; it says where it was looked up.
       const pe = this.byIno.get(parent);
       if (pe) {
         e.parent = pe;
@@ -681,7 +678,7 @@ export class Inodes {
    * level ahead, the binding answers those too; `depth` levels once a walk is seen). */
   private dirLooked(e: Entry, depth = 1, byName = false): void {
     const n = e.node;
-    if (n.type !== 'dir' || !n.tree || (e.ahead ?? 0) >= depth || !this.r.names) return;
+    if (n.type !== 'dir' || !n.tree || (e.ahead ?? 0) >= depth || !this.r.namesTree) return;
     // Looked up by name, by a program starting (not a walk): its own listing is registered (its
     // next lookups are answered by the binding), its subdirectories' are not. Python's start
     // looked up usr/lib and registered lib/x86_64-linux-gnu's ~100 subdirectories (and python3.11's
@@ -759,7 +756,7 @@ export class Inodes {
   }
 
   /**
-   * Registers an immutable directory's listing with the binding (see Replier.names), once. Its
+   * Registers an immutable directory's listing with the binding (see Replier.namesTree), once. Its
    * children are interned now (node ids fixed) and kept while it is registered: the binding may
    * hand out their ids at any time. `usr` too, as its current generation's tree (a switch
    * registers it again before the kernel's entries are invalidated: usrSwitched); never the
@@ -816,7 +813,7 @@ export class Inodes {
     const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
     const un = this.usrNode();
     const ut = ue && un.type === 'dir' && un.tree ? this.o.trees.peek(un.tree) : undefined;
-    if (!ue || !ut || !this.r.names || depth < 1 || un.type !== 'dir') return 0;
+    if (!ue || !ut || !this.r.namesTree || depth < 1 || un.type !== 'dir') return 0;
     // Half of what may stay registered at most: what a program or walk registers later must not
     // push these out at once.
     max = Math.min(max, MAX_NAMES / 2);
@@ -997,13 +994,15 @@ export class Inodes {
     const files: { id: Id; size: number; ino: number }[] = [];
     for (let k = from; k < to && k < t.length && files.length < MAP_LISTED; k++) {
       if (!t.isFile(k)) continue;
-      const size = t.size(k);
-      if (size === 0 || size > WHOLE_BYTES) continue;
-      const id = t.id(k)!;
-      if (this.files[t.kind(k) === 'exe' ? 1 : 0].get(id)?.offered) continue;
-      files.push({ id, size, ino: inos[k]! });
+      const size = t.size(k), id = t.id(k)!;
+      if (this.toMap(id, size, t.kind(k) === 'exe')) files.push({ id, size, ino: inos[k]! });
     }
     return files;
+  }
+
+  /** A listed file whose map goes to the binding (mapListed): small, not empty, not offered yet. */
+  private toMap(id: Id, size: number, exe: boolean): boolean {
+    return size > 0 && size <= WHOLE_BYTES && !this.files[exe ? 1 : 0].get(id)?.offered;
   }
 
   /**
@@ -1027,7 +1026,7 @@ export class Inodes {
       if (!e || e.node.type !== 'file' || e.node.id !== id) return;
       e.offered = true;
       if (LATENCY) this.log(`offered ino=${e.ino}`);
-      if ((e.c || e.nlookup > 0) && e.looked === true) this.r.pushOffered?.(e.ino);
+      if (e.looked === true) this.r.pushOffered?.(e.ino);
       return;
     }
     if (!this.r.offer) return;
@@ -1067,7 +1066,7 @@ export class Inodes {
    */
   async recallDirs(dirs: readonly Buffer[][]): Promise<void> {
     const ue = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
-    if (!ue || !this.r.names) return;
+    if (!ue || !this.r.namesTree) return;
     const ready = async (e: Entry): Promise<PackedTree | undefined> => {
       const n = this.nodeOf(e);
       if (n.type !== 'dir' || !n.tree) return undefined;
@@ -1236,7 +1235,7 @@ export class Inodes {
   }
 
   private unref(e: Entry, n: number): void {
-    if (e.c) return this.r.fileForget(e.ino, n);
+    if (e.node.type === 'file') return this.r.fileForget(e.ino, n);
     e.nlookup -= n;
     if (e.nlookup <= 0 && !e.pinned && !e.kept) {
       e.nlookup = 0;
@@ -1496,7 +1495,7 @@ export class Inodes {
         ino = this.r.fileIno(n.id, n.exe, n.size, 1);
         if (!ino) break;
         took.push(ino);
-        if (n.size > 0 && n.size <= WHOLE_BYTES && small.length < MAP_LISTED && !this.files[n.exe ? 1 : 0].get(n.id)?.offered) small.push({ id: n.id, size: n.size, ino, k: took.length });
+        if (small.length < MAP_LISTED && this.toMap(n.id, n.size, n.exe)) small.push({ id: n.id, size: n.size, ino, k: took.length });
       } else {
         const ce = plus ? this.intern(e, c) : this.known(e.ino, c);
         if (plus) {

@@ -370,7 +370,6 @@ function lateReplier(mount: () => Fuse3Mount): Replier {
     offer: (...a: [number, Buffer, boolean?]) => mount().replier.offer?.(...a),
     pushOffered: (ino: number) => mount().replier.pushOffered?.(ino),
     serveOffered: (...a: [number, number, number, number]) => mount().replier.serveOffered?.(...a) ?? false,
-    names: (...a: [number, Buffer, number, number]) => mount().replier.names?.(...a) ?? false,
     unnames: (parent: number) => mount().replier.unnames?.(parent) ?? false,
     namesTree: (...a: [number, Buffer, number, Float64Array]) => mount().replier.namesTree?.(...a) ?? false,
     fileIno: (...a: [Id, boolean, number, number]) => mount().replier.fileIno(...a),
