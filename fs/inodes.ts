@@ -233,6 +233,15 @@ const WALK_TREES = 8192;
 /** Directories looked up by name after which lookups register subdirectories ahead (a walk by
  * name; see dirLooked). Python's start (import json, sqlite3, ssl) looks up 18. */
 const NAMED_WALK = 128;
+/** A directory of at most this many subdirectories is a narrow level of a walk (see
+ * registerSubdirs). */
+const NARROW = 2;
+/** Whether a tree has at most NARROW subdirectories. */
+function narrow(t: PackedTree): boolean {
+  let n = 0;
+  for (let i = 0; i < t.length; i++) if (t.isDir(i) && ++n > NARROW) return false;
+  return true;
+}
 const WALK_DEPTH = Number(process.env.MIQ_MOUNT_WALK_DEPTH) > 0 ? Number(process.env.MIQ_MOUNT_WALK_DEPTH) : 3;
 /** Entries of registered listings kept at most (MIQ_MOUNT_NAMES): beyond, the least recently used
  * directories are unregistered. ~250 bytes an entry between the binding and this table. */
@@ -741,6 +750,13 @@ export class Inodes {
   private readonly walked = new Set<Id>();
 
   private registerSubdirs(e: Entry, t: PackedTree, storePath: string | undefined, depth = 1): void {
+    // In a walk a narrow level costs no depth: find lists a chain of small directories at
+    // ~0.1 ms a level, three levels within the hold of the listing notices that would register
+    // further (native/miqfuse.c "Notices"). Of a cold find's ~155 READDIRPLUS that reached JS
+    // (the bench tree), ~130 were of directories first asked for in the batch their own
+    // READDIRPLUS flushed; with narrow levels free ~35 (fuse-needs §44). Bounded: it registers
+    // only what the walk lists anyway, a little earlier.
+    if (this.listings > WALK_LISTINGS && narrow(t)) depth++;
     // A walk lists every subdirectory: all of them (share/doc has 734; the 478 past the first
     // TREE_AHEAD each waited for this thread).
     const width = depth > 1 ? WALK_WIDTH : TREE_AHEAD;

@@ -241,6 +241,8 @@ typedef struct session {
   size_t bcap;
   atomic_ullong bmax;
   int bdelay;            /* us the loop thread holds a batch it opened before posting it (MIQ_MOUNT_NOTICE_HOLD_US) */
+  int ldelay;            /* the same for a batch of nothing but OP_LISTED (MIQ_MOUNT_LISTED_HOLD_US; see tsfn_post) */
+  int blisted;           /* the held batch has nothing but OP_LISTED so far (bmu) */
   msg_t *bheld;          /* that batch, opened and not yet posted (bmu), and when it was opened */
   uint64_t bheld_t;
   atomic_int works;       /* notifications on the pool */
@@ -384,6 +386,12 @@ static uint64_t js_runq(session_t *s) {
  * once, the batches did not form, as the JS thread keeps up with a cold read's or walk's notices
  * and was woken for each (0.93-0.98 batches a notice; neutral). Held 1 ms: ~6 notices a batch in
  * the cold read, ~7 in the walk, and the JS thread's and the server's CPU lower (fuse-needs §43).
+ * A batch of nothing but OP_LISTED (a walk: find, du) is held up to ldelay us
+ * (MIQ_MOUNT_LISTED_HOLD_US, default 8000) instead: ~550 batches a cold find of the bench tree
+ * became ~140, the server's CPU and the walk's wall lower (fuse-needs §44); JS registers the
+ * listings ahead of the walk (fs/inodes.ts registerSubdirs) far enough that the later notice
+ * costs it few READDIRPLUS. Any other notice joining it (a lookup's OP_LOOKED: a program that
+ * lists and then opens) puts it back on bdelay, as does a READ parked for a map.
  * Batches other threads open are posted at once.
  */
 static int tsfn_post(session_t *s, msg_t *m) {
@@ -405,7 +413,7 @@ static nbatch_t *bopen(session_t *s, size_t more) {
     if (!m) return NULL;
     m->op = OP_BATCH;
     /* Posted empty: `posted` counts its notices as they join. */
-    if (s->bdelay && on_loop) { s->bheld = m; s->bheld_t = now_ns(CLOCK_MONOTONIC); }
+    if (s->bdelay && on_loop) { s->bheld = m; s->bheld_t = now_ns(CLOCK_MONOTONIC); s->blisted = 1; }
     else if (!tsfn_post(s, m)) { free(m); return NULL; }
     atomic_fetch_add(&s->counts[OP_BATCH], 1);
     s->bopen = m;
@@ -434,6 +442,7 @@ static void notice(session_t *s, int op, uint64_t ino, uint64_t a, int64_t b) {
   pthread_mutex_lock(&s->bmu);
   nbatch_t *nb = bopen(s, 1);
   if (nb) { bput(nb, op, ino, a, b); atomic_fetch_add(&s->posted, 1); }
+  if (op != OP_LISTED) s->blisted = 0;
   pthread_mutex_unlock(&s->bmu);
 }
 
@@ -451,6 +460,7 @@ static void post(session_t *s, msg_t *m) {
       nbatch_t *nb = bopen(s, 1);
       if (nb) { bput(nb, m->op, m->ino, m->a, m->b); atomic_fetch_add(&s->posted, 1); }
     }
+    if (m->op != OP_LISTED) s->blisted = 0;
     pthread_mutex_unlock(&s->bmu);
     free(m);
     return;
@@ -1376,9 +1386,9 @@ static void *loop(void *arg) {
     if (s->bdelay) {
       pthread_mutex_lock(&s->bmu);
       if (s->bheld) {
-        uint64_t age = now_ns(CLOCK_MONOTONIC) - s->bheld_t;
-        if (age >= (uint64_t)s->bdelay * 1000ull) bflush(s);
-        else tmo = (int)((s->bdelay * 1000ull - age + 999999) / 1000000);
+        uint64_t age = now_ns(CLOCK_MONOTONIC) - s->bheld_t, hold = (uint64_t)(s->blisted && s->ldelay > s->bdelay ? s->ldelay : s->bdelay) * 1000ull;
+        if (age >= hold) bflush(s);
+        else tmo = (int)((hold - age + 999999) / 1000000);
       }
       pthread_mutex_unlock(&s->bmu);
     }
@@ -2029,6 +2039,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->rmu, NULL);
   pthread_mutex_init(&s->bmu, NULL);
   { const char *bd = getenv("MIQ_MOUNT_NOTICE_HOLD_US"); s->bdelay = bd && *bd ? atoi(bd) : 1000; if (s->bdelay < 0) s->bdelay = 0; }
+  { const char *ld = getenv("MIQ_MOUNT_LISTED_HOLD_US"); s->ldelay = ld && *ld ? atoi(ld) : 8000; if (s->ldelay < 0) s->ldelay = 0; }
   pthread_mutex_init(&s->nmu, NULL);
   pthread_mutex_init(&s->qmu, NULL);
   pthread_cond_init(&s->qcv, NULL);

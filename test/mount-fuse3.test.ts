@@ -23,6 +23,9 @@ process.env.MIQ_MOUNT_MAPS ||= '1';
 // READs held for a pending map (see "a READ of a small file…") wait this long at most: long enough
 // that a loaded machine's shell reaches its READ within it.
 process.env.MIQ_MOUNT_MAP_HOLD_MS ??= '1000';
+// A batch of nothing but OP.LISTED is held this long (see "a batch of nothing but listings…"):
+// longer than that test's listings take on a loaded machine.
+process.env.MIQ_MOUNT_LISTED_HOLD_US = '3000000';
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 type Counts = Record<string, number>;
 
@@ -250,7 +253,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     const st1 = m!.state().counts!;
     assert.equal(st1.readdirplus, st0.readdirplus, 'no READDIRPLUS reached JS');
     assert.ok(st1.readdirServed! - st0.readdirServed! >= 2, JSON.stringify(st1));
-    for (const end = Date.now() + 2000; !events.length && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+    for (const end = Date.now() + 5000; !events.length && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
     assert.deepEqual(events, [[OP.LISTED, 1, 0, 1]]);
     assert.equal(m!.state().names, 1);
     assert.equal(m!.replier.unnames!(1), true);
@@ -261,6 +264,54 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     await m!.invalidate([1, 1], [Buffer.from('alias'), null]);
     assert.equal((await sh(`ls ${mnt}; cat ${mnt}/alias 2>&1 >/dev/null | wc -l`)).stdout, 'big\ngiven\nhello\n1\n');
     assert.ok(m!.state().counts!.readdirplus! > st1.readdirplus!);
+  });
+
+  it('a batch of nothing but listings is held longer (MIQ_MOUNT_LISTED_HOLD_US: a walk wakes JS less often); another notice joining it ends that', async () => {
+    // Root registered with five directories (nodes 201-205), each registered with one file, and a
+    // sixth (206), only looked up, after the listings.
+    const rec = (ino: number, mode: number, size: number, n: string): Buffer => {
+      const r = Buffer.alloc((24 + n.length + 7) & ~7);
+      r.writeDoubleLE(ino, 0);
+      r.writeDoubleLE(size, 8);
+      r.writeUInt32LE(mode, 16);
+      r.writeUInt32LE(n.length, 20);
+      r.write(n, 24, 'latin1');
+      return r;
+    };
+    const dirs = [1, 2, 3, 4, 5].map((k) => ({ ino: 200 + k, name: `dir${k}` }));
+    const all = dirs.concat({ ino: 206, name: 'dir6' });
+    assert.equal(m!.replier.names!(1, Buffer.concat(all.map((d) => rec(d.ino, S_IFDIR | 0o555, 4096, d.name))), all.length, 86400), true);
+    for (const d of dirs) assert.equal(m!.replier.names!(d.ino, rec(4, S_IFREG | 0o444, given.length, 'f'), 1, 86400), true);
+    try {
+      await whileKept(async () => {
+        // Anything cached from an earlier try dropped: the directories' entries and listings.
+        await m!.invalidate(all.map(() => 1).concat(dirs.map((d) => d.ino)), all.map((d) => Buffer.from(d.name) as Buffer | null).concat(dirs.map(() => null)));
+        // Looked up first (OP.LOOKED, held 1 ms as before, then taken).
+        assert.equal((await sh(`stat -c %i ${dirs.map((d) => `${mnt}/${d.name}`).join(' ')}`)).stdout, dirs.map((d) => `${d.ino}\n`).join(''));
+        for (const end = Date.now() + 5000; !dirs.every((d) => looked.includes(d.ino)) && Date.now() < end;) await new Promise((res) => setTimeout(res, 10));
+        const n0 = events.length;
+        const st0 = m!.state().counts!;
+        // Five listings 50 ms apart, each answered by the binding: one held batch, not five.
+        const ls = await sh(`for d in ${dirs.map((d) => d.name).join(' ')}; do ls ${mnt}/$d; sleep 0.05; done`);
+        assert.equal(ls.stdout, 'f\n'.repeat(dirs.length), ls.stderr);
+        // A lookup the binding answers (OP.LOOKED joins the batch): the 1 ms hold, long past.
+        const t0 = Date.now();
+        const st = await sh(`stat -c %i ${mnt}/dir6`);
+        assert.equal(st.stdout, '206\n', st.stderr);
+        for (const end = Date.now() + 10_000; events.length < n0 + dirs.length && Date.now() < end;) await new Promise((res) => setTimeout(res, 5));
+        const took = Date.now() - t0;
+        const st1 = m!.state().counts!;
+        assert.equal(st1.readdirplus, st0.readdirplus, 'no READDIRPLUS reached JS');
+        assert.deepEqual(events.slice(n0).map((e) => [e[0], e[1]]), dirs.map((d) => [OP.LISTED, d.ino]));
+        assert.equal(st1.lookup, st0.lookup, 'no LOOKUP reached JS');
+        assert.equal(st1.batches! - st0.batches!, 1, `batches for ${dirs.length} listings and a lookup: ${JSON.stringify(st1)}`);
+        assert.ok(took < 2000, `the listings came ${took} ms after the lookup joined them (held ${process.env.MIQ_MOUNT_LISTED_HOLD_US} us)`);
+      });
+    } finally {
+      for (const d of dirs) m!.replier.unnames!(d.ino);
+      m!.replier.unnames!(1);
+      await m!.invalidate(all.map(() => 1), all.map((d) => Buffer.from(d.name)));
+    }
   });
 
   it('offered bytes of a node the kernel knows are pushed into its page cache: no READ at all', async () => {

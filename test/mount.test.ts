@@ -419,6 +419,49 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.ok(c.names! <= 16, line);
   });
 
+  it('in a walk, a chain of narrow directories (at most two subdirectories each) is registered ahead to its end: lookups down it never reach JS', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    const src = join(b, 'src');
+    // ws: 70 directories, so that the mount has listed more than WALK_LISTINGS (64) and
+    // registers ahead as for a walk; top/chain/c1/…/c8: one subdirectory and one file each.
+    for (let d = 0; d < 70; d++) {
+      await mkdir(join(src, 'ws', `w${d}`), { recursive: true });
+      await writeFile(join(src, 'ws', `w${d}`, 'f'), `w${d}\n`);
+    }
+    let dir = join(src, 'top', 'chain');
+    for (let k = 1; k <= 8; k++) {
+      dir = join(dir, `c${k}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'x'), `level ${k}\n`);
+    }
+    const s = await openStore(join(b, 'store'));
+    const p = (await s.ingest(src, { name: 'narrow' })).path;
+    await s.close();
+    const root = `${b}/mnt/store/${p}`;
+    // Anyone's drop_caches on this machine makes the kernel forget the nodes (new ones, looked
+    // up in JS), and a loaded machine (the suite's other files) may take longer than the wait to
+    // load the chain's trees level by level: a failed try is made again on a new mount, waiting
+    // longer (without narrow levels every try fails: c4…c8 are never registered ahead).
+    for (const wait of [1000, 3000, 8000]) {
+      const mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1', MIQ_MOUNT_RECALL: '0' });
+      assert.equal((await sh(`find ${root}/ws -type f | wc -l`)).stdout.trim(), '70');
+      // top's listing registers levels ahead: with chain and c1…c8 narrow, every one of them
+      // (three levels, as before, left c4…c8 to the lookups below: the binding answered the
+      // lookup of c3, whose listing JS then registered only after the lookup of c4 in it had
+      // reached JS, and so on down).
+      assert.equal((await sh(`ls ${root}/top`)).stdout, 'chain\n');
+      await new Promise((r) => setTimeout(r, wait));
+      assert.equal((await sh(`cat ${root}/top/chain/c1/c2/c3/c4/c5/c6/c7/c8/x`)).stdout, 'level 8\n');
+      const toJs = mm.stderr().split('\n').filter((l) => /lat op=1 .* a=(c\d|x) /.test(l));
+      const { line, c } = await countsAtExit(mm);
+      if (toJs.length > 0 && wait < 8000) continue;
+      assert.deepEqual(toJs, [], 'lookups down the chain reached JS');
+      assert.ok(c.lookupServed! >= 9, line);
+      break;
+    }
+  });
+
   it('the current generation\'s top trees are loaded before the mount reports mounted; a damaged one does not stop it', async (tc) => {
     const t = await scratch(tc);
     const { b } = t;
