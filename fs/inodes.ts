@@ -65,6 +65,9 @@ export interface Replier {
   names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
   /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
   unnames?(parent: number): boolean;
+  /** Node `ino`'s attributes never change: the binding answers its GETATTRs from now on (the
+   * root's). Optional. */
+  attrs?(ino: number, mode: number, size: number, timeout: number): boolean;
   /** names() of a tree's directory from the tree's own encoding: `inos` holds the node ids of
    * its directories and symlinks (by entry), the binding writes its files' (its file nodes, held
    * while registered). Optional. */
@@ -811,6 +814,65 @@ export class Inodes {
       if (this.registeredNames <= MAX_NAMES || ino === pe.ino) break;
       this.unregister(r.e);
     }
+  }
+
+  /**
+   * Before the mount reports `mounted`: the root's attributes and its listing (profiles, store,
+   * usr: fixed for the mount's life, as their node ids are) go to the binding, which answers the
+   * root's GETATTR and LOOKUPs from then on. After a cache drop the kernel forgets the root's
+   * children, and every program start through usr sent the root's GETATTR and the LOOKUP of usr
+   * here, ~1-2 ms each (fuse-needs §45, §46). The binding's LOOKUPs are counted here as OP.LOOKED
+   * (looked); a name not in the root is a miss the kernel keeps (there are no others, ever). The
+   * registration is never dropped (not in `registered`: no least-recently-used eviction); a
+   * switch changes what usr's node lists, never the root's entry for it.
+   */
+  async registerRoot(): Promise<void> {
+    const root = this.byIno.get(ROOT_INO)!;
+    const st = statOf(root.node);
+    this.r.attrs?.(ROOT_INO, st.mode, st.size, DAY);
+    if (root.registered || !this.r.names) return;
+    const cs = await this.children(root);
+    const kids = cs.map((c) => this.intern(root, c));
+    const out = Buffer.alloc(cs.reduce((a, c) => a + ((24 + c.name.length + 7) & ~7), 0));
+    let at = 0;
+    for (let k = 0; k < cs.length; k++) {
+      const ce = kids[k]!;
+      ce.parent ??= root;
+      ce.name ??= cs[k]!.name;
+      at = packEntry(out, at, ce.ino, this.nodeOf(ce), cs[k]!.name);
+    }
+    if (root.registered || !this.r.names(ROOT_INO, out, cs.length, root.childTimeout)) return;
+    for (const ce of kids) ce.kept = (ce.kept ?? 0) + 1;
+    root.registered = true;
+    root.kids = kids;
+    root.kidInos = Float64Array.from(kids, (e) => e.ino);
+  }
+
+  /**
+   * Registers the listings of the directories on the path `parts` below usr, usr's and the last
+   * one's included (their trees loaded now, each after the one above it), as preregister does
+   * for usr's top levels: a program's lookups there are then the binding's. Stops where the
+   * path is not a directory. Returns the number of listings registered.
+   */
+  async registerBelowUsr(parts: Buffer[]): Promise<number> {
+    let e = this.usrIno ? this.byIno.get(this.usrIno) : undefined;
+    let n = e ? this.usrNode() : undefined;
+    let count = 0;
+    for (let d = 0; e && n?.type === 'dir' && n.tree; d++) {
+      const t = this.o.trees.peek(n.tree) ?? (await this.o.trees.get(n.tree));
+      if (!e.registered) {
+        this.register(e);
+        if (e.registered) count++;
+      }
+      const i = d < parts.length ? t.tree.find(parts[d]!) : -1;
+      if (i < 0 || !t.tree.isDir(i)) break;
+      const ce: Entry = this.internAt(e, t.tree, i, n.storePath);
+      ce.parent ??= e;
+      ce.name ??= t.tree.name(i);
+      e = ce;
+      n = ce.node;
+    }
+    return count;
   }
 
   /**

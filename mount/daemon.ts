@@ -16,7 +16,7 @@
  * root, not a generation, so switches show through it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/api.js';
 import { MiqError } from '../store/errors.js';
@@ -278,7 +278,7 @@ const WARM_WIDTH = 128;
  * registered their listings (6-9 LOOKUPs in JS, one waiting 5-13 ms for a tree; fuse-needs §39).
  * The bench tree: 217 trees and 2645 names more.
  */
-const LIB_DEPTH = 4;
+const LIB_DEPTH = 5;
 const LIB = Buffer.from('lib');
 const LIB_TREES = 512;
 const WARM_TREES = 256;
@@ -354,6 +354,22 @@ async function preloadInterpreter(inodes: Inodes, log: (line: string) => void): 
   if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: the ELF interpreter ${what} read in ${(performance.now() - t0).toFixed(1)} ms`);
 }
 
+/**
+ * The directory /etc/localtime resolves into (a start with the host's /etc and the mount's usr:
+ * usr/share/zoneinfo/Etc), registered before `mounted` with the directories on its way: it is
+ * below preregister's levels, and every start that reads the local time (python's ssl and
+ * sqlite3 imports do) sent a LOOKUP there to the JS thread (its listing was registered at its
+ * own lookup, after the file's LOOKUP had come; fuse-needs §45, §46).
+ */
+async function registerLocaltime(inodes: Inodes, log: (line: string) => void): Promise<void> {
+  const t0 = performance.now();
+  const target = await readlink('/etc/localtime').catch(() => undefined);
+  const parts = target === undefined ? [] : resolve('/etc', target).split('/').filter(Boolean);
+  if (parts[0] !== 'usr' || parts.length < 3) return;
+  const n = await within(inodes.registerBelowUsr(parts.slice(1, -1).map((p) => Buffer.from(p))).catch(() => 0), WARM_MS, -1);
+  if (process.env.MIQ_DEBUG_COUNTS) log(`miq mount: ${n} directories on the way to ${parts.slice(0, -1).join('/')} registered in ${(performance.now() - t0).toFixed(1)} ms`);
+}
+
 /** The Inodes' replier before the mount exists (requests wait for it: startFuse3's `early`):
  * each call goes to the mount's replier when made. */
 function lateReplier(mount: () => Fuse3Mount): Replier {
@@ -371,6 +387,8 @@ function lateReplier(mount: () => Fuse3Mount): Replier {
     pushOffered: (ino: number) => mount().replier.pushOffered?.(ino),
     serveOffered: (...a: [number, number, number, number]) => mount().replier.serveOffered?.(...a) ?? false,
     unnames: (parent: number) => mount().replier.unnames?.(parent) ?? false,
+    names: (...a: [number, Buffer, number, number]) => mount().replier.names?.(...a) ?? false,
+    attrs: (...a: [number, number, number, number]) => mount().replier.attrs?.(...a) ?? false,
     namesTree: (...a: [number, Buffer, number, Float64Array]) => mount().replier.namesTree?.(...a) ?? false,
     fileIno: (...a: [Id, boolean, number, number]) => mount().replier.fileIno(...a),
     fileNode: (ino: number) => mount().replier.fileNode(ino),
@@ -431,12 +449,14 @@ async function startFuse3(store: Store, dir: string, profile: string, x: Fuse3Pa
   m = await fuse3Mount(native, dir, handler, { fsname: 'miq', allowOther: x.isRoot, debug: x.debug });
   x.chunks.sink = m.stream;
   for (const a of early.splice(0)) inodes.handle(...a);
+  await inodes.registerRoot();
   if (p0 && WARM_DEPTH > 0) {
     const t0 = performance.now();
     const n = inodes.preregister(WARM_DEPTH, PREREGISTER_NAMES, LIB_DEPTH > WARM_DEPTH ? { name: LIB, depth: LIB_DEPTH } : undefined);
     if (process.env.MIQ_DEBUG_COUNTS) x.log(`miq mount: ${n} names below usr registered in ${(performance.now() - t0).toFixed(1)} ms`);
     // From a store's own index only, as the trees above.
     if (store.getTreesPacked) {
+      await registerLocaltime(inodes, x.log);
       await preloadFiles(inodes, x.log);
       await preloadInterpreter(inodes, x.log);
     }

@@ -58,6 +58,7 @@ export interface Native {
   unpend?(s: NativeSession, ino: number): void;
   names(s: NativeSession, parent: number, packed: Buffer, count: number, timeout: number): boolean;
   unnames(s: NativeSession, parent: number): boolean;
+  attrs(s: NativeSession, ino: number, mode: number, size: number, timeout: number): boolean;
   namesTree(s: NativeSession, parent: number, tree: Buffer, timeout: number, inos: Float64Array): boolean;
   fileIno(s: NativeSession, id: string, exe: boolean, size: number, count: number): number;
   fileNode(s: NativeSession, ino: number): [string, boolean, number, number, number] | null;
@@ -235,6 +236,7 @@ export async function fuse3Mount(native: Native, mountpoint: string, handler: Ha
     serveOffered: (slot, ino, size, off) => !destroyed && native.serveOffered(s, slot, ino, size, off),
     names: (parent, packed, count, timeout) => !destroyed && native.names(s, parent, packed, count, timeout),
     unnames: (parent) => !destroyed && native.unnames(s, parent),
+    attrs: (ino, mode, size, timeout) => !destroyed && native.attrs(s, ino, mode, size, timeout),
     ...fileNodes(native, s, () => destroyed),
   };
   let unmounting: Promise<void> | undefined;

@@ -278,6 +278,11 @@ typedef struct session {
   size_t fcap, fcount;
   uint64_t fnext;
   atomic_ullong fmade, ffreed, fattr;
+  /* Directories whose attributes JS fixed for the mount's life (attrs; nmu): the root, whose
+   * GETATTR every program start through a fresh mount sends (a round trip to JS each). */
+  struct { uint64_t ino; uint32_t mode; double size, timeout; } fixed[8];
+  int nfixed;
+  atomic_ullong dattr;
   /* Nodes whose offered bytes are to be pushed (notify thread). */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
@@ -1286,6 +1291,16 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (f) { fill_attr(&st, (double)ino, f->exe ? 0100555 : 0100444, f->size); hit = 1; }
     pthread_mutex_unlock(&s->nmu);
     if (hit) { atomic_fetch_add(&s->fattr, 1); fuse_reply_attr(req, &st, 86400); return; }
+  } else {
+    struct stat st;
+    double timeout = -1;
+    pthread_mutex_lock(&s->nmu);
+    for (int k = 0; k < s->nfixed; k++) if (s->fixed[k].ino == ino) {
+      fill_attr(&st, (double)ino, s->fixed[k].mode, s->fixed[k].size);
+      timeout = s->fixed[k].timeout;
+    }
+    pthread_mutex_unlock(&s->nmu);
+    if (timeout >= 0) { atomic_fetch_add(&s->dattr, 1); fuse_reply_attr(req, &st, timeout); return; }
   }
   send_req(req, OP_GETATTR, ino, 0, 0, NULL);
 }
@@ -2510,6 +2525,30 @@ static napi_value js_names(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* attrs(s, ino, mode, size, timeout): node `ino`'s attributes never change (a directory outside
+ * the file nodes: the root); its GETATTRs are answered here from now on. False when the table is
+ * full or the node is a file node. */
+static napi_value js_attrs(napi_env env, napi_callback_info info) {
+  SESSION_ARGS(5);
+  uint64_t ino = (uint64_t)num(env, argv[1]);
+  int ok = 0;
+  pthread_mutex_lock(&s->nmu);
+  if (ino < FBASE && s->nfixed < (int)(sizeof s->fixed / sizeof s->fixed[0])) {
+    int k = 0;
+    while (k < s->nfixed && s->fixed[k].ino != ino) k++;
+    s->fixed[k].ino = ino;
+    s->fixed[k].mode = (uint32_t)num(env, argv[2]);
+    s->fixed[k].size = num(env, argv[3]);
+    s->fixed[k].timeout = num(env, argv[4]);
+    if (k == s->nfixed) s->nfixed++;
+    ok = 1;
+  }
+  pthread_mutex_unlock(&s->nmu);
+  napi_value res;
+  napi_get_boolean(env, ok, &res);
+  return res;
+}
+
 /* With nmu held: unlinks and frees a registered directory. */
 static void dfree(session_t *s, dirl_t **dp) {
   dirl_t *d = *dp;
@@ -3128,6 +3167,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->fmade), &v); napi_set_named_property(env, c, "fileMade", v);
   napi_create_double(env, (double)atomic_load(&s->ffreed), &v); napi_set_named_property(env, c, "fileFreed", v);
   napi_create_double(env, (double)atomic_load(&s->fattr), &v); napi_set_named_property(env, c, "fileAttrServed", v);
+  napi_create_double(env, (double)atomic_load(&s->dattr), &v); napi_set_named_property(env, c, "attrServed", v);
   napi_create_double(env, (double)atomic_load(&s->pushed), &v); napi_set_named_property(env, c, "pushed", v);
   napi_create_double(env, (double)atomic_load(&s->sserved), &v); napi_set_named_property(env, c, "streamServed", v);
   napi_create_double(env, (double)atomic_load(&s->sparked), &v); napi_set_named_property(env, c, "streamWaited", v);
@@ -4050,6 +4090,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "streamWait", 0, js_stream_wait, 0, 0, 0, napi_default, 0 },
     { "names", 0, js_names, 0, 0, 0, napi_default, 0 },
     { "unnames", 0, js_unnames, 0, 0, 0, napi_default, 0 },
+    { "attrs", 0, js_attrs, 0, 0, 0, napi_default, 0 },
     { "namesTree", 0, js_names_tree, 0, 0, 0, napi_default, 0 },
     { "fileIno", 0, js_file_ino, 0, 0, 0, napi_default, 0 },
     { "fileNode", 0, js_file_node, 0, 0, 0, napi_default, 0 },

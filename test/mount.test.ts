@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { startMount, type MountHandle } from '../mount/daemon.js';
 import { connectControl, controlOf, withStore } from '../mount/client.js';
@@ -339,8 +339,9 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     const { line, c } = await countsAtExit(mm);
     assert.ok(c.unnamed! > 0, `the bound dropped registrations: ${line}`);
     assert.ok(c.readdirServed! > 0 && c.lookupServed! >= 0, line);
-    // At most the bound, plus the one directory just registered (12 entries at most).
-    assert.ok(c.names! <= 60 + 12, line);
+    // At most the bound, plus the one directory just registered (12 entries at most), plus the
+    // root's listing (3: registered before `mounted`, never dropped).
+    assert.ok(c.names! <= 60 + 12 + 3, line);
   });
 
   it('file nodes are the binding\'s: a walk makes no JS object per file, the same content is one node in every directory, the kernel\'s forgets let them go there', async (tc) => {
@@ -414,9 +415,9 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.equal((await sh(`cat ${top}/b/f3`)).stdout, 'b 3\n');
     const { line, c } = await countsAtExit(mm);
     assert.ok(c.lookupServed! >= 1, line);
-    // The store path's root (1 entry), top (5) and b (10, looked up by name): a and c (20)
-    // were never registered ahead.
-    assert.ok(c.names! <= 16, line);
+    // The store path's root (1 entry), top (5) and b (10, looked up by name), and the mount's
+    // root (3): a and c (20) were never registered ahead.
+    assert.ok(c.names! <= 16 + 3, line);
   });
 
   it('in a walk, a chain of narrow directories (at most two subdirectories each) is registered ahead to its end: lookups down it never reach JS', async (tc) => {
@@ -523,7 +524,7 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     // 1 level) and theirs (share/doc 3).
     assert.match(mm.stderr(), /miq mount: 11 names below usr registered/, mm.stderr());
     const u = `${b}/mnt/usr`;
-    // usr is looked up in the root (JS), share in usr's listing, doc in share's and README in
+    // usr is looked up in the root's listing, share in usr's, doc in share's and README in
     // doc's: the binding's, from the first lookup on (on a mount without this, usr was never
     // registered and doc's listing only after the kernel's LOOKUP of doc, so README's reached JS).
     // bin/readme-link's target is the binding's too (a symlink's record carries its target).
@@ -538,8 +539,7 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
       assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.ok(logged('usr'), mm.stderr());
-    for (const name of ['share', 'bin', 'doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+    for (const name of ['usr', 'share', 'bin', 'doc', 'README', 'readme-link', 'big.bin']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
     assert.doesNotMatch(mm.stderr(), /lat op=4 /, 'a READLINK reached JS');
     // The root's entries and the attributes of / and usr are the kernel's for a day (they never
     // change): past the 1 s they had, usr is not looked up again nor / or usr stat-ed in JS.
@@ -573,15 +573,55 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
     assert.ok(c.lookupServed! >= 4 && c.readlinkServed! >= 1, line);
   });
 
-  it('below usr/lib four levels are registered before `mounted` and the small files there are mapped: a module\'s lookup and READ never reach JS nor wait for a map; elsewhere the depth is as before; a damaged chunk is EIO', async (tc) => {
+  it('the root\'s attributes and entries, and the directory /etc/localtime resolves into, are the binding\'s from before `mounted`: after a cache drop, a stat of the root, the lookup of usr and of a file there reach no JS', async (tc) => {
+    const t = await scratch(tc);
+    const { b } = t;
+    // The directory /etc/localtime names (usr/share/zoneinfo/Etc on most systems), three levels
+    // below usr: deeper than what is registered for every directory (2).
+    const lt = resolve('/etc', await readlink('/etc/localtime').catch(() => '/usr/share/zoneinfo/Etc/UTC')).split('/').filter(Boolean);
+    if (lt[0] !== 'usr' || lt.length < 5) return void tc.skip(`/etc/localtime is not 3 levels below /usr: ${lt.join('/')}`);
+    const src = join(b, 'src');
+    const zone = join(src, ...lt.slice(1, -1));
+    await mkdir(zone, { recursive: true });
+    await writeFile(join(zone, lt.at(-1)!), 'TZif zone\n');
+    await writeFile(join(zone, 'Other'), 'other zone\n');
+    await writeFile(join(src, 'README'), 'top\n');
+    const s = await t.store();
+    const p = (await s.ingest(src, { name: 'rootreg' })).path;
+    await P.switchProfile(s, 'system', [{ path: p }]);
+    await t.closeStore();
+    const mm = await t.miqMount({ MIQ_DEBUG_COUNTS: '1', MIQ_DEBUG_LATENCY: '1', MIQ_MOUNT_RECALL: '0' });
+    assert.match(mm.stderr(), new RegExp(`directories on the way to ${lt.slice(0, -1).join('/')} registered`), mm.stderr());
+    const u = `${b}/mnt/usr`, zf = `${u}/${lt.slice(1).join('/')}`;
+    // The kernel forgets the root's children (and usr's, and the zone directory's) in the drop.
+    await sh('sync; echo 2 > /proc/sys/vm/drop_caches');
+    const r = await sh(`stat -c '%F %a %s %i' ${b}/mnt && cat ${zf} && cat ${u}/README && ls ${b}/mnt && test ! -e ${b}/mnt/nope && stat -c %F ${b}/mnt/store ${b}/mnt/profiles`);
+    assert.equal(r.stdout, `directory 555 4096 1\nTZif zone\ntop\nprofiles\nstore\nusr\ndirectory\ndirectory\n`, r.stderr);
+    // A lookup that always reaches JS (a store path that does not exist): once its line is in,
+    // those of the requests before it would be too, had JS answered them.
+    const logged = (what: string): boolean => mm.stderr().includes(` a=${what} `);
+    assert.equal((await sh(`test -e ${b}/mnt/store/zz-marker`)).code, 1);
+    for (const end = Date.now() + 10_000; !logged('zz-marker');) {
+      assert.ok(Date.now() < end, `the marker lookup was not logged: ${mm.stderr()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const name of ['usr', lt.at(-1)!, 'README', 'nope', 'store', 'profiles']) assert.ok(!logged(name), `${name} reached JS: ${mm.stderr()}`);
+    assert.doesNotMatch(mm.stderr(), /lat op=3 ino=1 /, `the root's GETATTR reached JS: ${mm.stderr()}`);
+    const { line, c } = await countsAtExit(mm);
+    assert.ok(c.attrServed! >= 1, line);
+    // usr, store, profiles and the zone's file at least; nope, a miss the kernel keeps.
+    assert.ok(c.lookupServed! >= 4 && c.missServed! >= 1, line);
+  });
+
+  it('below usr/lib five levels are registered before `mounted` and the small files there are mapped: a module\'s lookup and READ never reach JS nor wait for a map; elsewhere the depth is as before; a damaged chunk is EIO', async (tc) => {
     const t = await scratch(tc);
     const { b } = t;
     const src = join(b, 'src');
     const pyc = Buffer.from('a module compiled, read at import\n'.repeat(40));
-    await mkdir(join(src, 'lib/py/pkg/__pycache__/deeper'), { recursive: true });
+    await mkdir(join(src, 'lib/py/pkg/__pycache__/deeper/deepest'), { recursive: true });
     await mkdir(join(src, 'share/a/b'), { recursive: true });
     await writeFile(join(src, 'lib/py/pkg/__pycache__/mod.pyc'), pyc);
-    await writeFile(join(src, 'lib/py/pkg/__pycache__/deeper/x'), 'level five\n');
+    await writeFile(join(src, 'lib/py/pkg/__pycache__/deeper/deepest/x'), 'level six\n');
     await writeFile(join(src, 'share/a/b/c'), 'level three, not lib\n');
     const s = await t.store();
     const p = (await s.ingest(src, { name: 'libdeep' })).path;
@@ -606,10 +646,10 @@ describe('registered listings (the binding answers LOOKUP and READDIRPLUS of imm
       }
     };
     // usr's listing (lib, share: 2), lib's and share's (1 each), py's and share/a's (1 each), and
-    // below lib only pkg's (1) and __pycache__'s (mod.pyc, deeper: 2); not deeper's (level five)
-    // nor share/a/b's (level three outside lib). Without the lib levels: 6; everywhere: 10.
-    assert.match(mm.stderr(), /miq mount: 9 names below usr registered/, mm.stderr());
-    assert.equal((await sh(`cat ${u}/lib/py/pkg/__pycache__/deeper/x ${u}/share/a/b/c`)).stdout, 'level five\nlevel three, not lib\n');
+    // below lib only pkg's (1), __pycache__'s (mod.pyc, deeper: 2) and deeper's (deepest: 1); not
+    // deepest's (level six) nor share/a/b's (level three outside lib). Without the lib levels: 6.
+    assert.match(mm.stderr(), /miq mount: 10 names below usr registered/, mm.stderr());
+    assert.equal((await sh(`cat ${u}/lib/py/pkg/__pycache__/deeper/deepest/x ${u}/share/a/b/c`)).stdout, 'level six\nlevel three, not lib\n');
     await mm.stop();
     mm = await t.miqMount(env);
     assert.equal((await sh(`cat ${u}/lib/py/pkg/__pycache__/mod.pyc`)).stdout, pyc.toString());
