@@ -61,7 +61,7 @@ export interface Replier {
   /** Registers the listing of an immutable directory (packed as for replyDir) with the binding,
    * which then answers its LOOKUPs (a name not in it as a miss the kernel keeps, as lookup()
    * does) and READDIR(PLUS)es itself and tells us (OP.LOOKED, OP.LISTED); false when it was not
-   * taken. The binding's own API (its tests use it); this table registers with namesTree. */
+   * taken. Trees' directories are registered with namesTree; this is the root's (registerRoot). */
   names?(parent: number, packed: Buffer, count: number, timeout: number): boolean;
   /** Drops a registration; OP.UNNAMED follows whatever was answered from it. */
   unnames?(parent: number): boolean;
