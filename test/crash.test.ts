@@ -24,6 +24,10 @@ test(`SIGKILL during ingest at ${TRIALS} random moments never leaves a dangling 
   const base = npmRelease('typescript', '5.8.2');
   const store = ['--store', join(tmp.dir, 'crash-store')];
   let killedMidway = 0;
+  // Kills fall in [0, bound) ms after the spawn; bound drops to the duration of any ingest that
+  // finished before its kill (after the first trial only the fresh files are new: on a fast
+  // machine an ingest took well under 700 ms and 18 of 20 kills came after it had exited).
+  let bound = 700;
   for (let t = 0; t < TRIALS; t++) {
     // Each trial has new bytes to write: a copy of a real tree plus fresh random files.
     const src = join(tmp.dir, `crash-src-${t % 2}`);
@@ -33,12 +37,16 @@ test(`SIGKILL during ingest at ${TRIALS} random moments never leaves a dangling 
     const child = spawnMiq([...store, 'ingest', src, '--name', `trial${t}`, '--json']);
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
-    const delay = Math.floor(Math.random() * 700);
+    const t0 = performance.now();
+    const delay = Math.floor(Math.random() * bound);
     const timer = setTimeout(() => child.kill('SIGKILL'), delay);
     const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
     clearTimeout(timer);
     if (sig === 'SIGKILL') killedMidway++;
-    else assert.equal(code, 0, `trial ${t} exited ${code}: ${out}`);
+    else {
+      assert.equal(code, 0, `trial ${t} exited ${code}: ${out}`);
+      bound = Math.max(20, Math.min(bound, Math.floor(performance.now() - t0)));
+    }
     const v = miq([...store, 'verify', '--json']);
     const rep = json<{ ok: boolean; damaged: unknown[] }>(v);
     assert.equal(rep.ok, true, `trial ${t} (killed after ${delay} ms): ${JSON.stringify(rep.damaged).slice(0, 500)}`);
