@@ -161,6 +161,12 @@ interface Child {
   key?: string;
 }
 
+/** The bytes one entry takes in a buffer packEntry writes (24 + its name, padded to 8), and the
+ * kernel's room for it in a READDIR (plus: a READDIRPLUS) reply, which sendDir counts against. */
+function entryBytes(name: Buffer, plus = false): number {
+  return ((plus ? 152 : 24) + name.length + 7) & ~7;
+}
+
 /** Writes one entry as native/miqfuse.c's replyDir and names read it: f64 ino, f64 size, u32
  * mode, u32 name length, the name, padded to 8; returns the next offset. */
 function packEntry(out: Buffer, at: number, ino: number, n: Node, name: Buffer): number {
@@ -169,7 +175,7 @@ function packEntry(out: Buffer, at: number, ino: number, n: Node, name: Buffer):
   out.writeUInt32LE(n.type === 'dir' ? 0o40555 : n.type === 'symlink' ? 0o120777 : n.exe ? 0o100555 : 0o100444, at + 16);
   out.writeUInt32LE(name.length, at + 20);
   name.copy(out, at + 24);
-  return at + ((24 + name.length + 7) & ~7);
+  return at + entryBytes(name);
 }
 
 /** The `usr` directory: the current generation's tree, or nothing. */
@@ -823,8 +829,9 @@ export class Inodes {
    * children, and every program start through usr sent the root's GETATTR and the LOOKUP of usr
    * here, ~1-2 ms each (fuse-needs §45, §46). The binding's LOOKUPs are counted here as OP.LOOKED
    * (looked); a name not in the root is a miss the kernel keeps (there are no others, ever). The
-   * registration is never dropped (not in `registered`: no least-recently-used eviction); a
-   * switch changes what usr's node lists, never the root's entry for it.
+   * registration is never dropped (the root is marked registered but never enters the map
+   * `registered`, whose least recently used listings are evicted); a switch changes what usr's
+   * node lists, never the root's entry for it.
    */
   async registerRoot(): Promise<void> {
     const root = this.byIno.get(ROOT_INO)!;
@@ -833,7 +840,7 @@ export class Inodes {
     if (root.registered || !this.r.names) return;
     const cs = await this.children(root);
     const kids = cs.map((c) => this.intern(root, c));
-    const out = Buffer.alloc(cs.reduce((a, c) => a + ((24 + c.name.length + 7) & ~7), 0));
+    const out = Buffer.alloc(cs.reduce((a, c) => a + entryBytes(c.name), 0));
     let at = 0;
     for (let k = 0; k < cs.length; k++) {
       const ce = kids[k]!;
@@ -1563,7 +1570,7 @@ export class Inodes {
     let used = 0, at = 0, count = 0;
     for (let k = off; k < cs.length; k++) {
       const c = cs[k]!;
-      const len = ((plus ? 152 : 24) + c.name.length + 7) & ~7;
+      const len = entryBytes(c.name, plus);
       if (used + len > size) break;
       used += len;
       const n = c.node;
