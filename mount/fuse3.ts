@@ -28,6 +28,8 @@ export interface NativeState {
   namesBytes?: number;
   /** File nodes held by the binding's table (namesTree). */
   fileNodes?: number;
+  /** us the loop thread spins for the next request after one it answered (MIQ_MOUNT_SPIN_US). */
+  spinUs?: number;
 }
 
 export interface Native {

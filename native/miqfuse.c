@@ -48,6 +48,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -245,6 +246,9 @@ typedef struct session {
   int blisted;           /* the held batch has nothing but OP_LISTED so far (bmu) */
   msg_t *bheld;          /* that batch, opened and not yet posted (bmu), and when it was opened */
   uint64_t bheld_t;
+  int spin;               /* us the loop thread polls /dev/fuse after a request before blocking (MIQ_MOUNT_SPIN_US; see loop) */
+  atomic_int stopping;    /* stop() was called (the spin ends at it as poll() does at the eventfd) */
+  atomic_ullong spun;     /* requests the loop thread took while spinning */
   atomic_int works;       /* notifications on the pool */
   int ended;              /* the loop thread has finished (JS thread view) */
   int dropping;           /* answer everything still arriving with EIO */
@@ -403,6 +407,9 @@ static int tsfn_post(session_t *s, msg_t *m) {
   return napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) == napi_ok;
 }
 static __thread int on_loop;
+/* Loop thread: the request it is processing went elsewhere (to JS, the read threads, or held):
+ * its answer, and so the requester's next request, is further away than a spin (see loop). */
+static __thread int handed;
 /* With bmu held: posts the batch the loop thread holds, if any. */
 static void bflush(session_t *s) {
   if (!s->bheld) return;
@@ -512,6 +519,7 @@ static void send_req(fuse_req_t req, int op, uint64_t ino, uint64_t a, int64_t b
   session_t *s = fuse_req_userdata(req);
   msg_t *m = mk(op, req, ino, a, b, name, name ? strlen(name) : 0);
   if (!m) { fuse_reply_err(req, ENOMEM); return; }
+  handed = 1;
   post(s, m);
 }
 
@@ -625,6 +633,7 @@ static int cqueue(session_t *s, fuse_req_t req, uint64_t ino, size_t size, uint6
   pthread_mutex_lock(&s->jmu);
   if (s->jstop || s->dropping) { pthread_mutex_unlock(&s->jmu); free(j); return 0; }
   atomic_fetch_add(&s->cjobs, 1);
+  handed = 1;
   if (s->jtail) s->jtail->next = j; else s->jhead = j;
   s->jtail = j;
   pthread_cond_signal(&s->jcv);
@@ -738,7 +747,7 @@ static int cpark(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t 
       park_t **t = &(*pp)->parked;
       while (*t) t = &(*t)->next;
       *t = k;
-      held = 1;
+      held = handed = 1;
       atomic_fetch_add(&s->cparkn, 1);
       atomic_fetch_add(&s->cparked, 1);
     }
@@ -1390,22 +1399,58 @@ static const struct fuse_lowlevel_ops OPS = {
   .getxattr = ll_getxattr, .listxattr = ll_listxattr, .open = ll_open, .opendir = ll_open,
 };
 
+/* After a request the loop thread tries /dev/fuse again (non-blocking) for up to s->spin us before
+ * blocking in poll(). Why: on this kind of guest (KVM, cpuidle haltpoll with guest_halt_poll_ns 0)
+ * an idle vCPU halts at once, and the kernel waking a thread blocked in poll() on a halted vCPU
+ * costs an IPI and a VM exit and entry; a cold find asks the next READDIRPLUS within tens of us of
+ * the last reply (~10k round trips a walk), so a thread still running takes it without that
+ * wake-up. Bounded: it only follows a request (an idle mount spins at most s->spin us after its
+ * last one), ends at the batch hold's deadline (the flush is not delayed) and at stop(). Between
+ * tries the CPU is yielded: with 2 vCPUs the requester may need this one. */
+#ifndef SPIN_US
+#define SPIN_US 50
+#endif
+static int spin_take(session_t *s, struct fuse_buf *buf, uint64_t deadline) {
+  uint64_t t = now_ns(CLOCK_MONOTONIC), end = t + (uint64_t)s->spin * 1000ull;
+  if (deadline && deadline < end) end = deadline;
+  while (t < end && !atomic_load(&s->stopping)) {
+    int res = fuse_session_receive_buf(s->se, buf);
+    if (res > 0) { atomic_fetch_add(&s->spun, 1); return res; }
+    if (res != -EAGAIN && res != -EINTR && res != -ENOENT) return res <= 0 ? (res ? res : -ENODEV) : res; /* the loop ends, as below */
+    for (int k = 0; k < 16; k++) __builtin_ia32_pause();
+    sched_yield();
+    t = now_ns(CLOCK_MONOTONIC);
+  }
+  return -EAGAIN;
+}
+
 static void *loop(void *arg) {
   session_t *s = arg;
   on_loop = 1;
+  /* Named for diagnostics (and the test that its spin ends). */
+  pthread_setname_np(pthread_self(), "miq-fuse");
   struct fuse_buf buf;
   memset(&buf, 0, sizeof buf);
   struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN }, { .fd = s->evfd, .events = POLLIN } };
+  int after = 0; /* the last turn processed a request: spin before blocking */
   for (;;) {
     int tmo = -1;
+    uint64_t deadline = 0;
     if (s->bdelay) {
       pthread_mutex_lock(&s->bmu);
       if (s->bheld) {
         uint64_t age = now_ns(CLOCK_MONOTONIC) - s->bheld_t, hold = (uint64_t)(s->blisted && s->ldelay > s->bdelay ? s->ldelay : s->bdelay) * 1000ull;
         if (age >= hold) bflush(s);
-        else tmo = (int)((hold - age + 999999) / 1000000);
+        else { tmo = (int)((hold - age + 999999) / 1000000); deadline = s->bheld_t + hold; }
       }
       pthread_mutex_unlock(&s->bmu);
+    }
+    if (after && s->spin) {
+      after = 0;
+      int res = spin_take(s, &buf, deadline);
+      if (res > 0) { handed = 0; fuse_session_process_buf(s->se, &buf); after = !handed; }
+      if (res > 0 || res == -EAGAIN) continue; /* (the hold's timeout is taken again) */
+      break;
     }
     int r = poll(p, 2, tmo);
     if (r == 0) continue;
@@ -1414,7 +1459,9 @@ static void *loop(void *arg) {
     int res = fuse_session_receive_buf(s->se, &buf);
     if (res == -EINTR || res == -EAGAIN || res == -ENOENT) continue;
     if (res <= 0) break;
+    handed = 0;
     fuse_session_process_buf(s->se, &buf);
+    after = !handed;
   }
   free(buf.mem);
   fuse_session_exit(s->se);
@@ -2055,6 +2102,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->bmu, NULL);
   { const char *bd = getenv("MIQ_MOUNT_NOTICE_HOLD_US"); s->bdelay = bd && *bd ? atoi(bd) : 1000; if (s->bdelay < 0) s->bdelay = 0; }
   { const char *ld = getenv("MIQ_MOUNT_LISTED_HOLD_US"); s->ldelay = ld && *ld ? atoi(ld) : 8000; if (s->ldelay < 0) s->ldelay = 0; }
+  { const char *sp = getenv("MIQ_MOUNT_SPIN_US"); s->spin = sp && *sp ? atoi(sp) : SPIN_US; if (s->spin < 0) s->spin = 0; if (s->spin > 1000) s->spin = 1000; }
   pthread_mutex_init(&s->nmu, NULL);
   pthread_mutex_init(&s->qmu, NULL);
   pthread_cond_init(&s->qcv, NULL);
@@ -3081,6 +3129,7 @@ static napi_value js_stream_wait(napi_env env, napi_callback_info info) {
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   SESSION_ARGS(1);
   uint64_t one = 1;
+  atomic_store(&s->stopping, 1);
   if (write(s->evfd, &one, sizeof one) < 0) { /* a full counter is a stop already */ }
   return NULL;
 }
@@ -3155,6 +3204,9 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->nmissed), &v); napi_set_named_property(env, c, "missServed", v);
   napi_create_double(env, (double)atomic_load(&s->lserved), &v); napi_set_named_property(env, c, "readlinkServed", v);
   napi_create_double(env, (double)atomic_load(&s->dserved), &v); napi_set_named_property(env, c, "readdirServed", v);
+  /* The loop thread's spin (MIQ_MOUNT_SPIN_US): its setting, and requests taken while spinning. */
+  napi_create_double(env, (double)s->spin, &v); napi_set_named_property(env, o, "spinUs", v);
+  napi_create_double(env, (double)atomic_load(&s->spun), &v); napi_set_named_property(env, c, "spun", v);
   /* Requests taken from io_uring queues (MIQ_MOUNT_URING; 0 on the classic path). */
   napi_create_double(env, s->u ? (double)atomic_load(&s->u->served) : 0, &v); napi_set_named_property(env, c, "uringServed", v);
   pthread_mutex_lock(&s->nmu);
