@@ -38,6 +38,8 @@ for _ in $(seq 1 "$R"); do
         wt=${spec%%@*}; fl=''; [ "$spec" != "$wt" ] && fl=$(echo "${spec#*@}" | tr ',' ' ')
         # No recall list (fs/recall.ts): the last mount's stop wrote one, and replaying it would warm this one.
         rm -f "$S"/run/mount-recall.*
+        # Emptied first: the server truncates it only once it runs, and the wait below must not see the last run's "mounted".
+        : > "$OUT"
         # shellcheck disable=SC2086
         MIQ_DEBUG_COUNTS=1 $PRI node $fl "$wt/bin/miq" --store "$S" mount "$M" --json > "$OUT" 2> "$ERR" & pid=$!
         for _ in $(seq 1 150); do grep -q mounted "$OUT" && break; sleep 0.2; done
