@@ -294,7 +294,11 @@ typedef struct session {
   size_t qhead, qlen, qcap;
   int qstop, qstarted, qoff;
   pthread_t qthread;
-  atomic_ullong pushed, pushfail;
+  atomic_ullong pushed, pushfail, pushlate, pushpins;
+  /* The CPU the loop thread last answered a LOOKUP on (-1: none yet, or MIQ_MOUNT_PUSH_PIN=0):
+   * the pusher runs there (see pusher). */
+  atomic_int qcpu;
+  int qpinoff;
   /* Streams (loop thread, decode threads and JS thread; smu). */
   pthread_mutex_t smu;
   stream_t *sb[SBUCKETS];
@@ -999,6 +1003,12 @@ static int sserve(session_t *s, fuse_req_t req, uint64_t ino, size_t size, off_t
   return done != 0;
 }
 
+/* How long the pusher retries a node the kernel does not have yet without sleeping. */
+#define PUSH_SPIN_US 200
+/* Marks a queued push whose node was just handed to the kernel by a LOOKUP's answer (the looking
+ * process is about to make it): only those are retried without sleeping. */
+#define QFRESH (1ULL << 63)
+
 /* Queues a push of node `ino`'s offered bytes (any thread). */
 static void qpush(session_t *s, uint64_t ino) {
   if (s->qoff || !s->qstarted) return;
@@ -1016,13 +1026,36 @@ static void qpush(session_t *s, uint64_t ino) {
   pthread_mutex_unlock(&s->qmu);
 }
 
+/* The pusher follows the loop thread's CPU. Right after the loop thread answers a LOOKUP, the
+ * looking process is woken on its own (other) CPU and makes the node only when it runs; the
+ * pusher, woken by the same answer, landed on that CPU too (both idle-placed there) and ran
+ * first: its notify_store found no node (ENOENT), it slept, and the process went on to its READ
+ * before the retry (a cold read of every file on a 2-vCPU guest: ~7 of 10 pushes lost so, each
+ * costing the file a READ round trip). Pinned to the loop thread's CPU, which the loop thread
+ * leaves as it waits for the next request, the pusher retries while the process makes the node
+ * on its own CPU, and the bytes are in the page cache before its read(). (fuse-needs §48) */
+static int pin_cpu(session_t *s, int *pinned) {
+  int want = atomic_load(&s->qcpu);
+  if (want < 0 || want == *pinned || want >= CPU_SETSIZE) return 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(want, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) { atomic_store(&s->qcpu, -1); return 0; }
+  *pinned = want;
+  atomic_fetch_add(&s->pushpins, 1);
+  return 1;
+}
+
 static void *pusher(void *arg) {
   session_t *s = arg;
+  int pinned = -1;
+  pthread_setname_np(pthread_self(), "miq-push");
   for (;;) {
     pthread_mutex_lock(&s->qmu);
     while (!s->qlen && !s->qstop) pthread_cond_wait(&s->qcv, &s->qmu);
     if (s->qstop) { pthread_mutex_unlock(&s->qmu); break; }
-    uint64_t ino = s->q[s->qhead];
+    uint64_t ino = s->q[s->qhead] & ~QFRESH;
+    int fresh = (s->q[s->qhead] & QFRESH) != 0;
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
     pthread_mutex_unlock(&s->qmu);
@@ -1034,14 +1067,21 @@ static void *pusher(void *arg) {
     if (r && r->len > 0 && (copy = malloc(r->len))) { memcpy(copy, r->data, r->len); len = r->len; }
     pthread_mutex_unlock(&s->rmu);
     if (!copy) continue;
+    pin_cpu(s, &pinned);
     struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
     bv.buf[0].mem = copy;
     int rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0);
     /* Right after its LOOKUP is answered, the node is often not in the kernel yet (the looking
-     * process makes it when it wakes up): try again a few times, while no READ took it. */
+     * process makes it when it wakes up, ~20-40 us later on a guest whose idle vCPUs halt): try
+     * again at once for up to PUSH_SPIN_US (yielding, so a process waiting for this CPU runs),
+     * then a few times more slowly, while no READ took it. */
+    for (uint64_t t0 = rc == -ENOENT ? now_ns(CLOCK_MONOTONIC) : 0; rc == -ENOENT && fresh && !s->qstop && rhas(s, ino) && now_ns(CLOCK_MONOTONIC) - t0 < PUSH_SPIN_US * 1000ull;) {
+      sched_yield();
+      rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0);
+    }
     for (int k = 0; rc == -ENOENT && k < 8 && !s->qstop && rhas(s, ino); k++) {
       usleep(25);
-      rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0);
+      if ((rc = fuse_lowlevel_notify_store(s->se, ino, 0, &bv, 0)) == 0) atomic_fetch_add(&s->pushlate, 1);
     }
     free(copy);
     if (rc == 0) {
@@ -1229,7 +1269,10 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   }
   atomic_fetch_add(&s->nserved, 1);
   if (fuse_reply_entry(req, &e) == 0) {
-    if (rhas(s, e.ino)) qpush(s, e.ino);
+    if (rhas(s, e.ino)) {
+      if (!s->qpinoff) atomic_store(&s->qcpu, sched_getcpu());
+      qpush(s, e.ino | QFRESH);
+    }
   } else {
     /* The kernel did not take the entry (the lookup was interrupted): undo the count. */
     if (!fforget(s, e.ino, 1)) notice(s, OP_FORGET, e.ino, 1, 0);
@@ -2127,6 +2170,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->scap = 48u << 20;
   const char *nv = getenv("MIQ_MOUNT_NOTIFY");
   s->qoff = nv && strcmp(nv, "0") == 0;
+  const char *pp = getenv("MIQ_MOUNT_PUSH_PIN");
+  s->qpinoff = pp && strcmp(pp, "0") == 0;
+  atomic_store(&s->qcpu, -1);
   s->rcap = 64u << 20;
   s->se = fuse_session_new(&fa, &OPS, sizeof OPS, s);
   fuse_opt_free_args(&fa);
@@ -2206,7 +2252,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   fill_entry(&e, num(env, argv[2]), num(env, argv[3]), num(env, argv[4]), num(env, argv[5]), num(env, argv[6]));
   int rc = fuse_reply_entry(r, &e);
-  if (rc == 0 && e.ino && rhas(s, e.ino)) qpush(s, e.ino);
+  if (rc == 0 && e.ino && rhas(s, e.ino)) qpush(s, e.ino | QFRESH);
   return ret_int(env, rc);
 }
 
@@ -3242,6 +3288,8 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->clarge), &v); napi_set_named_property(env, c, "mapLarge", v);
   napi_create_double(env, (double)atomic_load(&s->cshares), &v); napi_set_named_property(env, c, "mapShared", v);
   napi_create_double(env, (double)atomic_load(&s->pushfail), &v); napi_set_named_property(env, c, "pushFailed", v);
+  napi_create_double(env, (double)atomic_load(&s->pushlate), &v); napi_set_named_property(env, c, "pushLate", v);
+  napi_create_double(env, (double)atomic_load(&s->pushpins), &v); napi_set_named_property(env, c, "pushPins", v);
   /* Pending maps: nodes marked, READs held, of those handed to the read threads, answered from
    * offered bytes, sent to JS (no map came, or not in time). */
   napi_create_double(env, (double)atomic_load(&s->cpended), &v); napi_set_named_property(env, c, "mapPended", v);
