@@ -30,6 +30,19 @@ process.env.MIQ_MOUNT_LISTED_HOLD_US = '3000000';
 // not the default, so that the test sees the setting taken and the spin end all the same.
 process.env.MIQ_MOUNT_SPIN_US = '1000';
 const S_IFDIR = 0o040000, S_IFREG = 0o100000;
+
+/** One entry as replier.names reads it (fs/inodes.ts packEntry): f64 ino, f64 size, u32 mode,
+ * u32 name length, the name, padded to 8. */
+function nameRec(ino: number, size: number, name: string | Buffer, mode = S_IFREG | 0o444): Buffer {
+  const n = typeof name === 'string' ? Buffer.from(name, 'latin1') : name;
+  const rec = Buffer.alloc((24 + n.length + 7) & ~7);
+  rec.writeDoubleLE(ino, 0);
+  rec.writeDoubleLE(size, 8);
+  rec.writeUInt32LE(mode, 16);
+  rec.writeUInt32LE(n.length, 20);
+  n.copy(rec, 24);
+  return rec;
+}
 type Counts = Record<string, number>;
 
 describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFuse3().error}` }, () => {
@@ -146,15 +159,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
         // The kernel may never look "given" up after this listing: offer it here too.
         r().offer!(4, Buffer.from(given));
         const names = Object.keys(files).slice(b as number);
-        const parts = names.map((n) => {
-          const rec = Buffer.alloc((24 + n.length + 7) & ~7);
-          rec.writeDoubleLE(files[n]!.ino, 0);
-          rec.writeDoubleLE(files[n]!.data().length, 8);
-          rec.writeUInt32LE(S_IFREG | 0o444, 16);
-          rec.writeUInt32LE(n.length, 20);
-          rec.write(n, 24, 'latin1');
-          return rec;
-        });
+        const parts = names.map((n) => nameRec(files[n]!.ino, files[n]!.data().length, n));
         r().replyDir(slot, op === OP.READDIRPLUS, a as number, Buffer.concat(parts), parts.length, b as number, 86400, 86400);
         return;
       }
@@ -229,13 +234,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   });
 
   it('a registered name is answered by the addon, which tells JS after (OP.LOOKED)', async () => {
-    const name = Buffer.from('alias');
-    const rec = Buffer.alloc((24 + name.length + 7) & ~7);
-    rec.writeDoubleLE(4, 0);
-    rec.writeDoubleLE(given.length, 8);
-    rec.writeUInt32LE(S_IFREG | 0o444, 16);
-    rec.writeUInt32LE(name.length, 20);
-    name.copy(rec, 24);
+    const rec = nameRec(4, given.length, 'alias');
     m!.replier.names!(1, rec, 1, 86400);
     const st0 = m!.state().counts!;
     const r = await sh(`md5sum < ${mnt}/alias; stat -c %i ${mnt}/alias`);
@@ -272,15 +271,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
   it('a batch of nothing but listings is held longer (MIQ_MOUNT_LISTED_HOLD_US: a walk wakes JS less often); another notice joining it ends that', async () => {
     // Root registered with five directories (nodes 201-205), each registered with one file, and a
     // sixth (206), only looked up, after the listings.
-    const rec = (ino: number, mode: number, size: number, n: string): Buffer => {
-      const r = Buffer.alloc((24 + n.length + 7) & ~7);
-      r.writeDoubleLE(ino, 0);
-      r.writeDoubleLE(size, 8);
-      r.writeUInt32LE(mode, 16);
-      r.writeUInt32LE(n.length, 20);
-      r.write(n, 24, 'latin1');
-      return r;
-    };
+    const rec = (ino: number, mode: number, size: number, n: string): Buffer => nameRec(ino, size, n, mode);
     const dirs = [1, 2, 3, 4, 5].map((k) => ({ ino: 200 + k, name: `dir${k}` }));
     const all = dirs.concat({ ino: 206, name: 'dir6' });
     assert.equal(m!.replier.names!(1, Buffer.concat(all.map((d) => rec(d.ino, S_IFDIR | 0o555, 4096, d.name))), all.length, 86400), true);
@@ -342,15 +333,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     const names = Array.from({ length: 40 }, (_, k) => `pin${k}`);
     const data = names.map((n, k) => Buffer.from(`${n} `.repeat(200 + 37 * k)));
     const ino = (k: number): number => 30_000 + k;
-    const recs = names.map((n, k) => {
-      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
-      rec.writeDoubleLE(ino(k), 0);
-      rec.writeDoubleLE(data[k]!.length, 8);
-      rec.writeUInt32LE(S_IFREG | 0o444, 16);
-      rec.writeUInt32LE(n.length, 20);
-      rec.write(n, 24, 'latin1');
-      return rec;
-    });
+    const recs = names.map((n, k) => nameRec(ino(k), data[k]!.length, n));
     data.forEach((d, k) => m!.replier.offer!(ino(k), Buffer.from(d)));
     assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
     try {
@@ -623,15 +606,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     held.set(13, { data: late });
     held.set(14, { data: gone, unpend: true });
     const names = ['h-map', 'h-bad', 'h-late', 'h-unpend'];
-    const recs = names.map((n, k) => {
-      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
-      rec.writeDoubleLE(11 + k, 0);
-      rec.writeDoubleLE(held.get(11 + k)!.data.length, 8);
-      rec.writeUInt32LE(S_IFREG | 0o444, 16);
-      rec.writeUInt32LE(n.length, 20);
-      rec.write(n, 24, 'latin1');
-      return rec;
-    });
+    const recs = names.map((n, k) => nameRec(11 + k, held.get(11 + k)!.data.length, n));
     const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
     try {
       assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
@@ -666,14 +641,8 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     // READ is seen), and the figures must say so.
     const names = [...Array.from({ length: 16 }, (_, k) => `q${k}`), 'hello'];
     const recs = names.map((n) => {
-      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
       const f = n === 'hello' ? { ino: 2, size: content.length } : { ino: 4, size: given.length };
-      rec.writeDoubleLE(f.ino, 0);
-      rec.writeDoubleLE(f.size, 8);
-      rec.writeUInt32LE(S_IFREG | 0o444, 16);
-      rec.writeUInt32LE(n.length, 20);
-      rec.write(n, 24, 'latin1');
-      return rec;
+      return nameRec(f.ino, f.size, n);
     });
     assert.equal(m!.replier.names!(1, Buffer.concat(recs), recs.length, 86400), true);
     try {
@@ -720,15 +689,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     // the listing (OP.UNNAMED, posted after them). JS must get every OP.LOOKED before OP.UNNAMED
     // (it counts the lookups before it may let the nodes go), in one call for all 41.
     const names = Array.from({ length: 40 }, (_, k) => `b${k}`);
-    const recs = names.map((n) => {
-      const rec = Buffer.alloc((24 + n.length + 7) & ~7);
-      rec.writeDoubleLE(4, 0);
-      rec.writeDoubleLE(given.length, 8);
-      rec.writeUInt32LE(S_IFREG | 0o444, 16);
-      rec.writeUInt32LE(n.length, 20);
-      rec.write(n, 24, 'latin1');
-      return rec;
-    });
+    const recs = names.map((n) => nameRec(4, given.length, n));
     let registered = false;
     try {
       await whileKept(async () => {
@@ -785,13 +746,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
       return ns / 1e6;
     };
     const name = Buffer.from('alias');
-    const rec = Buffer.alloc((24 + name.length + 7) & ~7);
-    rec.writeDoubleLE(4, 0);
-    rec.writeDoubleLE(given.length, 8);
-    rec.writeUInt32LE(S_IFREG | 0o444, 16);
-    rec.writeUInt32LE(name.length, 20);
-    name.copy(rec, 24);
-    assert.equal(m!.replier.names!(1, rec, 1, 0), true);
+    assert.equal(m!.replier.names!(1, nameRec(4, given.length, name), 1, 0), true);
     const missing = Array.from({ length: 40 }, (_, k) => `${mnt}/missing${k}`);
     try {
       let spun = 0;

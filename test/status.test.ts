@@ -49,16 +49,23 @@ function collect(c: ReturnType<typeof spawn>): { text: () => string; done: Promi
 
 test('a build holds the store only while it uses it: other commands run during its script; -L streams its log, log -f follows it; a killed build leaves nothing the next build keeps', async () => {
   assert.equal(miq([...S, 'ingest', join(ROOT, 'node_modules', 'commander'), '--name', 'commander'], { env: ENV }).code, 0);
-  const b = spawn(process.execPath, [MIQ, ...S, 'build', '-L', recipeFile('slow', 'echo first line; sleep 3; echo second line; mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const b = spawn(process.execPath, [MIQ, ...S, 'build', '-L', recipeFile('slow', 'echo first line; sleep 4; echo second line; mkdir -p "$out"; echo ok > "$out/ok"')], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const build = collect(b);
-  const slow = spawn(process.execPath, [MIQ, ...S, 'build', recipeFile('slower', 'sleep 900; mkdir -p "$out"')], { env: ENV, stdio: 'ignore', detached: true });
+  const slow = spawn(process.execPath, [MIQ, ...S, 'build', '-L', recipeFile('slower', 'echo started; sleep 900; mkdir -p "$out"')], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const slower = collect(slow);
   try {
     const logDir = join(store, 'tmp', `build-${b.pid}`);
     for (let i = 0; i < 150 && !build.text().includes('slow-1> first line'); i++) await sleep(100);
     assert.match(build.text(), /slow-1> first line/, 'the script has started and -L shows its output');
     assert.ok(existsSync(logDir), 'the build directory is under the store');
     const follow = collect(spawn(process.execPath, [MIQ, ...S, 'log', '-f', 'slow'], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
-    // The store is free while the script sleeps: a command that opens it directly works.
+    // The store is free while the scripts sleep: a command that opens it directly works. Both
+    // builds are in their scripts first, and their leases closed (IDLE_MS after their last use:
+    // the holder record goes with the lock); a clean-clone run at stop 39 ran `paths` while the
+    // second build, started a moment after the first, still held the store before its script.
+    for (let i = 0; i < 150 && !slower.text().includes('slower-1> started'); i++) await sleep(100);
+    assert.match(slower.text(), /slower-1> started/, 'the second build is in its script');
+    for (let i = 0; i < 50 && existsSync(join(store, 'run', 'holder.json')); i++) await sleep(100);
     const paths = miq([...S, 'paths', '--json'], { env: ENV });
     assert.equal(paths.code, 0, paths.stderr);
     assert.equal(await build.done, 0, build.text());
