@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
@@ -71,6 +71,10 @@ test('gc during a build\'s script keeps the unpinned dependency the output refer
   try {
     for (let i = 0; i < 300 && sleepers().length === 0; i++) await sleep(100);
     assert.ok(sleepers().length > 0, `the build's script never reached its sleep:\n${err}`);
+    // The build closes the store IDLE_MS after its last use (cli/lease.ts), the holder record with
+    // it: a clean-clone run at stop 39 ran gc inside that moment ("in use by another miq process").
+    // A build that held the store through its script still fails here (gc exits 4).
+    for (let i = 0; i < 50 && existsSync(join(store, 'run', 'holder.json')); i++) await sleep(100);
     const gc = miq([...S, 'gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
     assert.ok(!json<{ deadPaths: string[] }>(gc).deadPaths.includes(dep), `gc deleted ${dep}, which the running build uses`);

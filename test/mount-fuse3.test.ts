@@ -21,8 +21,13 @@ const native = loadFuse3().native;
 // environment says otherwise unset: its tests of them need them.
 process.env.MIQ_MOUNT_MAPS ||= '1';
 // READs held for a pending map (see "a READ of a small file…") wait this long at most: long enough
-// that a loaded machine's shell reaches its READ within it.
-process.env.MIQ_MOUNT_MAP_HOLD_MS ??= '1000';
+// that a loaded machine's shell reaches its READ within it, and well past the 900 ms after which
+// that test's JS gives the map anyway. The READ is mostly parked before JS sees the file's
+// OP.LOOKED, so JS's "the READ is held now" check (mapHeld above its count at OP.LOOKED) starts
+// after it and the map comes by that 900 ms path (with a 100 ms hold node 11's READ reaches JS,
+// with the spin off too): a 1000 ms hold left 100 ms, and a loaded clean-clone run (stop 39) sent
+// h-bad's held READ to JS before its map.
+process.env.MIQ_MOUNT_MAP_HOLD_MS ??= '3000';
 // A batch of nothing but OP.LISTED is held this long (see "a batch of nothing but listings…"):
 // longer than that test's listings take on a loaded machine.
 process.env.MIQ_MOUNT_LISTED_HOLD_US = '3000000';
