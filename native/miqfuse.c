@@ -1034,16 +1034,15 @@ static void qpush(session_t *s, uint64_t ino) {
  * costing the file a READ round trip). Pinned to the loop thread's CPU, which the loop thread
  * leaves as it waits for the next request, the pusher retries while the process makes the node
  * on its own CPU, and the bytes are in the page cache before its read(). (fuse-needs §48) */
-static int pin_cpu(session_t *s, int *pinned) {
+static void pin_cpu(session_t *s, int *pinned) {
   int want = atomic_load(&s->qcpu);
-  if (want < 0 || want == *pinned || want >= CPU_SETSIZE) return 0;
+  if (want < 0 || want == *pinned || want >= CPU_SETSIZE) return;
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(want, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) { atomic_store(&s->qcpu, -1); return 0; }
+  if (sched_setaffinity(0, sizeof set, &set) != 0) { atomic_store(&s->qcpu, -1); return; }
   *pinned = want;
   atomic_fetch_add(&s->pushpins, 1);
-  return 1;
 }
 
 static void *pusher(void *arg) {
@@ -1466,8 +1465,10 @@ static int spin_take(session_t *s, struct fuse_buf *buf, uint64_t deadline) {
   if (deadline && deadline < end) end = deadline;
   while (t < end && !atomic_load(&s->stopping)) {
     int res = fuse_session_receive_buf(s->se, buf);
-    if (res > 0) { atomic_fetch_add(&s->spun, 1); return res; }
-    if (res != -EAGAIN && res != -EINTR && res != -ENOENT) return res <= 0 ? (res ? res : -ENODEV) : res; /* the loop ends, as below */
+    if (res != -EAGAIN && res != -EINTR && res != -ENOENT) {
+      if (res > 0) atomic_fetch_add(&s->spun, 1);
+      return res; /* a request, or the end (<= 0) as for receive_buf in loop */
+    }
     for (int k = 0; k < 16; k++) cpu_relax();
     sched_yield();
     t = now_ns(CLOCK_MONOTONIC);
@@ -1496,19 +1497,18 @@ static void *loop(void *arg) {
       }
       pthread_mutex_unlock(&s->bmu);
     }
+    int res;
     if (after && s->spin) {
       after = 0;
-      int res = spin_take(s, &buf, deadline);
-      if (res > 0) { handed = 0; fuse_session_process_buf(s->se, &buf); after = !handed; }
-      if (res > 0 || res == -EAGAIN) continue; /* (the hold's timeout is taken again) */
-      break;
+      if ((res = spin_take(s, &buf, deadline)) == -EAGAIN) continue; /* (the hold's timeout is taken again) */
+    } else {
+      int r = poll(p, 2, tmo);
+      if (r == 0) continue;
+      if (r < 0) { if (errno == EINTR) continue; break; }
+      if (p[1].revents) break;
+      res = fuse_session_receive_buf(s->se, &buf);
+      if (res == -EINTR || res == -EAGAIN || res == -ENOENT) continue;
     }
-    int r = poll(p, 2, tmo);
-    if (r == 0) continue;
-    if (r < 0) { if (errno == EINTR) continue; break; }
-    if (p[1].revents) break;
-    int res = fuse_session_receive_buf(s->se, &buf);
-    if (res == -EINTR || res == -EAGAIN || res == -ENOENT) continue;
     if (res <= 0) break;
     handed = 0;
     fuse_session_process_buf(s->se, &buf);

@@ -38,6 +38,17 @@ const S_IFDIR = 0o040000, S_IFREG = 0o100000;
 
 /** One entry as replier.names reads it (fs/inodes.ts packEntry): f64 ino, f64 size, u32 mode,
  * u32 name length, the name, padded to 8. */
+/** The contents of /proc/self/task/T/`file` for this process's threads named one of `names`
+ * (the binding names its threads miq-fuse, miq-read, miq-push). */
+async function threadFiles(names: string[], file: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const t of await readdir('/proc/self/task')) {
+    const comm = (await readFile(`/proc/self/task/${t}/comm`, 'utf8').catch(() => '')).trim();
+    if (names.includes(comm)) out.push(await readFile(`/proc/self/task/${t}/${file}`, 'utf8').catch(() => ''));
+  }
+  return out;
+}
+
 function nameRec(ino: number, size: number, name: string | Buffer, mode = S_IFREG | 0o444): Buffer {
   const n = typeof name === 'string' ? Buffer.from(name, 'latin1') : name;
   const rec = Buffer.alloc((24 + n.length + 7) & ~7);
@@ -349,12 +360,7 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
       assert.equal(st1.read, st0.read, 'no READ reached JS');
       assert.equal(st1.lookupServed! - st0.lookupServed!, names.length, JSON.stringify(st1));
       assert.ok(st1.pushPins! >= 1, `the pusher pinned itself: ${JSON.stringify(st1)}`);
-      const tasks = await readdir('/proc/self/task');
-      const pusher: string[] = [];
-      for (const t of tasks) {
-        const status = await readFile(`/proc/self/task/${t}/status`, 'utf8').catch(() => '');
-        if (/^Name:\s+miq-push$/m.test(status)) pusher.push(status.match(/^Cpus_allowed_list:\s+(\S+)$/m)![1]!);
-      }
+      const pusher = (await threadFiles(['miq-push'], 'status')).map((st) => st.match(/^Cpus_allowed_list:\s+(\S+)$/m)![1]!);
       assert.equal(pusher.length, 1, 'one miq-push thread');
       assert.match(pusher[0]!, /^\d+$/, `the pusher runs on one CPU: ${pusher[0]}`);
     } finally {
@@ -455,15 +461,8 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     // took ~1 900 in one cold read of the bench's 117 MB file (fuse-needs §42). Node 15: 12 zstd
     // chunks of 256 KiB (the chunker's largest) and a short tail, read whole (the kernel's READs
     // up to 1 MiB); the faults of the threads named miq-read are counted from /proc.
-    const faults = async (): Promise<number> => {
-      let n = 0;
-      for (const t of await readdir('/proc/self/task')) {
-        const stat = await readFile(`/proc/self/task/${t}/stat`, 'utf8').catch(() => '');
-        if (!stat.includes('(miq-read)')) continue;
-        n += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]); // minflt
-      }
-      return n;
-    };
+    const faults = async (): Promise<number> =>
+      (await threadFiles(['miq-read'], 'stat')).reduce((n, stat) => n + Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]), 0); // minflt
     const line = (k: number): string => `line ${k} of a file the read threads answer without a page fault\n`;
     const all = Buffer.from(Array.from({ length: 50_000 }, (_, k) => line(k)).join(''));
     const sizes = [...Array(12).fill(256 * 1024), 12_345];
@@ -741,15 +740,8 @@ describe('libfuse 3 addon', { skip: native ? false : `addon not built: ${loadFus
     // and one name: `stat` of 40 missing names in one process is 40 LOOKUPs the binding answers
     // (ENOENT, not cached) back to back, the next one mostly within the spin.
     assert.equal(m!.state().spinUs, 1000);
-    const busy = async (): Promise<number> => {
-      let ns = 0;
-      for (const t of await readdir('/proc/self/task')) {
-        const comm = (await readFile(`/proc/self/task/${t}/comm`, 'utf8').catch(() => '')).trim();
-        if (comm !== 'miq-fuse' && comm !== 'miq-read') continue;
-        ns += Number((await readFile(`/proc/self/task/${t}/schedstat`, 'utf8').catch(() => '0')).split(' ')[0]);
-      }
-      return ns / 1e6;
-    };
+    const busy = async (): Promise<number> =>
+      (await threadFiles(['miq-fuse', 'miq-read'], 'schedstat')).reduce((ns, st) => ns + Number(st.split(' ')[0] || 0), 0) / 1e6;
     const name = Buffer.from('alias');
     assert.equal(m!.replier.names!(1, nameRec(4, given.length, name), 1, 0), true);
     const missing = Array.from({ length: 40 }, (_, k) => `${mnt}/missing${k}`);
