@@ -86,7 +86,7 @@ const BATCH_ENTRIES = 512;
 const LSTAT_PARALLEL = 64;
 const DIRS_PARALLEL = 4;
 /** An lstat slower than this read the disk (a cached one takes ~10-50 µs here, under load). */
-const SLOW_NS = 1_000_000n;
+export const SLOW_NS = 1_000_000n;
 /** Slow calls in one directory after which the walk turns concurrent. */
 const SLOW_CALLS = 3;
 /** Directories walked concurrently before synchronous calls are tried again. */

@@ -3,9 +3,10 @@
  * are recorded, never followed; special files are refused (or skipped with `lenient`).
  */
 import { MessageChannel } from 'node:worker_threads';
-import { MiqError } from './errors.js';
+import { MiqError, ioError } from './errors.js';
+import { miqchunkExport } from './miqchunk.js';
 import { ingestPool } from './pool.js';
-import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, traverse, type WalkMessage } from './walk-sync.js';
+import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, SLOW_NS, traverse, type WalkBatch, type WalkMessage } from './walk-sync.js';
 
 /** What a walk keeps of a file's lstat (a Stats has it all; the pool walk sends just this). */
 export interface FileStat {
@@ -129,12 +130,104 @@ async function walkWith(rootPath: string, lenient: boolean, onFile: ((f: FileNod
  * listing at ~14 us an entry. */
 const HERE_YIELD_ENTRIES = 512;
 
+/** Records a batch of entries (walkToPort's, or walkTree's) in `res`; `dirs` are the directories
+ * by number, in the order the walk handed them out. */
+function recordBatch(res: WalkResult, dirs: DirNode[], m: Omit<WalkBatch, 'type'>, lenient: boolean, onFile: ((f: FileNode) => void) | undefined): void {
+  const paths = Buffer.from(m.paths.buffer, m.paths.byteOffset, m.paths.byteLength);
+  const targets = Buffer.from(m.targets.buffer, m.targets.byteOffset, m.targets.byteLength);
+  let start = 0, link = 0;
+  for (let i = 0; i < m.count; i++) {
+    const end = m.ends[i]!;
+    const parent = dirs[m.parent[i]!]!;
+    const path = paths.subarray(start, end);
+    start = end;
+    const n = i * NUMS;
+    const st: FileStat = { size: m.num[n]!, mode: m.num[n + 1]!, dev: m.num[n + 2]!, ino: m.num[n + 3]!, mtimeMs: m.num[n + 4]!, ctimeMs: m.num[n + 5]! };
+    let target: Buffer | undefined;
+    if (m.kind[i] === KIND_LINK) {
+      target = targets.subarray(link === 0 ? 0 : m.targetEnds[link - 1]!, m.targetEnds[link]!);
+      link++;
+    }
+    const d = record(res, parent, path.subarray(parent.path.length + 1), path, st, target, lenient, m.kind[i] === KIND_FILE ? onFile : undefined);
+    if (m.kind[i] === KIND_DIR) dirs.push(d!);
+  }
+}
+
+/** A batch of native/miqchunk.c `walkTree`: WalkBatch's arrays, `end` on the last, `error` when
+ * the walk stopped at one (after this batch's entries). */
+interface TreeBatch extends Omit<WalkBatch, 'type'> {
+  end: boolean;
+  error?: { code: string; message: string; path: Buffer; what: 'dir' | 'stat' | 'link' };
+}
+type WalkTree = (root: Uint8Array, slowNs: number, onBatch: (b: TreeBatch) => boolean) => void;
+/** native/miqchunk.c `walkTree`: the synchronous walk's listing (listDir's, the same entries,
+ * order and directory numbers) on a thread of the addon's own; undefined without the addon or
+ * with MIQ_JS_WALK=1 (the walk then lists from JS, as before). */
+const nativeWalkTree = miqchunkExport<WalkTree>('walkTree', 'MIQ_JS_WALK');
+
+/** Whether walkHere lists on the addon's thread (tests). */
+export const THREADED_WALK = nativeWalkTree !== undefined;
+
+const WHAT = { dir: 'cannot read directory', stat: 'cannot stat', link: 'cannot read symlink' } as const;
+
 /**
- * The synchronous walk (walk-sync.ts: listDir in C, warmTree on a cold tree) on the calling
- * thread, letting its event loop run every HERE_YIELD_ENTRIES entries. For an update whose hash
- * pass runs on libuv's threads (ingest.ts): the walk then needs no worker isolate either.
+ * walkHere with the listing on walkTree's thread: this thread only records the batches, one per
+ * turn of its event loop (so index lookups and task results are handled between them). In small
+ * N+1 the listing was ~70 ms of the ~130 ms the synchronous walk held this thread, before the
+ * first changed file (about a third into the walk) was found and its first task could start.
  */
-export function walkHere(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void): Promise<WalkResult> {
+function walkThreaded(walkTree: WalkTree, rootPath: string, lenient: boolean, onFile: ((f: FileNode) => void) | undefined): Promise<WalkResult> {
+  const res = newResult(rootPath);
+  const dirs: DirNode[] = [res.root];
+  return new Promise<WalkResult>((resolve, reject) => {
+    const queue: TreeBatch[] = [];
+    let failed = false, scheduled = false;
+    const next = (): void => {
+      scheduled = false;
+      const b = queue.shift();
+      if (!b || failed) return;
+      try {
+        recordBatch(res, dirs, b, lenient, onFile);
+        const e = b.error;
+        if (e) throw ioError(Object.assign(new Error(e.message), { code: e.code }), WHAT[e.what], e.path.toString());
+        if (b.end) return resolve(res);
+      } catch (e) {
+        failed = true;
+        return reject(e);
+      }
+      if (queue.length > 0) {
+        scheduled = true;
+        setImmediate(next);
+      }
+    };
+    walkTree(Buffer.from(rootPath), Number(SLOW_NS), (b) => {
+      // True stops the thread: the walk failed already.
+      if (failed) return true;
+      queue.push(b);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(next);
+      }
+      return false;
+    });
+  });
+}
+
+/**
+ * The synchronous walk (walk-sync.ts: listDir in C, warmTree on a cold tree) for the calling
+ * thread: with the addon on walkTree's thread (walkThreaded), else on this thread, letting its
+ * event loop run every HERE_YIELD_ENTRIES entries. For an update whose hash pass runs on libuv's
+ * threads (ingest.ts): the walk then needs no worker isolate either. `threaded: false` (tests):
+ * on this thread even with the addon.
+ */
+export function walkHere(rootPath: string, lenient: boolean, onFile?: (f: FileNode) => void, opts: { threaded?: boolean } = {}): Promise<WalkResult> {
+  if (nativeWalkTree && opts.threaded !== false) {
+    try {
+      return walkThreaded(nativeWalkTree, rootPath, lenient, onFile);
+    } catch {
+      // No thread for it (walkTree threw): the walk on this thread.
+    }
+  }
   return walkWith(rootPath, lenient, onFile, { sync: true, yieldEntries: HERE_YIELD_ENTRIES });
 }
 
@@ -156,24 +249,7 @@ export function walkInPool(rootPath: string, lenient: boolean, onFile?: (f: File
       try {
         if (m.type === 'end') return done();
         if (m.type === 'error') return done(MiqError.fromJSON(m.error as never));
-        const paths = Buffer.from(m.paths.buffer, m.paths.byteOffset, m.paths.byteLength);
-        const targets = Buffer.from(m.targets.buffer, m.targets.byteOffset, m.targets.byteLength);
-        let start = 0, link = 0;
-        for (let i = 0; i < m.count; i++) {
-          const end = m.ends[i]!;
-          const parent = dirs[m.parent[i]!]!;
-          const path = paths.subarray(start, end);
-          start = end;
-          const n = i * NUMS;
-          const st: FileStat = { size: m.num[n]!, mode: m.num[n + 1]!, dev: m.num[n + 2]!, ino: m.num[n + 3]!, mtimeMs: m.num[n + 4]!, ctimeMs: m.num[n + 5]! };
-          let target: Buffer | undefined;
-          if (m.kind[i] === KIND_LINK) {
-            target = targets.subarray(link === 0 ? 0 : m.targetEnds[link - 1]!, m.targetEnds[link]!);
-            link++;
-          }
-          const d = record(res, parent, path.subarray(parent.path.length + 1), path, st, target, lenient, m.kind[i] === KIND_FILE ? onFile : undefined);
-          if (m.kind[i] === KIND_DIR) dirs.push(d!);
-        }
+        recordBatch(res, dirs, m, lenient, onFile);
       } catch (e) {
         done(e);
       }

@@ -23,7 +23,7 @@ import { ByteLru, Lru, Mutex } from '../store/lru.js';
 import { decodeTree } from '../store/objects.js';
 import { decodeLocation, encodeLocation, packFileName, PackReader, PackWriter } from '../store/pack.js';
 import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
-import { walk, type DirNode, type FileNode } from '../store/walk.js';
+import { THREADED_WALK, walk, walkHere, type DirNode, type FileNode, type Node, type WalkResult } from '../store/walk.js';
 import { KIND_DIR, NATIVE_WALK, traverse, type Entry } from '../store/walk-sync.js';
 import { miqchunkExport } from '../store/miqchunk.js';
 import { scanRefs } from '../store/refscan.js';
@@ -376,6 +376,80 @@ describe('walk', () => {
       if (yieldEntries) assert.ok(during >= 5, `the event loop ran ${during} times during the walk`);
       else assert.equal(during, 0, 'without yieldEntries the walk runs in one turn');
     }
+  });
+
+  it('walks on the addon\'s thread (walkTree) into what the walk on the main thread makes: links, odd names, empty directories, errors', { skip: !NATIVE_WALK && 'the addon did not build' }, async () => {
+    assert.ok(THREADED_WALK, 'the addon has listDir but not walkTree: rebuild it (npm rebuild)');
+    const d = join(tmp, 'walk-threaded');
+    // More entries than one batch (512), over many directories, so batches end mid-directory.
+    for (let i = 0; i < 30; i++) {
+      await mkdir(join(d, `d${i}`, 'sub'), { recursive: true });
+      for (let j = 0; j < 25; j++) await writeFile(join(d, `d${i}`, j % 3 ? `f${j}` : `sub/f${j}`), `${i}.${j}`);
+    }
+    await mkdir(join(d, 'empty', 'emptier'), { recursive: true });
+    await mkdir(join(d, 'z-empty'));
+    for (const name of [[0x66, 0xff], [0x6e, 0x0a, 0x6c], [0x20, 0x2d, 0x5c], [0xc3, 0xa9]]) await writeFile(join(d, Buffer.from(name).toString('latin1')), 'odd');
+    await symlink('d0/f1', join(d, 'to-file'));
+    await symlink('d1', join(d, 'to-dir'));
+    await symlink('nowhere', join(d, 'd2', 'dangling'));
+    await symlink('x'.repeat(3000), join(d, 'd3', 'long'));
+    await writeFile(join(d, 'd4', 'setuid'), '#!/bin/sh\n', { mode: 0o4755 });
+    await writeFile(join(d, 'd5', 'private'), 'p', { mode: 0o600 });
+    const dump = (n: Node): unknown => (n.t === 'dir' ? [n.name.toString('hex'), n.children.map(dump)] : n.t === 'link' ? [n.name.toString('hex'), n.target.toString('hex')] : [n.name.toString('hex'), n.path.toString('hex'), n.size, n.exe, { ...n.stat }]);
+    const both = async (lenient: boolean): Promise<[unknown, unknown]> => {
+      const out: unknown[] = [];
+      for (const threaded of [true, false]) {
+        const seen: string[] = [];
+        const r: WalkResult = await walkHere(d, lenient, (f) => { seen.push(f.path.toString('hex')); }, { threaded });
+        out.push({ ...r, root: dump(r.root), files: r.files.map((f) => f.path.toString('hex')), seen });
+      }
+      return [out[0], out[1]];
+    };
+    const [threaded, here] = await both(false);
+    assert.deepEqual(threaded, here);
+    const t = threaded as WalkResult & { files: string[] };
+    assert.deepEqual([t.files.length, t.dirs, t.links, t.droppedModeBits, t.notWorldReadable], [30 * 25 + 5 + 1, 1 + 30 * 2 + 3, 4, 1, 1]);
+    // A fifo: refused by both, or skipped by both with --lenient; the thread ends either way.
+    execFileSync('mkfifo', [join(d, 'a-fifo')]);
+    const tasks = (): number => readdirSync('/proc/self/task').length;
+    const before = tasks();
+    const refusal = (threaded: boolean): Promise<string> => walkHere(d, false, undefined, { threaded }).then(() => 'walked', (e: Error) => e.message);
+    assert.match(await refusal(true), /a-fifo is a fifo/);
+    assert.equal(await refusal(true), await refusal(false));
+    const [lt, lh] = await both(true);
+    assert.deepEqual(lt, lh);
+    assert.deepEqual((lt as WalkResult).skipped.map((s) => s.why), ['a fifo']);
+    for (const t0 = Date.now(); tasks() > before; await new Promise((r) => setTimeout(r, 20))) {
+      assert.ok(Date.now() - t0 < 20_000, `${tasks() - before} walking threads still running after 20 s`);
+    }
+    // Batches (two here) reach the main thread one turn of its event loop at a time.
+    let turns = 0, on = true;
+    const tock = (): void => {
+      turns++;
+      if (on) setImmediate(tock);
+    };
+    setImmediate(tock);
+    await walkHere(d, true, undefined, { threaded: true });
+    on = false;
+    assert.ok(turns >= 2, `the event loop ran ${turns} times during the walk`);
+    // A directory that cannot be read (as root, a path over PATH_MAX: ENAMETOOLONG), deep in the
+    // tree, and a root that is not a directory: the same error from both.
+    const deep = join(d, 'd6', 'deep');
+    await mkdir(deep);
+    execFileSync(process.execPath, ['-e', `process.chdir(${JSON.stringify(deep)}); for (let i = 0; i < 17; i++) { require('fs').mkdirSync('${'n'.repeat(250)}'); process.chdir('${'n'.repeat(250)}'); }`]);
+    try {
+      const failure = async (root: string, threaded: boolean): Promise<string> => walkHere(root, true, undefined, { threaded }).then(() => 'walked', (e: Error & { code?: string }) => `${e.code}: ${e.message}`);
+      const got = await failure(d, true);
+      assert.match(got, /^MIQ_IO: cannot read directory .*the path is too long \(ENAMETOOLONG\)$/);
+      assert.equal(got, await failure(d, false));
+      assert.match(await failure(join(d, 'd0', 'f1'), true), /cannot read directory .*d0\/f1: a parent is not a directory \(ENOTDIR\)$/);
+      assert.equal(await failure(join(d, 'd0', 'f1'), true), await failure(join(d, 'd0', 'f1'), false));
+      assert.match(await failure(join(d, 'missing'), true), /^MIQ_NOT_FOUND: cannot read directory/);
+    } finally {
+      execFileSync('rm', ['-rf', deep]);
+    }
+    assert.throws(() => miqchunkExport<(...a: unknown[]) => void>('walkTree', 'MIQ_JS_WALK')!(Buffer.from(`${d}\0x`), 1e6, () => false), TypeError);
+    assert.throws(() => miqchunkExport<(...a: unknown[]) => void>('walkTree', 'MIQ_JS_WALK')!(Buffer.from(d), 1e6, 'not a function'), TypeError);
   });
 
   it('warms a tree on threads of its own that end once it is read (warmTree)', { skip: !WARM_TREE && 'the addon did not build' }, async () => {
