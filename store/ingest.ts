@@ -43,6 +43,8 @@ const COMPRESS_QUEUE_LIMIT = 64 << 20;
 const CLAIM_SLOTS = 1 << 20;
 /** Walked files looked up in the stat cache together (one getMany each). */
 const STAT_BATCH = 512;
+/** Batches of stat lookups whose index reads run at once. */
+const STAT_AHEAD = 4;
 /** Arena blocks waiting to be reused, and how many go with one task. */
 const SPARE_MAX = 16;
 const SPARE_PER_TASK = 4;
@@ -105,6 +107,8 @@ class IngestRun {
   private readonly statLookup: boolean;
   private statPending: FileNode[] = [];
   private statChain: Promise<void> = Promise.resolve();
+  /** The stat lookups' index reads under way (flushStatLookups). */
+  private readonly statAhead: Promise<void>[] = [];
   /** Delta bases exist only in a store that has files: into a new one no file is looked up. */
   private readonly deltaOn: boolean;
   private readonly db;
@@ -279,28 +283,45 @@ class IngestRun {
     });
   }
 
+  /** Starts the index reads of the files waiting for their stat lookup at once; what they find is
+   * applied in the walk's order (the order files are queued in decides the tasks and frames). */
   private flushStatLookups(): void {
     if (this.statPending.length === 0) return;
     const batch = this.statPending;
     this.statPending = [];
-    this.statChain = this.statChain.then(() => this.lookupStats(batch)).catch((e: unknown) => {
+    // At most STAT_AHEAD batches' reads at once (the hash tasks share libuv's threads with them).
+    const prior = this.statAhead.length >= STAT_AHEAD ? this.statAhead.shift()! : undefined;
+    const found = prior ? prior.then(() => this.findStats(batch)) : this.findStats(batch);
+    // Handled once the chain gets to it (a rejection before then would count as unhandled).
+    const settled = found.then(() => {}, () => {});
+    this.statAhead.push(settled);
+    this.statChain = this.statChain.then(async () => this.applyStats(await found)).catch((e: unknown) => {
       this.failure ??= e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot read the index: ${(e as Error).message}`, { cause: e });
     });
   }
 
-  /** Files whose stat cache entry still matches and whose record the store has keep their id
-   * unread; the others are queued. */
-  private async lookupStats(files: FileNode[]): Promise<void> {
+  /** One batch's index reads: the files whose stat cache entry still matches (`cand`, with
+   * whether the store has the record it names) and the others (`misses`). Batches' reads overlap:
+   * chained, each batch's two round trips through the index waited for the one before (with the
+   * walk off the main thread the stat lookups were what the first changed file waited for). */
+  private async findStats(files: FileNode[]): Promise<{ misses: FileNode[]; cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[]; have: (Buffer | undefined)[] }> {
     const got = await this.db.getMany(files.map((f) => statKey(f.stat)));
     if (TRACE && this.trace.stat1 === undefined) this.mark('stat1');
+    const misses: FileNode[] = [];
     const cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[] = [];
     files.forEach((f, i) => {
       const hit = statEntryHit(got[i], f.stat);
       if (hit) cand.push({ f, id: hit.id, hasRefs: hit.hasRefs });
-      else this.queueFile(f);
+      else misses.push(f);
     });
-    if (cand.length === 0) return;
-    const have = await this.db.getMany(cand.map((c) => kFile(c.id)));
+    const have = cand.length === 0 ? [] : await this.db.getMany(cand.map((c) => kFile(c.id)));
+    return { misses, cand, have };
+  }
+
+  /** Files whose stat cache entry still matches and whose record the store has keep their id
+   * unread; the others are queued. */
+  private async applyStats({ misses, cand, have }: Awaited<ReturnType<IngestRun['findStats']>>): Promise<void> {
+    for (const f of misses) this.queueFile(f);
     const withRefs: string[] = [];
     cand.forEach(({ f, id, hasRefs }, i) => {
       if (have[i] === undefined) return this.queueFile(f);
@@ -615,7 +636,7 @@ class IngestRun {
    * index now, behind those entries (IndexWriter.put); the others wait for the commit, as all did
    * before. So do the stat-cache entries of `ok`'s files whose content this ingest stores. A
    * record written here and then orphaned by a crash or a failed ingest names only indexed chunks
-   * (gc collects it); a stat entry checks its file record before it is trusted (lookupStats).
+   * (gc collects it); a stat entry checks its file record before it is trusted (findStats).
    */
   private recordEarly(need: { f: FileNode; r: Scanned }[], ok: { f: FileNode; r: Scanned }[]): void {
     for (const { r } of need) {

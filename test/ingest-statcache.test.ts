@@ -8,6 +8,7 @@ import { link, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { ClassicLevel } from 'classic-level';
 import { gcStore } from '../store/gc.js';
 import { RACY_MS } from '../store/ingest-statcache.js';
 import { openStore } from '../store/open.js';
@@ -156,6 +157,51 @@ test('an update whose files are all known hashes them without a worker; new cont
       assert.ok(rec.chunks.length > 0 && (await store.readFile(rec, 0, body.length)).equals(body), `${n} reads back`);
     }
   } finally {
+    await store.close();
+    await fresh.close();
+  }
+});
+
+test('an update reads the stat cache for several batches of files at once and applies what it finds in the walk\'s order', async () => {
+  const src = join(tmp, 'many');
+  // 2 600 files: six batches of stat lookups (512 files each).
+  for (let d = 0; d < 26; d++) {
+    await mkdir(join(src, `d${d}`), { recursive: true });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(join(src, `d${d}`, `f${i}`), `file ${d}.${i}\n`)));
+  }
+  await new Promise((r) => setTimeout(r, RACY_MS + 200));
+  const store = await openStore(join(tmp, 'many-store'));
+  const fresh = await openStore(join(tmp, 'many-fresh'));
+  // Each read of stat entries answers 20 ms late: chained, one batch's reads waited for the one
+  // before; now up to 4 run at once.
+  const proto = ClassicLevel.prototype as unknown as { _getMany: (keys: unknown[], o: unknown) => Promise<unknown> };
+  const getMany = proto._getMany;
+  let now = 0, most = 0;
+  proto._getMany = async function (this: unknown, keys: unknown[], o: unknown): Promise<unknown> {
+    if (!String(keys[0]).startsWith('s/')) return getMany.call(this, keys, o);
+    most = Math.max(most, ++now);
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      return await getMany.call(this, keys, o);
+    } finally {
+      now--;
+    }
+  };
+  try {
+    const first = await store.ingest(src, { name: 'many' });
+    assert.equal(first.scanned, 2600);
+    const again = await store.ingest(src, { name: 'many2' });
+    assert.equal(again.scanned, 0, 'every file a stat cache hit');
+    assert.equal(again.tree, first.tree);
+    assert.equal(most, 4, 'stat lookups under way at once');
+    // Files changed in the first and the fifth batch: read, stored as a new store stores them.
+    await writeFile(join(src, 'd0', 'f1'), 'changed 0\n');
+    await writeFile(join(src, 'd20', 'f1'), 'changed 20\n');
+    const changed = await store.ingest(src, { name: 'many3' });
+    assert.equal(changed.scanned, 2);
+    assert.equal(changed.tree, (await fresh.ingest(src, { name: 'many3' })).tree);
+  } finally {
+    proto._getMany = getMany;
     await store.close();
     await fresh.close();
   }
