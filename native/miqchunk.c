@@ -521,7 +521,6 @@ typedef struct {
   size_t depth, cap;
   uint32_t dirs;
   WBatch *cur;
-  int oom;
 } Walker;
 
 static void wbatchFree(WBatch *b) {
@@ -545,7 +544,6 @@ static int walkStopped(Walker *w) { return __atomic_load_n(&w->stop, __ATOMIC_AC
 static void walkSend(Walker *w) {
   WBatch *b = w->cur;
   w->cur = NULL;
-  if (!b) w->oom = 1;
   if (napi_call_threadsafe_function(w->tsfn, b, napi_tsfn_blocking) != napi_ok) {
     wbatchFree(b);
     __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);

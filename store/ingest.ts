@@ -45,6 +45,8 @@ const CLAIM_SLOTS = 1 << 20;
 const STAT_BATCH = 512;
 /** Batches of stat lookups whose index reads run at once. */
 const STAT_AHEAD = 4;
+/** A walked file whose stat cache entry matches: the id it names, and whether it has references. */
+type StatHit = { f: FileNode; id: string; hasRefs: boolean | undefined };
 /** Arena blocks waiting to be reused, and how many go with one task. */
 const SPARE_MAX = 16;
 const SPARE_PER_TASK = 4;
@@ -304,11 +306,11 @@ class IngestRun {
    * whether the store has the record it names) and the others (`misses`). Batches' reads overlap:
    * chained, each batch's two round trips through the index waited for the one before (with the
    * walk off the main thread the stat lookups were what the first changed file waited for). */
-  private async findStats(files: FileNode[]): Promise<{ misses: FileNode[]; cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[]; have: (Buffer | undefined)[] }> {
+  private async findStats(files: FileNode[]): Promise<{ misses: FileNode[]; cand: StatHit[]; have: (Buffer | undefined)[] }> {
     const got = await this.db.getMany(files.map((f) => statKey(f.stat)));
     if (TRACE && this.trace.stat1 === undefined) this.mark('stat1');
     const misses: FileNode[] = [];
-    const cand: { f: FileNode; id: string; hasRefs: boolean | undefined }[] = [];
+    const cand: StatHit[] = [];
     files.forEach((f, i) => {
       const hit = statEntryHit(got[i], f.stat);
       if (hit) cand.push({ f, id: hit.id, hasRefs: hit.hasRefs });

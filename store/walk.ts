@@ -179,38 +179,40 @@ const WHAT = { dir: 'cannot read directory', stat: 'cannot stat', link: 'cannot 
 function walkThreaded(walkTree: WalkTree, rootPath: string, lenient: boolean, onFile: ((f: FileNode) => void) | undefined): Promise<WalkResult> {
   const res = newResult(rootPath);
   const dirs: DirNode[] = [res.root];
-  return new Promise<WalkResult>((resolve, reject) => {
-    const queue: TreeBatch[] = [];
-    let failed = false, scheduled = false;
-    const next = (): void => {
-      scheduled = false;
-      const b = queue.shift();
-      if (!b || failed) return;
-      try {
-        recordBatch(res, dirs, b, lenient, onFile);
-        const e = b.error;
-        if (e) throw ioError(Object.assign(new Error(e.message), { code: e.code }), WHAT[e.what], e.path.toString());
-        if (b.end) return resolve(res);
-      } catch (e) {
-        failed = true;
-        return reject(e);
-      }
-      if (queue.length > 0) {
-        scheduled = true;
-        setImmediate(next);
-      }
-    };
-    walkTree(Buffer.from(rootPath), Number(SLOW_NS), (b) => {
-      // True stops the thread: the walk failed already.
-      if (failed) return true;
-      queue.push(b);
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(next);
-      }
-      return false;
-    });
+  const queue: TreeBatch[] = [];
+  let failed = false, scheduled = false;
+  let settle: { resolve: (r: WalkResult) => void; reject: (e: unknown) => void } | undefined;
+  const walked = new Promise<WalkResult>((resolve, reject) => { settle = { resolve, reject }; });
+  const next = (): void => {
+    scheduled = false;
+    const b = queue.shift();
+    if (!b || failed) return;
+    try {
+      recordBatch(res, dirs, b, lenient, onFile);
+      const e = b.error;
+      if (e) throw ioError(Object.assign(new Error(e.message), { code: e.code }), WHAT[e.what], e.path.toString());
+      if (b.end) return settle!.resolve(res);
+    } catch (e) {
+      failed = true;
+      return settle!.reject(e);
+    }
+    if (queue.length > 0) {
+      scheduled = true;
+      setImmediate(next);
+    }
+  };
+  // Outside the promise: if walkTree throws (no thread, a root it refuses), walkHere walks here.
+  walkTree(Buffer.from(rootPath), Number(SLOW_NS), (b) => {
+    // True stops the thread: the walk failed already.
+    if (failed) return true;
+    queue.push(b);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(next);
+    }
+    return false;
   });
+  return walked;
 }
 
 /**

@@ -445,6 +445,10 @@ describe('walk', () => {
       assert.match(await failure(join(d, 'd0', 'f1'), true), /cannot read directory .*d0\/f1: a parent is not a directory \(ENOTDIR\)$/);
       assert.equal(await failure(join(d, 'd0', 'f1'), true), await failure(join(d, 'd0', 'f1'), false));
       assert.match(await failure(join(d, 'missing'), true), /^MIQ_NOT_FOUND: cannot read directory/);
+      // A root walkTree refuses (longer than PATH_MAX): the walk on this thread, with its error.
+      const long = `${d}/${'x/'.repeat(2100)}y`;
+      assert.match(await failure(long, true), /^MIQ_IO: cannot read directory .*\(ENAMETOOLONG\)$/);
+      assert.equal(await failure(long, true), await failure(long, false));
     } finally {
       execFileSync('rm', ['-rf', deep]);
     }
