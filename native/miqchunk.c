@@ -1830,6 +1830,275 @@ static napi_value IngestRelease(napi_env env, napi_callback_info info) {
   }
   return NULL;
 }
+
+/*
+ * buildTrees(root: DirNode, all: boolean) -> (string | Buffer | DirNode)[]: store/ingest-trees.ts
+ * buildCompleteTrees' pass in C. The directories of `root` without an id are visited as that
+ * pass visits them (a stack from the root, then in reverse); each one ready (every entry but a
+ * link has an id, or `all`) gets its encoding (objects.ts encodeTree: entries sorted by name
+ * bytes) and BLAKE3 id: `id` and `size` are set on it and [id, bytes] appended to the answer.
+ * The first directory that encodeTree would refuse, or that has anything this code does not
+ * expect, stops the pass: it is appended alone (an odd length), built by nothing, and the caller
+ * encodes it in JS, which throws encodeTree's own error for it. Runs on the JS thread (it reads
+ * the skeleton's objects); no JIT.
+ */
+enum { TK_FILE = 1, TK_LINK = 2, TK_DIR = 3, TK_OTHER = 4 };
+
+typedef struct {
+  const uint8_t *name, *target;
+  size_t nlen, tlen;
+  double size;
+  uint8_t code; /* encodeTree's kind byte: 1 file, 2 exe, 3 symlink, 4 dir */
+  uint8_t id[32];
+} TEnt;
+
+typedef struct {
+  napi_value *v;
+  size_t len, cap;
+} Handles;
+
+static int handlePush(Handles *h, napi_value v) {
+  if (h->len == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 1024;
+    napi_value *q = realloc(h->v, cap * sizeof *q);
+    if (!q) return 0;
+    h->v = q;
+    h->cap = cap;
+  }
+  h->v[h->len++] = v;
+  return 1;
+}
+
+typedef struct {
+  napi_value kT, kName, kSize, kExe, kId, kTarget, kChildren;
+} TKeys;
+
+/* A node's `t` as TK_*. */
+static int nodeKind(napi_env env, const TKeys *k, napi_value node) {
+  napi_value t;
+  char s[8];
+  size_t n = 0;
+  if (napi_get_property(env, node, k->kT, &t) != napi_ok || napi_get_value_string_latin1(env, t, s, sizeof s, &n) != napi_ok) return TK_OTHER;
+  if (n == 4 && memcmp(s, "file", 4) == 0) return TK_FILE;
+  if (n == 4 && memcmp(s, "link", 4) == 0) return TK_LINK;
+  if (n == 3 && memcmp(s, "dir", 3) == 0) return TK_DIR;
+  return TK_OTHER;
+}
+
+static int isUndefined(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && t == napi_undefined;
+}
+
+/* `v` as writeIdAt takes it (64 lowercase hex characters) into 32 bytes; 0 when it is not one. */
+static int idBytes(napi_env env, napi_value v, uint8_t out[32]) {
+  char16_t s[66];
+  size_t n = 0;
+  if (napi_get_value_string_utf16(env, v, s, 66, &n) != napi_ok || n != 64) return 0;
+  for (int i = 0; i < 64; i++) if (s[i] >= 128 || !HEXV[s[i]]) return 0;
+  for (int i = 0; i < 32; i++) {
+    int hi = s[2 * i], lo = s[2 * i + 1];
+    hi = hi <= '9' ? hi - '0' : hi - 'a' + 10;
+    lo = lo <= '9' ? lo - '0' : lo - 'a' + 10;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 1;
+}
+
+static int tentCmp(const void *a, const void *b) {
+  const TEnt *x = a, *y = b;
+  size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
+  int c = n ? memcmp(x->name, y->name, n) : 0;
+  return c ? c : (x->nlen > y->nlen) - (x->nlen < y->nlen);
+}
+
+/* Number.isSafeInteger(v) && v >= 0 (writeU64). */
+static int sizeOk(double v) {
+  return v >= 0 && v <= 9007199254740991.0 && v == (double)(uint64_t)v;
+}
+
+static void putBE(uint8_t *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+/* encodeTree of `e[0..n)` (sorted here) into `out`; 0 where encodeTree throws. */
+static int encodeEntries(TEnt *e, uint32_t n, Buf *out) {
+  if (n > 1) qsort(e, n, sizeof *e, tentCmp);
+  size_t len = 12;
+  for (uint32_t i = 0; i < n; i++) {
+    const TEnt *x = &e[i];
+    if (x->nlen == 0 || x->nlen > 65535 || (x->name[0] == '.' && (x->nlen == 1 || (x->nlen == 2 && x->name[1] == '.')))) return 0;
+    if (memchr(x->name, '/', x->nlen) || memchr(x->name, 0, x->nlen)) return 0;
+    if (i > 0 && tentCmp(&e[i - 1], x) == 0) return 0;
+    if (!sizeOk(x->size)) return 0;
+    if (x->code == 3 && (x->tlen == 0 || x->tlen > 4095)) return 0;
+    len += 1 + 2 + x->nlen + 8 + (x->code == 3 ? 2 + x->tlen : 32);
+  }
+  out->len = 0;
+  if (!room(out, len)) return -1;
+  uint8_t *p = (uint8_t *)out->p;
+  memcpy(p, "miqtree1", 8);
+  putBE(p + 8, n, 4);
+  p += 12;
+  for (uint32_t i = 0; i < n; i++) {
+    const TEnt *x = &e[i];
+    *p++ = x->code;
+    putBE(p, x->nlen, 2); p += 2;
+    memcpy(p, x->name, x->nlen); p += x->nlen;
+    putBE(p, (uint64_t)x->size, 8); p += 8;
+    if (x->code == 3) {
+      putBE(p, x->tlen, 2); p += 2;
+      memcpy(p, x->target, x->tlen); p += x->tlen;
+    } else {
+      memcpy(p, x->id, 32); p += 32;
+    }
+  }
+  out->len = len;
+  return 1;
+}
+
+/* Entry i of a directory from its node `c` (kind `tk`, id value `idv` unless a link); adds to
+ * `*size` as buildCompleteTrees does. 0: anything encodeTree or this code would not take. */
+static int readEntry(napi_env env, const TKeys *k, napi_value c, int tk, napi_value idv, TEnt *e, double *size) {
+  napi_value v;
+  void *p = NULL;
+  if (tk == TK_OTHER || napi_get_property(env, c, k->kName, &v) != napi_ok || !typed(env, v, napi_uint8_array, &p, &e->nlen)) return 0;
+  e->name = p ? p : (const uint8_t *)"";
+  if (tk == TK_LINK) {
+    if (napi_get_property(env, c, k->kTarget, &v) != napi_ok || !typed(env, v, napi_uint8_array, &p, &e->tlen)) return 0;
+    e->target = p;
+    e->size = (double)e->tlen;
+    e->code = 3;
+    return 1;
+  }
+  if (napi_get_property(env, c, k->kSize, &v) != napi_ok || napi_get_value_double(env, v, &e->size) != napi_ok) return 0;
+  *size += e->size;
+  e->code = 4;
+  if (tk == TK_FILE) {
+    bool exe;
+    if (napi_get_property(env, c, k->kExe, &v) != napi_ok || napi_get_value_bool(env, v, &exe) != napi_ok) return 0;
+    e->code = exe ? 2 : 1;
+  }
+  return idBytes(env, idv, e->id);
+}
+
+typedef struct {
+  Handles order, kids, ids;
+  Buf kinds, starts, ents, enc;
+} TPass;
+
+static void tpassFree(TPass *t) {
+  free(t->order.v); free(t->kids.v); free(t->ids.v);
+  free(t->kinds.p); free(t->starts.p); free(t->ents.p); free(t->enc.p);
+}
+
+/* The pass's first half: the directories without an id from `root` down, in buildCompleteTrees'
+ * order, each one's children (handles and kinds) kept. 0: out of memory. */
+static int treeOrder(napi_env env, const TKeys *k, napi_value root, TPass *t) {
+  Handles stack = {0};
+  int ok = handlePush(&stack, root);
+  while (ok && stack.len > 0) {
+    napi_value d = stack.v[--stack.len], ch, c = NULL, idv;
+    uint32_t n = 0, at = (uint32_t)t->kids.len;
+    ok = handlePush(&t->order, d) && put(&t->starts, &at, 4);
+    if (ok && (napi_get_property(env, d, k->kChildren, &ch) != napi_ok || napi_get_array_length(env, ch, &n) != napi_ok)) {
+      /* No children array: one entry of a kind readEntry refuses, so JS meets it. */
+      uint8_t other = TK_OTHER;
+      ok = handlePush(&t->kids, d) && put(&t->kinds, &other, 1);
+      n = 0;
+    }
+    for (uint32_t i = 0; ok && i < n; i++) {
+      uint8_t tk = TK_OTHER;
+      if (napi_get_element(env, ch, i, &c) == napi_ok) tk = (uint8_t)nodeKind(env, k, c);
+      ok = handlePush(&t->kids, c) && put(&t->kinds, &tk, 1);
+      if (ok && tk == TK_DIR && napi_get_property(env, c, k->kId, &idv) == napi_ok && isUndefined(env, idv)) ok = handlePush(&stack, c);
+    }
+  }
+  uint32_t end = (uint32_t)t->kids.len;
+  free(stack.v);
+  return ok && put(&t->starts, &end, 4);
+}
+
+/* Directory `i` of the order: 1 built (its [id, bytes] set into `res` at `*at`), 0 not ready,
+ * 2 refused (JS encodes it), -1 out of memory. */
+static int treeOne(napi_env env, const TKeys *k, TPass *t, uint32_t i, bool all, napi_value res, uint32_t *at) {
+  const uint32_t *st = (const uint32_t *)t->starts.p;
+  uint32_t s = st[i], n = st[i + 1] - s;
+  const uint8_t *kinds = (const uint8_t *)t->kinds.p + s;
+  napi_value *kids = t->kids.v + s, d = t->order.v[i];
+  t->ids.len = 0;
+  for (uint32_t j = 0; j < n; j++) {
+    napi_value idv = NULL;
+    if (kinds[j] != TK_LINK) {
+      if (napi_get_property(env, kids[j], k->kId, &idv) != napi_ok) return 2;
+      if (!all && isUndefined(env, idv)) return 0;
+    }
+    if (!handlePush(&t->ids, idv)) return -1;
+  }
+  if (!room(&t->ents, (n ? n : 1) * sizeof(TEnt))) return -1;
+  TEnt *e = (TEnt *)t->ents.p;
+  double size = 0;
+  for (uint32_t j = 0; j < n; j++) if (!readEntry(env, k, kids[j], kinds[j], t->ids.v[j], &e[j], &size)) return 2;
+  int r = encodeEntries(e, n, &t->enc);
+  if (r <= 0) return r < 0 ? -1 : 2;
+  uint8_t h[32];
+  char hex[64];
+  blake3Of((const uint8_t *)t->enc.p, t->enc.len, h);
+  for (int j = 0; j < 32; j++) {
+    hex[2 * j] = "0123456789abcdef"[h[j] >> 4];
+    hex[2 * j + 1] = "0123456789abcdef"[h[j] & 15];
+  }
+  napi_value idv, sv, bv;
+  void *copy;
+  if (napi_create_string_latin1(env, hex, 64, &idv) != napi_ok || napi_create_double(env, size, &sv) != napi_ok ||
+      napi_create_buffer_copy(env, t->enc.len, t->enc.p, &copy, &bv) != napi_ok) return -1;
+  napi_set_property(env, d, k->kId, idv);
+  napi_set_property(env, d, k->kSize, sv);
+  napi_set_element(env, res, (*at)++, idv);
+  napi_set_element(env, res, (*at)++, bv);
+  return 1;
+}
+
+static napi_value BuildTrees(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], res;
+  bool all = false;
+  napi_valuetype rt;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_typeof(env, argv[0], &rt) != napi_ok || rt != napi_object || napi_get_value_bool(env, argv[1], &all) != napi_ok) return badCall(env, 0, "buildTrees", "bad arguments");
+  TKeys k;
+  napi_create_string_latin1(env, "t", NAPI_AUTO_LENGTH, &k.kT);
+  napi_create_string_latin1(env, "name", NAPI_AUTO_LENGTH, &k.kName);
+  napi_create_string_latin1(env, "size", NAPI_AUTO_LENGTH, &k.kSize);
+  napi_create_string_latin1(env, "exe", NAPI_AUTO_LENGTH, &k.kExe);
+  napi_create_string_latin1(env, "id", NAPI_AUTO_LENGTH, &k.kId);
+  napi_create_string_latin1(env, "target", NAPI_AUTO_LENGTH, &k.kTarget);
+  napi_create_string_latin1(env, "children", NAPI_AUTO_LENGTH, &k.kChildren);
+  napi_create_array(env, &res);
+  napi_value rootId;
+  if (napi_get_property(env, argv[0], k.kId, &rootId) != napi_ok) return NULL;
+  if (!isUndefined(env, rootId)) return res;
+  TPass t = {0};
+  int ok = treeOrder(env, &k, argv[0], &t);
+  uint32_t at = 0;
+  for (size_t i = t.order.len; ok && i-- > 0;) {
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    int r = treeOne(env, &k, &t, (uint32_t)i, all, res, &at);
+    napi_close_handle_scope(env, scope);
+    if (r < 0) ok = 0;
+    if (r == 2) {
+      napi_set_element(env, res, at, t.order.v[i]);
+      break;
+    }
+  }
+  tpassFree(&t);
+  if (!ok) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  return res;
+}
 #endif /* MIQ_HAVE_BLAKE3 */
 
 NAPI_MODULE_INIT() {
@@ -1856,6 +2125,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "compressItemsAsync", fn);
   napi_create_function(env, "ingestRelease", NAPI_AUTO_LENGTH, IngestRelease, NULL, &fn);
   napi_set_named_property(env, exports, "ingestRelease", fn);
+  napi_create_function(env, "buildTrees", NAPI_AUTO_LENGTH, BuildTrees, NULL, &fn);
+  napi_set_named_property(env, exports, "buildTrees", fn);
 #endif
   return exports;
 }
