@@ -51,6 +51,9 @@ export function commandWord(args: readonly string[]): string | undefined {
 export async function registerFor(program: Command, args: readonly string[]): Promise<void> {
   const word = commandWord(args);
   const wantsHelp = args.includes('--help') || args.includes('-h') || word === 'help';
+  // `miq --version` names no command: the root program answers it, and loading every module
+  // (the whole tree: FUSE, builder, remotes) tripled its time.
+  if (word === undefined && !wantsHelp && (args.includes('--version') || args.includes('-V'))) return;
   const one = word && !wantsHelp && !WHOLE_TREE.includes(word) ? MODULES.find(([, names]) => names.includes(word)) : undefined;
   const mods = one ? [one] : MODULES;
   for (const m of await Promise.all(mods.map(([load]) => load()))) m.register(program);

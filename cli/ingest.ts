@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { basename, join, resolve } from 'node:path';
-import { stageUsrMerged } from '../store/usrmerge.js';
 import { MiqError } from '../store/errors.js';
 import type { IngestProgress, IngestResult } from '../store/api.js';
 import { watchIngest } from '../store/watch.js';
@@ -62,7 +61,8 @@ export function register(program: Command): void {
         );
         return;
       }
-      const staged = o.usrmerge ? await stageUsrMerged(dir, join(storeDir(g), 'tmp')) : undefined;
+      // The staging module (and node:child_process) only for --usrmerge.
+      const staged = o.usrmerge ? await (await import('../store/usrmerge.js')).stageUsrMerged(dir, join(storeDir(g), 'tmp')) : undefined;
       const bar = progressLine(g);
       const t0 = performance.now();
       const r = await withStore(g, (store) =>

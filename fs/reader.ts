@@ -19,7 +19,7 @@ import { FLAG_FRAME, FLAG_RAW, FLAG_ZSTD } from '../store/codec.js';
 import { MiqError, type MiqErrorCode } from '../store/errors.js';
 import type { Id } from '../store/ids.js';
 import { ByteLru } from '../store/lru.js';
-import { WORKER_EXEC_ARGV } from '../store/index.js';
+import { workerExecArgv } from '../store/index.js';
 import type { FileRecord } from '../store/objects.js';
 import { chunkAt, chunkSpan, chunkStarts, copyPart } from '../store/range.js';
 import type { DecodeItem, DecodeResult, DecodeTask } from './decode-worker.js';
@@ -298,7 +298,7 @@ export class ChunkReader {
       maxThreads: this.threads,
       idleTimeout: 60_000,
       recordTiming: false,
-      execArgv: WORKER_EXEC_ARGV, // no require(esm): see store/pool.ts
+      execArgv: workerExecArgv(), // no require(esm): see store/pool.ts
     });
     return this.pool;
   }

@@ -2,8 +2,15 @@
  * Per-chunk compression. A chunk is stored zstd-compressed only when that saves at least 1/32 of
  * its size; otherwise raw (flag 0), so incompressible data costs no decompression on read.
  */
-import zstd from 'zstd-napi/binding.js';
+import { createRequire } from 'node:module';
+import type Zstd from 'zstd-napi/binding.js';
 import { MiqError } from './errors.js';
+
+/** zstd-napi's binding, loaded on first use: an update ingest compresses in C (ingest-c.ts) and
+ * a command that reads no chunk (`miq paths`) never needs it; loading it (a dlopen) was ~4 ms of
+ * every such command's start. */
+let zstdBinding: typeof Zstd | undefined;
+const zstd = (): typeof Zstd => (zstdBinding ??= createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Zstd);
 
 export const FLAG_RAW = 0;
 export const FLAG_ZSTD = 1;
@@ -16,13 +23,29 @@ export const FLAG_ZSTD_DICT = 2;
  * entry header and one read per frame instead of per file. */
 export const FLAG_FRAME = 3;
 export const ZSTD_LEVEL = Number(process.env.MIQ_ZSTD_LEVEL) || 3;
+/** Chunks up to FRAME_ITEM_MAX stored plainly are compressed together, in shared frames of about
+ * FRAME_BYTES (FLAG_FRAME); measured on the many-small-files corpus (see the issue 13 note in
+ * .notes/store-interface.md). The ingest's workers and its C path (ingest-c.ts) both use these
+ * and the delta ratios below, which live here so that the main thread, which compresses in C,
+ * does not load the worker's module for them. */
+export const FRAME_BYTES = 256 << 10;
+export const FRAME_ITEM_MAX = 64 << 10;
+/** A delta (FLAG_ZSTD_DICT) is kept only when it is under this share of the plain compression. */
+export const DELTA_KEEP_RATIO = 0.8;
+/** A delta under this share of the chunk is kept without trying plain compression. At 0.2 (was
+ * 0.1) release N+1 skips ~90 of 133 plain compressions and stores 7 kB less (the skipped plain
+ * bodies were rarely smaller than the delta). */
+export const DELTA_SURE_RATIO = 0.2;
+/** The blocks an ingest worker copies compressed bodies into to hand them over (ingest-worker.ts
+ * Arena); the main thread gives blocks of this size back for reuse. */
+export const ARENA_BLOCK = 1 << 20;
 
-let cctx: InstanceType<typeof zstd.CCtx> | undefined;
+let cctx: InstanceType<typeof Zstd.CCtx> | undefined;
 /** Where the compressors write; what is kept is copied out (see encodeChunkScratch). */
 let scratch = Buffer.allocUnsafeSlow(0);
 
 function scratchFor(n: number): Buffer {
-  const bound = zstd.compressBound(n);
+  const bound = zstd().compressBound(n);
   if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(Math.max(bound, scratch.length * 2));
   return scratch;
 }
@@ -33,10 +56,11 @@ function scratchFor(n: number): Buffer {
  * body is a view of `plain`. */
 export function encodeChunkScratch(plain: Uint8Array): { flags: number; body: Buffer } {
   if (!cctx) {
-    cctx = new zstd.CCtx();
-    cctx.setParameter(zstd.CParameter.compressionLevel, ZSTD_LEVEL);
-    cctx.setParameter(zstd.CParameter.checksumFlag, 0);
-    cctx.setParameter(zstd.CParameter.contentSizeFlag, 1);
+    const z = zstd();
+    cctx = new z.CCtx();
+    cctx.setParameter(z.CParameter.compressionLevel, ZSTD_LEVEL);
+    cctx.setParameter(z.CParameter.checksumFlag, 0);
+    cctx.setParameter(z.CParameter.contentSizeFlag, 1);
   }
   if (plain.length >= 64) {
     const dst = scratchFor(plain.length);
@@ -51,7 +75,7 @@ export function encodeChunk(plain: Uint8Array): { flags: number; body: Buffer } 
   return r.flags === FLAG_ZSTD ? { flags: FLAG_ZSTD, body: Buffer.from(r.body) } : r;
 }
 
-let cctxDict: InstanceType<typeof zstd.CCtx> | undefined;
+let cctxDict: InstanceType<typeof Zstd.CCtx> | undefined;
 
 /**
  * Compresses against `dict`; the caller keeps it only when it beats plain compression. One-shot
@@ -62,13 +86,13 @@ let cctxDict: InstanceType<typeof zstd.CCtx> | undefined;
  * the result is valid until the next call of this module (see encodeChunkScratch).
  */
 export function encodeChunkWithDict(plain: Uint8Array, dict: Uint8Array, inScratch = false): Buffer {
-  cctxDict ??= new zstd.CCtx();
+  cctxDict ??= new (zstd().CCtx)();
   const dst = scratchFor(plain.length);
   const n = cctxDict.compressUsingDict(dst, plain, dict, ZSTD_LEVEL);
   return inScratch ? dst.subarray(0, n) : Buffer.from(dst.subarray(0, n));
 }
 
-let dctx: InstanceType<typeof zstd.DCtx> | undefined;
+let dctx: InstanceType<typeof Zstd.DCtx> | undefined;
 
 /** decodeChunk into `out`, whose length is the plain length: no buffer per call (the ingest
  * workers decode delta bases into reused memory; a fresh one per base faulted in its pages). */
@@ -80,7 +104,7 @@ export function decodeChunkInto(flags: number, body: Buffer, out: Buffer, dict?:
   }
   if (flags !== FLAG_ZSTD && flags !== FLAG_ZSTD_DICT) throw new MiqError('MIQ_CORRUPT', `unknown chunk encoding flag ${flags}`);
   if (flags === FLAG_ZSTD_DICT && !dict) throw new MiqError('MIQ_CORRUPT', 'delta chunk without its dictionary');
-  dctx ??= new zstd.DCtx();
+  dctx ??= new (zstd().DCtx)();
   let n: number;
   try {
     n = flags === FLAG_ZSTD_DICT ? dctx.decompressUsingDict(out, body, dict!) : dctx.decompress(out, body);

@@ -24,4 +24,4 @@ export * as remote from './remote/index.js';
 export { privateDir, runDirOf, storeViewsDir, viewsDir } from './private-dir.js';
 export { chunkAt, chunkSpan, chunkStarts, copyPart, readRange } from './range.js';
 export { PackFds, decodeVerified, preadStored } from './chunkread.js';
-export { WORKER_EXEC_ARGV, workerFlags } from './pool.js';
+export { workerExecArgv, workerFlags } from './pool.js';

@@ -12,9 +12,9 @@
  * libzstd.so.1: the workers do it, as before.
  */
 import { Chunker, GEAR, type ChunkParams } from './chunker.js';
-import { FLAG_FRAME, FLAG_ZSTD_DICT, ZSTD_LEVEL } from './codec.js';
+import { DELTA_KEEP_RATIO, DELTA_SURE_RATIO, FLAG_FRAME, FLAG_ZSTD_DICT, FRAME_BYTES, FRAME_ITEM_MAX, ZSTD_LEVEL } from './codec.js';
 import type { HashedFile, ScanFile } from './ingest-hash.js';
-import { DELTA_KEEP_RATIO, DELTA_SURE_RATIO, FRAME_BYTES, FRAME_ITEM_MAX, type BaseChunk, type CompressedItem, type CompressItem, type ScannedFile } from './ingest-worker.js';
+import type { BaseChunk, CompressedItem, CompressItem, ScannedFile } from './ingest-worker.js';
 import { miqchunkExport } from './miqchunk.js';
 import { MAX_REF_CANDIDATES } from './refscan.js';
 

@@ -5,10 +5,10 @@
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { MessagePort } from 'node:worker_threads';
+import { isMainThread, type MessagePort } from 'node:worker_threads';
 import { Chunker, type ChunkParams } from './chunker.js';
 import { PackFds, decodeFrameInto, decodeVerifiedInto, preadStored, sliceVerified } from './chunkread.js';
-import { encodeChunkScratch, encodeChunkWithDict, FLAG_FRAME, FLAG_ZSTD, FLAG_ZSTD_DICT } from './codec.js';
+import { ARENA_BLOCK, DELTA_KEEP_RATIO, DELTA_SURE_RATIO, encodeChunkScratch, encodeChunkWithDict, FLAG_FRAME, FLAG_ZSTD, FLAG_ZSTD_DICT, FRAME_BYTES, FRAME_ITEM_MAX } from './codec.js';
 import { MiqError, ioError } from './errors.js';
 import { EMPTY_ID, IdHasher, idOf } from './ids.js';
 import { packFileName, type ChunkLocation } from './pack.js';
@@ -16,11 +16,6 @@ import { decodeHashed, hashFilesC, type HashedFile, type ScanFile } from './inge
 import { scanRefs } from './refscan.js';
 import { walkToPort } from './walk-sync.js';
 
-export const DELTA_KEEP_RATIO = 0.8;
-/** A delta under this share of the chunk is kept without trying plain compression. At 0.2 (was
- * 0.1) release N+1 skips ~90 of 133 plain compressions and stores 7 kB less (the skipped plain
- * bodies were rarely smaller than the delta). */
-export const DELTA_SURE_RATIO = 0.2;
 /** Decoded base chunks kept between compress tasks: neighbouring new chunks share old ones. Only
  * neighbours do: on release N+1 of the small corpus a worker's hits and misses were the same
  * with 2, 8 and 32 MiB (491 hits, 561 decodes of 97 MB in all), and with 32 MiB each worker
@@ -31,11 +26,6 @@ const BASE_CACHE_BYTES = 4 << 20;
  * chunks travel back with the scan result, so this bounds what one result holds. Bigger files
  * take the separate, bounded compress tasks. */
 const SCAN_COMPRESS_MAX = 8 << 20;
-/** Chunks up to FRAME_ITEM_MAX stored plainly are compressed together, in shared frames of about
- * FRAME_BYTES (codec.ts FLAG_FRAME); measured on the many-small-files corpus (see the issue 13
- * note in .notes/store-interface.md). */
-export const FRAME_BYTES = 256 << 10;
-export const FRAME_ITEM_MAX = 64 << 10;
 
 export type { HashedFile, ScanFile };
 
@@ -127,7 +117,6 @@ class Arena {
   }
 }
 
-export const ARENA_BLOCK = 1 << 20;
 /**
  * Arena buffers the main thread handed back (a task's `spare`) once their bodies were in the
  * pack: written again instead of fresh memory. Each fresh page is a page fault, and on this
@@ -609,7 +598,8 @@ function compressItems(items: CompressItem[], packDir?: string, bases?: BaseChun
  * cloned, as before. Cloning the bodies was ~40% of an ingest's page faults (the serialiser's
  * buffer and the copies out of it) on the many-small-files corpus.
  */
-const movable = ((): { markMovable(v: object): void; isMovable(v: object): boolean } | undefined => {
+type Movable = { markMovable(v: object): void; isMovable(v: object): boolean };
+const findMovable = (): Movable | undefined => {
   try {
     const req = createRequire(import.meta.url);
     const path = join(dirname(req.resolve('piscina')), 'common.js');
@@ -619,13 +609,20 @@ const movable = ((): { markMovable(v: object): void; isMovable(v: object): boole
   } catch {
     return undefined;
   }
-})();
+};
+/** Looked up at the first result handed over (null: none), in a worker only: a result returned
+ * on the main thread (tests call `run` directly) crosses no thread, and a mark would only wrap it.
+ * At load the lookup (a package resolution, ~1.5 ms) was paid by every process that imported this
+ * module. */
+let movable: Movable | null | undefined;
 
 /** The result, with the task's arena transferred when piscina allows it. */
 function handOver(r: WorkerResult): WorkerResult {
   const buffers = arena.buffers;
   arena = new Arena();
-  if (!movable || buffers.length === 0) return r;
+  if (buffers.length === 0) return r;
+  movable ??= isMainThread ? null : findMovable() ?? null;
+  if (!movable) return r;
   const wrapped = { [Symbol.for('Piscina.transferable')]: buffers, [Symbol.for('Piscina.valueOf')]: r };
   movable.markMovable(wrapped);
   return movable.isMovable(wrapped) ? (wrapped as unknown as WorkerResult) : r;

@@ -18,19 +18,20 @@ import type { IngestOptions, IngestResult } from './api.js';
 import { ROOT_PREFIX } from './api.js';
 import { MiqError, ioError, isNoSpace, noSpaceError } from './errors.js';
 import type { Id } from './ids.js';
+import { ARENA_BLOCK } from './codec.js';
 import { DELTA_MIN, DeltaPlanner, deltaRefs, type Base } from './ingest-delta.js';
 import { IndexWriter } from './ingest-index.js';
 import { ScanSchedule, isSmall, type Planned } from './ingest-schedule.js';
 import { buildCompleteTrees, buildTrees, resolveReferences } from './ingest-trees.js';
 import { decodeHashed, hashFilesAsync } from './ingest-hash.js';
 import { compressInC, compressItems, releaseInC, scanArgs, scanFiles, scanInC } from './ingest-c.js';
-import { ARENA_BLOCK, type CompressedItem, type CompressItem, type FrameMember, type HashedFile, type ScannedFile, type WorkerResult, type WorkerTask } from './ingest-worker.js';
+import type { CompressedItem, CompressItem, FrameMember, HashedFile, ScannedFile, WorkerResult, WorkerTask } from './ingest-worker.js';
 import { STAT_CACHE_ON, cacheable, encodeStatEntry, statEntryHit, statKey } from './ingest-statcache.js';
 import { decodeLastFile, encodeLastFile, kChunk, kFile, kLast, kMeta, kPath, kRefs, kTree, range } from './keys.js';
 import type { LocalParts } from './local-parts.js';
 import { encodeFileIndexRecord, encodeStorePath, storePathName, type FileRecord, type StorePathRecord } from './objects.js';
 import { decodeLocation } from './pack.js';
-import { ingestPool, poolSize, poolStarted, poolThreads, updateThreads, warmPool } from './pool.js';
+import { poolSize, poolStarted, poolThreads, runInPool, updateThreads, warmPool } from './pool.js';
 import { walkHere, walkInPool, type FileNode, type WalkResult } from './walk.js';
 
 /** MIQ_NO_DELTA=1 turns delta compression off (benchmarks compare both). */
@@ -381,7 +382,7 @@ class IngestRun {
         task.spare = transferList = this.spare.splice(0, SPARE_PER_TASK);
       }
       const t1 = TRACE ? performance.now() : 0;
-      const res = here ? await this.runHere(task) : await ingestPool().run(task, transferList ? { transferList } : {});
+      const res = here ? await this.runHere(task) : await runInPool(task, transferList ? { transferList } : {});
       const t = TRACE ? performance.now() : 0;
       if (TRACE) {
         this.count(`${task.type}Tasks`);
@@ -433,24 +434,24 @@ class IngestRun {
   private async runHere(task: WorkerTask): Promise<WorkerResult> {
     if (task.type === 'compress') {
       const items = await this.inSlot(() => compressItems(task.items, task.packDir, task.bases));
-      return items ? { type: 'compressed', items } : ingestPool().run(task);
+      return items ? { type: 'compressed', items } : runInPool(task);
     }
     if (task.type === 'scan') {
       const args = (this.scanArgsC ??= scanArgs(task.params, task.keepSmall));
       const got = await this.inSlot(() => scanFiles(task.files, args));
       const back = task.files.filter((_f, i) => got[i] === undefined);
       if (back.length === 0) return { type: 'scanned', files: got as ScannedFile[] };
-      const res = await ingestPool().run({ ...task, files: back });
+      const res = await runInPool({ ...task, files: back });
       if (res.type !== 'scanned') return res;
       let k = 0;
       return { type: 'scanned', files: got.map((r) => r ?? res.files[k++]!) };
     }
-    if (task.type !== 'hash') return ingestPool().run(task);
+    if (task.type !== 'hash') return runInPool(task);
     const files = task.files;
     let got: (HashedFile | undefined)[] = decodeHashed(files, await this.inSlot(() => hashFilesAsync!(files)));
     const back = files.filter((_f, i) => got[i] === undefined);
     if (back.length > 0) {
-      const res = await ingestPool().run({ type: 'hash', files: back });
+      const res = await runInPool({ type: 'hash', files: back });
       if (res.type !== 'hashed') return res;
       let k = 0;
       got = got.map((r) => r ?? res.files[k++]);

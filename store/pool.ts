@@ -1,22 +1,39 @@
 /** The process-wide piscina pool for ingest work (one worker per core). */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { WorkerResult, WorkerTask } from './ingest-worker.js';
 
-let pool: Piscina<WorkerTask, WorkerResult> | undefined;
+type Pool = Piscina<WorkerTask, WorkerResult>;
+type RunOptions = Parameters<Pool['run']>[1];
 
-/** The pool, created on first use with `threads` workers at most (later calls get it as it is:
+/** The pool once made; `making` from its first use (piscina is loaded then: ~10 ms of module
+ * loading that an update ingest doing all its work in C, or a command that ingests nothing,
+ * never needs). */
+let pool: Pool | undefined;
+let making: Promise<Pool> | undefined;
+/** The size the first use asked for (the pool is made with it). */
+let size: number | undefined;
+
+/** The pool, made on first use with `threads` workers at most (later calls get it as it is:
  * a CLI process runs one ingest, so its first call decides). */
-export function ingestPool(threads = poolThreads()): Piscina<WorkerTask, WorkerResult> {
-  pool ??= new Piscina<WorkerTask, WorkerResult>({
-    filename: new URL('./ingest-worker.js', import.meta.url).href,
-    minThreads: 1,
-    maxThreads: threads,
-    idleTimeout: 2000,
-    execArgv: WORKER_EXEC_ARGV,
-  });
-  return pool;
+function ingestPool(threads = poolThreads()): Promise<Pool> {
+  if (!making) {
+    size = threads;
+    making = import('piscina').then(({ Piscina: P }) => (pool = new P<WorkerTask, WorkerResult>({
+      filename: new URL('./ingest-worker.js', import.meta.url).href,
+      minThreads: 1,
+      maxThreads: threads,
+      idleTimeout: 2000,
+      execArgv: workerExecArgv(),
+    })));
+  }
+  return making;
+}
+
+/** Runs `task` in the pool (made on first use with poolThreads() workers at most). */
+export async function runInPool(task: WorkerTask, options?: RunOptions): Promise<WorkerResult> {
+  return (await ingestPool()).run(task, options);
 }
 
 /**
@@ -28,9 +45,15 @@ export function ingestPool(threads = poolThreads()): Piscina<WorkerTask, WorkerR
  * workers, require() throws ERR_REQUIRE_ESM at once and piscina uses import(), which a
  * termination ends cleanly. Older Nodes have no such flag (and no require(esm)): nothing added.
  */
-export const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--experimental-require-module')
-  ? [...workerFlags(process.execArgv), '--no-experimental-require-module']
-  : workerFlags(process.execArgv);
+export function workerExecArgv(): string[] {
+  // Worked out at the first worker (process.allowedNodeEnvironmentFlags builds a set of every
+  // flag: ~0.5 ms that a command starting no worker does not pay).
+  execArgv ??= process.allowedNodeEnvironmentFlags.has('--experimental-require-module')
+    ? [...workerFlags(process.execArgv), '--no-experimental-require-module']
+    : workerFlags(process.execArgv);
+  return execArgv;
+}
+let execArgv: string[] | undefined;
 
 /**
  * `argv` (node's own flags, as `node FLAGS bin/miq …` gave them) without those a Worker refuses:
@@ -111,15 +134,16 @@ export function updateThreads(): number {
  * isolate's start.
  */
 export function warmPool(threads = poolThreads()): void {
-  const p = ingestPool(threads);
-  for (let i = 0; i < Math.min(2, threads); i++) p.run({ type: 'warm' }).catch(() => {});
+  ingestPool(threads).then((p) => {
+    for (let i = 0; i < Math.min(2, threads); i++) p.run({ type: 'warm' }).catch(() => {});
+  }, () => {});
 }
 
 /** How many workers the pool has at most (it is made on first use: a later ingest of the same
  * process gets the first one's size), without starting it: one not made yet will have
  * poolThreads(). */
 export function poolSize(): number {
-  return pool?.maxThreads ?? poolThreads();
+  return pool?.maxThreads ?? size ?? poolThreads();
 }
 
 /** Workers the pool has started (0: not made; tests: an update whose files are all known starts
@@ -129,7 +153,7 @@ export function poolStarted(): number {
 }
 
 export async function destroyPool(): Promise<void> {
-  const p = pool;
-  pool = undefined;
-  if (p) await p.destroy();
+  const p = making;
+  pool = making = size = undefined;
+  if (p) await (await p.catch(() => undefined))?.destroy();
 }

@@ -5,7 +5,7 @@
 import { MessageChannel } from 'node:worker_threads';
 import { MiqError, ioError } from './errors.js';
 import { miqchunkExport } from './miqchunk.js';
-import { ingestPool } from './pool.js';
+import { runInPool } from './pool.js';
 import { KIND_DIR, KIND_FILE, KIND_LINK, NUMS, SLOW_NS, traverse, type WalkBatch, type WalkMessage } from './walk-sync.js';
 
 /** What a walk keeps of a file's lstat (a Stats has it all; the pool walk sends just this). */
@@ -256,6 +256,6 @@ export function walkInPool(rootPath: string, lenient: boolean, onFile?: (f: File
         done(e);
       }
     });
-    ingestPool().run({ type: 'walk', root: rootPath, port: port2 }, { transferList: [port2] }).catch((e: unknown) => done(e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot walk ${rootPath}: ${(e as Error).message}`, { cause: e })));
+    runInPool({ type: 'walk', root: rootPath, port: port2 }, { transferList: [port2] }).catch((e: unknown) => done(e instanceof MiqError ? e : new MiqError('MIQ_IO', `cannot walk ${rootPath}: ${(e as Error).message}`, { cause: e })));
   });
 }

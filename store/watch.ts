@@ -3,7 +3,6 @@
  * files are re-read; an alias (`roots/<name>`) follows the newest result, so it is a GC root and
  * older results become collectable.
  */
-import { watch } from 'chokidar';
 import type { IngestResult, Store } from './api.js';
 import { MiqError } from './errors.js';
 import { defaultName } from './ingest.js';
@@ -14,6 +13,8 @@ export type WatchEvent =
   | { type: 'error'; error: MiqError };
 
 export async function watchIngest(store: Store, dir: string, opts: { name?: string; lenient?: boolean; debounceMs?: number; signal?: AbortSignal }, onEvent: (e: WatchEvent) => void): Promise<void> {
+  // chokidar is loaded here, not with this module: a one-shot ingest never watches.
+  const { watch } = await import('chokidar');
   const name = opts.name ?? defaultName(dir);
   const alias = `alias:${name}`;
   const statCache = new Map<string, unknown>();
