@@ -20,13 +20,20 @@ let size: number | undefined;
 function ingestPool(threads = poolThreads()): Promise<Pool> {
   if (!making) {
     size = threads;
-    making = import('piscina').then(({ Piscina: P }) => (pool = new P<WorkerTask, WorkerResult>({
-      filename: new URL('./ingest-worker.js', import.meta.url).href,
-      minThreads: 1,
-      maxThreads: threads,
-      idleTimeout: 2000,
-      execArgv: workerExecArgv(),
-    })));
+    const mine: Promise<Pool> = import('piscina').then(({ Piscina: P }) => {
+      const p = new P<WorkerTask, WorkerResult>({
+        filename: new URL('./ingest-worker.js', import.meta.url).href,
+        minThreads: 1,
+        maxThreads: threads,
+        idleTimeout: 2000,
+        execArgv: workerExecArgv(),
+      });
+      // A destroyPool while piscina was loading destroys this pool (it awaits `mine`): it must
+      // not become the current one.
+      if (making === mine) pool = p;
+      return p;
+    });
+    making = mine;
   }
   return making;
 }

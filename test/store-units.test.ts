@@ -26,6 +26,7 @@ import { chunkAt, chunkSpan, chunkStarts, readRange } from '../store/range.js';
 import { THREADED_WALK, walk, walkHere, type DirNode, type FileNode, type Node, type WalkResult } from '../store/walk.js';
 import { KIND_DIR, NATIVE_WALK, traverse, type Entry } from '../store/walk-sync.js';
 import { miqchunkExport } from '../store/miqchunk.js';
+import { destroyPool, poolSize, poolStarted, poolThreads, warmPool } from '../store/pool.js';
 import { scanRefs } from '../store/refscan.js';
 import { taskFiles } from './helpers/files.js';
 
@@ -592,5 +593,19 @@ describe('walk', () => {
       else assert.equal(e.target, undefined);
     }
     await assert.rejects(traverse(join(d, 'f'), () => {}, { sync: true }), (e: Error & { details?: { errno?: string } }) => e.details?.errno === 'ENOTDIR' && e.message.includes('cannot read directory'));
+  });
+});
+
+describe('pool', () => {
+  it('a pool destroyed while piscina loads does not stay as the current pool', async () => {
+    await destroyPool();
+    const want = poolThreads();
+    // warmPool makes a pool of want + 1 workers once piscina's module is loaded; destroyPool
+    // before that destroys the pool when it is made, and the next one gets poolThreads().
+    warmPool(want + 1);
+    assert.equal(poolSize(), want + 1);
+    await destroyPool();
+    assert.equal(poolSize(), want, 'the destroyed pool is not the current one');
+    assert.equal(poolStarted(), 0);
   });
 });
