@@ -1852,22 +1852,10 @@ typedef struct {
   uint8_t id[32];
 } TEnt;
 
-typedef struct {
-  napi_value *v;
-  size_t len, cap;
-} Handles;
-
-static int handlePush(Handles *h, napi_value v) {
-  if (h->len == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 1024;
-    napi_value *q = realloc(h->v, cap * sizeof *q);
-    if (!q) return 0;
-    h->v = q;
-    h->cap = cap;
-  }
-  h->v[h->len++] = v;
-  return 1;
-}
+/* Handles kept in a Buf (put grows it). */
+static int handlePush(Buf *b, napi_value v) { return put(b, &v, sizeof v); }
+static napi_value *handles(const Buf *b) { return (napi_value *)b->p; }
+static size_t handleCount(const Buf *b) { return b->len / sizeof(napi_value); }
 
 typedef struct {
   napi_value kT, kName, kSize, kExe, kId, kTarget, kChildren;
@@ -1983,23 +1971,24 @@ static int readEntry(napi_env env, const TKeys *k, napi_value c, int tk, napi_va
 }
 
 typedef struct {
-  Handles order, kids, ids;
+  Buf order, kids, ids; /* handles */
   Buf kinds, starts, ents, enc;
 } TPass;
 
 static void tpassFree(TPass *t) {
-  free(t->order.v); free(t->kids.v); free(t->ids.v);
+  free(t->order.p); free(t->kids.p); free(t->ids.p);
   free(t->kinds.p); free(t->starts.p); free(t->ents.p); free(t->enc.p);
 }
 
 /* The pass's first half: the directories without an id from `root` down, in buildCompleteTrees'
  * order, each one's children (handles and kinds) kept. 0: out of memory. */
 static int treeOrder(napi_env env, const TKeys *k, napi_value root, TPass *t) {
-  Handles stack = {0};
+  Buf stack = {0};
   int ok = handlePush(&stack, root);
   while (ok && stack.len > 0) {
-    napi_value d = stack.v[--stack.len], ch, c = NULL, idv;
-    uint32_t n = 0, at = (uint32_t)t->kids.len;
+    stack.len -= sizeof(napi_value);
+    napi_value d = handles(&stack)[handleCount(&stack)], ch, c = NULL, idv;
+    uint32_t n = 0, at = (uint32_t)handleCount(&t->kids);
     ok = handlePush(&t->order, d) && put(&t->starts, &at, 4);
     if (ok && (napi_get_property(env, d, k->kChildren, &ch) != napi_ok || napi_get_array_length(env, ch, &n) != napi_ok)) {
       /* No children array: one entry of a kind readEntry refuses, so JS meets it. */
@@ -2014,8 +2003,8 @@ static int treeOrder(napi_env env, const TKeys *k, napi_value root, TPass *t) {
       if (ok && tk == TK_DIR && napi_get_property(env, c, k->kId, &idv) == napi_ok && isUndefined(env, idv)) ok = handlePush(&stack, c);
     }
   }
-  uint32_t end = (uint32_t)t->kids.len;
-  free(stack.v);
+  uint32_t end = (uint32_t)handleCount(&t->kids);
+  free(stack.p);
   return ok && put(&t->starts, &end, 4);
 }
 
@@ -2025,7 +2014,7 @@ static int treeOne(napi_env env, const TKeys *k, TPass *t, uint32_t i, bool all,
   const uint32_t *st = (const uint32_t *)t->starts.p;
   uint32_t s = st[i], n = st[i + 1] - s;
   const uint8_t *kinds = (const uint8_t *)t->kinds.p + s;
-  napi_value *kids = t->kids.v + s, d = t->order.v[i];
+  napi_value *kids = handles(&t->kids) + s, d = handles(&t->order)[i];
   t->ids.len = 0;
   for (uint32_t j = 0; j < n; j++) {
     napi_value idv = NULL;
@@ -2038,7 +2027,7 @@ static int treeOne(napi_env env, const TKeys *k, TPass *t, uint32_t i, bool all,
   if (!room(&t->ents, (n ? n : 1) * sizeof(TEnt))) return -1;
   TEnt *e = (TEnt *)t->ents.p;
   double size = 0;
-  for (uint32_t j = 0; j < n; j++) if (!readEntry(env, k, kids[j], kinds[j], t->ids.v[j], &e[j], &size)) return 2;
+  for (uint32_t j = 0; j < n; j++) if (!readEntry(env, k, kids[j], kinds[j], handles(&t->ids)[j], &e[j], &size)) return 2;
   int r = encodeEntries(e, n, &t->enc);
   if (r <= 0) return r < 0 ? -1 : 2;
   uint8_t h[32];
@@ -2081,14 +2070,14 @@ static napi_value BuildTrees(napi_env env, napi_callback_info info) {
   TPass t = {0};
   int ok = treeOrder(env, &k, argv[0], &t);
   uint32_t at = 0;
-  for (size_t i = t.order.len; ok && i-- > 0;) {
+  for (size_t i = handleCount(&t.order); ok && i-- > 0;) {
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
     int r = treeOne(env, &k, &t, (uint32_t)i, all, res, &at);
     napi_close_handle_scope(env, scope);
     if (r < 0) ok = 0;
     if (r == 2) {
-      napi_set_element(env, res, at, t.order.v[i]);
+      napi_set_element(env, res, at, handles(&t.order)[i]);
       break;
     }
   }

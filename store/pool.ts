@@ -150,7 +150,7 @@ export function warmPool(threads = poolThreads()): void {
  * process gets the first one's size), without starting it: one not made yet will have
  * poolThreads(). */
 export function poolSize(): number {
-  return pool?.maxThreads ?? size ?? poolThreads();
+  return size ?? poolThreads();
 }
 
 /** Workers the pool has started (0: not made; tests: an update whose files are all known starts
